@@ -1,0 +1,77 @@
+/* config — the only code that includes <yaml.h>.  Reads an experiment YAML
+ * into a typed, validated exp_spec with every default filled in; applies
+ * --set overrides; reports every problem as FILE:LINE:COLUMN naming the key.
+ * Depends on util and nn (layer specs and shape checks). */
+#ifndef KD_CONFIG_H
+#define KD_CONFIG_H
+
+#include <stdio.h>
+
+#include "../nn/nn.h"
+
+#define CFG_MAX_LAYERS 64
+#define CFG_PATH_MAX 1024
+
+typedef struct {
+    int line, col; /* 1-based; 0 when the value is a default */
+} cfg_pos;
+
+typedef enum { CFG_DATA_FASHION = 0, CFG_DATA_IDX, CFG_DATA_CSV } cfg_data_kind;
+
+typedef struct {
+    cfg_data_kind kind;       /* key `dataset`: fashion-mnist | idx | csv */
+    char dir[CFG_PATH_MAX];   /* fashion-mnist: folder (default DATA_FASHION_DIR) */
+    /* idx: four paths; csv: train_csv/test_csv */
+    char train_images[CFG_PATH_MAX], train_labels[CFG_PATH_MAX];
+    char test_images[CFG_PATH_MAX], test_labels[CFG_PATH_MAX];
+    char train_csv[CFG_PATH_MAX], test_csv[CFG_PATH_MAX];
+    nn_shape shape;           /* `shape: [c, h, w]`; fashion-mnist default [1,28,28] */
+    float val_fraction;       /* default 0.1, [0, 0.9] */
+    int train_subset;         /* 0 = all; else first N training samples */
+    int test_subset;          /* 0 = all */
+    cfg_pos pos;              /* of the `data` key */
+} cfg_data;
+
+typedef struct {
+    int epochs;               /* required, [1, 10000] */
+    int batch_size;           /* default 128, [1, 65536] */
+    nn_opt_spec opt;          /* `optimizer: {kind: sgd|adamw, lr, momentum, nesterov,
+                                 weight_decay, beta1, beta2, eps}` */
+    nn_sched_spec sched;      /* `schedule: {kind: constant|step|cosine, warmup_epochs,
+                                 step_epochs, gamma, min_lr}` */
+    cfg_pos pos;
+} cfg_train;
+
+typedef struct {
+    nn_layer_spec layers[CFG_MAX_LAYERS];
+    cfg_pos layer_pos[CFG_MAX_LAYERS]; /* where each layer item starts */
+    int nlayers;
+    cfg_train train;
+    cfg_pos pos;
+} cfg_model;
+
+typedef struct {
+    char file[CFG_PATH_MAX]; /* the config file path (for messages) */
+    char name[128];          /* required; [A-Za-z0-9_.-]+ (used as the run folder name) */
+    uint64_t seed;           /* default 1 */
+    int threads;             /* default 0 = all cores; [0, 256] */
+    cfg_data data;
+    cfg_model teacher;       /* required */
+} exp_spec;
+
+/* Reads and validates path into out, then applies the overrides
+ * ("dotted.key=value", e.g. "teacher.train.epochs=1", "teacher.layers.0.units=64")
+ * and validates again.  Returns 0 or KD_ECONFIG (e: FILE:LINE:COL and the key;
+ * for an override, e->file is "--set" and the message quotes it), KD_EIO. */
+int config_load(const char *path, const char *const *overrides, int noverrides,
+                exp_spec *out, kd_err *e);
+
+/* Same from a string (tests); name is used as the file name in messages. */
+int config_load_string(const char *name, const char *text, size_t len,
+                       const char *const *overrides, int noverrides, exp_spec *out, kd_err *e);
+
+/* Writes the resolved spec (every key, defaults filled) as YAML that
+ * config_load reads back to an equal spec. */
+int config_dump(const exp_spec *s, FILE *f);
+
+#endif

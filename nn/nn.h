@@ -1,0 +1,219 @@
+/* nn — the engine: shapes, layers behind an ops table, models over one flat
+ * parameter buffer, losses, optimisers, schedules, RNG streams, model files.
+ * Knows nothing of YAML, datasets or the CLI.  Depends on util and OpenBLAS. */
+#ifndef KD_NN_H
+#define KD_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../util/util.h"
+
+/* ---- RNG streams -----------------------------------------------------------
+ * xoshiro256** seeded by splitmix64(seed, stream): independent streams so that
+ * e.g. changing dropout does not change the shuffle order. */
+typedef struct {
+    uint64_t s[4];
+} nn_rng;
+enum { NN_STREAM_INIT = 1, NN_STREAM_SHUFFLE = 2, NN_STREAM_DROPOUT = 3, NN_STREAM_SPLIT = 4,
+       NN_STREAM_DATA = 5, NN_STREAM_TEST = 6 };
+nn_rng nn_rng_stream(uint64_t seed, uint64_t stream);
+uint64_t nn_rng_u64(nn_rng *r);
+uint32_t nn_rng_below(nn_rng *r, uint32_t n); /* uniform in [0, n), n > 0 */
+float nn_rng_uniform(nn_rng *r);              /* [0, 1) */
+float nn_rng_normal(nn_rng *r);               /* N(0, 1) */
+void nn_rng_shuffle(nn_rng *r, int *a, int n);
+
+/* ---- shapes ---------------------------------------------------------------- */
+/* Per-sample shape; a batch of n is laid out NCHW (n * c * h * w floats).
+ * A feature vector is (c = features, h = 1, w = 1). */
+typedef struct {
+    int c, h, w;
+} nn_shape;
+static inline size_t nn_shape_size(nn_shape s) { return (size_t)s.c * s.h * s.w; }
+
+/* ---- layer specs (data that describes a layer) ----------------------------- */
+typedef enum {
+    NN_DENSE = 0,   /* fully connected; flattens any input shape */
+    NN_CONV2D,      /* 2-D convolution, square kernel, stride, zero padding */
+    NN_MAXPOOL2D,   /* max pooling, square window, stride (default = kernel) */
+    NN_RELU,
+    NN_DROPOUT,     /* inverted dropout: scaled at train time, identity at eval */
+    NN_FLATTEN,     /* (c,h,w) -> (c*h*w,1,1); no data movement */
+    NN_BATCHNORM,   /* per channel (per feature for vectors); train/eval modes */
+    NN_KIND_COUNT
+} nn_kind;
+
+typedef enum { NN_INIT_AUTO = 0, NN_INIT_HE, NN_INIT_XAVIER } nn_init;
+
+typedef struct {
+    nn_kind kind;
+    char name[32];       /* unique in a model; "" = auto ("dense1", "conv2", ...) */
+    int units;           /* dense: outputs */
+    int filters;         /* conv2d: output channels */
+    int kernel;          /* conv2d, maxpool2d: window size */
+    int stride;          /* conv2d (default 1), maxpool2d (default = kernel); 0 = default */
+    int pad;             /* conv2d: zero padding on each side */
+    float rate;          /* dropout: probability of dropping, [0, 1) */
+    float eps, momentum; /* batchnorm: defaults 1e-5 and 0.1 when 0 */
+    nn_init init;        /* dense, conv2d: AUTO = He (relu nets) */
+} nn_layer_spec;
+
+const char *nn_kind_name(nn_kind k);             /* "dense", "conv2d", ... */
+int nn_kind_from_name(const char *s, nn_kind *k); /* 0 or -1 */
+
+/* ---- layers ------------------------------------------------------------------ */
+typedef struct nn_layer nn_layer;
+
+/* Per-call context: train mode and the dropout stream. */
+typedef struct {
+    int train;
+    nn_rng *rng; /* used by dropout in train mode */
+} nn_ctx;
+
+/* One table per layer kind.  x is the layer's input batch, y its output
+ * (both n samples, NCHW), dy the gradient w.r.t. y; backward ACCUMULATES
+ * into the parameter gradients (gw, gb) and WRITES dx (dx may be NULL for
+ * the first layer: skip that work). */
+typedef struct {
+    const char *name;
+    /* from l->spec and l->in: set l->out, l->nw, l->nb, l->nbuf; error if the
+     * shapes do not fit (message names the problem, not the layer: the caller
+     * prefixes the layer name) */
+    int (*setup)(nn_layer *l, kd_err *e);
+    void (*init)(nn_layer *l, nn_rng *r);                 /* may be NULL */
+    int (*reserve)(nn_layer *l, int max_batch, kd_err *e); /* private scratch; may be NULL */
+    void (*release)(nn_layer *l);                          /* frees l->priv; may be NULL */
+    void (*forward)(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c);
+    void (*backward)(nn_layer *l, const float *x, const float *y, const float *dy, float *dx,
+                     int n, const nn_ctx *c);
+    /* multiply-accumulates per sample in forward (for FLOP counts) */
+    double (*macs)(const nn_layer *l);
+    /* in-place: y may alias x (relu, flatten, dropout); lets the model save memory */
+    int inplace;
+} nn_layer_ops;
+
+struct nn_layer {
+    nn_layer_spec spec;
+    const nn_layer_ops *ops;
+    nn_shape in, out;
+    /* trainable parameters: views into the model's params / grads buffers */
+    float *w, *b, *gw, *gb;
+    size_t nw, nb;
+    /* non-trainable state saved with the model (batchnorm running mean, var) */
+    float *buf;
+    size_t nbuf;
+    void *priv;     /* private scratch owned by the layer (reserve/release) */
+    int max_batch;  /* capacity reserved */
+};
+
+/* The built-in ops of a kind (never NULL for k < NN_KIND_COUNT). */
+const nn_layer_ops *nn_layer_ops_of(nn_kind k);
+/* Kind tables, one per file in nn/ (layer_dense.c, layer_conv2d.c, ...). */
+extern const nn_layer_ops nn_dense_ops, nn_conv2d_ops, nn_maxpool2d_ops, nn_relu_ops,
+    nn_dropout_ops, nn_flatten_ops, nn_batchnorm_ops;
+
+/* ---- model ----------------------------------------------------------------- */
+typedef struct {
+    nn_shape in;
+    int nclasses;       /* = size of the last layer's output */
+    int nlayers;
+    nn_layer *layers;
+    float *params, *grads; /* all trainable parameters, one flat buffer each */
+    size_t nparams;
+    float *buffers;        /* all non-trainable state */
+    size_t nbuffers;
+    /* input preprocessing carried with the model: x' = (x/255 - mean) / std
+     * for uint8 data (x' = (x - mean)/std for float data) */
+    float in_mean, in_std;
+    /* activations: act[i] is layer i's input, act[nlayers] the logits;
+     * dact[0..1] ping-pong gradient buffers; all sized for cap samples */
+    int cap;
+    float **act, *dact[2];
+} nn_model;
+
+/* Builds a model from specs (names filled in, shapes checked).  On a shape
+ * error e->msg names the layer ("layer 3 (dense2): ...") and *bad_layer (if
+ * not NULL) gets its index. Parameters are zero until nn_model_init. */
+nn_model *nn_model_new(nn_shape in, const nn_layer_spec *specs, int nlayers, int *bad_layer,
+                       kd_err *e);
+void nn_model_free(nn_model *m);
+/* He/Xavier init of weights, zero biases, bn gamma=1 beta=0 var=1; from the INIT stream. */
+void nn_model_init(nn_model *m, uint64_t seed);
+/* Ensures activations and layer scratch for batches of up to n. */
+int nn_model_reserve(nn_model *m, int n, kd_err *e);
+/* Forward n samples (n <= reserved cap; reserves if needed and returns NULL on
+ * allocation failure). Returns a view of the logits (n * nclasses); do not free. */
+const float *nn_model_forward(nn_model *m, const float *x, int n, const nn_ctx *c);
+/* Backward from dlogits through every layer (after a forward on the same batch
+ * in the same mode); accumulates into m->grads. */
+void nn_model_backward(nn_model *m, const float *dlogits, int n, const nn_ctx *c);
+void nn_model_zero_grad(nn_model *m);
+/* A deep copy (parameters, buffers, specs; no activations). */
+nn_model *nn_model_clone(const nn_model *m, kd_err *e);
+/* Counts */
+size_t nn_model_nonzero_params(const nn_model *m);
+double nn_model_macs(const nn_model *m); /* per sample */
+/* Index of the layer named name, or -1. */
+int nn_model_find(const nn_model *m, const char *name);
+
+/* ---- losses --------------------------------------------------------------- */
+/* Fused, numerically stable softmax cross-entropy, mean over n rows of k logits.
+ * Writes dlogits = (softmax - onehot)/n when dlogits != NULL.  Labels in [0,k). */
+float nn_softmax_xent(const float *logits, const uint8_t *labels, int n, int k, float *dlogits);
+/* argmax per row; returns the number of rows whose argmax equals the label */
+int nn_count_correct(const float *logits, const uint8_t *labels, int n, int k);
+
+/* ---- optimisers and schedules ------------------------------------------- */
+typedef enum { NN_OPT_SGD = 0, NN_OPT_ADAMW } nn_opt_kind;
+typedef struct {
+    nn_opt_kind kind;
+    float lr;            /* base learning rate */
+    float momentum;      /* sgd */
+    int nesterov;        /* sgd */
+    float weight_decay;  /* sgd: L2 added to the gradient; adamw: decoupled */
+    float beta1, beta2, eps; /* adamw; defaults 0.9, 0.999, 1e-8 when 0 */
+} nn_opt_spec;
+
+typedef struct {
+    nn_opt_spec spec;
+    size_t n;
+    float *m, *v; /* moment buffers (v only for adamw) */
+    long step;
+} nn_optim;
+
+nn_optim *nn_optim_new(const nn_opt_spec *s, size_t nparams, kd_err *e);
+void nn_optim_free(nn_optim *o);
+/* One update of m->params from m->grads at learning rate lr.  Weight decay
+ * applies to weights (w), never to biases or batchnorm parameters (b). */
+void nn_optim_step(nn_optim *o, nn_model *m, float lr);
+
+typedef enum { NN_SCHED_CONSTANT = 0, NN_SCHED_STEP, NN_SCHED_COSINE } nn_sched_kind;
+typedef struct {
+    nn_sched_kind kind;
+    float warmup_epochs; /* linear warm-up from 0 over this many epochs */
+    int step_epochs;     /* step: multiply by gamma every step_epochs */
+    float gamma;
+    float min_lr;        /* cosine: floor */
+} nn_sched_spec;
+/* Learning rate at a (fractional) epoch position of total epochs. */
+float nn_sched_lr(const nn_sched_spec *s, float base_lr, double epoch, int total_epochs);
+
+/* ---- model files ------------------------------------------------------------
+ * "KDBM" magic, version, input shape, preprocessing, layer specs, parameters,
+ * buffers, CRC32 of everything before it.  Written atomically; the loader
+ * checks every size and the checksum and refuses anything else. */
+#define NN_MODEL_MAGIC "KDBM"
+#define NN_MODEL_VERSION 1u
+/* Serialises m into b (appends). */
+void nn_model_serialize(const nn_model *m, kd_buf *b);
+/* Parses one model from r (advances it); errors name the problem. */
+nn_model *nn_model_deserialize(kd_rd *r, kd_err *e);
+int nn_model_save(const nn_model *m, const char *path, kd_err *e);
+nn_model *nn_model_load(const char *path, kd_err *e);
+
+/* ---- init helpers (used by layer files) ---------------------------------- */
+void nn_fill_he(float *w, size_t n, int fan_in, nn_rng *r);
+void nn_fill_xavier(float *w, size_t n, int fan_in, int fan_out, nn_rng *r);
+
+#endif

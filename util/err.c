@@ -1,0 +1,82 @@
+/* Error reports and the plain run log. */
+#include "util.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+static int vset(kd_err *e, int code, const char *file, int line, int col, const char *fmt,
+                va_list ap)
+{
+    if (!e)
+        return code;
+    e->code = code;
+    snprintf(e->file, sizeof e->file, "%s", file ? file : "");
+    e->line = line;
+    e->col = col;
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    return code;
+}
+
+int kd_err_set(kd_err *e, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vset(e, code, NULL, 0, 0, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int kd_err_at(kd_err *e, int code, const char *file, int line, int col, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vset(e, code, file, line, col, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+void kd_err_prefix(kd_err *e, const char *fmt, ...)
+{
+    if (!e)
+        return;
+    char pre[512], old[sizeof e->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pre, sizeof pre, fmt, ap);
+    va_end(ap);
+    memcpy(old, e->msg, sizeof old);
+    snprintf(e->msg, sizeof e->msg, "%s: %s", pre, old);
+}
+
+const char *kd_err_str(const kd_err *e, char *buf, size_t n)
+{
+    if (!e->file[0])
+        snprintf(buf, n, "%s", e->msg);
+    else if (e->line > 0 && e->col > 0)
+        snprintf(buf, n, "%s:%d:%d: %s", e->file, e->line, e->col, e->msg);
+    else if (e->line > 0)
+        snprintf(buf, n, "%s:%d: %s", e->file, e->line, e->msg);
+    else
+        snprintf(buf, n, "%s: %s", e->file, e->msg);
+    return buf;
+}
+
+void kd_logf(kd_log *l, const char *fmt, ...)
+{
+    if (!l)
+        return;
+    va_list ap;
+    if (l->file) {
+        va_start(ap, fmt);
+        vfprintf(l->file, fmt, ap);
+        va_end(ap);
+        fputc('\n', l->file);
+        fflush(l->file);
+    }
+    if (l->echo) {
+        va_start(ap, fmt);
+        vfprintf(l->echo, fmt, ap);
+        va_end(ap);
+        fputc('\n', l->echo);
+    }
+}
