@@ -45,7 +45,17 @@ void kd_err_prefix(kd_err *e, const char *fmt, ...)
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
     memcpy(old, e->msg, sizeof old);
-    snprintf(e->msg, sizeof e->msg, "%s: %s", pre, old);
+    /* truncation is acceptable here: keep as much of both as fits */
+    size_t np = strlen(pre), cap = sizeof e->msg - 1;
+    np = np > cap ? cap : np;
+    memcpy(e->msg, pre, np);
+    size_t k = np;
+    for (const char *s = ": "; *s && k < cap; s++)
+        e->msg[k++] = *s;
+    size_t no = strlen(old);
+    no = no > cap - k ? cap - k : no;
+    memcpy(e->msg + k, old, no);
+    e->msg[k + no] = 0;
 }
 
 const char *kd_err_str(const kd_err *e, char *buf, size_t n)

@@ -1,0 +1,194 @@
+/* Model files: "KDBM", version, architecture, tensors, CRC32 trailer.
+ * The loader trusts nothing: the checksum first, then every count against
+ * the bytes that are really there, before any large allocation. */
+#include <string.h>
+
+#include "nn.h"
+
+#define MAX_LAYERS 4096
+#define MAX_DIM (1 << 20)
+
+static void put_spec(kd_buf *b, const nn_layer_spec *s)
+{
+    kd_buf_u32(b, (uint32_t)s->kind);
+    kd_buf_str(b, s->name);
+    kd_buf_u32(b, (uint32_t)s->units);
+    kd_buf_u32(b, (uint32_t)s->filters);
+    kd_buf_u32(b, (uint32_t)s->kernel);
+    kd_buf_u32(b, (uint32_t)s->stride);
+    kd_buf_u32(b, (uint32_t)s->pad);
+    kd_buf_f32(b, s->rate);
+    kd_buf_f32(b, s->eps);
+    kd_buf_f32(b, s->momentum);
+    kd_buf_u32(b, (uint32_t)s->init);
+}
+
+void nn_model_serialize(const nn_model *m, kd_buf *b)
+{
+    kd_buf_put(b, NN_MODEL_MAGIC, 4);
+    kd_buf_u32(b, NN_MODEL_VERSION);
+    kd_buf_u32(b, (uint32_t)m->in.c);
+    kd_buf_u32(b, (uint32_t)m->in.h);
+    kd_buf_u32(b, (uint32_t)m->in.w);
+    kd_buf_f32(b, m->in_mean);
+    kd_buf_f32(b, m->in_std);
+    kd_buf_u32(b, (uint32_t)m->nlayers);
+    for (int i = 0; i < m->nlayers; i++)
+        put_spec(b, &m->layers[i].spec);
+    kd_buf_u64(b, m->nparams);
+    kd_buf_u64(b, m->nbuffers);
+    kd_buf_put(b, m->params, m->nparams * sizeof(float));
+    kd_buf_put(b, m->buffers, m->nbuffers * sizeof(float));
+}
+
+static int in_range(uint32_t v, uint32_t hi) { return v <= hi; }
+
+static int get_spec(kd_rd *r, nn_layer_spec *s, int i, kd_err *e)
+{
+    memset(s, 0, sizeof *s);
+    uint32_t kind = kd_rd_u32(r);
+    kd_rd_str(r, s->name, sizeof s->name);
+    uint32_t v[5];
+    for (int j = 0; j < 5; j++)
+        v[j] = kd_rd_u32(r);
+    s->rate = kd_rd_f32(r);
+    s->eps = kd_rd_f32(r);
+    s->momentum = kd_rd_f32(r);
+    uint32_t init = kd_rd_u32(r);
+    if (!r->ok)
+        return kd_err_set(e, KD_EFORMAT, "truncated in layer %d", i);
+    if (kind >= NN_KIND_COUNT || init > NN_INIT_XAVIER)
+        return kd_err_set(e, KD_EFORMAT, "layer %d has an unknown kind or initialiser", i);
+    for (int j = 0; j < 5; j++)
+        if (!in_range(v[j], MAX_DIM))
+            return kd_err_set(e, KD_EFORMAT, "layer %d has an out-of-range size", i);
+    s->kind = (nn_kind)kind;
+    s->units = (int)v[0];
+    s->filters = (int)v[1];
+    s->kernel = (int)v[2];
+    s->stride = (int)v[3];
+    s->pad = (int)v[4];
+    s->init = (nn_init)init;
+    return KD_OK;
+}
+
+/* Parameter counts the specs imply, computed without allocating them. */
+static int implied_sizes(nn_shape in, const nn_layer_spec *specs, int n, size_t *np, size_t *nb,
+                         kd_err *e)
+{
+    *np = *nb = 0;
+    for (int i = 0; i < n; i++) {
+        nn_layer l = {.spec = specs[i], .ops = nn_layer_ops_of(specs[i].kind), .in = in};
+        if (l.ops->setup(&l, e) != KD_OK) {
+            kd_err_prefix(e, "layer %d", i);
+            return KD_EFORMAT;
+        }
+        *np += l.nw + l.nb;
+        *nb += l.nbuf;
+        in = l.out;
+    }
+    return KD_OK;
+}
+
+nn_model *nn_model_deserialize(kd_rd *r, kd_err *e)
+{
+    char magic[4];
+    kd_rd_get(r, magic, 4);
+    uint32_t ver = kd_rd_u32(r);
+    if (!r->ok || memcmp(magic, NN_MODEL_MAGIC, 4) != 0) {
+        kd_err_set(e, KD_EFORMAT, "not a kdbench model file (bad magic)");
+        return NULL;
+    }
+    if (ver != NN_MODEL_VERSION) {
+        kd_err_set(e, KD_EFORMAT, "model file version %u; this build reads version %u", ver,
+                   NN_MODEL_VERSION);
+        return NULL;
+    }
+    uint32_t c = kd_rd_u32(r), h = kd_rd_u32(r), w = kd_rd_u32(r);
+    float mean = kd_rd_f32(r), sd = kd_rd_f32(r);
+    uint32_t nl = kd_rd_u32(r);
+    if (!r->ok || !in_range(c, MAX_DIM) || !in_range(h, MAX_DIM) || !in_range(w, MAX_DIM) ||
+        nl < 1 || nl > MAX_LAYERS) {
+        kd_err_set(e, KD_EFORMAT, "bad model header (truncated or out-of-range sizes)");
+        return NULL;
+    }
+    nn_shape in = {(int)c, (int)h, (int)w};
+    nn_layer_spec *specs = kd_calloc(nl, sizeof *specs);
+    if (!specs) {
+        kd_err_set(e, KD_ENOMEM, "out of memory");
+        return NULL;
+    }
+    nn_model *m = NULL;
+    size_t np, nb;
+    for (uint32_t i = 0; i < nl; i++)
+        if (get_spec(r, &specs[i], (int)i, e) != KD_OK)
+            goto out;
+    uint64_t fnp = kd_rd_u64(r), fnb = kd_rd_u64(r);
+    if (implied_sizes(in, specs, (int)nl, &np, &nb, e) != KD_OK)
+        goto out;
+    if (!r->ok || fnp != np || fnb != nb) {
+        kd_err_set(e, KD_EFORMAT, "parameter count in the file does not match its layers");
+        goto out;
+    }
+    if ((np + nb) > (r->len - r->pos) / sizeof(float)) {
+        kd_err_set(e, KD_EFORMAT, "truncated: %zu parameters promised, fewer present", np + nb);
+        goto out;
+    }
+    if (!(m = nn_model_new(in, specs, (int)nl, NULL, e)))
+        goto out;
+    kd_rd_get(r, m->params, np * sizeof(float));
+    kd_rd_get(r, m->buffers, nb * sizeof(float));
+    m->in_mean = mean;
+    m->in_std = sd;
+    if (!(sd > 0)) {
+        kd_err_set(e, KD_EFORMAT, "bad input normalisation (std %g)", (double)sd);
+        nn_model_free(m);
+        m = NULL;
+    }
+out:
+    kd_free(specs);
+    return m;
+}
+
+int nn_model_save(const nn_model *m, const char *path, kd_err *e)
+{
+    kd_buf b = {0};
+    nn_model_serialize(m, &b);
+    kd_buf_u32(&b, kd_crc32(0, b.p, b.len));
+    int rc = b.failed ? kd_err_at(e, KD_ENOMEM, path, 0, 0, "out of memory")
+                      : kd_write_atomic(path, b.p, b.len, e);
+    kd_buf_free(&b);
+    return rc;
+}
+
+nn_model *nn_model_load(const char *path, kd_err *e)
+{
+    uint8_t *p;
+    size_t n;
+    if (kd_read_file(path, (size_t)1 << 32, &p, &n, e) != KD_OK)
+        return NULL;
+    nn_model *m = NULL;
+    uint32_t crc;
+    if (n < 12) {
+        kd_err_at(e, KD_EFORMAT, path, 0, 0, "truncated model file (%zu bytes)", n);
+    } else if (memcpy(&crc, p + n - 4, 4), crc != kd_crc32(0, p, n - 4)) {
+        kd_err_at(e, KD_EFORMAT, path, 0, 0,
+                  memcmp(p, NN_MODEL_MAGIC, 4) ? "not a kdbench model file (bad magic)"
+                                               : "checksum mismatch: the file is truncated or corrupt");
+    } else {
+        kd_rd r = {.p = p, .len = n - 4, .ok = 1};
+        m = nn_model_deserialize(&r, e);
+        if (m && r.pos != r.len) {
+            kd_err_set(e, KD_EFORMAT, "%zu unexpected bytes after the model", r.len - r.pos);
+            nn_model_free(m);
+            m = NULL;
+        }
+        if (!m) {
+            char msg[sizeof e->msg];
+            snprintf(msg, sizeof msg, "%s", e ? e->msg : "");
+            kd_err_at(e, KD_EFORMAT, path, 0, 0, "%s", msg);
+        }
+    }
+    kd_free(p);
+    return m;
+}

@@ -1,0 +1,160 @@
+/* Parameter-free element-wise layers: relu, dropout, flatten. */
+#include <string.h>
+
+#include "nn.h"
+
+static int same_shape_setup(nn_layer *l, kd_err *e)
+{
+    (void)e;
+    l->out = l->in;
+    l->nw = l->nb = l->nbuf = 0;
+    return KD_OK;
+}
+
+static double no_macs(const nn_layer *l)
+{
+    (void)l;
+    return 0;
+}
+
+/* ---- relu ------------------------------------------------------------------ */
+static void relu_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
+{
+    (void)c;
+    size_t m = (size_t)n * nn_shape_size(l->in);
+    for (size_t i = 0; i < m; i++)
+        y[i] = x[i] > 0 ? x[i] : 0;
+}
+
+/* uses y (> 0 exactly where x > 0), so it also works when y aliases x */
+static void relu_backward(nn_layer *l, const float *x, const float *y, const float *dy,
+                          float *dx, int n, const nn_ctx *c)
+{
+    (void)x;
+    (void)c;
+    if (!dx)
+        return;
+    size_t m = (size_t)n * nn_shape_size(l->in);
+    for (size_t i = 0; i < m; i++)
+        dx[i] = y[i] > 0 ? dy[i] : 0;
+}
+
+const nn_layer_ops nn_relu_ops = {
+    .name = "relu",
+    .setup = same_shape_setup,
+    .forward = relu_forward,
+    .backward = relu_backward,
+    .macs = no_macs,
+    .inplace = 1,
+};
+
+/* ---- dropout ----------------------------------------------------------------
+ * Inverted dropout: kept units are scaled by 1/(1-rate) at train time, so eval
+ * is the identity.  The mask lives in priv; it is drawn from ctx->rng (the
+ * DROPOUT stream) so a seed reproduces it. */
+static int dropout_setup(nn_layer *l, kd_err *e)
+{
+    if (!(l->spec.rate >= 0 && l->spec.rate < 1))
+        return kd_err_set(e, KD_ECONFIG, "rate must be in [0, 1)");
+    return same_shape_setup(l, e);
+}
+
+static int dropout_reserve(nn_layer *l, int max_batch, kd_err *e)
+{
+    kd_afree(l->priv);
+    l->priv = kd_afloat((size_t)max_batch * nn_shape_size(l->in));
+    if (!l->priv)
+        return kd_err_set(e, KD_ENOMEM, "out of memory for dropout mask");
+    l->max_batch = max_batch;
+    return KD_OK;
+}
+
+static void dropout_release(nn_layer *l)
+{
+    kd_afree(l->priv);
+    l->priv = NULL;
+}
+
+static void dropout_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
+{
+    size_t m = (size_t)n * nn_shape_size(l->in);
+    if (!c->train || l->spec.rate <= 0 || !c->rng) {
+        if (y != x)
+            memmove(y, x, m * sizeof *y);
+        return;
+    }
+    float *mask = l->priv, scale = 1.0f / (1.0f - l->spec.rate);
+    uint32_t thresh = (uint32_t)((double)l->spec.rate * 4294967296.0);
+    for (size_t i = 0; i < m; i += 2) { /* two 32-bit draws per 64-bit number */
+        uint64_t r = nn_rng_u64(c->rng);
+        mask[i] = (uint32_t)r >= thresh ? scale : 0.0f;
+        if (i + 1 < m)
+            mask[i + 1] = (uint32_t)(r >> 32) >= thresh ? scale : 0.0f;
+    }
+    for (size_t i = 0; i < m; i++)
+        y[i] = x[i] * mask[i];
+}
+
+static void dropout_backward(nn_layer *l, const float *x, const float *y, const float *dy,
+                             float *dx, int n, const nn_ctx *c)
+{
+    (void)x;
+    (void)y;
+    if (!dx)
+        return;
+    size_t m = (size_t)n * nn_shape_size(l->in);
+    if (!c->train || l->spec.rate <= 0 || !c->rng) {
+        if (dx != dy)
+            memmove(dx, dy, m * sizeof *dx);
+        return;
+    }
+    const float *mask = l->priv;
+    for (size_t i = 0; i < m; i++)
+        dx[i] = dy[i] * mask[i];
+}
+
+const nn_layer_ops nn_dropout_ops = {
+    .name = "dropout",
+    .setup = dropout_setup,
+    .reserve = dropout_reserve,
+    .release = dropout_release,
+    .forward = dropout_forward,
+    .backward = dropout_backward,
+    .macs = no_macs,
+    .inplace = 1,
+};
+
+/* ---- flatten: a new shape over the same bytes ------------------------------- */
+static int flatten_setup(nn_layer *l, kd_err *e)
+{
+    (void)e;
+    l->out = (nn_shape){(int)nn_shape_size(l->in), 1, 1};
+    l->nw = l->nb = l->nbuf = 0;
+    return KD_OK;
+}
+
+static void copy_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
+{
+    (void)c;
+    if (y != x)
+        memmove(y, x, (size_t)n * nn_shape_size(l->in) * sizeof *y);
+}
+
+static void copy_backward(nn_layer *l, const float *x, const float *y, const float *dy,
+                          float *dx, int n, const nn_ctx *c)
+{
+    (void)x;
+    (void)y;
+    (void)c;
+    if (dx && dx != dy)
+        memmove(dx, dy, (size_t)n * nn_shape_size(l->in) * sizeof *dx);
+}
+
+const nn_layer_ops nn_flatten_ops = {
+    .name = "flatten",
+    .setup = flatten_setup,
+    .forward = copy_forward,
+    .backward = copy_backward,
+    .macs = no_macs,
+    .inplace = 1,
+};

@@ -1,0 +1,290 @@
+/* A model: layers over one flat parameter buffer and one gradient buffer. */
+#include <string.h>
+
+#include "nn.h"
+
+static const nn_layer_ops *const kind_ops[NN_KIND_COUNT] = {
+    [NN_DENSE] = &nn_dense_ops,         [NN_CONV2D] = &nn_conv2d_ops,
+    [NN_MAXPOOL2D] = &nn_maxpool2d_ops, [NN_RELU] = &nn_relu_ops,
+    [NN_DROPOUT] = &nn_dropout_ops,     [NN_FLATTEN] = &nn_flatten_ops,
+    [NN_BATCHNORM] = &nn_batchnorm_ops,
+};
+
+static const char *const short_names[NN_KIND_COUNT] = {
+    [NN_DENSE] = "dense", [NN_CONV2D] = "conv",       [NN_MAXPOOL2D] = "pool", [NN_RELU] = "relu",
+    [NN_DROPOUT] = "drop", [NN_FLATTEN] = "flatten", [NN_BATCHNORM] = "bn",
+};
+
+const nn_layer_ops *nn_layer_ops_of(nn_kind k)
+{
+    return (unsigned)k < NN_KIND_COUNT ? kind_ops[k] : NULL;
+}
+
+const char *nn_kind_name(nn_kind k)
+{
+    return (unsigned)k < NN_KIND_COUNT ? kind_ops[k]->name : "?";
+}
+
+int nn_kind_from_name(const char *s, nn_kind *k)
+{
+    for (int i = 0; i < NN_KIND_COUNT; i++)
+        if (strcmp(s, kind_ops[i]->name) == 0) {
+            *k = (nn_kind)i;
+            return 0;
+        }
+    return -1;
+}
+
+/* Layer i may write its output over its input when the op allows it and the
+ * layer before does not need its own output in backward (dense and conv2d use
+ * only their input; relu's test y > 0 survives a later in-place dropout because
+ * dropped units get zero gradient anyway). flatten never changes data. */
+static int runs_inplace(const nn_model *m, int i)
+{
+    if (i == 0 || !m->layers[i].ops->inplace)
+        return 0;
+    if (m->layers[i].spec.kind == NN_FLATTEN)
+        return 1;
+    nn_kind prev = m->layers[i - 1].spec.kind;
+    return prev == NN_DENSE || prev == NN_CONV2D || prev == NN_RELU;
+}
+
+static void assign_views(nn_model *m)
+{
+    size_t p = 0, b = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        nn_layer *l = &m->layers[i];
+        l->w = l->nw ? m->params + p : NULL;
+        l->gw = l->nw ? m->grads + p : NULL;
+        p += l->nw;
+        l->b = l->nb ? m->params + p : NULL;
+        l->gb = l->nb ? m->grads + p : NULL;
+        p += l->nb;
+        l->buf = l->nbuf ? m->buffers + b : NULL;
+        b += l->nbuf;
+    }
+}
+
+static int name_layers(nn_model *m, int *bad, kd_err *e)
+{
+    int count[NN_KIND_COUNT] = {0};
+    for (int i = 0; i < m->nlayers; i++) {
+        nn_layer *l = &m->layers[i];
+        int k = ++count[l->spec.kind];
+        if (!l->spec.name[0])
+            snprintf(l->spec.name, sizeof l->spec.name, "%s%d", short_names[l->spec.kind], k);
+    }
+    for (int i = 0; i < m->nlayers; i++)
+        for (int j = 0; j < i; j++)
+            if (strcmp(m->layers[i].spec.name, m->layers[j].spec.name) == 0) {
+                if (bad)
+                    *bad = i;
+                return kd_err_set(e, KD_ECONFIG, "layer %d: name \"%s\" is used twice", i,
+                                  m->layers[i].spec.name);
+            }
+    return KD_OK;
+}
+
+nn_model *nn_model_new(nn_shape in, const nn_layer_spec *specs, int nlayers, int *bad_layer,
+                       kd_err *e)
+{
+    if (bad_layer)
+        *bad_layer = -1;
+    if (nlayers < 1 || in.c < 1 || in.h < 1 || in.w < 1) {
+        kd_err_set(e, KD_ECONFIG, nlayers < 1 ? "a model needs at least one layer"
+                                              : "input shape must be positive");
+        return NULL;
+    }
+    nn_model *m = kd_calloc(1, sizeof *m);
+    if (!m || !(m->layers = kd_calloc((size_t)nlayers, sizeof *m->layers))) {
+        kd_free(m);
+        kd_err_set(e, KD_ENOMEM, "out of memory");
+        return NULL;
+    }
+    m->in = in;
+    m->nlayers = nlayers;
+    m->in_mean = 0;
+    m->in_std = 1;
+    nn_shape s = in;
+    for (int i = 0; i < nlayers; i++) {
+        nn_layer *l = &m->layers[i];
+        l->spec = specs[i];
+        l->spec.name[sizeof l->spec.name - 1] = 0;
+        l->ops = nn_layer_ops_of(specs[i].kind);
+        l->in = s;
+        if (!l->ops) {
+            kd_err_set(e, KD_ECONFIG, "layer %d: unknown kind %d", i, (int)specs[i].kind);
+        } else if (l->ops->setup(l, e) == KD_OK) {
+            m->nparams += l->nw + l->nb;
+            m->nbuffers += l->nbuf;
+            s = l->out;
+            continue;
+        }
+        kd_err_prefix(e, "layer %d (%s)", i, l->ops ? l->ops->name : "?");
+        if (bad_layer)
+            *bad_layer = i;
+        nn_model_free(m);
+        return NULL;
+    }
+    if (name_layers(m, bad_layer, e) != KD_OK) {
+        nn_model_free(m);
+        return NULL;
+    }
+    m->nclasses = (int)nn_shape_size(s);
+    m->params = kd_afloat(m->nparams);
+    m->grads = kd_afloat(m->nparams);
+    m->buffers = kd_afloat(m->nbuffers);
+    if (!m->params || !m->grads || !m->buffers) {
+        nn_model_free(m);
+        kd_err_set(e, KD_ENOMEM, "out of memory for %zu parameters", m->nparams);
+        return NULL;
+    }
+    assign_views(m);
+    return m;
+}
+
+static void release_runtime(nn_model *m)
+{
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].ops && m->layers[i].ops->release)
+            m->layers[i].ops->release(&m->layers[i]);
+    if (m->act)
+        for (int i = 1; i <= m->nlayers; i++)
+            if (!runs_inplace(m, i - 1) || i == 1)
+                kd_afree(m->act[i]);
+    kd_free(m->act);
+    m->act = NULL;
+    kd_afree(m->dact[0]);
+    kd_afree(m->dact[1]);
+    m->dact[0] = m->dact[1] = NULL;
+    m->cap = 0;
+}
+
+void nn_model_free(nn_model *m)
+{
+    if (!m)
+        return;
+    if (m->layers)
+        release_runtime(m);
+    kd_afree(m->params);
+    kd_afree(m->grads);
+    kd_afree(m->buffers);
+    kd_free(m->layers);
+    kd_free(m);
+}
+
+void nn_model_init(nn_model *m, uint64_t seed)
+{
+    nn_rng r = nn_rng_stream(seed, NN_STREAM_INIT);
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].ops->init)
+            m->layers[i].ops->init(&m->layers[i], &r);
+}
+
+int nn_model_reserve(nn_model *m, int n, kd_err *e)
+{
+    if (n <= m->cap)
+        return KD_OK;
+    release_runtime(m);
+    m->act = kd_calloc((size_t)m->nlayers + 1, sizeof *m->act);
+    size_t maxsz = nn_shape_size(m->in);
+    int ok = m->act != NULL;
+    for (int i = 0; ok && i < m->nlayers; i++) {
+        nn_layer *l = &m->layers[i];
+        size_t sz = nn_shape_size(l->out);
+        maxsz = sz > maxsz ? sz : maxsz;
+        /* act[i+1] is layer i's output */
+        if (runs_inplace(m, i) && i > 0)
+            m->act[i + 1] = m->act[i];
+        else
+            ok = (m->act[i + 1] = kd_afloat((size_t)n * sz)) != NULL;
+        if (ok && l->ops->reserve)
+            ok = l->ops->reserve(l, n, e) == KD_OK;
+        l->max_batch = n;
+    }
+    ok = ok && (m->dact[0] = kd_afloat((size_t)n * maxsz)) != NULL;
+    ok = ok && (m->dact[1] = kd_afloat((size_t)n * maxsz)) != NULL;
+    if (!ok) {
+        release_runtime(m);
+        return kd_err_set(e, KD_ENOMEM, "out of memory for a batch of %d", n);
+    }
+    m->cap = n;
+    return KD_OK;
+}
+
+const float *nn_model_forward(nn_model *m, const float *x, int n, const nn_ctx *c)
+{
+    if (n > m->cap && nn_model_reserve(m, n, NULL) != KD_OK)
+        return NULL;
+    /* act[0] is the caller's input: it must stay valid until backward */
+    m->act[0] = (float *)x;
+    for (int i = 0; i < m->nlayers; i++) {
+        nn_layer *l = &m->layers[i];
+        l->ops->forward(l, m->act[i], m->act[i + 1], n, c);
+    }
+    return m->act[m->nlayers];
+}
+
+void nn_model_backward(nn_model *m, const float *dlogits, int n, const nn_ctx *c)
+{
+    const float *dy = dlogits;
+    int which = 0;
+    for (int i = m->nlayers - 1; i >= 0; i--) {
+        nn_layer *l = &m->layers[i];
+        float *dx = i > 0 ? m->dact[which] : NULL;
+        l->ops->backward(l, m->act[i], m->act[i + 1], dy, dx, n, c);
+        dy = dx;
+        which ^= 1;
+    }
+}
+
+void nn_model_zero_grad(nn_model *m)
+{
+    if (m->nparams)
+        memset(m->grads, 0, m->nparams * sizeof *m->grads);
+}
+
+nn_model *nn_model_clone(const nn_model *m, kd_err *e)
+{
+    nn_layer_spec *specs = kd_malloc((size_t)m->nlayers * sizeof *specs);
+    if (!specs) {
+        kd_err_set(e, KD_ENOMEM, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < m->nlayers; i++)
+        specs[i] = m->layers[i].spec;
+    nn_model *c = nn_model_new(m->in, specs, m->nlayers, NULL, e);
+    kd_free(specs);
+    if (!c)
+        return NULL;
+    memcpy(c->params, m->params, m->nparams * sizeof *c->params);
+    memcpy(c->buffers, m->buffers, m->nbuffers * sizeof *c->buffers);
+    c->in_mean = m->in_mean;
+    c->in_std = m->in_std;
+    return c;
+}
+
+size_t nn_model_nonzero_params(const nn_model *m)
+{
+    size_t nz = 0;
+    for (size_t i = 0; i < m->nparams; i++)
+        nz += m->params[i] != 0.0f;
+    return nz;
+}
+
+double nn_model_macs(const nn_model *m)
+{
+    double s = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].ops->macs)
+            s += m->layers[i].ops->macs(&m->layers[i]);
+    return s;
+}
+
+int nn_model_find(const nn_model *m, const char *name)
+{
+    for (int i = 0; i < m->nlayers; i++)
+        if (strcmp(m->layers[i].spec.name, name) == 0)
+            return i;
+    return -1;
+}

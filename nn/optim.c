@@ -1,0 +1,111 @@
+/* Optimisers (SGD with momentum/Nesterov/L2, AdamW) and learning-rate schedules. */
+#include <math.h>
+#include <string.h>
+
+#include "nn.h"
+
+nn_optim *nn_optim_new(const nn_opt_spec *s, size_t nparams, kd_err *e)
+{
+    nn_optim *o = kd_calloc(1, sizeof *o);
+    if (!o) {
+        kd_err_set(e, KD_ENOMEM, "out of memory");
+        return NULL;
+    }
+    o->spec = *s;
+    if (o->spec.beta1 == 0)
+        o->spec.beta1 = 0.9f;
+    if (o->spec.beta2 == 0)
+        o->spec.beta2 = 0.999f;
+    if (o->spec.eps == 0)
+        o->spec.eps = 1e-8f;
+    o->n = nparams;
+    o->m = kd_afloat(nparams);
+    o->v = s->kind == NN_OPT_ADAMW ? kd_afloat(nparams) : NULL;
+    if (!o->m || (s->kind == NN_OPT_ADAMW && !o->v)) {
+        nn_optim_free(o);
+        kd_err_set(e, KD_ENOMEM, "out of memory for optimiser state");
+        return NULL;
+    }
+    return o;
+}
+
+void nn_optim_free(nn_optim *o)
+{
+    if (!o)
+        return;
+    kd_afree(o->m);
+    kd_afree(o->v);
+    kd_free(o);
+}
+
+/* SGD as in PyTorch: g += wd*p; m = mu*m + g; step = nesterov ? g + mu*m : m */
+static void sgd_range(nn_optim *o, float *p, const float *g, float *mom, size_t n, float lr,
+                      float wd)
+{
+    const float mu = o->spec.momentum;
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] + wd * p[i];
+        if (mu > 0) {
+            mom[i] = mu * mom[i] + gi;
+            gi = o->spec.nesterov ? gi + mu * mom[i] : mom[i];
+        }
+        p[i] -= lr * gi;
+    }
+}
+
+/* AdamW (Loshchilov & Hutter): decoupled decay p -= lr*wd*p */
+static void adamw_range(nn_optim *o, float *p, const float *g, float *m1, float *v, size_t n,
+                        float lr, float wd, float c1, float c2)
+{
+    const float b1 = o->spec.beta1, b2 = o->spec.beta2, eps = o->spec.eps;
+    for (size_t i = 0; i < n; i++) {
+        m1[i] = b1 * m1[i] + (1 - b1) * g[i];
+        v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
+        float mh = m1[i] / c1, vh = v[i] / c2;
+        p[i] -= lr * (mh / (sqrtf(vh) + eps) + wd * p[i]);
+    }
+}
+
+void nn_optim_step(nn_optim *o, nn_model *m, float lr)
+{
+    o->step++;
+    float c1 = 1 - powf(o->spec.beta1, (float)o->step);
+    float c2 = 1 - powf(o->spec.beta2, (float)o->step);
+    for (int i = 0; i < m->nlayers; i++) {
+        nn_layer *l = &m->layers[i];
+        /* decay conv/dense weights only: not biases, not batchnorm's gamma/beta */
+        int decay_w = l->spec.kind == NN_DENSE || l->spec.kind == NN_CONV2D;
+        for (int part = 0; part < 2; part++) {
+            float *p = part ? l->b : l->w, *g = part ? l->gb : l->gw;
+            size_t n = part ? l->nb : l->nw;
+            if (!n)
+                continue;
+            size_t off = (size_t)(p - m->params);
+            float wd = (!part && decay_w) ? o->spec.weight_decay : 0.0f;
+            if (o->spec.kind == NN_OPT_ADAMW)
+                adamw_range(o, p, g, o->m + off, o->v + off, n, lr, wd, c1, c2);
+            else
+                sgd_range(o, p, g, o->m + off, n, lr, wd);
+        }
+    }
+}
+
+float nn_sched_lr(const nn_sched_spec *s, float base_lr, double epoch, int total_epochs)
+{
+    if (s->warmup_epochs > 0 && epoch < s->warmup_epochs)
+        return base_lr * (float)((epoch + 1e-9) / s->warmup_epochs);
+    switch (s->kind) {
+    case NN_SCHED_STEP: {
+        int k = s->step_epochs > 0 ? (int)(epoch / s->step_epochs) : 0;
+        return base_lr * powf(s->gamma > 0 ? s->gamma : 0.1f, (float)k);
+    }
+    case NN_SCHED_COSINE: {
+        double span = total_epochs - s->warmup_epochs;
+        double t = span > 0 ? (epoch - s->warmup_epochs) / span : 1;
+        t = t < 0 ? 0 : t > 1 ? 1 : t;
+        return s->min_lr + (base_lr - s->min_lr) * (float)(0.5 * (1 + cos(M_PI * t)));
+    }
+    default:
+        return base_lr;
+    }
+}
