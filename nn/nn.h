@@ -212,6 +212,12 @@ nn_model *nn_model_deserialize(kd_rd *r, kd_err *e);
 int nn_model_save(const nn_model *m, const char *path, kd_err *e);
 nn_model *nn_model_load(const char *path, kd_err *e);
 
+/* ---- BLAS ----------------------------------------------------------------- */
+/* Sets OpenBLAS's thread count (n <= 0: all cores); returns the count in use. */
+int nn_set_threads(int n);
+/* OpenBLAS's build description (core, threading), for logs and reports. */
+const char *nn_blas_info(void);
+
 /* ---- init helpers (used by layer files) ---------------------------------- */
 void nn_fill_he(float *w, size_t n, int fan_in, nn_rng *r);
 void nn_fill_xavier(float *w, size_t n, int fan_in, int fan_out, nn_rng *r);

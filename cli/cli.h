@@ -1,0 +1,28 @@
+/* cli — the kdbench command line: a table of subcommands.  The only code that
+ * prints errors and chooses exit statuses. */
+#ifndef KD_CLI_H
+#define KD_CLI_H
+
+#include "../util/util.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+    const char *usage; /* full --help text */
+} cli_command;
+
+/* Prints e to stderr as "kdbench: FILE:LINE:COL: msg" and returns the exit
+ * status for it (2 for config/usage errors, 1 otherwise). */
+int cli_fail(const kd_err *e);
+/* Prints a usage error and returns 2. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+int cli_cmd_run(int argc, char **argv);
+int cli_cmd_check(int argc, char **argv);
+int cli_cmd_eval(int argc, char **argv);
+int cli_cmd_inspect(int argc, char **argv);
+
+extern const char cli_run_usage[], cli_check_usage[], cli_eval_usage[], cli_inspect_usage[];
+
+#endif

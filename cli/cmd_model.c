@@ -1,0 +1,112 @@
+/* kdbench eval / kdbench inspect: commands on a saved model file. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../data/data.h"
+#include "../measure/measure.h"
+#include "../pipeline/pipeline.h"
+#include "cli.h"
+
+const char cli_eval_usage[] =
+    "usage: kdbench eval MODEL [--data DIR | --images F --labels F | --csv F] [--threads N]\n\n"
+    "Evaluates a saved model (.kdm) on a test set and measures it: accuracy, loss, size,\n"
+    "batch-1 latency p50/p99 and batch-256 throughput.\n\n"
+    "  --data DIR     a folder with t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz\n"
+    "                 (default: " DATA_FASHION_DIR ")\n"
+    "  --images F --labels F   an IDX pair (raw or .gz)\n"
+    "  --csv F        a CSV file: label, then features\n"
+    "  --threads N    OpenBLAS threads (default 0 = all cores)\n"
+    "\nexit status: 0 success, 1 runtime failure, 2 usage error\n";
+
+const char cli_inspect_usage[] =
+    "usage: kdbench inspect MODEL\n\n"
+    "Prints a model file's layers (kind, name, input and output shapes, parameters, bytes),\n"
+    "its parameter count, MACs per sample and size on disk.\n";
+
+int cli_cmd_eval(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"data", required_argument, 0, 'd'}, {"images", required_argument, 0, 'i'},
+        {"labels", required_argument, 0, 'l'}, {"csv", required_argument, 0, 'c'},
+        {"threads", required_argument, 0, 't'}, {0, 0, 0, 0},
+    };
+    const char *dir = DATA_FASHION_DIR, *images = NULL, *labels = NULL, *csv = NULL;
+    int threads = 0, c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': dir = optarg; break;
+        case 'i': images = optarg; break;
+        case 'l': labels = optarg; break;
+        case 'c': csv = optarg; break;
+        case 't': threads = atoi(optarg); break;
+        case ':': return cli_usage_error("eval", "%s needs a value", argv[optind - 1]);
+        default: return cli_usage_error("eval", "unknown option \"%s\"", argv[optind - 1]);
+        }
+    }
+    if (optind != argc - 1)
+        return cli_usage_error("eval", "one MODEL file expected");
+    if (!images != !labels)
+        return cli_usage_error("eval", "--images and --labels go together");
+    nn_set_threads(threads);
+    kd_err e = {0};
+    const char *path = argv[optind];
+    nn_model *m = nn_model_load(path, &e);
+    if (!m)
+        return cli_fail(&e);
+    data_set d = {0};
+    measure_result r;
+    int rc = pipeline_load_eval_data(dir, images, labels, csv, m->in, &d, &e);
+    if (rc == KD_OK)
+        rc = measure_model(m, &d, path, NULL, &r, &e);
+    if (rc == KD_OK)
+        printf("model      %s\nsamples    %d\naccuracy   %.2f%%\nloss       %.4f\n"
+               "params     %zu (%zu non-zero)\nsize       %lld bytes\n"
+               "latency    batch 1: p50 %.1f us, p99 %.1f us\n"
+               "throughput batch 256: %.0f samples/s\n",
+               path, d.n, 100 * r.accuracy, r.loss, r.params, r.nonzero_params, r.size_bytes,
+               r.latency_us_b1_p50, r.latency_us_b1_p99, r.throughput_b256);
+    data_set_free(&d);
+    nn_model_free(m);
+    return rc == KD_OK ? KD_EXIT_OK : cli_fail(&e);
+}
+
+static void shape_str(nn_shape s, char *buf, size_t n)
+{
+    if (s.h == 1 && s.w == 1)
+        snprintf(buf, n, "%d", s.c);
+    else
+        snprintf(buf, n, "%dx%dx%d", s.c, s.h, s.w);
+}
+
+int cli_cmd_inspect(int argc, char **argv)
+{
+    if (argc != 2 || argv[1][0] == '-')
+        return cli_usage_error("inspect", "one MODEL file expected");
+    kd_err e = {0};
+    nn_model *m = nn_model_load(argv[1], &e);
+    if (!m)
+        return cli_fail(&e);
+    char in[32], out[32];
+    shape_str(m->in, in, sizeof in);
+    printf("model %s: input %s, %d classes, normalisation mean %.4f std %.4f\n\n", argv[1], in,
+           m->nclasses, (double)m->in_mean, (double)m->in_std);
+    printf("  #  %-10s %-10s %-12s %-12s %12s %12s %8s\n", "kind", "name", "input", "output",
+           "params", "bytes", "format");
+    for (int i = 0; i < m->nlayers; i++) {
+        const nn_layer *l = &m->layers[i];
+        shape_str(l->in, in, sizeof in);
+        shape_str(l->out, out, sizeof out);
+        size_t np = l->nw + l->nb;
+        printf("%3d  %-10s %-10s %-12s %-12s %12zu %12zu %8s\n", i, l->ops->name, l->spec.name,
+               in, out, np, (np + l->nbuf) * sizeof(float), np ? "fp32" : "-");
+    }
+    printf("\nparameters %zu (%zu non-zero), %.3f MMACs per sample, file %lld bytes\n",
+           m->nparams, nn_model_nonzero_params(m), nn_model_macs(m) / 1e6,
+           kd_file_size(argv[1]));
+    nn_model_free(m);
+    return KD_EXIT_OK;
+}

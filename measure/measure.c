@@ -1,0 +1,89 @@
+/* Accuracy, size, latency and throughput, measured the same way for every variant. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../train/train.h"
+#include "measure.h"
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int measure_latency(nn_model *m, const float *x, int reps, int warmup, double *p50, double *p99,
+                    kd_err *e)
+{
+    double *t = kd_malloc((size_t)(reps > 0 ? reps : 1) * sizeof *t);
+    if (!t || nn_model_reserve(m, 1, e) != KD_OK) {
+        kd_free(t);
+        return kd_err_set(e, KD_ENOMEM, "out of memory for latency");
+    }
+    nn_ctx c = {.train = 0};
+    for (int i = 0; i < warmup; i++)
+        nn_model_forward(m, x, 1, &c);
+    for (int i = 0; i < reps; i++) {
+        double t0 = kd_now();
+        nn_model_forward(m, x, 1, &c);
+        t[i] = (kd_now() - t0) * 1e6;
+    }
+    qsort(t, (size_t)reps, sizeof *t, cmp_double);
+    *p50 = t[reps / 2];
+    *p99 = t[(int)((reps - 1) * 0.99)];
+    kd_free(t);
+    return KD_OK;
+}
+
+static int measure_speed(nn_model *m, const data_set *test, const measure_opts *o,
+                         measure_result *r, kd_err *e)
+{
+    const int bs = 256;
+    size_t in = nn_shape_size(m->in);
+    float *x = kd_afloat((size_t)bs * in);
+    uint8_t *y = kd_malloc(bs);
+    int *idx = kd_malloc(bs * sizeof *idx);
+    int rc = KD_OK;
+    if (!x || !y || !idx) {
+        rc = kd_err_set(e, KD_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < bs; i++)
+        idx[i] = test->n ? i % test->n : 0;
+    if (test->n)
+        data_batch(test, idx, bs, m->in_mean, m->in_std, x, y);
+    rc = measure_latency(m, x, o->latency_reps, o->warmup, &r->latency_us_b1_p50,
+                         &r->latency_us_b1_p99, e);
+    if (rc != KD_OK || (rc = nn_model_reserve(m, bs, e)) != KD_OK)
+        goto out;
+    nn_ctx c = {.train = 0};
+    nn_model_forward(m, x, bs, &c); /* warm-up */
+    double t0 = kd_now();
+    for (int i = 0; i < o->throughput_reps; i++)
+        nn_model_forward(m, x, bs, &c);
+    double dt = kd_now() - t0;
+    r->throughput_b256 = dt > 0 ? (double)bs * o->throughput_reps / dt : 0;
+out:
+    kd_afree(x);
+    kd_free(y);
+    kd_free(idx);
+    return rc;
+}
+
+int measure_model(nn_model *m, const data_set *test, const char *path, const measure_opts *opts,
+                  measure_result *r, kd_err *e)
+{
+    measure_opts o = {.latency_reps = 2000, .warmup = 200, .throughput_reps = 20};
+    if (opts)
+        o = *opts;
+    memset(r, 0, sizeof *r);
+    r->params = m->nparams;
+    r->nonzero_params = nn_model_nonzero_params(m);
+    r->macs = nn_model_macs(m);
+    r->size_bytes = path ? kd_file_size(path) : -1;
+    if (path && r->size_bytes < 0)
+        return kd_err_at(e, KD_EIO, path, 0, 0, "cannot stat the model file");
+    int rc = train_evaluate(m, test, 256, &r->loss, &r->accuracy, e);
+    if (rc == KD_OK)
+        rc = measure_speed(m, test, &o, r, e);
+    return rc;
+}

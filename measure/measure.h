@@ -1,0 +1,35 @@
+/* measure — the same measurements for every variant: test accuracy, bytes on
+ * disk, batch-1 latency percentiles and batch-256 throughput, all measured.
+ * Depends on util, nn, data, train. */
+#ifndef KD_MEASURE_H
+#define KD_MEASURE_H
+
+#include "../data/data.h"
+#include "../nn/nn.h"
+
+typedef struct {
+    double accuracy;        /* test set, eval mode */
+    double loss;
+    size_t params, nonzero_params;
+    long long size_bytes;   /* bytes of the model file on disk */
+    double latency_us_b1_p50, latency_us_b1_p99;
+    double throughput_b256; /* samples per second */
+    double macs;            /* per sample */
+} measure_result;
+
+typedef struct {
+    int latency_reps;   /* batch-1 timed repetitions (default 2000) */
+    int warmup;         /* untimed repetitions first (default 200) */
+    int throughput_reps;/* batch-256 timed repetitions (default 20) */
+} measure_opts;
+
+/* Measures m on test (accuracy) and its file at path (size); latency and
+ * throughput on samples from test.  opts may be NULL for defaults. */
+int measure_model(nn_model *m, const data_set *test, const char *path, const measure_opts *opts,
+                  measure_result *r, kd_err *e);
+
+/* Batch-1 latency percentiles alone (p in [0,1]); used by bench too. */
+int measure_latency(nn_model *m, const float *x, int reps, int warmup, double *p50, double *p99,
+                    kd_err *e);
+
+#endif

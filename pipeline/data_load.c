@@ -1,0 +1,73 @@
+/* Resolving a config's data section to loaded sets. */
+#include <stdio.h>
+#include <string.h>
+
+#include "pipeline.h"
+
+static int load_pair(const cfg_data *d, int test, int max_n, data_set *out, kd_err *e)
+{
+    char img[CFG_PATH_MAX + 64], lab[CFG_PATH_MAX + 64];
+    switch (d->kind) {
+    case CFG_DATA_FASHION:
+        snprintf(img, sizeof img, "%s/%s-images-idx3-ubyte.gz", d->dir, test ? "t10k" : "train");
+        snprintf(lab, sizeof lab, "%s/%s-labels-idx1-ubyte.gz", d->dir, test ? "t10k" : "train");
+        return data_idx_load(img, lab, max_n, out, e);
+    case CFG_DATA_IDX:
+        return data_idx_load(test ? d->test_images : d->train_images,
+                             test ? d->test_labels : d->train_labels, max_n, out, e);
+    case CFG_DATA_CSV:
+        return data_csv_load(test ? d->test_csv : d->train_csv, d->shape, max_n, out, e);
+    }
+    return kd_err_set(e, KD_ECONFIG, "unknown dataset kind");
+}
+
+static int check_shape(const cfg_data *d, const data_set *s, const char *what, kd_err *e)
+{
+    if (nn_shape_size(s->shape) != nn_shape_size(d->shape))
+        return kd_err_set(e, KD_ECONFIG,
+                          "%s data has samples of %dx%dx%d, the config says data.shape "
+                          "[%d, %d, %d]",
+                          what, s->shape.c, s->shape.h, s->shape.w, d->shape.c, d->shape.h,
+                          d->shape.w);
+    return KD_OK;
+}
+
+int pipeline_load_data(const cfg_data *d, uint64_t seed, data_set *train, data_set *val,
+                       data_set *test, kd_err *e)
+{
+    data_set all = {0};
+    memset(test, 0, sizeof *test);
+    int rc = load_pair(d, 0, d->train_subset, &all, e);
+    if (rc == KD_OK)
+        rc = check_shape(d, &all, "training", e);
+    if (rc == KD_OK)
+        rc = load_pair(d, 1, d->test_subset, test, e);
+    if (rc == KD_OK)
+        rc = check_shape(d, test, "test", e);
+    if (rc == KD_OK) {
+        all.shape = test->shape = d->shape; /* e.g. CSV rows given an image shape */
+        if (test->nclasses > all.nclasses)
+            all.nclasses = test->nclasses;
+        test->nclasses = all.nclasses;
+        rc = data_split(&all, d->val_fraction, seed, train, val, e);
+    }
+    if (rc != KD_OK) {
+        data_set_free(&all);
+        data_set_free(test);
+    }
+    return rc;
+}
+
+int pipeline_load_eval_data(const char *dir, const char *images, const char *labels,
+                            const char *csv, nn_shape shape, data_set *out, kd_err *e)
+{
+    char img[4200], lab[4200];
+    memset(out, 0, sizeof *out);
+    if (csv)
+        return data_csv_load(csv, shape, 0, out, e);
+    if (images && labels)
+        return data_idx_load(images, labels, 0, out, e);
+    snprintf(img, sizeof img, "%s/t10k-images-idx3-ubyte.gz", dir);
+    snprintf(lab, sizeof lab, "%s/t10k-labels-idx1-ubyte.gz", dir);
+    return data_idx_load(img, lab, 0, out, e);
+}

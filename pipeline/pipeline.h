@@ -1,0 +1,30 @@
+/* pipeline — runs an experiment: run directory, data, teacher training with
+ * per-epoch checkpoints (resume), measurement, result files.
+ * Depends on everything below it; only cli/ is above. */
+#ifndef KD_PIPELINE_H
+#define KD_PIPELINE_H
+
+#include "../config/config.h"
+#include "../data/data.h"
+
+typedef struct {
+    const char *out_dir; /* NULL: runs/<name> */
+    int resume;          /* continue from the checkpoints found in out_dir */
+    int quiet;           /* no progress output */
+    FILE *progress;      /* where progress and log lines are echoed (stderr) */
+} pipeline_opts;
+
+/* Runs spec end to end; the run directory is written only after the data
+ * loaded.  Returns 0 or an error (e filled). */
+int pipeline_run(const exp_spec *spec, const pipeline_opts *o, kd_err *e);
+
+/* Loads the data a spec names: train (minus the validation split), val, test. */
+int pipeline_load_data(const cfg_data *d, uint64_t seed, data_set *train, data_set *val,
+                       data_set *test, kd_err *e);
+
+/* Loads a test set given on the command line (eval): a fashion-mnist-style
+ * folder (t10k files), an images+labels IDX pair, or a CSV file. */
+int pipeline_load_eval_data(const char *dir, const char *images, const char *labels,
+                            const char *csv, nn_shape shape, data_set *out, kd_err *e);
+
+#endif
