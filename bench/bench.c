@@ -1,0 +1,214 @@
+/* make bench: training speed against the GEMM ceiling, batch-1 latency against
+ * sgemv, batch-256 throughput, and a run's peak memory.  Prints ratios measured
+ * in this one run; never linked into kdbench. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include "../measure/measure.h"
+#include "../train/train.h"
+
+#define BATCH 128
+#define NSAMPLES (BATCH * 100)
+
+static nn_model *build(const nn_layer_spec *s, int n)
+{
+    kd_err e = {0};
+    nn_model *m = nn_model_new((nn_shape){1, 28, 28}, s, n, NULL, &e);
+    if (!m) {
+        fprintf(stderr, "bench: %s\n", e.msg);
+        exit(1);
+    }
+    nn_model_init(m, 1);
+    return m;
+}
+
+static data_set synthetic(int n)
+{
+    data_set d = {.n = n, .shape = {1, 28, 28}, .nclasses = 10};
+    nn_rng r = nn_rng_stream(5, NN_STREAM_TEST);
+    d.x8 = malloc((size_t)n * 784);
+    d.y = malloc((size_t)n);
+    for (size_t i = 0; i < (size_t)n * 784; i++)
+        d.x8[i] = (uint8_t)nn_rng_below(&r, 256);
+    for (int i = 0; i < n; i++)
+        d.y[i] = (uint8_t)nn_rng_below(&r, 10);
+    return d;
+}
+
+/* One GEMM of the training step, replayed alone for the ceiling. */
+typedef struct {
+    int m, n, k;
+} gemm;
+
+static double time_gemms(const gemm *g, int ng, int reps)
+{
+    size_t maxa = 0, maxb = 0, maxc = 0;
+    for (int i = 0; i < ng; i++) {
+        size_t a = (size_t)g[i].m * g[i].k, b = (size_t)g[i].k * g[i].n, c = (size_t)g[i].m * g[i].n;
+        maxa = a > maxa ? a : maxa;
+        maxb = b > maxb ? b : maxb;
+        maxc = c > maxc ? c : maxc;
+    }
+    float *A = kd_afloat(maxa), *B = kd_afloat(maxb), *C = kd_afloat(maxc);
+    for (size_t i = 0; i < maxa; i++)
+        A[i] = 0.01f * (float)(i % 97);
+    for (size_t i = 0; i < maxb; i++)
+        B[i] = 0.01f * (float)(i % 89);
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = kd_now();
+        for (int i = 0; i < ng; i++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g[i].m, g[i].n, g[i].k, 1.0f, A,
+                        g[i].k, B, g[i].n, 0.0f, C, g[i].n);
+        double t = kd_now() - t0;
+        best = t < best ? t : best;
+    }
+    kd_afree(A);
+    kd_afree(B);
+    kd_afree(C);
+    return best;
+}
+
+/* The GEMMs a training step of m at batch n performs: forward, weight
+ * gradient, input gradient (not for the first layer). */
+static int step_gemms(const nn_model *m, int n, gemm *g)
+{
+    int ng = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        const nn_layer *l = &m->layers[i];
+        if (l->spec.kind == NN_DENSE) {
+            int k = (int)nn_shape_size(l->in), u = l->spec.units;
+            g[ng++] = (gemm){n, u, k};
+            g[ng++] = (gemm){u, k, n};
+            if (i > 0)
+                g[ng++] = (gemm){n, k, u};
+        } else if (l->spec.kind == NN_CONV2D) {
+            int f = l->spec.filters, ckk = l->in.c * l->spec.kernel * l->spec.kernel;
+            int p = n * l->out.h * l->out.w;
+            g[ng++] = (gemm){f, p, ckk};
+            g[ng++] = (gemm){f, ckk, p};
+            if (i > 0)
+                g[ng++] = (gemm){ckk, p, f};
+        }
+    }
+    return ng;
+}
+
+static double train_rate(nn_model *m, const data_set *d)
+{
+    train_opts o = {.epochs = 1, .batch_size = BATCH,
+                    .opt = {.kind = NN_OPT_SGD, .lr = 0.01f, .momentum = 0.9f}, .seed = 1};
+    train_state st;
+    kd_err e = {0};
+    train_state_init(&st, m, &o, &e);
+    o.epochs = 1; /* warm-up epoch, then a timed one */
+    train_fit(&st, &o, d, NULL, NULL, &e);
+    o.epochs = 2;
+    train_fit(&st, &o, d, NULL, NULL, &e);
+    double rate = st.history[1].samples_per_s;
+    train_state_free(&st);
+    return rate;
+}
+
+static void bench_training(const char *name, nn_model *m, const data_set *d)
+{
+    gemm g[64];
+    int ng = step_gemms(m, BATCH, g);
+    double rate = train_rate(m, d);
+    double t = time_gemms(g, ng, 20), ceiling = BATCH / t;
+    printf("%-4s training  %8.0f samples/s   GEMMs alone %8.0f samples/s   ratio %.2f\n", name,
+           rate, ceiling, rate / ceiling);
+}
+
+static void bench_inference(const char *name, nn_model *m, const data_set *d)
+{
+    measure_result r;
+    kd_err e = {0};
+    measure_opts mo = {.latency_reps = 5000, .warmup = 500, .throughput_reps = 50};
+    measure_model(m, d, NULL, &mo, &r, &e);
+    printf("%-4s batch-1 latency p50 %.1f us p99 %.1f us; batch-256 %.0f samples/s\n", name,
+           r.latency_us_b1_p50, r.latency_us_b1_p99, r.throughput_b256);
+}
+
+/* The sgemv calls of an MLP's batch-1 forward, alone. */
+static void bench_sgemv_ceiling(nn_model *m, const data_set *d)
+{
+    measure_result r;
+    kd_err e = {0};
+    measure_opts mo = {.latency_reps = 5000, .warmup = 500, .throughput_reps = 1};
+    measure_model(m, d, NULL, &mo, &r, &e);
+    float *x = kd_afloat(2048), *y = kd_afloat(2048);
+    double *t = malloc(5000 * sizeof *t);
+    for (int rep = 0; rep < 5500; rep++) {
+        double t0 = kd_now();
+        for (int i = 0; i < m->nlayers; i++) {
+            const nn_layer *l = &m->layers[i];
+            if (l->spec.kind == NN_DENSE)
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, l->spec.units,
+                            (int)nn_shape_size(l->in), 1.0f, l->w, (int)nn_shape_size(l->in),
+                            x, 1, 0.0f, y, 1);
+        }
+        if (rep >= 500)
+            t[rep - 500] = (kd_now() - t0) * 1e6;
+    }
+    for (int i = 1; i < 5000; i++) /* insertion sort is fine for a one-off */
+        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+            double s = t[j];
+            t[j] = t[j - 1];
+            t[j - 1] = s;
+        }
+    printf("MLP  batch-1 p50 %.1f us vs sgemv alone %.1f us: ratio %.2f (goal <= 1.2)\n",
+           r.latency_us_b1_p50, t[2500], r.latency_us_b1_p50 / t[2500]);
+    free(t);
+    kd_afree(x);
+    kd_afree(y);
+}
+
+static void bench_peak_memory(void)
+{
+    const char *bin = getenv("KD_BIN") ? getenv("KD_BIN") : "bin/kdbench";
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "%s run experiments/fashion_mlp.yaml --quiet --out /tmp/kdbench-bench-run "
+             "--set teacher.train.epochs=1 > /dev/null",
+             bin);
+    int rc = system(cmd);
+    struct rusage ru;
+    getrusage(RUSAGE_CHILDREN, &ru);
+    printf("peak memory of `kdbench run experiments/fashion_mlp.yaml` (1 epoch): %.1f MB%s\n",
+           ru.ru_maxrss / 1024.0, rc ? " (run failed)" : "");
+}
+
+int main(void)
+{
+    int threads = nn_set_threads(getenv("KD_THREADS") ? atoi(getenv("KD_THREADS")) : 0);
+    printf("kdbench bench: %d threads, %s, batch %d\n", threads, nn_blas_info(), BATCH);
+    const nn_layer_spec mlp[] = {
+        {.kind = NN_FLATTEN}, {.kind = NN_DENSE, .units = 1200}, {.kind = NN_RELU},
+        {.kind = NN_DROPOUT, .rate = 0.3f}, {.kind = NN_DENSE, .units = 1200},
+        {.kind = NN_RELU}, {.kind = NN_DROPOUT, .rate = 0.3f}, {.kind = NN_DENSE, .units = 10}};
+    const nn_layer_spec cnn[] = {
+        {.kind = NN_CONV2D, .filters = 32, .kernel = 3, .pad = 1}, {.kind = NN_BATCHNORM},
+        {.kind = NN_RELU}, {.kind = NN_MAXPOOL2D, .kernel = 2},
+        {.kind = NN_CONV2D, .filters = 64, .kernel = 3, .pad = 1}, {.kind = NN_BATCHNORM},
+        {.kind = NN_RELU}, {.kind = NN_MAXPOOL2D, .kernel = 2}, {.kind = NN_FLATTEN},
+        {.kind = NN_DENSE, .units = 256}, {.kind = NN_RELU}, {.kind = NN_DROPOUT, .rate = 0.4f},
+        {.kind = NN_DENSE, .units = 10}};
+    data_set d = synthetic(NSAMPLES);
+    nn_model *m = build(mlp, 8), *c = build(cnn, 13);
+    bench_training("MLP", m, &d);
+    bench_training("CNN", c, &d);
+    bench_inference("MLP", m, &d);
+    bench_sgemv_ceiling(m, &d);
+    bench_inference("CNN", c, &d);
+    bench_peak_memory();
+    nn_model_free(m);
+    nn_model_free(c);
+    free(d.x8);
+    free(d.y);
+    return 0;
+}

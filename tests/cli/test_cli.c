@@ -1,0 +1,200 @@
+/* End to end through the kdbench binary (path in $KD_BIN, set by make test):
+ * exit statuses, --help, a small real training run, determinism, kill+resume. */
+#include <check.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../../data/data.h"
+#include "../kdtest.h"
+
+static const char *bin(void)
+{
+    const char *b = getenv("KD_BIN");
+    return b && *b ? b : "bin/kdbench";
+}
+
+/* Runs "kdbench ARGS" through the shell; returns the exit status and the
+ * captured stderr+stdout (first out_n bytes) in out. */
+static int sh(char *out, size_t out_n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int sh(char *out, size_t out_n, const char *fmt, ...)
+{
+    char args[4096], cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin(), args);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(out, 1, out_n - 1, p);
+    out[n] = 0;
+    char sink[4096];
+    while (fread(sink, 1, sizeof sink, p) > 0)
+        ;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static int files_equal(const char *a, const char *b)
+{
+    uint8_t *pa, *pb;
+    size_t na, nb;
+    kd_err e;
+    if (kd_read_file(a, 1 << 30, &pa, &na, &e) || kd_read_file(b, 1 << 30, &pb, &nb, &e))
+        return 0;
+    int eq = na == nb && memcmp(pa, pb, na) == 0;
+    kd_free(pa);
+    kd_free(pb);
+    return eq;
+}
+
+START_TEST(help_everywhere)
+{
+    char out[8192];
+    const char *cmds[] = {"run", "check", "eval", "inspect"};
+    ck_assert_int_eq(sh(out, sizeof out, "--help"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "commands:"));
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(sh(out, sizeof out, "%s --help", cmds[i]), 0);
+        ck_assert_ptr_nonnull(strstr(out, "usage: kdbench"));
+    }
+    ck_assert_int_eq(sh(out, sizeof out, "frobnicate"), 2);
+    ck_assert_int_eq(sh(out, sizeof out, "run"), 2);
+    ck_assert_int_eq(sh(out, sizeof out, "run experiments/quick.yaml --bogus"), 2);
+    ck_assert_int_eq(sh(out, sizeof out, "run experiments/quick.yaml --threads x"), 2);
+}
+END_TEST
+
+START_TEST(check_reports_position)
+{
+    char dir[256], path[512], out[8192];
+    kdt_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/bad.yaml", dir);
+    const char *y = "name: bad\nteacher:\n  layers:\n    - {type: dense, units: 10}\n"
+                    "  train:\n    epochs: ten\n    optimizer: {lr: 0.1}\n";
+    kdt_write(path, y, strlen(y));
+    ck_assert_int_eq(sh(out, sizeof out, "check %s", path), 2);
+    ck_assert_msg(strstr(out, ":6:") != NULL, "no line 6 in: %s", out);
+    ck_assert_msg(strstr(out, "epochs") != NULL, "key not named: %s", out);
+    ck_assert_int_eq(sh(out, sizeof out, "check experiments/quick.yaml"), 0);
+    ck_assert_int_eq(sh(out, sizeof out, "check experiments/quick.yaml --set teacher.train.epochs=0"), 2);
+    ck_assert_ptr_nonnull(strstr(out, "--set"));
+    ck_assert_int_eq(sh(out, sizeof out, "check %s/missing.yaml", dir), 1);
+}
+END_TEST
+
+static double result_accuracy(const char *dir)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/results.json", dir);
+    uint8_t *p;
+    size_t n;
+    kd_err e;
+    ck_assert_int_eq(kd_read_file(path, 1 << 20, &p, &n, &e), 0);
+    char *text = kd_malloc(n + 1);
+    memcpy(text, p, n);
+    text[n] = 0;
+    char *a = strstr(text, "\"accuracy\": ");
+    ck_assert_ptr_nonnull(a);
+    double acc = atof(a + 12);
+    kd_free(p);
+    kd_free(text);
+    return acc;
+}
+
+/* A real run on 2,000 Fashion-MNIST images: files, accuracy, determinism. */
+START_TEST(quick_run_end_to_end)
+{
+    if (access(DATA_FASHION_DIR "/train-images-idx3-ubyte.gz", R_OK) != 0)
+        return; /* make test installs dataset-fashion-mnist; tolerate its absence elsewhere */
+    char dir[256], a[512], b[512], out[16384], pa[600], pb[600];
+    kdt_tmpdir(dir, sizeof dir);
+    snprintf(a, sizeof a, "%s/a", dir);
+    snprintf(b, sizeof b, "%s/b", dir);
+    ck_assert_msg(sh(out, sizeof out, "run experiments/quick.yaml --threads 2 --quiet --out %s", a) == 0, "%s", out);
+    const char *files[] = {"config.yaml", "run.log", "teacher.kdm", "teacher.ckpt",
+                           "metrics.jsonl", "results.json", "results.csv"};
+    for (int i = 0; i < 7; i++) {
+        snprintf(pa, sizeof pa, "%s/%s", a, files[i]);
+        ck_assert_msg(access(pa, R_OK) == 0, "missing %s", pa);
+    }
+    double acc = result_accuracy(a);
+    ck_assert_msg(acc > 0.75, "quick teacher accuracy %.3f <= 0.75", acc);
+    /* the resolved config is itself a valid config */
+    snprintf(pa, sizeof pa, "%s/config.yaml", a);
+    ck_assert_int_eq(sh(out, sizeof out, "check %s", pa), 0);
+    /* same config + seed + threads => the same model, byte for byte */
+    ck_assert_int_eq(sh(out, sizeof out, "run experiments/quick.yaml --threads 2 --quiet --out %s", b), 0);
+    snprintf(pa, sizeof pa, "%s/teacher.kdm", a);
+    snprintf(pb, sizeof pb, "%s/teacher.kdm", b);
+    ck_assert_msg(files_equal(pa, pb), "two identical runs gave different models");
+    /* eval and inspect on the model */
+    ck_assert_int_eq(sh(out, sizeof out, "inspect %s", pa), 0);
+    ck_assert_ptr_nonnull(strstr(out, "dense"));
+    ck_assert_int_eq(sh(out, sizeof out, "eval %s --threads 1", pa), 0);
+    ck_assert_ptr_nonnull(strstr(out, "accuracy"));
+    /* a truncated model file is refused with a message, status 1 */
+    snprintf(pb, sizeof pb, "%s/cut.kdm", dir);
+    FILE *f = fopen(pa, "rb");
+    char buf[1000];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    kdt_write(pb, buf, n);
+    ck_assert_int_eq(sh(out, sizeof out, "inspect %s", pb), 1);
+    ck_assert_ptr_nonnull(strstr(out, "cut.kdm"));
+}
+END_TEST
+
+/* Kill a run after its first checkpoint, resume it, compare with an
+ * uninterrupted run: the same model bytes. */
+START_TEST(kill_and_resume)
+{
+    if (access(DATA_FASHION_DIR "/train-images-idx3-ubyte.gz", R_OK) != 0)
+        return;
+    char dir[256], a[512], b[512], out[16384], pa[600], pb[600], cmd[2048];
+    kdt_tmpdir(dir, sizeof dir);
+    snprintf(a, sizeof a, "%s/full", dir);
+    snprintf(b, sizeof b, "%s/killed", dir);
+    const char *sets = "--set data.train_subset=6000 --set teacher.train.epochs=4";
+    ck_assert_int_eq(sh(out, sizeof out, "run experiments/quick.yaml --threads 2 --quiet %s --out %s", sets, a), 0);
+    snprintf(cmd, sizeof cmd, "exec %s run experiments/quick.yaml --threads 2 --quiet %s --out %s", bin(), sets, b);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    snprintf(pb, sizeof pb, "%s/teacher.ckpt", b);
+    for (int i = 0; i < 6000 && access(pb, R_OK) != 0; i++)
+        usleep(5000);
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    ck_assert_msg(WIFSIGNALED(st), "the run finished before it could be killed");
+    ck_assert_msg(sh(out, sizeof out, "run experiments/quick.yaml --threads 2 --quiet %s --out %s --resume", sets, b) == 0, "%s", out);
+    snprintf(pa, sizeof pa, "%s/teacher.kdm", a);
+    snprintf(pb, sizeof pb, "%s/teacher.kdm", b);
+    ck_assert_msg(files_equal(pa, pb), "resumed run differs from the uninterrupted one");
+    snprintf(pb, sizeof pb, "%s/run.log", b);
+    snprintf(cmd, sizeof cmd, "grep -q 'resuming from' %s", pb);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+Suite *suite_cli(void)
+{
+    Suite *s = suite_create("cli");
+    TCase *t = tcase_create("cli");
+    tcase_set_timeout(t, 300);
+    tcase_add_test(t, help_everywhere);
+    tcase_add_test(t, check_reports_position);
+    tcase_add_test(t, quick_run_end_to_end);
+    tcase_add_test(t, kill_and_resume);
+    suite_add_tcase(s, t);
+    return s;
+}
