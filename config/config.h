@@ -30,6 +30,7 @@ typedef struct {
     int train_subset;         /* 0 = all; else first N training samples */
     int test_subset;          /* 0 = all */
     cfg_pos pos;              /* of the `data` key */
+    cfg_pos shape_pos;        /* of the `shape` value ({0,0}: default or --set) */
 } cfg_data;
 
 typedef struct {
@@ -59,19 +60,26 @@ typedef struct {
     cfg_model teacher;       /* required */
 } exp_spec;
 
-/* Reads and validates path into out, then applies the overrides
- * ("dotted.key=value", e.g. "teacher.train.epochs=1", "teacher.layers.0.units=64")
- * and validates again.  Returns 0 or KD_ECONFIG (e: FILE:LINE:COL and the key;
- * for an override, e->file is "--set" and the message quotes it), KD_EIO. */
+/* Reads path (at most 1 MiB) into out: parses the YAML, applies the overrides
+ * ("dotted.key=value", e.g. "teacher.train.epochs=1", "teacher.layers.0.units=64"
+ * or "teacher.layers[0].units=64"; a value starting with [ { " or ' is YAML flow,
+ * e.g. "data.shape=[3,32,32]") to the parsed tree, then validates the result once,
+ * so an override may also supply a key the file lacks.  Returns 0, KD_ECONFIG
+ * (e: FILE:LINE:COL and a message naming the key by dotted path; for an override
+ * e->file is "--set", line 0, and the message quotes it), KD_EIO or KD_ENOMEM.
+ * out is zeroed on failure.  Paths in the spec are kept as written.
+ * docs/config-reference.md lists every key, default and range. */
 int config_load(const char *path, const char *const *overrides, int noverrides,
                 exp_spec *out, kd_err *e);
 
-/* Same from a string (tests); name is used as the file name in messages. */
+/* Same from a string (tests); name is used as the file name in messages.
+ * e may be NULL. */
 int config_load_string(const char *name, const char *text, size_t len,
                        const char *const *overrides, int noverrides, exp_spec *out, kd_err *e);
 
-/* Writes the resolved spec (every key, defaults filled) as YAML that
- * config_load reads back to an equal spec. */
+/* Writes the resolved spec (every key with its effective value, layers in
+ * flow style) as YAML that config_load reads back to an equal spec (positions
+ * and file name aside).  Returns 0 or KD_EIO if f reports an error. */
 int config_dump(const exp_spec *s, FILE *f);
 
 #endif

@@ -34,9 +34,9 @@ struct cfg_node {
 
 /* Everything one load needs; no global state. */
 typedef struct {
-    const char *file;        /* name used in messages */
-    const char *const *ovr;  /* the overrides, for messages */
-    long nnodes;             /* nodes allocated so far */
+    const char *file;       /* name used in messages */
+    const char *const *ovr; /* the overrides, for messages */
+    long nnodes;            /* nodes allocated so far */
     kd_err *e;
 } cfg_ctx;
 
@@ -68,10 +68,12 @@ int cfg_err_src(cfg_ctx *c, int src, int line, int col, const char *fmt, ...)
 int cfg_nomem(cfg_ctx *c);
 /* Writes "path.key" (or "key" when path is "") into buf. */
 const char *cfg_path(char *buf, size_t n, const char *path, const char *key);
+/* s is non-empty and only [A-Za-z0-9_.-] (names of runs and layers). */
+int cfg_name_ok(const char *s);
 /* Closest of cands[0..n) to word within a small edit distance, or NULL. */
 const char *cfg_suggest(const char *word, const char *const *cands, int n);
 
-/* Checks that every key of map is a plain-text scalar listed in keys
+/* Checks that every key of map is listed in keys
  * (NULL-terminated) and appears once.  what ("layer type conv2d") is named in
  * the unknown-key message when not NULL. */
 int cfg_check_keys(cfg_ctx *c, const cfg_node *map, const char *path, const char *const *keys,
@@ -95,8 +97,8 @@ int cfg_float(cfg_ctx *c, const cfg_node *map, const char *path, const char *key
               cfg_range r, float *out);
 int cfg_bool(cfg_ctx *c, const cfg_node *map, const char *path, const char *key, int *out);
 /* A string of at most cap-1 bytes. */
-int cfg_str(cfg_ctx *c, const cfg_node *map, const char *path, const char *key, int req,
-            char *out, size_t cap);
+int cfg_str(cfg_ctx *c, const cfg_node *map, const char *path, const char *key, int req, char *out,
+            size_t cap);
 /* One of names[0..n) (the index into *out). */
 int cfg_enum(cfg_ctx *c, const cfg_node *map, const char *path, const char *key, int req,
              const char *const *names, int n, int *out);

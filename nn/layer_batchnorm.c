@@ -64,69 +64,89 @@ static int bn_reserve(nn_layer *l, int max_batch, kd_err *e)
     return KD_OK;
 }
 
-/* ---- per-channel sums over NCHW ---------------------------------------------- */
-/* s1[c] = sum of a, s2[c] = sum of a * (b - mean[c]) * invstd[c] (when b != NULL);
- * the loops run sample, channel, pixel so memory is read in order. */
-static void channel_sums(const nn_layer *l, bn_priv *p, const float *a, const float *b, int n)
+/* ---- per-channel sums over NCHW ----------------------------------------------
+ * Sums run in 8 float lanes per (sample, channel) row and are added into
+ * double per row: the lanes vectorise without -ffast-math (one running double
+ * sum is a long dependency chain), and a float lane only sums a row's share.
+ * The layer is memory-bound on conv-sized inputs, so forward and backward
+ * each read their inputs in one pass for the sums and one for the output. */
+enum { LANES = 8 };
+
+/* *t1 += sum (a[i] - ma), *t2 += sum (a[i] - ma) * (b[i] - mb) over one row */
+static void row_sums(const float *a, float ma, const float *b, float mb, int S, double *t1,
+                     double *t2)
+{
+    float l1[LANES] = {0}, l2[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= S; i += LANES)
+        for (int k = 0; k < LANES; k++) {
+            l1[k] += a[i + k] - ma;
+            l2[k] += (a[i + k] - ma) * (b[i + k] - mb);
+        }
+    double s1 = 0, s2 = 0;
+    for (; i < S; i++) {
+        s1 += a[i] - ma;
+        s2 += (a[i] - ma) * (b[i] - mb);
+    }
+    for (int k = 0; k < LANES; k++) {
+        s1 += l1[k];
+        s2 += l2[k];
+    }
+    *t1 += s1;
+    *t2 += s2;
+}
+
+/* Over the batch and pixels of each channel c, with m = mean[c]:
+ *   s1[c] = sum (a - sa*m),  s2[c] = sum (a - sa*m) * (b - m)
+ * (sa = 1 shifts a too). Loops run in memory order. */
+static void channel_sums(const nn_layer *l, bn_priv *p, const float *a, int sa, const float *b,
+                         int n)
 {
     const int C = l->in.c, S = l->in.h * l->in.w;
     memset(p->s1, 0, (size_t)C * sizeof *p->s1);
     memset(p->s2, 0, (size_t)C * sizeof *p->s2);
-    for (int s = 0; s < n; s++)
+    for (int s = 0; s < n; s++) {
+        const float *as = a + (size_t)s * C * S, *bs = b + (size_t)s * C * S;
         for (int c = 0; c < C; c++) {
-            const float *as = a + ((size_t)s * C + c) * S;
-            double t1 = 0, t2 = 0, m = p->mean[c];
-            if (b) {
-                const float *bs = b + ((size_t)s * C + c) * S;
-                for (int i = 0; i < S; i++) {
-                    t1 += as[i];
-                    t2 += as[i] * (bs[i] - m);
-                }
-            } else {
-                for (int i = 0; i < S; i++)
-                    t1 += as[i];
-            }
-            p->s1[c] += t1;
-            p->s2[c] += t2 * p->invstd[c];
+            float m = (float)p->mean[c];
+            row_sums(as + (size_t)c * S, sa ? m : 0, bs + (size_t)c * S, m, S, &p->s1[c],
+                     &p->s2[c]);
         }
+    }
 }
 
-/* y = x * scale[c] + shift[c] with scale = gamma*invstd, shift = beta - mean*scale */
-static void affine(const nn_layer *l, bn_priv *p, const float *x, float *y, int n)
+/* y = (x - mean) * gamma*invstd + beta; subtracting first keeps y accurate
+ * when |mean| >> std (x*scale + shift would cancel). */
+static void affine(const nn_layer *l, const bn_priv *p, const float *x, float *y, int n)
 {
     const int C = l->in.c, S = l->in.h * l->in.w;
-    for (int c = 0; c < C; c++) {
-        p->s1[c] = l->w[c] * p->invstd[c];
-        p->s2[c] = l->b[c] - p->mean[c] * p->s1[c];
-    }
     for (int s = 0; s < n; s++)
         for (int c = 0; c < C; c++) {
             size_t o = ((size_t)s * C + c) * S;
-            float sc = (float)p->s1[c], sh = (float)p->s2[c];
+            float m = (float)p->mean[c], sc = (float)(l->w[c] * p->invstd[c]), b = l->b[c];
             for (int i = 0; i < S; i++)
-                y[o + i] = x[o + i] * sc + sh;
+                y[o + i] = (x[o + i] - m) * sc + b;
         }
 }
 
 static float bn_eps(const nn_layer *l) { return l->spec.eps > 0 ? l->spec.eps : 1e-5f; }
 
-/* Batch statistics of x into mean/invstd, and the running-stat update. */
+/* Batch statistics of x into mean/invstd, and the running-stat update.  One
+ * pass, shifted by the channel's first value so that var = E[d^2] - E[d]^2
+ * (d = x - shift) does not cancel catastrophically when |mean| >> std. */
 static void batch_stats(nn_layer *l, bn_priv *p, const float *x, int n)
 {
-    const int C = l->in.c;
-    const double M = (double)n * l->in.h * l->in.w;
+    const int C = l->in.c, S = l->in.h * l->in.w;
+    const double M = (double)n * S;
     const double mom = l->spec.momentum > 0 ? l->spec.momentum : 0.1;
-    for (int c = 0; c < C; c++) {
-        p->mean[c] = 0; /* first pass: plain sums */
-        p->invstd[c] = 1;
-    }
-    channel_sums(l, p, x, NULL, n);
     for (int c = 0; c < C; c++)
-        p->mean[c] = p->s1[c] / M;
-    /* second pass: s2 = sum (x - mean) * (x - mean), stable for large means */
-    channel_sums(l, p, x, x, n);
+        p->mean[c] = x[(size_t)c * S];
+    channel_sums(l, p, x, 1, x, n);
     for (int c = 0; c < C; c++) {
-        double var = p->s2[c] / M, unbiased = M > 1 ? p->s2[c] / (M - 1) : var;
+        double md = p->s1[c] / M, var = p->s2[c] / M - md * md;
+        var = var > 0 ? var : 0;
+        double unbiased = M > 1 ? var * M / (M - 1) : var;
+        p->mean[c] += md;
         p->invstd[c] = 1.0 / sqrt(var + bn_eps(l));
         l->buf[c] = (float)((1 - mom) * l->buf[c] + mom * p->mean[c]);
         l->buf[C + c] = (float)((1 - mom) * l->buf[C + c] + mom * unbiased);
@@ -157,8 +177,9 @@ static void bn_backward(nn_layer *l, const float *x, const float *y, const float
     bn_priv *p = l->priv;
     const int C = l->in.c, S = l->in.h * l->in.w;
     const double M = (double)n * S;
-    channel_sums(l, p, dy, x, n);
+    channel_sums(l, p, dy, 0, x, n);
     for (int i = 0; i < C; i++) {
+        p->s2[i] *= p->invstd[i]; /* sum dy * xhat */
         l->gb[i] += (float)p->s1[i];
         l->gw[i] += (float)p->s2[i];
     }

@@ -5,27 +5,37 @@
  *   backward  dW (F x CKK)   += dY (F x m*HW) * cols^T
  *             dcols           = W^T * dY, then col2im into dx
  * where the column matrix of a chunk of m samples puts sample s's output
- * pixels at columns s*HW .. s*HW+HW-1.  Batching samples into one GEMM keeps
- * the GEMMs large (the weight gradient especially: one sgemm with K = m*HW
- * instead of m small ones).  When the columns of a whole batch fit in
+ * pixels at columns s*HW .. s*HW+HW-1.  Batching samples keeps the GEMMs
+ * large (the weight gradient especially: K = m*HW instead of HW); the price is
+ * regrouping Y into NCHW and dY out of it, both cheap next to the GEMMs.  On
+ * the reference CNN (batch 128, 2 cores) chunks of ~10-20 samples run as fast
+ * as one GEMM over the batch.  When the columns of a whole batch fit in
  * COLS_BUDGET floats, forward leaves them in place and backward reuses them
  * instead of recomputing im2col. */
 #include <cblas.h>
 #include <limits.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "nn.h"
 
 /* Columns of a whole batch are kept for backward up to this many floats (32 MB). */
 #define COLS_BUDGET ((size_t)1 << 23)
-/* A GEMM covers about this many output floats (F x m*HW): large enough for
- * OpenBLAS to thread well, small enough that Y stays in cache for the scatter. */
+/* A chunk's columns (CKK x m*HW) and GEMM output (F x m*HW) stay within about
+ * this many floats (2 MB), so the copies around each GEMM hit the cache. */
 #define CHUNK_FLOATS ((size_t)1 << 19)
 
 typedef struct {
     int cin, h, w, f, k, s, p, oh, ow;
     int ckk, hw; /* rows of a column matrix; output pixels per sample */
 } conv_geom;
+
+/* Padding is handled by ranges, never by a test per element: for kernel tap
+ * (i, j), output rows [oy0, oy1) and columns [lo, hi) read inside the input. */
+typedef struct {
+    int oy0, oy1, lo, hi;
+    int shift; /* s == 1 and ow == w: see im2col_row */
+} conv_span;
 
 typedef struct {
     conv_geom g;
@@ -34,6 +44,7 @@ typedef struct {
     float *cols; /* ckk x cap*hw: im2col, then dcols in backward */
     float *tmp;  /* f x chunk*hw: GEMM output (forward) or repacked dy (backward) */
     int cols_n;  /* batch size whose columns forward left in cols; 0 = none */
+    conv_span *spans; /* k*k, by tap */
 } conv_priv;
 
 static conv_geom geom_of(const nn_layer *l)
@@ -53,6 +64,25 @@ static conv_geom geom_of(const nn_layer *l)
     return g;
 }
 
+/* Outputs o in [*lo, *hi) with 0 <= o*s - first < in (and o < out). */
+static void valid_range(int in, int out, int s, int first, int *lo, int *hi)
+{
+    int last = in - 1 + first;
+    *lo = first > 0 ? (first + s - 1) / s : 0;
+    *hi = last < 0 ? 0 : last / s + 1;
+    *hi = *hi > out ? out : *hi;
+    *lo = *lo > *hi ? *hi : *lo;
+}
+
+static conv_span span_of(const conv_geom *g, int i, int j)
+{
+    conv_span sp;
+    valid_range(g->h, g->oh, g->s, g->p - i, &sp.oy0, &sp.oy1);
+    valid_range(g->w, g->ow, g->s, g->p - j, &sp.lo, &sp.hi);
+    sp.shift = g->s == 1 && g->ow == g->w && sp.oy0 < sp.oy1 && sp.lo < sp.hi;
+    return sp;
+}
+
 static int conv_setup(nn_layer *l, kd_err *e)
 {
     const nn_layer_spec *s = &l->spec;
@@ -65,12 +95,15 @@ static int conv_setup(nn_layer *l, kd_err *e)
     if (s->kernel > l->in.h + 2 * s->pad || s->kernel > l->in.w + 2 * s->pad)
         return kd_err_set(e, KD_ECONFIG, "kernel %d is larger than the padded input %dx%d",
                           s->kernel, l->in.h + 2 * s->pad, l->in.w + 2 * s->pad);
-    conv_geom g = geom_of(l);
-    /* every GEMM dimension and per-sample column block must fit an int */
-    if ((double)g.ckk * g.hw > INT_MAX / 4 || (double)g.f * g.hw > INT_MAX / 4 ||
-        (double)g.f * g.ckk > INT_MAX / 4)
+    /* every GEMM dimension and per-sample block must fit an int (in double:
+     * the int products in geom_of must not overflow either) */
+    double st = s->stride ? s->stride : 1, ckk = (double)l->in.c * s->kernel * s->kernel;
+    double hw = (((double)l->in.h + 2 * s->pad - s->kernel) / st + 1) *
+                (((double)l->in.w + 2 * s->pad - s->kernel) / st + 1);
+    if (ckk * hw > INT_MAX / 4 || s->filters * hw > INT_MAX / 4 || s->filters * ckk > INT_MAX / 4)
         return kd_err_set(e, KD_ECONFIG, "convolution of %dx%dx%d by %d filters is too large",
-                          g.cin, g.h, g.w, g.f);
+                          l->in.c, l->in.h, l->in.w, s->filters);
+    conv_geom g = geom_of(l);
     l->out = (nn_shape){g.f, g.oh, g.ow};
     l->nw = (size_t)g.f * g.ckk;
     l->nb = (size_t)g.f;
@@ -95,6 +128,7 @@ static void conv_release(nn_layer *l)
     if (p) {
         kd_afree(p->cols);
         kd_afree(p->tmp);
+        kd_free(p->spans);
         kd_free(p);
     }
     l->priv = NULL;
@@ -110,100 +144,119 @@ static int conv_reserve(nn_layer *l, int max_batch, kd_err *e)
     l->priv = p;
     p->g = geom_of(l);
     size_t per_cols = (size_t)p->g.ckk * p->g.hw, per_out = (size_t)p->g.f * p->g.hw;
-    size_t chunk = CHUNK_FLOATS / per_out;
+    size_t chunk = CHUNK_FLOATS / (per_cols > per_out ? per_cols : per_out);
     chunk = chunk < 1 ? 1 : chunk > (size_t)max_batch ? (size_t)max_batch : chunk;
+    /* cols holds the whole batch when it fits the budget, else one chunk; so
+     * every leading dimension is at most max(COLS_BUDGET, CHUNK_FLOATS, one
+     * sample's block), which setup bounded to fit an int */
     int whole = per_cols * (size_t)max_batch <= COLS_BUDGET;
-    /* otherwise cols holds one chunk; either way every leading dimension
-     * (at most max(COLS_BUDGET, CHUNK_FLOATS, one sample's block)) fits an int */
-    if (!whole && chunk > COLS_BUDGET / per_cols)
-        chunk = COLS_BUDGET / per_cols > 1 ? COLS_BUDGET / per_cols : 1;
     p->chunk = (int)chunk;
     p->cap = whole ? max_batch : p->chunk;
     p->cols = kd_afloat(per_cols * (size_t)p->cap);
     p->tmp = kd_afloat(per_out * (size_t)p->chunk);
-    if (!p->cols || !p->tmp) {
+    p->spans = kd_malloc((size_t)p->g.k * p->g.k * sizeof *p->spans);
+    if (!p->cols || !p->tmp || !p->spans) {
         conv_release(l);
         return kd_err_set(e, KD_ENOMEM, "out of memory for convolution scratch (batch %d)",
                           max_batch);
     }
+    for (int i = 0; i < p->g.k; i++)
+        for (int j = 0; j < p->g.k; j++)
+            p->spans[i * p->g.k + j] = span_of(&p->g, i, j);
     l->max_batch = max_batch;
     return KD_OK;
 }
 
 /* ---- im2col / col2im ---------------------------------------------------------
  * Row r = (c*k + i)*k + j of a sample's column block holds, at column
- * oy*ow + ox, the input x[c][oy*s - p + i][ox*s - p + j] (0 in the padding).
- * Padding is handled by ranges (valid ox in [lo, hi), one test per output
- * row), so the inner loops are plain copies. */
-static void ox_range(const conv_geom *g, int j, int *lo, int *hi)
+ * oy*ow + ox, the input x[c][oy*s - p + i][ox*s - p + j] (0 in the padding). */
+
+/* Offset in the input plane of output (oy, ox) for kernel tap (i, j). */
+static ptrdiff_t in_off(const conv_geom *g, int i, int j, int oy, int ox)
 {
-    int first = g->p - j, last = g->w - 1 + g->p - j; /* need 0 <= ox*s - first <= w-1 */
-    *lo = first > 0 ? (first + g->s - 1) / g->s : 0;
-    *hi = last < 0 ? 0 : last / g->s + 1;
-    if (*hi > g->ow)
-        *hi = g->ow;
-    if (*lo > *hi)
-        *lo = *hi;
+    return (ptrdiff_t)(oy * g->s - g->p + i) * g->w + (ox * g->s - g->p + j);
+}
+
+/* Zeroes the columns outside [lo, hi) of the valid output rows. */
+static void zero_edges(const conv_geom *g, const conv_span *sp, float *d)
+{
+    for (int oy = sp->oy0; oy < sp->oy1; oy++) {
+        float *r = d + (size_t)oy * g->ow;
+        for (int ox = 0; ox < sp->lo; ox++)
+            r[ox] = 0;
+        for (int ox = sp->hi; ox < g->ow; ox++)
+            r[ox] = 0;
+    }
+}
+
+/* Fills one row d (oh*ow) of a column block from the input plane xc.  When
+ * s == 1 and ow == w ("same" padding) input and output rows have the same
+ * pitch, so the valid span of the row is one contiguous copy of the plane;
+ * the few entries that wrapped around a row edge are zeroed afterwards. */
+static void im2col_row(const conv_geom *g, const conv_span *spp, const float *xc, int i, int j,
+                       float *d)
+{
+    const conv_span sp = *spp;
+    size_t a = (size_t)sp.oy0 * g->ow, b = (size_t)sp.oy1 * g->ow;
+    if (sp.shift) {
+        a += (size_t)sp.lo;
+        b -= (size_t)(g->ow - sp.hi);
+        memcpy(d + a, xc + in_off(g, i, j, sp.oy0, sp.lo), (b - a) * sizeof *d);
+    } else {
+        for (int oy = sp.oy0; oy < sp.oy1 && sp.lo < sp.hi; oy++) {
+            float *r = d + (size_t)oy * g->ow + sp.lo;
+            const float *src = xc + in_off(g, i, j, oy, sp.lo);
+            for (int t = 0; t < sp.hi - sp.lo; t++)
+                r[t] = src[t * g->s];
+        }
+    }
+    memset(d, 0, a * sizeof *d);
+    memset(d + b, 0, ((size_t)g->oh * g->ow - b) * sizeof *d);
+    zero_edges(g, &sp, d);
 }
 
 /* Writes one sample's column block (rows of stride ld) from x (cin x h x w). */
-static void im2col(const conv_geom *g, const float *x, float *col, size_t ld)
+static void im2col(const conv_priv *p, const float *x, float *col, size_t ld)
 {
+    const conv_geom *g = &p->g;
     for (int c = 0; c < g->cin; c++)
         for (int i = 0; i < g->k; i++)
-            for (int j = 0; j < g->k; j++, col += ld) {
-                const float *xc = x + (size_t)c * g->h * g->w;
-                int lo, hi;
-                ox_range(g, j, &lo, &hi);
-                for (int oy = 0; oy < g->oh; oy++) {
-                    float *d = col + (size_t)oy * g->ow;
-                    int iy = oy * g->s - g->p + i;
-                    if (iy < 0 || iy >= g->h) {
-                        memset(d, 0, (size_t)g->ow * sizeof *d);
-                        continue;
-                    }
-                    for (int ox = 0; ox < lo; ox++)
-                        d[ox] = 0;
-                    for (int ox = hi; ox < g->ow; ox++)
-                        d[ox] = 0;
-                    if (hi == lo)
-                        continue;
-                    const float *src = xc + (size_t)iy * g->w + (lo * g->s - g->p + j);
-                    if (g->s == 1)
-                        for (int t = 0; t < hi - lo; t++)
-                            d[lo + t] = src[t];
-                    else
-                        for (int t = 0; t < hi - lo; t++)
-                            d[lo + t] = src[t * g->s];
-                }
-            }
+            for (int j = 0; j < g->k; j++, col += ld)
+                im2col_row(g, p->spans + i * g->k + j, x + (size_t)c * g->h * g->w, i, j, col);
 }
 
-/* The adjoint of im2col: dx (cin x h x w) = sum of the column block's
- * entries over the positions they were copied from; padding is dropped. */
-static void col2im(const conv_geom *g, const float *col, size_t ld, float *dx)
+/* The adjoint of im2col_row: adds row d back into the plane dxc.  Clobbers
+ * d's padding entries (zeroes them so the contiguous case can add blindly). */
+static void col2im_row(const conv_geom *g, const conv_span *spp, float *d, int i, int j,
+                       float *dxc)
 {
+    const conv_span sp = *spp;
+    if (sp.shift) {
+        size_t a = (size_t)sp.oy0 * g->ow + sp.lo, b = (size_t)sp.oy1 * g->ow - (g->ow - sp.hi);
+        float *dst = dxc + in_off(g, i, j, sp.oy0, sp.lo);
+        zero_edges(g, &sp, d);
+        for (size_t t = 0; t < b - a; t++)
+            dst[t] += d[a + t];
+        return;
+    }
+    for (int oy = sp.oy0; oy < sp.oy1 && sp.lo < sp.hi; oy++) {
+        const float *r = d + (size_t)oy * g->ow + sp.lo;
+        float *dst = dxc + in_off(g, i, j, oy, sp.lo);
+        for (int t = 0; t < sp.hi - sp.lo; t++)
+            dst[t * g->s] += r[t];
+    }
+}
+
+/* dx (cin x h x w) = the adjoint of im2col applied to a column block (which
+ * is clobbered: it is scratch). */
+static void col2im(const conv_priv *p, float *col, size_t ld, float *dx)
+{
+    const conv_geom *g = &p->g;
     memset(dx, 0, (size_t)g->cin * g->h * g->w * sizeof *dx);
     for (int c = 0; c < g->cin; c++)
         for (int i = 0; i < g->k; i++)
-            for (int j = 0; j < g->k; j++, col += ld) {
-                float *xc = dx + (size_t)c * g->h * g->w;
-                int lo, hi;
-                ox_range(g, j, &lo, &hi);
-                for (int oy = 0; oy < g->oh; oy++) {
-                    int iy = oy * g->s - g->p + i;
-                    if (iy < 0 || iy >= g->h || hi == lo)
-                        continue;
-                    const float *sv = col + (size_t)oy * g->ow + lo;
-                    float *d = xc + (size_t)iy * g->w + (lo * g->s - g->p + j);
-                    if (g->s == 1)
-                        for (int t = 0; t < hi - lo; t++)
-                            d[t] += sv[t];
-                    else
-                        for (int t = 0; t < hi - lo; t++)
-                            d[t * g->s] += sv[t];
-                }
-            }
+            for (int j = 0; j < g->k; j++, col += ld)
+                col2im_row(g, p->spans + i * g->k + j, col, i, j, dx + (size_t)c * g->h * g->w);
 }
 
 /* ---- forward / backward ----------------------------------------------------- */
@@ -221,7 +274,7 @@ static void im2col_chunk(const conv_priv *p, const float *x, int n, int s0, int 
     size_t ld = (size_t)p->cap * g->hw, base = chunk_col(p, n, s0);
     size_t xs = (size_t)g->cin * g->h * g->w;
     for (int s = 0; s < m; s++)
-        im2col(g, x + (s0 + s) * xs, p->cols + base + (size_t)s * g->hw, ld);
+        im2col(p, x + (s0 + s) * xs, p->cols + base + (size_t)s * g->hw, ld);
 }
 
 static void conv_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
@@ -290,7 +343,7 @@ static void conv_backward(nn_layer *l, const float *x, const float *y, const flo
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->ckk, mhw, g->f, 1.0f, l->w,
                     g->ckk, p->tmp, mhw, 0.0f, cols, ld);
         for (int s = 0; s < m; s++)
-            col2im(g, cols + (size_t)s * g->hw, (size_t)ld, dx + (s0 + s) * xs);
+            col2im(p, cols + (size_t)s * g->hw, (size_t)ld, dx + (s0 + s) * xs);
     }
 }
 

@@ -91,7 +91,7 @@ END_TEST
 
 static double result_accuracy(const char *dir)
 {
-    char path[512];
+    char path[600];
     snprintf(path, sizeof path, "%s/results.json", dir);
     uint8_t *p;
     size_t n;

@@ -1,0 +1,178 @@
+/* The resolved spec back as YAML: every key with its effective value, in the
+ * order of docs/config-reference.md, layers one flow mapping per line.
+ * config_load reads it back to an equal spec (tested). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Shortest %g that reads back (as config reads floats) to exactly v. */
+static void put_float(FILE *f, float v)
+{
+    char buf[40];
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
+        if ((float)strtod(buf, NULL) == v) {
+            fputs(buf, f);
+            return;
+        }
+    }
+    fprintf(f, "%.17g", (double)v);
+}
+
+/* YAML printable code points (others need an escape). */
+static int printable(unsigned cp)
+{
+    return cp == 0x85 || (cp >= 0xA0 && cp <= 0xD7FF) ||
+           (cp >= 0xE000 && cp <= 0xFFFD && cp != 0xFEFF) || (cp >= 0x10000 && cp <= 0x10FFFF);
+}
+
+/* One UTF-8 sequence at p (valid: it passed libyaml or the override check). */
+static unsigned utf8_next(const unsigned char **p)
+{
+    unsigned cp = **p, extra = cp >= 0xF0 ? 3 : cp >= 0xE0 ? 2 : cp >= 0xC0 ? 1 : 0;
+    cp &= extra == 3 ? 0x07 : extra == 2 ? 0x0F : extra == 1 ? 0x1F : 0x7F;
+    ++*p;
+    for (unsigned k = 0; k < extra && (**p & 0xC0) == 0x80; k++, ++*p)
+        cp = cp << 6 | (**p & 0x3F);
+    return cp;
+}
+
+/* A double-quoted YAML string: any text survives the round trip. */
+static void put_str(FILE *f, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    fputc('"', f);
+    while (*p) {
+        if (*p < 0x80) {
+            unsigned char ch = *p++;
+            if (ch == '"' || ch == '\\')
+                fprintf(f, "\\%c", ch);
+            else if (ch < 0x20 || ch == 0x7F)
+                fprintf(f, "\\x%02X", ch);
+            else
+                fputc(ch, f);
+            continue;
+        }
+        const unsigned char *start = p;
+        unsigned cp = utf8_next(&p);
+        if (printable(cp))
+            fwrite(start, 1, (size_t)(p - start), f);
+        else if (cp <= 0xFFFF)
+            fprintf(f, "\\u%04X", cp);
+        else
+            fprintf(f, "\\U%08X", cp);
+    }
+    fputc('"', f);
+}
+
+static void put_key_str(FILE *f, const char *indent, const char *key, const char *v)
+{
+    fprintf(f, "%s%s: ", indent, key);
+    put_str(f, v);
+    fputc('\n', f);
+}
+
+static void put_key_float(FILE *f, const char *sep, const char *key, float v)
+{
+    fprintf(f, "%s%s: ", sep, key);
+    put_float(f, v);
+}
+
+static void dump_data(const cfg_data *d, FILE *f)
+{
+    static const char *const names[] = {"fashion-mnist", "idx", "csv"};
+    fprintf(f, "data:\n  dataset: %s\n", names[d->kind]);
+    if (d->kind == CFG_DATA_FASHION) {
+        put_key_str(f, "  ", "dir", d->dir);
+    } else if (d->kind == CFG_DATA_IDX) {
+        put_key_str(f, "  ", "train_images", d->train_images);
+        put_key_str(f, "  ", "train_labels", d->train_labels);
+        put_key_str(f, "  ", "test_images", d->test_images);
+        put_key_str(f, "  ", "test_labels", d->test_labels);
+    } else {
+        put_key_str(f, "  ", "train_csv", d->train_csv);
+        put_key_str(f, "  ", "test_csv", d->test_csv);
+    }
+    fprintf(f, "  shape: [%d, %d, %d]\n", d->shape.c, d->shape.h, d->shape.w);
+    put_key_float(f, "  ", "val_fraction", d->val_fraction);
+    fprintf(f, "\n  train_subset: %d\n  test_subset: %d\n", d->train_subset, d->test_subset);
+}
+
+static void dump_layer(const nn_layer_spec *l, FILE *f)
+{
+    fprintf(f, "    - {type: %s", nn_kind_name(l->kind));
+    if (l->name[0]) {
+        fputs(", name: ", f);
+        put_str(f, l->name);
+    }
+    switch (l->kind) {
+    case NN_DENSE:
+        fprintf(f, ", units: %d, init: %s", l->units, cfg_init_names[l->init]);
+        break;
+    case NN_CONV2D:
+        fprintf(f, ", filters: %d, kernel: %d, stride: %d, pad: %d, init: %s", l->filters,
+                l->kernel, l->stride, l->pad, cfg_init_names[l->init]);
+        break;
+    case NN_MAXPOOL2D:
+        fprintf(f, ", kernel: %d, stride: %d", l->kernel, l->stride);
+        break;
+    case NN_DROPOUT:
+        put_key_float(f, ", ", "rate", l->rate);
+        break;
+    case NN_BATCHNORM:
+        put_key_float(f, ", ", "eps", l->eps);
+        put_key_float(f, ", ", "momentum", l->momentum);
+        break;
+    default:
+        break;
+    }
+    fputs("}\n", f);
+}
+
+static void dump_train(const cfg_train *t, FILE *f)
+{
+    static const char *const sched[] = {"constant", "step", "cosine"};
+    const nn_opt_spec *o = &t->opt;
+    fprintf(f, "  train:\n    epochs: %d\n    batch_size: %d\n", t->epochs, t->batch_size);
+    fprintf(f, "    optimizer: {kind: %s", o->kind == NN_OPT_ADAMW ? "adamw" : "sgd");
+    put_key_float(f, ", ", "lr", o->lr);
+    if (o->kind == NN_OPT_SGD) {
+        put_key_float(f, ", ", "momentum", o->momentum);
+        fprintf(f, ", nesterov: %s", o->nesterov ? "true" : "false");
+        put_key_float(f, ", ", "weight_decay", o->weight_decay);
+    } else {
+        put_key_float(f, ", ", "weight_decay", o->weight_decay);
+        put_key_float(f, ", ", "beta1", o->beta1);
+        put_key_float(f, ", ", "beta2", o->beta2);
+        put_key_float(f, ", ", "eps", o->eps);
+    }
+    const nn_sched_spec *s = &t->sched;
+    fprintf(f, "}\n    schedule: {kind: %s", sched[s->kind]);
+    put_key_float(f, ", ", "warmup_epochs", s->warmup_epochs);
+    if (s->kind == NN_SCHED_STEP) {
+        fprintf(f, ", step_epochs: %d", s->step_epochs);
+        put_key_float(f, ", ", "gamma", s->gamma);
+    } else if (s->kind == NN_SCHED_COSINE) {
+        put_key_float(f, ", ", "min_lr", s->min_lr);
+    }
+    fputs("}\n", f);
+}
+
+static void dump_model(const char *key, const cfg_model *m, FILE *f)
+{
+    fprintf(f, "%s:\n  layers:\n", key);
+    for (int i = 0; i < m->nlayers; i++)
+        dump_layer(&m->layers[i], f);
+    dump_train(&m->train, f);
+}
+
+int config_dump(const exp_spec *s, FILE *f)
+{
+    fputs("# resolved experiment: every key with its effective value\n", f);
+    put_key_str(f, "", "name", s->name);
+    fprintf(f, "seed: %llu\nthreads: %d\n", (unsigned long long)s->seed, s->threads);
+    dump_data(&s->data, f);
+    dump_model("teacher", &s->teacher, f);
+    return ferror(f) ? KD_EIO : KD_OK;
+}
