@@ -1,6 +1,6 @@
-/* Model files: "KDBM", version, architecture, tensors, CRC32 trailer.
- * The loader trusts nothing: the checksum first, then every count against
- * the bytes that are really there, before any large allocation. */
+/* Model files: "KDBM", version, architecture, tensors, compressed payloads,
+ * CRC32 trailer.  The loader trusts nothing: the checksum first, then every
+ * count against the bytes that are really there, before any large allocation. */
 #include <string.h>
 
 #include "nn.h"
@@ -23,6 +23,23 @@ static void put_spec(kd_buf *b, const nn_layer_spec *s)
     kd_buf_u32(b, (uint32_t)s->init);
 }
 
+/* Per compressed layer: u64 length, then the payload its ops->save writes. */
+static void put_payloads(const nn_model *m, kd_buf *b)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        const nn_layer *l = &m->layers[i];
+        if (!l->ops->save)
+            continue;
+        size_t at = b->len;
+        kd_buf_u64(b, 0);
+        l->ops->save(l, b);
+        if (!b->failed) {
+            uint64_t n = b->len - at - 8;
+            memcpy(b->p + at, &n, 8);
+        }
+    }
+}
+
 void nn_model_serialize(const nn_model *m, kd_buf *b)
 {
     kd_buf_put(b, NN_MODEL_MAGIC, 4);
@@ -33,12 +50,15 @@ void nn_model_serialize(const nn_model *m, kd_buf *b)
     kd_buf_f32(b, m->in_mean);
     kd_buf_f32(b, m->in_std);
     kd_buf_u32(b, (uint32_t)m->nlayers);
-    for (int i = 0; i < m->nlayers; i++)
+    for (int i = 0; i < m->nlayers; i++) {
         put_spec(b, &m->layers[i].spec);
+        kd_buf_str(b, m->layers[i].ops->name);
+    }
     kd_buf_u64(b, m->nparams);
     kd_buf_u64(b, m->nbuffers);
     kd_buf_put(b, m->params, m->nparams * sizeof(float));
     kd_buf_put(b, m->buffers, m->nbuffers * sizeof(float));
+    put_payloads(m, b);
 }
 
 static int in_range(uint32_t v, uint32_t hi) { return v <= hi; }
@@ -72,13 +92,37 @@ static int get_spec(kd_rd *r, nn_layer_spec *s, int i, kd_err *e)
     return KD_OK;
 }
 
+/* The ops named name for a layer of the given kind: nn's own kind (then the
+ * name must be that kind's), or one of the caller's compressed kinds. */
+static int resolve_ops(nn_layer_spec *s, const char *name, const nn_layer_ops *const *kinds,
+                       int nkinds, int i, kd_err *e)
+{
+    const nn_layer_ops *own = nn_layer_ops_of(s->kind);
+    s->ops = NULL;
+    if (strcmp(name, own->name) == 0)
+        return KD_OK;
+    for (int k = 0; k < nkinds; k++)
+        if (kinds[k] && strcmp(name, kinds[k]->name) == 0) {
+            s->ops = kinds[k];
+            return KD_OK;
+        }
+    nn_kind other;
+    if (nn_kind_from_name(name, &other) == 0)
+        return kd_err_set(e, KD_EFORMAT, "layer %d: kind \"%s\" does not match its spec", i,
+                          name);
+    return kd_err_set(e, KD_EFORMAT,
+                      "layer %d has kind \"%s\", which this reader does not know "
+                      "(a compressed kind: load it with compress's kinds)", i, name);
+}
+
 /* Parameter counts the specs imply, computed without allocating them. */
 static int implied_sizes(nn_shape in, const nn_layer_spec *specs, int n, size_t *np, size_t *nb,
                          kd_err *e)
 {
     *np = *nb = 0;
     for (int i = 0; i < n; i++) {
-        nn_layer l = {.spec = specs[i], .ops = nn_layer_ops_of(specs[i].kind), .in = in};
+        nn_layer l = {.spec = specs[i], .in = in};
+        l.ops = specs[i].ops ? specs[i].ops : nn_layer_ops_of(specs[i].kind);
         if (l.ops->setup(&l, e) != KD_OK) {
             kd_err_prefix(e, "layer %d", i);
             return KD_EFORMAT;
@@ -90,7 +134,78 @@ static int implied_sizes(nn_shape in, const nn_layer_spec *specs, int n, size_t 
     return KD_OK;
 }
 
-nn_model *nn_model_deserialize(kd_rd *r, kd_err *e)
+/* Specs of nl layers, each followed (version >= 2) by its ops name. */
+static int get_specs(kd_rd *r, uint32_t ver, nn_layer_spec *specs, uint32_t nl,
+                     const nn_layer_ops *const *kinds, int nkinds, kd_err *e)
+{
+    for (uint32_t i = 0; i < nl; i++) {
+        if (get_spec(r, &specs[i], (int)i, e) != KD_OK)
+            return KD_EFORMAT;
+        if (ver < 2)
+            continue;
+        char name[64];
+        if (kd_rd_str(r, name, sizeof name) != 0)
+            return kd_err_set(e, KD_EFORMAT, "truncated or overlong kind name in layer %u", i);
+        if (resolve_ops(&specs[i], name, kinds, nkinds, (int)i, e) != KD_OK)
+            return KD_EFORMAT;
+    }
+    return KD_OK;
+}
+
+/* One length-prefixed payload per compressed layer, each parsed from a reader
+ * bounded to exactly its bytes and required to consume all of them. */
+static int get_payloads(kd_rd *r, nn_model *m, kd_err *e)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        nn_layer *l = &m->layers[i];
+        if (!l->ops->load)
+            continue;
+        uint64_t n = kd_rd_u64(r);
+        if (!r->ok || n > r->len - r->pos)
+            return kd_err_set(e, KD_EFORMAT, "layer %d: truncated %s payload", i, l->ops->name);
+        kd_rd sub = {.p = r->p + r->pos, .len = (size_t)n, .ok = 1};
+        r->pos += (size_t)n;
+        if (l->ops->load(l, &sub, e) != KD_OK) {
+            kd_err_prefix(e, "layer %d (%s)", i, l->ops->name);
+            return KD_EFORMAT;
+        }
+        if (!sub.ok || sub.pos != sub.len)
+            return kd_err_set(e, KD_EFORMAT, "layer %d: %s payload has %zu stray bytes", i,
+                              l->ops->name, sub.len - sub.pos);
+    }
+    return KD_OK;
+}
+
+/* The tensors after the specs: counts, parameters, buffers, payloads. */
+static nn_model *get_body(kd_rd *r, uint32_t ver, nn_shape in, const nn_layer_spec *specs,
+                          uint32_t nl, kd_err *e)
+{
+    size_t np, nb;
+    uint64_t fnp = kd_rd_u64(r), fnb = kd_rd_u64(r);
+    if (implied_sizes(in, specs, (int)nl, &np, &nb, e) != KD_OK)
+        return NULL;
+    if (!r->ok || fnp != np || fnb != nb) {
+        kd_err_set(e, KD_EFORMAT, "parameter count in the file does not match its layers");
+        return NULL;
+    }
+    if ((np + nb) > (r->len - r->pos) / sizeof(float)) {
+        kd_err_set(e, KD_EFORMAT, "truncated: %zu parameters promised, fewer present", np + nb);
+        return NULL;
+    }
+    nn_model *m = nn_model_new(in, specs, (int)nl, NULL, e);
+    if (!m)
+        return NULL;
+    kd_rd_get(r, m->params, np * sizeof(float));
+    kd_rd_get(r, m->buffers, nb * sizeof(float));
+    if (ver >= 2 && get_payloads(r, m, e) != KD_OK) {
+        nn_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+nn_model *nn_model_deserialize_with(kd_rd *r, const nn_layer_ops *const *kinds, int nkinds,
+                                    kd_err *e)
 {
     char magic[4];
     kd_rd_get(r, magic, 4);
@@ -99,9 +214,9 @@ nn_model *nn_model_deserialize(kd_rd *r, kd_err *e)
         kd_err_set(e, KD_EFORMAT, "not a kdbench model file (bad magic)");
         return NULL;
     }
-    if (ver != NN_MODEL_VERSION) {
-        kd_err_set(e, KD_EFORMAT, "model file version %u; this build reads version %u", ver,
-                   NN_MODEL_VERSION);
+    if (ver < 1 || ver > NN_MODEL_VERSION) {
+        kd_err_set(e, KD_EFORMAT, "model file version %u; this build reads versions 1 to %u",
+                   ver, NN_MODEL_VERSION);
         return NULL;
     }
     uint32_t c = kd_rd_u32(r), h = kd_rd_u32(r), w = kd_rd_u32(r);
@@ -112,42 +227,28 @@ nn_model *nn_model_deserialize(kd_rd *r, kd_err *e)
         kd_err_set(e, KD_EFORMAT, "bad model header (truncated or out-of-range sizes)");
         return NULL;
     }
-    nn_shape in = {(int)c, (int)h, (int)w};
+    if (!(sd > 0)) {
+        kd_err_set(e, KD_EFORMAT, "bad input normalisation (std %g)", (double)sd);
+        return NULL;
+    }
     nn_layer_spec *specs = kd_calloc(nl, sizeof *specs);
     if (!specs) {
         kd_err_set(e, KD_ENOMEM, "out of memory");
         return NULL;
     }
     nn_model *m = NULL;
-    size_t np, nb;
-    for (uint32_t i = 0; i < nl; i++)
-        if (get_spec(r, &specs[i], (int)i, e) != KD_OK)
-            goto out;
-    uint64_t fnp = kd_rd_u64(r), fnb = kd_rd_u64(r);
-    if (implied_sizes(in, specs, (int)nl, &np, &nb, e) != KD_OK)
-        goto out;
-    if (!r->ok || fnp != np || fnb != nb) {
-        kd_err_set(e, KD_EFORMAT, "parameter count in the file does not match its layers");
-        goto out;
+    if (get_specs(r, ver, specs, nl, kinds, nkinds, e) == KD_OK &&
+        (m = get_body(r, ver, (nn_shape){(int)c, (int)h, (int)w}, specs, nl, e))) {
+        m->in_mean = mean;
+        m->in_std = sd;
     }
-    if ((np + nb) > (r->len - r->pos) / sizeof(float)) {
-        kd_err_set(e, KD_EFORMAT, "truncated: %zu parameters promised, fewer present", np + nb);
-        goto out;
-    }
-    if (!(m = nn_model_new(in, specs, (int)nl, NULL, e)))
-        goto out;
-    kd_rd_get(r, m->params, np * sizeof(float));
-    kd_rd_get(r, m->buffers, nb * sizeof(float));
-    m->in_mean = mean;
-    m->in_std = sd;
-    if (!(sd > 0)) {
-        kd_err_set(e, KD_EFORMAT, "bad input normalisation (std %g)", (double)sd);
-        nn_model_free(m);
-        m = NULL;
-    }
-out:
     kd_free(specs);
     return m;
+}
+
+nn_model *nn_model_deserialize(kd_rd *r, kd_err *e)
+{
+    return nn_model_deserialize_with(r, NULL, 0, e);
 }
 
 int nn_model_save(const nn_model *m, const char *path, kd_err *e)
@@ -161,7 +262,8 @@ int nn_model_save(const nn_model *m, const char *path, kd_err *e)
     return rc;
 }
 
-nn_model *nn_model_load(const char *path, kd_err *e)
+nn_model *nn_model_load_with(const char *path, const nn_layer_ops *const *kinds, int nkinds,
+                             kd_err *e)
 {
     uint8_t *p;
     size_t n;
@@ -177,7 +279,7 @@ nn_model *nn_model_load(const char *path, kd_err *e)
                                                : "checksum mismatch: the file is truncated or corrupt");
     } else {
         kd_rd r = {.p = p, .len = n - 4, .ok = 1};
-        m = nn_model_deserialize(&r, e);
+        m = nn_model_deserialize_with(&r, kinds, nkinds, e);
         if (m && r.pos != r.len) {
             kd_err_set(e, KD_EFORMAT, "%zu unexpected bytes after the model", r.len - r.pos);
             nn_model_free(m);
@@ -191,4 +293,9 @@ nn_model *nn_model_load(const char *path, kd_err *e)
     }
     kd_free(p);
     return m;
+}
+
+nn_model *nn_model_load(const char *path, kd_err *e)
+{
+    return nn_model_load_with(path, NULL, 0, e);
 }

@@ -110,7 +110,7 @@ nn_model *nn_model_new(nn_shape in, const nn_layer_spec *specs, int nlayers, int
         nn_layer *l = &m->layers[i];
         l->spec = specs[i];
         l->spec.name[sizeof l->spec.name - 1] = 0;
-        l->ops = nn_layer_ops_of(specs[i].kind);
+        l->ops = specs[i].ops ? specs[i].ops : nn_layer_ops_of(specs[i].kind);
         l->in = s;
         if (!l->ops) {
             kd_err_set(e, KD_ECONFIG, "layer %d: unknown kind %d", i, (int)specs[i].kind);
@@ -164,8 +164,12 @@ void nn_model_free(nn_model *m)
 {
     if (!m)
         return;
-    if (m->layers)
+    if (m->layers) {
         release_runtime(m);
+        for (int i = 0; i < m->nlayers; i++)
+            if (m->layers[i].ops && m->layers[i].ops->destroy)
+                m->layers[i].ops->destroy(&m->layers[i]);
+    }
     kd_afree(m->params);
     kd_afree(m->grads);
     kd_afree(m->buffers);
@@ -261,15 +265,59 @@ nn_model *nn_model_clone(const nn_model *m, kd_err *e)
     memcpy(c->buffers, m->buffers, m->nbuffers * sizeof *c->buffers);
     c->in_mean = m->in_mean;
     c->in_std = m->in_std;
+    for (int i = 0; i < m->nlayers; i++) {
+        const nn_layer *l = &m->layers[i];
+        if (l->ops->copy && l->data && l->ops->copy(&c->layers[i], l, e) != KD_OK) {
+            nn_model_free(c);
+            return NULL;
+        }
+    }
     return c;
+}
+
+size_t nn_layer_params(const nn_layer *l, size_t *nonzero)
+{
+    size_t n = l->nw + l->nb, nz = 0;
+    for (size_t i = 0; i < l->nw; i++)
+        nz += l->w[i] != 0.0f;
+    for (size_t i = 0; i < l->nb; i++)
+        nz += l->b[i] != 0.0f;
+    if (l->ops->count) {
+        size_t pw, pnz;
+        l->ops->count(l, &pw, &pnz);
+        n += pw;
+        nz += pnz;
+    }
+    if (nonzero)
+        *nonzero = nz;
+    return n;
+}
+
+size_t nn_model_params(const nn_model *m, size_t *nonzero)
+{
+    size_t n = 0, nz = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        size_t lnz;
+        n += nn_layer_params(&m->layers[i], &lnz);
+        nz += lnz;
+    }
+    if (nonzero)
+        *nonzero = nz;
+    return n;
 }
 
 size_t nn_model_nonzero_params(const nn_model *m)
 {
-    size_t nz = 0;
-    for (size_t i = 0; i < m->nparams; i++)
-        nz += m->params[i] != 0.0f;
+    size_t nz;
+    nn_model_params(m, &nz);
     return nz;
+}
+
+const char *nn_layer_format(const nn_layer *l)
+{
+    if (l->ops->format)
+        return l->ops->format;
+    return l->nw + l->nb ? "fp32" : "-";
 }
 
 double nn_model_macs(const nn_model *m)

@@ -46,6 +46,8 @@ typedef enum {
 
 typedef enum { NN_INIT_AUTO = 0, NN_INIT_HE, NN_INIT_XAVIER } nn_init;
 
+typedef struct nn_layer_ops nn_layer_ops;
+
 typedef struct {
     nn_kind kind;
     char name[32];       /* unique in a model; "" = auto ("dense1", "conv2", ...) */
@@ -57,6 +59,10 @@ typedef struct {
     float rate;          /* dropout: probability of dropping, [0, 1) */
     float eps, momentum; /* batchnorm: defaults 1e-5 and 0.1 when 0 */
     nn_init init;        /* dense, conv2d: AUTO = He (relu nets) */
+    /* NULL = nn's built-in ops of kind.  Otherwise a compressed kind (defined
+     * outside nn, e.g. compress's "dense_csr") that computes the same function
+     * as kind from its own storage; nn calls it only through this table. */
+    const nn_layer_ops *ops;
 } nn_layer_spec;
 
 const char *nn_kind_name(nn_kind k);             /* "dense", "conv2d", ... */
@@ -75,7 +81,7 @@ typedef struct {
  * (both n samples, NCHW), dy the gradient w.r.t. y; backward ACCUMULATES
  * into the parameter gradients (gw, gb) and WRITES dx (dx may be NULL for
  * the first layer: skip that work). */
-typedef struct {
+struct nn_layer_ops {
     const char *name;
     /* from l->spec and l->in: set l->out, l->nw, l->nb, l->nbuf; error if the
      * shapes do not fit (message names the problem, not the layer: the caller
@@ -91,7 +97,24 @@ typedef struct {
     double (*macs)(const nn_layer *l);
     /* in-place: y may alias x (relu, flatten, dropout); lets the model save memory */
     int inplace;
-} nn_layer_ops;
+
+    /* ---- compressed kinds only (NULL in nn's own kinds) ----------------------
+     * Their weights live in l->data, a payload owned by the layer, instead of
+     * the flat parameter buffer (which may still hold e.g. the bias).  A layer
+     * built by nn_model_new has l->data == NULL, which forward must treat as
+     * "all weights zero"; the owner of the kind fills it afterwards. */
+    const char *format; /* storage format for reports ("csr-fp32"); NULL = "fp32" */
+    /* appends the payload to b (allocation failure: b->failed) */
+    void (*save)(const nn_layer *l, kd_buf *b);
+    /* parses a payload written by save from r, which holds exactly that
+     * payload; checks every size against l->in / l->out; sets l->data */
+    int (*load)(nn_layer *l, kd_rd *r, kd_err *e);
+    /* deep copy of src's payload into dst (same spec and shapes) */
+    int (*copy)(nn_layer *dst, const nn_layer *src, kd_err *e);
+    void (*destroy)(nn_layer *l); /* frees l->data; l->data may be NULL */
+    /* logical weight count and non-zeros held in the payload */
+    void (*count)(const nn_layer *l, size_t *weights, size_t *nonzero);
+};
 
 struct nn_layer {
     nn_layer_spec spec;
@@ -104,6 +127,7 @@ struct nn_layer {
     float *buf;
     size_t nbuf;
     void *priv;     /* private scratch owned by the layer (reserve/release) */
+    void *data;     /* payload of a compressed kind (ops->load/destroy); else NULL */
     int max_batch;  /* capacity reserved */
 };
 
@@ -151,8 +175,13 @@ void nn_model_backward(nn_model *m, const float *dlogits, int n, const nn_ctx *c
 void nn_model_zero_grad(nn_model *m);
 /* A deep copy (parameters, buffers, specs; no activations). */
 nn_model *nn_model_clone(const nn_model *m, kd_err *e);
-/* Counts */
-size_t nn_model_nonzero_params(const nn_model *m);
+/* Counts: weights of a layer or model, flat parameters plus compressed
+ * payloads (the logical count, not the stored one); *nonzero may be NULL. */
+size_t nn_layer_params(const nn_layer *l, size_t *nonzero);
+size_t nn_model_params(const nn_model *m, size_t *nonzero);
+size_t nn_model_nonzero_params(const nn_model *m); /* includes payloads */
+/* The storage format of a layer with weights ("fp32", "csr-fp32"), or "-". */
+const char *nn_layer_format(const nn_layer *l);
 double nn_model_macs(const nn_model *m); /* per sample */
 /* Index of the layer named name, or -1. */
 int nn_model_find(const nn_model *m, const char *name);
@@ -200,17 +229,25 @@ typedef struct {
 float nn_sched_lr(const nn_sched_spec *s, float base_lr, double epoch, int total_epochs);
 
 /* ---- model files ------------------------------------------------------------
- * "KDBM" magic, version, input shape, preprocessing, layer specs, parameters,
- * buffers, CRC32 of everything before it.  Written atomically; the loader
- * checks every size and the checksum and refuses anything else. */
+ * "KDBM" magic, version, input shape, preprocessing, layer specs (each with
+ * its ops name, e.g. "dense" or "dense_csr"), parameters, buffers, then one
+ * length-prefixed payload per compressed layer, CRC32 of everything before
+ * it.  Written atomically; the loader checks every size and the checksum and
+ * refuses anything else.  Version 1 files (no ops names, no payloads) still load. */
 #define NN_MODEL_MAGIC "KDBM"
-#define NN_MODEL_VERSION 1u
+#define NN_MODEL_VERSION 2u
 /* Serialises m into b (appends). */
 void nn_model_serialize(const nn_model *m, kd_buf *b);
-/* Parses one model from r (advances it); errors name the problem. */
-nn_model *nn_model_deserialize(kd_rd *r, kd_err *e);
+/* Parses one model from r (advances it); errors name the problem.  Layers
+ * whose ops name is not one of nn's kinds are looked up in kinds[0..nkinds)
+ * (e.g. compress_kinds()); an unknown name is an error. */
+nn_model *nn_model_deserialize_with(kd_rd *r, const nn_layer_ops *const *kinds, int nkinds,
+                                    kd_err *e);
+nn_model *nn_model_deserialize(kd_rd *r, kd_err *e); /* nn's kinds only */
 int nn_model_save(const nn_model *m, const char *path, kd_err *e);
-nn_model *nn_model_load(const char *path, kd_err *e);
+nn_model *nn_model_load_with(const char *path, const nn_layer_ops *const *kinds, int nkinds,
+                             kd_err *e);
+nn_model *nn_model_load(const char *path, kd_err *e); /* nn's kinds only */
 
 /* ---- BLAS ----------------------------------------------------------------- */
 /* Sets OpenBLAS's thread count (n <= 0: all cores); returns the count in use. */
