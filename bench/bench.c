@@ -10,6 +10,7 @@
 
 #include "../measure/measure.h"
 #include "../train/train.h"
+#include "bench.h"
 
 #define BATCH 128
 #define NSAMPLES (BATCH * 100)
@@ -183,10 +184,14 @@ static void bench_peak_memory(void)
            ru.ru_maxrss / 1024.0, rc ? " (run failed)" : "");
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     int threads = nn_set_threads(getenv("KD_THREADS") ? atoi(getenv("KD_THREADS")) : 0);
     printf("kdbench bench: %d threads, %s, batch %d\n", threads, nn_blas_info(), BATCH);
+    if (argc > 1 && strcmp(argv[1], "sparse") == 0) { /* kdbench-bench sparse: that part alone */
+        bench_sparse();
+        return 0;
+    }
     const nn_layer_spec mlp[] = {
         {.kind = NN_FLATTEN}, {.kind = NN_DENSE, .units = 1200}, {.kind = NN_RELU},
         {.kind = NN_DROPOUT, .rate = 0.3f}, {.kind = NN_DENSE, .units = 1200},
@@ -205,6 +210,7 @@ int main(void)
     bench_inference("MLP", m, &d);
     bench_sgemv_ceiling(m, &d);
     bench_inference("CNN", c, &d);
+    bench_sparse();
     bench_peak_memory();
     nn_model_free(m);
     nn_model_free(c);

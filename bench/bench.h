@@ -1,0 +1,8 @@
+/* The parts of `make bench`, one function per file of bench/. */
+#ifndef KD_BENCH_H
+#define KD_BENCH_H
+
+/* bench_sparse.c: sparse vs dense latency ratios of the pruned MLP. */
+void bench_sparse(void);
+
+#endif

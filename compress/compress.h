@@ -1,0 +1,188 @@
+/* compress — pruning passes and compressed layer kinds.
+ *
+ * Kinds: "dense_csr" (format "csr-fp32") stores a pruned dense layer as CSR
+ * with fp32 values and the narrowest column index type that fits.  nn never
+ * includes this header: callers pass compress_kinds() to nn_model_load_with.
+ *
+ * Passes: unstructured magnitude pruning (layer-wise or one global
+ * threshold, per-layer overrides by name or glob) with masks that keep pruned
+ * weights at zero during fine-tuning; the AGP cubic schedule and a gradual
+ * pruning driver over train_fit; structured pruning of dense neurons and conv
+ * filters that returns a physically smaller model; sensitivity analysis.
+ * Depends on util, nn, data, train. */
+#ifndef KD_COMPRESS_H
+#define KD_COMPRESS_H
+
+#include <stdint.h>
+
+#include "../data/data.h"
+#include "../nn/nn.h"
+#include "../train/train.h"
+
+/* ---- CSR matrices --------------------------------------------------------- */
+typedef struct {
+    int rows, cols;
+    uint32_t nnz;
+    int idx_bytes;    /* 1, 2 or 4: the narrowest type holding cols - 1 */
+    uint32_t *rowptr; /* rows + 1 offsets into val / col */
+    float *val;       /* nnz values */
+    void *col;        /* nnz column indices, idx_bytes each, ascending per row */
+} compress_csr;
+
+/* CSR of the non-zeros of w (rows x cols, row-major).  NULL on allocation
+ * failure (e says so).  Free with compress_csr_free (accepts NULL). */
+compress_csr *compress_csr_from_dense(const float *w, int rows, int cols, kd_err *e);
+void compress_csr_free(compress_csr *a);
+/* Column index k of a (whatever idx_bytes is). */
+uint32_t compress_csr_col(const compress_csr *a, uint32_t k);
+
+/* Y (n x rows) = X (n x cols) A^T + bias, X and Y row-major; bias may be
+ * NULL.  The reference kernel is the specification: one row at a time,
+ * non-zeros in order, float accumulation. */
+void compress_csr_matmul_ref(const compress_csr *a, const float *bias, const float *x, float *y,
+                             int n);
+/* Floats of scratch compress_csr_matmul needs for batches of n (0 for n == 1). */
+size_t compress_csr_scratch(const compress_csr *a, int n);
+/* The fast kernel: same result as the reference up to float reassociation
+ * (|diff| <= 1e-5 * sum |a_ij x_j| per output).  Batch 1 is an unrolled
+ * SpMV; batches transpose X in blocks into scratch (64-byte aligned, size
+ * from compress_csr_scratch) and run every row over a block at once. */
+void compress_csr_matmul(const compress_csr *a, const float *bias, const float *x, float *y, int n,
+                         float *scratch);
+
+/* ---- compressed layer kinds ---------------------------------------------- */
+extern const nn_layer_ops compress_dense_csr_ops;
+/* compress's kinds for nn_model_load_with / nn_model_deserialize_with;
+ * *n (when not NULL) gets their count.  A constant table: do not free. */
+const nn_layer_ops *const *compress_kinds(int *n);
+/* nn_model_load_with(path, compress_kinds) */
+nn_model *compress_model_load(const char *path, kd_err *e);
+/* The CSR matrix of a dense_csr layer (a view; NULL for other kinds or an
+ * empty layer). */
+const compress_csr *compress_layer_csr(const nn_layer *l);
+
+/* ---- dense -> CSR conversion by measured speed ------------------------- */
+typedef enum {
+    COMPRESS_SPARSE_MEASURE = 0, /* CSR where faster at batch 1 AND batch 256 */
+    COMPRESS_SPARSE_ALWAYS,      /* every dense layer (tests, file-size studies) */
+    COMPRESS_SPARSE_NEVER,
+} compress_sparse_policy;
+
+typedef struct {
+    compress_sparse_policy policy;
+    int reps; /* timed repetitions per layer and batch size (default 20) */
+} compress_sparse_opts;
+
+/* What was decided for one layer (only dense layers are filled; others
+ * have converted = 0 and zero times). */
+typedef struct {
+    int converted;
+    double sparsity;                  /* fraction of weights that are zero */
+    double dense_us[2], sparse_us[2]; /* best forward time at batch 1, batch 256 */
+} compress_choice;
+
+/* A new model equal to m except that dense layers become dense_csr where the
+ * policy says so.  choices (m->nlayers entries, may be NULL) gets the
+ * decision per layer.  m is not changed (its scratch may be reserved). */
+nn_model *compress_to_sparse(nn_model *m, const compress_sparse_opts *o, compress_choice *choices,
+                             kd_err *e);
+
+/* ---- unstructured magnitude pruning -------------------------------------- */
+/* A layer name or fnmatch(3) glob and the sparsity for the layers it matches;
+ * the last matching override wins. */
+typedef struct {
+    char pattern[64];
+    float sparsity;
+} compress_override;
+
+typedef enum { COMPRESS_LAYERWISE = 0, COMPRESS_GLOBAL } compress_scope;
+
+/* Prunable layers are dense and conv2d weights (never biases or batchnorm).
+ * LAYERWISE: each prunable layer loses round(s * weights) of its smallest
+ * |w|.  GLOBAL: one threshold over all prunable layers not named by an
+ * override (round(s * their weights) in all); overridden layers are pruned
+ * layer-wise at their own sparsity.  Ties are broken by position, so the
+ * number of zeros is exactly the one requested. */
+typedef struct {
+    compress_scope scope;
+    float sparsity; /* [0, 1) */
+    const compress_override *overrides;
+    int noverrides;
+} compress_prune_spec;
+
+/* Checks sparsities in [0, 1) and that every override matches a prunable
+ * layer of m (KD_ECONFIG naming the pattern otherwise). */
+int compress_prune_check(const nn_model *m, const compress_prune_spec *s, kd_err *e);
+/* The sparsity s gives layer i (-1 if i is not prunable). */
+float compress_layer_sparsity(const nn_model *m, const compress_prune_spec *s, int i);
+
+/* A mask over m->params: keep[i] = 0 for a pruned parameter. */
+typedef struct {
+    size_t n;
+    uint8_t *keep;
+} compress_mask;
+/* All ones over m's parameters; NULL on allocation failure. */
+compress_mask *compress_mask_new(const nn_model *m, kd_err *e);
+void compress_mask_free(compress_mask *k);
+/* Zeroes the pruned parameters of m (call after every optimiser step). */
+void compress_mask_apply(const compress_mask *k, nn_model *m);
+
+/* Prunes m in place to s (checked first); mask (may be NULL) is set to the
+ * result (previously pruned weights are zero, so they stay pruned). */
+int compress_prune_magnitude(nn_model *m, const compress_prune_spec *s, compress_mask *mask,
+                             kd_err *e);
+
+/* ---- gradual pruning (AGP, Zhu & Gupta 2017) ----------------------------- */
+/* s_t = s_f + (s_i - s_f) (1 - t/n)^3, t clamped to [0, n]; n <= 0 gives s_f. */
+float compress_agp(float s_i, float s_f, double t, double n);
+
+typedef struct {
+    compress_prune_spec prune; /* the final sparsities (and scope, overrides) */
+    float initial_sparsity;    /* s_i (0 = start dense) */
+    int prune_epochs;          /* the ramp lasts this many epochs (<= o->epochs) */
+    int every;                 /* prune every this many optimiser steps (default 1) */
+} compress_agp_spec;
+
+/* Fine-tunes m with train_fit for o->epochs while raising every layer's
+ * sparsity from s_i to its final value on the AGP schedule over the first
+ * prune_epochs epochs (then fixed); the mask is applied after every step so
+ * pruned weights stay zero.  h may be NULL (its loss and callbacks are kept).
+ * mask (may be NULL) gets the final mask.  Ends at exactly the final sparsity. */
+int compress_prune_gradual(nn_model *m, const compress_agp_spec *g, const train_opts *o,
+                           const data_set *tr, const data_set *val, const train_hooks *h,
+                           compress_mask *mask, kd_err *e);
+
+/* ---- structured pruning ---------------------------------------------------- */
+typedef enum { COMPRESS_NORM_L1 = 1, COMPRESS_NORM_L2 = 2 } compress_norm;
+
+/* A new, smaller model: from every dense (conv2d) layer whose output feeds
+ * another dense or conv2d layer, removes round(s * units) neurons (filters)
+ * of smallest L1/L2 weight norm (at least one stays), and removes the matching
+ * inputs of the next dense/conv2d layer and channels of any batchnorm between
+ * (through relu, dropout, maxpool2d, flatten).  s->scope must be LAYERWISE;
+ * an override naming a layer that cannot shrink (the output layer) with a
+ * sparsity > 0 is an error.  m is not changed. */
+nn_model *compress_prune_structured(const nn_model *m, const compress_prune_spec *s,
+                                    compress_norm norm, kd_err *e);
+
+/* ---- sensitivity analysis ---------------------------------------------------- */
+typedef struct {
+    char layer[32];
+    float sparsity;
+    double accuracy;
+} compress_sens_row;
+
+/* For each prunable layer alone and each sparsity, the accuracy on d of a
+ * copy of m with that layer magnitude-pruned.  *rows (kd_free it) gets
+ * nprunable * ns rows, layer by layer. */
+int compress_sensitivity(const nn_model *m, const data_set *d, const float *sparsities, int ns,
+                         compress_sens_row **rows, int *nrows, kd_err *e);
+/* RUN_DIR/sensitivity.csv: layer,sparsity,accuracy (atomic). */
+int compress_write_sensitivity_csv(const char *run_dir, const compress_sens_row *rows, int n,
+                                   kd_err *e);
+/* RUN_DIR/sparsity.csv: variant,layer,params,nonzero for every layer with
+ * weights of every model (atomic). */
+int compress_write_sparsity_csv(const char *run_dir, const char *const *variants,
+                                const nn_model *const *models, int n, kd_err *e);
+
+#endif

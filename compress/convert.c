@@ -1,0 +1,133 @@
+/* Dense -> CSR conversion of a model, layer by layer, by measured speed: a
+ * layer becomes dense_csr only when its CSR forward beats nn's dense forward
+ * (OpenBLAS sgemv / sgemm) at batch 1 and at batch 256, so a lightly pruned
+ * layer is never made slower. */
+#include <string.h>
+
+#include "internal.h"
+
+enum { BIG_BATCH = 256 };
+
+static double best_us(nn_layer *l, const float *x, float *y, int n, int reps)
+{
+    nn_ctx c = {.train = 0};
+    double best = 1e30;
+    l->ops->forward(l, x, y, n, &c); /* warm the caches */
+    for (int r = 0; r < reps; r++) {
+        double t0 = kd_now();
+        l->ops->forward(l, x, y, n, &c);
+        double t = (kd_now() - t0) * 1e6;
+        best = t < best ? t : best;
+    }
+    return best;
+}
+
+/* Times layer l dense and as CSR a at batch 1 and BIG_BATCH into ch. */
+static int time_layer(nn_layer *l, compress_csr *a, int reps, compress_choice *ch, kd_err *e)
+{
+    size_t in = nn_shape_size(l->in), out = (size_t)l->spec.units;
+    float *x = kd_afloat(BIG_BATCH * in), *y = kd_afloat(BIG_BATCH * out);
+    nn_layer t = *l;
+    t.ops = &compress_dense_csr_ops;
+    t.data = a;
+    t.priv = NULL;
+    int rc = x && y ? t.ops->reserve(&t, BIG_BATCH, e) : KD_ENOMEM;
+    if (rc == KD_OK) {
+        nn_rng r = nn_rng_stream(1, NN_STREAM_TEST);
+        for (size_t i = 0; i < BIG_BATCH * in; i++)
+            x[i] = nn_rng_normal(&r);
+        const int n[2] = {1, BIG_BATCH};
+        for (int j = 0; j < 2; j++) {
+            ch->dense_us[j] = best_us(l, x, y, n[j], reps);
+            ch->sparse_us[j] = best_us(&t, x, y, n[j], reps);
+        }
+    } else if (rc == KD_ENOMEM) {
+        kd_err_set(e, KD_ENOMEM, "out of memory for timing");
+    }
+    t.ops->release(&t);
+    kd_afree(x);
+    kd_afree(y);
+    return rc;
+}
+
+/* Decides layer i: fills ch and, when converting, *out gets the CSR. */
+static int decide(nn_model *m, int i, const compress_sparse_opts *o, compress_choice *ch,
+                  compress_csr **out, kd_err *e)
+{
+    nn_layer *l = &m->layers[i];
+    memset(ch, 0, sizeof *ch);
+    *out = NULL;
+    if (!compress_is_dense(l))
+        return KD_OK;
+    size_t nz = 0;
+    for (size_t k = 0; k < l->nw; k++)
+        nz += l->w[k] != 0.0f;
+    ch->sparsity = 1.0 - (double)nz / (double)l->nw;
+    if (o->policy == COMPRESS_SPARSE_NEVER)
+        return KD_OK;
+    compress_csr *a = compress_csr_from_dense(l->w, l->spec.units, (int)nn_shape_size(l->in), e);
+    if (!a)
+        return KD_ENOMEM;
+    int rc = KD_OK;
+    if (o->policy == COMPRESS_SPARSE_MEASURE)
+        rc = time_layer(l, a, o->reps > 0 ? o->reps : 20, ch, e);
+    ch->converted = o->policy == COMPRESS_SPARSE_ALWAYS ||
+                    (ch->sparse_us[0] < ch->dense_us[0] && ch->sparse_us[1] < ch->dense_us[1]);
+    if (rc == KD_OK && ch->converted)
+        *out = a;
+    else
+        compress_csr_free(a);
+    return rc;
+}
+
+/* Copies layer src's parameters, buffers (and CSR a, taken) into dst. */
+static void fill_layer(nn_layer *dst, const nn_layer *src, compress_csr *a)
+{
+    if (a) {
+        dst->data = a;
+    } else if (dst->nw) {
+        memcpy(dst->w, src->w, dst->nw * sizeof *dst->w);
+    }
+    if (dst->nb)
+        memcpy(dst->b, src->b, dst->nb * sizeof *dst->b);
+    if (dst->nbuf)
+        memcpy(dst->buf, src->buf, dst->nbuf * sizeof *dst->buf);
+}
+
+nn_model *compress_to_sparse(nn_model *m, const compress_sparse_opts *o, compress_choice *choices,
+                             kd_err *e)
+{
+    compress_sparse_opts def = {0};
+    o = o ? o : &def;
+    compress_csr **csr = kd_calloc((size_t)m->nlayers, sizeof *csr);
+    nn_layer_spec *specs = kd_calloc((size_t)m->nlayers, sizeof *specs);
+    nn_model *s = NULL;
+    if (!csr || !specs) {
+        kd_err_set(e, KD_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < m->nlayers; i++) {
+        compress_choice ch;
+        if (decide(m, i, o, &ch, &csr[i], e) != KD_OK)
+            goto out;
+        if (choices)
+            choices[i] = ch;
+        specs[i] = m->layers[i].spec;
+        if (csr[i])
+            specs[i].ops = &compress_dense_csr_ops;
+    }
+    if (!(s = nn_model_new(m->in, specs, m->nlayers, NULL, e)))
+        goto out;
+    for (int i = 0; i < m->nlayers; i++) {
+        fill_layer(&s->layers[i], &m->layers[i], csr[i]);
+        csr[i] = NULL;
+    }
+    s->in_mean = m->in_mean;
+    s->in_std = m->in_std;
+out:
+    for (int i = 0; csr && i < m->nlayers; i++)
+        compress_csr_free(csr[i]);
+    kd_free(csr);
+    kd_free(specs);
+    return s;
+}

@@ -1,0 +1,208 @@
+/* dense_csr: a dense layer whose weights are a CSR matrix (l->data) and whose
+ * bias stays in the model's flat parameters.  Same function as nn's dense:
+ * y = x W^T + b.  Backward writes dx and the bias gradient only: the sparse
+ * weights are frozen (fine-tuning happens on the masked dense model). */
+#include <string.h>
+
+#include "internal.h"
+
+static int csr_setup(nn_layer *l, kd_err *e)
+{
+    if (l->spec.units < 1)
+        return kd_err_set(e, KD_ECONFIG, "units must be >= 1");
+    size_t fan_in = nn_shape_size(l->in);
+    if (fan_in < 1 || fan_in > (1u << 26))
+        return kd_err_set(e, KD_ECONFIG, "input of %zu features is out of range", fan_in);
+    l->out = (nn_shape){l->spec.units, 1, 1};
+    l->nw = 0;
+    l->nb = (size_t)l->spec.units;
+    l->nbuf = 0;
+    return KD_OK;
+}
+
+static void csr_release(nn_layer *l)
+{
+    kd_afree(l->priv);
+    l->priv = NULL;
+    l->max_batch = 0;
+}
+
+static int csr_reserve(nn_layer *l, int max_batch, kd_err *e)
+{
+    csr_release(l);
+    if (max_batch > 1 && !(l->priv = kd_afloat(nn_shape_size(l->in) * CSR_NB)))
+        return kd_err_set(e, KD_ENOMEM, "out of memory for sparse scratch");
+    l->max_batch = max_batch;
+    return KD_OK;
+}
+
+static void csr_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
+{
+    (void)c;
+    const compress_csr *a = l->data;
+    const int u = l->spec.units;
+    if (!a) {
+        for (int i = 0; i < n; i++)
+            memcpy(y + (size_t)i * u, l->b, (size_t)u * sizeof *y);
+        return;
+    }
+    compress_csr_matmul(a, l->b, x, y, n, l->priv);
+}
+
+static void csr_backward(nn_layer *l, const float *x, const float *y, const float *dy, float *dx,
+                         int n, const nn_ctx *c)
+{
+    (void)x;
+    (void)y;
+    (void)c;
+    const compress_csr *a = l->data;
+    const int u = l->spec.units, k = (int)nn_shape_size(l->in);
+    for (int i = 0; i < n; i++) {
+        const float *dyi = dy + (size_t)i * u;
+        for (int j = 0; j < u; j++)
+            l->gb[j] += dyi[j];
+        if (!dx)
+            continue;
+        float *dxi = dx + (size_t)i * k;
+        memset(dxi, 0, (size_t)k * sizeof *dxi);
+        for (int r = 0; a && r < a->rows; r++) /* dx += dy_r * row r of W */
+            for (uint32_t q = a->rowptr[r]; q < a->rowptr[r + 1]; q++)
+                dxi[compress_csr_col(a, q)] += dyi[r] * a->val[q];
+    }
+}
+
+static double csr_macs(const nn_layer *l)
+{
+    const compress_csr *a = l->data;
+    return a ? (double)a->nnz : 0.0;
+}
+
+/* ---- payload: rows, cols, nnz, index bytes, rowptr, values, columns --------- */
+static void csr_save(const nn_layer *l, kd_buf *b)
+{
+    const compress_csr *a = l->data;
+    int rows = l->spec.units, cols = (int)nn_shape_size(l->in);
+    uint32_t nnz = a ? a->nnz : 0;
+    int ib = cols <= 256 ? 1 : cols <= 65536 ? 2 : 4;
+    kd_buf_u32(b, (uint32_t)rows);
+    kd_buf_u32(b, (uint32_t)cols);
+    kd_buf_u32(b, nnz);
+    kd_buf_u32(b, (uint32_t)ib);
+    if (!a) { /* an empty layer: rows + 1 zero offsets */
+        for (int r = 0; r <= rows; r++)
+            kd_buf_u32(b, 0);
+        return;
+    }
+    kd_buf_put(b, a->rowptr, ((size_t)rows + 1) * sizeof *a->rowptr);
+    kd_buf_put(b, a->val, (size_t)nnz * sizeof *a->val);
+    kd_buf_put(b, a->col, (size_t)nnz * (size_t)a->idx_bytes);
+}
+
+/* Offsets start at 0, never decrease, end at nnz; columns ascend within a
+ * row and stay below cols. */
+static int csr_valid(const compress_csr *a, kd_err *e)
+{
+    if (a->rowptr[0] != 0 || a->rowptr[a->rows] != a->nnz)
+        return kd_err_set(e, KD_EFORMAT, "row offsets do not span the non-zeros");
+    for (int r = 0; r < a->rows; r++) {
+        if (a->rowptr[r + 1] < a->rowptr[r])
+            return kd_err_set(e, KD_EFORMAT, "row offsets decrease at row %d", r);
+        for (uint32_t k = a->rowptr[r]; k < a->rowptr[r + 1]; k++) {
+            uint32_t c = compress_csr_col(a, k);
+            if (c >= (uint32_t)a->cols || (k > a->rowptr[r] && c <= compress_csr_col(a, k - 1)))
+                return kd_err_set(e, KD_EFORMAT, "row %d: column %u out of order or range", r, c);
+        }
+    }
+    return KD_OK;
+}
+
+static int csr_load(nn_layer *l, kd_rd *r, kd_err *e)
+{
+    uint32_t rows = kd_rd_u32(r), cols = kd_rd_u32(r), nnz = kd_rd_u32(r), ib = kd_rd_u32(r);
+    uint32_t want_ib = cols <= 256 ? 1 : cols <= 65536 ? 2 : 4;
+    if (!r->ok)
+        return kd_err_set(e, KD_EFORMAT, "truncated sparse header");
+    if (rows != (uint32_t)l->spec.units || cols != nn_shape_size(l->in) || ib != want_ib ||
+        (uint64_t)nnz > (uint64_t)rows * cols)
+        return kd_err_set(e, KD_EFORMAT, "sparse header (%u x %u, %u non-zeros, %u-byte indices) "
+                          "does not match the layer", rows, cols, nnz, ib);
+    uint64_t need = ((uint64_t)rows + 1) * 4 + (uint64_t)nnz * (4 + ib);
+    if (need != r->len - r->pos)
+        return kd_err_set(e, KD_EFORMAT, "sparse payload of %zu bytes, %llu expected",
+                          r->len - r->pos, (unsigned long long)need);
+    compress_csr *a = compress_csr_alloc((int)rows, (int)cols, nnz, e);
+    if (!a)
+        return KD_ENOMEM;
+    kd_rd_get(r, a->rowptr, ((size_t)rows + 1) * sizeof *a->rowptr);
+    kd_rd_get(r, a->val, (size_t)nnz * sizeof *a->val);
+    kd_rd_get(r, a->col, (size_t)nnz * ib);
+    if (!r->ok || csr_valid(a, e) != KD_OK) {
+        compress_csr_free(a);
+        return r->ok ? KD_EFORMAT : kd_err_set(e, KD_EFORMAT, "truncated sparse payload");
+    }
+    compress_csr_free(l->data);
+    l->data = a;
+    return KD_OK;
+}
+
+static int csr_copy(nn_layer *dst, const nn_layer *src, kd_err *e)
+{
+    compress_csr *a = src->data ? compress_csr_copy(src->data, e) : NULL;
+    if (src->data && !a)
+        return KD_ENOMEM;
+    compress_csr_free(dst->data);
+    dst->data = a;
+    return KD_OK;
+}
+
+static void csr_destroy(nn_layer *l)
+{
+    compress_csr_free(l->data);
+    l->data = NULL;
+}
+
+static void csr_count(const nn_layer *l, size_t *weights, size_t *nonzero)
+{
+    const compress_csr *a = l->data;
+    *weights = (size_t)l->spec.units * nn_shape_size(l->in);
+    *nonzero = 0;
+    for (uint32_t k = 0; a && k < a->nnz; k++)
+        *nonzero += a->val[k] != 0.0f;
+}
+
+const nn_layer_ops compress_dense_csr_ops = {
+    .name = "dense_csr",
+    .setup = csr_setup,
+    .reserve = csr_reserve,
+    .release = csr_release,
+    .forward = csr_forward,
+    .backward = csr_backward,
+    .macs = csr_macs,
+    .format = "csr-fp32",
+    .save = csr_save,
+    .load = csr_load,
+    .copy = csr_copy,
+    .destroy = csr_destroy,
+    .count = csr_count,
+};
+
+static const nn_layer_ops *const kinds[] = {&compress_dense_csr_ops};
+
+const nn_layer_ops *const *compress_kinds(int *n)
+{
+    if (n)
+        *n = (int)(sizeof kinds / sizeof kinds[0]);
+    return kinds;
+}
+
+nn_model *compress_model_load(const char *path, kd_err *e)
+{
+    int n;
+    const nn_layer_ops *const *k = compress_kinds(&n);
+    return nn_model_load_with(path, k, n, e);
+}
+
+const compress_csr *compress_layer_csr(const nn_layer *l)
+{
+    return l->ops == &compress_dense_csr_ops ? l->data : NULL;
+}
