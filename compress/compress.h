@@ -49,6 +49,10 @@ size_t compress_csr_scratch(const compress_csr *a, int n);
  * from compress_csr_scratch) and run every row over a block at once. */
 void compress_csr_matmul(const compress_csr *a, const float *bias, const float *x, float *y, int n,
                          float *scratch);
+/* The baseline-x86-64 fast kernel compress_csr_matmul runs on CPUs without
+ * AVX-512 (exposed so tests and benchmarks cover it on any machine). */
+void compress_csr_matmul_portable(const compress_csr *a, const float *bias, const float *x,
+                                  float *y, int n, float *scratch);
 
 /* ---- compressed layer kinds ---------------------------------------------- */
 extern const nn_layer_ops compress_dense_csr_ops;

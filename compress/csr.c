@@ -185,8 +185,8 @@ void compress_csr_transpose_block(const float *x, int cols, int nb, float *xt)
             xt[(size_t)c * CSR_NB + j] = 0.0f;
 }
 
-static void matmul_portable(const compress_csr *a, const float *bias, const float *x, float *y,
-                            int n, float *scratch)
+void compress_csr_matmul_portable(const compress_csr *a, const float *bias, const float *x,
+                                  float *y, int n, float *scratch)
 {
     if (n == 1) {
         switch (a->idx_bytes) {
@@ -216,5 +216,5 @@ void compress_csr_matmul(const compress_csr *a, const float *bias, const float *
     if (compress_csr_have_avx512())
         compress_csr_matmul_avx512(a, bias, x, y, n, scratch);
     else
-        matmul_portable(a, bias, x, y, n, scratch);
+        compress_csr_matmul_portable(a, bias, x, y, n, scratch);
 }

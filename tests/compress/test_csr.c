@@ -1,0 +1,201 @@
+/* CSR kernels: the fast kernels (dispatched and portable) against the
+ * reference, and the reference against a dense product in double, on ragged
+ * shapes with empty rows, all-zero matrices and every index width, at batch
+ * 1, 7, 33 and 64; the dense_csr layer against nn's dense layer; the
+ * measured conversion keeps a dense (unpruned) layer dense. */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../compress/compress.h"
+#include "../kdtest.h"
+
+/* rows x cols with about density non-zeros; every third row empty */
+static float *random_sparse(int rows, int cols, double density, uint64_t seed)
+{
+    nn_rng r = nn_rng_stream(seed, NN_STREAM_TEST);
+    float *w = calloc((size_t)rows * cols, sizeof *w);
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++)
+            if (i % 3 != 1 && nn_rng_uniform(&r) < density)
+                w[(size_t)i * cols + j] = nn_rng_normal(&r);
+    return w;
+}
+
+static float *random_vec(size_t n, uint64_t seed)
+{
+    nn_rng r = nn_rng_stream(seed, NN_STREAM_TEST);
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = nn_rng_normal(&r);
+    return x;
+}
+
+typedef void (*kernel)(const compress_csr *, const float *, const float *, float *, int, float *);
+
+/* Checks kernel k and the reference against a double-precision dense product. */
+static void check_shape(int rows, int cols, double density, int n, kernel k)
+{
+    kd_err e = {0};
+    float *w = random_sparse(rows, cols, density, (uint64_t)rows * 7919 + cols);
+    float *x = random_vec((size_t)n * cols, 5), *b = random_vec((size_t)rows, 6);
+    compress_csr *a = compress_csr_from_dense(w, rows, cols, &e);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_int_eq(a->idx_bytes, cols <= 256 ? 1 : cols <= 65536 ? 2 : 4);
+    float *yr = malloc((size_t)n * rows * sizeof *yr), *yf = malloc((size_t)n * rows * sizeof *yf);
+    float *scratch = kd_afloat(compress_csr_scratch(a, n) + 1);
+    compress_csr_matmul_ref(a, b, x, yr, n);
+    k(a, b, x, yf, n, scratch);
+    for (int i = 0; i < n; i++)
+        for (int r = 0; r < rows; r++) {
+            double d = b[r], mag = fabs(b[r]);
+            for (int c = 0; c < cols; c++) {
+                double p = (double)w[(size_t)r * cols + c] * x[(size_t)i * cols + c];
+                d += p;
+                mag += fabs(p);
+            }
+            size_t o = (size_t)i * rows + r;
+            double tol = 1e-5 * mag + 1e-6;
+            ck_assert_msg(fabs(yr[o] - d) <= tol, "ref %dx%d n=%d [%d,%d]: %g vs %g", rows, cols,
+                          n, i, r, (double)yr[o], d);
+            ck_assert_msg(fabs(yf[o] - yr[o]) <= tol, "fast %dx%d n=%d [%d,%d]: %g vs %g", rows,
+                          cols, n, i, r, (double)yf[o], (double)yr[o]);
+        }
+    kd_afree(scratch);
+    compress_csr_free(a);
+    free(w);
+    free(x);
+    free(b);
+    free(yr);
+    free(yf);
+}
+
+static const struct {
+    int rows, cols;
+    double density;
+} shapes[] = {
+    {1, 1, 1.0},    {3, 5, 0.0},     {7, 13, 0.3},   {33, 300, 0.1}, {17, 256, 0.5},
+    {5, 257, 0.9},  {40, 37, 1.0},   {2, 70000, 0.002}, {64, 100, 0.05},
+};
+static const int batches[] = {1, 7, 33, 64};
+
+START_TEST(test_kernels_match_reference)
+{
+    kernel ks[2] = {compress_csr_matmul, compress_csr_matmul_portable};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int b = 0; b < 4; b++)
+            for (int k = 0; k < 2; k++)
+                check_shape(shapes[s].rows, shapes[s].cols, shapes[s].density, batches[b], ks[k]);
+}
+END_TEST
+
+START_TEST(test_csr_structure)
+{
+    kd_err e = {0};
+    const float w[2 * 4] = {0, 2, 0, -1, 0, 0, 0, 0};
+    compress_csr *a = compress_csr_from_dense(w, 2, 4, &e);
+    ck_assert_uint_eq(a->nnz, 2);
+    ck_assert_uint_eq(a->rowptr[0], 0);
+    ck_assert_uint_eq(a->rowptr[1], 2);
+    ck_assert_uint_eq(a->rowptr[2], 2);
+    ck_assert_uint_eq(compress_csr_col(a, 0), 1);
+    ck_assert_uint_eq(compress_csr_col(a, 1), 3);
+    ck_assert(a->val[0] == 2.0f && a->val[1] == -1.0f);
+    compress_csr_free(a);
+    compress_csr_free(NULL);
+}
+END_TEST
+
+static nn_model *mlp(int in, int h, int out, uint64_t seed)
+{
+    const nn_layer_spec s[] = {{.kind = NN_DENSE, .units = h}, {.kind = NN_RELU},
+                               {.kind = NN_DENSE, .units = out}};
+    kd_err e = {0};
+    nn_model *m = nn_model_new((nn_shape){in, 1, 1}, s, 3, NULL, &e);
+    ck_assert_msg(m != NULL, "%s", e.msg);
+    nn_model_init(m, seed);
+    for (int i = 0; i < m->nlayers; i++) /* non-zero biases */
+        for (size_t j = 0; j < m->layers[i].nb; j++)
+            m->layers[i].b[j] = 0.01f * (float)j;
+    return m;
+}
+
+START_TEST(test_layer_matches_dense)
+{
+    kd_err e = {0};
+    nn_model *m = mlp(29, 45, 6, 3);
+    compress_prune_spec ps = {.sparsity = 0.7f};
+    ck_assert_int_eq(compress_prune_magnitude(m, &ps, NULL, &e), KD_OK);
+    compress_sparse_opts all = {.policy = COMPRESS_SPARSE_ALWAYS};
+    compress_choice ch[3];
+    nn_model *s = compress_to_sparse(m, &all, ch, &e);
+    ck_assert_msg(s != NULL, "%s", e.msg);
+    ck_assert_ptr_eq(s->layers[0].ops, &compress_dense_csr_ops);
+    ck_assert_ptr_nonnull(compress_layer_csr(&s->layers[2]));
+    ck_assert_int_eq(ch[0].converted, 1);
+    ck_assert(fabs(ch[0].sparsity - 0.7) < 0.01);
+    ck_assert_str_eq(nn_layer_format(&s->layers[0]), "csr-fp32");
+    size_t nz1, nz2;
+    ck_assert_uint_eq(nn_model_params(m, &nz1), nn_model_params(s, &nz2));
+    ck_assert_uint_eq(nz1, nz2);
+    ck_assert(nn_model_macs(s) < 0.35 * nn_model_macs(m));
+    for (int b = 0; b < 4; b++) {
+        int n = batches[b];
+        float *x = random_vec((size_t)n * 29, 9);
+        nn_ctx c = {.train = 0};
+        const float *yd = nn_model_forward(m, x, n, &c);
+        float *keep = malloc((size_t)n * 6 * sizeof *keep);
+        memcpy(keep, yd, (size_t)n * 6 * sizeof *keep);
+        const float *ys = nn_model_forward(s, x, n, &c);
+        for (int i = 0; i < n * 6; i++)
+            ck_assert_msg(fabsf(keep[i] - ys[i]) <= 1e-4f * (1 + fabsf(keep[i])),
+                          "batch %d [%d]: %g vs %g", n, i, (double)keep[i], (double)ys[i]);
+        free(keep);
+        free(x);
+    }
+    nn_model *c2 = nn_model_clone(s, &e); /* payloads are deep-copied */
+    ck_assert_ptr_nonnull(c2);
+    ck_assert_ptr_ne(c2->layers[0].data, s->layers[0].data);
+    ck_assert_uint_eq(nn_model_nonzero_params(c2), nz2);
+    nn_model_free(c2);
+    nn_model_free(s);
+    nn_model_free(m);
+}
+END_TEST
+
+/* The conversion by measured speed: the model built follows the recorded
+ * decisions and times (which layers win is timing, so not asserted);
+ * NEVER converts nothing. */
+START_TEST(test_measured_conversion)
+{
+    kd_err e = {0};
+    nn_model *m = mlp(200, 300, 10, 4);
+    compress_sparse_opts o = {.policy = COMPRESS_SPARSE_MEASURE, .reps = 3};
+    compress_choice ch[3];
+    nn_model *s = compress_to_sparse(m, &o, ch, &e);
+    ck_assert_ptr_nonnull(s);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(ch[i].converted, s->layers[i].ops == &compress_dense_csr_ops);
+    ck_assert(ch[0].dense_us[0] > 0 && ch[0].sparse_us[1] > 0);
+    nn_model_free(s);
+    compress_sparse_opts never = {.policy = COMPRESS_SPARSE_NEVER};
+    s = compress_to_sparse(m, &never, ch, &e);
+    ck_assert_ptr_eq(s->layers[0].ops, &nn_dense_ops);
+    ck_assert_int_eq(ch[0].converted, 0);
+    nn_model_free(s);
+    nn_model_free(m);
+}
+END_TEST
+
+Suite *suite_compress_csr(void)
+{
+    Suite *s = suite_create("compress_csr");
+    TCase *t = tcase_create("csr");
+    tcase_add_test(t, test_kernels_match_reference);
+    tcase_add_test(t, test_csr_structure);
+    tcase_add_test(t, test_layer_matches_dense);
+    tcase_add_test(t, test_measured_conversion);
+    suite_add_tcase(s, t);
+    return s;
+}
