@@ -80,18 +80,21 @@ static int decide(nn_model *m, int i, const compress_sparse_opts *o, compress_ch
     return rc;
 }
 
-/* Copies layer src's parameters, buffers (and CSR a, taken) into dst. */
-static void fill_layer(nn_layer *dst, const nn_layer *src, compress_csr *a)
+/* Copies layer src's parameters, buffers and payload (or the new CSR a,
+ * taken) into dst. */
+static int fill_layer(nn_layer *dst, const nn_layer *src, compress_csr *a, kd_err *e)
 {
-    if (a) {
+    if (a)
         dst->data = a;
-    } else if (dst->nw) {
+    else if (dst->nw)
         memcpy(dst->w, src->w, dst->nw * sizeof *dst->w);
-    }
     if (dst->nb)
         memcpy(dst->b, src->b, dst->nb * sizeof *dst->b);
     if (dst->nbuf)
         memcpy(dst->buf, src->buf, dst->nbuf * sizeof *dst->buf);
+    if (!a && src->ops->copy && src->data)
+        return src->ops->copy(dst, src, e);
+    return KD_OK;
 }
 
 nn_model *compress_to_sparse(nn_model *m, const compress_sparse_opts *o, compress_choice *choices,
@@ -119,8 +122,13 @@ nn_model *compress_to_sparse(nn_model *m, const compress_sparse_opts *o, compres
     if (!(s = nn_model_new(m->in, specs, m->nlayers, NULL, e)))
         goto out;
     for (int i = 0; i < m->nlayers; i++) {
-        fill_layer(&s->layers[i], &m->layers[i], csr[i]);
+        int rc = fill_layer(&s->layers[i], &m->layers[i], csr[i], e);
         csr[i] = NULL;
+        if (rc != KD_OK) {
+            nn_model_free(s);
+            s = NULL;
+            goto out;
+        }
     }
     s->in_mean = m->in_mean;
     s->in_std = m->in_std;

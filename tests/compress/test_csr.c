@@ -154,6 +154,11 @@ START_TEST(test_layer_matches_dense)
         free(keep);
         free(x);
     }
+    compress_sparse_opts never = {.policy = COMPRESS_SPARSE_NEVER};
+    nn_model *again = compress_to_sparse(s, &never, NULL, &e); /* keeps CSR layers */
+    ck_assert_ptr_nonnull(again);
+    ck_assert_uint_eq(nn_model_nonzero_params(again), nz2);
+    nn_model_free(again);
     nn_model *c2 = nn_model_clone(s, &e); /* payloads are deep-copied */
     ck_assert_ptr_nonnull(c2);
     ck_assert_ptr_ne(c2->layers[0].data, s->layers[0].data);

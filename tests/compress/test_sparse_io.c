@@ -1,0 +1,228 @@
+/* Sparse model files: a round trip gives bit-identical outputs and the same
+ * counts; the file is much smaller; nn's plain loader refuses the unknown
+ * kind by name; every truncation and every single-byte corruption is
+ * refused; payloads that lie (with a valid checksum) are refused too. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../compress/compress.h"
+#include "../kdtest.h"
+
+static nn_model *pruned_dense(float sparsity)
+{
+    const nn_layer_spec s[] = {{.kind = NN_DENSE, .units = 24}, {.kind = NN_RELU},
+                               {.kind = NN_DENSE, .units = 300}, {.kind = NN_RELU},
+                               {.kind = NN_DENSE, .units = 4}};
+    kd_err e = {0};
+    nn_model *m = nn_model_new((nn_shape){1, 4, 5}, s, 5, NULL, &e);
+    ck_assert_msg(m != NULL, "%s", e.msg);
+    nn_model_init(m, 11);
+    m->in_mean = 0.25f;
+    m->in_std = 2.0f;
+    compress_prune_spec ps = {.sparsity = sparsity};
+    ck_assert_int_eq(compress_prune_magnitude(m, &ps, NULL, &e), KD_OK);
+    return m;
+}
+
+static nn_model *sparse_model(float sparsity)
+{
+    kd_err e = {0};
+    nn_model *m = pruned_dense(sparsity);
+    compress_sparse_opts all = {.policy = COMPRESS_SPARSE_ALWAYS};
+    nn_model *sp = compress_to_sparse(m, &all, NULL, &e);
+    ck_assert_msg(sp != NULL, "%s", e.msg);
+    nn_model_free(m);
+    return sp;
+}
+
+static void save(const nn_model *m, const char *path)
+{
+    kd_err e = {0};
+    ck_assert_msg(nn_model_save(m, path, &e) == KD_OK, "%s", e.msg);
+}
+
+START_TEST(test_round_trip)
+{
+    char dir[256], path[512], dpath[512];
+    kdt_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/s.kdm", dir);
+    snprintf(dpath, sizeof dpath, "%s/d.kdm", dir);
+    nn_model *m = sparse_model(0.9f);
+    save(m, path);
+    kd_err e = {0};
+    nn_model *r = compress_model_load(path, &e);
+    ck_assert_msg(r != NULL, "%s", e.msg);
+    ck_assert_ptr_eq(r->layers[2].ops, &compress_dense_csr_ops);
+    ck_assert_int_eq(compress_layer_csr(&r->layers[0])->idx_bytes, 1);
+    ck_assert_int_eq(compress_layer_csr(&r->layers[2])->idx_bytes, 1);
+    ck_assert_int_eq(compress_layer_csr(&r->layers[4])->idx_bytes, 2);
+    size_t nz1, nz2;
+    ck_assert_uint_eq(nn_model_params(m, &nz1), nn_model_params(r, &nz2));
+    ck_assert_uint_eq(nz1, nz2);
+    ck_assert(r->in_mean == 0.25f && r->in_std == 2.0f);
+    for (int n = 1; n <= 7; n += 6) {
+        float x[7 * 20];
+        nn_rng g = nn_rng_stream(3, NN_STREAM_TEST);
+        for (int i = 0; i < n * 20; i++)
+            x[i] = nn_rng_normal(&g);
+        nn_ctx c = {.train = 0};
+        float y[7 * 4];
+        memcpy(y, nn_model_forward(m, x, n, &c), (size_t)n * 4 * sizeof *y);
+        ck_assert_mem_eq(y, nn_model_forward(r, x, n, &c), (size_t)n * 4 * sizeof *y);
+    }
+    /* the same model stored dense is much bigger */
+    nn_model *d = pruned_dense(0.9f);
+    save(d, dpath);
+    ck_assert_msg(kd_file_size(path) < 0.25 * kd_file_size(dpath), "%lld vs %lld", kd_file_size(path), kd_file_size(dpath));
+    nn_model_free(d);
+    nn_model_free(r);
+    nn_model_free(m);
+}
+END_TEST
+
+START_TEST(test_plain_loader_refuses)
+{
+    char dir[256], path[512];
+    kdt_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/s.kdm", dir);
+    nn_model *m = sparse_model(0.5f);
+    save(m, path);
+    kd_err e = {0};
+    ck_assert_ptr_null(nn_model_load(path, &e));
+    ck_assert_ptr_nonnull(strstr(e.msg, "dense_csr"));
+    ck_assert_str_eq(e.file, path);
+    nn_model_free(m);
+}
+END_TEST
+
+static uint8_t *read_all(const char *path, size_t *n)
+{
+    uint8_t *p;
+    kd_err e = {0};
+    ck_assert_int_eq(kd_read_file(path, 1 << 24, &p, n, &e), KD_OK);
+    return p;
+}
+
+START_TEST(test_truncation_and_corruption)
+{
+    char dir[256], path[512], bad[512];
+    kdt_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/s.kdm", dir);
+    snprintf(bad, sizeof bad, "%s/bad.kdm", dir);
+    nn_model *m = sparse_model(0.95f);
+    save(m, path);
+    size_t n;
+    uint8_t *p = read_all(path, &n);
+    kd_err e = {0};
+    for (size_t len = 0; len < n; len++) {
+        kdt_write(bad, p, len);
+        nn_model *r = compress_model_load(bad, &e);
+        ck_assert_msg(r == NULL, "truncated to %zu of %zu bytes was accepted", len, n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        p[i] ^= 0x5a;
+        kdt_write(bad, p, n);
+        nn_model *r = compress_model_load(bad, &e);
+        ck_assert_msg(r == NULL, "byte %zu corrupted was accepted", i);
+        p[i] ^= 0x5a;
+    }
+    kd_free(p);
+    nn_model_free(m);
+}
+END_TEST
+
+/* Rewrites the CRC trailer so only the structural checks can refuse. */
+static void write_with_crc(const char *path, uint8_t *p, size_t n)
+{
+    uint32_t crc = kd_crc32(0, p, n - 4);
+    memcpy(p + n - 4, &crc, 4);
+    kdt_write(path, p, n);
+}
+
+static size_t find_u32(const uint8_t *p, size_t from, size_t n, uint32_t v)
+{
+    for (size_t i = from; i + 4 <= n; i++)
+        if (memcmp(p + i, &v, 4) == 0)
+            return i;
+    ck_abort_msg("value %u not found", v);
+    return 0;
+}
+
+START_TEST(test_lying_payloads)
+{
+    char dir[256], path[512], bad[512];
+    kdt_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/s.kdm", dir);
+    snprintf(bad, sizeof bad, "%s/bad.kdm", dir);
+    nn_model *m = sparse_model(0.9f);
+    save(m, path);
+    size_t n;
+    uint8_t *p = read_all(path, &n);
+    /* the first payload: u64 length, then rows 24, cols 20, nnz, index bytes 1 */
+    const compress_csr *a = compress_layer_csr(&m->layers[0]);
+    uint32_t hdr[4] = {24, 20, a->nnz, 1};
+    size_t at = 0;
+    for (;;) { /* the header sequence, not just any 24 */
+        at = find_u32(p, at + 1, n, 24);
+        if (memcmp(p + at, hdr, sizeof hdr) == 0)
+            break;
+    }
+    const size_t fields[4] = {at, at + 4, at + 8, at + 12};
+    const uint32_t lies[4] = {25, 21, a->nnz + 1, 2};
+    kd_err e = {0};
+    for (int f = 0; f < 4; f++) {
+        uint8_t *q = malloc(n);
+        memcpy(q, p, n);
+        memcpy(q + fields[f], &lies[f], 4);
+        write_with_crc(bad, q, n);
+        ck_assert_msg(compress_model_load(bad, &e) == NULL, "lie %d accepted", f);
+        free(q);
+    }
+    /* row offsets that decrease, then a column out of range */
+    size_t rp = at + 16, cols = rp + 25 * 4 + (size_t)a->nnz * 4;
+    uint8_t *q = malloc(n);
+    memcpy(q, p, n);
+    uint32_t big = a->nnz + 5;
+    memcpy(q + rp + 4, &big, 4);
+    write_with_crc(bad, q, n);
+    ck_assert_ptr_null(compress_model_load(bad, &e));
+    memcpy(q, p, n);
+    q[cols] = 20;
+    write_with_crc(bad, q, n);
+    ck_assert_ptr_null(compress_model_load(bad, &e));
+    ck_assert_ptr_nonnull(strstr(e.msg, "column"));
+    /* every single byte of the payloads flipped (valid CRC): refused or, if
+     * still consistent (a value or an ascending column), usable */
+    for (size_t i = at; i < n - 4; i++) {
+        memcpy(q, p, n);
+        q[i] ^= 0x21;
+        write_with_crc(bad, q, n);
+        nn_model *r = compress_model_load(bad, &e);
+        if (r) {
+            float x[20] = {0};
+            nn_ctx c = {.train = 0};
+            ck_assert_ptr_nonnull(nn_model_forward(r, x, 1, &c));
+            nn_model_free(r);
+        }
+    }
+    free(q);
+    kd_free(p);
+    nn_model_free(m);
+}
+END_TEST
+
+Suite *suite_compress_io(void)
+{
+    Suite *s = suite_create("compress_io");
+    TCase *t = tcase_create("io");
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, test_round_trip);
+    tcase_add_test(t, test_plain_loader_refuses);
+    tcase_add_test(t, test_truncation_and_corruption);
+    tcase_add_test(t, test_lying_payloads);
+    suite_add_tcase(s, t);
+    return s;
+}
