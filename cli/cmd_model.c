@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../compress/compress.h"
 #include "../data/data.h"
 #include "../measure/measure.h"
 #include "../pipeline/pipeline.h"
@@ -11,8 +12,8 @@
 
 const char cli_eval_usage[] =
     "usage: kdbench eval MODEL [--data DIR | --images F --labels F | --csv F] [--threads N]\n\n"
-    "Evaluates a saved model (.kdm) on a test set and measures it: accuracy, loss, size,\n"
-    "batch-1 latency p50/p99 and batch-256 throughput.\n\n"
+    "Evaluates a saved model (.kdm, fp32 or compressed) on a test set and measures it:\n"
+    "accuracy, loss, size, batch-1 latency p50/p99 and batch-256 throughput.\n\n"
     "  --data DIR     a folder with t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz\n"
     "                 (default: " DATA_FASHION_DIR ")\n"
     "  --images F --labels F   an IDX pair (raw or .gz)\n"
@@ -22,8 +23,9 @@ const char cli_eval_usage[] =
 
 const char cli_inspect_usage[] =
     "usage: kdbench inspect MODEL\n\n"
-    "Prints a model file's layers (kind, name, input and output shapes, parameters, bytes),\n"
-    "its parameter count, MACs per sample and size on disk.\n";
+    "Prints a model file's layers (kind, name, input and output shapes, parameters,\n"
+    "sparsity, bytes in the file, storage format such as fp32 or csr-fp32), its\n"
+    "parameter count, MACs per sample and size on disk.\n";
 
 int cli_cmd_eval(int argc, char **argv)
 {
@@ -54,7 +56,7 @@ int cli_cmd_eval(int argc, char **argv)
     nn_set_threads(threads);
     kd_err e = {0};
     const char *path = argv[optind];
-    nn_model *m = nn_model_load(path, &e);
+    nn_model *m = compress_model_load(path, &e);
     if (!m)
         return cli_fail(&e);
     data_set d = {0};
@@ -62,12 +64,13 @@ int cli_cmd_eval(int argc, char **argv)
     int rc = pipeline_load_eval_data(dir, images, labels, csv, m->in, &d, &e);
     if (rc == KD_OK)
         rc = measure_model(m, &d, path, NULL, &r, &e);
+    size_t nz, np = nn_model_params(m, &nz); /* counts compressed payloads too */
     if (rc == KD_OK)
         printf("model      %s\nsamples    %d\naccuracy   %.2f%%\nloss       %.4f\n"
                "params     %zu (%zu non-zero)\nsize       %lld bytes\n"
                "latency    batch 1: p50 %.1f us, p99 %.1f us\n"
                "throughput batch 256: %.0f samples/s\n",
-               path, d.n, 100 * r.accuracy, r.loss, r.params, r.nonzero_params, r.size_bytes,
+               path, d.n, 100 * r.accuracy, r.loss, np, nz, r.size_bytes,
                r.latency_us_b1_p50, r.latency_us_b1_p99, r.throughput_b256);
     data_set_free(&d);
     nn_model_free(m);
@@ -82,30 +85,46 @@ static void shape_str(nn_shape s, char *buf, size_t n)
         snprintf(buf, n, "%dx%dx%d", s.c, s.h, s.w);
 }
 
+/* Bytes layer l takes in the model file: its flat tensors and, for a
+ * compressed kind, its length-prefixed payload. */
+static size_t layer_bytes(const nn_layer *l)
+{
+    size_t n = (l->nw + l->nb + l->nbuf) * sizeof(float);
+    if (l->ops->save) {
+        kd_buf b = {0};
+        l->ops->save(l, &b);
+        n += 8 + b.len;
+        kd_buf_free(&b);
+    }
+    return n;
+}
+
 int cli_cmd_inspect(int argc, char **argv)
 {
     if (argc != 2 || argv[1][0] == '-')
         return cli_usage_error("inspect", "one MODEL file expected");
     kd_err e = {0};
-    nn_model *m = nn_model_load(argv[1], &e);
+    nn_model *m = compress_model_load(argv[1], &e);
     if (!m)
         return cli_fail(&e);
-    char in[32], out[32];
+    char in[32], out[32], sp[16];
     shape_str(m->in, in, sizeof in);
     printf("model %s: input %s, %d classes, normalisation mean %.4f std %.4f\n\n", argv[1], in,
            m->nclasses, (double)m->in_mean, (double)m->in_std);
-    printf("  #  %-10s %-10s %-12s %-12s %12s %12s %8s\n", "kind", "name", "input", "output",
-           "params", "bytes", "format");
+    printf("  #  %-10s %-10s %-12s %-12s %12s %8s %12s %9s\n", "kind", "name", "input", "output",
+           "params", "sparsity", "bytes", "format");
     for (int i = 0; i < m->nlayers; i++) {
         const nn_layer *l = &m->layers[i];
         shape_str(l->in, in, sizeof in);
         shape_str(l->out, out, sizeof out);
-        size_t np = l->nw + l->nb;
-        printf("%3d  %-10s %-10s %-12s %-12s %12zu %12zu %8s\n", i, l->ops->name, l->spec.name,
-               in, out, np, (np + l->nbuf) * sizeof(float), np ? "fp32" : "-");
+        size_t nz, np = nn_layer_params(l, &nz);
+        snprintf(sp, sizeof sp, np ? "%.3f" : "-", np ? 1.0 - (double)nz / (double)np : 0.0);
+        printf("%3d  %-10s %-10s %-12s %-12s %12zu %8s %12zu %9s\n", i, l->ops->name,
+               l->spec.name, in, out, np, sp, layer_bytes(l), nn_layer_format(l));
     }
-    printf("\nparameters %zu (%zu non-zero), %.3f MMACs per sample, file %lld bytes\n",
-           m->nparams, nn_model_nonzero_params(m), nn_model_macs(m) / 1e6,
+    size_t nz, np = nn_model_params(m, &nz);
+    printf("\nparameters %zu (%zu non-zero, sparsity %.3f), %.3f MMACs per sample, file %lld "
+           "bytes\n", np, nz, np ? 1.0 - (double)nz / (double)np : 0.0, nn_model_macs(m) / 1e6,
            kd_file_size(argv[1]));
     nn_model_free(m);
     return KD_EXIT_OK;
