@@ -54,6 +54,11 @@ static void one_sparsity(const nn_model *dense, float s, const float *x, double 
     for (int i = 0; i < m->nlayers; i++)
         if (m->layers[i].ops == &nn_dense_ops)
             printf(" %s=%s", m->layers[i].spec.name, ch[i].converted ? "csr" : "dense");
+    printf("\n    per layer alone, best of 20 (dense/CSR us, batch 1 | batch 256):");
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].ops == &nn_dense_ops)
+            printf(" %s %.1f/%.1f | %.0f/%.0f", m->layers[i].spec.name, ch[i].dense_us[0],
+                   ch[i].sparse_us[0], ch[i].dense_us[1], ch[i].sparse_us[1]);
     printf("\n");
     nn_model_free(auto_m);
     nn_model_free(sp);

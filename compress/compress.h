@@ -54,6 +54,24 @@ void compress_csr_matmul(const compress_csr *a, const float *bias, const float *
 void compress_csr_matmul_portable(const compress_csr *a, const float *bias, const float *x,
                                   float *y, int n, float *scratch);
 
+/* The batch-1 layout for AVX-512 CPUs (panels.c): built from a CSR, it runs
+ * y = A x + bias without gathers.  Layers build it when they reserve their
+ * scratch; the file keeps plain CSR.  compress_panels_new needs
+ * compress_panels_supported() (the caller checks); NULL on allocation
+ * failure.  AUTO stores values padded unless that exceeds 1 MB (then
+ * compact); tests force each.  spmv uses p's own scratch, so p is not const. */
+typedef struct compress_panels compress_panels;
+typedef enum {
+    COMPRESS_PANELS_AUTO = 0,
+    COMPRESS_PANELS_PADDED,
+    COMPRESS_PANELS_COMPACT,
+} compress_panels_layout;
+int compress_panels_supported(void);
+compress_panels *compress_panels_new(const compress_csr *a, compress_panels_layout layout,
+                                     kd_err *e);
+void compress_panels_free(compress_panels *p);
+void compress_panels_spmv(compress_panels *p, const float *bias, const float *x, float *y);
+
 /* ---- compressed layer kinds ---------------------------------------------- */
 extern const nn_layer_ops compress_dense_csr_ops;
 /* compress's kinds for nn_model_load_with / nn_model_deserialize_with;

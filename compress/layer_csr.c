@@ -20,9 +20,23 @@ static int csr_setup(nn_layer *l, kd_err *e)
     return KD_OK;
 }
 
+/* Scratch: the batched kernels' transposed block, and the batch-1 panels
+ * (AVX-512 CPUs) with the CSR they were built from, so a payload replaced
+ * after reserve is never run through stale panels. */
+typedef struct {
+    float *scratch;
+    compress_panels *panels;
+    const compress_csr *src;
+} csr_priv;
+
 static void csr_release(nn_layer *l)
 {
-    kd_afree(l->priv);
+    csr_priv *p = l->priv;
+    if (p) {
+        kd_afree(p->scratch);
+        compress_panels_free(p->panels);
+        kd_free(p);
+    }
     l->priv = NULL;
     l->max_batch = 0;
 }
@@ -30,8 +44,17 @@ static void csr_release(nn_layer *l)
 static int csr_reserve(nn_layer *l, int max_batch, kd_err *e)
 {
     csr_release(l);
-    if (max_batch > 1 && !(l->priv = kd_afloat(nn_shape_size(l->in) * CSR_NB)))
+    csr_priv *p = kd_calloc(1, sizeof *p);
+    if (!p)
         return kd_err_set(e, KD_ENOMEM, "out of memory for sparse scratch");
+    l->priv = p;
+    if (max_batch > 1 && !(p->scratch = kd_afloat(nn_shape_size(l->in) * CSR_NB)))
+        return kd_err_set(e, KD_ENOMEM, "out of memory for sparse scratch");
+    if (l->data && compress_panels_supported()) {
+        if (!(p->panels = compress_panels_new(l->data, COMPRESS_PANELS_AUTO, e)))
+            return KD_ENOMEM;
+        p->src = l->data;
+    }
     l->max_batch = max_batch;
     return KD_OK;
 }
@@ -40,13 +63,16 @@ static void csr_forward(nn_layer *l, const float *x, float *y, int n, const nn_c
 {
     (void)c;
     const compress_csr *a = l->data;
+    csr_priv *p = l->priv;
     const int u = l->spec.units;
     if (!a) {
         for (int i = 0; i < n; i++)
             memcpy(y + (size_t)i * u, l->b, (size_t)u * sizeof *y);
-        return;
+    } else if (n == 1 && p && p->panels && p->src == a) {
+        compress_panels_spmv(p->panels, l->b, x, y);
+    } else {
+        compress_csr_matmul(a, l->b, x, y, n, p ? p->scratch : NULL);
     }
-    compress_csr_matmul(a, l->b, x, y, n, l->priv);
 }
 
 static void csr_backward(nn_layer *l, const float *x, const float *y, const float *dy, float *dx,
@@ -98,21 +124,21 @@ static void csr_save(const nn_layer *l, kd_buf *b)
     kd_buf_put(b, a->col, (size_t)nnz * (size_t)a->idx_bytes);
 }
 
-/* Offsets start at 0, never decrease, end at nnz; columns ascend within a
- * row and stay below cols. */
+/* Offsets start at 0, never decrease, end at nnz (all checked before any
+ * column is read); columns ascend within a row and stay below cols. */
 static int csr_valid(const compress_csr *a, kd_err *e)
 {
     if (a->rowptr[0] != 0 || a->rowptr[a->rows] != a->nnz)
         return kd_err_set(e, KD_EFORMAT, "row offsets do not span the non-zeros");
-    for (int r = 0; r < a->rows; r++) {
-        if (a->rowptr[r + 1] < a->rowptr[r])
-            return kd_err_set(e, KD_EFORMAT, "row offsets decrease at row %d", r);
+    for (int r = 0; r < a->rows; r++)
+        if (a->rowptr[r + 1] < a->rowptr[r] || a->rowptr[r + 1] > a->nnz)
+            return kd_err_set(e, KD_EFORMAT, "row offsets out of order at row %d", r);
+    for (int r = 0; r < a->rows; r++)
         for (uint32_t k = a->rowptr[r]; k < a->rowptr[r + 1]; k++) {
             uint32_t c = compress_csr_col(a, k);
             if (c >= (uint32_t)a->cols || (k > a->rowptr[r] && c <= compress_csr_col(a, k - 1)))
                 return kd_err_set(e, KD_EFORMAT, "row %d: column %u out of order or range", r, c);
         }
-    }
     return KD_OK;
 }
 

@@ -1,4 +1,4 @@
-/* CSR kernels: the fast kernels (dispatched and portable) against the
+/* CSR kernels: the fast kernels (dispatched, portable, AVX-512 panels) against the
  * reference, and the reference against a dense product in double, on ragged
  * shapes with empty rows, all-zero matrices and every index width, at batch
  * 1, 7, 33 and 64; the dense_csr layer against nn's dense layer; the
@@ -87,6 +87,35 @@ START_TEST(test_kernels_match_reference)
         for (int b = 0; b < 4; b++)
             for (int k = 0; k < 2; k++)
                 check_shape(shapes[s].rows, shapes[s].cols, shapes[s].density, batches[b], ks[k]);
+}
+END_TEST
+
+/* The panels run one sample at a time: sample by sample over the batch. */
+static compress_panels_layout layout_under_test;
+
+static void panels_kernel(const compress_csr *a, const float *bias, const float *x, float *y, int n,
+                          float *scratch)
+{
+    (void)scratch;
+    kd_err e = {0};
+    compress_panels *p = compress_panels_new(a, layout_under_test, &e);
+    ck_assert_ptr_nonnull(p);
+    for (int i = 0; i < n; i++)
+        compress_panels_spmv(p, bias, x + (size_t)i * a->cols, y + (size_t)i * a->rows);
+    compress_panels_free(p);
+}
+
+START_TEST(test_panels_match_reference)
+{
+    if (!compress_panels_supported())
+        return; /* no AVX-512 here: the layer uses the CSR kernels */
+    for (int lay = COMPRESS_PANELS_AUTO; lay <= COMPRESS_PANELS_COMPACT; lay++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int b = 0; b < 2; b++) {
+                layout_under_test = (compress_panels_layout)lay;
+                check_shape(shapes[s].rows, shapes[s].cols, shapes[s].density, batches[b],
+                            panels_kernel);
+            }
 }
 END_TEST
 
@@ -198,6 +227,7 @@ Suite *suite_compress_csr(void)
     Suite *s = suite_create("compress_csr");
     TCase *t = tcase_create("csr");
     tcase_add_test(t, test_kernels_match_reference);
+    tcase_add_test(t, test_panels_match_reference);
     tcase_add_test(t, test_csr_structure);
     tcase_add_test(t, test_layer_matches_dense);
     tcase_add_test(t, test_measured_conversion);

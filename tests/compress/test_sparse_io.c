@@ -185,10 +185,12 @@ START_TEST(test_lying_payloads)
     size_t rp = at + 16, cols = rp + 25 * 4 + (size_t)a->nnz * 4;
     uint8_t *q = malloc(n);
     memcpy(q, p, n);
-    uint32_t big = a->nnz + 5;
-    memcpy(q + rp + 4, &big, 4);
-    write_with_crc(bad, q, n);
-    ck_assert_ptr_null(compress_model_load(bad, &e));
+    const uint32_t bigs[2] = {a->nnz + 5, 100000}; /* rows after it go back down */
+    for (int b = 0; b < 2; b++) {
+        memcpy(q + rp + 4, &bigs[b], 4);
+        write_with_crc(bad, q, n);
+        ck_assert_ptr_null(compress_model_load(bad, &e));
+    }
     memcpy(q, p, n);
     q[cols] = 20;
     write_with_crc(bad, q, n);
