@@ -216,6 +216,52 @@ START_TEST(test_lying_payloads)
 }
 END_TEST
 
+/* A version-1 file (no ops names, no payloads), written field by field as
+ * the first model-file format had it, still loads with nn's plain loader. */
+START_TEST(test_version1_still_loads)
+{
+    nn_model *m = pruned_dense(0.5f);
+    kd_buf b = {0};
+    kd_buf_put(&b, NN_MODEL_MAGIC, 4);
+    kd_buf_u32(&b, 1);
+    kd_buf_u32(&b, 1);
+    kd_buf_u32(&b, 4);
+    kd_buf_u32(&b, 5);
+    kd_buf_f32(&b, m->in_mean);
+    kd_buf_f32(&b, m->in_std);
+    kd_buf_u32(&b, (uint32_t)m->nlayers);
+    for (int i = 0; i < m->nlayers; i++) {
+        const nn_layer_spec *sp = &m->layers[i].spec;
+        kd_buf_u32(&b, (uint32_t)sp->kind);
+        kd_buf_str(&b, sp->name);
+        const int v[5] = {sp->units, sp->filters, sp->kernel, sp->stride, sp->pad};
+        for (int j = 0; j < 5; j++)
+            kd_buf_u32(&b, (uint32_t)v[j]);
+        kd_buf_f32(&b, sp->rate);
+        kd_buf_f32(&b, sp->eps);
+        kd_buf_f32(&b, sp->momentum);
+        kd_buf_u32(&b, (uint32_t)sp->init);
+    }
+    kd_buf_u64(&b, m->nparams);
+    kd_buf_u64(&b, m->nbuffers);
+    kd_buf_put(&b, m->params, m->nparams * sizeof(float));
+    kd_buf_u32(&b, kd_crc32(0, b.p, b.len));
+    char dir[256], path[512];
+    kdt_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/v1.kdm", dir);
+    kdt_write(path, b.p, b.len);
+    kd_err e = {0};
+    nn_model *r = nn_model_load(path, &e);
+    ck_assert_msg(r != NULL, "%s", e.msg);
+    ck_assert_int_eq(r->nlayers, m->nlayers);
+    ck_assert_mem_eq(r->params, m->params, m->nparams * sizeof(float));
+    ck_assert_str_eq(r->layers[2].spec.name, m->layers[2].spec.name);
+    kd_buf_free(&b);
+    nn_model_free(r);
+    nn_model_free(m);
+}
+END_TEST
+
 Suite *suite_compress_io(void)
 {
     Suite *s = suite_create("compress_io");
@@ -225,6 +271,7 @@ Suite *suite_compress_io(void)
     tcase_add_test(t, test_plain_loader_refuses);
     tcase_add_test(t, test_truncation_and_corruption);
     tcase_add_test(t, test_lying_payloads);
+    tcase_add_test(t, test_version1_still_loads);
     suite_add_tcase(s, t);
     return s;
 }
