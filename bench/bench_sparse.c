@@ -1,8 +1,8 @@
 /* Sparse vs dense on the MLP 784-1200-1200-10 with random weights, magnitude
  * pruned (layer-wise) to 50/80/90/95%: batch-1 latency p50 and batch-256
  * time of kdbench's dense path (OpenBLAS sgemv/sgemm) and of every dense
- * layer as CSR, the ratios, the file size ratio, and which layers the
- * measured conversion keeps dense. */
+ * layer as CSR, the ratios, the file size ratio, which layers the measured
+ * conversion keeps dense; then structured 50% neuron pruning. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -65,6 +65,25 @@ static void one_sparsity(const nn_model *dense, float s, const float *x, double 
     nn_model_free(m);
 }
 
+/* Structured 50% neuron pruning: a physically smaller dense model. */
+static void structured_half(const nn_model *dense, const float *x, double d1, double d256)
+{
+    kd_err e = {0};
+    compress_prune_spec ps = {.sparsity = 0.5f};
+    nn_model *m = compress_prune_structured(dense, &ps, COMPRESS_NORM_L2, &e);
+    if (!m) {
+        fprintf(stderr, "bench: %s\n", e.msg);
+        return;
+    }
+    double p50, p99;
+    measure_latency(m, x, 5000, 500, &p50, &p99, &e);
+    double t256 = b256_us(m, x);
+    printf("structured 50%% neurons (784-%d-%d-10): MACs %.2fx, batch-1 p50 %.1f us (dense/pruned "
+           "%.2fx), batch-256 %.0f us (%.2fx)\n", m->layers[0].spec.units, m->layers[2].spec.units,
+           nn_model_macs(m) / nn_model_macs(dense), p50, d1 / p50, t256, d256 / t256);
+    nn_model_free(m);
+}
+
 void bench_sparse(void)
 {
     const nn_layer_spec mlp[] = {
@@ -90,6 +109,7 @@ void bench_sparse(void)
     const float sp[] = {0.5f, 0.8f, 0.9f, 0.95f};
     for (int i = 0; i < 4; i++)
         one_sparsity(m, sp[i], x, d1, d256, dbytes);
+    structured_half(m, x, d1, d256);
     remove("/tmp/kdbench-bench-sparse.kdm");
     remove("/tmp/kdbench-bench-dense.kdm");
     kd_afree(x);
