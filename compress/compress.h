@@ -162,7 +162,8 @@ typedef struct {
     compress_prune_spec prune; /* the final sparsities (and scope, overrides) */
     float initial_sparsity;    /* s_i (0 = start dense) */
     int prune_epochs;          /* the ramp lasts this many epochs (<= o->epochs) */
-    int every;                 /* prune every this many optimiser steps (default 1) */
+    int every;                 /* prune every this many optimiser steps (0 = a
+                                  hundredth of the ramp; the mask holds between) */
 } compress_agp_spec;
 
 /* Fine-tunes m with train_fit for o->epochs while raising every layer's

@@ -85,8 +85,10 @@ int compress_prune_gradual(nn_model *m, const compress_agp_spec *g, const train_
     int rc = check_gradual(m, g, o, tr, e);
     if (rc != KD_OK)
         return rc;
-    agp_ctx a = {.g = g, .user = h, .every = g->every > 0 ? g->every : 1};
+    agp_ctx a = {.g = g, .user = h};
     a.total = (long)g->prune_epochs * ((tr->n + o->batch_size - 1) / o->batch_size);
+    /* a re-prune costs about a training step on the MLP: ~100 over the ramp */
+    a.every = g->every > 0 ? g->every : (a.total / 100 > 1 ? a.total / 100 : 1);
     a.mask = mask ? mask : compress_mask_new(m, e);
     a.ov = kd_calloc((size_t)g->prune.noverrides + 1, sizeof *a.ov);
     train_state st = {0};

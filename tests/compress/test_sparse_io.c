@@ -262,6 +262,50 @@ START_TEST(test_version1_still_loads)
 }
 END_TEST
 
+/* The (n+1)th allocation fails, for every n until each call succeeds:
+ * loading a sparse file, converting, pruning with a mask, structured
+ * pruning.  Each failure returns cleanly (ASan checks that nothing leaks). */
+START_TEST(test_alloc_failures)
+{
+    char dir[256], path[512];
+    kdt_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/s.kdm", dir);
+    nn_model *sp = sparse_model(0.8f), *d = pruned_dense(0.8f);
+    save(sp, path);
+    compress_sparse_opts all = {.policy = COMPRESS_SPARSE_ALWAYS};
+    compress_prune_spec ps = {.scope = COMPRESS_GLOBAL, .sparsity = 0.5f};
+    compress_prune_spec half = {.sparsity = 0.5f};
+    for (int what = 0; what < 4; what++) {
+        int ok = 0;
+        long n;
+        for (n = 0; !ok && n < 1000; n++) {
+            kd_err e = {0};
+            kd_alloc_fail_after(n);
+            nn_model *r = NULL;
+            compress_mask *k = NULL;
+            if (what == 0)
+                ok = (r = compress_model_load(path, &e)) != NULL;
+            else if (what == 1)
+                ok = (r = compress_to_sparse(d, &all, NULL, &e)) != NULL;
+            else if (what == 2)
+                ok = (k = compress_mask_new(d, &e)) &&
+                     compress_prune_magnitude(d, &ps, k, &e) == KD_OK;
+            else
+                ok = (r = compress_prune_structured(d, &half, COMPRESS_NORM_L1, &e)) != NULL;
+            kd_alloc_fail_after(-1);
+            ck_assert_msg(ok || e.code != KD_OK, "case %d, n=%ld: failed without an error", what,
+                          n);
+            nn_model_free(r);
+            compress_mask_free(k);
+        }
+        ck_assert_msg(ok, "case %d never succeeded", what);
+        ck_assert_int_gt(n, 1);
+    }
+    nn_model_free(sp);
+    nn_model_free(d);
+}
+END_TEST
+
 Suite *suite_compress_io(void)
 {
     Suite *s = suite_create("compress_io");
@@ -272,6 +316,7 @@ Suite *suite_compress_io(void)
     tcase_add_test(t, test_truncation_and_corruption);
     tcase_add_test(t, test_lying_payloads);
     tcase_add_test(t, test_version1_still_loads);
+    tcase_add_test(t, test_alloc_failures);
     suite_add_tcase(s, t);
     return s;
 }
