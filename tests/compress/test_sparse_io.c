@@ -306,6 +306,30 @@ START_TEST(test_alloc_failures)
 }
 END_TEST
 
+/* kdbench inspect on a sparse file shows each layer's format and sparsity
+ * (the binary is $KD_BIN, set by make check-suite; skipped without it). */
+START_TEST(test_inspect_shows_format)
+{
+    const char *bin = getenv("KD_BIN");
+    if (!bin || !*bin)
+        return;
+    char dir[256], path[512], cmd[2048], out[8192] = {0};
+    kdt_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/s.kdm", dir);
+    nn_model *m = sparse_model(0.9f);
+    save(m, path);
+    snprintf(cmd, sizeof cmd, "%s inspect %s 2>&1", bin, path);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    ck_assert_int_eq(pclose(p), 0);
+    ck_assert_msg(strstr(out, "dense_csr") && strstr(out, "csr-fp32"), "%s", out);
+    ck_assert_msg(strstr(out, "0.900"), "no sparsity column: %s", out);
+    nn_model_free(m);
+}
+END_TEST
+
 Suite *suite_compress_io(void)
 {
     Suite *s = suite_create("compress_io");
@@ -317,6 +341,7 @@ Suite *suite_compress_io(void)
     tcase_add_test(t, test_lying_payloads);
     tcase_add_test(t, test_version1_still_loads);
     tcase_add_test(t, test_alloc_failures);
+    tcase_add_test(t, test_inspect_shows_format);
     suite_add_tcase(s, t);
     return s;
 }
