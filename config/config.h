@@ -44,6 +44,10 @@ typedef struct {
 } cfg_train;
 
 typedef struct {
+    /* `model: PATH`: a saved model (teacher only); then nlayers = 0 and train
+     * is unset */
+    char model_path[CFG_PATH_MAX];
+    cfg_pos model_pos;
     nn_layer_spec layers[CFG_MAX_LAYERS];
     cfg_pos layer_pos[CFG_MAX_LAYERS]; /* where each layer item starts */
     int nlayers;
@@ -51,13 +55,39 @@ typedef struct {
     cfg_pos pos;
 } cfg_model;
 
+#define CFG_MAX_STUDENTS 8
+#define CFG_MAX_SEEDS 16
+
+/* FitNets-style hint: the student's layer `student` is matched through a
+ * learned linear adapter to the teacher's layer `teacher` (L2, times weight). */
+typedef struct {
+    char student[32], teacher[32]; /* layer names; student[0] == 0: no hint */
+    float weight;                  /* default 1, (0, 1000] */
+    cfg_pos pos;                   /* of the hint mapping */
+    cfg_pos teacher_pos;           /* of the teacher layer name (checked late for model files) */
+} cfg_hint;
+
+typedef struct {
+    char name[64];            /* required, unique; [A-Za-z0-9_.-]+ */
+    cfg_model model;          /* layers + train (same keys as the teacher) */
+    int nseeds;               /* `seeds: [..]`, default [seed] */
+    uint64_t seeds[CFG_MAX_SEEDS];
+    float temperature;        /* distill.temperature, default 4, (0, 100] */
+    float alpha;              /* distill.alpha: weight of the soft loss, default 0.9, [0, 1] */
+    cfg_hint hint;            /* distill.hint, optional */
+    cfg_pos pos;
+} cfg_student;
+
 typedef struct {
     char file[CFG_PATH_MAX]; /* the config file path (for messages) */
     char name[128];          /* required; [A-Za-z0-9_.-]+ (used as the run folder name) */
     uint64_t seed;           /* default 1 */
     int threads;             /* default 0 = all cores; [0, 256] */
     cfg_data data;
+    char cache_dir[CFG_PATH_MAX]; /* trained teachers by config hash; default runs/cache */
     cfg_model teacher;       /* required */
+    cfg_student students[CFG_MAX_STUDENTS]; /* optional `students:` list */
+    int nstudents;
 } exp_spec;
 
 /* Reads path (at most 1 MiB) into out: parses the YAML, applies the overrides

@@ -116,6 +116,11 @@ int cfg_walk(cfg_ctx *c, const cfg_node *root, exp_spec *s);
 /* teacher/student `layers:` list into m (needs the data shape). */
 int cfg_walk_layers(cfg_ctx *c, const cfg_node *map, const char *path, const cfg_data *d,
                     cfg_model *m);
+/* A model section's `layers:` and `train:` (map is the section's mapping). */
+int cfg_walk_model(cfg_ctx *c, const cfg_node *map, const char *path, const cfg_data *d,
+                   cfg_model *out);
+/* The optional `students:` list (students.c); needs s->data and s->teacher. */
+int cfg_walk_students(cfg_ctx *c, const cfg_node *root, exp_spec *s);
 /* Layer kinds and inits by their YAML names. */
 extern const char *const cfg_init_names[3];
 

@@ -1,4 +1,5 @@
 /* A model: layers over one flat parameter buffer and one gradient buffer. */
+#include <stdio.h>
 #include <string.h>
 
 #include "nn.h"
@@ -225,17 +226,48 @@ const float *nn_model_forward(nn_model *m, const float *x, int n, const nn_ctx *
     return m->act[m->nlayers];
 }
 
-void nn_model_backward(nn_model *m, const float *dlogits, int n, const nn_ctx *c)
+void nn_model_backward_ex(nn_model *m, const float *dlogits, int tap, const float *dtap,
+                          float *dx, int n, const nn_ctx *c)
 {
     const float *dy = dlogits;
     int which = 0;
     for (int i = m->nlayers - 1; i >= 0; i--) {
         nn_layer *l = &m->layers[i];
-        float *dx = i > 0 ? m->dact[which] : NULL;
-        l->ops->backward(l, m->act[i], m->act[i + 1], dy, dx, n, c);
-        dy = dx;
+        if (i == tap && dtap) {
+            /* dy is a dact buffer here (tap is never the last layer) */
+            float *g = (float *)dy;
+            size_t sz = (size_t)n * nn_shape_size(l->out);
+            for (size_t j = 0; j < sz; j++)
+                g[j] += dtap[j];
+        }
+        float *dxi = i > 0 ? m->dact[which] : dx;
+        l->ops->backward(l, m->act[i], m->act[i + 1], dy, dxi, n, c);
+        dy = dxi;
         which ^= 1;
     }
+}
+
+void nn_model_backward(nn_model *m, const float *dlogits, int n, const nn_ctx *c)
+{
+    nn_model_backward_ex(m, dlogits, -1, NULL, NULL, n, c);
+}
+
+int nn_model_tap_check(const nn_model *m, int i, char *why, size_t n)
+{
+    if (i < 0 || i >= m->nlayers - 1) {
+        snprintf(why, n, "layer %d is not an intermediate layer", i);
+        return KD_ECONFIG;
+    }
+    if (runs_inplace(m, i + 1)) {
+        /* the next layer overwrites this output in place: name the last one */
+        int j = i + 1;
+        while (j + 1 < m->nlayers && runs_inplace(m, j + 1))
+            j++;
+        snprintf(why, n, "the output of \"%s\" is changed in place by \"%s\"; name \"%s\" instead",
+                 m->layers[i].spec.name, m->layers[i + 1].spec.name, m->layers[j].spec.name);
+        return KD_ECONFIG;
+    }
+    return KD_OK;
 }
 
 void nn_model_zero_grad(nn_model *m)

@@ -88,7 +88,7 @@ static float default_loss(void *ctx, const float *logits, const uint8_t *labels,
 
 /* One epoch over tr in the epoch's seeded order; fills ep's training fields. */
 static int run_epoch(train_state *st, const train_opts *o, const data_set *tr,
-                     const train_hooks *h, int *perm, batch_buf *b, train_epoch *ep)
+                     const train_hooks *h, int *perm, batch_buf *b, train_epoch *ep, kd_err *e)
 {
     nn_model *m = st->model;
     const int ep0 = st->epochs_done, bs = o->batch_size, k = m->nclasses;
@@ -116,9 +116,17 @@ static int run_epoch(train_state *st, const train_opts *o, const data_set *tr,
         total += (double)l * n;
         correct += nn_count_correct(z, b->y, n, k);
         nn_model_zero_grad(m);
-        nn_model_backward(m, b->dl, n, &c);
+        if (h && h->dtap)
+            nn_model_backward_ex(m, b->dl, h->tap, h->dtap, NULL, n, &c);
+        else
+            nn_model_backward(m, b->dl, n, &c);
         lr = nn_sched_lr(&o->sched, o->opt.lr, ep0 + (double)bi / nb, o->epochs);
         nn_optim_step(st->opt, m, (float)lr);
+        int rc = h && h->on_step ? h->on_step(h->step_ctx, m, (float)lr, e) : KD_OK;
+        if (rc != KD_OK) {
+            kd_progress_end(&pg, NULL);
+            return rc;
+        }
         char extra[48];
         snprintf(extra, sizeof extra, "loss %.4f", total / (s + n));
         kd_progress_update(&pg, bi + 1, extra, (double)bs);
@@ -157,7 +165,8 @@ int train_fit(train_state *st, const train_opts *o, const data_set *tr, const da
     }
     while (st->epochs_done < o->epochs) {
         train_epoch ep = {0};
-        run_epoch(st, o, tr, h, perm, &b, &ep);
+        if ((rc = run_epoch(st, o, tr, h, perm, &b, &ep, e)) != KD_OK)
+            goto out;
         ep.val_loss = ep.val_acc = -1;
         if (val && val->n > 0 &&
             (rc = train_evaluate(m, val, 256, &ep.val_loss, &ep.val_acc, e)) != KD_OK)
