@@ -258,13 +258,16 @@ int nn_model_tap_check(const nn_model *m, int i, char *why, size_t n)
         snprintf(why, n, "layer %d is not an intermediate layer", i);
         return KD_ECONFIG;
     }
-    if (runs_inplace(m, i + 1)) {
-        /* the next layer overwrites this output in place: name the last one */
-        int j = i + 1;
-        while (j + 1 < m->nlayers && runs_inplace(m, j + 1))
-            j++;
+    /* a later layer that runs in place on this output and changes it
+     * (flatten does not) would make the tapped value a different one */
+    for (int j = i + 1; j < m->nlayers && runs_inplace(m, j); j++) {
+        if (m->layers[j].spec.kind == NN_FLATTEN)
+            continue;
+        int last = j;
+        while (last + 1 < m->nlayers && runs_inplace(m, last + 1))
+            last++;
         snprintf(why, n, "the output of \"%s\" is changed in place by \"%s\"; name \"%s\" instead",
-                 m->layers[i].spec.name, m->layers[i + 1].spec.name, m->layers[j].spec.name);
+                 m->layers[i].spec.name, m->layers[j].spec.name, m->layers[last].spec.name);
         return KD_ECONFIG;
     }
     return KD_OK;
