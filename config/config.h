@@ -98,7 +98,7 @@ typedef struct {
  * (e: FILE:LINE:COL and a message naming the key by dotted path; for an override
  * e->file is "--set", line 0, and the message quotes it), KD_EIO or KD_ENOMEM.
  * out is zeroed on failure.  Paths in the spec are kept as written.
- * docs/config-reference.md lists every key, default and range. */
+ * README.md (Config reference) lists every key, default and range. */
 int config_load(const char *path, const char *const *overrides, int noverrides,
                 exp_spec *out, kd_err *e);
 

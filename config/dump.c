@@ -1,5 +1,5 @@
 /* The resolved spec back as YAML: every key with its effective value, in the
- * order of docs/config-reference.md, layers one flow mapping per line.
+ * order of README.md (Config reference), layers one flow mapping per line.
  * config_load reads it back to an equal spec (tested). */
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* The experiment schema: walks the node tree into an exp_spec, filling every
  * default and refusing anything unknown, mistyped or out of range.  Layers
- * are in layers.c.  docs/config-reference.md lists every key; keep it in step. */
+ * are in layers.c.  README.md (Config reference) lists every key; keep it in step. */
 #include <string.h>
 
 #include "../data/data.h"
