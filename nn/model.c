@@ -113,7 +113,7 @@ nn_model *nn_model_new(nn_shape in, const nn_layer_spec *specs, int nlayers, int
         l->ops = nn_layer_ops_of(specs[i].kind);
         l->in = s;
         if (!l->ops) {
-            kd_err_set(e, KD_ECONFIG, "layer %d: unknown kind %d", i, (int)specs[i].kind);
+            kd_err_set(e, KD_ECONFIG, "unknown kind %d", (int)specs[i].kind);
         } else if (l->ops->setup(l, e) == KD_OK) {
             m->nparams += l->nw + l->nb;
             m->nbuffers += l->nbuf;
