@@ -81,6 +81,8 @@ static int implied_sizes(nn_shape in, const nn_layer_spec *specs, int n, size_t 
         nn_layer l = {.spec = specs[i], .ops = nn_layer_ops_of(specs[i].kind), .in = in};
         if (l.ops->setup(&l, e) != KD_OK) {
             kd_err_prefix(e, "layer %d", i);
+            if (e) /* the setup's message, but a bad file, not a bad config */
+                e->code = KD_EFORMAT;
             return KD_EFORMAT;
         }
         *np += l.nw + l.nb;
@@ -134,8 +136,11 @@ nn_model *nn_model_deserialize(kd_rd *r, kd_err *e)
         kd_err_set(e, KD_EFORMAT, "truncated: %zu parameters promised, fewer present", np + nb);
         goto out;
     }
-    if (!(m = nn_model_new(in, specs, (int)nl, NULL, e)))
+    if (!(m = nn_model_new(in, specs, (int)nl, NULL, e))) {
+        if (e && e->code != KD_ENOMEM) /* e.g. two layers of one name: a bad file */
+            e->code = KD_EFORMAT;
         goto out;
+    }
     kd_rd_get(r, m->params, np * sizeof(float));
     kd_rd_get(r, m->buffers, nb * sizeof(float));
     m->in_mean = mean;
@@ -186,7 +191,9 @@ nn_model *nn_model_load(const char *path, kd_err *e)
         if (!m) {
             char msg[sizeof e->msg];
             snprintf(msg, sizeof msg, "%s", e ? e->msg : "");
-            kd_err_at(e, KD_EFORMAT, path, 0, 0, "%s", msg);
+            /* keep out-of-memory apart from a bad file */
+            kd_err_at(e, e && e->code == KD_ENOMEM ? KD_ENOMEM : KD_EFORMAT, path, 0, 0, "%s",
+                      msg);
         }
     }
     kd_free(p);
