@@ -135,8 +135,8 @@ nn_model *nn_model_new(nn_shape in, const nn_layer_spec *specs, int nlayers, int
     m->grads = kd_afloat(m->nparams);
     m->buffers = kd_afloat(m->nbuffers);
     if (!m->params || !m->grads || !m->buffers) {
-        nn_model_free(m);
         kd_err_set(e, KD_ENOMEM, "out of memory for %zu parameters", m->nparams);
+        nn_model_free(m); /* after the message: it reads m */
         return NULL;
     }
     assign_views(m);
