@@ -7,6 +7,9 @@
 
 #define MAX_LAYERS 4096
 #define MAX_DIM (1 << 20)
+/* values per input sample: bounds every activation size (no layer grows a
+ * sample by more than conv2d's own limit), so batch * size cannot overflow */
+#define MAX_INPUT ((uint64_t)1 << 26)
 
 static void put_spec(kd_buf *b, const nn_layer_spec *s)
 {
@@ -110,7 +113,7 @@ nn_model *nn_model_deserialize(kd_rd *r, kd_err *e)
     float mean = kd_rd_f32(r), sd = kd_rd_f32(r);
     uint32_t nl = kd_rd_u32(r);
     if (!r->ok || !in_range(c, MAX_DIM) || !in_range(h, MAX_DIM) || !in_range(w, MAX_DIM) ||
-        nl < 1 || nl > MAX_LAYERS) {
+        (uint64_t)c * h * w > MAX_INPUT || nl < 1 || nl > MAX_LAYERS) {
         kd_err_set(e, KD_EFORMAT, "bad model header (truncated or out-of-range sizes)");
         return NULL;
     }

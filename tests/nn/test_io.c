@@ -288,6 +288,47 @@ START_TEST(test_lying_files)
 }
 END_TEST
 
+/* A parameter-free model (relu) claiming an input of 2^60 values: nothing
+ * to cross-check against, so the header bound must refuse it (batch * size
+ * would overflow size_t when activations are reserved). */
+START_TEST(test_huge_input_refused)
+{
+    char dir[256], path[512];
+    kdt_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/relu.kdbm", dir);
+    nn_layer_spec sp = {.kind = NN_RELU};
+    kd_err e = {0};
+    nn_model *m = nn_model_new((nn_shape){2, 2, 2}, &sp, 1, NULL, &e);
+    ck_assert_int_eq(nn_model_save(m, path, &e), KD_OK);
+    uint8_t *p;
+    size_t n;
+    ck_assert_int_eq(kd_read_file(path, 1 << 20, &p, &n, &e), KD_OK);
+    for (int k = 0; k < 3; k++)
+        put_u32(p, OFF_C + 4 * (size_t)k, 1u << 20);
+    fix_crc(p, n);
+    kdt_write(path, p, n);
+    nn_model *bad = nn_model_load(path, &e);
+    if (bad)
+        ck_abort_msg("loaded an input of 2^60 values (nclasses %d)", bad->nclasses);
+    ck_assert_int_eq(e.code, KD_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(e.msg, "bad model header"));
+    /* the largest accepted input still loads: 64 x 1024 x 1024 = 2^26 */
+    put_u32(p, OFF_C, 64);
+    put_u32(p, OFF_C + 4, 1024);
+    put_u32(p, OFF_C + 8, 1024);
+    fix_crc(p, n);
+    kdt_write(path, p, n);
+    bad = nn_model_load(path, &e);
+    ck_assert_msg(bad != NULL, "%s", e.msg);
+    ck_assert_int_eq(bad->nclasses, 1 << 26);
+    nn_model_free(bad);
+    kd_free(p);
+    nn_model_free(m);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
 START_TEST(test_load_alloc_failures)
 {
     fixture f;
@@ -336,6 +377,7 @@ Suite *suite_nn_io(void)
     tcase_add_test(t, test_every_truncation);
     tcase_add_test(t, test_every_byte_flip);
     tcase_add_test(t, test_lying_files);
+    tcase_add_test(t, test_huge_input_refused);
     tcase_add_test(t, test_load_alloc_failures);
     suite_add_tcase(s, t);
     return s;
