@@ -214,11 +214,12 @@ int nn_model_reserve(nn_model *m, int n, kd_err *e)
 
 const float *nn_model_forward(nn_model *m, const float *x, int n, const nn_ctx *c)
 {
-    if (n > m->cap && nn_model_reserve(m, n, NULL) != KD_OK)
+    /* (!m->act: a first call with n = 0 still needs the buffers to return one) */
+    if ((n > m->cap || !m->act) && nn_model_reserve(m, n > 1 ? n : 1, NULL) != KD_OK)
         return NULL;
     /* act[0] is the caller's input: it must stay valid until backward */
     m->act[0] = (float *)x;
-    for (int i = 0; i < m->nlayers; i++) {
+    for (int i = 0; n > 0 && i < m->nlayers; i++) { /* n = 0: no statistics of nothing */
         nn_layer *l = &m->layers[i];
         l->ops->forward(l, m->act[i], m->act[i + 1], n, c);
     }

@@ -338,6 +338,16 @@ START_TEST(test_alloc_failures)
     ck_assert_int_eq(m->cap, 8);
     ck_assert_ptr_nonnull(nn_model_forward(m, x, 3, &c)); /* smaller batch: no new reserve */
     ck_assert_int_eq(m->cap, 8);
+    nn_model_free(m);
+    /* an empty batch on a fresh model: no crash, batchnorm stats untouched */
+    m = net(2);
+    float *buf0 = malloc(m->nbuffers * sizeof *buf0);
+    memcpy(buf0, m->buffers, m->nbuffers * sizeof *buf0);
+    nn_rng r = nn_rng_stream(1, NN_STREAM_DROPOUT);
+    nn_ctx tc = {.train = 1, .rng = &r};
+    ck_assert_ptr_nonnull(nn_model_forward(m, x, 0, &tc));
+    ck_assert(memcmp(buf0, m->buffers, m->nbuffers * sizeof *buf0) == 0);
+    free(buf0);
     free(x);
     nn_model_free(m);
 }

@@ -350,6 +350,12 @@ START_TEST(test_evaluate_known_model)
     d.shape = (nn_shape){2, 1, 1};
     ck_assert_int_eq(train_fit(&st, &o, &d, NULL, NULL, &e), KD_ERUNTIME);
     ck_assert_str_eq(e.msg, "the training set is empty");
+    /* a batch size of 0 is refused, not a division by zero or an endless loop */
+    d.n = 4;
+    ck_assert_int_eq(train_evaluate(m, &d, 0, &l, &a, &e), KD_ECONFIG);
+    o.batch_size = 0;
+    ck_assert_int_eq(train_fit(&st, &o, &d, NULL, NULL, &e), KD_ECONFIG);
+    ck_assert_int_eq(st.epochs_done, 0);
     train_state_free(&st);
     nn_model_free(m);
 }
