@@ -48,30 +48,11 @@ static void naive_forward(const nn_layer *l, const float *x, int n, double *y, d
         }
 }
 
-static void check_shape(nn_shape in, int units, int n)
+/* gw = 2 dy^T x and gb = 2 colsum(dy) (two accumulated calls), dx = dy W */
+static void check_backward(const nn_layer *l, const float *x, const float *dy, const float *dx,
+                           int n, double *want, double *mag)
 {
-    nn_model *m = dense_model(in, units, NN_INIT_AUTO);
-    nn_layer *l = &m->layers[0];
-    const int k = (int)nn_shape_size(in);
-    fill_normal(m->params, m->nparams, (uint64_t)(k * 131 + units));
-    float *x = malloc(sizeof(float) * n * k), *dy = malloc(sizeof(float) * n * units);
-    float *dx = malloc(sizeof(float) * n * k);
-    fill_normal(x, (size_t)n * k, 1);
-    fill_normal(dy, (size_t)n * units, 2);
-    size_t big = (size_t)(n > units ? n : units) * (k > units ? k : units) + (size_t)n * units;
-    double *want = malloc(sizeof(double) * big), *mag = malloc(sizeof(double) * big);
-    nn_ctx c = {.train = 1};
-
-    const float *y = nn_model_forward(m, x, n, &c);
-    ck_assert_ptr_nonnull(y);
-    naive_forward(l, x, n, want, mag);
-    assert_close("y", y, want, mag, (size_t)n * units);
-
-    /* backward twice: gradients accumulate (2x), dx is overwritten */
-    nn_model_zero_grad(m);
-    memset(dx, 0x7f, sizeof(float) * n * k);
-    l->ops->backward(l, x, y, dy, dx, n, &c);
-    l->ops->backward(l, x, y, dy, dx, n, &c);
+    const int k = (int)nn_shape_size(l->in), units = l->spec.units;
     for (int j = 0; j < units; j++) /* gw[j][t] = 2 sum_i dy[i][j] x[i][t] */
         for (int t = 0; t < k; t++) {
             double s = 0, a = 0;
@@ -104,6 +85,33 @@ static void check_shape(nn_shape in, int units, int n)
             mag[i * k + t] = a;
         }
     assert_close("dx", dx, want, mag, (size_t)n * k);
+}
+
+static void check_shape(nn_shape in, int units, int n)
+{
+    nn_model *m = dense_model(in, units, NN_INIT_AUTO);
+    nn_layer *l = &m->layers[0];
+    const int k = (int)nn_shape_size(in);
+    fill_normal(m->params, m->nparams, (uint64_t)(k * 131 + units));
+    float *x = malloc(sizeof(float) * n * k), *dy = malloc(sizeof(float) * n * units);
+    float *dx = malloc(sizeof(float) * n * k);
+    fill_normal(x, (size_t)n * k, 1);
+    fill_normal(dy, (size_t)n * units, 2);
+    size_t big = (size_t)(n > units ? n : units) * (k > units ? k : units) + (size_t)n * units;
+    double *want = malloc(sizeof(double) * big), *mag = malloc(sizeof(double) * big);
+    nn_ctx c = {.train = 1};
+
+    const float *y = nn_model_forward(m, x, n, &c);
+    ck_assert_ptr_nonnull(y);
+    naive_forward(l, x, n, want, mag);
+    assert_close("y", y, want, mag, (size_t)n * units);
+
+    /* backward twice: gradients accumulate (2x), dx is overwritten */
+    nn_model_zero_grad(m);
+    memset(dx, 0x7f, sizeof(float) * n * k);
+    l->ops->backward(l, x, y, dy, dx, n, &c);
+    l->ops->backward(l, x, y, dy, dx, n, &c);
+    check_backward(l, x, dy, dx, n, want, mag);
     free(x);
     free(dy);
     free(dx);

@@ -219,7 +219,7 @@ static int deserialize_code(const uint8_t *p, size_t n)
     return e.code;
 }
 
-START_TEST(test_lying_files)
+START_TEST(test_lying_header)
 {
     fixture f;
     fixture_init(&f);
@@ -237,6 +237,14 @@ START_TEST(test_lying_files)
     lie_u32(&f, OFF_STD, u, "std 0", "normalisation");
     memcpy(&u, &nan_, 4);
     lie_u32(&f, OFF_STD, u, "std NaN", "normalisation");
+    fixture_free(&f);
+}
+END_TEST
+
+START_TEST(test_lying_layer_specs)
+{
+    fixture f;
+    fixture_init(&f);
     /* layer 0: kind, name "conv1" (u32 5 + 5 bytes), units, filters, ... */
     const size_t kind0 = OFF_SPEC0, name0 = kind0 + 4, filters0 = name0 + 4 + 5 + 4;
     const size_t init0 = filters0 + 4 * 4 + 3 * 4;
@@ -253,6 +261,14 @@ START_TEST(test_lying_files)
     ck_assert_int_eq(deserialize_code(q, f.n), KD_EFORMAT);
     free(q);
     lie_u32(&f, filters0, 0x80000000u, "2^31 filters", "out-of-range");
+    fixture_free(&f);
+}
+END_TEST
+
+START_TEST(test_lying_tensor_sizes)
+{
+    fixture f;
+    fixture_init(&f);
     /* tensor sizes: the u64 counts just before the parameters */
     size_t np_off = f.n - 4 - (f.m->nparams + f.m->nbuffers) * 4 - 16;
     uint64_t np;
@@ -376,7 +392,9 @@ Suite *suite_nn_io(void)
     tcase_add_test(t, test_roundtrip);
     tcase_add_test(t, test_every_truncation);
     tcase_add_test(t, test_every_byte_flip);
-    tcase_add_test(t, test_lying_files);
+    tcase_add_test(t, test_lying_header);
+    tcase_add_test(t, test_lying_layer_specs);
+    tcase_add_test(t, test_lying_tensor_sizes);
     tcase_add_test(t, test_huge_input_refused);
     tcase_add_test(t, test_load_alloc_failures);
     suite_add_tcase(s, t);

@@ -238,56 +238,91 @@ static int load_code(const char *path, const uint8_t *p, size_t n, const train_o
     return rc;
 }
 
-START_TEST(test_checkpoint_refusals)
-{
+/* A checkpoint after 1 epoch of SGD with momentum, for a run of 3 epochs. */
+typedef struct {
     char dir[256], path[512];
-    kdt_tmpdir(dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/ck.kdck", dir);
-    train_opts o = {.epochs = 3, .batch_size = 16, .seed = 1};
-    o.opt = (nn_opt_spec){.kind = NN_OPT_SGD, .lr = 0.05f, .momentum = 0.9f};
-    o.epochs = 1;
-    uint8_t *p, *q;
+    train_opts o;
+    uint8_t *p;
     size_t n;
-    make_checkpoint(path, &o, &p, &n);
-    o.epochs = 3;
-    ck_assert_int_eq(load_code(path, p, n, &o), KD_OK);
-    for (size_t len = 0; len < n; len++)
-        ck_assert_msg(load_code(path, p, len, &o) == KD_EFORMAT, "length %zu", len);
-    q = malloc(n + 4);
-    for (size_t i = 0; i < n; i++) {
-        memcpy(q, p, n);
+} ck_fixture;
+
+static void ck_fixture_init(ck_fixture *f)
+{
+    kdt_tmpdir(f->dir, sizeof f->dir);
+    snprintf(f->path, sizeof f->path, "%s/ck.kdck", f->dir);
+    f->o = (train_opts){.epochs = 1, .batch_size = 16, .seed = 1};
+    f->o.opt = (nn_opt_spec){.kind = NN_OPT_SGD, .lr = 0.05f, .momentum = 0.9f};
+    make_checkpoint(f->path, &f->o, &f->p, &f->n);
+    f->o.epochs = 3;
+    ck_assert_int_eq(load_code(f->path, f->p, f->n, &f->o), KD_OK);
+}
+
+static void ck_fixture_free(ck_fixture *f)
+{
+    kd_free(f->p);
+    unlink(f->path);
+    rmdir(f->dir);
+}
+
+START_TEST(test_checkpoint_truncated_or_corrupt)
+{
+    ck_fixture f;
+    ck_fixture_init(&f);
+    for (size_t len = 0; len < f.n; len++)
+        ck_assert_msg(load_code(f.path, f.p, len, &f.o) == KD_EFORMAT, "length %zu", len);
+    uint8_t *q = malloc(f.n);
+    for (size_t i = 0; i < f.n; i++) {
+        memcpy(q, f.p, f.n);
         q[i] ^= 0x5a;
-        ck_assert_msg(load_code(path, q, n, &o) == KD_EFORMAT, "byte %zu", i);
+        ck_assert_msg(load_code(f.path, q, f.n, &f.o) == KD_EFORMAT, "byte %zu", i);
     }
+    free(q);
+    ck_fixture_free(&f);
+}
+END_TEST
+
+START_TEST(test_checkpoint_lies_and_mismatches)
+{
+    ck_fixture f;
+    ck_fixture_init(&f);
     /* another optimiser, or fewer epochs than already done */
-    train_opts other = o;
+    train_opts other = f.o;
     other.opt.kind = NN_OPT_ADAMW;
-    ck_assert_int_eq(load_code(path, p, n, &other), KD_EFORMAT);
-    other = o;
+    ck_assert_int_eq(load_code(f.path, f.p, f.n, &other), KD_EFORMAT);
+    other = f.o;
     other.epochs = 0;
-    ck_assert_int_eq(load_code(path, p, n, &other), KD_EFORMAT);
+    ck_assert_int_eq(load_code(f.path, f.p, f.n, &other), KD_EFORMAT);
     /* a lying optimiser-state count (offset 32: after magic, version, epochs,
      * seconds (f64), kind, step (u64)), checksum fixed */
     uint64_t cnt;
-    memcpy(&cnt, p + 32, 8);
+    memcpy(&cnt, f.p + 32, 8);
     ck_assert_uint_eq(cnt, 8 * 4 + 8 + 8 * 3 + 3);
     const uint64_t lies[] = {cnt - 1, cnt + 1, (uint64_t)1 << 62, UINT64_MAX};
+    uint8_t *q = malloc(f.n);
     for (int k = 0; k < 4; k++) {
-        memcpy(q, p, n);
+        memcpy(q, f.p, f.n);
         memcpy(q + 32, &lies[k], 8);
-        uint32_t crc = kd_crc32(0, q, n - 4);
-        memcpy(q + n - 4, &crc, 4);
-        ck_assert_msg(load_code(path, q, n, &o) == KD_EFORMAT, "count %llu",
+        uint32_t crc = kd_crc32(0, q, f.n - 4);
+        memcpy(q + f.n - 4, &crc, 4);
+        ck_assert_msg(load_code(f.path, q, f.n, &f.o) == KD_EFORMAT, "count %llu",
                       (unsigned long long)lies[k]);
     }
-    /* allocation failures while loading: ENOMEM, nothing leaked */
-    kdt_write(path, p, n);
+    free(q);
+    ck_fixture_free(&f);
+}
+END_TEST
+
+START_TEST(test_checkpoint_alloc_failures)
+{
+    ck_fixture f;
+    ck_fixture_init(&f);
+    kdt_write(f.path, f.p, f.n);
     long k;
     for (k = 0; k < 100; k++) {
         train_state st;
         kd_err e = {0};
         kd_alloc_fail_after(k);
-        int rc = train_checkpoint_load(path, &o, &st, &e);
+        int rc = train_checkpoint_load(f.path, &f.o, &st, &e);
         kd_alloc_fail_after(-1);
         if (rc == KD_OK) {
             nn_model_free(st.model);
@@ -296,12 +331,11 @@ START_TEST(test_checkpoint_refusals)
         }
         ck_assert_msg(rc == KD_ENOMEM && e.code == KD_ENOMEM, "allocation %ld: %d %s", k, rc,
                       e.msg);
+        ck_assert_ptr_null(st.model);
     }
+    ck_assert_int_gt(k, 2);
     ck_assert_int_lt(k, 100);
-    free(q);
-    kd_free(p);
-    unlink(path);
-    rmdir(dir);
+    ck_fixture_free(&f);
 }
 END_TEST
 
@@ -370,7 +404,9 @@ Suite *suite_train(void)
     tcase_add_test(t, test_learns_u8);
     tcase_add_test(t, test_same_seed_bit_identical);
     tcase_add_test(t, test_resume_bit_identical);
-    tcase_add_test(t, test_checkpoint_refusals);
+    tcase_add_test(t, test_checkpoint_truncated_or_corrupt);
+    tcase_add_test(t, test_checkpoint_lies_and_mismatches);
+    tcase_add_test(t, test_checkpoint_alloc_failures);
     tcase_add_test(t, test_evaluate_known_model);
     suite_add_tcase(s, t);
     return s;
