@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "../kdtest.h"
@@ -433,6 +435,65 @@ START_TEST(test_progress_quiet)
 }
 END_TEST
 
+/* On a terminal (a pseudo-terminal in raw mode): redraws in place with
+ * "\r\033[K" and no newline until the summary.  Redraws are throttled by
+ * time, so only the forced last one (done == total) is certain. */
+START_TEST(test_progress_tty)
+{
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    ck_assert_int_ge(master, 0);
+    ck_assert(grantpt(master) == 0 && unlockpt(master) == 0);
+    int slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+    ck_assert_int_ge(slave, 0);
+    struct termios t;
+    ck_assert_int_eq(tcgetattr(slave, &t), 0);
+    cfmakeraw(&t);
+    ck_assert_int_eq(tcsetattr(slave, TCSANOW, &t), 0);
+    FILE *out = fdopen(slave, "w");
+    kd_progress p;
+    kd_progress_start(&p, out, 0, "tty", 40);
+    ck_assert_int_eq(p.tty, 1);
+    for (long d = 1; d <= 40; d++)
+        kd_progress_update(&p, d, "x", 1);
+    kd_progress_end(&p, "sum");
+    fclose(out);
+    char buf[8192];
+    size_t n = 0;
+    ssize_t r;
+    while (n < sizeof buf - 1 && (r = read(master, buf + n, sizeof buf - 1 - n)) > 0)
+        n += (size_t)r; /* ends with EIO once the slave is closed and drained */
+    buf[n] = 0;
+    close(master);
+    const char *last = "\r\033[Ktty [#########################] 100% 40/40 x ";
+    ck_assert_msg(strstr(buf, last) != NULL, "no final bar in '%s'", buf);
+    ck_assert_msg(strncmp(buf, "\r\033[Ktty [", 9) == 0, "starts '%.20s'", buf);
+    const char *tail = "\r\033[Ksum\n";
+    ck_assert(n >= strlen(tail) && strcmp(buf + n - strlen(tail), tail) == 0);
+    ck_assert_ptr_eq(strchr(buf, '\n'), buf + n - 1); /* one newline: the summary's */
+}
+END_TEST
+
+START_TEST(test_logf)
+{
+    FILE *f = tmpfile(), *echo = tmpfile();
+    kd_log l = {.file = f, .echo = echo};
+    kd_logf(&l, "epoch %d loss %.2f", 3, 0.5);
+    kd_logf(&l, "done");
+    kd_log only = {.file = f};
+    kd_logf(&only, "file only");
+    kd_logf(NULL, "nowhere");
+    long n;
+    char *s = slurp(f, &n);
+    ck_assert_str_eq(s, "epoch 3 loss 0.50\ndone\nfile only\n");
+    free(s);
+    s = slurp(echo, &n);
+    ck_assert_str_eq(s, "epoch 3 loss 0.50\ndone\n");
+    free(s);
+    fclose(f);
+    fclose(echo);
+}
+END_TEST
+
 Suite *suite_util(void)
 {
     Suite *s = suite_create("util");
@@ -450,6 +511,8 @@ Suite *suite_util(void)
     tcase_add_test(t, test_buf_alloc_failure);
     tcase_add_test(t, test_progress_plain_lines);
     tcase_add_test(t, test_progress_quiet);
+    tcase_add_test(t, test_progress_tty);
+    tcase_add_test(t, test_logf);
     suite_add_tcase(s, t);
     return s;
 }
