@@ -114,7 +114,7 @@ nn_model *nn_model_new(nn_shape in, const nn_layer_spec *specs, int nlayers, int
         l->ops = nn_layer_ops_of(specs[i].kind);
         l->in = s;
         if (!l->ops) {
-            kd_err_set(e, KD_ECONFIG, "layer %d: unknown kind %d", i, (int)specs[i].kind);
+            kd_err_set(e, KD_ECONFIG, "unknown kind %d", (int)specs[i].kind);
         } else if (l->ops->setup(l, e) == KD_OK) {
             m->nparams += l->nw + l->nb;
             m->nbuffers += l->nbuf;
@@ -136,8 +136,8 @@ nn_model *nn_model_new(nn_shape in, const nn_layer_spec *specs, int nlayers, int
     m->grads = kd_afloat(m->nparams);
     m->buffers = kd_afloat(m->nbuffers);
     if (!m->params || !m->grads || !m->buffers) {
-        nn_model_free(m);
         kd_err_set(e, KD_ENOMEM, "out of memory for %zu parameters", m->nparams);
+        nn_model_free(m); /* after the message: it reads m */
         return NULL;
     }
     assign_views(m);
@@ -215,11 +215,12 @@ int nn_model_reserve(nn_model *m, int n, kd_err *e)
 
 const float *nn_model_forward(nn_model *m, const float *x, int n, const nn_ctx *c)
 {
-    if (n > m->cap && nn_model_reserve(m, n, NULL) != KD_OK)
+    /* (!m->act: a first call with n = 0 still needs the buffers to return one) */
+    if ((n > m->cap || !m->act) && nn_model_reserve(m, n > 1 ? n : 1, NULL) != KD_OK)
         return NULL;
     /* act[0] is the caller's input: it must stay valid until backward */
     m->act[0] = (float *)x;
-    for (int i = 0; i < m->nlayers; i++) {
+    for (int i = 0; n > 0 && i < m->nlayers; i++) { /* n = 0: no statistics of nothing */
         nn_layer *l = &m->layers[i];
         l->ops->forward(l, m->act[i], m->act[i + 1], n, c);
     }
