@@ -29,7 +29,8 @@ const char cli_report_usage[] =
 
 const char cli_compare_usage[] =
     "usage: kdbench compare RUN_DIR|MODEL ... [--baseline NAME] [--csv] [--out DIR]\n"
-    "                       [--data DIR] [--threads N] [--no-plots] [--gnuplot PROG]\n\n"
+    "                       [--data DIR | --csv-data F] [--threads N] [--no-plots]\n"
+    "                       [--gnuplot PROG]\n\n"
     "Puts the variants of several runs (their results.json) and model files (.kdm, evaluated\n"
     "on the spot) side by side, with accuracy, size and latency deltas against a baseline.\n"
     "Prints the table and writes DIR/compare.md, DIR/compare.csv and the combined plot\n"
@@ -40,6 +41,7 @@ const char cli_compare_usage[] =
     "  --csv            print CSV instead of the aligned table\n"
     "  --out DIR        where compare.md, compare.csv and plots/ go (default: compare)\n"
     "  --data DIR       test set for MODEL files (default: " DATA_FASHION_DIR ")\n"
+    "  --csv-data F     test set for MODEL files as CSV (label, then features)\n"
     "  --threads N      OpenBLAS threads for MODEL files (default 0 = all cores)\n"
     "  --no-plots       no gnuplot; --gnuplot PROG: the program (default: gnuplot)\n"
     "\nexit status: 0 success, 1 runtime failure, 2 usage error\n";
@@ -110,7 +112,7 @@ int cli_cmd_report(int argc, char **argv)
 typedef struct {
     const char *srcs[MAX_SOURCES];
     int nsrc, csv, threads;
-    const char *baseline, *out, *data;
+    const char *baseline, *out, *data, *csv_data;
     rep_report_opts ro;
 } compare_args;
 
@@ -120,7 +122,8 @@ static int compare_parse(int argc, char **argv, compare_args *a)
         {"baseline", required_argument, 0, 'b'}, {"csv", no_argument, 0, 'c'},
         {"out", required_argument, 0, 'o'},      {"data", required_argument, 0, 'd'},
         {"threads", required_argument, 0, 't'},  {"no-plots", no_argument, 0, 'n'},
-        {"gnuplot", required_argument, 0, 'g'},  {0, 0, 0, 0},
+        {"gnuplot", required_argument, 0, 'g'},  {"csv-data", required_argument, 0, 'v'},
+        {0, 0, 0, 0},
     };
     int c;
     memset(a, 0, sizeof *a);
@@ -136,6 +139,7 @@ static int compare_parse(int argc, char **argv, compare_args *a)
         case 'c': a->csv = 1; break;
         case 'o': a->out = optarg; break;
         case 'd': a->data = optarg; break;
+        case 'v': a->csv_data = optarg; break;
         case 'n': a->ro.plots = 0; break;
         case 'g': a->ro.gnuplot = optarg; break;
         case 't':
@@ -170,14 +174,14 @@ static void label_of(const char *src, char *out, size_t n)
     snprintf(out, n, "%.*s", (int)k, src + start);
 }
 
-static int eval_model(const char *path, const char *data, rep_row *row, kd_err *e)
+static int eval_model(const char *path, const compare_args *a, rep_row *row, kd_err *e)
 {
     nn_model *m = nn_model_load(path, e);
     if (!m)
         return e->code;
     data_set d = {0};
     measure_result r;
-    int rc = pipeline_load_eval_data(data, NULL, NULL, NULL, m->in, &d, e);
+    int rc = pipeline_load_eval_data(a->data, NULL, NULL, a->csv_data, m->in, &d, e);
     if (rc == KD_OK)
         rc = measure_model(m, &d, path, NULL, &r, e);
     if (rc == KD_OK) {
@@ -208,7 +212,7 @@ static int add_source(const compare_args *a, const char *src, rep_row *rows, int
             return kd_err_set(e, KD_ECONFIG, "more than %d variants", MAX_ROWS);
         rep_row_init(&rows[*n], label, "model");
         rep_row_str(&rows[*n], "source", src);
-        int rc = eval_model(src, a->data, &rows[*n], e);
+        int rc = eval_model(src, a, &rows[*n], e);
         *n += rc == KD_OK;
         return rc;
     }
