@@ -50,7 +50,8 @@ static int collect(const rep_row *rows, int n, int latency, pt *pts)
     for (int i = 0; i < n && np < REP_DOC_MAXPTS; i++) {
         double x = latency ? rows[i].latency_us_b1_p50 : (double)rows[i].size_bytes;
         if (x > 0 && rows[i].accuracy >= 0)
-            pts[np++] = (pt){x, 100 * rows[i].accuracy, rows[i].latency_us_b1_p99, i, 0, 0};
+            pts[np++] = (pt){x, 100 * rows[i].accuracy,
+                             latency ? rows[i].latency_us_b1_p99 : 0, i, 0, 0};
     }
     qsort(pts, (size_t)np, sizeof *pts, by_x);
     return np;
@@ -92,7 +93,7 @@ static int obstacles(const pt *pts, int np, const int *front, ranges r, rep_box 
     int prev = -1;
     for (int i = 0; i < np; i++) {
         o[n++] = (rep_box){pts[i].nx - dx, pts[i].ny - dy, pts[i].nx + dx, pts[i].ny + dy};
-        if (!front && pts[i].x99 > pts[i].x) {
+        if (pts[i].x99 > pts[i].x) { /* a latency bar */
             double x99 = (log10(pts[i].x99) - r.lx0) / (r.lx1 - r.lx0);
             o[n++] = (rep_box){pts[i].nx, pts[i].ny - dy / 2, x99, pts[i].ny + dy / 2};
         }
@@ -194,7 +195,8 @@ static int draw(rep_plotter *p, const rep_plot_spec *s, const rep_row *rows, pt 
                        "  set format y '%%.1f'\n  set grid xtics mxtics ytics lc rgb '#e4e4e4'\n"
                        "  set key below center horizontal spacing 1.2\n  set bmargin 5.5\n",
                 latency ? "Accuracy vs batch-1 latency (bars reach p99)"
-                        : "Accuracy vs model size (dashed: Pareto front)",
+                : front ? "Accuracy vs model size (dashed: Pareto front)"
+                        : "Accuracy vs model size",
                 latency ? "Batch-1 latency, p50 (µs, log scale)"
                         : "Model file size (bytes, log scale)",
                 pow(10, r.lx0), pow(10, r.lx1), r.y0, r.y1);
@@ -221,13 +223,13 @@ int rep_plot_acc_size(rep_plotter *p, const rep_row *rows, int n, kd_err *e)
         sx[i] = pts[i].x;
         sy[i] = pts[i].y;
     }
-    rep_pareto(sx, sy, np, front);
+    int nfront = rep_pareto(sx, sy, np, front);
     rep_plot_spec s = {"acc_size", "Accuracy vs model size",
                        "Test accuracy against the size of the model file on disk (log scale). "
                        "The dashed line joins the Pareto front: no other variant is both "
                        "smaller and more accurate.", WIDTH, HEIGHT};
     if (np > 0)
-        rc = draw(p, &s, rows, pts, np, front, 0, e);
+        rc = draw(p, &s, rows, pts, np, nfront > 1 ? front : NULL, 0, e); /* a line needs two */
     kd_free(pts);
     return rc;
 }
