@@ -6,8 +6,8 @@
 
 #define SVG_MAX_BYTES (8 << 20)
 
-static const char *const env_keys[] = {"CPU", "Cores", "BLAS threads", "BLAS", "kdbench",
-                                       "Git commit", "Compiler", "OS", "Date"};
+static const char *const env_keys[] = {"CPU", "Cores", "BLAS threads", "BLAS", "Libraries",
+                                       "kdbench", "Git commit", "Compiler", "OS", "Date"};
 #define NENV (int)(sizeof env_keys / sizeof env_keys[0])
 
 static void env_values(const rep_env *v, char out[NENV][160])
@@ -16,11 +16,12 @@ static void env_values(const rep_env *v, char out[NENV][160])
     snprintf(out[1], 160, "%d", v->cores);
     snprintf(out[2], 160, "%d", v->threads);
     snprintf(out[3], 160, "%s", v->blas);
-    snprintf(out[4], 160, "%s", v->version);
-    snprintf(out[5], 160, "%s", v->git);
-    snprintf(out[6], 160, "%s", v->compiler);
-    snprintf(out[7], 160, "%s", v->os);
-    snprintf(out[8], 160, "%s", v->date);
+    snprintf(out[4], 160, "%s", v->libs);
+    snprintf(out[5], 160, "%s", v->version);
+    snprintf(out[6], 160, "%s", v->git);
+    snprintf(out[7], 160, "%s", v->compiler);
+    snprintf(out[8], 160, "%s", v->os);
+    snprintf(out[9], 160, "%s", v->date);
 }
 
 static int tables(const rep_doc *d, int style, kd_buf *b, kd_err *e)

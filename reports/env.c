@@ -3,6 +3,7 @@
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "reports.h"
 
@@ -44,6 +45,7 @@ void rep_env_detect(rep_env *env)
 #ifdef KD_GIT_COMMIT
     snprintf(env->git, sizeof env->git, "%s", KD_GIT_COMMIT);
 #endif
+    snprintf(env->libs, sizeof env->libs, "zlib %s", zlibVersion());
     struct utsname u;
     if (uname(&u) == 0)
         snprintf(env->os, sizeof env->os, "%.40s %.60s %.20s", u.sysname, u.release, u.machine);
@@ -68,6 +70,7 @@ int rep_write_env(const char *dir, const rep_env *env, kd_err *e)
     member(&b, "cpu", env->cpu, 0);
     rep_bprintf(&b, "  \"cores\": %d,\n  \"threads\": %d,\n", env->cores, env->threads);
     member(&b, "blas", env->blas, 0);
+    member(&b, "libs", env->libs, 0);
     member(&b, "version", env->version, 0);
     member(&b, "git", env->git, 0);
     member(&b, "compiler", env->compiler, 0);
@@ -115,6 +118,7 @@ int rep_read_env(const char *path, rep_env *env, kd_err *e)
     env->cores = get_int(&j, "cores");
     env->threads = get_int(&j, "threads");
     get_str(&j, "blas", env->blas, sizeof env->blas);
+    get_str(&j, "libs", env->libs, sizeof env->libs);
     get_str(&j, "version", env->version, sizeof env->version);
     get_str(&j, "git", env->git, sizeof env->git);
     get_str(&j, "compiler", env->compiler, sizeof env->compiler);

@@ -46,8 +46,8 @@ void rep_bprintf(kd_buf *b, const char *fmt, ...) __attribute__((format(printf, 
  * Strict RFC 8259, bounded: at most REP_JSON_MAX_BYTES of text, nesting 64,
  * REP_JSON_MAX_NODES values.  The document is a flat array of nodes; node 0
  * is the root.  Malformed or truncated text is an error with line:column. */
-#define REP_JSON_MAX_BYTES (64 << 20)
-#define REP_JSON_MAX_NODES (4 << 20)
+#define REP_JSON_MAX_BYTES (16 << 20)
+#define REP_JSON_MAX_NODES (1 << 20)
 enum { REP_JNULL, REP_JBOOL, REP_JNUM, REP_JSTR, REP_JARR, REP_JOBJ };
 typedef struct {
     int type;
@@ -93,6 +93,7 @@ typedef struct {
     int cores;           /* online processors */
     int threads;         /* BLAS threads used by the run; 0 unknown */
     char blas[128];      /* BLAS library and config (from nn_blas_info) */
+    char libs[160];      /* other libraries and versions, e.g. "zlib 1.2.13, libyaml 0.2.5" */
     char version[32];    /* kdbench version */
     char git[48];        /* commit the binary was built from, or "" */
     char compiler[96];
@@ -100,8 +101,9 @@ typedef struct {
     char date[40];       /* ISO 8601 UTC */
 } rep_env;
 
-/* Fills what can be found without nn: cpu, cores, compiler, os, date, git (when
- * built with -DKD_GIT_COMMIT=...).  The caller sets threads, blas, version. */
+/* Fills what can be found without nn: cpu, cores, compiler, os, date, libs
+ * (zlib), git (when built with -DKD_GIT_COMMIT=...).  The caller sets threads,
+ * blas and version, and may append to libs. */
 void rep_env_detect(rep_env *env);
 /* Writes dir/env.json atomically. */
 int rep_write_env(const char *dir, const rep_env *env, kd_err *e);

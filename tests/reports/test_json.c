@@ -245,6 +245,8 @@ START_TEST(env_round_trip)
     ck_assert_int_eq(rep_read_env(path, &got, &e), 0);
     ck_assert_str_eq(got.cpu, env.cpu);
     ck_assert_str_eq(got.blas, env.blas);
+    ck_assert_str_eq(got.libs, env.libs);
+    ck_assert_ptr_nonnull(strstr(got.libs, "zlib 1."));
     ck_assert_str_eq(got.date, env.date);
     ck_assert_int_eq(got.threads, 3);
     ck_assert_int_eq(got.cores, env.cores);
