@@ -137,6 +137,8 @@ int rep_extras_table(const rep_row *rows, int n, rep_table *t, char keys[][32], 
     t->head[0] = "Variant";
     for (int k = 0; k < nk; k++)
         t->head[k + 1] = keys[k];
+    for (int k = 0; k < nk; k++) /* numbers right-aligned; a string anywhere: left */
+        t->right[k + 1] = 1;
     for (int i = 0; i < n; i++) {
         snprintf(t->cell[i][0], REP_TCELL, "%s", rows[i].name);
         for (int k = 0; k < nk; k++) {
@@ -145,10 +147,12 @@ int rep_extras_table(const rep_row *rows, int n, rep_table *t, char keys[][32], 
             for (int j = 0; j < rows[i].nextra; j++) {
                 if (strcmp(rows[i].extra[j].key, keys[k]))
                     continue;
-                if (rows[i].extra[j].is_num)
+                if (rows[i].extra[j].is_num) {
                     fmt_num(cell, REP_TCELL, "%.6g", rows[i].extra[j].num);
-                else
+                } else {
                     snprintf(cell, REP_TCELL, "%s", rows[i].extra[j].str);
+                    t->right[k + 1] = 0;
+                }
             }
         }
     }

@@ -86,6 +86,36 @@ START_TEST(json_every_truncation_refused)
 }
 END_TEST
 
+/* random byte edits of a valid document: an error or a parse, never a crash
+ * (run under ASan by make asan) */
+START_TEST(json_mutations_never_crash)
+{
+    const char *s = "{\"experiment\": \"x\", \"rows\": [{\"name\": \"t\\u00e9\", \"a\": "
+                    "[1.5e-3, null, true, false, -0.25]}, {\"b\": {\"c\": [[], {}]}}]}";
+    size_t n = strlen(s);
+    char buf[256];
+    uint64_t x = 88172645463325252ull;
+    static const char alphabet[] = "{}[]\",:\\u0123456789.eE+-tfnrl \n\x01\xc3";
+    for (int it = 0; it < 3000; it++) {
+        memcpy(buf, s, n);
+        size_t len = n;
+        for (int k = 0; k < 1 + it % 4; k++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            size_t at = (size_t)(x % len);
+            if (x >> 40 & 1)
+                buf[at] = alphabet[(x >> 20) % (sizeof alphabet - 1)];
+            else
+                len = at + 1; /* truncate */
+        }
+        rep_json j;
+        kd_err e = {0};
+        int rc = rep_json_parse(buf, len, NULL, &j, &e);
+        ck_assert(rc == 0 || rc == KD_EFORMAT);
+        rep_json_free(&j);
+    }
+}
+END_TEST
+
 START_TEST(json_depth_bounded)
 {
     char s[400];
@@ -262,6 +292,7 @@ Suite *suite_reports_json(void)
     tcase_add_test(t, json_valid);
     tcase_add_test(t, json_malformed_refused);
     tcase_add_test(t, json_every_truncation_refused);
+    tcase_add_test(t, json_mutations_never_crash);
     tcase_add_test(t, json_depth_bounded);
     tcase_add_test(t, json_allocation_failures_clean);
     tcase_add_test(t, results_round_trip);

@@ -134,6 +134,12 @@ START_TEST(report_full)
         check_svg(path);
         ck_assert_msg(exists(dir, plots[i], "dat") && exists(dir, plots[i], "gp"), "%s",
                       plots[i]);
+        /* titled, both axes labelled */
+        snprintf(path, sizeof path, "%s/report/plots/%s.gp", dir, plots[i]);
+        char *gp = rfx_slurp(path);
+        ck_assert_msg(strstr(gp, "set title") || strstr(gp, "multiplot layout"), "%s", path);
+        ck_assert_msg(strstr(gp, "set xlabel '") && strstr(gp, "set ylabel '"), "%s", path);
+        kd_free(gp);
     }
     check_tables(dir);
     char *html = report_file(dir, "report.html");
