@@ -254,7 +254,7 @@ int cli_cmd_compare(int argc, char **argv)
     }
     rep_warnings w = {0};
     if (rc == KD_OK)
-        rc = rep_compare_write(a.out, rows, n, base, &a.ro, &w, &e);
+        rc = rep_compare_write(a.out, rows, n, base, a.nsrc > 1, &a.ro, &w, &e);
     if (rc == KD_OK) {
         kd_buf b = {0};
         rep_compare_table(rows, n, base, a.csv ? REP_TABLE_CSV : REP_TABLE_TEXT, &b);

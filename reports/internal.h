@@ -53,8 +53,9 @@ void rep_dat_str(kd_buf *b, const char *s);
 void rep_gp_str(kd_buf *b, const char *s);
 
 /* ---- plot_scatter.c, labels.c ---- */
-/* Accuracy vs size with the Pareto front; accuracy vs batch-1 latency. */
-int rep_plot_acc_size(rep_plotter *p, const rep_row *rows, int n, kd_err *e);
+/* Accuracy vs size with the Pareto front, points grouped by role, or by source
+ * (the name before '/') when comparing; accuracy vs batch-1 latency. */
+int rep_plot_acc_size(rep_plotter *p, const rep_row *rows, int n, int by_source, kd_err *e);
 int rep_plot_acc_latency(rep_plotter *p, const rep_row *rows, int n, kd_err *e);
 /* Something a label should not cover, in [0,1] plot coordinates. */
 typedef struct {

@@ -7,7 +7,7 @@
 
 #include "internal.h"
 
-#define NGROUPS 4
+#define MAX_GROUPS 8
 #define WIDTH 960
 #define HEIGHT 640
 /* the plot area in pixels (the canvas less margins and the key below), and
@@ -17,14 +17,21 @@
 #define CHAR_W 6.4
 #define CHAR_H 14.0
 
-static const char *const group_title[NGROUPS] = {"teacher", "students", "compressed", "other"};
-static const char *const group_style[NGROUPS] = {
-    "pt 5 ps 1.6 lc rgb '#b2182b'", "pt 7 ps 1.5 lc rgb '#2166ac'",
-    "pt 9 ps 1.6 lc rgb '#1b7837'", "pt 13 ps 1.6 lc rgb '#762a83'"};
+static const char *const role_title[4] = {"teacher", "students", "compressed", "other"};
+static const char *const colors[MAX_GROUPS] = {"#b2182b", "#2166ac", "#1b7837", "#762a83",
+                                               "#e08214", "#35978f", "#8c510a", "#555555"};
+static const int point_types[MAX_GROUPS] = {5, 7, 9, 13, 11, 15, 5, 7};
+
+/* The legend's groups: roles (one run), or sources (the part of the name
+ * before '/', when comparing runs); the last group takes any overflow. */
+typedef struct {
+    int n;
+    char title[MAX_GROUPS][64];
+} groups;
 
 typedef struct {
     double x, y, x99; /* x: size or p50 latency; y: accuracy in percent */
-    int row;
+    int row, group;
     double nx, ny;    /* in [0,1] plot coordinates */
 } pt;
 
@@ -32,10 +39,31 @@ typedef struct {
     double lx0, lx1, y0, y1; /* log10 x range, y range */
 } ranges;
 
-static int group_of(const char *role)
+static int role_group(const char *role)
 {
     return !strcmp(role, "teacher") ? 0 : !strcmp(role, "student") ? 1
            : !strcmp(role, "compressed") ? 2 : 3;
+}
+
+static int group_of(groups *g, const rep_row *r, int by_source)
+{
+    if (!by_source) {
+        int k = role_group(r->role);
+        for (; g->n <= k; g->n++)
+            snprintf(g->title[g->n], sizeof g->title[0], "%s", role_title[g->n]);
+        return k;
+    }
+    char src[64];
+    snprintf(src, sizeof src, "%.*s", (int)strcspn(r->name, "/"), r->name);
+    for (int k = 0; k < g->n; k++)
+        if (!strcmp(g->title[k], src))
+            return k;
+    if (g->n == MAX_GROUPS - 1)
+        snprintf(g->title[g->n++], sizeof g->title[0], "others");
+    if (g->n == MAX_GROUPS)
+        return MAX_GROUPS - 1;
+    snprintf(g->title[g->n], sizeof g->title[0], "%s", src);
+    return g->n++;
 }
 
 static int by_x(const void *a, const void *b)
@@ -44,14 +72,15 @@ static int by_x(const void *a, const void *b)
     return p->x < q->x ? -1 : p->x > q->x ? 1 : p->row - q->row;
 }
 
-static int collect(const rep_row *rows, int n, int latency, pt *pts)
+static int collect(const rep_row *rows, int n, int latency, int by_source, groups *g, pt *pts)
 {
     int np = 0;
+    memset(g, 0, sizeof *g);
     for (int i = 0; i < n && np < REP_DOC_MAXPTS; i++) {
         double x = latency ? rows[i].latency_us_b1_p50 : (double)rows[i].size_bytes;
         if (x > 0 && rows[i].accuracy >= 0)
-            pts[np++] = (pt){x, 100 * rows[i].accuracy,
-                             latency ? rows[i].latency_us_b1_p99 : 0, i, 0, 0};
+            pts[np++] = (pt){x, 100 * rows[i].accuracy, latency ? rows[i].latency_us_b1_p99 : 0,
+                             i, group_of(g, &rows[i], by_source), 0, 0};
     }
     qsort(pts, (size_t)np, sizeof *pts, by_x);
     return np;
@@ -153,23 +182,24 @@ static void label_blocks(const rep_row *rows, const pt *pts, int np, const int *
 /* Data blocks, one per role group present, the Pareto front (when front is
  * not NULL) and the labels; the plot command in cmd. */
 static void blocks(const rep_row *rows, const pt *pts, int np, const int *front, ranges r,
-                   const char *file, int latency, kd_buf *dat, kd_buf *cmd)
+                   const groups *gr, const char *file, int latency, kd_buf *dat, kd_buf *cmd)
 {
     int block = 0;
     rep_bprintf(cmd, "  plot 1/0 notitle");
-    for (int g = 0; g < NGROUPS; g++) {
+    for (int g = 0; g < gr->n; g++) {
         int any = 0;
         for (int i = 0; i < np; i++)
-            if (group_of(rows[pts[i].row].role) == g) {
+            if (pts[i].group == g) {
                 rep_bprintf(dat, "%.6g %.6g %.6g\n", pts[i].x, pts[i].y, fmax(pts[i].x99, pts[i].x));
                 any = 1;
             }
         if (!any)
             continue;
         rep_bprintf(dat, "\n\n");
-        rep_bprintf(cmd, ", \\\n    '%s' index %d using %s %s title '%s'", file, block++,
-                    latency ? "1:2:1:3 with xerrorbars" : "1:2 with points", group_style[g],
-                    group_title[g]);
+        rep_bprintf(cmd, ", \\\n    '%s' index %d using %s pt %d ps 1.5 lc rgb '%s' title ", file,
+                    block++, latency ? "1:2:1:3 with xerrorbars" : "1:2 with points",
+                    point_types[g], colors[g]);
+        rep_gp_str(cmd, gr->title[g]);
     }
     if (front) {
         for (int i = 0; i < np; i++)
@@ -184,7 +214,7 @@ static void blocks(const rep_row *rows, const pt *pts, int np, const int *front,
 }
 
 static int draw(rep_plotter *p, const rep_plot_spec *s, const rep_row *rows, pt *pts, int np,
-                const int *front, int latency, kd_err *e)
+                const groups *g, const int *front, int latency, kd_err *e)
 {
     kd_buf dat = {0}, body = {0};
     char file[80];
@@ -202,7 +232,7 @@ static int draw(rep_plotter *p, const rep_plot_spec *s, const rep_row *rows, pt 
                 pow(10, r.lx0), pow(10, r.lx1), r.y0, r.y1);
     if (!latency)
         rep_bprintf(&body, "  set format x '%%.0s %%cB'\n");
-    blocks(rows, pts, np, front, r, file, latency, &dat, &body);
+    blocks(rows, pts, np, front, r, g, file, latency, &dat, &body);
     kd_buf_put(&body, "", 1);
     int rc = body.failed ? kd_err_set(e, KD_ENOMEM, "out of memory")
                          : rep_plot_draw(p, s, &dat, (const char *)body.p, e);
@@ -211,12 +241,13 @@ static int draw(rep_plotter *p, const rep_plot_spec *s, const rep_row *rows, pt 
     return rc;
 }
 
-int rep_plot_acc_size(rep_plotter *p, const rep_row *rows, int n, kd_err *e)
+int rep_plot_acc_size(rep_plotter *p, const rep_row *rows, int n, int by_source, kd_err *e)
 {
     pt *pts = kd_calloc(REP_DOC_MAXPTS, sizeof *pts);
     if (!pts)
         return kd_err_set(e, KD_ENOMEM, "out of memory");
-    int np = collect(rows, n, 0, pts), rc = KD_OK;
+    groups g;
+    int np = collect(rows, n, 0, by_source, &g, pts), rc = KD_OK;
     double sx[REP_DOC_MAXPTS], sy[REP_DOC_MAXPTS];
     int front[REP_DOC_MAXPTS];
     for (int i = 0; i < np; i++) {
@@ -229,7 +260,7 @@ int rep_plot_acc_size(rep_plotter *p, const rep_row *rows, int n, kd_err *e)
                        "The dashed line joins the Pareto front: no other variant is both "
                        "smaller and more accurate.", WIDTH, HEIGHT};
     if (np > 0)
-        rc = draw(p, &s, rows, pts, np, nfront > 1 ? front : NULL, 0, e); /* a line needs two */
+        rc = draw(p, &s, rows, pts, np, &g, nfront > 1 ? front : NULL, 0, e); /* a line: two */
     kd_free(pts);
     return rc;
 }
@@ -239,12 +270,13 @@ int rep_plot_acc_latency(rep_plotter *p, const rep_row *rows, int n, kd_err *e)
     pt *pts = kd_calloc(REP_DOC_MAXPTS, sizeof *pts);
     if (!pts)
         return kd_err_set(e, KD_ENOMEM, "out of memory");
-    int np = collect(rows, n, 1, pts), rc = KD_OK;
+    groups g;
+    int np = collect(rows, n, 1, 0, &g, pts), rc = KD_OK;
     rep_plot_spec s = {"acc_latency", "Accuracy vs batch-1 latency",
                        "Test accuracy against the measured batch-1 latency: the point is the "
                        "median (p50), the bar reaches the 99th percentile.", WIDTH, HEIGHT};
     if (np > 0)
-        rc = draw(p, &s, rows, pts, np, NULL, 1, e);
+        rc = draw(p, &s, rows, pts, np, &g, NULL, 1, e);
     kd_free(pts);
     return rc;
 }

@@ -193,7 +193,7 @@ static int draw_plots(rep_doc *d, const rep_report_opts *o, rep_warnings *w, kd_
     if (rc != KD_OK)
         return rc;
     rep_plotter_init(&d->plots, pdir, o, w);
-    if ((rc = rep_plot_acc_size(&d->plots, d->rows, d->nrows, e)) == KD_OK &&
+    if ((rc = rep_plot_acc_size(&d->plots, d->rows, d->nrows, 0, e)) == KD_OK &&
         (rc = rep_plot_acc_latency(&d->plots, d->rows, d->nrows, e)) == KD_OK &&
         (rc = rep_plot_curves(&d->plots, d->m, d->nm, e)) == KD_OK)
         rc = rep_plot_csvs(&d->plots, d->dir, e);

@@ -155,8 +155,9 @@ void rep_compare_table(const rep_row *rows, int n, int baseline, int style, kd_b
  * when name is NULL, else 0; -1 when name matches nothing. */
 int rep_compare_baseline(const rep_row *rows, int n, const char *name);
 /* Writes out_dir/compare.md, compare.csv and plots/acc_size.{dat,gp,png,svg}
- * (the combined accuracy-vs-size plot; failures go to w). */
+ * (the combined accuracy-vs-size plot, its points coloured by role, or by
+ * source when by_source: names are "SOURCE/VARIANT"; failures go to w). */
 int rep_compare_write(const char *out_dir, const rep_row *rows, int n, int baseline,
-                      const rep_report_opts *o, rep_warnings *w, kd_err *e);
+                      int by_source, const rep_report_opts *o, rep_warnings *w, kd_err *e);
 
 #endif
