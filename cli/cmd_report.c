@@ -93,7 +93,8 @@ int cli_cmd_report(int argc, char **argv)
             return cli_usage_error("report", "unknown option \"%s\"", argv[optind - 1]);
     }
     if (optind != argc - 1)
-        return cli_usage_error("report", optind >= argc ? "missing RUN_DIR" : "one RUN_DIR expected");
+        return cli_usage_error("report", optind >= argc ? "missing RUN_DIR"
+                                                        : "one RUN_DIR expected");
     kd_err e = {0};
     rep_warnings w = {0};
     const char *dir = argv[optind];

@@ -190,7 +190,8 @@ static void blocks(const rep_row *rows, const pt *pts, int np, const int *front,
         int any = 0;
         for (int i = 0; i < np; i++)
             if (pts[i].group == g) {
-                rep_bprintf(dat, "%.6g %.6g %.6g\n", pts[i].x, pts[i].y, fmax(pts[i].x99, pts[i].x));
+                rep_bprintf(dat, "%.6g %.6g %.6g\n", pts[i].x, pts[i].y,
+                            fmax(pts[i].x99, pts[i].x));
                 any = 1;
             }
         if (!any)
