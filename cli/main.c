@@ -13,6 +13,10 @@ static const cli_command commands[] = {
     {"eval", cli_cmd_eval, "evaluate a saved model on a test set", cli_eval_usage},
     {"inspect", cli_cmd_inspect, "show a model file's layers, shapes and sizes",
      cli_inspect_usage},
+    {"report", cli_cmd_report, "write a run's report (tables and plots) from its result files",
+     cli_report_usage},
+    {"compare", cli_cmd_compare, "compare variants from several runs or model files",
+     cli_compare_usage},
 };
 #define NCOMMANDS (int)(sizeof commands / sizeof commands[0])
 
