@@ -5,7 +5,6 @@
 
 #include "cli.h"
 
-#define KDBENCH_VERSION "0.1.0"
 
 static const cli_command commands[] = {
     {"run", cli_cmd_run, "run an experiment end to end", cli_run_usage},
@@ -23,7 +22,7 @@ static const cli_command commands[] = {
 static void usage(FILE *f)
 {
     fprintf(f, "usage: kdbench COMMAND [ARGS]   (kdbench COMMAND --help for details)\n\n"
-               "kdbench " KDBENCH_VERSION
+               "kdbench " KD_VERSION
                " - knowledge distillation and model compression workbench\n\ncommands:\n");
     for (int i = 0; i < NCOMMANDS; i++)
         fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
@@ -66,7 +65,7 @@ int main(int argc, char **argv)
         return KD_EXIT_OK;
     }
     if (!strcmp(cmd, "--version")) {
-        printf("kdbench %s\n", KDBENCH_VERSION);
+        printf("kdbench %s\n", KD_VERSION);
         return KD_EXIT_OK;
     }
     for (int i = 0; i < NCOMMANDS; i++)

@@ -7,7 +7,7 @@
 #include "internal.h"
 
 /* Shortest %g that reads back (as config reads floats) to exactly v. */
-static void put_float(FILE *f, float v)
+void cfg_put_float(FILE *f, float v)
 {
     char buf[40];
     for (int prec = 6; prec <= 9; prec++) {
@@ -39,7 +39,7 @@ static unsigned utf8_next(const unsigned char **p)
 }
 
 /* A double-quoted YAML string: any text survives the round trip. */
-static void put_str(FILE *f, const char *s)
+void cfg_put_str(FILE *f, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
     fputc('"', f);
@@ -69,14 +69,14 @@ static void put_str(FILE *f, const char *s)
 static void put_key_str(FILE *f, const char *indent, const char *key, const char *v)
 {
     fprintf(f, "%s%s: ", indent, key);
-    put_str(f, v);
+    cfg_put_str(f, v);
     fputc('\n', f);
 }
 
 static void put_key_float(FILE *f, const char *sep, const char *key, float v)
 {
     fprintf(f, "%s%s: ", sep, key);
-    put_float(f, v);
+    cfg_put_float(f, v);
 }
 
 static void dump_data(const cfg_data *d, FILE *f)
@@ -105,7 +105,7 @@ static void dump_layer(const nn_layer_spec *l, const char *ind, FILE *f)
     fprintf(f, "%s  - {type: %s", ind, nn_kind_name(l->kind));
     if (l->name[0]) {
         fputs(", name: ", f);
-        put_str(f, l->name);
+        cfg_put_str(f, l->name);
     }
     switch (l->kind) {
     case NN_DENSE:
@@ -180,9 +180,9 @@ static void dump_student(const cfg_student *s, FILE *f)
     put_key_float(f, ", ", "alpha", s->alpha);
     if (s->hint.student[0]) {
         fputs(", hint: {student: ", f);
-        put_str(f, s->hint.student);
+        cfg_put_str(f, s->hint.student);
         fputs(", teacher: ", f);
-        put_str(f, s->hint.teacher);
+        cfg_put_str(f, s->hint.teacher);
         put_key_float(f, ", ", "weight", s->hint.weight);
         fputc('}', f);
     }
@@ -206,5 +206,11 @@ int config_dump(const exp_spec *s, FILE *f)
         fputs("students:\n", f);
     for (int i = 0; i < s->nstudents; i++)
         dump_student(&s->students[i], f);
+    cfg_dump_compress(s, f);
+    static const char *const formats[] = {"", "md", "html", "both"};
+    fprintf(f, "report: {format: %s, plots: %s, ", formats[s->report.format],
+            s->report.plots ? "true" : "false");
+    put_key_float(f, "", "timeout", s->report.timeout);
+    fputs("}\n", f);
     return ferror(f) ? KD_EIO : KD_OK;
 }
