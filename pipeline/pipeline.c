@@ -177,6 +177,12 @@ static int open_run_dir(run_ctx *r, kd_err *e)
     int rc = kd_mkdirs(r->dir, e);
     if (rc != KD_OK)
         return rc;
+    rep_env env;
+    rep_env_detect(&env);
+    env.threads = r->threads;
+    snprintf(env.blas, sizeof env.blas, "%s", nn_blas_info());
+    if ((rc = rep_write_env(r->dir, &env, e)) != KD_OK)
+        return rc;
     char path[PL_PATH];
     pl_path(r, "run.log", path, sizeof path);
     r->log.file = fopen(path, r->o->resume ? "a" : "w");
@@ -184,6 +190,20 @@ static int open_run_dir(run_ctx *r, kd_err *e)
         return kd_err_at(e, KD_EIO, path, 0, 0, "cannot open: %s", strerror(errno));
     r->log.echo = r->o->quiet ? NULL : r->o->progress;
     return write_config(r, e);
+}
+
+/* RUN_DIR/report/: tables always; a plot that fails is one log line. */
+static int write_report(run_ctx *r, kd_err *e)
+{
+    const cfg_report *c = &r->spec->report;
+    rep_report_opts ro = {.format = c->format, .plots = c->plots, .timeout_s = c->timeout};
+    rep_warnings w = {0};
+    int rc = rep_report_write(r->dir, &ro, &w, e);
+    for (int i = 0; i < w.n; i++)
+        kd_logf(&r->log, "report: %s", w.msg[i]);
+    if (rc == KD_OK)
+        kd_logf(&r->log, "report: %s/report/report.%s", r->dir, c->format == 1 ? "md" : "html");
+    return rc;
 }
 
 int pipeline_run(const exp_spec *spec, const pipeline_opts *o, kd_err *e)
@@ -202,6 +222,8 @@ int pipeline_run(const exp_spec *spec, const pipeline_opts *o, kd_err *e)
         rc = rep_write_results(r.dir, spec->name, r.rows, r.nrows, e);
     if (rc == KD_OK)
         kd_logf(&r.log, "results: %s/results.json, %s/results.csv", r.dir, r.dir);
+    if (rc == KD_OK)
+        rc = write_report(&r, e);
     nn_model_free(r.teacher);
     for (int i = 0; i < r.ncurves; i++)
         kd_free(r.curves[i].hist);

@@ -44,6 +44,7 @@ void rep_env_detect(rep_env *env)
 #endif
 #ifdef KD_GIT_COMMIT
     snprintf(env->git, sizeof env->git, "%s", KD_GIT_COMMIT);
+    snprintf(env->version, sizeof env->version, "%s", KD_VERSION);
 #endif
     snprintf(env->libs, sizeof env->libs, "zlib %s", zlibVersion());
     struct utsname u;
