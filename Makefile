@@ -100,3 +100,8 @@ clean:
 	rm -rf build build-asan bin
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# The commit the binary was built from, shown in each report's environment
+# (env.json); empty outside a git checkout.
+GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+$(BUILD)/reports/env.o: CFLAGS += -DKD_GIT_COMMIT='"$(GIT_COMMIT)"'

@@ -5,7 +5,6 @@
 
 #include "cli.h"
 
-#define KDBENCH_VERSION "0.1.0"
 
 static const cli_command commands[] = {
     {"run", cli_cmd_run, "run an experiment end to end", cli_run_usage},
@@ -13,13 +12,17 @@ static const cli_command commands[] = {
     {"eval", cli_cmd_eval, "evaluate a saved model on a test set", cli_eval_usage},
     {"inspect", cli_cmd_inspect, "show a model file's layers, shapes and sizes",
      cli_inspect_usage},
+    {"report", cli_cmd_report, "write a run's report (tables and plots) from its result files",
+     cli_report_usage},
+    {"compare", cli_cmd_compare, "compare variants from several runs or model files",
+     cli_compare_usage},
 };
 #define NCOMMANDS (int)(sizeof commands / sizeof commands[0])
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: kdbench COMMAND [ARGS]   (kdbench COMMAND --help for details)\n\n"
-               "kdbench " KDBENCH_VERSION
+               "kdbench " KD_VERSION
                " - knowledge distillation and model compression workbench\n\ncommands:\n");
     for (int i = 0; i < NCOMMANDS; i++)
         fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
@@ -62,7 +65,7 @@ int main(int argc, char **argv)
         return KD_EXIT_OK;
     }
     if (!strcmp(cmd, "--version")) {
-        printf("kdbench %s\n", KDBENCH_VERSION);
+        printf("kdbench %s\n", KD_VERSION);
         return KD_EXIT_OK;
     }
     for (int i = 0; i < NCOMMANDS; i++)

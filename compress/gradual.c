@@ -45,7 +45,7 @@ static int prune_at(agp_ctx *a, nn_model *m, long t, kd_err *e)
     return compress_prune_magnitude(m, &cur, a->mask, e);
 }
 
-static int agp_on_step(void *ctx, nn_model *m, kd_err *e)
+static int agp_on_step(void *ctx, nn_model *m, float lr, kd_err *e)
 {
     agp_ctx *a = ctx;
     long t = ++a->step;
@@ -57,7 +57,7 @@ static int agp_on_step(void *ctx, nn_model *m, kd_err *e)
         rc = KD_OK;
     }
     if (rc == KD_OK && a->user && a->user->on_step)
-        rc = a->user->on_step(a->user->step_ctx, m, e);
+        rc = a->user->on_step(a->user->step_ctx, m, lr, e);
     return rc;
 }
 

@@ -44,6 +44,10 @@ typedef struct {
 } cfg_train;
 
 typedef struct {
+    /* `model: PATH`: a saved model (teacher only); then nlayers = 0 and train
+     * is unset */
+    char model_path[CFG_PATH_MAX];
+    cfg_pos model_pos;
     nn_layer_spec layers[CFG_MAX_LAYERS];
     cfg_pos layer_pos[CFG_MAX_LAYERS]; /* where each layer item starts */
     int nlayers;
@@ -51,13 +55,112 @@ typedef struct {
     cfg_pos pos;
 } cfg_model;
 
+#define CFG_MAX_STUDENTS 8
+#define CFG_MAX_SEEDS 16
+
+/* FitNets-style hint: the student's layer `student` is matched through a
+ * learned linear adapter to the teacher's layer `teacher` (L2, times weight). */
+typedef struct {
+    char student[32], teacher[32]; /* layer names; student[0] == 0: no hint */
+    float weight;                  /* default 1, (0, 1000] */
+    cfg_pos pos;                   /* of the hint mapping */
+    cfg_pos teacher_pos;           /* of the teacher layer name (checked late for model files) */
+} cfg_hint;
+
+typedef struct {
+    char name[64];            /* required, unique; [A-Za-z0-9_.-]+ */
+    cfg_model model;          /* layers + train (same keys as the teacher) */
+    int nseeds;               /* `seeds: [..]`, default [seed] */
+    uint64_t seeds[CFG_MAX_SEEDS];
+    float temperature;        /* distill.temperature, default 4, (0, 100] */
+    float alpha;              /* distill.alpha: weight of the soft loss, default 0.9, [0, 1] */
+    cfg_hint hint;            /* distill.hint, optional */
+    cfg_pos pos;
+} cfg_student;
+
+/* ---- compression pipelines (`compress:`), expanded into variants ---------- */
+#define CFG_MAX_PASSES 8
+#define CFG_MAX_OVERRIDES 8
+#define CFG_MAX_VARIANTS 32
+#define CFG_MAX_SWEEP 8
+
+typedef enum { CFG_PASS_PRUNE = 0, CFG_PASS_FINETUNE } cfg_pass_kind;
+typedef enum { CFG_PRUNE_MAGNITUDE = 0, CFG_PRUNE_NEURONS, CFG_PRUNE_FILTERS } cfg_prune_method;
+
+/* A layer name or glob and its own sparsity. */
+typedef struct {
+    char pattern[64];
+    float sparsity;
+    cfg_pos pos;
+} cfg_layer_override;
+
+typedef struct {
+    cfg_pass_kind kind;
+    cfg_pos pos;
+    /* prune */
+    cfg_prune_method method; /* magnitude (unstructured) | neurons | filters */
+    int global;              /* magnitude: one threshold over every layer (scope: global) */
+    int norm;                /* neurons, filters: 1 (l1) or 2 (l2) */
+    float sparsity;          /* [0, 1); a list in the file expands into variants */
+    int agp;                 /* schedule: oneshot (0) | agp (1) */
+    float initial_sparsity;  /* agp: s_i, [0, sparsity] */
+    cfg_layer_override overrides[CFG_MAX_OVERRIDES];
+    int noverrides;
+    /* training: finetune, and prune with schedule agp */
+    int epochs;              /* [1, 10000] */
+    float lr;                /* default 0.01 */
+    int batch_size;          /* default 128 */
+    int distill;             /* soft targets from the teacher instead of the labels */
+    float temperature, alpha;
+} cfg_pass;
+
+typedef enum { CFG_SRC_TEACHER = 0, CFG_SRC_STUDENT, CFG_SRC_FILE } cfg_source_kind;
+
+/* One compressed variant: a source model and the passes applied in order. */
+typedef struct {
+    char name[96];           /* the pipeline's name, plus "/s0.9" per swept sparsity */
+    char pipeline[64];       /* the pipeline's own name */
+    cfg_source_kind source_kind;
+    int source_student;      /* CFG_SRC_STUDENT: index in students */
+    int source_scratch;      /* CFG_SRC_STUDENT: the scratch model instead of the distilled */
+    char source_path[CFG_PATH_MAX]; /* CFG_SRC_FILE */
+    cfg_pos source_pos;
+    cfg_pass passes[CFG_MAX_PASSES];
+    int npasses;
+} cfg_variant;
+
+/* `sensitivity: {source, sparsities}`: each prunable layer pruned alone. */
+typedef struct {
+    int on;
+    cfg_source_kind source_kind;
+    int source_student, source_scratch;
+    char source_path[CFG_PATH_MAX];
+    cfg_pos source_pos;
+    float sparsities[CFG_MAX_SWEEP * 2];
+    int nsparsities;
+} cfg_sensitivity;
+
+/* `report:` — what kdbench run writes into RUN_DIR/report/ at the end. */
+typedef struct {
+    int format;      /* 1 md, 2 html, 3 both (default) */
+    int plots;       /* default true: gnuplot plots beside the tables */
+    float timeout;   /* seconds per plot, default 30, (0, 3600] */
+} cfg_report;
+
 typedef struct {
     char file[CFG_PATH_MAX]; /* the config file path (for messages) */
     char name[128];          /* required; [A-Za-z0-9_.-]+ (used as the run folder name) */
     uint64_t seed;           /* default 1 */
     int threads;             /* default 0 = all cores; [0, 256] */
     cfg_data data;
+    char cache_dir[CFG_PATH_MAX]; /* trained teachers by config hash; default runs/cache */
     cfg_model teacher;       /* required */
+    cfg_student students[CFG_MAX_STUDENTS]; /* optional `students:` list */
+    int nstudents;
+    cfg_variant variants[CFG_MAX_VARIANTS];  /* `compress:` pipelines, sweeps expanded */
+    int nvariants;
+    cfg_sensitivity sensitivity;             /* optional */
+    cfg_report report;
 } exp_spec;
 
 /* Reads path (at most 1 MiB) into out: parses the YAML, applies the overrides
@@ -68,7 +171,7 @@ typedef struct {
  * (e: FILE:LINE:COL and a message naming the key by dotted path; for an override
  * e->file is "--set", line 0, and the message quotes it), KD_EIO or KD_ENOMEM.
  * out is zeroed on failure.  Paths in the spec are kept as written.
- * docs/config-reference.md lists every key, default and range. */
+ * README.md (Config reference) lists every key, default and range. */
 int config_load(const char *path, const char *const *overrides, int noverrides,
                 exp_spec *out, kd_err *e);
 

@@ -1,5 +1,5 @@
 /* The resolved spec back as YAML: every key with its effective value, in the
- * order of docs/config-reference.md, layers one flow mapping per line.
+ * order of README.md (Config reference), layers one flow mapping per line.
  * config_load reads it back to an equal spec (tested). */
 #include <stdlib.h>
 #include <string.h>
@@ -7,7 +7,7 @@
 #include "internal.h"
 
 /* Shortest %g that reads back (as config reads floats) to exactly v. */
-static void put_float(FILE *f, float v)
+void cfg_put_float(FILE *f, float v)
 {
     char buf[40];
     for (int prec = 6; prec <= 9; prec++) {
@@ -39,7 +39,7 @@ static unsigned utf8_next(const unsigned char **p)
 }
 
 /* A double-quoted YAML string: any text survives the round trip. */
-static void put_str(FILE *f, const char *s)
+void cfg_put_str(FILE *f, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
     fputc('"', f);
@@ -69,14 +69,14 @@ static void put_str(FILE *f, const char *s)
 static void put_key_str(FILE *f, const char *indent, const char *key, const char *v)
 {
     fprintf(f, "%s%s: ", indent, key);
-    put_str(f, v);
+    cfg_put_str(f, v);
     fputc('\n', f);
 }
 
 static void put_key_float(FILE *f, const char *sep, const char *key, float v)
 {
     fprintf(f, "%s%s: ", sep, key);
-    put_float(f, v);
+    cfg_put_float(f, v);
 }
 
 static void dump_data(const cfg_data *d, FILE *f)
@@ -99,12 +99,13 @@ static void dump_data(const cfg_data *d, FILE *f)
     fprintf(f, "\n  train_subset: %d\n  test_subset: %d\n", d->train_subset, d->test_subset);
 }
 
-static void dump_layer(const nn_layer_spec *l, FILE *f)
+/* ind: the indentation of the model's own keys ("  " for the teacher). */
+static void dump_layer(const nn_layer_spec *l, const char *ind, FILE *f)
 {
-    fprintf(f, "    - {type: %s", nn_kind_name(l->kind));
+    fprintf(f, "%s  - {type: %s", ind, nn_kind_name(l->kind));
     if (l->name[0]) {
         fputs(", name: ", f);
-        put_str(f, l->name);
+        cfg_put_str(f, l->name);
     }
     switch (l->kind) {
     case NN_DENSE:
@@ -130,12 +131,13 @@ static void dump_layer(const nn_layer_spec *l, FILE *f)
     fputs("}\n", f);
 }
 
-static void dump_train(const cfg_train *t, FILE *f)
+static void dump_train(const cfg_train *t, const char *ind, FILE *f)
 {
     static const char *const sched[] = {"constant", "step", "cosine"};
     const nn_opt_spec *o = &t->opt;
-    fprintf(f, "  train:\n    epochs: %d\n    batch_size: %d\n", t->epochs, t->batch_size);
-    fprintf(f, "    optimizer: {kind: %s", o->kind == NN_OPT_ADAMW ? "adamw" : "sgd");
+    fprintf(f, "%strain:\n%s  epochs: %d\n%s  batch_size: %d\n", ind, ind, t->epochs, ind,
+            t->batch_size);
+    fprintf(f, "%s  optimizer: {kind: %s", ind, o->kind == NN_OPT_ADAMW ? "adamw" : "sgd");
     put_key_float(f, ", ", "lr", o->lr);
     if (o->kind == NN_OPT_SGD) {
         put_key_float(f, ", ", "momentum", o->momentum);
@@ -148,7 +150,7 @@ static void dump_train(const cfg_train *t, FILE *f)
         put_key_float(f, ", ", "eps", o->eps);
     }
     const nn_sched_spec *s = &t->sched;
-    fprintf(f, "}\n    schedule: {kind: %s", sched[s->kind]);
+    fprintf(f, "}\n%s  schedule: {kind: %s", ind, sched[s->kind]);
     put_key_float(f, ", ", "warmup_epochs", s->warmup_epochs);
     if (s->kind == NN_SCHED_STEP) {
         fprintf(f, ", step_epochs: %d", s->step_epochs);
@@ -159,12 +161,33 @@ static void dump_train(const cfg_train *t, FILE *f)
     fputs("}\n", f);
 }
 
-static void dump_model(const char *key, const cfg_model *m, FILE *f)
+static void dump_model(const cfg_model *m, const char *ind, FILE *f)
 {
-    fprintf(f, "%s:\n  layers:\n", key);
+    fprintf(f, "%slayers:\n", ind);
     for (int i = 0; i < m->nlayers; i++)
-        dump_layer(&m->layers[i], f);
-    dump_train(&m->train, f);
+        dump_layer(&m->layers[i], ind, f);
+    dump_train(&m->train, ind, f);
+}
+
+static void dump_student(const cfg_student *s, FILE *f)
+{
+    put_key_str(f, "  - ", "name", s->name);
+    fputs("    seeds: [", f);
+    for (int i = 0; i < s->nseeds; i++)
+        fprintf(f, "%s%llu", i ? ", " : "", (unsigned long long)s->seeds[i]);
+    fputs("]\n    distill: {", f);
+    put_key_float(f, "", "temperature", s->temperature);
+    put_key_float(f, ", ", "alpha", s->alpha);
+    if (s->hint.student[0]) {
+        fputs(", hint: {student: ", f);
+        cfg_put_str(f, s->hint.student);
+        fputs(", teacher: ", f);
+        cfg_put_str(f, s->hint.teacher);
+        put_key_float(f, ", ", "weight", s->hint.weight);
+        fputc('}', f);
+    }
+    fputs("}\n", f);
+    dump_model(&s->model, "    ", f);
 }
 
 int config_dump(const exp_spec *s, FILE *f)
@@ -172,7 +195,22 @@ int config_dump(const exp_spec *s, FILE *f)
     fputs("# resolved experiment: every key with its effective value\n", f);
     put_key_str(f, "", "name", s->name);
     fprintf(f, "seed: %llu\nthreads: %d\n", (unsigned long long)s->seed, s->threads);
+    put_key_str(f, "", "cache_dir", s->cache_dir);
     dump_data(&s->data, f);
-    dump_model("teacher", &s->teacher, f);
+    fputs("teacher:\n", f);
+    if (s->teacher.model_path[0])
+        put_key_str(f, "  ", "model", s->teacher.model_path);
+    else
+        dump_model(&s->teacher, "  ", f);
+    if (s->nstudents)
+        fputs("students:\n", f);
+    for (int i = 0; i < s->nstudents; i++)
+        dump_student(&s->students[i], f);
+    cfg_dump_compress(s, f);
+    static const char *const formats[] = {"", "md", "html", "both"};
+    fprintf(f, "report: {format: %s, plots: %s, ", formats[s->report.format],
+            s->report.plots ? "true" : "false");
+    put_key_float(f, "", "timeout", s->report.timeout);
+    fputs("}\n", f);
     return ferror(f) ? KD_EIO : KD_OK;
 }

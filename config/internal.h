@@ -107,6 +107,8 @@ int cfg_section(cfg_ctx *c, const cfg_node *map, const char *path, const char *k
                 const cfg_node **out);
 /* Position of key's key node in map ({0,0} when absent). */
 cfg_pos cfg_key_pos(const cfg_node *map, const char *key);
+/* The value as a float in r (sequence items; p names it). */
+int cfg_float_node(cfg_ctx *c, const cfg_node *v, const char *p, cfg_range r, float *out);
 /* The value as an integer in [lo, hi] (used for sequence items). */
 int cfg_int_node(cfg_ctx *c, const cfg_node *v, const char *path, long long lo, long long hi,
                  int *out);
@@ -116,6 +118,20 @@ int cfg_walk(cfg_ctx *c, const cfg_node *root, exp_spec *s);
 /* teacher/student `layers:` list into m (needs the data shape). */
 int cfg_walk_layers(cfg_ctx *c, const cfg_node *map, const char *path, const cfg_data *d,
                     cfg_model *m);
+/* A model section's `layers:` and `train:` (map is the section's mapping). */
+int cfg_walk_model(cfg_ctx *c, const cfg_node *map, const char *path, const cfg_data *d,
+                   cfg_model *out);
+/* The optional `students:` list (students.c); needs s->data and s->teacher. */
+int cfg_walk_students(cfg_ctx *c, const cfg_node *root, exp_spec *s);
+/* The optional `compress:` list and `sensitivity:` (compress.c); needs the
+ * teacher and students walked. */
+int cfg_walk_compress(cfg_ctx *c, const cfg_node *root, exp_spec *s);
+/* The `compress:` pipelines (one item per variant) and `sensitivity:` as YAML. */
+void cfg_dump_compress(const exp_spec *s, FILE *f);
+/* YAML output helpers (dump.c): a float that reads back exactly; a
+ * double-quoted string that survives any content. */
+void cfg_put_float(FILE *f, float v);
+void cfg_put_str(FILE *f, const char *s);
 /* Layer kinds and inits by their YAML names. */
 extern const char *const cfg_init_names[3];
 

@@ -1,6 +1,6 @@
 /* The experiment schema: walks the node tree into an exp_spec, filling every
  * default and refusing anything unknown, mistyped or out of range.  Layers
- * are in layers.c.  docs/config-reference.md lists every key; keep it in step. */
+ * are in layers.c.  README.md (Config reference) lists every key; keep it in step. */
 #include <string.h>
 
 #include "../data/data.h"
@@ -229,31 +229,72 @@ static int walk_train(cfg_ctx *c, const cfg_node *model, const char *mpath, cfg_
 }
 
 /* ---- models and the whole experiment ---------------------------------------------- */
-static int walk_model(cfg_ctx *c, const cfg_node *root, const char *key, int req, const cfg_data *d,
-                      cfg_model *out)
+int cfg_walk_model(cfg_ctx *c, const cfg_node *m, const char *path, const cfg_data *d,
+                   cfg_model *out)
 {
-    static const char *const keys[] = {"layers", "train", NULL};
+    int rc = cfg_walk_layers(c, m, path, d, out);
+    return rc != KD_OK ? rc : walk_train(c, m, path, &out->train);
+}
+
+/* `teacher:` is either layers + train, or `model: PATH` (a saved model file,
+ * checked against the data once the data is loaded). */
+static int walk_teacher(cfg_ctx *c, const cfg_node *root, const cfg_data *d, cfg_model *out)
+{
+    static const char *const keys[] = {"layers", "train", "model", NULL};
     const cfg_node *m;
-    int rc = cfg_section(c, root, "", key, req, &m);
-    if (rc != KD_OK || !m || (rc = cfg_check_keys(c, m, key, keys, NULL)) != KD_OK)
+    int rc = cfg_section(c, root, "", "teacher", 1, &m);
+    if (rc != KD_OK || (rc = cfg_check_keys(c, m, "teacher", keys, NULL)) != KD_OK)
         return rc;
-    out->pos = cfg_key_pos(root, key);
-    if ((rc = cfg_walk_layers(c, m, key, d, out)) != KD_OK)
+    out->pos = cfg_key_pos(root, "teacher");
+    const cfg_node *mv = cfg_map_get(m, "model");
+    if (!mv)
+        return cfg_walk_model(c, m, "teacher", d, out);
+    for (const char *const *k = keys; strcmp(*k, "model"); k++)
+        if (cfg_map_get(m, *k)) {
+            char p[64];
+            return cfg_err(c, cfg_map_get(m, *k), cfg_path(p, sizeof p, "teacher", *k),
+                           "teacher.model (a saved teacher) and teacher.%s exclude each other", *k);
+        }
+    if ((rc = cfg_str(c, m, "teacher", "model", 1, out->model_path, sizeof out->model_path)))
         return rc;
-    return walk_train(c, m, key, &out->train);
+    if (!out->model_path[0])
+        return cfg_err(c, mv, "teacher.model", "must not be empty");
+    out->model_pos = (cfg_pos){mv->line, mv->col};
+    return KD_OK;
+}
+
+static int walk_report(cfg_ctx *c, const cfg_node *root, cfg_report *r)
+{
+    static const char *const keys[] = {"format", "plots", "timeout", NULL};
+    static const char *const formats[] = {"md", "html", "both"};
+    *r = (cfg_report){.format = 3, .plots = 1, .timeout = 30};
+    const cfg_node *m;
+    int rc = cfg_section(c, root, "", "report", 0, &m), f = 2;
+    if (rc != KD_OK || !m || (rc = cfg_check_keys(c, m, "report", keys, NULL)) != KD_OK)
+        return rc;
+    if ((rc = cfg_enum(c, m, "report", "format", 0, formats, 3, &f)) ||
+        (rc = cfg_bool(c, m, "report", "plots", &r->plots)))
+        return rc;
+    r->format = f + 1;
+    return cfg_float(c, m, "report", "timeout", 0, LO_OPEN(0, 3600), &r->timeout);
 }
 
 int cfg_walk(cfg_ctx *c, const cfg_node *root, exp_spec *s)
 {
-    static const char *const keys[] = {"name", "seed", "threads", "data", "teacher", NULL};
+    static const char *const keys[] = {"name",     "seed",     "threads",     "cache_dir",
+                                       "data",     "teacher",  "students",    "compress",
+                                       "sensitivity", "report", NULL};
     int rc = cfg_check_keys(c, root, "", keys, NULL);
     if (rc != KD_OK || (rc = walk_name(c, root, s)) != KD_OK)
         return rc;
     s->seed = 1;
     s->threads = 0;
+    snprintf(s->cache_dir, sizeof s->cache_dir, "runs/cache");
     if ((rc = cfg_u64(c, root, "", "seed", &s->seed)) ||
         (rc = cfg_int(c, root, "", "threads", 0, 0, 256, &s->threads)) ||
-        (rc = walk_data(c, root, &s->data)))
+        (rc = cfg_str(c, root, "", "cache_dir", 0, s->cache_dir, sizeof s->cache_dir)) ||
+        (rc = walk_data(c, root, &s->data)) || (rc = walk_teacher(c, root, &s->data, &s->teacher)) ||
+        (rc = cfg_walk_students(c, root, s)) || (rc = cfg_walk_compress(c, root, s)))
         return rc;
-    return walk_model(c, root, "teacher", 1, &s->data, &s->teacher);
+    return walk_report(c, root, &s->report);
 }

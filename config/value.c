@@ -279,14 +279,8 @@ static int out_of_range(cfg_ctx *c, const cfg_node *v, const char *p, double x, 
     return KD_OK;
 }
 
-int cfg_float(cfg_ctx *c, const cfg_node *map, const char *path, const char *key, int req,
-              cfg_range r, float *out)
+int cfg_float_node(cfg_ctx *c, const cfg_node *v, const char *p, cfg_range r, float *out)
 {
-    char p[256];
-    const cfg_node *v;
-    int rc = lookup(c, map, path, key, req, &v, p, sizeof p);
-    if (rc != KD_OK || !v)
-        return rc;
     if (v->kind == CFG_SCALAR && v->plain && is_nonfinite_word(v->s))
         return cfg_err(c, v, p, "must be a finite number, got %.64s", v->s);
     if (v->kind != CFG_SCALAR || !v->plain || !float_syntax(v->s))
@@ -296,10 +290,22 @@ int cfg_float(cfg_ctx *c, const cfg_node *map, const char *path, const char *key
         return cfg_err(c, v, p, "number %.64s is too large", v->s);
     /* check the value actually stored: 0.999999999 rounds to 1.0f */
     x = (float)x;
-    if ((rc = out_of_range(c, v, p, x, r)) != KD_OK)
+    int rc = out_of_range(c, v, p, x, r);
+    if (rc != KD_OK)
         return rc;
     *out = (float)x;
     return KD_OK;
+}
+
+int cfg_float(cfg_ctx *c, const cfg_node *map, const char *path, const char *key, int req,
+              cfg_range r, float *out)
+{
+    char p[256];
+    const cfg_node *v;
+    int rc = lookup(c, map, path, key, req, &v, p, sizeof p);
+    if (rc != KD_OK || !v)
+        return rc;
+    return cfg_float_node(c, v, p, r, out);
 }
 
 int cfg_bool(cfg_ctx *c, const cfg_node *map, const char *path, const char *key, int *out)

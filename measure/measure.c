@@ -14,7 +14,9 @@ static int cmp_double(const void *a, const void *b)
 int measure_latency(nn_model *m, const float *x, int reps, int warmup, double *p50, double *p99,
                     kd_err *e)
 {
-    double *t = kd_malloc((size_t)(reps > 0 ? reps : 1) * sizeof *t);
+    if (reps < 1)
+        return kd_err_set(e, KD_ECONFIG, "latency needs at least one timed repetition");
+    double *t = kd_malloc((size_t)reps * sizeof *t);
     if (!t || nn_model_reserve(m, 1, e) != KD_OK) {
         kd_free(t);
         return kd_err_set(e, KD_ENOMEM, "out of memory for latency");
@@ -28,7 +30,8 @@ int measure_latency(nn_model *m, const float *x, int reps, int warmup, double *p
         t[i] = (kd_now() - t0) * 1e6;
     }
     qsort(t, (size_t)reps, sizeof *t, cmp_double);
-    *p50 = t[reps / 2];
+    /* both as index (reps-1)*p, so p99 >= p50 for every reps (reps/2 was not, at 2) */
+    *p50 = t[(reps - 1) / 2];
     *p99 = t[(int)((reps - 1) * 0.99)];
     kd_free(t);
     return KD_OK;

@@ -7,6 +7,9 @@
 
 #define MAX_LAYERS 4096
 #define MAX_DIM (1 << 20)
+/* values per input sample: bounds every activation size (no layer grows a
+ * sample by more than conv2d's own limit), so batch * size cannot overflow */
+#define MAX_INPUT ((uint64_t)1 << 26)
 
 static void put_spec(kd_buf *b, const nn_layer_spec *s)
 {
@@ -125,6 +128,8 @@ static int implied_sizes(nn_shape in, const nn_layer_spec *specs, int n, size_t 
         l.ops = specs[i].ops ? specs[i].ops : nn_layer_ops_of(specs[i].kind);
         if (l.ops->setup(&l, e) != KD_OK) {
             kd_err_prefix(e, "layer %d", i);
+            if (e) /* the setup's message, but a bad file, not a bad config */
+                e->code = KD_EFORMAT;
             return KD_EFORMAT;
         }
         *np += l.nw + l.nb;
@@ -193,8 +198,11 @@ static nn_model *get_body(kd_rd *r, uint32_t ver, nn_shape in, const nn_layer_sp
         return NULL;
     }
     nn_model *m = nn_model_new(in, specs, (int)nl, NULL, e);
-    if (!m)
+    if (!m) {
+        if (e && e->code != KD_ENOMEM) /* e.g. two layers of one name: a bad file */
+            e->code = KD_EFORMAT;
         return NULL;
+    }
     kd_rd_get(r, m->params, np * sizeof(float));
     kd_rd_get(r, m->buffers, nb * sizeof(float));
     if (ver >= 2 && get_payloads(r, m, e) != KD_OK) {
@@ -223,7 +231,7 @@ nn_model *nn_model_deserialize_with(kd_rd *r, const nn_layer_ops *const *kinds, 
     float mean = kd_rd_f32(r), sd = kd_rd_f32(r);
     uint32_t nl = kd_rd_u32(r);
     if (!r->ok || !in_range(c, MAX_DIM) || !in_range(h, MAX_DIM) || !in_range(w, MAX_DIM) ||
-        nl < 1 || nl > MAX_LAYERS) {
+        (uint64_t)c * h * w > MAX_INPUT || nl < 1 || nl > MAX_LAYERS) {
         kd_err_set(e, KD_EFORMAT, "bad model header (truncated or out-of-range sizes)");
         return NULL;
     }
@@ -288,7 +296,9 @@ nn_model *nn_model_load_with(const char *path, const nn_layer_ops *const *kinds,
         if (!m) {
             char msg[sizeof e->msg];
             snprintf(msg, sizeof msg, "%s", e ? e->msg : "");
-            kd_err_at(e, KD_EFORMAT, path, 0, 0, "%s", msg);
+            /* keep out-of-memory apart from a bad file */
+            kd_err_at(e, e && e->code == KD_ENOMEM ? KD_ENOMEM : KD_EFORMAT, path, 0, 0, "%s",
+                      msg);
         }
     }
     kd_free(p);

@@ -15,12 +15,13 @@ float nn_softmax_xent(const float *logits, const uint8_t *labels, int n, int k, 
         double sum = 0;
         for (int j = 0; j < k; j++)
             sum += exp((double)(z[j] - mx));
-        double lse = (double)mx + log(sum);
-        total += lse - (double)z[labels[i]];
+        /* relative to mx: mx + log(sum) would lose log(sum) when |mx| is huge */
+        double ls = log(sum);
+        total += ls - (double)(z[labels[i]] - mx);
         if (dlogits) {
             float *d = dlogits + (size_t)i * k;
             for (int j = 0; j < k; j++)
-                d[j] = (float)(exp((double)z[j] - lse)) * inv_n;
+                d[j] = (float)(exp((double)(z[j] - mx) - ls)) * inv_n;
             d[labels[i]] -= inv_n;
         }
     }

@@ -1,4 +1,5 @@
 /* A model: layers over one flat parameter buffer and one gradient buffer. */
+#include <stdio.h>
 #include <string.h>
 
 #include "nn.h"
@@ -113,7 +114,7 @@ nn_model *nn_model_new(nn_shape in, const nn_layer_spec *specs, int nlayers, int
         l->ops = specs[i].ops ? specs[i].ops : nn_layer_ops_of(specs[i].kind);
         l->in = s;
         if (!l->ops) {
-            kd_err_set(e, KD_ECONFIG, "layer %d: unknown kind %d", i, (int)specs[i].kind);
+            kd_err_set(e, KD_ECONFIG, "unknown kind %d", (int)specs[i].kind);
         } else if (l->ops->setup(l, e) == KD_OK) {
             m->nparams += l->nw + l->nb;
             m->nbuffers += l->nbuf;
@@ -136,7 +137,7 @@ nn_model *nn_model_new(nn_shape in, const nn_layer_spec *specs, int nlayers, int
     m->buffers = kd_afloat(m->nbuffers);
     if (!m->params || !m->grads || !m->buffers) {
         kd_err_set(e, KD_ENOMEM, "out of memory for %zu parameters", m->nparams);
-        nn_model_free(m);
+        nn_model_free(m); /* after the message: it reads m */
         return NULL;
     }
     assign_views(m);
@@ -218,28 +219,63 @@ int nn_model_reserve(nn_model *m, int n, kd_err *e)
 
 const float *nn_model_forward(nn_model *m, const float *x, int n, const nn_ctx *c)
 {
-    if (n > m->cap && nn_model_reserve(m, n, NULL) != KD_OK)
+    /* (!m->act: a first call with n = 0 still needs the buffers to return one) */
+    if ((n > m->cap || !m->act) && nn_model_reserve(m, n > 1 ? n : 1, NULL) != KD_OK)
         return NULL;
     /* act[0] is the caller's input: it must stay valid until backward */
     m->act[0] = (float *)x;
-    for (int i = 0; i < m->nlayers; i++) {
+    for (int i = 0; n > 0 && i < m->nlayers; i++) { /* n = 0: no statistics of nothing */
         nn_layer *l = &m->layers[i];
         l->ops->forward(l, m->act[i], m->act[i + 1], n, c);
     }
     return m->act[m->nlayers];
 }
 
-void nn_model_backward(nn_model *m, const float *dlogits, int n, const nn_ctx *c)
+void nn_model_backward_ex(nn_model *m, const float *dlogits, int tap, const float *dtap,
+                          float *dx, int n, const nn_ctx *c)
 {
     const float *dy = dlogits;
     int which = 0;
     for (int i = m->nlayers - 1; i >= 0; i--) {
         nn_layer *l = &m->layers[i];
-        float *dx = i > 0 ? m->dact[which] : NULL;
-        l->ops->backward(l, m->act[i], m->act[i + 1], dy, dx, n, c);
-        dy = dx;
+        if (i == tap && dtap) {
+            /* dy is a dact buffer here (tap is never the last layer) */
+            float *g = (float *)dy;
+            size_t sz = (size_t)n * nn_shape_size(l->out);
+            for (size_t j = 0; j < sz; j++)
+                g[j] += dtap[j];
+        }
+        float *dxi = i > 0 ? m->dact[which] : dx;
+        l->ops->backward(l, m->act[i], m->act[i + 1], dy, dxi, n, c);
+        dy = dxi;
         which ^= 1;
     }
+}
+
+void nn_model_backward(nn_model *m, const float *dlogits, int n, const nn_ctx *c)
+{
+    nn_model_backward_ex(m, dlogits, -1, NULL, NULL, n, c);
+}
+
+int nn_model_tap_check(const nn_model *m, int i, char *why, size_t n)
+{
+    if (i < 0 || i >= m->nlayers - 1) {
+        snprintf(why, n, "layer %d is not an intermediate layer", i);
+        return KD_ECONFIG;
+    }
+    /* a later layer that runs in place on this output and changes it
+     * (flatten does not) would make the tapped value a different one */
+    for (int j = i + 1; j < m->nlayers && runs_inplace(m, j); j++) {
+        if (m->layers[j].spec.kind == NN_FLATTEN)
+            continue;
+        int last = j;
+        while (last + 1 < m->nlayers && runs_inplace(m, last + 1))
+            last++;
+        snprintf(why, n, "the output of \"%s\" is changed in place by \"%s\"; name \"%s\" instead",
+                 m->layers[i].spec.name, m->layers[j].spec.name, m->layers[last].spec.name);
+        return KD_ECONFIG;
+    }
+    return KD_OK;
 }
 
 void nn_model_zero_grad(nn_model *m)

@@ -172,6 +172,22 @@ const float *nn_model_forward(nn_model *m, const float *x, int n, const nn_ctx *
 /* Backward from dlogits through every layer (after a forward on the same batch
  * in the same mode); accumulates into m->grads. */
 void nn_model_backward(nn_model *m, const float *dlogits, int n, const nn_ctx *c);
+/* The same with two additions: when tap >= 0 (an intermediate layer whose
+ * output passes nn_model_tap_check), dtap (n x size of that output) is added to
+ * the gradient w.r.t. layer tap's output; when dx is not NULL it receives the
+ * gradient w.r.t. the model's input (n x size of m->in). */
+void nn_model_backward_ex(nn_model *m, const float *dlogits, int tap, const float *dtap,
+                          float *dx, int n, const nn_ctx *c);
+/* Whether layer i's output can be tapped (read after a forward, given a
+ * gradient in backward): an intermediate layer whose output the next layer
+ * does not overwrite in place.  0, or KD_ECONFIG with the reason in why. */
+int nn_model_tap_check(const nn_model *m, int i, char *why, size_t n);
+/* The linear adapter from a feature of shape from to one of shape to (hint
+ * distillation): a 1x1 conv2d when both are maps of the same height and width,
+ * else a dense layer if it has at most NN_ADAPTER_MAX_PARAMS weights.  0, or
+ * KD_ECONFIG with the reason. */
+#define NN_ADAPTER_MAX_PARAMS (4u << 20)
+int nn_adapter_spec(nn_shape from, nn_shape to, nn_layer_spec *out, kd_err *e);
 void nn_model_zero_grad(nn_model *m);
 /* A deep copy (parameters, buffers, specs; no activations). */
 nn_model *nn_model_clone(const nn_model *m, kd_err *e);

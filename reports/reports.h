@@ -42,4 +42,122 @@ void rep_json_str(kd_buf *b, const char *s);
 /* printf into a kd_buf. */
 void rep_bprintf(kd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* ---- JSON reader (json.c) ------------------------------------------------
+ * Strict RFC 8259, bounded: at most REP_JSON_MAX_BYTES of text, nesting 64,
+ * REP_JSON_MAX_NODES values.  The document is a flat array of nodes; node 0
+ * is the root.  Malformed or truncated text is an error with line:column. */
+#define REP_JSON_MAX_BYTES (16 << 20)
+#define REP_JSON_MAX_NODES (1 << 20)
+enum { REP_JNULL, REP_JBOOL, REP_JNUM, REP_JSTR, REP_JARR, REP_JOBJ };
+typedef struct {
+    int type;
+    double num;         /* numbers; booleans as 0/1 */
+    const char *str;    /* strings (decoded UTF-8); a view into the document */
+    const char *key;    /* member name when the parent is an object, else NULL */
+    int parent, first, last, next, count; /* indices, -1 none; count: children */
+} rep_jnode;
+typedef struct {
+    rep_jnode *nodes;
+    int n, cap;
+    char *arena;
+} rep_json;
+
+/* Parses len bytes of text (path only names errors; may be NULL) into out.
+ * On failure out is left empty (rep_json_free is still safe). */
+int rep_json_parse(const char *text, size_t len, const char *path, rep_json *out, kd_err *e);
+/* Frees j's storage; accepts an empty or zeroed j. */
+void rep_json_free(rep_json *j);
+/* Index of the member key of object obj, or -1 (absent, or obj not an object). */
+int rep_json_get(const rep_json *j, int obj, const char *key);
+
+/* ---- reading result files back (read.c) ----------------------------------- */
+/* One line of metrics.jsonl: one epoch of one model's training. */
+typedef struct {
+    char model[96];
+    int epoch;
+    double loss, train_acc, val_loss, val_acc, lr, seconds, samples_per_s;
+} rep_metric;
+
+/* Reads dir-less path results.json: experiment name (may be NULL) and rows
+ * (*rows new, kd_free it).  null numbers become -1 (not measured); unknown
+ * members become extras (numbers, strings, booleans as "true"/"false"). */
+int rep_read_results(const char *path, char *experiment, size_t exp_n, rep_row **rows,
+                     int *nrows, kd_err *e);
+/* Reads metrics.jsonl (one object per line; blank lines skipped) into *out
+ * (new, kd_free it). */
+int rep_read_metrics(const char *path, rep_metric **out, int *n, kd_err *e);
+
+/* ---- environment (env.c) ------------------------------------------------- */
+typedef struct {
+    char cpu[128];       /* model name from /proc/cpuinfo */
+    int cores;           /* online processors */
+    int threads;         /* BLAS threads used by the run; 0 unknown */
+    char blas[128];      /* BLAS library and config (from nn_blas_info) */
+    char libs[160];      /* other libraries and versions, e.g. "zlib 1.2.13, libyaml 0.2.5" */
+    char version[32];    /* kdbench version */
+    char git[48];        /* commit the binary was built from, or "" */
+    char compiler[96];
+    char os[128];        /* uname: system, release, machine */
+    char date[40];       /* ISO 8601 UTC */
+} rep_env;
+
+/* Fills what can be found without nn: cpu, cores, compiler, os, date, libs
+ * (zlib), git (when built with -DKD_GIT_COMMIT=...).  The caller sets threads,
+ * blas and version, and may append to libs. */
+void rep_env_detect(rep_env *env);
+/* Writes dir/env.json atomically. */
+int rep_write_env(const char *dir, const rep_env *env, kd_err *e);
+/* Reads an env.json written by rep_write_env; missing members stay empty. */
+int rep_read_env(const char *path, rep_env *env, kd_err *e);
+
+/* ---- Pareto front (pareto.c) ------------------------------------------------ */
+/* Marks on_front[i] = 1 for every point that no other point dominates, where
+ * smaller size and higher accuracy are better (a point dominates another when
+ * it is no worse in both and better in one; equal points are all on the front).
+ * Points with size <= 0 or accuracy < 0 (not measured) are never on it.
+ * Returns the number of points on the front. */
+int rep_pareto(const double *size, const double *acc, int n, int *on_front);
+
+/* ---- report (report.c) and comparison (compare.c) --------------------------- */
+enum { REP_FMT_MD = 1, REP_FMT_HTML = 2, REP_FMT_BOTH = 3 };
+
+#define REP_MAX_WARN 16
+/* Non-fatal problems (a plot not drawn and why), one line each, for the caller to print. */
+typedef struct {
+    int n;
+    char msg[REP_MAX_WARN][400];
+} rep_warnings;
+
+typedef struct {
+    int format;            /* REP_FMT_* (0 = both) */
+    int plots;             /* draw plots with gnuplot (tables are always written) */
+    const char *gnuplot;   /* program name or path; NULL = "gnuplot" from PATH */
+    double timeout_s;      /* per plot; <= 0 = 30 s */
+} rep_report_opts;
+
+/* Writes RUN_DIR/report/: report.md and/or report.html, plots/ with each plot's
+ * .dat, .gp, .png and .svg.  Reads results.json (required), metrics.jsonl,
+ * env.json, sparsity.csv, sensitivity.csv, weights_hist.csv (each optional).
+ * A plot that cannot be drawn adds a line to w (may be NULL) and is not an
+ * error; a missing or malformed results.json is.  o may be NULL (defaults). */
+int rep_report_write(const char *run_dir, const rep_report_opts *o, rep_warnings *w, kd_err *e);
+
+/* Appends a line to w (printf-style); drops it when w is full or NULL. */
+void rep_warn(rep_warnings *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+enum { REP_TABLE_TEXT, REP_TABLE_MD, REP_TABLE_CSV };
+/* The comparison table of n rows with deltas against rows[baseline] (accuracy
+ * in points, size and latency as ratios), appended to out as aligned text,
+ * markdown or CSV. */
+void rep_compare_table(const rep_row *rows, int n, int baseline, int style, kd_buf *out);
+/* Index of the baseline: the row named name (exact, or a unique row whose name
+ * ends in "/name" or starts with "name/" when it is a teacher), the first teacher
+ * when name is NULL, else 0; -1 when name matches nothing. */
+int rep_compare_baseline(const rep_row *rows, int n, const char *name);
+/* Writes out_dir/compare.md, compare.csv and plots/acc_size.{dat,gp,png,svg}
+ * (the combined accuracy-vs-size plot, its points coloured by role, or by
+ * source when by_source: names are "SOURCE/VARIANT"; failures go to w). */
+int rep_compare_write(const char *out_dir, const rep_row *rows, int n, int baseline,
+                      int by_source, const rep_report_opts *o, rep_warnings *w, kd_err *e);
+
 #endif

@@ -125,7 +125,7 @@ static void json_row(kd_buf *b, const rep_row *r)
 
 static void csv_field(kd_buf *b, const char *s)
 {
-    if (!strpbrk(s, ",\"\n")) {
+    if (!strpbrk(s, ",\"\r\n")) {
         kd_buf_put(b, s, strlen(s));
         return;
     }
@@ -159,15 +159,18 @@ static void write_csv(kd_buf *b, const rep_row *rows, int n)
         }
     for (int k = 0; k < NFIXED; k++)
         rep_bprintf(b, "%s%s", k ? "," : "", fixed_keys[k]);
-    for (int k = 0; k < nk; k++)
-        rep_bprintf(b, ",%s", keys[k]);
+    for (int k = 0; k < nk; k++) {
+        kd_buf_put(b, ",", 1);
+        csv_field(b, keys[k]);
+    }
     rep_bprintf(b, "\n");
     for (int i = 0; i < n; i++) {
         const rep_row *r = &rows[i];
         double v[NFIXED];
         fixed_vals(r, v);
         csv_field(b, r->name);
-        rep_bprintf(b, ",%s", r->role);
+        kd_buf_put(b, ",", 1);
+        csv_field(b, r->role);
         for (int k = 2; k < NFIXED; k++) {
             rep_bprintf(b, ",");
             csv_num(b, v[k], k <= 4);

@@ -50,12 +50,16 @@ static int parse(kd_rd *r, const train_opts *o, train_state *st, kd_err *e)
     if (kd_rd_get(r, NULL, (size_t)done * sizeof(train_epoch)) != 0)
         return kd_err_set(e, KD_EFORMAT, "truncated checkpoint");
     nn_model *m = nn_model_deserialize(r, e);
-    if (!m)
-        return KD_EFORMAT;
-    if (m->nparams != n || r->pos != r->len || train_state_init(st, m, o, e) != KD_OK) {
+    if (!m) /* keep out-of-memory apart from a bad file */
+        return e && e->code == KD_ENOMEM ? KD_ENOMEM : KD_EFORMAT;
+    if (m->nparams != n || r->pos != r->len) {
+        nn_model_free(m);
+        return kd_err_set(e, KD_EFORMAT, "checkpoint sizes are inconsistent");
+    }
+    if (train_state_init(st, m, o, e) != KD_OK) {
         nn_model_free(m);
         st->model = NULL;
-        return kd_err_set(e, KD_EFORMAT, "checkpoint sizes are inconsistent");
+        return KD_ENOMEM;
     }
     memcpy(st->opt->m, mom, n * sizeof(float));
     if (nvec == 2)

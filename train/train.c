@@ -43,6 +43,8 @@ static void batch_free(batch_buf *b)
 int train_evaluate(nn_model *m, const data_set *d, int batch, double *loss, double *acc,
                    kd_err *e)
 {
+    if (batch < 1) /* would never advance */
+        return kd_err_set(e, KD_ECONFIG, "batch size %d; it must be >= 1", batch);
     if (d->nclasses > m->nclasses)
         return kd_err_set(e, KD_ERUNTIME, "data has %d classes, the model outputs %d",
                           d->nclasses, m->nclasses);
@@ -117,10 +119,13 @@ static int run_epoch(train_state *st, const train_opts *o, const data_set *tr,
         total += (double)l * n;
         correct += nn_count_correct(z, b->y, n, k);
         nn_model_zero_grad(m);
-        nn_model_backward(m, b->dl, n, &c);
+        if (h && h->dtap)
+            nn_model_backward_ex(m, b->dl, h->tap, h->dtap, NULL, n, &c);
+        else
+            nn_model_backward(m, b->dl, n, &c);
         lr = nn_sched_lr(&o->sched, o->opt.lr, ep0 + (double)bi / nb, o->epochs);
         nn_optim_step(st->opt, m, (float)lr);
-        int rc = h && h->on_step ? h->on_step(h->step_ctx, m, e) : KD_OK;
+        int rc = h && h->on_step ? h->on_step(h->step_ctx, m, (float)lr, e) : KD_OK;
         if (rc != KD_OK) {
             kd_progress_end(&pg, NULL);
             return rc;
@@ -143,6 +148,8 @@ int train_fit(train_state *st, const train_opts *o, const data_set *tr, const da
               const train_hooks *h, kd_err *e)
 {
     nn_model *m = st->model;
+    if (o->batch_size < 1) /* divides the set into batches */
+        return kd_err_set(e, KD_ECONFIG, "batch size %d; it must be >= 1", o->batch_size);
     if (tr->n < 1)
         return kd_err_set(e, KD_ERUNTIME, "the training set is empty");
     if (nn_shape_size(tr->shape) != nn_shape_size(m->in))

@@ -47,11 +47,15 @@ typedef struct {
     /* called after every epoch (write metrics, checkpoint); non-zero stops */
     int (*on_epoch)(void *ctx, const train_state *st, const train_epoch *ep, kd_err *e);
     void *cb_ctx;
-    /* optional: called after every optimiser step with the model just
-     * updated (e.g. to re-apply a pruning mask); may change parameter values,
-     * never shapes; non-zero stops training with that error */
-    int (*on_step)(void *ctx, nn_model *m, kd_err *e);
+    /* optional: called after every optimiser step with the learning rate it
+     * used (e.g. to step a distillation adapter, or re-apply pruning masks);
+     * non-zero stops training with that code */
+    int (*on_step)(void *ctx, nn_model *m, float lr, kd_err *e);
     void *step_ctx;
+    /* optional tap: when dtap is not NULL, the loss hook has written into it
+     * the gradient w.r.t. layer tap's output, which backward adds in */
+    int tap;
+    float *dtap;
     FILE *progress; /* NULL = silent */
     int quiet;
     const char *label; /* e.g. "teacher" */

@@ -74,7 +74,8 @@ int kd_read_file(const char *path, size_t max, uint8_t **out, size_t *len, kd_er
     FILE *f = fopen(path, "rb");
     if (!f)
         return kd_err_at(e, KD_EIO, path, 0, 0, "cannot open: %s", strerror(errno));
-    size_t cap = 1 << 16, n = 0;
+    /* start no larger than max, so a small max is enforced too */
+    size_t cap = max < ((size_t)1 << 16) ? max : (size_t)1 << 16, n = 0;
     uint8_t *b = kd_malloc(cap);
     if (!b) {
         fclose(f);
@@ -83,6 +84,8 @@ int kd_read_file(const char *path, size_t max, uint8_t **out, size_t *len, kd_er
     for (;;) {
         if (n == cap) {
             if (cap >= max) {
+                if (fgetc(f) == EOF) /* exactly max bytes: within the limit */
+                    break;
                 kd_free(b);
                 fclose(f);
                 return kd_err_at(e, KD_EFORMAT, path, 0, 0, "file larger than %zu bytes", max);

@@ -36,7 +36,8 @@ void kd_progress_update(kd_progress *p, long done, const char *extra, double sam
     if (p->tty) {
         if (now - p->last < 0.1 && done < p->total)
             return;
-    } else if (pct / 10 == p->last_pct / 10 && done < p->total) {
+    } else if (p->last_pct >= 0 && pct / 10 == p->last_pct / 10 && done < p->total) {
+        /* (last_pct < 0: nothing printed yet; -1 / 10 is 0 in C, so test it apart) */
         return;
     }
     p->last = now;

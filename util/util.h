@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#define KD_VERSION "0.2.0"
+
 /* ---- errors ------------------------------------------------------------ */
 enum {
     KD_OK = 0,

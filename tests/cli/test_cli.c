@@ -113,14 +113,17 @@ START_TEST(quick_run_end_to_end)
 {
     if (access(DATA_FASHION_DIR "/train-images-idx3-ubyte.gz", R_OK) != 0)
         return; /* make test installs dataset-fashion-mnist; tolerate its absence elsewhere */
-    char dir[256], a[512], b[512], out[16384], pa[600], pb[600];
+    char dir[256], a[512], b[512], out[16384], pa[600], pb[2048];
     kdt_tmpdir(dir, sizeof dir);
     snprintf(a, sizeof a, "%s/a", dir);
     snprintf(b, sizeof b, "%s/b", dir);
-    ck_assert_msg(sh(out, sizeof out, "run experiments/quick.yaml --threads 2 --quiet --out %s", a) == 0, "%s", out);
+    ck_assert_msg(sh(out, sizeof out,
+                     "run experiments/quick.yaml --threads 2 --quiet --out %s --set cache_dir=%s/ca",
+                     a, dir) == 0, "%s", out);
     const char *files[] = {"config.yaml", "run.log", "teacher.kdm", "teacher.ckpt",
-                           "metrics.jsonl", "results.json", "results.csv"};
-    for (int i = 0; i < 7; i++) {
+                           "metrics.jsonl", "results.json", "results.csv",
+                           "students/mlp32/scratch-seed1.kdm", "students/mlp32/distilled-seed1.kdm"};
+    for (int i = 0; i < 9; i++) {
         snprintf(pa, sizeof pa, "%s/%s", a, files[i]);
         ck_assert_msg(access(pa, R_OK) == 0, "missing %s", pa);
     }
@@ -130,10 +133,33 @@ START_TEST(quick_run_end_to_end)
     snprintf(pa, sizeof pa, "%s/config.yaml", a);
     ck_assert_int_eq(sh(out, sizeof out, "check %s", pa), 0);
     /* same config + seed + threads => the same model, byte for byte */
-    ck_assert_int_eq(sh(out, sizeof out, "run experiments/quick.yaml --threads 2 --quiet --out %s", b), 0);
+    ck_assert_int_eq(sh(out, sizeof out,
+                        "run experiments/quick.yaml --threads 2 --quiet --out %s --set cache_dir=%s/cb",
+                        b, dir), 0);
+    const char *models[] = {"teacher.kdm", "students/mlp32/scratch-seed1.kdm",
+                            "students/mlp32/distilled-seed1.kdm"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(pa, sizeof pa, "%s/%s", a, models[i]);
+        snprintf(pb, sizeof pb, "%s/%s", b, models[i]);
+        ck_assert_msg(files_equal(pa, pb), "two identical runs gave different %s", models[i]);
+    }
+    /* students: both rows; the teacher cache: a third run with a's cache
+     * does not train the teacher (its log says so) and gets the same bytes */
+    snprintf(pa, sizeof pa, "%s/results.json", a);
+    snprintf(pb, sizeof pb, "grep -q '\"mlp32/distilled\"' %s && grep -q '\"mlp32/scratch\"' %s",
+             pa, pa);
+    ck_assert_int_eq(system(pb), 0);
+    char c[512];
+    snprintf(c, sizeof c, "%s/c", dir);
+    ck_assert_int_eq(sh(out, sizeof out,
+                        "run experiments/quick.yaml --threads 2 --quiet --out %s --set cache_dir=%s/ca "
+                        "--set name=other",
+                        c, dir), 0);
+    snprintf(pb, sizeof pb, "grep -q 'found in the cache' %s/run.log && ! grep -q '^teacher epoch' %s/run.log", c, c);
+    ck_assert_msg(system(pb) == 0, "the third run retrained its teacher");
     snprintf(pa, sizeof pa, "%s/teacher.kdm", a);
-    snprintf(pb, sizeof pb, "%s/teacher.kdm", b);
-    ck_assert_msg(files_equal(pa, pb), "two identical runs gave different models");
+    snprintf(pb, sizeof pb, "%s/teacher.kdm", c);
+    ck_assert_msg(files_equal(pa, pb), "the cached teacher differs");
     /* eval and inspect on the model */
     ck_assert_int_eq(sh(out, sizeof out, "inspect %s", pa), 0);
     ck_assert_ptr_nonnull(strstr(out, "dense"));
@@ -161,7 +187,8 @@ START_TEST(kill_and_resume)
     kdt_tmpdir(dir, sizeof dir);
     snprintf(a, sizeof a, "%s/full", dir);
     snprintf(b, sizeof b, "%s/killed", dir);
-    const char *sets = "--set data.train_subset=6000 --set teacher.train.epochs=4";
+    const char *sets = "--set data.train_subset=6000 --set teacher.train.epochs=4 "
+                       "--set 'cache_dir=\"\"'";
     ck_assert_int_eq(sh(out, sizeof out, "run experiments/quick.yaml --threads 2 --quiet %s --out %s", sets, a), 0);
     snprintf(cmd, sizeof cmd, "exec %s run experiments/quick.yaml --threads 2 --quiet %s --out %s", bin(), sets, b);
     pid_t pid = fork();

@@ -164,8 +164,9 @@ static data_set synthetic(int n, uint64_t seed)
     return d;
 }
 
-static int mask_hook(void *ctx, nn_model *m, kd_err *e)
+static int mask_hook(void *ctx, nn_model *m, float lr, kd_err *e)
 {
+    (void)lr;
     (void)e;
     compress_mask_apply(ctx, m);
     return KD_OK;
@@ -207,9 +208,10 @@ START_TEST(test_mask_survives_finetuning)
 }
 END_TEST
 
-static int hook_calls(void *ctx, nn_model *m, kd_err *e)
+static int hook_calls(void *ctx, nn_model *m, float lr, kd_err *e)
 {
     (void)m;
+    (void)lr;
     (void)e;
     ++*(int *)ctx;
     return KD_OK;

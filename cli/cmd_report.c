@@ -1,0 +1,272 @@
+/* kdbench report / kdbench compare: reports from result files, and variants
+ * from several runs or model files side by side. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../measure/measure.h"
+#include "../pipeline/pipeline.h"
+#include "../reports/reports.h"
+#include "cli.h"
+
+#define MAX_SOURCES 64
+#define MAX_ROWS 1024
+
+const char cli_report_usage[] =
+    "usage: kdbench report RUN_DIR [--format md|html|both] [--no-plots] [--gnuplot PROG]\n"
+    "                      [--timeout S]\n\n"
+    "Regenerates RUN_DIR/report/ from the result files alone (results.json, and when present\n"
+    "metrics.jsonl, env.json, sparsity.csv, sensitivity.csv, weights_hist.csv): report.md, a\n"
+    "self-contained report.html, and plots/ with each plot's .png, .svg, .dat and .gp.\n\n"
+    "  --format F     md, html or both (default: both)\n"
+    "  --no-plots     tables only; the .dat and .gp files are still written\n"
+    "  --gnuplot PROG the gnuplot program (default: gnuplot from PATH)\n"
+    "  --timeout S    seconds allowed per plot (default: 30)\n\n"
+    "A plot that cannot be drawn is reported on one line and the tables are still written.\n"
+    "\nexit status: 0 success, 1 runtime failure, 2 usage error\n";
+
+const char cli_compare_usage[] =
+    "usage: kdbench compare RUN_DIR|MODEL ... [--baseline NAME] [--csv] [--out DIR]\n"
+    "                       [--data DIR | --csv-data F] [--threads N] [--no-plots]\n"
+    "                       [--gnuplot PROG]\n\n"
+    "Puts the variants of several runs (their results.json) and model files (.kdm, evaluated\n"
+    "on the spot) side by side, with accuracy, size and latency deltas against a baseline.\n"
+    "Prints the table and writes DIR/compare.md, DIR/compare.csv and the combined plot\n"
+    "DIR/plots/acc_size.{png,svg,dat,gp}.  With several sources, variants are named\n"
+    "SOURCE/VARIANT (SOURCE: the run folder's or model file's name).\n\n"
+    "  --baseline NAME  a variant name, a unique VARIANT suffix, or a SOURCE (its teacher)\n"
+    "                   (default: the first teacher, else the first variant)\n"
+    "  --csv            print CSV instead of the aligned table\n"
+    "  --out DIR        where compare.md, compare.csv and plots/ go (default: compare)\n"
+    "  --data DIR       test set for MODEL files (default: " DATA_FASHION_DIR ")\n"
+    "  --csv-data F     test set for MODEL files as CSV (label, then features)\n"
+    "  --threads N      OpenBLAS threads for MODEL files (default 0 = all cores)\n"
+    "  --no-plots       no gnuplot; --gnuplot PROG: the program (default: gnuplot)\n"
+    "\nexit status: 0 success, 1 runtime failure, 2 usage error\n";
+
+static void print_warnings(const char *cmd, const rep_warnings *w)
+{
+    for (int i = 0; i < w->n; i++)
+        fprintf(stderr, "kdbench %s: warning: %s\n", cmd, w->msg[i]);
+}
+
+static int parse_format(const char *s)
+{
+    return !strcmp(s, "md") ? REP_FMT_MD : !strcmp(s, "html") ? REP_FMT_HTML
+           : !strcmp(s, "both") ? REP_FMT_BOTH : 0;
+}
+
+static int parse_timeout(const char *cmd, const char *s, double *out)
+{
+    char *end;
+    *out = strtod(s, &end);
+    if (*end || end == s || !(*out > 0 && *out <= 3600))
+        return cli_usage_error(cmd, "--timeout takes seconds from 0 to 3600, not \"%s\"", s);
+    return 0;
+}
+
+int cli_cmd_report(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"format", required_argument, 0, 'f'}, {"no-plots", no_argument, 0, 'n'},
+        {"gnuplot", required_argument, 0, 'g'}, {"timeout", required_argument, 0, 't'},
+        {0, 0, 0, 0},
+    };
+    rep_report_opts o = {.format = REP_FMT_BOTH, .plots = 1, .timeout_s = 30};
+    int c, rc;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (c == 'f' && !(o.format = parse_format(optarg)))
+            return cli_usage_error("report", "--format is md, html or both, not \"%s\"", optarg);
+        else if (c == 'n')
+            o.plots = 0;
+        else if (c == 'g')
+            o.gnuplot = optarg;
+        else if (c == 't' && (rc = parse_timeout("report", optarg, &o.timeout_s)))
+            return rc;
+        else if (c == ':')
+            return cli_usage_error("report", "%s needs a value", argv[optind - 1]);
+        else if (c == '?')
+            return cli_usage_error("report", "unknown option \"%s\"", argv[optind - 1]);
+    }
+    if (optind != argc - 1)
+        return cli_usage_error("report", optind >= argc ? "missing RUN_DIR"
+                                                        : "one RUN_DIR expected");
+    kd_err e = {0};
+    rep_warnings w = {0};
+    const char *dir = argv[optind];
+    rc = rep_report_write(dir, &o, &w, &e);
+    print_warnings("report", &w);
+    if (rc != KD_OK)
+        return cli_fail(&e);
+    printf("report: %s/report/%s%s%s\n", dir, o.format & REP_FMT_MD ? "report.md" : "",
+           o.format == REP_FMT_BOTH ? ", report.html" : "",
+           o.format == REP_FMT_HTML ? "report.html" : "");
+    return KD_EXIT_OK;
+}
+
+/* ---- compare ------------------------------------------------------------------- */
+
+typedef struct {
+    const char *srcs[MAX_SOURCES];
+    int nsrc, csv, threads;
+    const char *baseline, *out, *data, *csv_data;
+    rep_report_opts ro;
+} compare_args;
+
+static int compare_parse(int argc, char **argv, compare_args *a)
+{
+    static const struct option opts[] = {
+        {"baseline", required_argument, 0, 'b'}, {"csv", no_argument, 0, 'c'},
+        {"out", required_argument, 0, 'o'},      {"data", required_argument, 0, 'd'},
+        {"threads", required_argument, 0, 't'},  {"no-plots", no_argument, 0, 'n'},
+        {"gnuplot", required_argument, 0, 'g'},  {"csv-data", required_argument, 0, 'v'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    memset(a, 0, sizeof *a);
+    a->out = "compare";
+    a->data = DATA_FASHION_DIR;
+    a->ro = (rep_report_opts){.format = REP_FMT_MD, .plots = 1, .timeout_s = 30};
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        char *end;
+        switch (c) {
+        case 'b': a->baseline = optarg; break;
+        case 'c': a->csv = 1; break;
+        case 'o': a->out = optarg; break;
+        case 'd': a->data = optarg; break;
+        case 'v': a->csv_data = optarg; break;
+        case 'n': a->ro.plots = 0; break;
+        case 'g': a->ro.gnuplot = optarg; break;
+        case 't':
+            a->threads = (int)strtol(optarg, &end, 10);
+            if (*end || end == optarg || a->threads < 0 || a->threads > 256)
+                return cli_usage_error("compare", "--threads takes 0 to 256, not \"%s\"", optarg);
+            break;
+        case ':': return cli_usage_error("compare", "%s needs a value", argv[optind - 1]);
+        default: return cli_usage_error("compare", "unknown option \"%s\"", argv[optind - 1]);
+        }
+    }
+    for (; optind < argc; optind++) {
+        if (a->nsrc == MAX_SOURCES)
+            return cli_usage_error("compare", "at most %d sources", MAX_SOURCES);
+        a->srcs[a->nsrc++] = argv[optind];
+    }
+    return a->nsrc ? 0 : cli_usage_error("compare", "at least one RUN_DIR or MODEL expected");
+}
+
+/* the source's label: its last path component, without a .kdm extension */
+static void label_of(const char *src, char *out, size_t n)
+{
+    size_t len = strlen(src);
+    while (len > 1 && src[len - 1] == '/')
+        len--;
+    size_t start = len;
+    while (start > 0 && src[start - 1] != '/')
+        start--;
+    size_t k = len - start;
+    if (k > 4 && !strncmp(src + len - 4, ".kdm", 4))
+        k -= 4;
+    snprintf(out, n, "%.*s", (int)k, src + start);
+}
+
+static int eval_model(const char *path, const compare_args *a, rep_row *row, kd_err *e)
+{
+    nn_model *m = nn_model_load(path, e);
+    if (!m)
+        return e->code;
+    data_set d = {0};
+    measure_result r;
+    int rc = pipeline_load_eval_data(a->data, NULL, NULL, a->csv_data, m->in, &d, e);
+    if (rc == KD_OK)
+        rc = measure_model(m, &d, path, NULL, &r, e);
+    if (rc == KD_OK) {
+        row->params = (long long)r.params;
+        row->nonzero_params = (long long)r.nonzero_params;
+        row->size_bytes = r.size_bytes;
+        row->accuracy = r.accuracy;
+        row->latency_us_b1_p50 = r.latency_us_b1_p50;
+        row->latency_us_b1_p99 = r.latency_us_b1_p99;
+        row->throughput_b256 = r.throughput_b256;
+        row->macs = r.macs;
+    }
+    data_set_free(&d);
+    nn_model_free(m);
+    return rc;
+}
+
+/* Appends the source's rows to rows[*n]; names prefixed with its label when asked. */
+static int add_source(const compare_args *a, const char *src, rep_row *rows, int *n, kd_err *e)
+{
+    char label[128], path[4200];
+    struct stat st;
+    label_of(src, label, sizeof label);
+    if (stat(src, &st) != 0)
+        return kd_err_at(e, KD_EIO, src, 0, 0, "no such run directory or model file");
+    if (!S_ISDIR(st.st_mode)) {
+        if (*n == MAX_ROWS)
+            return kd_err_set(e, KD_ECONFIG, "more than %d variants", MAX_ROWS);
+        rep_row_init(&rows[*n], label, "model");
+        rep_row_str(&rows[*n], "source", src);
+        int rc = eval_model(src, a, &rows[*n], e);
+        *n += rc == KD_OK;
+        return rc;
+    }
+    rep_row *got;
+    int ng;
+    snprintf(path, sizeof path, "%s/results.json", src);
+    int rc = rep_read_results(path, NULL, 0, &got, &ng, e);
+    for (int i = 0; rc == KD_OK && i < ng; i++) {
+        if (*n == MAX_ROWS) {
+            rc = kd_err_set(e, KD_ECONFIG, "more than %d variants", MAX_ROWS);
+            break;
+        }
+        rows[*n] = got[i];
+        if (a->nsrc > 1)
+            snprintf(rows[*n].name, sizeof rows[0].name, "%.40s/%.50s", label, got[i].name);
+        (*n)++;
+    }
+    kd_free(got); /* NULL when the read failed */
+    return rc;
+}
+
+int cli_cmd_compare(int argc, char **argv)
+{
+    compare_args a;
+    int rc = compare_parse(argc, argv, &a), n = 0;
+    if (rc)
+        return rc;
+    nn_set_threads(a.threads);
+    rep_row *rows = kd_calloc(MAX_ROWS, sizeof *rows);
+    kd_err e = {0};
+    if (!rows)
+        return KD_EXIT_FAIL;
+    for (int i = 0; i < a.nsrc && rc == KD_OK; i++)
+        rc = add_source(&a, a.srcs[i], rows, &n, &e);
+    int base = rc == KD_OK ? rep_compare_baseline(rows, n, a.baseline) : 0;
+    if (rc == KD_OK && base < 0) {
+        kd_free(rows);
+        return cli_usage_error("compare", "--baseline \"%s\" matches no variant", a.baseline);
+    }
+    rep_warnings w = {0};
+    if (rc == KD_OK)
+        rc = rep_compare_write(a.out, rows, n, base, a.nsrc > 1, &a.ro, &w, &e);
+    if (rc == KD_OK) {
+        kd_buf b = {0};
+        rep_compare_table(rows, n, base, a.csv ? REP_TABLE_CSV : REP_TABLE_TEXT, &b);
+        if (!a.csv)
+            printf("baseline: %s\n\n", rows[base].name);
+        fwrite(b.p, 1, b.len, stdout);
+        if (!a.csv)
+            printf("\nwritten: %s/compare.md, %s/compare.csv, %s/plots/\n", a.out, a.out, a.out);
+        kd_buf_free(&b);
+    }
+    print_warnings("compare", &w);
+    kd_free(rows);
+    return rc == KD_OK ? KD_EXIT_OK : cli_fail(&e);
+}

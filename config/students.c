@@ -1,0 +1,162 @@
+/* The `students:` list: each student's layers and training (the teacher's
+ * keys), its seeds and its distillation settings, with hint layers checked
+ * against both networks before anything runs. */
+#include <string.h>
+
+#include "internal.h"
+
+#define DEFAULT_T 4.0f
+#define DEFAULT_ALPHA 0.9f
+
+/* `seeds: [1, 2, 3]`: distinct non-negative integers. */
+static int walk_seeds(cfg_ctx *c, const cfg_node *m, const char *path, uint64_t dflt,
+                      cfg_student *st)
+{
+    const cfg_node *v = cfg_map_get(m, "seeds");
+    st->nseeds = 1;
+    st->seeds[0] = dflt;
+    if (!v)
+        return KD_OK;
+    char p[128];
+    cfg_path(p, sizeof p, path, "seeds");
+    if (v->kind != CFG_SEQ || v->n < 1 || v->n > CFG_MAX_SEEDS)
+        return cfg_err(c, v, p, "expected a list of 1 to %d seeds, e.g. [1, 2, 3]", CFG_MAX_SEEDS);
+    for (int i = 0; i < v->n; i++) {
+        char q[160];
+        int s;
+        snprintf(q, sizeof q, "%s[%d]", p, i);
+        int rc = cfg_int_node(c, v->kid[i], q, 0, 0x7fffffff, &s);
+        if (rc != KD_OK)
+            return rc;
+        for (int j = 0; j < i; j++)
+            if (st->seeds[j] == (uint64_t)s)
+                return cfg_err(c, v->kid[i], q, "seed %d is listed twice", s);
+        st->seeds[i] = (uint64_t)s;
+    }
+    st->nseeds = v->n;
+    return KD_OK;
+}
+
+/* The shape of the output of layer `name` in a model built from m, with
+ * checks that a hint can be taken there.  Returns 0, or KD_ECONFIG at at. */
+static int hint_layer(cfg_ctx *c, const cfg_node *at, const char *path, const cfg_data *d,
+                      const cfg_model *m, const char *name, nn_shape *out)
+{
+    kd_err local;
+    nn_model *nm = nn_model_new(d->shape, m->layers, m->nlayers, NULL, &local);
+    if (!nm)
+        return local.code == KD_ENOMEM ? cfg_nomem(c) : cfg_err(c, at, path, "%s", local.msg);
+    int i = nn_model_find(nm, name), rc = KD_OK;
+    char why[160];
+    if (i < 0)
+        rc = cfg_err(c, at, path, "no layer is named \"%s\"", name);
+    else if (i == nm->nlayers - 1)
+        rc = cfg_err(c, at, path, "\"%s\" gives the logits; hints match intermediate layers",
+                     name);
+    else if (nn_model_tap_check(nm, i, why, sizeof why) != KD_OK)
+        rc = cfg_err(c, at, path, "%s", why);
+    else
+        *out = nm->layers[i].out;
+    nn_model_free(nm);
+    return rc;
+}
+
+/* distill.hint: {student: LAYER, teacher: LAYER, weight: W} */
+static int walk_hint(cfg_ctx *c, const cfg_node *dm, const char *dpath, const exp_spec *s,
+                     cfg_student *st)
+{
+    static const char *const keys[] = {"student", "teacher", "weight", NULL};
+    const cfg_node *m;
+    char path[128];
+    cfg_path(path, sizeof path, dpath, "hint");
+    int rc = cfg_section(c, dm, dpath, "hint", 0, &m);
+    if (rc != KD_OK || !m || (rc = cfg_check_keys(c, m, path, keys, NULL)) != KD_OK)
+        return rc;
+    cfg_hint *h = &st->hint;
+    h->weight = 1.0f;
+    h->pos = cfg_key_pos(dm, "hint");
+    if ((rc = cfg_str(c, m, path, "student", 1, h->student, sizeof h->student)) ||
+        (rc = cfg_str(c, m, path, "teacher", 1, h->teacher, sizeof h->teacher)) ||
+        (rc = cfg_float(c, m, path, "weight", 0, (cfg_range){0, 1000, 1, 0}, &h->weight)))
+        return rc;
+    const cfg_node *tv = cfg_map_get(m, "teacher"), *sv = cfg_map_get(m, "student");
+    h->teacher_pos = (cfg_pos){tv->line, tv->col};
+    char p[160];
+    nn_shape ss, ts;
+    if ((rc = hint_layer(c, sv, cfg_path(p, sizeof p, path, "student"), &s->data, &st->model,
+                         h->student, &ss)) != KD_OK)
+        return rc;
+    if (s->teacher.model_path[0])
+        return KD_OK; /* the saved teacher's layers are checked when it is loaded */
+    if ((rc = hint_layer(c, tv, cfg_path(p, sizeof p, path, "teacher"), &s->data, &s->teacher,
+                         h->teacher, &ts)) != KD_OK)
+        return rc;
+    kd_err local;
+    nn_layer_spec a;
+    if (nn_adapter_spec(ss, ts, &a, &local) != KD_OK)
+        return cfg_err(c, m, path, "%s", local.msg);
+    return KD_OK;
+}
+
+static int walk_distill(cfg_ctx *c, const cfg_node *sm, const char *spath, const exp_spec *s,
+                        cfg_student *st)
+{
+    static const char *const keys[] = {"temperature", "alpha", "hint", NULL};
+    st->temperature = DEFAULT_T;
+    st->alpha = DEFAULT_ALPHA;
+    const cfg_node *m;
+    char path[96];
+    cfg_path(path, sizeof path, spath, "distill");
+    int rc = cfg_section(c, sm, spath, "distill", 0, &m);
+    if (rc != KD_OK || !m || (rc = cfg_check_keys(c, m, path, keys, NULL)) != KD_OK)
+        return rc;
+    if ((rc = cfg_float(c, m, path, "temperature", 0, (cfg_range){0, 100, 1, 0},
+                        &st->temperature)) ||
+        (rc = cfg_float(c, m, path, "alpha", 0, (cfg_range){0, 1, 0, 0}, &st->alpha)))
+        return rc;
+    return walk_hint(c, m, path, s, st);
+}
+
+static int walk_student(cfg_ctx *c, const cfg_node *it, int i, exp_spec *s)
+{
+    static const char *const keys[] = {"name", "layers", "train", "seeds", "distill", NULL};
+    char path[64];
+    snprintf(path, sizeof path, "students[%d]", i);
+    if (it->kind != CFG_MAP)
+        return cfg_err(c, it, path, "expected a mapping with name, layers, train, distill");
+    cfg_student *st = &s->students[i];
+    st->pos = it->src < 0 ? (cfg_pos){it->line, it->col} : (cfg_pos){0, 0};
+    int rc = cfg_check_keys(c, it, path, keys, "student");
+    if (rc != KD_OK || (rc = cfg_str(c, it, path, "name", 1, st->name, sizeof st->name)))
+        return rc;
+    char p[96];
+    const cfg_node *nv = cfg_map_get(it, "name");
+    cfg_path(p, sizeof p, path, "name");
+    if (!cfg_name_ok(st->name) || !strcmp(st->name, ".") || !strcmp(st->name, ".."))
+        return cfg_err(c, nv, p, "\"%.64s\" may use only letters, digits, '_', '.', '-'",
+                       st->name);
+    for (int j = 0; j < i; j++)
+        if (!strcmp(s->students[j].name, st->name))
+            return cfg_err(c, nv, p, "\"%s\" is already the name of students[%d]", st->name, j);
+    if ((rc = cfg_walk_model(c, it, path, &s->data, &st->model)) ||
+        (rc = walk_seeds(c, it, path, s->seed, st)))
+        return rc;
+    return walk_distill(c, it, path, s, st);
+}
+
+int cfg_walk_students(cfg_ctx *c, const cfg_node *root, exp_spec *s)
+{
+    const cfg_node *v = cfg_map_get(root, "students");
+    if (!v)
+        return KD_OK;
+    if (v->kind != CFG_SEQ || v->n > CFG_MAX_STUDENTS)
+        return cfg_err(c, v, "students", "expected a list of at most %d students",
+                       CFG_MAX_STUDENTS);
+    for (int i = 0; i < v->n; i++) {
+        int rc = walk_student(c, v->kid[i], i, s);
+        if (rc != KD_OK)
+            return rc;
+        s->nstudents = i + 1;
+    }
+    return KD_OK;
+}

@@ -1,0 +1,67 @@
+/* pipeline internals: the state of one run shared by its stages (run.c holds
+ * the run directory and result files, teacher_stage.c and students.c the
+ * training stages).  Never included from outside pipeline/. */
+#ifndef KD_PIPELINE_INTERNAL_H
+#define KD_PIPELINE_INTERNAL_H
+
+#include "../measure/measure.h"
+#include "../reports/reports.h"
+#include "../teacher/teacher.h"
+#include "pipeline.h"
+
+#define PL_MAX_ROWS 64
+#define PL_PATH 3100
+
+/* One training curve, rewritten into metrics.jsonl after every epoch. */
+typedef struct {
+    char model[96];
+    uint64_t seed;
+    train_epoch *hist; /* owned copy */
+    int n;
+} pl_curve;
+
+/* Everything one run holds; lives on pipeline_run's stack. */
+typedef struct {
+    const exp_spec *spec;
+    const pipeline_opts *o;
+    char dir[PL_PATH - 100];
+    kd_log log;
+    int threads; /* in use */
+    data_set train, val, test;
+    pl_curve *curves;
+    int ncurves;
+    rep_row rows[PL_MAX_ROWS];
+    int nrows;
+    /* the model in training: its checkpoint and curve; and, with a hint, the
+     * adapter state saved beside it (before it, so the pair stays consistent) */
+    const char *ckpt_path;
+    int curve;
+    const char *adapter_ckpt;
+    train_state *adapter_state;
+    nn_model *teacher; /* trained or loaded, for the students; owned by the run */
+} run_ctx;
+
+/* dir/name into buf. */
+void pl_path(const run_ctx *r, const char *name, char *buf, size_t n);
+/* Starts a new curve named model (seed recorded); returns its index or -1. */
+int pl_curve_add(run_ctx *r, const char *model, uint64_t seed);
+/* Rewrites metrics.jsonl from every curve. */
+int pl_write_metrics(run_ctx *r, kd_err *e);
+/* Copies st's history into the current curve (r->curve) and rewrites metrics.jsonl. */
+int pl_curve_record(run_ctx *r, const train_state *st, kd_err *e);
+/* The train_fit on_epoch hook: log line, curve, metrics, checkpoint(s). */
+int pl_on_epoch(void *ctx, const train_state *st, const train_epoch *ep, kd_err *e);
+/* A fresh state for cm, or (resume and a checkpoint at r->ckpt_path) the
+ * checkpointed one; *resumed tells which. */
+int pl_start_state(run_ctx *r, const cfg_model *cm, const train_opts *to, uint64_t seed,
+                   int resume, train_state *st, int *resumed, kd_err *e);
+/* Fills a row's measured fields. */
+void pl_row_from(rep_row *row, const measure_result *m, double train_s);
+/* A new row (NULL when full). */
+rep_row *pl_row_add(run_ctx *r, const char *name, const char *role);
+
+/* The stages. */
+int pl_stage_teacher(run_ctx *r, kd_err *e);
+int pl_stage_students(run_ctx *r, kd_err *e);
+
+#endif

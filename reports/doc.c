@@ -1,0 +1,227 @@
+/* Rendering one run's report as markdown and as a self-contained HTML page:
+ * the same sections, tables and summary lines in both. */
+#include <string.h>
+
+#include "internal.h"
+
+#define SVG_MAX_BYTES (8 << 20)
+
+static const char *const env_keys[] = {"CPU", "Cores", "BLAS threads", "BLAS", "Libraries",
+                                       "kdbench", "Git commit", "Compiler", "OS", "Date"};
+#define NENV (int)(sizeof env_keys / sizeof env_keys[0])
+
+static void env_values(const rep_env *v, char out[NENV][160])
+{
+    snprintf(out[0], 160, "%s", v->cpu);
+    snprintf(out[1], 160, "%d", v->cores);
+    snprintf(out[2], 160, "%d", v->threads);
+    snprintf(out[3], 160, "%s", v->blas);
+    snprintf(out[4], 160, "%s", v->libs);
+    snprintf(out[5], 160, "%s", v->version);
+    snprintf(out[6], 160, "%s", v->git);
+    snprintf(out[7], 160, "%s", v->compiler);
+    snprintf(out[8], 160, "%s", v->os);
+    snprintf(out[9], 160, "%s", v->date);
+}
+
+static int tables(const rep_doc *d, int style, kd_buf *b, kd_err *e)
+{
+    rep_table t;
+    char keys[REP_TCOLS][32];
+    int rc = rep_results_table(d->rows, d->nrows, d->teacher, "teacher", &t, e);
+    if (rc != KD_OK)
+        return rc;
+    rep_table_render(&t, style, b);
+    rep_table_free(&t);
+    if ((rc = rep_extras_table(d->rows, d->nrows, &t, keys, e)) != KD_OK)
+        return rc;
+    if (t.ncols) {
+        rep_bprintf(b, style == REP_TABLE_MD ? "\n### Variant details\n\n"
+                                             : "<h3>Variant details</h3>\n");
+        rep_table_render(&t, style, b);
+    }
+    rep_table_free(&t);
+    return KD_OK;
+}
+
+static const char table_note[] =
+    "Accuracy is on the test set; Δ is in percentage points against the teacher. Bytes are "
+    "the size of the model file on disk; compression and speed-up are the teacher's bytes and "
+    "batch-1 p50 latency divided by the variant's. Latency is measured at batch 1 (p50, p99); "
+    "throughput at batch 256.";
+
+/* ---- markdown ------------------------------------------------------------------- */
+
+static void md_env(const rep_doc *d, kd_buf *b)
+{
+    rep_bprintf(b, "\n## Environment\n\n");
+    if (!d->has_env) {
+        rep_bprintf(b, "No env.json in the run directory.\n");
+        return;
+    }
+    char v[NENV][160];
+    env_values(&d->env, v);
+    for (int i = 0; i < NENV; i++)
+        if (v[i][0] && strcmp(v[i], "0"))
+            rep_bprintf(b, "- **%s**: %s\n", env_keys[i], v[i]);
+}
+
+static void md_plots(const rep_doc *d, kd_buf *b)
+{
+    rep_bprintf(b, "\n## Plots\n\n");
+    if (!d->plots.nmade)
+        rep_bprintf(b, "No plots were drawn (see Notes).\n");
+    for (int i = 0; i < d->plots.nmade; i++) {
+        const rep_plot_made *p = &d->plots.made[i];
+        rep_bprintf(b, "### %s\n\n![%s](plots/%s.png)\n\n%s  \n", p->title, p->title, p->name,
+                    p->caption);
+        rep_bprintf(b, "Files: [SVG](plots/%s.svg) · [data](plots/%s.dat) · "
+                       "[gnuplot script](plots/%s.gp)\n\n", p->name, p->name, p->name);
+    }
+}
+
+int rep_doc_md(const rep_doc *d, kd_buf *b, kd_err *e)
+{
+    rep_bprintf(b, "# kdbench report: %s\n\n## Summary\n\n",
+                d->experiment[0] ? d->experiment : "(unnamed)");
+    for (int i = 0; i < d->nsum; i++)
+        rep_bprintf(b, "- %s\n", d->sum[i]);
+    rep_bprintf(b, "\n## Results\n\n");
+    int rc = tables(d, REP_TABLE_MD, b, e);
+    if (rc != KD_OK)
+        return rc;
+    rep_bprintf(b, "\n%s\n", table_note);
+    md_env(d, b);
+    md_plots(d, b);
+    if (d->w && d->w->n) {
+        rep_bprintf(b, "## Notes\n\n");
+        for (int i = 0; i < d->w->n; i++)
+            rep_bprintf(b, "- %s\n", d->w->msg[i]);
+    }
+    return b->failed ? kd_err_set(e, KD_ENOMEM, "out of memory") : KD_OK;
+}
+
+/* ---- HTML ------------------------------------------------------------------------ */
+
+static const char css[] =
+    "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;"
+    "max-width:1200px;padding:0 1em;color:#222;line-height:1.45}"
+    "h1{font-size:1.6em;border-bottom:2px solid #ddd;padding-bottom:.3em}"
+    "h2{font-size:1.3em;margin-top:1.8em;border-bottom:1px solid #eee}"
+    "table{border-collapse:collapse;font-size:.9em;margin:.8em 0;display:block;overflow-x:auto}"
+    "th,td{padding:.35em .7em;border-bottom:1px solid #e4e4e4;white-space:nowrap}"
+    "th{background:#f4f4f4;text-align:left}td.n{text-align:right;"
+    "font-variant-numeric:tabular-nums}tr:hover td{background:#fafafa}"
+    "figure{margin:1.5em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}"
+    "figcaption{color:#555;font-size:.9em}.files{font-size:.85em;color:#777}"
+    ".note{color:#555;font-size:.9em}dl{display:grid;grid-template-columns:max-content auto;"
+    "gap:.2em 1em}dt{font-weight:600}dd{margin:0}";
+
+static void base64(kd_buf *b, const uint8_t *p, size_t n)
+{
+    static const char tab[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < n)
+            v |= p[i + 2];
+        char q[4] = {tab[v >> 18], tab[(v >> 12) & 63], i + 1 < n ? tab[(v >> 6) & 63] : '=',
+                     i + 2 < n ? tab[v & 63] : '='};
+        kd_buf_put(b, q, 4);
+    }
+}
+
+/* the SVG as a data: URI, so the page needs no other file; the PNG beside
+ * it when the SVG cannot be read */
+static void html_figure(const rep_doc *d, const rep_plot_made *p, kd_buf *b)
+{
+    char path[4400];
+    uint8_t *svg = NULL;
+    size_t n = 0;
+    kd_err e;
+    snprintf(path, sizeof path, "%s/%s.svg", d->plots.dir, p->name);
+    rep_bprintf(b, "<figure id=\"%s\">\n<img alt=\"", p->name);
+    rep_html_esc(b, p->title);
+    if (kd_read_file(path, SVG_MAX_BYTES, &svg, &n, &e) == KD_OK) {
+        rep_bprintf(b, "\" src=\"data:image/svg+xml;base64,");
+        base64(b, svg, n);
+    } else {
+        rep_bprintf(b, "\" src=\"plots/%s.png", p->name);
+    }
+    kd_free(svg);
+    rep_bprintf(b, "\">\n<figcaption><b>");
+    rep_html_esc(b, p->title);
+    rep_bprintf(b, ".</b> ");
+    rep_html_esc(b, p->caption);
+    rep_bprintf(b, "<br><span class=\"files\">Files beside this report: plots/%s.png, "
+                   ".svg, .dat (data), .gp (gnuplot script)</span></figcaption>\n</figure>\n",
+                p->name);
+}
+
+static void html_env(const rep_doc *d, kd_buf *b)
+{
+    rep_bprintf(b, "<h2>Environment</h2>\n");
+    if (!d->has_env) {
+        rep_bprintf(b, "<p class=\"note\">No env.json in the run directory.</p>\n");
+        return;
+    }
+    char v[NENV][160];
+    env_values(&d->env, v);
+    rep_bprintf(b, "<dl>\n");
+    for (int i = 0; i < NENV; i++)
+        if (v[i][0] && strcmp(v[i], "0")) {
+            rep_bprintf(b, "<dt>%s</dt><dd>", env_keys[i]);
+            rep_html_esc(b, v[i]);
+            rep_bprintf(b, "</dd>\n");
+        }
+    rep_bprintf(b, "</dl>\n");
+}
+
+static void html_list(kd_buf *b, const char (*lines)[512], int n)
+{
+    rep_bprintf(b, "<ul>\n");
+    for (int i = 0; i < n; i++) {
+        rep_bprintf(b, "<li>");
+        rep_html_esc(b, lines[i]);
+        rep_bprintf(b, "</li>\n");
+    }
+    rep_bprintf(b, "</ul>\n");
+}
+
+int rep_doc_html(const rep_doc *d, kd_buf *b, kd_err *e)
+{
+    const char *name = d->experiment[0] ? d->experiment : "(unnamed)";
+    rep_bprintf(b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+                   "<title>kdbench report: ");
+    rep_html_esc(b, name);
+    rep_bprintf(b, "</title>\n<style>");
+    kd_buf_put(b, css, sizeof css - 1); /* longer than rep_bprintf's line */
+    rep_bprintf(b, "</style>\n</head>\n<body>\n<h1>kdbench report: ");
+    rep_html_esc(b, name);
+    rep_bprintf(b, "</h1>\n<h2>Summary</h2>\n");
+    html_list(b, (const char (*)[512])d->sum, d->nsum);
+    rep_bprintf(b, "<h2>Results</h2>\n");
+    int rc = tables(d, REP_TABLE_HTML, b, e);
+    if (rc != KD_OK)
+        return rc;
+    rep_bprintf(b, "<p class=\"note\">%s</p>\n", table_note);
+    html_env(d, b);
+    rep_bprintf(b, "<h2>Plots</h2>\n");
+    if (!d->plots.nmade)
+        rep_bprintf(b, "<p class=\"note\">No plots were drawn (see Notes).</p>\n");
+    for (int i = 0; i < d->plots.nmade; i++)
+        html_figure(d, &d->plots.made[i], b);
+    if (d->w && d->w->n) {
+        rep_bprintf(b, "<h2>Notes</h2>\n<ul>\n");
+        for (int i = 0; i < d->w->n; i++) {
+            rep_bprintf(b, "<li>");
+            rep_html_esc(b, d->w->msg[i]);
+            rep_bprintf(b, "</li>\n");
+        }
+        rep_bprintf(b, "</ul>\n");
+    }
+    rep_bprintf(b, "</body>\n</html>\n");
+    return b->failed ? kd_err_set(e, KD_ENOMEM, "out of memory") : KD_OK;
+}

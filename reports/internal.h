@@ -1,0 +1,132 @@
+/* reports' private shared header: gnuplot runner, plot drawing, CSV inputs.
+ * Never included from outside reports/. */
+#ifndef KD_REPORTS_INTERNAL_H
+#define KD_REPORTS_INTERNAL_H
+
+#include "reports.h"
+
+/* ---- gnuplot.c ---- */
+enum { REP_GP_OK, REP_GP_FAILED, REP_GP_MISSING };
+/* Runs `prog script` in dir with a timeout; REP_GP_OK, or why filled and
+ * REP_GP_FAILED (it ran and failed, or timed out) / REP_GP_MISSING (not runnable). */
+int rep_gnuplot_run(const char *prog, const char *dir, const char *script, double timeout_s,
+                    char *why, size_t n);
+
+/* ---- plot.c ---- */
+#define REP_MAX_PLOTS 24
+typedef struct {
+    char name[64];     /* file stem in plots/ */
+    char title[160];
+    char caption[400];
+} rep_plot_made;
+
+/* Draws plots into one folder and remembers which were drawn. */
+typedef struct {
+    char dir[4096];
+    const char *gnuplot;
+    double timeout_s;
+    int enabled;       /* 0: only .dat and .gp are written */
+    rep_warnings *w;
+    int missing;       /* gnuplot could not be run once: not tried again */
+    char missing_why[400];
+    rep_plot_made made[REP_MAX_PLOTS];
+    int nmade;
+} rep_plotter;
+
+typedef struct {
+    const char *name, *title, *caption;
+    int width, height; /* pixels */
+} rep_plot_spec;
+
+void rep_plotter_init(rep_plotter *p, const char *dir, const rep_report_opts *o,
+                      rep_warnings *w);
+/* Adds the one summary line when gnuplot could not be run at all. */
+void rep_plotter_finish(rep_plotter *p);
+/* Writes s->name.dat (data) and s->name.gp (body wrapped so it renders both
+ * PNG and SVG), runs gnuplot, records the plot when both files were made.
+ * File-write errors are returned; gnuplot failures are warnings. */
+int rep_plot_draw(rep_plotter *p, const rep_plot_spec *s, const kd_buf *data, const char *body,
+                  kd_err *e);
+/* A string for a gnuplot data file ("..." with no inner quotes). */
+void rep_dat_str(kd_buf *b, const char *s);
+/* A single-quoted gnuplot string literal. */
+void rep_gp_str(kd_buf *b, const char *s);
+
+/* ---- plot_scatter.c, labels.c ---- */
+/* Accuracy vs size with the Pareto front, points grouped by role, or by source
+ * (the name before '/') when comparing; accuracy vs batch-1 latency. */
+int rep_plot_acc_size(rep_plotter *p, const rep_row *rows, int n, int by_source, kd_err *e);
+int rep_plot_acc_latency(rep_plotter *p, const rep_row *rows, int n, kd_err *e);
+/* Something a label should not cover, in [0,1] plot coordinates. */
+typedef struct {
+    double x0, y0, x1, y1;
+} rep_box;
+/* Places the labels of n points (px, py in [0,1] plot coordinates; len
+ * characters of cw x ch each) where they overlap least with each other, the
+ * nobst obstacles (points, bars, lines) and the border; returns each label's
+ * anchor (lx, ly) and alignment (1 left-aligned at the anchor, -1 right, 0 centred). */
+void rep_place_labels(const double *px, const double *py, const int *len, int n, double cw,
+                      double ch, const rep_box *obst, int nobst, double *lx, double *ly,
+                      int *align);
+
+/* ---- plot_curves.c ---- */
+/* One training-curves plot per model group (teacher; each student's scratch
+ * vs distilled): loss and validation accuracy per epoch. */
+int rep_plot_curves(rep_plotter *p, const rep_metric *m, int n, kd_err *e);
+
+/* ---- plot_csv.c ---- */
+/* Sparsity bars, sensitivity curves, weight histograms from the optional
+ * CSV files in run_dir (a malformed file is a warning, not an error). */
+int rep_plot_csvs(rep_plotter *p, const char *run_dir, kd_err *e);
+
+/* ---- table.c: one table model rendered as text, markdown, HTML or CSV ---- */
+#define REP_TCOLS 16
+#define REP_TCELL 96
+typedef struct {
+    int ncols, nrows;
+    const char *head[REP_TCOLS];
+    int right[REP_TCOLS];               /* right-aligned (numbers) */
+    char (*cell)[REP_TCOLS][REP_TCELL]; /* nrows rows */
+} rep_table;
+
+/* Allocates nrows empty rows; 0 or KD_ENOMEM. */
+int rep_table_init(rep_table *t, int nrows, kd_err *e);
+void rep_table_free(rep_table *t);
+void rep_table_render(const rep_table *t, int style, kd_buf *out); /* REP_TABLE_* or HTML */
+#define REP_TABLE_HTML 3
+/* The results table: accuracy, delta vs rows[base] (points), params,
+ * non-zeros, bytes, compression and speed-up vs base, latency p50/p99,
+ * throughput.  base < 0: no deltas. */
+int rep_results_table(const rep_row *rows, int n, int base, const char *base_label,
+                      rep_table *t, kd_err *e);
+/* The extras of every row (union of keys as columns); 0 columns when none. */
+int rep_extras_table(const rep_row *rows, int n, rep_table *t, char keys[][32], kd_err *e);
+/* Number formatting shared by the tables and the summary. */
+void rep_fmt_count(char *buf, size_t n, double v); /* 1,234,567 or "–" */
+void rep_fmt_pct(char *buf, size_t n, double acc);  /* 0.8912 -> "89.12%" or "–" */
+/* Escapes text for HTML into b. */
+void rep_html_esc(kd_buf *b, const char *s);
+
+/* ---- report.c / doc.c: one run's report ---- */
+#define REP_DOC_LINES 24
+#define REP_DOC_MAXPTS 256
+typedef struct {
+    char dir[4096];
+    char experiment[128];
+    rep_row *rows;
+    int nrows, teacher; /* teacher: index of the first teacher row, or -1 */
+    rep_metric *m;
+    int nm;
+    rep_env env;
+    int has_env;
+    rep_plotter plots;
+    char sum[REP_DOC_LINES][512]; /* summary lines, plain text */
+    int nsum;
+    const rep_warnings *w;
+} rep_doc;
+/* Renders d as markdown / as a self-contained HTML page (SVG plots inlined)
+ * into b. */
+int rep_doc_md(const rep_doc *d, kd_buf *b, kd_err *e);
+int rep_doc_html(const rep_doc *d, kd_buf *b, kd_err *e);
+
+#endif

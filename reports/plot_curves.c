@@ -1,0 +1,164 @@
+/* Training curves from metrics.jsonl: one plot per model group (the part of
+ * the model name before '/'), so the teacher gets its own plot and each
+ * student shows scratch vs distilled side by side. */
+#include <string.h>
+
+#include "internal.h"
+
+#define MAX_MODELS 16
+
+static const char *const palette[] = {"#b2182b", "#2166ac", "#e08214", "#1b7837", "#762a83",
+                                      "#35978f"};
+
+static void group_of(const char *model, char *g, size_t n)
+{
+    size_t k = strcspn(model, "/");
+    snprintf(g, n, "%.*s", (int)k, model);
+}
+
+/* distinct models of group g, in order of first appearance */
+static int models_of(const rep_metric *m, int n, const char *g, const char *models[MAX_MODELS])
+{
+    int nm = 0;
+    for (int i = 0; i < n; i++) {
+        char gi[96];
+        group_of(m[i].model, gi, sizeof gi);
+        if (strcmp(gi, g))
+            continue;
+        int seen = 0;
+        for (int k = 0; k < nm && !seen; k++)
+            seen = !strcmp(models[k], m[i].model);
+        if (!seen && nm < MAX_MODELS)
+            models[nm++] = m[i].model;
+    }
+    return nm;
+}
+
+static void num_or_missing(kd_buf *b, double v, double scale)
+{
+    if (v < 0)
+        rep_bprintf(b, " ?");
+    else
+        rep_bprintf(b, " %.6g", v * scale);
+}
+
+static const char *color_for(const char *model, int k)
+{
+    const char *slash = strchr(model, '/');
+    if (slash && !strcmp(slash + 1, "scratch"))
+        return "#e08214";
+    if (slash && !strcmp(slash + 1, "distilled"))
+        return "#2166ac";
+    if (!strcmp(model, "teacher"))
+        return "#b2182b";
+    return palette[k % (int)(sizeof palette / sizeof palette[0])];
+}
+
+/* one panel: for each model, the train column dashed and the val column solid */
+static void panel(kd_buf *b, const char *name, const char *models[], int nm, int col_train,
+                  int col_val, const char *what)
+{
+    for (int k = 0; k < nm; k++) {
+        const char *label = strchr(models[k], '/') ? strchr(models[k], '/') + 1 : models[k];
+        const char *c = color_for(models[k], k);
+        rep_bprintf(b, "%s'%s.dat' index %d using 1:%d with lines dt 2 lc rgb '%s' title ",
+                    k ? ", \\\n    " : "  plot ", name, k, col_train, c);
+        char t[160];
+        snprintf(t, sizeof t, "%s training %s", label, what);
+        rep_gp_str(b, t);
+        rep_bprintf(b, ", \\\n    '%s.dat' index %d using 1:%d with linespoints pt 7 ps 0.8 "
+                       "lc rgb '%s' title ", name, k, col_val, c);
+        snprintf(t, sizeof t, "%s validation %s", label, what);
+        rep_gp_str(b, t);
+    }
+    rep_bprintf(b, "\n");
+}
+
+static void curves_body(kd_buf *b, const char *name, const char *group, const char *models[],
+                        int nm, int max_epoch)
+{
+    char title[200];
+    if (nm > 1)
+        snprintf(title, sizeof title, "Training curves: %.96s (%s)", group,
+                 nm == 2 ? "scratch vs distilled" : "variants");
+    else
+        snprintf(title, sizeof title, "Training curves: %.96s", group);
+    rep_bprintf(b, "  set datafile missing '?'\n  set multiplot layout 1,2 title ");
+    rep_gp_str(b, title);
+    rep_bprintf(b, " font ',13'\n"
+                   "  set grid lc rgb '#dddddd'\n  set xlabel 'Epoch'\n"
+                   "  set key top right box opaque font ',9'\n"
+                   "%s"
+                   "  set title 'Loss (cross-entropy per sample)'\n  set ylabel 'Loss'\n",
+                /* integer epoch ticks while they fit */
+                max_epoch <= 15 ? "  set xtics 1\n" : "");
+    panel(b, name, models, nm, 2, 3, "loss");
+    rep_bprintf(b, "  set title 'Accuracy'\n  set ylabel 'Accuracy (%%)'\n"
+                   "  set key bottom right\n  set format y '%%.0f'\n");
+    panel(b, name, models, nm, 4, 5, "acc.");
+    rep_bprintf(b, "  unset multiplot\n");
+}
+
+static int curves_group(rep_plotter *p, const rep_metric *m, int n, const char *group,
+                        kd_err *e)
+{
+    const char *models[MAX_MODELS];
+    int nm = models_of(m, n, group, models), max_epoch = 0;
+    kd_buf dat = {0}, body = {0};
+    char name[64], title[160];
+    snprintf(name, sizeof name, "curves_%.50s", group);
+    for (char *c = name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '-' || *c == '_'))
+            *c = '_';
+    for (int k = 0; k < nm; k++) {
+        rep_bprintf(&dat, "# %s: epoch loss val_loss train_acc(%%) val_acc(%%)\n", models[k]);
+        for (int i = 0; i < n; i++)
+            if (!strcmp(m[i].model, models[k])) {
+                rep_bprintf(&dat, "%d", m[i].epoch);
+                num_or_missing(&dat, m[i].loss, 1);
+                num_or_missing(&dat, m[i].val_loss, 1);
+                num_or_missing(&dat, m[i].train_acc, 100);
+                num_or_missing(&dat, m[i].val_acc, 100);
+                rep_bprintf(&dat, "\n");
+                max_epoch = m[i].epoch > max_epoch ? m[i].epoch : max_epoch;
+            }
+        rep_bprintf(&dat, "\n\n");
+    }
+    curves_body(&body, name, group, models, nm, max_epoch);
+    kd_buf_put(&body, "", 1);
+    snprintf(title, sizeof title, "Training curves: %.96s", group);
+    rep_plot_spec s = {name, title,
+                       nm > 1 ? "Loss and accuracy per epoch, training (dashed) and validation "
+                                "(solid). The distilled student's training loss includes the "
+                                "soft-target term, so compare validation curves."
+                              : "Loss and accuracy per epoch, training (dashed) and validation "
+                                "(solid).",
+                       1200, 500};
+    int rc = body.failed ? kd_err_set(e, KD_ENOMEM, "out of memory")
+                         : rep_plot_draw(p, &s, &dat, (const char *)body.p, e);
+    kd_buf_free(&dat);
+    kd_buf_free(&body);
+    return rc;
+}
+
+int rep_plot_curves(rep_plotter *p, const rep_metric *m, int n, kd_err *e)
+{
+    char groups[MAX_MODELS][96];
+    int ng = 0;
+    for (int i = 0; i < n; i++) {
+        char g[96];
+        group_of(m[i].model, g, sizeof g);
+        int seen = 0;
+        for (int k = 0; k < ng && !seen; k++)
+            seen = !strcmp(groups[k], g);
+        if (!seen && ng < MAX_MODELS)
+            memcpy(groups[ng++], g, sizeof g);
+    }
+    for (int k = 0; k < ng; k++) {
+        int rc = curves_group(p, m, n, groups[k], e);
+        if (rc != KD_OK)
+            return rc;
+    }
+    return KD_OK;
+}

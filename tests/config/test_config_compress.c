@@ -1,0 +1,169 @@
+/* config, compress pipelines: sweeps expand into named variants, sources
+ * resolve, every mistake is reported at its position naming the key, and
+ * the expanded variants dump and reload to the same text. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../config/config.h"
+#include "../kdtest.h"
+
+static int load(const char *yaml, exp_spec *s, kd_err *e)
+{
+    memset(e, 0, sizeof *e);
+    return config_load_string("c.yaml", yaml, strlen(yaml), NULL, 0, s, e);
+}
+
+#define BASE                                                                                 \
+    "name: x\n"                                                                              \
+    "teacher:\n"                                                                             \
+    "  layers: [{type: flatten}, {type: dense, units: 64}, {type: relu},\n"                  \
+    "           {type: dense, units: 32}, {type: relu}, {type: dense, units: 10}]\n"         \
+    "  train: {epochs: 1, optimizer: {lr: 0.1}}\n"                                           \
+    "students:\n"                                                                            \
+    "  - name: st\n"                                                                         \
+    "    layers: [{type: flatten}, {type: dense, units: 16}, {type: relu},\n"                \
+    "             {type: dense, units: 10}]\n"                                               \
+    "    train: {epochs: 1, optimizer: {lr: 0.1}}\n"                                         \
+    "compress:\n"
+/* pipelines start at line 12 */
+
+START_TEST(sweeps_and_sources)
+{
+    exp_spec s;
+    kd_err e;
+    const char *y = BASE "  - name: p\n"
+                         "    source: teacher\n"
+                         "    passes:\n"
+                         "      - {type: prune, scope: global, sparsity: [0.5, 0.9], schedule: agp, "
+                         "epochs: 2, overrides: [{layer: \"dense3\", sparsity: 0.2}]}\n"
+                         "      - {type: finetune, epochs: 1, distill: true}\n"
+                         "  - name: n\n"
+                         "    source: st/scratch\n"
+                         "    passes: [{type: prune, method: neurons, norm: l2, sparsity: 0.5}]\n"
+                         "  - name: f\n"
+                         "    source: runs/a/teacher.kdm\n"
+                         "    passes: [{type: prune, sparsity: 0.8}]\n"
+                         "sensitivity: {source: st, sparsities: [0.5, 0.75]}\n";
+    int rc = load(y, &s, &e);
+    ck_assert_msg(rc == KD_OK, "%d:%d %s", e.line, e.col, e.msg);
+    ck_assert_int_eq(s.nvariants, 4);
+    ck_assert_str_eq(s.variants[0].name, "p/s0.5");
+    ck_assert_str_eq(s.variants[1].name, "p/s0.9");
+    ck_assert_str_eq(s.variants[1].pipeline, "p");
+    ck_assert_float_eq(s.variants[1].passes[0].sparsity, 0.9f);
+    ck_assert_int_eq(s.variants[1].passes[0].global, 1);
+    ck_assert_int_eq(s.variants[1].passes[0].agp, 1);
+    ck_assert_int_eq(s.variants[1].passes[0].noverrides, 1);
+    ck_assert_int_eq(s.variants[1].passes[1].kind, CFG_PASS_FINETUNE);
+    ck_assert_int_eq(s.variants[1].passes[1].distill, 1);
+    ck_assert_float_eq(s.variants[1].passes[1].lr, 0.01f);
+    ck_assert_str_eq(s.variants[2].name, "n");
+    ck_assert_int_eq(s.variants[2].source_kind, CFG_SRC_STUDENT);
+    ck_assert_int_eq(s.variants[2].source_scratch, 1);
+    ck_assert_int_eq(s.variants[2].passes[0].method, CFG_PRUNE_NEURONS);
+    ck_assert_int_eq(s.variants[2].passes[0].norm, 2);
+    ck_assert_int_eq(s.variants[3].source_kind, CFG_SRC_FILE);
+    ck_assert_str_eq(s.variants[3].source_path, "runs/a/teacher.kdm");
+    ck_assert_int_eq(s.sensitivity.on, 1);
+    ck_assert_int_eq(s.sensitivity.source_kind, CFG_SRC_STUDENT);
+    ck_assert_int_eq(s.sensitivity.nsparsities, 2);
+    /* the dump lists each variant; it reloads to the same text */
+    char *a = NULL, *b = NULL;
+    size_t na, nb;
+    FILE *f = open_memstream(&a, &na);
+    config_dump(&s, f);
+    fclose(f);
+    exp_spec t;
+    rc = config_load_string("d.yaml", a, na, NULL, 0, &t, &e);
+    ck_assert_msg(rc == KD_OK, "%d:%d %s\n%s", e.line, e.col, e.msg, a);
+    ck_assert_int_eq(t.nvariants, 4);
+    ck_assert_str_eq(t.variants[1].name, "p/s0.9");
+    f = open_memstream(&b, &nb);
+    config_dump(&t, f);
+    fclose(f);
+    ck_assert_str_eq(a, b);
+    free(a);
+    free(b);
+}
+END_TEST
+
+typedef struct {
+    const char *tail;
+    int line, col;
+    const char *needle;
+} bad_case;
+
+#define P "  - name: p\n    source: teacher\n"
+static const bad_case bad[] = {
+    {P "    passes: [{type: prune, sparsity: 1}]\n", 14, 38, "sparsity: must be < 1"},
+    {P "    passes: [{type: prune, sparsity: [0.5, 1.5]}]\n", 14, 44, "sparsity[1]: must be < 1"},
+    {P "    passes: [{type: prune, sparsity: -0.1}]\n", 14, 38, "must be >= 0"},
+    {P "    passes: [{type: prune, sparsity: 0.5, overrides: [{layer: \"conv*\", sparsity: 0.1}]}]\n",
+     14, 63, "\"conv*\" matches no layer"},
+    {P "    passes: [{type: prune, method: filters, sparsity: 0.5}]\n", 14, 14,
+     "filters pruning does not apply to this model"},
+    {P "    passes: [{type: prune, method: neurons, scope: global, sparsity: 0.5}]\n", 14, 52,
+     "layer-wise and one-shot"},
+    {P "    passes: [{type: prune, sparsity: 0.5, schedule: agp}]\n", 14, 14,
+     "epochs: required key is missing"},
+    {P "    passes: [{type: prune, sparsity: 0.5, epochs: 3}]\n", 14, 51,
+     "only prune passes with schedule: agp train"},
+    {P "    passes: [{type: quantise}]\n", 14, 21, "unknown value \"quantise\" (one of: prune, finetune)"},
+    {P "    passes: [{type: finetune}]\n", 14, 14, "epochs: required key is missing"},
+    {P "    passes: [{type: finetune, epochs: 1, lr: 0}]\n", 14, 46, "lr: must be > 0"},
+    {P "    passes: []\n", 14, 13, "expected a list of 1 to 8 passes"},
+    {"  - name: p\n    source: nobody\n    passes: [{type: prune, sparsity: 0.5}]\n", 13, 13,
+     "no model is named \"nobody\""},
+    {"  - name: a b\n    source: teacher\n    passes: [{type: prune, sparsity: 0.5}]\n", 12, 11,
+     "may use only"},
+    {P "    passes: [{type: prune, sparsity: 0.5}]\n" P
+       "    passes: [{type: prune, sparsity: 0.5}]\n",
+     15, 11, "the variant \"p\" is already defined"},
+    {P "    passes: [{type: prune, sparsity: 0.5}]\nsensitivity: {source: teacher}\n", 15, 14,
+     "sensitivity.sparsities: required key is missing"},
+};
+
+START_TEST(compress_errors)
+{
+    const bad_case *b = &bad[_i];
+    char y[4096];
+    snprintf(y, sizeof y, "%s%s", BASE, b->tail);
+    exp_spec s;
+    kd_err e;
+    int rc = load(y, &s, &e);
+    ck_assert_msg(rc == KD_ECONFIG, "case %d: rc %d (%s)", _i, rc, e.msg);
+    ck_assert_msg(e.line == b->line && e.col == b->col && strstr(e.msg, b->needle),
+                  "case %d: got %d:%d \"%s\"; want %d:%d \"%s\"", _i, e.line, e.col, e.msg,
+                  b->line, b->col, b->needle);
+}
+END_TEST
+
+START_TEST(report_section)
+{
+    exp_spec s;
+    kd_err e;
+    const char *y = BASE "  - name: p\n    source: teacher\n    passes: [{type: prune, sparsity: 0}]\n"
+                         "report: {format: md, plots: false, timeout: 5}\n";
+    ck_assert_msg(load(y, &s, &e) == KD_OK, "%s", e.msg);
+    ck_assert_int_eq(s.report.format, 1);
+    ck_assert_int_eq(s.report.plots, 0);
+    ck_assert_float_eq(s.report.timeout, 5.0f);
+    const char *bad_fmt = BASE "  - name: p\n    source: teacher\n    passes: [{type: prune, "
+                               "sparsity: 0}]\nreport: {format: pdf}\n";
+    ck_assert_int_eq(load(bad_fmt, &s, &e), KD_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(e.msg, "report.format"));
+}
+END_TEST
+
+Suite *suite_config_compress(void)
+{
+    Suite *s = suite_create("config_compress");
+    TCase *t = tcase_create("config_compress");
+    tcase_add_test(t, sweeps_and_sources);
+    tcase_add_loop_test(t, compress_errors, 0, (int)(sizeof bad / sizeof bad[0]));
+    tcase_add_test(t, report_section);
+    suite_add_tcase(s, t);
+    return s;
+}
