@@ -70,7 +70,7 @@ static void structured_half(const nn_model *dense, const float *x, double d1, do
 {
     kd_err e = {0};
     compress_prune_spec ps = {.sparsity = 0.5f};
-    nn_model *m = compress_prune_structured(dense, &ps, COMPRESS_NORM_L2, &e);
+    nn_model *m = compress_prune_structured(dense, &ps, COMPRESS_NEURONS, COMPRESS_NORM_L2, &e);
     if (!m) {
         fprintf(stderr, "bench: %s\n", e.msg);
         return;

@@ -177,16 +177,20 @@ int compress_prune_gradual(nn_model *m, const compress_agp_spec *g, const train_
 
 /* ---- structured pruning ---------------------------------------------------- */
 typedef enum { COMPRESS_NORM_L1 = 1, COMPRESS_NORM_L2 = 2 } compress_norm;
+/* What structured pruning removes (may be or-ed). */
+typedef enum { COMPRESS_NEURONS = 1, COMPRESS_FILTERS = 2 } compress_units;
 
-/* A new, smaller model: from every dense (conv2d) layer whose output feeds
- * another dense or conv2d layer, removes round(s * units) neurons (filters)
- * of smallest L1/L2 weight norm (at least one stays), and removes the matching
- * inputs of the next dense/conv2d layer and channels of any batchnorm between
- * (through relu, dropout, maxpool2d, flatten).  s->scope must be LAYERWISE;
- * an override naming a layer that cannot shrink (the output layer) with a
- * sparsity > 0 is an error.  m is not changed. */
+/* A new, smaller model: from every dense layer (units has NEURONS) and conv2d
+ * layer (units has FILTERS) whose output feeds another dense or conv2d
+ * layer, removes round(s * units) neurons (filters) of smallest L1/L2 weight
+ * norm (at least one stays), and removes the matching inputs of the next
+ * dense/conv2d layer and channels of any batchnorm between (through relu,
+ * dropout, maxpool2d, flatten).  m is not changed.  KD_ECONFIG errors:
+ * s->scope GLOBAL; no layer of the selected kind can shrink (filter pruning
+ * on an MLP); an override that matches no layer of the selected kind, or
+ * names one that cannot shrink (the output layer) with a sparsity > 0. */
 nn_model *compress_prune_structured(const nn_model *m, const compress_prune_spec *s,
-                                    compress_norm norm, kd_err *e);
+                                    compress_units units, compress_norm norm, kd_err *e);
 
 /* ---- sensitivity analysis ---------------------------------------------------- */
 typedef struct {

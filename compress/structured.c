@@ -27,6 +27,42 @@ static int consumer_of(const nn_model *m, int i)
     return -1;
 }
 
+/* Is layer l of a kind selected by units? */
+static int selected(const nn_layer *l, compress_units units)
+{
+    return (compress_is_dense(l) && (units & COMPRESS_NEURONS)) ||
+           (compress_is_conv(l) && (units & COMPRESS_FILTERS));
+}
+
+static const char *units_name(compress_units units)
+{
+    return units == COMPRESS_NEURONS ? "neuron" : units == COMPRESS_FILTERS ? "filter"
+                                                                            : "neuron/filter";
+}
+
+/* Some selected layer can shrink, and every override matches a selected layer. */
+static int check_units(const nn_model *m, const compress_prune_spec *s, compress_units units,
+                       kd_err *e)
+{
+    int any = 0;
+    for (int i = 0; i < m->nlayers && !any; i++)
+        any = selected(&m->layers[i], units) && consumer_of(m, i) >= 0;
+    if (!any)
+        return kd_err_set(e, KD_ECONFIG, "%s pruning does not apply: no %s layer feeds another "
+                          "dense or conv2d layer", units_name(units),
+                          units == COMPRESS_FILTERS ? "conv2d" : "dense or conv2d");
+    for (int j = 0; j < s->noverrides; j++) {
+        int hit = 0;
+        for (int i = 0; i < m->nlayers && !hit; i++)
+            hit = selected(&m->layers[i], units) &&
+                  fnmatch(s->overrides[j].pattern, m->layers[i].spec.name, 0) == 0;
+        if (!hit)
+            return kd_err_set(e, KD_ECONFIG, "override \"%s\" matches no layer %s pruning "
+                              "applies to", s->overrides[j].pattern, units_name(units));
+    }
+    return KD_OK;
+}
+
 /* Does the override that decides layer i's sparsity ask for a removal? */
 static int explicitly_named(const nn_model *m, const compress_prune_spec *s, int i)
 {
@@ -201,13 +237,13 @@ static size_t widest(const nn_model *m)
 }
 
 /* New specs and, per pruned layer, its kept rows (keep[i], NULL = all). */
-static int plan(const nn_model *m, const compress_prune_spec *s, compress_norm norm,
-                nn_layer_spec *specs, int **keep, kd_err *e)
+static int plan(const nn_model *m, const compress_prune_spec *s, compress_units units,
+                compress_norm norm, nn_layer_spec *specs, int **keep, kd_err *e)
 {
     for (int i = 0; i < m->nlayers; i++) {
         const nn_layer *l = &m->layers[i];
         specs[i] = l->spec;
-        if (!compress_is_prunable(l))
+        if (!selected(l, units))
             continue;
         int n = kept_count(m, s, i, e);
         if (n < 0)
@@ -239,7 +275,7 @@ static int copy_all(const nn_model *m, nn_model *d, int *const *keep, kd_err *e)
 }
 
 nn_model *compress_prune_structured(const nn_model *m, const compress_prune_spec *s,
-                                    compress_norm norm, kd_err *e)
+                                    compress_units units, compress_norm norm, kd_err *e)
 {
     if (s->scope != COMPRESS_LAYERWISE) {
         kd_err_set(e, KD_ECONFIG, "structured pruning is layer-wise (no global threshold)");
@@ -249,14 +285,14 @@ nn_model *compress_prune_structured(const nn_model *m, const compress_prune_spec
         kd_err_set(e, KD_ECONFIG, "norm must be L1 or L2");
         return NULL;
     }
-    if (compress_prune_check(m, s, e) != KD_OK)
+    if (compress_prune_check(m, s, e) != KD_OK || check_units(m, s, units, e) != KD_OK)
         return NULL;
     nn_layer_spec *specs = kd_calloc((size_t)m->nlayers, sizeof *specs);
     int **keep = kd_calloc((size_t)m->nlayers, sizeof *keep);
     nn_model *d = NULL;
     if (!specs || !keep)
         kd_err_set(e, KD_ENOMEM, "out of memory");
-    else if (plan(m, s, norm, specs, keep, e) == KD_OK &&
+    else if (plan(m, s, units, norm, specs, keep, e) == KD_OK &&
              (d = nn_model_new(m->in, specs, m->nlayers, NULL, e))) {
         d->in_mean = m->in_mean;
         d->in_std = m->in_std;

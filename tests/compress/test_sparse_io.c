@@ -291,7 +291,7 @@ START_TEST(test_alloc_failures)
                 ok = (k = compress_mask_new(d, &e)) &&
                      compress_prune_magnitude(d, &ps, k, &e) == KD_OK;
             else
-                ok = (r = compress_prune_structured(d, &half, COMPRESS_NORM_L1, &e)) != NULL;
+                ok = (r = compress_prune_structured(d, &half, COMPRESS_NEURONS, COMPRESS_NORM_L1, &e)) != NULL;
             kd_alloc_fail_after(-1);
             ck_assert_msg(ok || e.code != KD_OK, "case %d, n=%ld: failed without an error", what,
                           n);

@@ -102,7 +102,7 @@ START_TEST(test_neurons_with_batchnorm)
         nn_model *m = build((nn_shape){7, 1, 1}, s, 7, 1), *masked = build((nn_shape){7, 1, 1}, s, 7, 1);
         kd_err e = {0};
         compress_prune_spec ps = {.sparsity = 0.5f};
-        nn_model *p = compress_prune_structured(m, &ps, (compress_norm)norm, &e);
+        nn_model *p = compress_prune_structured(m, &ps, COMPRESS_NEURONS, (compress_norm)norm, &e);
         ck_assert_msg(p != NULL, "%s", e.msg);
         ck_assert_int_eq(p->layers[0].spec.units, 5);
         ck_assert_int_eq(p->layers[1].in.c, 5);
@@ -133,7 +133,8 @@ START_TEST(test_filters_through_pool_and_flatten)
     kd_err e = {0};
     compress_override ov[] = {{"conv2", 0.25f}, {"dense1", 0.0f}};
     compress_prune_spec ps = {.sparsity = 0.5f, .overrides = ov, .noverrides = 2};
-    nn_model *p = compress_prune_structured(m, &ps, COMPRESS_NORM_L2, &e);
+    nn_model *p = compress_prune_structured(m, &ps, COMPRESS_FILTERS | COMPRESS_NEURONS,
+                                            COMPRESS_NORM_L2, &e);
     ck_assert_msg(p != NULL, "%s", e.msg);
     ck_assert_int_eq(p->layers[0].spec.filters, 3);
     ck_assert_int_eq(p->layers[4].spec.filters, 3);
@@ -145,6 +146,17 @@ START_TEST(test_filters_through_pool_and_flatten)
     assert_same_outputs(masked, p, 5);
     ck_assert(fabs(p->in_std - m->in_std) == 0);
     nn_model_free(p);
+    /* neurons only: the convolutions keep their filters; an override naming
+     * a conv layer is then an error */
+    compress_prune_spec dense_only = {.sparsity = 0.5f};
+    p = compress_prune_structured(m, &dense_only, COMPRESS_NEURONS, COMPRESS_NORM_L2, &e);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(p->layers[0].spec.filters, 6);
+    ck_assert_int_eq(p->layers[4].spec.filters, 4);
+    ck_assert_int_eq(p->layers[7].spec.units, 4);
+    nn_model_free(p);
+    ck_assert_ptr_null(compress_prune_structured(m, &ps, COMPRESS_NEURONS, COMPRESS_NORM_L2, &e));
+    ck_assert_ptr_nonnull(strstr(e.msg, "conv2"));
     nn_model_free(m);
     nn_model_free(masked);
 }
@@ -158,18 +170,22 @@ START_TEST(test_bad_requests)
     kd_err e = {0};
     compress_override ov = {"dense2", 0.5f};
     compress_prune_spec ps = {.sparsity = 0.5f, .overrides = &ov, .noverrides = 1};
-    ck_assert_ptr_null(compress_prune_structured(m, &ps, COMPRESS_NORM_L1, &e));
+    ck_assert_ptr_null(compress_prune_structured(m, &ps, COMPRESS_NEURONS, COMPRESS_NORM_L1, &e));
     ck_assert_ptr_nonnull(strstr(e.msg, "dense2"));
     snprintf(ov.pattern, sizeof ov.pattern, "conv*");
-    ck_assert_ptr_null(compress_prune_structured(m, &ps, COMPRESS_NORM_L1, &e));
+    ck_assert_ptr_null(compress_prune_structured(m, &ps, COMPRESS_NEURONS, COMPRESS_NORM_L1, &e));
     ck_assert_int_eq(e.code, KD_ECONFIG);
     compress_prune_spec glob = {.scope = COMPRESS_GLOBAL, .sparsity = 0.5f};
-    ck_assert_ptr_null(compress_prune_structured(m, &glob, COMPRESS_NORM_L1, &e));
+    ck_assert_ptr_null(compress_prune_structured(m, &glob, COMPRESS_NEURONS, COMPRESS_NORM_L1, &e));
     compress_prune_spec all = {.sparsity = 0.99f}; /* at least one neuron stays */
-    nn_model *p = compress_prune_structured(m, &all, COMPRESS_NORM_L1, &e);
+    nn_model *p = compress_prune_structured(m, &all, COMPRESS_NEURONS, COMPRESS_NORM_L1, &e);
     ck_assert_ptr_nonnull(p);
     ck_assert_int_eq(p->layers[0].spec.units, 1);
     nn_model_free(p);
+    /* filter pruning on an MLP does not apply */
+    ck_assert_ptr_null(compress_prune_structured(m, &all, COMPRESS_FILTERS, COMPRESS_NORM_L1, &e));
+    ck_assert_int_eq(e.code, KD_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(e.msg, "filter pruning does not apply"));
     nn_model_free(m);
 }
 END_TEST
