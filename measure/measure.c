@@ -79,8 +79,8 @@ int measure_model(nn_model *m, const data_set *test, const char *path, const mea
     if (opts)
         o = *opts;
     memset(r, 0, sizeof *r);
-    r->params = m->nparams;
-    r->nonzero_params = nn_model_nonzero_params(m);
+    /* logical weights, compressed payloads included */
+    r->params = nn_model_params(m, &r->nonzero_params);
     r->macs = nn_model_macs(m);
     r->size_bytes = path ? kd_file_size(path) : -1;
     if (path && r->size_bytes < 0)

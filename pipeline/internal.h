@@ -39,6 +39,7 @@ typedef struct {
     const char *adapter_ckpt;
     train_state *adapter_state;
     nn_model *teacher; /* trained or loaded, for the students; owned by the run */
+    float *tlogits;    /* the teacher's logits on the training set, once; owned */
 } run_ctx;
 
 /* dir/name into buf. */
@@ -60,8 +61,13 @@ void pl_row_from(rep_row *row, const measure_result *m, double train_s);
 /* A new row (NULL when full). */
 rep_row *pl_row_add(run_ctx *r, const char *name, const char *role);
 
+/* The teacher's logits for every training sample, computed on first use
+ * (and logged); a view owned by the run, or NULL with e set. */
+const float *pl_teacher_logits(run_ctx *r, kd_err *e);
+
 /* The stages. */
 int pl_stage_teacher(run_ctx *r, kd_err *e);
 int pl_stage_students(run_ctx *r, kd_err *e);
+int pl_stage_compress(run_ctx *r, kd_err *e);
 
 #endif

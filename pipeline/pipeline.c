@@ -86,7 +86,9 @@ int pl_on_epoch(void *ctx, const train_state *st, const train_epoch *ep, kd_err 
     }
     /* the checkpoint is written last: a kill between the two leaves metrics
      * one epoch ahead, and a resume rewrites them from the checkpoint */
-    return rc != KD_OK ? rc : train_checkpoint_save(st, r->ckpt_path, e);
+    if (rc != KD_OK || !r->ckpt_path)
+        return rc;
+    return train_checkpoint_save(st, r->ckpt_path, e);
 }
 
 static int same_architecture(const nn_model *a, const nn_model *b)
@@ -218,6 +220,8 @@ int pipeline_run(const exp_spec *spec, const pipeline_opts *o, kd_err *e)
     }
     if (rc == KD_OK && spec->nstudents)
         rc = pl_stage_students(&r, e);
+    if (rc == KD_OK && (spec->nvariants || spec->sensitivity.on))
+        rc = pl_stage_compress(&r, e);
     if (rc == KD_OK)
         rc = rep_write_results(r.dir, spec->name, r.rows, r.nrows, e);
     if (rc == KD_OK)
@@ -225,6 +229,7 @@ int pipeline_run(const exp_spec *spec, const pipeline_opts *o, kd_err *e)
     if (rc == KD_OK)
         rc = write_report(&r, e);
     nn_model_free(r.teacher);
+    kd_afree(r.tlogits);
     for (int i = 0; i < r.ncurves; i++)
         kd_free(r.curves[i].hist);
     kd_free(r.curves);

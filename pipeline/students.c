@@ -239,26 +239,34 @@ static int run_student(run_ctx *r, int index, const float *tlogits, kd_err *e)
     return KD_OK;
 }
 
-int pl_stage_students(run_ctx *r, kd_err *e)
+const float *pl_teacher_logits(run_ctx *r, kd_err *e)
 {
-    if (r->teacher->nclasses != r->train.nclasses && r->train.nclasses > r->teacher->nclasses)
-        return kd_err_set(e, KD_ERUNTIME, "the teacher gives %d classes, the data has %d",
-                          r->teacher->nclasses, r->train.nclasses);
+    if (r->tlogits)
+        return r->tlogits;
     double t0 = kd_now();
-    float *tl = student_teacher_logits(r->teacher, &r->train, 256, e);
-    if (!tl)
-        return e->code;
-    int hints = 0;
-    for (int i = 0; i < r->spec->nstudents; i++)
-        hints += r->spec->students[i].hint.student[0] != 0;
+    if (!(r->tlogits = student_teacher_logits(r->teacher, &r->train, 256, e)))
+        return NULL;
     kd_logf(&r->log,
             "distillation: the teacher's logits for %d training samples computed once in %.2f s "
-            "and reused by every distilled batch%s",
-            r->train.n, kd_now() - t0,
-            hints ? "; students with a hint also run the teacher per batch for its features" : "");
+            "and reused by every distilled batch",
+            r->train.n, kd_now() - t0);
+    return r->tlogits;
+}
+
+int pl_stage_students(run_ctx *r, kd_err *e)
+{
+    if (r->train.nclasses > r->teacher->nclasses)
+        return kd_err_set(e, KD_ERUNTIME, "the teacher gives %d classes, the data has %d",
+                          r->teacher->nclasses, r->train.nclasses);
+    const float *tl = pl_teacher_logits(r, e);
+    if (!tl)
+        return e->code;
+    for (int i = 0; i < r->spec->nstudents; i++)
+        if (r->spec->students[i].hint.student[0])
+            kd_logf(&r->log, "%s: its hint runs the teacher on each batch for its features",
+                    r->spec->students[i].name);
     int rc = KD_OK;
     for (int i = 0; rc == KD_OK && i < r->spec->nstudents; i++)
         rc = run_student(r, i, tl, e);
-    kd_afree(tl);
     return rc;
 }

@@ -1,0 +1,319 @@
+/* The compress stage: every variant is its source model (teacher, a student,
+ * or a model file) put through its passes in order — magnitude pruning
+ * (one-shot, or gradual on the AGP schedule while fine-tuning), structured
+ * neuron/filter pruning (a physically smaller model), fine-tuning with the
+ * masks held (optionally distilled from the teacher) — then stored in the
+ * format that is fastest per layer (CSR where measured faster), saved, and
+ * measured like every other model.  Also the sensitivity analysis. */
+#include <string.h>
+#include <unistd.h>
+
+#include "../compress/compress.h"
+#include "../student/student.h"
+#include "internal.h"
+
+/* ---- sources ------------------------------------------------------------------ */
+/* A new copy of the source model; a model file must fit the data. */
+static nn_model *load_source(run_ctx *r, cfg_source_kind kind, int student, int scratch,
+                             const char *file, cfg_pos pos, const char *what, kd_err *e)
+{
+    if (kind == CFG_SRC_TEACHER)
+        return nn_model_clone(r->teacher, e);
+    char path[PL_PATH + 256];
+    if (kind == CFG_SRC_STUDENT) {
+        const cfg_student *cs = &r->spec->students[student];
+        snprintf(path, sizeof path, "%s/students/%s/%s-seed%llu.kdm", r->dir, cs->name,
+                 scratch ? "scratch" : "distilled", (unsigned long long)cs->seeds[0]);
+    } else {
+        snprintf(path, sizeof path, "%s", file);
+    }
+    nn_model *m = compress_model_load(path, e);
+    if (!m) {
+        if (kind == CFG_SRC_FILE && e->code == KD_EIO)
+            kd_err_at(e, KD_ECONFIG, r->spec->file, pos.line, pos.col, "%s.source: %s", what,
+                      e->msg);
+        return NULL;
+    }
+    if (nn_shape_size(m->in) != nn_shape_size(r->train.shape) || m->nclasses < r->train.nclasses) {
+        kd_err_at(e, KD_ECONFIG, r->spec->file, pos.line, pos.col,
+                  "%s.source: %s takes %zu inputs and gives %d classes; the data has %zu and %d",
+                  what, path, nn_shape_size(m->in), m->nclasses, nn_shape_size(r->train.shape),
+                  r->train.nclasses);
+        nn_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* ---- passes ------------------------------------------------------------------- */
+typedef struct {
+    run_ctx *r;
+    const cfg_variant *v;
+    nn_model *m;          /* owned; replaced by structured pruning */
+    compress_mask *mask;  /* over m's parameters; NULL until a magnitude pass */
+    compress_override ov[CFG_MAX_OVERRIDES];
+    char passes[256];     /* readable: prune(global,0.90,agp)+finetune(3) */
+    int sparse;           /* a magnitude pass ran: convert to CSR where faster */
+} variant_run;
+
+static compress_prune_spec prune_spec(variant_run *u, const cfg_pass *p)
+{
+    for (int i = 0; i < p->noverrides; i++) {
+        snprintf(u->ov[i].pattern, sizeof u->ov[i].pattern, "%s", p->overrides[i].pattern);
+        u->ov[i].sparsity = p->overrides[i].sparsity;
+    }
+    return (compress_prune_spec){.scope = p->global ? COMPRESS_GLOBAL : COMPRESS_LAYERWISE,
+                                 .sparsity = p->sparsity, .overrides = u->ov,
+                                 .noverrides = p->noverrides};
+}
+
+/* Fine-tuning: the mask is held after every step; distillation optional. */
+typedef struct {
+    compress_mask *mask;
+    train_hooks inner; /* the distiller's hooks, if any */
+} fine_ctx;
+
+static int fine_step(void *ctx, nn_model *m, float lr, kd_err *e)
+{
+    fine_ctx *f = ctx;
+    int rc = f->inner.on_step ? f->inner.on_step(f->inner.step_ctx, m, lr, e) : KD_OK;
+    if (f->mask)
+        compress_mask_apply(f->mask, m);
+    return rc;
+}
+
+static int run_training(variant_run *u, const cfg_pass *p, kd_err *e)
+{
+    run_ctx *r = u->r;
+    train_opts to = {.epochs = p->epochs, .batch_size = p->batch_size, .seed = r->spec->seed};
+    to.opt = (nn_opt_spec){.kind = NN_OPT_SGD, .lr = p->lr, .momentum = 0.9f, .nesterov = 1};
+    to.sched = (nn_sched_spec){.kind = NN_SCHED_COSINE};
+    student_distiller *d = NULL;
+    fine_ctx f = {.mask = u->mask};
+    train_hooks h = {.on_epoch = pl_on_epoch, .cb_ctx = r, .progress = r->o->progress,
+                     .quiet = r->o->quiet, .label = u->v->name};
+    if (p->distill) {
+        const float *tl = pl_teacher_logits(r, e);
+        student_distill_opts dopt = {.temperature = p->temperature, .alpha = p->alpha,
+                                     .student_tap = -1, .teacher_tap = -1};
+        if (!tl || !(d = student_distiller_new(u->m, r->teacher, tl, &r->train, &dopt, &to.opt,
+                                               to.batch_size, to.seed, e)))
+            return e->code;
+        student_distiller_hooks(d, &f.inner);
+        h.loss = f.inner.loss;
+        h.loss_ctx = f.inner.loss_ctx;
+    }
+    int rc = KD_OK;
+    r->ckpt_path = NULL; /* fine-tuning restarts with its variant after a kill */
+    char curve[160];
+    snprintf(curve, sizeof curve, "%s [pass %d]", u->v->name, (int)(p - u->v->passes) + 1);
+    if ((r->curve = pl_curve_add(r, curve, r->spec->seed)) < 0)
+        rc = kd_err_set(e, KD_ENOMEM, "out of memory");
+    if (rc == KD_OK && p->kind == CFG_PASS_PRUNE) {
+        compress_agp_spec g = {.prune = prune_spec(u, p), .initial_sparsity = p->initial_sparsity,
+                               .prune_epochs = p->epochs > 1 ? p->epochs - 1 : 1};
+        h.on_step = f.inner.on_step;
+        h.step_ctx = f.inner.step_ctx;
+        rc = compress_prune_gradual(u->m, &g, &to, &r->train, &r->val, &h, u->mask, e);
+    } else if (rc == KD_OK) {
+        train_state st;
+        h.on_step = fine_step;
+        h.step_ctx = &f;
+        if ((rc = train_state_init(&st, u->m, &to, e)) == KD_OK)
+            rc = train_fit(&st, &to, &r->train, &r->val, &h, e);
+        train_state_free(&st);
+    }
+    student_distiller_free(d);
+    return rc;
+}
+
+/* The passes, readable: prune(global,0.90,agp,3)+finetune(2,distill). */
+static void describe(const cfg_variant *v, char *buf, size_t n)
+{
+    static const char *const method[] = {"magnitude", "neurons", "filters"};
+    buf[0] = 0;
+    for (int i = 0; i < v->npasses; i++) {
+        const cfg_pass *p = &v->passes[i];
+        size_t k = strlen(buf);
+        if (k + 2 >= n)
+            return;
+        const char *sep = k ? "+" : "";
+        if (p->kind == CFG_PASS_FINETUNE)
+            snprintf(buf + k, n - k, "%sfinetune(%d%s)", sep, p->epochs, p->distill ? ",distill" : "");
+        else if (p->method != CFG_PRUNE_MAGNITUDE)
+            snprintf(buf + k, n - k, "%sprune(%s,l%d,%.2f)", sep, method[p->method], p->norm,
+                     (double)p->sparsity);
+        else if (p->agp)
+            snprintf(buf + k, n - k, "%sprune(%s,%.2f,agp,%d)", sep, p->global ? "global" : "layer",
+                     (double)p->sparsity, p->epochs);
+        else
+            snprintf(buf + k, n - k, "%sprune(%s,%.2f,oneshot)", sep,
+                     p->global ? "global" : "layer", (double)p->sparsity);
+    }
+}
+
+static int run_pass(variant_run *u, const cfg_pass *p, kd_err *e)
+{
+    if (p->kind == CFG_PASS_FINETUNE) {
+        return run_training(u, p, e);
+    }
+    compress_prune_spec s = prune_spec(u, p);
+    if (p->method != CFG_PRUNE_MAGNITUDE) {
+        nn_model *m2 = compress_prune_structured(
+            u->m, &s, p->method == CFG_PRUNE_NEURONS ? COMPRESS_NEURONS : COMPRESS_FILTERS,
+            p->norm == 2 ? COMPRESS_NORM_L2 : COMPRESS_NORM_L1, e);
+        if (!m2)
+            return e->code;
+        nn_model_free(u->m);
+        u->m = m2;
+        compress_mask_free(u->mask); /* a new model: a new mask when one is needed */
+        u->mask = NULL;
+        return KD_OK;
+    }
+    u->sparse = 1;
+    if (!u->mask && !(u->mask = compress_mask_new(u->m, e)))
+        return e->code;
+    if (p->agp)
+        return run_training(u, p, e);
+    return compress_prune_magnitude(u->m, &s, u->mask, e);
+}
+
+/* ---- one variant ------------------------------------------------------------------ */
+/* The layers' storage formats, e.g. "csr-fp32+fp32" (distinct, in order). */
+static void formats_of(const nn_model *m, char *buf, size_t n)
+{
+    buf[0] = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        const char *f = nn_layer_format(&m->layers[i]);
+        if (!strcmp(f, "-") || strstr(buf, f))
+            continue;
+        size_t k = strlen(buf);
+        snprintf(buf + k, n - k, "%s%s", k ? "+" : "", f);
+    }
+}
+
+static int add_variant_row(variant_run *u, nn_model *m, const char *path, kd_err *e)
+{
+    measure_result mr;
+    int rc = measure_model(m, &u->r->test, path, NULL, &mr, e);
+    rep_row *row = rc == KD_OK ? pl_row_add(u->r, u->v->name, "compressed") : NULL;
+    if (!row)
+        return rc != KD_OK ? rc : kd_err_set(e, KD_ERUNTIME, "too many result rows");
+    pl_row_from(row, &mr, -1);
+    char src[CFG_PATH_MAX + 80], fmt[64];
+    const cfg_variant *v = u->v;
+    if (v->source_kind == CFG_SRC_TEACHER)
+        snprintf(src, sizeof src, "teacher");
+    else if (v->source_kind == CFG_SRC_STUDENT)
+        snprintf(src, sizeof src, "%s/%s", u->r->spec->students[v->source_student].name,
+                 v->source_scratch ? "scratch" : "distilled");
+    else
+        snprintf(src, sizeof src, "%s", v->source_path);
+    formats_of(m, fmt, sizeof fmt);
+    rep_row_str(row, "source", src);
+    rep_row_str(row, "passes", u->passes);
+    rep_row_num(row, "sparsity", mr.params ? 1.0 - (double)mr.nonzero_params / mr.params : 0);
+    rep_row_str(row, "format", fmt);
+    rep_row_num(row, "weight_bits", 32);
+    kd_logf(&u->r->log,
+            "%s: %s, test accuracy %.2f%%, %lld bytes, %s, batch-1 latency p50 %.1f us, "
+            "batch-256 %.0f samples/s",
+            v->name, u->passes, 100 * mr.accuracy, mr.size_bytes, fmt, mr.latency_us_b1_p50,
+            mr.throughput_b256);
+    return KD_OK;
+}
+
+/* The file of a variant: compressed/<name with '/' as '_'>.kdm */
+static void variant_path(const run_ctx *r, const char *name, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/compressed/", r->dir);
+    size_t k = strlen(buf);
+    for (const char *p = name; *p && k + 5 < n; p++)
+        buf[k++] = *p == '/' ? '_' : *p;
+    snprintf(buf + k, n - k, ".kdm");
+}
+
+static int run_variant(run_ctx *r, const cfg_variant *v, nn_model **out, kd_err *e)
+{
+    char path[PL_PATH + 128], what[64];
+    variant_path(r, v->name, path, sizeof path);
+    snprintf(what, sizeof what, "compress (%s)", v->pipeline);
+    variant_run u = {.r = r, .v = v};
+    describe(v, u.passes, sizeof u.passes);
+    int rc = KD_OK;
+    if (r->o->resume && access(path, R_OK) == 0 && (u.m = compress_model_load(path, e))) {
+        kd_logf(&r->log, "%s: kept from the interrupted run (%s)", v->name, path);
+    } else {
+        if (!(u.m = load_source(r, v->source_kind, v->source_student, v->source_scratch,
+                                v->source_path, v->source_pos, what, e)))
+            return e->code;
+        for (int i = 0; rc == KD_OK && i < v->npasses; i++)
+            rc = run_pass(&u, &v->passes[i], e);
+        nn_model *stored = NULL;
+        compress_sparse_opts so = {.policy = COMPRESS_SPARSE_MEASURE};
+        if (rc == KD_OK && u.sparse && !(stored = compress_to_sparse(u.m, &so, NULL, e)))
+            rc = e->code;
+        if (stored) {
+            nn_model_free(u.m);
+            u.m = stored;
+        }
+        if (rc == KD_OK)
+            rc = nn_model_save(u.m, path, e);
+    }
+    if (rc == KD_OK)
+        rc = add_variant_row(&u, u.m, path, e);
+    compress_mask_free(u.mask);
+    if (rc == KD_OK)
+        *out = u.m;
+    else
+        nn_model_free(u.m);
+    return rc;
+}
+
+/* ---- the stage ---------------------------------------------------------------------- */
+static int sensitivity(run_ctx *r, kd_err *e)
+{
+    const cfg_sensitivity *t = &r->spec->sensitivity;
+    nn_model *m = load_source(r, t->source_kind, t->source_student, t->source_scratch,
+                              t->source_path, t->source_pos, "sensitivity", e);
+    if (!m)
+        return e->code;
+    const data_set *d = r->val.n ? &r->val : &r->test; /* choose on validation, not test */
+    compress_sens_row *rows = NULL;
+    int n = 0, rc = compress_sensitivity(m, d, t->sparsities, t->nsparsities, &rows, &n, e);
+    if (rc == KD_OK)
+        rc = compress_write_sensitivity_csv(r->dir, rows, n, e);
+    if (rc == KD_OK)
+        kd_logf(&r->log, "sensitivity: %d layer x sparsity points on the %s set -> %s/sensitivity.csv",
+                n, r->val.n ? "validation" : "test", r->dir);
+    kd_free(rows);
+    nn_model_free(m);
+    return rc;
+}
+
+int pl_stage_compress(run_ctx *r, kd_err *e)
+{
+    const exp_spec *s = r->spec;
+    char dir[PL_PATH + 16];
+    snprintf(dir, sizeof dir, "%s/compressed", r->dir);
+    int rc = s->nvariants ? kd_mkdirs(dir, e) : KD_OK;
+    const nn_model *models[CFG_MAX_VARIANTS + 1];
+    const char *names[CFG_MAX_VARIANTS + 1];
+    int n = 0;
+    models[n] = r->teacher;
+    names[n++] = "teacher";
+    for (int i = 0; rc == KD_OK && i < s->nvariants; i++) {
+        nn_model *m = NULL;
+        if ((rc = run_variant(r, &s->variants[i], &m, e)) == KD_OK) {
+            models[n] = m;
+            names[n++] = s->variants[i].name;
+        }
+    }
+    if (rc == KD_OK && s->nvariants)
+        rc = compress_write_sparsity_csv(r->dir, names, models, n, e);
+    for (int i = 1; i < n; i++)
+        nn_model_free((nn_model *)models[i]);
+    if (rc == KD_OK && s->sensitivity.on)
+        rc = sensitivity(r, e);
+    return rc;
+}
