@@ -122,13 +122,25 @@ START_TEST(quick_run_end_to_end)
                      a, dir) == 0, "%s", out);
     const char *files[] = {"config.yaml", "run.log", "teacher.kdm", "teacher.ckpt",
                            "metrics.jsonl", "results.json", "results.csv",
-                           "students/mlp32/scratch-seed1.kdm", "students/mlp32/distilled-seed1.kdm"};
-    for (int i = 0; i < 9; i++) {
+                           "students/mlp32/scratch-seed1.kdm", "students/mlp32/distilled-seed1.kdm",
+                           "compressed/teacher_prune.kdm", "compressed/student_neurons.kdm",
+                           "sparsity.csv", "env.json", "report/report.md", "report/report.html"};
+    for (int i = 0; i < (int)(sizeof files / sizeof files[0]); i++) {
         snprintf(pa, sizeof pa, "%s/%s", a, files[i]);
         ck_assert_msg(access(pa, R_OK) == 0, "missing %s", pa);
     }
     double acc = result_accuracy(a);
     ck_assert_msg(acc > 0.75, "quick teacher accuracy %.3f <= 0.75", acc);
+    /* structured pruning gives a physically smaller file; the rows say what was done */
+    snprintf(pa, sizeof pa, "%s/compressed/student_neurons.kdm", a);
+    snprintf(pb, sizeof pb, "%s/students/mlp32/distilled-seed1.kdm", a);
+    ck_assert_msg(kd_file_size(pa) * 10 < kd_file_size(pb) * 6, "%lld vs %lld bytes",
+                  kd_file_size(pa), kd_file_size(pb));
+    snprintf(pb, sizeof pb,
+             "grep -q '\"teacher_prune\", \"role\": \"compressed\"' %s/results.json && "
+             "grep -q 'prune(global,0.80,oneshot)+finetune(1)' %s/results.json",
+             a, a);
+    ck_assert_int_eq(system(pb), 0);
     /* the resolved config is itself a valid config */
     snprintf(pa, sizeof pa, "%s/config.yaml", a);
     ck_assert_int_eq(sh(out, sizeof out, "check %s", pa), 0);
