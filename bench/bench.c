@@ -205,6 +205,7 @@ int main(void)
     bench_inference("MLP", m, &d);
     bench_sgemv_ceiling(m, &d);
     bench_inference("CNN", c, &d);
+    { void bench_quant(void); bench_quant(); } /* bench_quant.c: int8 kernels vs fp32 */
     bench_peak_memory();
     nn_model_free(m);
     nn_model_free(c);

@@ -1,0 +1,198 @@
+/* make bench: int8 integer kernels against fp32 OpenBLAS on a 784-1200-1200-10
+ * MLP-shaped stack (ReLU between layers, float logits out): batch-1 latency
+ * (median) and batch-256 throughput (best of several), as ratios measured in
+ * this one run.  The int8 path includes quantizing the float input. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../compress/quant.h"
+#include "../nn/nn.h"
+
+void bench_quant(void);
+
+#define QB_LAYERS 3
+#define QB_BATCH 256
+static const int qb_size[QB_LAYERS + 1] = {784, 1200, 1200, 10};
+
+typedef struct {
+    float *w[QB_LAYERS], *b[QB_LAYERS]; /* fp32 model */
+    quant_dense *q[QB_LAYERS];          /* int8 model */
+    quant_params in;                    /* of the float input */
+    float *x;                           /* QB_BATCH inputs in [0, 1) */
+    float *a[2];                        /* fp32 activations, ping-pong */
+    int8_t *qa[3];                      /* int8 input and activations */
+} qbench;
+
+static void fp32_forward(qbench *b, int n, float *out)
+{
+    const float *x = b->x;
+    for (int l = 0; l < QB_LAYERS; l++) {
+        int k = qb_size[l], m = qb_size[l + 1];
+        float *y = l == QB_LAYERS - 1 ? out : b->a[l % 2];
+        for (int i = 0; i < n; i++)
+            memcpy(y + (size_t)i * m, b->b[l], (size_t)m * sizeof *y);
+        if (n == 1)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, m, k, 1.0f, b->w[l], k, x, 1, 1.0f, y, 1);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, m, k, 1.0f, x, k, b->w[l],
+                        k, 1.0f, y, m);
+        if (l < QB_LAYERS - 1)
+            for (size_t i = 0; i < (size_t)n * m; i++)
+                y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+        x = y;
+    }
+}
+
+static void int8_forward(qbench *b, qgemm_isa isa, int n, float *out)
+{
+    quant_quantize_s8(b->x, (size_t)n * qb_size[0], b->in, b->qa[0]);
+    quant_dense_forward(b->q[0], isa, b->qa[0], n, b->qa[1]);
+    quant_dense_forward(b->q[1], isa, b->qa[1], n, b->qa[2]);
+    quant_dense_forward_f32(b->q[2], isa, b->qa[2], n, out);
+}
+
+/* Output ranges of each layer on the calibration batch give the int8 model. */
+static int qbench_convert(qbench *b, kd_err *e)
+{
+    float *out = kd_afloat((size_t)QB_BATCH * 10);
+    fp32_forward(b, QB_BATCH, out);
+    const float *act[QB_LAYERS] = {b->a[0], b->a[1], out};
+    quant_params in = b->in;
+    for (int l = 0; l < QB_LAYERS; l++) {
+        quant_minmax mm;
+        quant_minmax_init(&mm);
+        quant_minmax_update(&mm, act[l], (size_t)QB_BATCH * qb_size[l + 1]);
+        quant_params outp = quant_params_asym(mm.lo, mm.hi, QUANT_S8);
+        b->q[l] = quant_dense_new(b->w[l], b->b[l], qb_size[l + 1], qb_size[l], 1, in, outp,
+                                  l < QB_LAYERS - 1, e);
+        if (!b->q[l])
+            break;
+        in = outp;
+    }
+    kd_afree(out);
+    return b->q[QB_LAYERS - 1] ? 0 : -1;
+}
+
+static int qbench_init(qbench *b, kd_err *e)
+{
+    memset(b, 0, sizeof *b);
+    nn_rng r = nn_rng_stream(11, NN_STREAM_TEST);
+    for (int l = 0; l < QB_LAYERS; l++) {
+        size_t nw = (size_t)qb_size[l] * qb_size[l + 1];
+        b->w[l] = kd_afloat(nw);
+        b->b[l] = kd_afloat((size_t)qb_size[l + 1]);
+        nn_fill_he(b->w[l], nw, qb_size[l], &r);
+        for (int i = 0; i < qb_size[l + 1]; i++)
+            b->b[l][i] = 0.01f * nn_rng_normal(&r);
+    }
+    b->x = kd_afloat((size_t)QB_BATCH * qb_size[0]);
+    for (size_t i = 0; i < (size_t)QB_BATCH * qb_size[0]; i++)
+        b->x[i] = nn_rng_uniform(&r);
+    for (int i = 0; i < 2; i++)
+        b->a[i] = kd_afloat((size_t)QB_BATCH * 1200);
+    for (int i = 0; i < 3; i++)
+        b->qa[i] = (int8_t *)kd_afloat((size_t)QB_BATCH * 1200 / 4);
+    b->in = quant_params_asym(0.0f, 1.0f, QUANT_S8);
+    return qbench_convert(b, e);
+}
+
+static void qbench_free(qbench *b)
+{
+    for (int l = 0; l < QB_LAYERS; l++) {
+        kd_afree(b->w[l]);
+        kd_afree(b->b[l]);
+        quant_dense_free(b->q[l]);
+    }
+    kd_afree(b->x);
+    for (int i = 0; i < 2; i++)
+        kd_afree(b->a[i]);
+    for (int i = 0; i < 3; i++)
+        kd_afree(b->qa[i]);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* isa < 0: fp32.  Batch 1: median microseconds; batch 256: samples per second. */
+static double qb_time(qbench *b, int isa, int n, int reps)
+{
+    float *out = kd_afloat((size_t)n * 10);
+    double *t = malloc((size_t)reps * sizeof *t);
+    for (int r = -reps / 10; r < reps; r++) {
+        double t0 = kd_now();
+        if (isa < 0)
+            fp32_forward(b, n, out);
+        else
+            int8_forward(b, (qgemm_isa)isa, n, out);
+        if (r >= 0)
+            t[r] = kd_now() - t0;
+    }
+    qsort(t, (size_t)reps, sizeof *t, cmp_double);
+    double v = n == 1 ? t[reps / 2] * 1e6 : n / t[0];
+    free(t);
+    kd_afree(out);
+    return v;
+}
+
+/* How often the int8 model's argmax agrees with fp32 on the 256 inputs. */
+static double qb_agreement(qbench *b)
+{
+    float *f = kd_afloat(QB_BATCH * 10), *q = kd_afloat(QB_BATCH * 10);
+    fp32_forward(b, QB_BATCH, f);
+    int8_forward(b, qgemm_isa_best(), QB_BATCH, q);
+    int same = 0;
+    for (int i = 0; i < QB_BATCH; i++) {
+        int af = 0, aq = 0;
+        for (int c = 1; c < 10; c++) {
+            af = f[i * 10 + c] > f[i * 10 + af] ? c : af;
+            aq = q[i * 10 + c] > q[i * 10 + aq] ? c : aq;
+        }
+        same += af == aq;
+    }
+    kd_afree(f);
+    kd_afree(q);
+    return (double)same / QB_BATCH;
+}
+
+static void qb_report(qbench *b, int threads)
+{
+    nn_set_threads(1);
+    double f1 = qb_time(b, -1, 1, 2000), f256 = qb_time(b, -1, QB_BATCH, 20);
+    nn_set_threads(threads);
+    double f1n = qb_time(b, -1, 1, 2000), f256n = qb_time(b, -1, QB_BATCH, 20);
+    printf("quant fp32 (OpenBLAS, 1 thread):   batch-1 %7.1f us   batch-256 %8.0f samples/s\n",
+           f1, f256);
+    printf("quant fp32 (OpenBLAS, %d threads):  batch-1 %7.1f us   batch-256 %8.0f samples/s\n",
+           threads, f1n, f256n);
+    for (int isa = 0; isa < QGEMM_NISA; isa++) {
+        if (!qgemm_isa_supported((qgemm_isa)isa))
+            continue;
+        int reps = isa == QGEMM_SCALAR ? 20 : 2000;
+        double q1 = qb_time(b, isa, 1, reps), q256 = qb_time(b, isa, QB_BATCH, reps / 100 + 2);
+        printf("quant int8 %-12s (1 thread): batch-1 %7.1f us (%.2fx fp32-1t)   batch-256 %8.0f "
+               "samples/s (%.2fx fp32-1t, %.2fx fp32-%dt)\n",
+               qgemm_isa_name((qgemm_isa)isa), q1, f1 / q1, q256, q256 / f256, q256 / f256n,
+               threads);
+    }
+}
+
+void bench_quant(void)
+{
+    qbench b;
+    kd_err e = {0};
+    int threads = openblas_get_num_threads(); /* as bench's main set it; restored below */
+    if (qbench_init(&b, &e)) {
+        printf("quant bench: %s\n", e.msg);
+        qbench_free(&b);
+        return;
+    }
+    printf("quant: 784-1200-1200-10 int8 stack, best kernel %s, argmax agreement with fp32 %.1f%%\n",
+           qgemm_isa_name(qgemm_isa_best()), 100.0 * qb_agreement(&b));
+    qb_report(&b, threads);
+    qbench_free(&b);
+}

@@ -1,0 +1,176 @@
+/* Weight-only int4: groups of 32 weights along k share a float scale, two
+ * weights per byte.  The GEMM dequantizes inside the kernel (fp32 activations
+ * and outputs); the AVX2 path unpacks a block once and reuses it for up to 4
+ * samples. */
+#include "quant.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#define G QUANT_Q4_GROUP
+
+quant_q4 *quant_q4_pack(const float *w, int m, int k, kd_err *e)
+{
+    if (m <= 0 || k <= 0 || m > (1 << 24) || k > (1 << 24) || (double)m * k > 1e10) {
+        kd_err_set(e, KD_ECONFIG, "int4 pack: bad shape %d x %d", m, k);
+        return NULL;
+    }
+    int nb = (k + G - 1) / G;
+    quant_q4 *q = kd_calloc(1, sizeof *q);
+    quant_block_q4 *bl = kd_calloc((size_t)m * nb, sizeof *bl);
+    if (!q || !bl) {
+        kd_free(q);
+        kd_free(bl);
+        kd_err_set(e, KD_ENOMEM, "int4 pack: out of memory for %d x %d", m, k);
+        return NULL;
+    }
+    *q = (quant_q4){.m = m, .k = k, .nb = nb, .blocks = bl};
+    for (int r = 0; r < m; r++)
+        for (int b = 0; b < nb; b++) {
+            const float *src = w + (size_t)r * k + (size_t)b * G;
+            int len = k - b * G < G ? k - b * G : G;
+            float amax = 0.0f;
+            for (int j = 0; j < len; j++)
+                amax = fmaxf(amax, fabsf(src[j]));
+            quant_block_q4 *out = &bl[(size_t)r * nb + b];
+            out->scale = amax / 7.0f;
+            uint8_t nib[G];
+            for (int j = 0; j < G; j++) {
+                float v = j < len && out->scale > 0.0f ? roundf(src[j] / out->scale) : 0.0f;
+                v = v < -8.0f ? -8.0f : v > 7.0f ? 7.0f : v;
+                nib[j] = (uint8_t)((int)v + 8);
+            }
+            for (int j = 0; j < G / 2; j++)
+                out->q[j] = (uint8_t)(nib[j] | nib[j + G / 2] << 4);
+        }
+    return q;
+}
+
+void quant_q4_free(quant_q4 *q)
+{
+    if (!q)
+        return;
+    kd_free(q->blocks);
+    kd_free(q);
+}
+
+/* Weight j of a block as a signed value in [-8, 7]. */
+static inline int q4_at(const quant_block_q4 *b, int j)
+{
+    int byte = b->q[j % (G / 2)];
+    return (j < G / 2 ? byte & 15 : byte >> 4) - 8;
+}
+
+void quant_q4_unpack(const quant_q4 *q, float *w)
+{
+    for (int r = 0; r < q->m; r++)
+        for (int c = 0; c < q->k; c++) {
+            const quant_block_q4 *b = &q->blocks[(size_t)r * q->nb + c / G];
+            w[(size_t)r * q->k + c] = b->scale * (float)q4_at(b, c % G);
+        }
+}
+
+void quant_q4_gemm_ref(const quant_q4 *q, const float *x, int n, const float *b, float *y)
+{
+    for (int i = 0; i < n; i++)
+        for (int r = 0; r < q->m; r++) {
+            float acc = b ? b[r] : 0.0f;
+            for (int bi = 0; bi < q->nb; bi++) {
+                const quant_block_q4 *bl = &q->blocks[(size_t)r * q->nb + bi];
+                const float *xs = x + (size_t)i * q->k + (size_t)bi * G;
+                int len = q->k - bi * G < G ? q->k - bi * G : G;
+                float s = 0.0f;
+                for (int j = 0; j < len; j++)
+                    s += (float)q4_at(bl, j) * xs[j];
+                acc += bl->scale * s;
+            }
+            y[(size_t)i * q->m + r] = acc;
+        }
+}
+
+/* ---- AVX2 ---------------------------------------------------------------------------- */
+
+#define AVX2 __attribute__((target("avx2,fma")))
+#define INL static inline __attribute__((always_inline)) AVX2
+
+/* The 32 weights of a block as four vectors of 8 floats (unscaled). */
+INL void q4_unpack8x4(const quant_block_q4 *b, __m256 w[4])
+{
+    __m128i raw = _mm_loadu_si128((const __m128i *)b->q), m4 = _mm_set1_epi8(15);
+    __m128i eight = _mm_set1_epi8(8);
+    __m128i lo = _mm_sub_epi8(_mm_and_si128(raw, m4), eight);
+    __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), eight);
+    w[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+    w[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
+    w[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+    w[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
+}
+
+/* x[0..len) of a block as four vectors, zero past len (masked loads). */
+INL void x_load8x4(const float *x, int len, __m256 v[4])
+{
+    if (len >= G) {
+        for (int c = 0; c < 4; c++)
+            v[c] = _mm256_loadu_ps(x + 8 * c);
+        return;
+    }
+    for (int c = 0; c < 4; c++) {
+        int left = len - 8 * c;
+        __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(left), idx);
+        v[c] = left > 0 ? _mm256_maskload_ps(x + 8 * c, mask) : _mm256_setzero_ps();
+    }
+}
+
+INL float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Row r for samples i0 .. i0+ns-1 (ns <= 4). */
+INL void q4_row(const quant_q4 *q, int r, const float *x, int i0, int ns, const float *b,
+                float *y)
+{
+    __m256 acc[4];
+    for (int s = 0; s < ns; s++)
+        acc[s] = _mm256_setzero_ps();
+    for (int bi = 0; bi < q->nb; bi++) {
+        const quant_block_q4 *bl = &q->blocks[(size_t)r * q->nb + bi];
+        int len = q->k - bi * G;
+        __m256 w[4], sc = _mm256_set1_ps(bl->scale);
+        q4_unpack8x4(bl, w);
+        for (int s = 0; s < ns; s++) {
+            __m256 xv[4];
+            x_load8x4(x + (size_t)(i0 + s) * q->k + (size_t)bi * G, len, xv);
+            __m256 d = _mm256_add_ps(_mm256_mul_ps(w[0], xv[0]), _mm256_mul_ps(w[1], xv[1]));
+            d = _mm256_add_ps(d, _mm256_add_ps(_mm256_mul_ps(w[2], xv[2]), _mm256_mul_ps(w[3], xv[3])));
+            acc[s] = _mm256_fmadd_ps(sc, d, acc[s]);
+        }
+    }
+    for (int s = 0; s < ns; s++)
+        y[(size_t)(i0 + s) * q->m + r] = hsum8(acc[s]) + (b ? b[r] : 0.0f);
+}
+
+AVX2 void quant_q4_gemm_avx2(const quant_q4 *q, const float *x, int n, const float *b, float *y)
+{
+    for (int r = 0; r < q->m; r++) {
+        int i = 0;
+        for (; i + 4 <= n; i += 4)
+            q4_row(q, r, x, i, 4, b, y);
+        for (; i < n; i++)
+            q4_row(q, r, x, i, 1, b, y);
+    }
+}
+
+void quant_q4_gemm(const quant_q4 *q, const float *x, int n, const float *b, float *y)
+{
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        quant_q4_gemm_avx2(q, x, n, b, y);
+    else
+        quant_q4_gemm_ref(q, x, n, b, y);
+}
