@@ -62,8 +62,9 @@ TILE __m256i requant8(__m256i v, __m256i mult, __m256i shift)
 }
 
 static AVX2 __attribute__((noinline)) void epilogue8(const qgemm_packed *p, const qgemm_epi *ep,
-                                                     __m256i acc, int r0, int i, void *y)
+                                                     const int32_t *raw, int r0, int i, void *y)
 {
+    __m256i acc = _mm256_loadu_si256((const __m256i *)raw);
     int left = p->m - r0;
     if (left <= 0)
         return;
@@ -125,10 +126,16 @@ TILE void tile(const qgemm_packed *p, int p0, int np, const int8_t *x, int i0, i
                 }
             }
     }
+    /* through memory: passing vectors to a call keeps gcc from holding acc in registers */
+    int32_t raw[4][2][2][8] __attribute__((aligned(32)));
     for (int a = 0; a < np; a++)
         for (int h = 0; h < 2; h++)
             for (int s = 0; s < ns; s++)
-                epilogue8(p, ep, acc[a][h][s], 16 * (p0 + a) + 8 * h, i0 + s, y);
+                _mm256_store_si256((__m256i *)raw[a][h][s], acc[a][h][s]);
+    for (int a = 0; a < np; a++)
+        for (int h = 0; h < 2; h++)
+            for (int s = 0; s < ns; s++)
+                epilogue8(p, ep, raw[a][h][s], 16 * (p0 + a) + 8 * h, i0 + s, y);
 }
 
 TILE void sweep(const qgemm_packed *p, int wide, const int8_t *x, int i0, int ns,

@@ -51,12 +51,13 @@ TILE __m512i requant16(__m512i v, __m512i mult, __m512i shift)
 
 /* Corrects, then requantizes or dequantizes 16 accumulators of rows r0.. of
  * sample i and stores the rows that exist. */
-static VNNI __attribute__((noinline)) void epilogue16(const qgemm_packed *p, const qgemm_epi *ep, __m512i acc, int r0, int i,
-                     void *y)
+static VNNI __attribute__((noinline)) void epilogue16(const qgemm_packed *p, const qgemm_epi *ep,
+                                                      const int32_t *raw, int r0, int i, void *y)
 {
+    __m512i acc = _mm512_loadu_si512(raw);
     int left = p->m - r0;
     __mmask16 k = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-    __m512i rs = _mm512_load_si512(p->row_sum + r0);
+    __m512i rs = _mm512_loadu_si512(p->row_sum + r0);
     __m512i zc = _mm512_set1_epi32((int32_t)((uint32_t)ep->x_zero + 128u));
     acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(zc, rs));
     if (ep->bias)
@@ -108,10 +109,81 @@ TILE void tile(const qgemm_packed *p, int p0, int np, const int8_t *x, int i0, i
                 acc[a][s] = _mm512_dpbusd_epi32(acc[a][s], xb[s], w);
         }
     }
+    /* through memory: passing vectors to a call keeps gcc from holding acc in registers */
+    int32_t raw[8][4][16] __attribute__((aligned(64)));
     for (int a = 0; a < np; a++)
         for (int s = 0; s < ns; s++)
-            epilogue16(p, ep, acc[a][s], 16 * (p0 + a), i0 + s, y);
+            _mm512_store_si512(raw[a][s], acc[a][s]);
+    for (int a = 0; a < np; a++)
+        for (int s = 0; s < ns; s++)
+            epilogue16(p, ep, raw[a][s], 16 * (p0 + a), i0 + s, y);
 }
+
+/* ---- GEMM: activations offset once into a scratch block ------------------------------
+ * With the +128 already applied, each group of 4 bytes is broadcast straight
+ * from memory (a load-port uop) instead of xor + register broadcast (a port-5
+ * uop competing with dpbusd).  Tiles of 3 panels x 8 samples: 24 accumulators,
+ * each 64-byte weight load feeding 8 dpbusd. */
+#define GEMM_NS 8
+
+/* Rows i0 .. i0+GEMM_NS-1 of x as u8 (x + 128), each kp bytes; padding is
+ * 0x80, the offset image of 0 (it meets zero weights anyway). */
+TILE void offset_rows(const qgemm_packed *p, const int8_t *x, int i0, uint8_t *xu)
+{
+    for (int s = 0; s < GEMM_NS; s++) {
+        const int8_t *src = x + (size_t)(i0 + s) * p->k;
+        uint8_t *dst = xu + (size_t)s * p->kp;
+        for (int c = 0; c < p->k; c++)
+            dst[c] = (uint8_t)src[c] ^ 0x80u;
+        for (int c = p->k; c < p->kp; c++)
+            dst[c] = 0x80u;
+    }
+}
+
+TILE void tile_u8(const qgemm_packed *p, int p0, int np, const uint8_t *xu, int i0,
+                  const qgemm_epi *ep, void *y)
+{
+    __m512i acc[3][GEMM_NS];
+    const qgemm_block *wb[3];
+    int kg = p->kp / 4;
+    for (int a = 0; a < np; a++) {
+        wb[a] = p->w + (size_t)(p0 + a) * kg;
+        for (int s = 0; s < GEMM_NS; s++)
+            acc[a][s] = _mm512_setzero_si512();
+    }
+    for (int g = 0; g < kg; g++) {
+        __m512i w[3];
+        for (int a = 0; a < np; a++)
+            w[a] = _mm512_load_si512(wb[a] + g);
+        for (int s = 0; s < GEMM_NS; s++) {
+            int32_t v;
+            memcpy(&v, xu + (size_t)s * p->kp + 4 * (size_t)g, 4);
+            __m512i xb = _mm512_set1_epi32(v);
+            for (int a = 0; a < np; a++)
+                acc[a][s] = _mm512_dpbusd_epi32(acc[a][s], xb, w[a]);
+        }
+    }
+    int32_t raw[3][GEMM_NS][16] __attribute__((aligned(64)));
+    for (int a = 0; a < np; a++)
+        for (int s = 0; s < GEMM_NS; s++)
+            _mm512_store_si512(raw[a][s], acc[a][s]);
+    for (int a = 0; a < np; a++)
+        for (int s = 0; s < GEMM_NS; s++)
+            epilogue16(p, ep, raw[a][s], 16 * (p0 + a), i0 + s, y);
+}
+
+/* All panels for GEMM_NS samples from the offset block xu. */
+TILE void sweep_u8(const qgemm_packed *p, const uint8_t *xu, int i0, const qgemm_epi *ep,
+                   void *y)
+{
+    int npan = p->mp / 16, p0 = 0;
+    for (; p0 + 3 <= npan; p0 += 3)
+        tile_u8(p, p0, 3, xu, i0, ep, y);
+    for (; p0 < npan; p0++)
+        tile_u8(p, p0, 1, xu, i0, ep, y);
+}
+
+/* ---- GEMV and fallback: the offset applied in registers -------------------------------- */
 
 /* Panels in groups of `wide` (a constant per call site), the rest one by one. */
 TILE void sweep(const qgemm_packed *p, int wide, const int8_t *x, int i0, int ns,
@@ -124,11 +196,21 @@ TILE void sweep(const qgemm_packed *p, int wide, const int8_t *x, int i0, int ns
         tile(p, p0, 1, x, i0, ns, ep, y);
 }
 
+/* n >= GEMM_NS uses the offset scratch (one small allocation per call; if it
+ * fails the in-register path computes the same result more slowly). */
 VNNI void qgemm_vnni512(const qgemm_packed *p, const int8_t *x, int n, const qgemm_epi *ep,
                         void *y)
 {
     int i = 0;
-    for (; i + 4 <= n; i += 4) /* GEMM: 4 panels x 4 samples = 16 accumulators */
+    uint8_t *xu = n >= GEMM_NS ? kd_malloc((size_t)GEMM_NS * p->kp) : NULL;
+    if (xu) {
+        for (; i + GEMM_NS <= n; i += GEMM_NS) {
+            offset_rows(p, x, i, xu);
+            sweep_u8(p, xu, i, ep, y);
+        }
+        kd_free(xu);
+    }
+    for (; i + 4 <= n; i += 4) /* 4 panels x 4 samples = 16 accumulators */
         sweep(p, 4, x, i, 4, ep, y);
     for (; i < n; i++) /* GEMV (and the batch tail): 8 panels, 8 accumulators */
         sweep(p, 8, x, i, 1, ep, y);
