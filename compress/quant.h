@@ -42,7 +42,11 @@ quant_params quant_params_asym(float lo, float hi, quant_type t);
  * AVX2 maddubs trick cannot saturate; see qgemm_avx2.c). */
 void quant_weights_s8(const float *w, int m, int k, int per_channel, float *scale, int8_t *q);
 
-/* q[i] = clamp(round(x[i] / p.scale) + p.zero, p.qmin, p.qmax) as int8 or uint8. */
+/* q[i] = clamp(round(x[i] / p.scale) + p.zero, p.qmin, p.qmax) as int8 or
+ * uint8, computed in float: the float quotient rounded half away from zero;
+ * NaN gives qmin.  _ref is the specification; quant_quantize_s8 uses AVX2
+ * when the CPU has it and gives identical results. */
+void quant_quantize_s8_ref(const float *x, size_t n, quant_params p, int8_t *q);
 void quant_quantize_s8(const float *x, size_t n, quant_params p, int8_t *q);
 void quant_quantize_u8(const float *x, size_t n, quant_params p, uint8_t *q);
 /* x[i] = (q[i] - p.zero) * p.scale */

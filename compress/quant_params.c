@@ -51,16 +51,26 @@ void quant_weights_s8(const float *w, int m, int k, int per_channel, float *scal
     }
 }
 
-void quant_quantize_s8(const float *x, size_t n, quant_params p, int8_t *q)
+/* The quantizer's specification, in float: the correctly rounded quotient,
+ * rounded half away from zero, offset and clamped; NaN gives qmin. */
+static inline int32_t quantize1(float x, quant_params p)
+{
+    float v = roundf(x / p.scale) + (float)p.zero;
+    if (!(v >= (float)p.qmin)) /* also NaN */
+        return p.qmin;
+    return v > (float)p.qmax ? p.qmax : (int32_t)v;
+}
+
+void quant_quantize_s8_ref(const float *x, size_t n, quant_params p, int8_t *q)
 {
     for (size_t i = 0; i < n; i++)
-        q[i] = (int8_t)clamp_i32(round((double)x[i] / p.scale) + p.zero, p.qmin, p.qmax);
+        q[i] = (int8_t)quantize1(x[i], p);
 }
 
 void quant_quantize_u8(const float *x, size_t n, quant_params p, uint8_t *q)
 {
     for (size_t i = 0; i < n; i++)
-        q[i] = (uint8_t)clamp_i32(round((double)x[i] / p.scale) + p.zero, p.qmin, p.qmax);
+        q[i] = (uint8_t)quantize1(x[i], p);
 }
 
 void quant_dequantize_s8(const int8_t *q, size_t n, quant_params p, float *x)

@@ -187,6 +187,41 @@ START_TEST(test_quantize_round_trip)
 }
 END_TEST
 
+/* The fast quantizer is bit-identical to the reference, ties and specials too. */
+START_TEST(test_quantize_fast_equals_ref)
+{
+    nn_rng r = nn_rng_stream(9, NN_STREAM_TEST);
+    enum { N = 4133 };
+    static float x[N];
+    static int8_t a[N], b[N];
+    quant_params p = quant_params_asym(-1.7f, 2.3f, QUANT_S8);
+    p.scale = 0.25f; /* exact ties below */
+    for (int i = 0; i < N; i++) {
+        switch (i % 5) {
+        case 0: x[i] = 40.0f * (nn_rng_uniform(&r) - 0.5f); break;
+        case 1: x[i] = 0.25f * ((float)((int)nn_rng_below(&r, 600) - 300) + 0.5f); break;
+        case 2: x[i] = nextafterf(0.125f * (float)((int)nn_rng_below(&r, 200) - 100), 0.0f); break;
+        case 3: x[i] = nn_rng_normal(&r) * 1e6f; break;
+        default: x[i] = (float)((int)nn_rng_below(&r, 9) - 4) * 0.125f; break;
+        }
+    }
+    x[7] = NAN, x[8] = INFINITY, x[9] = -INFINITY, x[10] = -0.0f, x[11] = 3e38f;
+    quant_quantize_s8_ref(x, N, p, a);
+    quant_quantize_s8(x, N, p, b);
+    for (int i = 0; i < N; i++)
+        ck_assert_msg(a[i] == b[i], "x %a: ref %d fast %d", (double)x[i], a[i], b[i]);
+    ck_assert_int_eq(a[7], p.qmin);
+    ck_assert_int_eq(a[8], p.qmax);
+    float tie = 0.375f; /* 1.5 steps: away from zero */
+    quant_params z0 = {.scale = 0.25f, .zero = 0, .qmin = -128, .qmax = 127};
+    quant_quantize_s8(&tie, 1, z0, a);
+    ck_assert_int_eq(a[0], 2);
+    tie = -0.375f;
+    quant_quantize_s8(&tie, 1, z0, a);
+    ck_assert_int_eq(a[0], -2);
+}
+END_TEST
+
 /* ---- observers ---------------------------------------------------------------------- */
 
 START_TEST(test_minmax_observer)
@@ -311,6 +346,7 @@ Suite *suite_compress_quant(void)
     tcase_add_test(tc, test_params_asym);
     tcase_add_test(tc, test_weights_and_bias);
     tcase_add_test(tc, test_quantize_round_trip);
+    tcase_add_test(tc, test_quantize_fast_equals_ref);
     tcase_add_test(tc, test_minmax_observer);
     tcase_add_test(tc, test_hist_percentile);
     tcase_add_test(tc, test_hist_errors_and_edges);

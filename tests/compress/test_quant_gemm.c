@@ -130,6 +130,10 @@ START_TEST(test_vnni_vs_ref)
     if (!qgemm_isa_supported(QGEMM_VNNI512))
         return; /* skipped: this CPU has no AVX-512 VNNI */
     check_isa(QGEMM_VNNI512);
+    kd_alloc_fail_after(3); /* pack succeeds, the kernel gets no scratch: the in-register
+                             * offset path must give the same results */
+    check_kernel(QGEMM_VNNI512, (shape){70, 257, 17}, 0, 5);
+    kd_alloc_fail_after(-1);
 }
 END_TEST
 
