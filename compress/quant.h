@@ -227,6 +227,12 @@ typedef struct {
  * clamp.  NULL with e on bad arguments or no memory. */
 quant_dense *quant_dense_new(const float *w, const float *b, int m, int k, int per_channel,
                              quant_params in, quant_params out, int relu, kd_err *e);
+/* The same from already-quantized data (e.g. a model file): copies wq (m x k,
+ * in [-127, 127]), w_scale (m, finite > 0) and bias (m, at in.scale *
+ * w_scale[r]; NULL = 0).  KD_EFORMAT on out-of-range data. */
+quant_dense *quant_dense_from_q(const int8_t *wq, const float *w_scale, const int32_t *bias,
+                                int m, int k, quant_params in, quant_params out, int relu,
+                                kd_err *e);
 void quant_dense_free(quant_dense *d);
 /* The epilogue that requantizes to out (int8 Y), or dequantizes (float Y). */
 qgemm_epi quant_dense_epi_s8(const quant_dense *d);

@@ -5,6 +5,7 @@
 #include "quant.h"
 
 #include <math.h>
+#include <string.h>
 
 void quant_dense_free(quant_dense *d)
 {
@@ -32,14 +33,9 @@ static int dense_check(int m, int k, quant_params in, quant_params out, kd_err *
     return 0;
 }
 
-/* Fills scales, int8 weights, biases and multipliers of an allocated d. */
-static int dense_convert(quant_dense *d, const float *w, const float *b, int per_channel,
-                         kd_err *e)
+/* Multipliers from the scales, and the packed weights. */
+static int dense_derive(quant_dense *d, kd_err *e)
 {
-    quant_weights_s8(w, d->m, d->k, per_channel, d->w_scale, d->w);
-    for (int r = 0; r < d->m; r++)
-        d->fbias[r] = b ? b[r] : 0.0f;
-    quant_bias_s32(d->fbias, d->m, d->in.scale, d->w_scale, d->bias);
     for (int r = 0; r < d->m; r++) {
         double mr = (double)d->in.scale * d->w_scale[r] / d->out.scale;
         int rc = quant_multiplier(mr, &d->mult[r], &d->shift[r], e);
@@ -50,8 +46,9 @@ static int dense_convert(quant_dense *d, const float *w, const float *b, int per
     return d->packed ? 0 : e ? e->code : KD_ENOMEM;
 }
 
-quant_dense *quant_dense_new(const float *w, const float *b, int m, int k, int per_channel,
-                             quant_params in, quant_params out, int relu, kd_err *e)
+/* A layer with every array allocated (contents unset), or NULL with e. */
+static quant_dense *dense_alloc(int m, int k, quant_params in, quant_params out, int relu,
+                                kd_err *e)
 {
     if (dense_check(m, k, in, out, e))
         return NULL;
@@ -72,7 +69,51 @@ quant_dense *quant_dense_new(const float *w, const float *b, int m, int k, int p
         kd_err_set(e, KD_ENOMEM, "quant_dense: out of memory for %d x %d", m, k);
         return NULL;
     }
-    if (dense_convert(d, w, b, per_channel, e)) {
+    return d;
+}
+
+quant_dense *quant_dense_new(const float *w, const float *b, int m, int k, int per_channel,
+                             quant_params in, quant_params out, int relu, kd_err *e)
+{
+    quant_dense *d = dense_alloc(m, k, in, out, relu, e);
+    if (!d)
+        return NULL;
+    quant_weights_s8(w, m, k, per_channel, d->w_scale, d->w);
+    for (int r = 0; r < m; r++)
+        d->fbias[r] = b ? b[r] : 0.0f;
+    quant_bias_s32(d->fbias, m, in.scale, d->w_scale, d->bias);
+    if (dense_derive(d, e)) {
+        quant_dense_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+quant_dense *quant_dense_from_q(const int8_t *wq, const float *w_scale, const int32_t *bias,
+                                int m, int k, quant_params in, quant_params out, int relu,
+                                kd_err *e)
+{
+    quant_dense *d = dense_alloc(m, k, in, out, relu, e);
+    if (!d)
+        return NULL;
+    int bad = 0;
+    for (size_t i = 0; i < (size_t)m * k; i++)
+        bad |= wq[i] == INT8_MIN;
+    for (int r = 0; r < m; r++)
+        bad |= !(w_scale[r] > 0.0f) || !isfinite(w_scale[r]);
+    if (bad) {
+        quant_dense_free(d);
+        kd_err_set(e, KD_EFORMAT,
+                   "quant_dense: weights must be in [-127, 127] with finite positive scales");
+        return NULL;
+    }
+    memcpy(d->w, wq, (size_t)m * k);
+    memcpy(d->w_scale, w_scale, (size_t)m * sizeof *w_scale);
+    for (int r = 0; r < m; r++) {
+        d->bias[r] = bias ? bias[r] : 0;
+        d->fbias[r] = (float)((double)d->bias[r] * in.scale * w_scale[r]);
+    }
+    if (dense_derive(d, e)) {
         quant_dense_free(d);
         return NULL;
     }
