@@ -19,6 +19,8 @@ static const int qb_size[QB_LAYERS + 1] = {784, 1200, 1200, 10};
 typedef struct {
     float *w[QB_LAYERS], *b[QB_LAYERS]; /* fp32 model */
     quant_dense *q[QB_LAYERS];          /* int8 model */
+    quant_q4 *q4[QB_LAYERS];            /* int4 weight-only model */
+    quant_csr *csr[QB_LAYERS];          /* 90%-pruned csr-int8 model */
     quant_params in;                    /* of the float input */
     float *x;                           /* QB_BATCH inputs in [0, 1) */
     float *a[2];                        /* fp32 activations, ping-pong */
@@ -51,6 +53,46 @@ static void int8_forward(qbench *b, qgemm_isa isa, int n, float *out)
     quant_dense_forward(b->q[0], isa, b->qa[0], n, b->qa[1]);
     quant_dense_forward(b->q[1], isa, b->qa[1], n, b->qa[2]);
     quant_dense_forward_f32(b->q[2], isa, b->qa[2], n, out);
+}
+
+/* fp32 activations through int4 or CSR int8 layers (ReLU between). */
+static void float_act_forward(qbench *b, int csr, int n, float *out)
+{
+    const float *x = b->x;
+    for (int l = 0; l < QB_LAYERS; l++) {
+        int m = qb_size[l + 1];
+        float *y = l == QB_LAYERS - 1 ? out : b->a[l % 2];
+        if (csr)
+            quant_csr_gemm(b->csr[l], x, n, b->b[l], y);
+        else
+            quant_q4_gemm(b->q4[l], x, n, b->b[l], y);
+        if (l < QB_LAYERS - 1)
+            for (size_t i = 0; i < (size_t)n * m; i++)
+                y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+        x = y;
+    }
+}
+
+/* The int4 model, and the CSR model of the weights with 90% of them zeroed. */
+static int qbench_weight_only(qbench *b, kd_err *e)
+{
+    nn_rng r = nn_rng_stream(12, NN_STREAM_TEST);
+    for (int l = 0; l < QB_LAYERS; l++) {
+        int m = qb_size[l + 1], k = qb_size[l];
+        b->q4[l] = quant_q4_pack(b->w[l], m, k, e);
+        float *pr = kd_afloat((size_t)m * k);
+        if (!b->q4[l] || !pr) {
+            kd_afree(pr);
+            return -1;
+        }
+        for (size_t i = 0; i < (size_t)m * k; i++)
+            pr[i] = nn_rng_uniform(&r) < 0.1f ? b->w[l][i] : 0.0f;
+        b->csr[l] = quant_csr_from_dense(pr, m, k, e);
+        kd_afree(pr);
+        if (!b->csr[l])
+            return -1;
+    }
+    return 0;
 }
 
 /* Output ranges of each layer on the calibration batch give the int8 model. */
@@ -95,7 +137,7 @@ static int qbench_init(qbench *b, kd_err *e)
     for (int i = 0; i < 3; i++)
         b->qa[i] = (int8_t *)kd_afloat((size_t)QB_BATCH * 1200 / 4);
     b->in = quant_params_asym(0.0f, 1.0f, QUANT_S8);
-    return qbench_convert(b, e);
+    return qbench_convert(b, e) ? -1 : qbench_weight_only(b, e);
 }
 
 static void qbench_free(qbench *b)
@@ -104,6 +146,8 @@ static void qbench_free(qbench *b)
         kd_afree(b->w[l]);
         kd_afree(b->b[l]);
         quant_dense_free(b->q[l]);
+        quant_q4_free(b->q4[l]);
+        quant_csr_free(b->csr[l]);
     }
     kd_afree(b->x);
     for (int i = 0; i < 2; i++)
@@ -118,15 +162,19 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* isa < 0: fp32.  Batch 1: median microseconds; batch 256: samples per second. */
+enum { QB_FP32 = -1, QB_INT4 = -2, QB_CSR = -3 };
+
+/* isa >= 0: int8 on that kernel, else a QB_ model.  Batch 1: median microseconds; batch 256: samples per second. */
 static double qb_time(qbench *b, int isa, int n, int reps)
 {
     float *out = kd_afloat((size_t)n * 10);
     double *t = malloc((size_t)reps * sizeof *t);
     for (int r = -reps / 10; r < reps; r++) {
         double t0 = kd_now();
-        if (isa < 0)
+        if (isa == QB_FP32)
             fp32_forward(b, n, out);
+        else if (isa < 0)
+            float_act_forward(b, isa == QB_CSR, n, out);
         else
             int8_forward(b, (qgemm_isa)isa, n, out);
         if (r >= 0)
@@ -159,14 +207,28 @@ static double qb_agreement(qbench *b)
     return (double)same / QB_BATCH;
 }
 
+/* int4 (its batch path uses sgemm, threaded as OpenBLAS is) and CSR rows. */
+static void qb_report_weight_only(qbench *b, double f1, double f256)
+{
+    const char *name[2] = {"int4 (w-only)", "csr-int8 90%"};
+    for (int v = 0; v < 2; v++) {
+        int kind = v ? QB_CSR : QB_INT4;
+        double q1 = qb_time(b, kind, 1, 500), q256 = qb_time(b, kind, QB_BATCH, 10);
+        printf("quant %-24s batch-1 %7.1f us (%.2fx fp32-1t)   batch-256 %8.0f samples/s "
+               "(%.2fx fp32-1t)\n",
+               name[v], q1, f1 / q1, q256, q256 / f256);
+    }
+}
+
 static void qb_report(qbench *b, int threads)
 {
     nn_set_threads(1);
-    double f1 = qb_time(b, -1, 1, 2000), f256 = qb_time(b, -1, QB_BATCH, 20);
-    nn_set_threads(threads);
-    double f1n = qb_time(b, -1, 1, 2000), f256n = qb_time(b, -1, QB_BATCH, 20);
+    double f1 = qb_time(b, QB_FP32, 1, 2000), f256 = qb_time(b, QB_FP32, QB_BATCH, 20);
     printf("quant fp32 (OpenBLAS, 1 thread):   batch-1 %7.1f us   batch-256 %8.0f samples/s\n",
            f1, f256);
+    qb_report_weight_only(b, f1, f256);
+    nn_set_threads(threads);
+    double f1n = qb_time(b, QB_FP32, 1, 2000), f256n = qb_time(b, QB_FP32, QB_BATCH, 20);
     printf("quant fp32 (OpenBLAS, %d threads):  batch-1 %7.1f us   batch-256 %8.0f samples/s\n",
            threads, f1n, f256n);
     for (int isa = 0; isa < QGEMM_NISA; isa++) {

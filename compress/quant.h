@@ -276,7 +276,8 @@ void quant_q4_unpack(const quant_q4 *q, float *w);
 /* y (n x m) = x (n x k float) * dequant(W)^T + (b ? b : 0). */
 void quant_q4_gemm_ref(const quant_q4 *q, const float *x, int n, const float *b, float *y);
 void quant_q4_gemm_avx2(const quant_q4 *q, const float *x, int n, const float *b, float *y);
-/* The fastest supported of the two. */
+/* The fastest supported: AVX2 for small batches; from 16 samples on, 256-row
+ * panels dequantized to fp32 and multiplied by OpenBLAS sgemm. */
 void quant_q4_gemm(const quant_q4 *q, const float *x, int n, const float *b, float *y);
 
 /* ==== sparse int8 (CSR) ===================================================== */

@@ -1,9 +1,10 @@
 /* Weight-only int4: groups of 32 weights along k share a float scale, two
  * weights per byte.  The GEMM dequantizes inside the kernel (fp32 activations
  * and outputs); the AVX2 path unpacks a block once and reuses it for up to 4
- * samples. */
+ * samples; large batches dequantize 256-row panels for sgemm. */
 #include "quant.h"
 
+#include <cblas.h>
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -166,11 +167,55 @@ AVX2 void quant_q4_gemm_avx2(const quant_q4 *q, const float *x, int n, const flo
     }
 }
 
+/* ---- large batches: dequantize a panel of rows, then sgemm ------------------------- */
+
+/* Row r dequantized into out[0..k). */
+static AVX2 void q4_row_f32(const quant_q4 *q, int r, float *out)
+{
+    float tmp[G];
+    for (int bi = 0; bi < q->nb; bi++) {
+        const quant_block_q4 *bl = &q->blocks[(size_t)r * q->nb + bi];
+        __m256 w[4], sc = _mm256_set1_ps(bl->scale);
+        q4_unpack8x4(bl, w);
+        int len = q->k - bi * G < G ? q->k - bi * G : G;
+        float *dst = len == G ? out + (size_t)bi * G : tmp;
+        for (int c = 0; c < 4; c++)
+            _mm256_storeu_ps(dst + 8 * c, _mm256_mul_ps(w[c], sc));
+        if (dst == tmp)
+            memcpy(out + (size_t)bi * G, tmp, (size_t)len * sizeof *tmp);
+    }
+}
+
+/* At batch n >= Q4_PANEL_MIN_N the arithmetic, not the weight bytes, is the
+ * cost, so 256-row panels are dequantized once and multiplied by sgemm.
+ * Returns -1 (nothing written) when the panel cannot be allocated. */
+#define Q4_PANEL_ROWS 256
+#define Q4_PANEL_MIN_N 16
+static AVX2 int q4_gemm_panels(const quant_q4 *q, const float *x, int n, const float *b,
+                               float *y)
+{
+    float *panel = kd_afloat((size_t)Q4_PANEL_ROWS * q->k);
+    if (!panel)
+        return -1;
+    for (int r0 = 0; r0 < q->m; r0 += Q4_PANEL_ROWS) {
+        int rows = q->m - r0 < Q4_PANEL_ROWS ? q->m - r0 : Q4_PANEL_ROWS;
+        for (int r = 0; r < rows; r++)
+            q4_row_f32(q, r0 + r, panel + (size_t)r * q->k);
+        for (int i = 0; i < n; i++)
+            for (int r = 0; r < rows; r++)
+                y[(size_t)i * q->m + r0 + r] = b ? b[r0 + r] : 0.0f;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, q->k, 1.0f, x, q->k,
+                    panel, q->k, 1.0f, y + r0, q->m);
+    }
+    kd_afree(panel);
+    return 0;
+}
+
 void quant_q4_gemm(const quant_q4 *q, const float *x, int n, const float *b, float *y)
 {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        quant_q4_gemm_avx2(q, x, n, b, y);
-    else
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
         quant_q4_gemm_ref(q, x, n, b, y);
+    else if (n < Q4_PANEL_MIN_N || q4_gemm_panels(q, x, n, b, y))
+        quant_q4_gemm_avx2(q, x, n, b, y);
 }
