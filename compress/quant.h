@@ -282,21 +282,27 @@ void quant_q4_gemm(const quant_q4 *q, const float *x, int n, const float *b, flo
 
 /* ==== sparse int8 (CSR) ===================================================== */
 
-/* Non-zeros of a pruned m x k matrix as int8 with a symmetric scale per row:
- * w[r, col[j]] ~ scale[r] * val[j] for j in [row_ptr[r], row_ptr[r+1]). */
+/* Non-zeros of a pruned m x k matrix as int8 with a symmetric scale per row,
+ * columns delta-coded in one byte (as Deep Compression's relative indices):
+ * entry j of row r (j in [row_ptr[r], row_ptr[r+1])) sits at column
+ * col_j = col_{j-1} + delta[j], with col = 0 before a row's first entry, and
+ * w[r, col_j] ~ scale[r] * val[j].  A gap over 255 columns is bridged by
+ * filler entries of value 0, so an entry costs 2 bytes (vs 5 with int32
+ * columns): 90% pruning is 20x smaller than fp32, not 8x. */
 typedef struct {
     int m, k;
-    int32_t nnz;
+    int32_t nnz;      /* stored entries, fillers included */
     int32_t *row_ptr; /* m + 1 */
-    int32_t *col;     /* nnz */
+    uint8_t *delta;   /* nnz */
     int8_t *val;      /* nnz */
     float *scale;     /* m */
 } quant_csr;
 
-/* Keeps the exact-zero entries out; NULL with e on bad shape or no memory. */
+/* Keeps the exact-zero entries out (an entry that rounds to 0 is kept with
+ * value 0); NULL with e on bad shape or no memory. */
 quant_csr *quant_csr_from_dense(const float *w, int m, int k, kd_err *e);
 void quant_csr_free(quant_csr *c);
-/* Bytes the format stores (row_ptr, col, val, scale), for size reports. */
+/* Bytes the format stores (row_ptr, delta, val, scale), for size reports. */
 size_t quant_csr_bytes(const quant_csr *c);
 /* y (n x m) = x (n x k float) * dequant(W)^T + (b ? b : 0). */
 void quant_csr_gemm_ref(const quant_csr *c, const float *x, int n, const float *b, float *y);

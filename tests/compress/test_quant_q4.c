@@ -145,6 +145,20 @@ static float *sparse_w(nn_rng *r, shape s, float keep)
     return w;
 }
 
+/* Decodes c back to a dense m x k matrix of dequantized values. */
+static void csr_to_dense(const quant_csr *c, float *w)
+{
+    memset(w, 0, (size_t)c->m * c->k * sizeof *w);
+    for (int r = 0; r < c->m; r++) {
+        int col = 0;
+        for (int32_t j = c->row_ptr[r]; j < c->row_ptr[r + 1]; j++) {
+            col += c->delta[j];
+            ck_assert_int_lt(col, c->k);
+            w[(size_t)r * c->k + col] += c->scale[r] * c->val[j];
+        }
+    }
+}
+
 START_TEST(test_csr_format)
 {
     float w[2 * 5] = {0, 1.0f, 0, -0.5f, 0, 0, 0, 0, 0, 2.0f};
@@ -153,9 +167,9 @@ START_TEST(test_csr_format)
     ck_assert_ptr_nonnull(c);
     ck_assert_int_eq(c->nnz, 3);
     ck_assert(c->row_ptr[0] == 0 && c->row_ptr[1] == 2 && c->row_ptr[2] == 3);
-    ck_assert(c->col[0] == 1 && c->col[1] == 3 && c->col[2] == 4);
+    ck_assert(c->delta[0] == 1 && c->delta[1] == 2 && c->delta[2] == 4);
     ck_assert(c->val[0] == 127 && c->val[1] == -64 && c->val[2] == 127);
-    ck_assert_int_eq(quant_csr_bytes(c), 3 * 4 + 3 * 5 + 2 * 4);
+    ck_assert_int_eq(quant_csr_bytes(c), 3 * 4 + 3 * 2 + 2 * 4);
     quant_csr_free(c);
     quant_csr_free(NULL);
     ck_assert_ptr_null(quant_csr_from_dense(w, 2, 0, &e));
@@ -169,6 +183,26 @@ START_TEST(test_csr_format)
 }
 END_TEST
 
+/* Gaps of exactly 255, 256, 510, 511 and more columns: fillers of value 0
+ * bridge them and decoding gives back every position. */
+START_TEST(test_csr_long_gaps)
+{
+    enum { K = 1400 };
+    static float w[2 * K], back[2 * K];
+    const int at[] = {0, 255, 511, 1021, 1022, 1399};
+    for (size_t i = 0; i < sizeof at / sizeof *at; i++)
+        w[at[i]] = w[K + at[i]] = 1.0f;
+    w[K] = 0.0f; /* row 1 starts with a gap of 255 */
+    quant_csr *c = quant_csr_from_dense(w, 2, K, NULL);
+    /* row 0: 6 entries + fillers for gaps 256 (1), 510 (1), 377 (1) */
+    ck_assert_int_eq(c->row_ptr[1], 9);
+    csr_to_dense(c, back);
+    for (int i = 0; i < 2 * K; i++)
+        ck_assert_msg(back[i] == w[i] * c->scale[i / K] * 127.0f, "position %d", i);
+    quant_csr_free(c);
+}
+END_TEST
+
 START_TEST(test_csr_gemm_kernels)
 {
     nn_rng r = nn_rng_stream(7, NN_STREAM_TEST);
@@ -179,9 +213,7 @@ START_TEST(test_csr_gemm_kernels)
         size_t ny = (size_t)s.n * s.m;
         float *want = malloc(ny * 4), *ref = malloc(ny * 4), *got = malloc(ny * 4);
         quant_csr *c = quant_csr_from_dense(w, s.m, s.k, NULL);
-        for (int rr = 0; rr < s.m; rr++)
-            for (int32_t j = c->row_ptr[rr]; j < c->row_ptr[rr + 1]; j++)
-                deq[(size_t)rr * s.k + c->col[j]] = c->scale[rr] * c->val[j];
+        csr_to_dense(c, deq);
         for (size_t i = 0; i < (size_t)s.m * s.k; i++) /* int8 error: half a step */
             ck_assert(fabsf(deq[i] - w[i]) <= 0.5f * c->scale[i / s.k] * 1.0001f);
         gemm_d(deq, x, b, s, want);
@@ -203,6 +235,7 @@ Suite *suite_compress_q4_csr(void)
     tcase_add_test(tc, test_q4_error_bound);
     tcase_add_test(tc, test_q4_gemm_kernels);
     tcase_add_test(tc, test_csr_format);
+    tcase_add_test(tc, test_csr_long_gaps);
     tcase_add_test(tc, test_csr_gemm_kernels);
     suite_add_tcase(s, tc);
     return s;
