@@ -1,4 +1,4 @@
-/* Weight-only int4: groups of 32 weights along k share a float scale, two
+/* Weight-only int4: groups of 32 weights along k share an fp16 scale, two
  * weights per byte.  The GEMM dequantizes inside the kernel (fp32 activations
  * and outputs); the AVX2 path unpacks a block once and reuses it for up to 4
  * samples; large batches dequantize 256-row panels for sgemm. */
@@ -10,6 +10,74 @@
 #include <string.h>
 
 #define G QUANT_Q4_GROUP
+
+/* ---- fp16 ------------------------------------------------------------------------------ */
+
+float quant_f16_to_f32(uint16_t h)
+{
+    int exp = (h >> 10) & 31, man = h & 1023;
+    float f = exp == 0    ? ldexpf((float)man, -24)
+              : exp == 31 ? (man ? NAN : INFINITY)
+                          : ldexpf((float)(man | 1024), exp - 25);
+    return h & 0x8000 ? -f : f;
+}
+
+uint16_t quant_f32_to_f16(float f)
+{
+    uint16_t sign = signbit(f) ? 0x8000 : 0;
+    float a = fabsf(f);
+    if (isnan(f))
+        return 0x7e00;
+    if (a >= 65504.0f)
+        return sign | 0x7bff;
+    if (a < ldexpf(1.0f, -14)) /* subnormal: multiples of 2^-24 */
+        return sign | (uint16_t)lrintf(a * 16777216.0f);
+    int e;
+    float m = frexpf(a, &e);                 /* a = m * 2^e, m in [0.5, 1) */
+    long mant = lrintf(ldexpf(m, 11)) - 1024; /* 10 bits, nearest even */
+    if (mant == 1024) {                       /* rounded up to the next power of two */
+        mant = 0;
+        e++;
+    }
+    return sign | (uint16_t)((e + 14) << 10 | mant);
+}
+
+/* The kernels' version: normal halves and zero inline (every scale that
+ * quant_q4_pack writes), anything else through the general conversion. */
+static inline __attribute__((always_inline)) float f16_scale(uint16_t h)
+{
+    int exp = (h >> 10) & 31;
+    if (exp > 0 && exp < 31) { /* rebias the exponent: 15 -> 127 */
+        uint32_t b = (uint32_t)(h & 0x8000) << 16 | ((uint32_t)(h & 0x7fff) + 0x1c000) << 13;
+        float f;
+        memcpy(&f, &b, sizeof f);
+        return f;
+    }
+    return h == 0 ? 0.0f : quant_f16_to_f32(h);
+}
+
+/* ---- packing ----------------------------------------------------------------------------- */
+
+/* One group of len <= 32 weights into a block. */
+static void q4_block(const float *src, int len, quant_block_q4 *out)
+{
+    float amax = 0.0f;
+    for (int j = 0; j < len; j++)
+        amax = fmaxf(amax, fabsf(src[j]));
+    float d = amax / 7.0f;
+    if (d > 0.0f && d < ldexpf(1.0f, -14))
+        d = ldexpf(1.0f, -14); /* the smallest normal fp16 */
+    out->d = quant_f32_to_f16(d);
+    d = quant_f16_to_f32(out->d);
+    uint8_t nib[G];
+    for (int j = 0; j < G; j++) {
+        float v = j < len && d > 0.0f ? roundf(src[j] / d) : 0.0f;
+        v = v < -8.0f ? -8.0f : v > 7.0f ? 7.0f : v;
+        nib[j] = (uint8_t)((int)v + 8);
+    }
+    for (int j = 0; j < G / 2; j++)
+        out->q[j] = (uint8_t)(nib[j] | nib[j + G / 2] << 4);
+}
 
 quant_q4 *quant_q4_pack(const float *w, int m, int k, kd_err *e)
 {
@@ -29,21 +97,8 @@ quant_q4 *quant_q4_pack(const float *w, int m, int k, kd_err *e)
     *q = (quant_q4){.m = m, .k = k, .nb = nb, .blocks = bl};
     for (int r = 0; r < m; r++)
         for (int b = 0; b < nb; b++) {
-            const float *src = w + (size_t)r * k + (size_t)b * G;
             int len = k - b * G < G ? k - b * G : G;
-            float amax = 0.0f;
-            for (int j = 0; j < len; j++)
-                amax = fmaxf(amax, fabsf(src[j]));
-            quant_block_q4 *out = &bl[(size_t)r * nb + b];
-            out->scale = amax / 7.0f;
-            uint8_t nib[G];
-            for (int j = 0; j < G; j++) {
-                float v = j < len && out->scale > 0.0f ? roundf(src[j] / out->scale) : 0.0f;
-                v = v < -8.0f ? -8.0f : v > 7.0f ? 7.0f : v;
-                nib[j] = (uint8_t)((int)v + 8);
-            }
-            for (int j = 0; j < G / 2; j++)
-                out->q[j] = (uint8_t)(nib[j] | nib[j + G / 2] << 4);
+            q4_block(w + (size_t)r * k + (size_t)b * G, len, &bl[(size_t)r * nb + b]);
         }
     return q;
 }
@@ -68,7 +123,7 @@ void quant_q4_unpack(const quant_q4 *q, float *w)
     for (int r = 0; r < q->m; r++)
         for (int c = 0; c < q->k; c++) {
             const quant_block_q4 *b = &q->blocks[(size_t)r * q->nb + c / G];
-            w[(size_t)r * q->k + c] = b->scale * (float)q4_at(b, c % G);
+            w[(size_t)r * q->k + c] = f16_scale(b->d) * (float)q4_at(b, c % G);
         }
 }
 
@@ -84,7 +139,7 @@ void quant_q4_gemm_ref(const quant_q4 *q, const float *x, int n, const float *b,
                 float s = 0.0f;
                 for (int j = 0; j < len; j++)
                     s += (float)q4_at(bl, j) * xs[j];
-                acc += bl->scale * s;
+                acc += f16_scale(bl->d) * s;
             }
             y[(size_t)i * q->m + r] = acc;
         }
@@ -132,24 +187,43 @@ INL float hsum8(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* Row r for samples i0 .. i0+ns-1 (ns <= 4). */
+/* acc += scale * <w, x> for one block whose x lanes are loaded. */
+INL __m256 q4_dot(const __m256 w[4], const __m256 xv[4], __m256 sc, __m256 acc)
+{
+    __m256 d = _mm256_add_ps(_mm256_mul_ps(w[0], xv[0]), _mm256_mul_ps(w[1], xv[1]));
+    d = _mm256_add_ps(d, _mm256_add_ps(_mm256_mul_ps(w[2], xv[2]), _mm256_mul_ps(w[3], xv[3])));
+    return _mm256_fmadd_ps(sc, d, acc);
+}
+
+/* Row r for samples i0 .. i0+ns-1 (ns <= 4): full blocks, then the ragged one. */
 INL void q4_row(const quant_q4 *q, int r, const float *x, int i0, int ns, const float *b,
                 float *y)
 {
+    const int k = q->k, nfull = k / G;
+    const quant_block_q4 *row = q->blocks + (size_t)r * q->nb;
+    const float *xs[4];
     __m256 acc[4];
-    for (int s = 0; s < ns; s++)
+    for (int s = 0; s < ns; s++) {
+        xs[s] = x + (size_t)(i0 + s) * k;
         acc[s] = _mm256_setzero_ps();
-    for (int bi = 0; bi < q->nb; bi++) {
-        const quant_block_q4 *bl = &q->blocks[(size_t)r * q->nb + bi];
-        int len = q->k - bi * G;
-        __m256 w[4], sc = _mm256_set1_ps(bl->scale);
-        q4_unpack8x4(bl, w);
+    }
+    for (int bi = 0; bi < nfull; bi++) {
+        __m256 w[4], sc = _mm256_set1_ps(f16_scale(row[bi].d));
+        q4_unpack8x4(&row[bi], w);
+        for (int s = 0; s < ns; s++) {
+            const float *xp = xs[s] + (size_t)bi * G;
+            __m256 xv[4] = {_mm256_loadu_ps(xp), _mm256_loadu_ps(xp + 8),
+                            _mm256_loadu_ps(xp + 16), _mm256_loadu_ps(xp + 24)};
+            acc[s] = q4_dot(w, xv, sc, acc[s]);
+        }
+    }
+    if (nfull < q->nb) {
+        __m256 w[4], sc = _mm256_set1_ps(f16_scale(row[nfull].d));
+        q4_unpack8x4(&row[nfull], w);
         for (int s = 0; s < ns; s++) {
             __m256 xv[4];
-            x_load8x4(x + (size_t)(i0 + s) * q->k + (size_t)bi * G, len, xv);
-            __m256 d = _mm256_add_ps(_mm256_mul_ps(w[0], xv[0]), _mm256_mul_ps(w[1], xv[1]));
-            d = _mm256_add_ps(d, _mm256_add_ps(_mm256_mul_ps(w[2], xv[2]), _mm256_mul_ps(w[3], xv[3])));
-            acc[s] = _mm256_fmadd_ps(sc, d, acc[s]);
+            x_load8x4(xs[s] + (size_t)nfull * G, k - nfull * G, xv);
+            acc[s] = q4_dot(w, xv, sc, acc[s]);
         }
     }
     for (int s = 0; s < ns; s++)
@@ -175,7 +249,7 @@ static AVX2 void q4_row_f32(const quant_q4 *q, int r, float *out)
     float tmp[G];
     for (int bi = 0; bi < q->nb; bi++) {
         const quant_block_q4 *bl = &q->blocks[(size_t)r * q->nb + bi];
-        __m256 w[4], sc = _mm256_set1_ps(bl->scale);
+        __m256 w[4], sc = _mm256_set1_ps(f16_scale(bl->d));
         q4_unpack8x4(bl, w);
         int len = q->k - bi * G < G ? q->k - bi * G : G;
         float *dst = len == G ? out + (size_t)bi * G : tmp;

@@ -55,6 +55,28 @@ static void gemm_d(const float *w, const float *x, const float *b, shape s, floa
         }
 }
 
+/* Every finite half survives f16 -> f32 -> f16; rounding is to nearest even. */
+START_TEST(test_f16_conversions)
+{
+    for (uint32_t h = 0; h < 65536; h++) {
+        if ((h & 0x7c00) == 0x7c00)
+            continue; /* inf and NaN below */
+        float f = quant_f16_to_f32((uint16_t)h);
+        ck_assert_msg(quant_f32_to_f16(f) == h, "half %#x -> %g -> %#x", h, f,
+                      quant_f32_to_f16(f));
+    }
+    ck_assert_int_eq(quant_f32_to_f16(1.0f), 0x3c00);
+    ck_assert_int_eq(quant_f32_to_f16(-2.0f), 0xc000);
+    ck_assert_int_eq(quant_f32_to_f16(0.1f), 0x2e66);
+    ck_assert_int_eq(quant_f32_to_f16(1e6f), 0x7bff);
+    ck_assert_int_eq(quant_f32_to_f16(ldexpf(1.0f, -24)), 1);
+    ck_assert_int_eq(quant_f32_to_f16(1.0f + ldexpf(1.0f, -11)), 0x3c00); /* tie to even */
+    ck_assert_int_eq(quant_f32_to_f16(1.0f + 3 * ldexpf(1.0f, -11)), 0x3c02);
+    ck_assert(isinf(quant_f16_to_f32(0x7c00)) && isnan(quant_f16_to_f32(0x7e00)));
+    ck_assert(isnan(quant_f16_to_f32(quant_f32_to_f16(NAN))));
+}
+END_TEST
+
 START_TEST(test_q4_round_trip)
 {
     enum { M = 3, K = 45 }; /* two groups per row, the second ragged */
@@ -90,7 +112,7 @@ START_TEST(test_q4_error_bound)
     quant_q4 *q = quant_q4_pack(w, M, K, NULL);
     quant_q4_unpack(q, back);
     for (int i = 0; i < M * K; i++) {
-        float sc = q->blocks[(i / K) * q->nb + (i % K) / 32].scale;
+        float sc = quant_f16_to_f32(q->blocks[(i / K) * q->nb + (i % K) / 32].d);
         ck_assert_msg(fabsf(w[i] - back[i]) <= 0.5f * sc * 1.0001f, "q4 error at %d", i);
     }
     quant_q4_free(q);
@@ -231,6 +253,7 @@ Suite *suite_compress_q4_csr(void)
 {
     Suite *s = suite_create("compress_q4_csr");
     TCase *tc = tcase_create("q4_csr");
+    tcase_add_test(tc, test_f16_conversions);
     tcase_add_test(tc, test_q4_round_trip);
     tcase_add_test(tc, test_q4_error_bound);
     tcase_add_test(tc, test_q4_gemm_kernels);
