@@ -199,7 +199,9 @@ qgemm_isa qgemm_isa_best(void);
 const char *qgemm_isa_name(qgemm_isa isa);
 
 /* Y = out(X * W^T) with the packed W on the given kernel (must be supported).
- * n == 1 is the GEMV path.  X is n x k int8, Y n x m int8 or float per ep. */
+ * n == 1 is the GEMV path.  X is n x k int8, Y n x m int8 or float per ep.
+ * Single-threaded.  The VNNI kernel allocates 8 * kp bytes of scratch per
+ * call when n >= 8 (without it, a slower path gives the same result). */
 void qgemm_run(qgemm_isa isa, const qgemm_packed *w, const int8_t *x, int n,
                const qgemm_epi *ep, void *y);
 void qgemm_scalar(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep, void *y);
