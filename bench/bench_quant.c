@@ -164,7 +164,8 @@ static int cmp_double(const void *a, const void *b)
 
 enum { QB_FP32 = -1, QB_INT4 = -2, QB_CSR = -3 };
 
-/* isa >= 0: int8 on that kernel, else a QB_ model.  Batch 1: median microseconds; batch 256: samples per second. */
+/* isa >= 0: int8 on that kernel, else a QB_ model.  Batch 1: median
+ * microseconds; batch 256: samples per second (best run). */
 static double qb_time(qbench *b, int isa, int n, int reps)
 {
     float *out = kd_afloat((size_t)n * 10);
@@ -253,7 +254,8 @@ void bench_quant(void)
         qbench_free(&b);
         return;
     }
-    printf("quant: 784-1200-1200-10 int8 stack, best kernel %s, argmax agreement with fp32 %.1f%%\n",
+    printf("quant: 784-1200-1200-10 stack, best int8 kernel %s, int8 argmax agrees with fp32 "
+           "on %.1f%% of 256 inputs\n",
            qgemm_isa_name(qgemm_isa_best()), 100.0 * qb_agreement(&b));
     qb_report(&b, threads);
     qbench_free(&b);

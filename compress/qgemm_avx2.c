@@ -44,7 +44,8 @@ TILE __m256 load8f(const float *p, int left)
 TILE __m256i requant8(__m256i v, __m256i mult, __m256i shift)
 {
     __m256i zero = _mm256_setzero_si256(), one = _mm256_set1_epi32(1);
-    __m256i ls = _mm256_max_epi32(shift, zero), rs = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
+    __m256i ls = _mm256_max_epi32(shift, zero);
+    __m256i rs = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
     __m256i t = _mm256_sllv_epi32(v, ls);
     __m256i ok = _mm256_cmpeq_epi32(_mm256_srav_epi32(t, ls), v);
     __m256i sat = _mm256_xor_si256(_mm256_srai_epi32(v, 31), _mm256_set1_epi32(INT32_MAX));

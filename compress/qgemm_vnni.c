@@ -32,7 +32,8 @@ TILE __m512i x_group(const int8_t *x, int nb)
 TILE __m512i requant16(__m512i v, __m512i mult, __m512i shift)
 {
     __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
-    __m512i ls = _mm512_max_epi32(shift, zero), rs = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
+    __m512i ls = _mm512_max_epi32(shift, zero);
+    __m512i rs = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
     __m512i t = _mm512_sllv_epi32(v, ls);
     __mmask16 ovf = _mm512_cmpneq_epi32_mask(_mm512_srav_epi32(t, ls), v);
     __m512i sat = _mm512_xor_si512(_mm512_srai_epi32(v, 31), _mm512_set1_epi32(INT32_MAX));
@@ -41,7 +42,9 @@ TILE __m512i requant16(__m512i v, __m512i mult, __m512i shift)
     __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(v, mult), half);
     __m512i po = _mm512_add_epi64(
         _mm512_mul_epi32(_mm512_srli_epi64(v, 32), _mm512_srli_epi64(mult, 32)), half);
-    __m512i h = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 31), _mm512_slli_epi64(po, 1));
+    /* low 32 bits of (pe >> 31) in even lanes, high 32 of (po << 1) in odd ones */
+    __m512i h =
+        _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 31), _mm512_slli_epi64(po, 1));
     __m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, rs), one);
     __m512i rem = _mm512_and_si512(h, mask);
     __m512i thr = _mm512_add_epi32(_mm512_srli_epi32(mask, 1), _mm512_srli_epi32(h, 31));
@@ -64,7 +67,8 @@ static VNNI __attribute__((noinline)) void epilogue16(const qgemm_packed *p, con
         acc = _mm512_add_epi32(acc, _mm512_maskz_loadu_epi32(k, ep->bias + r0));
     size_t at = (size_t)i * p->m + r0;
     if (ep->out_f32) {
-        __m512 s = _mm512_mul_ps(_mm512_set1_ps(ep->x_scale), _mm512_maskz_loadu_ps(k, ep->w_scale + r0));
+        __m512 s = _mm512_mul_ps(_mm512_set1_ps(ep->x_scale),
+                                 _mm512_maskz_loadu_ps(k, ep->w_scale + r0));
         __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), s);
         if (ep->fbias)
             v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, ep->fbias + r0));

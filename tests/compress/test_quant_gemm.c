@@ -149,7 +149,8 @@ START_TEST(test_kernels_extremes)
     memset(x, 0x80, sizeof x);
     for (int r = 0; r < M; r++)
         quant_multiplier(r % 3 ? 1e-3 * r : 3.0 + r, &mult[r], &shift[r], NULL);
-    qgemm_epi ep = {.x_zero = 127, .mult = mult, .shift = shift, .y_zero = -3, .lo = -128, .hi = 127};
+    qgemm_epi ep = {.x_zero = 127, .mult = mult, .shift = shift, .y_zero = -3, .lo = -128,
+                    .hi = 127};
     int8_t want[N * M], got[N * M];
     qgemm_ref(w, M, K, x, N, &ep, want);
     qgemm_packed *p = qgemm_pack(w, M, K, NULL);
