@@ -22,6 +22,7 @@ typedef struct {
     quant_q4 *q4[QB_LAYERS];            /* int4 weight-only model */
     quant_csr *csr[QB_LAYERS];          /* 90%-pruned csr-int8 model */
     quant_params in;                    /* of the float input */
+    qgemm_team *team;                   /* NULL: int8 on the calling thread */
     float *x;                           /* QB_BATCH inputs in [0, 1) */
     float *a[2];                        /* fp32 activations, ping-pong */
     int8_t *qa[3];                      /* int8 input and activations */
@@ -50,9 +51,9 @@ static void fp32_forward(qbench *b, int n, float *out)
 static void int8_forward(qbench *b, qgemm_isa isa, int n, float *out)
 {
     quant_quantize_s8(b->x, (size_t)n * qb_size[0], b->in, b->qa[0]);
-    quant_dense_forward(b->q[0], isa, b->qa[0], n, b->qa[1]);
-    quant_dense_forward(b->q[1], isa, b->qa[1], n, b->qa[2]);
-    quant_dense_forward_f32(b->q[2], isa, b->qa[2], n, out);
+    quant_dense_forward(b->q[0], isa, b->team, b->qa[0], n, b->qa[1]);
+    quant_dense_forward(b->q[1], isa, b->team, b->qa[1], n, b->qa[2]);
+    quant_dense_forward_f32(b->q[2], isa, b->team, b->qa[2], n, out);
 }
 
 /* fp32 activations through int4 or CSR int8 layers (ReLU between). */
@@ -221,6 +222,24 @@ static void qb_report_weight_only(qbench *b, double f1, double f256)
     }
 }
 
+/* The best int8 kernel split across a team as large as OpenBLAS's thread
+ * count, against fp32 on those threads. */
+static void qb_report_team(qbench *b, int threads, double f1n, double f256n)
+{
+    if (threads < 2)
+        return;
+    b->team = qgemm_team_new(threads, NULL);
+    if (!b->team)
+        return;
+    qgemm_isa isa = qgemm_isa_best();
+    double q1 = qb_time(b, isa, 1, 2000), q256 = qb_time(b, isa, QB_BATCH, 22);
+    printf("quant int8 %-12s (%d threads): batch-1 %7.1f us (%.2fx fp32-%dt)   batch-256 %8.0f "
+           "samples/s (%.2fx fp32-%dt)\n",
+           qgemm_isa_name(isa), threads, q1, f1n / q1, threads, q256, q256 / f256n, threads);
+    qgemm_team_free(b->team);
+    b->team = NULL;
+}
+
 static void qb_report(qbench *b, int threads)
 {
     nn_set_threads(1);
@@ -242,6 +261,7 @@ static void qb_report(qbench *b, int threads)
                qgemm_isa_name((qgemm_isa)isa), q1, f1 / q1, q256, q256 / f256, q256 / f256n,
                threads);
     }
+    qb_report_team(b, threads, f1n, f256n);
 }
 
 void bench_quant(void)

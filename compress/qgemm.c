@@ -65,12 +65,13 @@ void qgemm_packed_free(qgemm_packed *p)
 
 /* ---- portable kernel ------------------------------------------------------------ */
 
-void qgemm_scalar(const qgemm_packed *p, const int8_t *x, int n, const qgemm_epi *ep, void *y)
+void qgemm_scalar_part(const qgemm_packed *p, const int8_t *x, int n, const qgemm_epi *ep,
+                       void *y, int pb, int pe)
 {
-    int kg = p->kp / 4;
+    int kg = p->kp / 4, rend = 16 * pe < p->m ? 16 * pe : p->m;
     for (int i = 0; i < n; i++) {
         const int8_t *xi = x + (size_t)i * p->k;
-        for (int r = 0; r < p->m; r++) {
+        for (int r = 16 * pb; r < rend; r++) {
             const qgemm_block *b = p->w + (size_t)(r / 16) * kg;
             int32_t acc = 0;
             for (int c = 0; c < p->k; c++)
@@ -78,6 +79,11 @@ void qgemm_scalar(const qgemm_packed *p, const int8_t *x, int n, const qgemm_epi
             qgemm_store1(ep, acc, p->row_sum[r], r, y, (size_t)i * p->m + r);
         }
     }
+}
+
+void qgemm_scalar(const qgemm_packed *p, const int8_t *x, int n, const qgemm_epi *ep, void *y)
+{
+    qgemm_scalar_part(p, x, n, ep, y, 0, p->mp / 16);
 }
 
 /* ---- dispatch ---------------------------------------------------------------------- */
@@ -112,13 +118,19 @@ const char *qgemm_isa_name(qgemm_isa isa)
     return isa >= 0 && isa < QGEMM_NISA ? names[isa] : "?";
 }
 
+void qgemm_run_part(qgemm_isa isa, const qgemm_packed *w, const int8_t *x, int n,
+                    const qgemm_epi *ep, void *y, int pb, int pe)
+{
+    if (isa == QGEMM_VNNI512)
+        qgemm_vnni512_part(w, x, n, ep, y, pb, pe);
+    else if (isa == QGEMM_AVX2)
+        qgemm_avx2_part(w, x, n, ep, y, pb, pe);
+    else
+        qgemm_scalar_part(w, x, n, ep, y, pb, pe);
+}
+
 void qgemm_run(qgemm_isa isa, const qgemm_packed *w, const int8_t *x, int n,
                const qgemm_epi *ep, void *y)
 {
-    if (isa == QGEMM_VNNI512)
-        qgemm_vnni512(w, x, n, ep, y);
-    else if (isa == QGEMM_AVX2)
-        qgemm_avx2(w, x, n, ep, y);
-    else
-        qgemm_scalar(w, x, n, ep, y);
+    qgemm_run_part(isa, w, x, n, ep, y, 0, w->mp / 16);
 }

@@ -139,21 +139,28 @@ TILE void tile(const qgemm_packed *p, int p0, int np, const int8_t *x, int i0, i
                 epilogue8(p, ep, raw[a][h][s], 16 * (p0 + a) + 8 * h, i0 + s, y);
 }
 
+/* Panels [pb, pe) in groups of `wide` (a constant per call site). */
 TILE void sweep(const qgemm_packed *p, int wide, const int8_t *x, int i0, int ns,
-                const qgemm_epi *ep, void *y)
+                const qgemm_epi *ep, void *y, int pb, int pe)
 {
-    int npan = p->mp / 16, p0 = 0;
-    for (; p0 + wide <= npan; p0 += wide)
+    int p0 = pb;
+    for (; p0 + wide <= pe; p0 += wide)
         tile(p, p0, wide, x, i0, ns, ep, y);
-    for (; p0 < npan; p0++)
+    for (; p0 < pe; p0++)
         tile(p, p0, 1, x, i0, ns, ep, y);
 }
 
-AVX2 void qgemm_avx2(const qgemm_packed *p, const int8_t *x, int n, const qgemm_epi *ep, void *y)
+AVX2 void qgemm_avx2_part(const qgemm_packed *p, const int8_t *x, int n, const qgemm_epi *ep,
+                          void *y, int pb, int pe)
 {
     int i = 0;
     for (; i + 2 <= n; i += 2) /* GEMM: 2 panels x 2 samples x 2 halves = 8 accumulators */
-        sweep(p, 2, x, i, 2, ep, y);
+        sweep(p, 2, x, i, 2, ep, y, pb, pe);
     for (; i < n; i++) /* GEMV and the batch tail: 4 panels = 8 accumulators */
-        sweep(p, 4, x, i, 1, ep, y);
+        sweep(p, 4, x, i, 1, ep, y, pb, pe);
+}
+
+void qgemm_avx2(const qgemm_packed *p, const int8_t *x, int n, const qgemm_epi *ep, void *y)
+{
+    qgemm_avx2_part(p, x, n, ep, y, 0, p->mp / 16);
 }

@@ -5,6 +5,17 @@
 
 #include "quant.h"
 
+/* The kernels on panels [pb, pe) only (rows 16 pb .. 16 pe - 1 that exist):
+ * how a team splits one product across threads. */
+void qgemm_run_part(qgemm_isa isa, const qgemm_packed *w, const int8_t *x, int n,
+                    const qgemm_epi *ep, void *y, int pb, int pe);
+void qgemm_scalar_part(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep,
+                       void *y, int pb, int pe);
+void qgemm_avx2_part(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep,
+                     void *y, int pb, int pe);
+void qgemm_vnni512_part(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep,
+                        void *y, int pb, int pe);
+
 /* acc + bias[r] - x_zero * row_sum, in two's-complement int32 (wrapping, as the
  * SIMD adds do; exact whenever the true value fits, e.g. k <= 65536). */
 static inline int32_t qgemm_corrected(const qgemm_epi *ep, int32_t acc, int32_t row_sum, int r)

@@ -176,46 +176,52 @@ TILE void tile_u8(const qgemm_packed *p, int p0, int np, const uint8_t *xu, int 
             epilogue16(p, ep, raw[a][s], 16 * (p0 + a), i0 + s, y);
 }
 
-/* All panels for GEMM_NS samples from the offset block xu. */
+/* Panels [pb, pe) for GEMM_NS samples from the offset block xu. */
 TILE void sweep_u8(const qgemm_packed *p, const uint8_t *xu, int i0, const qgemm_epi *ep,
-                   void *y)
+                   void *y, int pb, int pe)
 {
-    int npan = p->mp / 16, p0 = 0;
-    for (; p0 + 3 <= npan; p0 += 3)
+    int p0 = pb;
+    for (; p0 + 3 <= pe; p0 += 3)
         tile_u8(p, p0, 3, xu, i0, ep, y);
-    for (; p0 < npan; p0++)
+    for (; p0 < pe; p0++)
         tile_u8(p, p0, 1, xu, i0, ep, y);
 }
 
 /* ---- GEMV and fallback: the offset applied in registers -------------------------------- */
 
-/* Panels in groups of `wide` (a constant per call site), the rest one by one. */
+/* Panels [pb, pe) in groups of `wide` (a constant per call site), the rest
+ * one by one. */
 TILE void sweep(const qgemm_packed *p, int wide, const int8_t *x, int i0, int ns,
-                const qgemm_epi *ep, void *y)
+                const qgemm_epi *ep, void *y, int pb, int pe)
 {
-    int npan = p->mp / 16, p0 = 0;
-    for (; p0 + wide <= npan; p0 += wide)
+    int p0 = pb;
+    for (; p0 + wide <= pe; p0 += wide)
         tile(p, p0, wide, x, i0, ns, ep, y);
-    for (; p0 < npan; p0++)
+    for (; p0 < pe; p0++)
         tile(p, p0, 1, x, i0, ns, ep, y);
 }
 
 /* n >= GEMM_NS uses the offset scratch (one small allocation per call; if it
  * fails the in-register path computes the same result more slowly). */
-VNNI void qgemm_vnni512(const qgemm_packed *p, const int8_t *x, int n, const qgemm_epi *ep,
-                        void *y)
+VNNI void qgemm_vnni512_part(const qgemm_packed *p, const int8_t *x, int n,
+                             const qgemm_epi *ep, void *y, int pb, int pe)
 {
     int i = 0;
-    uint8_t *xu = n >= GEMM_NS ? kd_malloc((size_t)GEMM_NS * p->kp) : NULL;
+    uint8_t *xu = n >= GEMM_NS && pb < pe ? kd_malloc((size_t)GEMM_NS * p->kp) : NULL;
     if (xu) {
         for (; i + GEMM_NS <= n; i += GEMM_NS) {
             offset_rows(p, x, i, xu);
-            sweep_u8(p, xu, i, ep, y);
+            sweep_u8(p, xu, i, ep, y, pb, pe);
         }
         kd_free(xu);
     }
     for (; i + 4 <= n; i += 4) /* 4 panels x 4 samples = 16 accumulators */
-        sweep(p, 4, x, i, 4, ep, y);
+        sweep(p, 4, x, i, 4, ep, y, pb, pe);
     for (; i < n; i++) /* GEMV (and the batch tail): 8 panels, 8 accumulators */
-        sweep(p, 8, x, i, 1, ep, y);
+        sweep(p, 8, x, i, 1, ep, y, pb, pe);
+}
+
+void qgemm_vnni512(const qgemm_packed *p, const int8_t *x, int n, const qgemm_epi *ep, void *y)
+{
+    qgemm_vnni512_part(p, x, n, ep, y, 0, p->mp / 16);
 }

@@ -208,6 +208,18 @@ void qgemm_scalar(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi
 void qgemm_avx2(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep, void *y);
 void qgemm_vnni512(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep, void *y);
 
+/* A team of nthreads (the caller is one of them) that splits each product by
+ * panels of rows, so at batch 1 every core keeps its share of the weights in
+ * its own cache.  Workers spin briefly between jobs, then sleep.  One caller
+ * at a time per team.  NULL with e on a bad count, no memory or no thread. */
+typedef struct qgemm_team qgemm_team;
+qgemm_team *qgemm_team_new(int nthreads, kd_err *e);
+void qgemm_team_free(qgemm_team *t);
+int qgemm_team_size(const qgemm_team *t); /* 1 for NULL */
+/* qgemm_run split across t; t NULL (or of 1 thread) runs on the caller only. */
+void qgemm_team_run(qgemm_team *t, qgemm_isa isa, const qgemm_packed *w, const int8_t *x, int n,
+                    const qgemm_epi *ep, void *y);
+
 /* ==== an int8 dense layer (static PTQ and dynamic) ========================= */
 
 /* One dense layer y = act(x W^T + b) converted to int8: per-channel (or
@@ -239,18 +251,20 @@ void quant_dense_free(quant_dense *d);
 /* The epilogue that requantizes to out (int8 Y), or dequantizes (float Y). */
 qgemm_epi quant_dense_epi_s8(const quant_dense *d);
 qgemm_epi quant_dense_epi_f32(const quant_dense *d);
-/* y (n x m int8) = the layer on x (n x k int8, quantized with d->in). */
-void quant_dense_forward(const quant_dense *d, qgemm_isa isa, const int8_t *x, int n, int8_t *y);
+/* y (n x m int8) = the layer on x (n x k int8, quantized with d->in), on
+ * kernel isa, split across team (NULL: the calling thread only). */
+void quant_dense_forward(const quant_dense *d, qgemm_isa isa, qgemm_team *team, const int8_t *x,
+                         int n, int8_t *y);
 /* y (n x m float logits) = dequantized accumulators + float bias. */
-void quant_dense_forward_f32(const quant_dense *d, qgemm_isa isa, const int8_t *x, int n,
-                             float *y);
+void quant_dense_forward_f32(const quant_dense *d, qgemm_isa isa, qgemm_team *team,
+                             const int8_t *x, int n, float *y);
 
 /* Dynamic int8: quantizes x (n x k float) per call with asymmetric int8
  * parameters from its min/max, runs the int8 GEMM and dequantizes with the
  * float bias (and ReLU when d->relu) into y (n x m float).  d->in and d->out
  * are ignored.  KD_ENOMEM when the scratch cannot be allocated. */
-int quant_dynamic_forward(const quant_dense *d, qgemm_isa isa, const float *x, int n, float *y,
-                          kd_err *e);
+int quant_dynamic_forward(const quant_dense *d, qgemm_isa isa, qgemm_team *team, const float *x,
+                          int n, float *y, kd_err *e);
 
 /* ==== int4 weight-only ====================================================== */
 

@@ -135,21 +135,22 @@ qgemm_epi quant_dense_epi_f32(const quant_dense *d)
                        .w_scale = d->w_scale, .x_scale = d->in.scale};
 }
 
-void quant_dense_forward(const quant_dense *d, qgemm_isa isa, const int8_t *x, int n, int8_t *y)
+void quant_dense_forward(const quant_dense *d, qgemm_isa isa, qgemm_team *team, const int8_t *x,
+                         int n, int8_t *y)
 {
     qgemm_epi ep = quant_dense_epi_s8(d);
-    qgemm_run(isa, d->packed, x, n, &ep, y);
+    qgemm_team_run(team, isa, d->packed, x, n, &ep, y);
 }
 
-void quant_dense_forward_f32(const quant_dense *d, qgemm_isa isa, const int8_t *x, int n,
-                             float *y)
+void quant_dense_forward_f32(const quant_dense *d, qgemm_isa isa, qgemm_team *team,
+                             const int8_t *x, int n, float *y)
 {
     qgemm_epi ep = quant_dense_epi_f32(d);
-    qgemm_run(isa, d->packed, x, n, &ep, y);
+    qgemm_team_run(team, isa, d->packed, x, n, &ep, y);
 }
 
-int quant_dynamic_forward(const quant_dense *d, qgemm_isa isa, const float *x, int n, float *y,
-                          kd_err *e)
+int quant_dynamic_forward(const quant_dense *d, qgemm_isa isa, qgemm_team *team, const float *x,
+                          int n, float *y, kd_err *e)
 {
     size_t nx = (size_t)n * d->k;
     int8_t *xq = kd_malloc(nx);
@@ -162,7 +163,7 @@ int quant_dynamic_forward(const quant_dense *d, qgemm_isa isa, const float *x, i
     quant_quantize_s8(x, nx, p, xq);
     qgemm_epi ep = {.x_zero = p.zero, .out_f32 = 1, .w_scale = d->w_scale,
                     .x_scale = p.scale, .fbias = d->fbias};
-    qgemm_run(isa, d->packed, xq, n, &ep, y);
+    qgemm_team_run(team, isa, d->packed, xq, n, &ep, y);
     if (d->relu)
         for (size_t i = 0; i < (size_t)n * d->m; i++)
             y[i] = y[i] > 0.0f ? y[i] : 0.0f;

@@ -274,7 +274,7 @@ static double fq_dot(const quant_dense *d, const int8_t *x, int i, int r)
  * the fake-quant float result (fake-quant with the ReLU-clamped range). */
 static void check_dense_vs_fakequant(const quant_dense *d, const int8_t *x, int n, int8_t *y)
 {
-    quant_dense_forward(d, qgemm_isa_best(), x, n, y);
+    quant_dense_forward(d, qgemm_isa_best(), NULL, x, n, y);
     qgemm_epi ep = quant_dense_epi_s8(d);
     for (int i = 0; i < n; i++)
         for (int r = 0; r < d->m; r++) {
@@ -329,7 +329,7 @@ START_TEST(test_dense_f32_output)
     for (int isa = 0; isa < QGEMM_NISA; isa++) {
         if (!qgemm_isa_supported((qgemm_isa)isa))
             continue;
-        quant_dense_forward_f32(d, (qgemm_isa)isa, x, N, y);
+        quant_dense_forward_f32(d, (qgemm_isa)isa, NULL, x, N, y);
         for (int i = 0; i < N; i++)
             for (int o = 0; o < M; o++) {
                 double want = fq_dot(d, x, i, o);
@@ -363,7 +363,7 @@ START_TEST(test_dynamic_int8)
     for (int isa = 0; isa < QGEMM_NISA; isa++) {
         if (!qgemm_isa_supported((qgemm_isa)isa))
             continue;
-        ck_assert_int_eq(quant_dynamic_forward(d, (qgemm_isa)isa, x, N, y, &e), 0);
+        ck_assert_int_eq(quant_dynamic_forward(d, (qgemm_isa)isa, NULL, x, N, y, &e), 0);
         for (int i = 0; i < N; i++)
             for (int o = 0; o < M; o++) {
                 double want = b[o];
@@ -375,7 +375,7 @@ START_TEST(test_dynamic_int8)
             }
     }
     kd_alloc_fail_after(0);
-    ck_assert_int_eq(quant_dynamic_forward(d, QGEMM_SCALAR, x, N, y, &e), KD_ENOMEM);
+    ck_assert_int_eq(quant_dynamic_forward(d, QGEMM_SCALAR, NULL, x, N, y, &e), KD_ENOMEM);
     kd_alloc_fail_after(-1);
     quant_dense_free(d);
     free(w);
@@ -399,8 +399,8 @@ START_TEST(test_dense_from_q)
     ck_assert_msg(c != NULL, "%s", e.msg);
     int8_t x[N * K], ya[N * M], yc[N * M];
     fill_s8(&r, x, sizeof x, -128, 127);
-    quant_dense_forward(a, qgemm_isa_best(), x, N, ya);
-    quant_dense_forward(c, qgemm_isa_best(), x, N, yc);
+    quant_dense_forward(a, qgemm_isa_best(), NULL, x, N, ya);
+    quant_dense_forward(c, qgemm_isa_best(), NULL, x, N, yc);
     ck_assert(memcmp(ya, yc, sizeof ya) == 0);
     for (int i = 0; i < M; i++)
         ck_assert_float_eq_tol(c->fbias[i], b[i], 0.5f * in.scale * a->w_scale[i] * 1.01f);
