@@ -1,7 +1,8 @@
 /* quant — the numeric core of quantization (issue 5): quantization parameters,
  * calibration observers, TFLite-style fixed-point requantization, int8 GEMM/GEMV
- * kernels (scalar reference, AVX2, AVX-512 VNNI, run-time dispatch), dynamic int8,
- * int4 weight-only, sparse CSR int8 and fake-quant for QAT.
+ * kernels (scalar reference, AVX2, AVX-512 VNNI, run-time dispatch, optional
+ * thread teams), dynamic int8, int4 weight-only, sparse CSR int8 and fake-quant
+ * for QAT.
  *
  * Internal header of compress/ for now: no layer kinds, no file formats.  Every
  * kernel has a scalar `_ref` twin that is its specification; tests compare them.
