@@ -329,6 +329,8 @@ void quant_csr_free(quant_csr *c);
 size_t quant_csr_bytes(const quant_csr *c);
 /* y (n x m) = x (n x k float) * dequant(W)^T + (b ? b : 0). */
 void quant_csr_gemm_ref(const quant_csr *c, const float *x, int n, const float *b, float *y);
+/* Fast: from 16 samples on, transposes x into scratch (n x k floats) and runs
+ * one vector axpy per entry; without scratch, the per-sample path. */
 void quant_csr_gemm(const quant_csr *c, const float *x, int n, const float *b, float *y);
 
 /* ==== fake-quant for QAT ===================================================== */

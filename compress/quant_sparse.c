@@ -157,8 +157,70 @@ static void csr_dot4(const quant_csr *c, int r, const float *x, float out[4])
     out[3] = s3;
 }
 
+/* ---- batches: X transposed, each entry an axpy over the samples ---------------------
+ * With X^T (k x n) an entry's column is n contiguous floats, so a row of W is a
+ * run of vector axpys instead of n gathers per entry. */
+#define CSR_T_MIN_N 16
+
+static inline __attribute__((always_inline)) void csr_rows_t(const quant_csr *c, const float *xt,
+                                                             int n, const float *b, float *acc,
+                                                             float *y)
+{
+    for (int r = 0; r < c->m; r++) {
+        for (int i = 0; i < n; i++)
+            acc[i] = 0.0f;
+        int col = 0;
+        for (int32_t j = c->row_ptr[r]; j < c->row_ptr[r + 1]; j++) {
+            col += c->delta[j];
+            const float v = (float)c->val[j], *xc = xt + (size_t)col * n;
+            for (int i = 0; i < n; i++)
+                acc[i] += v * xc[i];
+        }
+        for (int i = 0; i < n; i++)
+            y[(size_t)i * c->m + r] = c->scale[r] * acc[i] + (b ? b[r] : 0.0f);
+    }
+}
+
+/* The same loops compiled for 8-wide vectors. */
+static __attribute__((target("avx2"))) void csr_rows_t_avx2(const quant_csr *c, const float *xt,
+                                                            int n, const float *b, float *acc,
+                                                            float *y)
+{
+    csr_rows_t(c, xt, n, b, acc, y);
+}
+
+static void csr_rows_t_base(const quant_csr *c, const float *xt, int n, const float *b,
+                            float *acc, float *y)
+{
+    csr_rows_t(c, xt, n, b, acc, y);
+}
+
+/* Returns -1 (nothing written) when the scratch cannot be allocated. */
+static int csr_gemm_t(const quant_csr *c, const float *x, int n, const float *b, float *y)
+{
+    float *xt = kd_malloc((size_t)n * c->k * sizeof *xt), *acc = kd_malloc((size_t)n * sizeof *acc);
+    if (!xt || !acc) {
+        kd_free(xt);
+        kd_free(acc);
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        for (int cc = 0; cc < c->k; cc++)
+            xt[(size_t)cc * n + i] = x[(size_t)i * c->k + cc];
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2"))
+        csr_rows_t_avx2(c, xt, n, b, acc, y);
+    else
+        csr_rows_t_base(c, xt, n, b, acc, y);
+    kd_free(xt);
+    kd_free(acc);
+    return 0;
+}
+
 void quant_csr_gemm(const quant_csr *c, const float *x, int n, const float *b, float *y)
 {
+    if (n >= CSR_T_MIN_N && csr_gemm_t(c, x, n, b, y) == 0)
+        return;
     int i = 0;
     for (; i + 4 <= n; i += 4)
         for (int r = 0; r < c->m; r++) {
