@@ -146,9 +146,13 @@ START_TEST(test_q4_gemm_kernels)
             quant_q4_gemm_avx2(q, x, s.n, b, got);
             check_close("q4 avx2 vs ref", ref, got, deq, x, s, Q4_TOL);
         }
-        quant_q4_gemm(q, x, s.n, NULL, got);
+        quant_q4_gemm(q, x, s.n, NULL, got); /* n >= 16: dequantized panels + sgemm */
         quant_q4_gemm_ref(q, x, s.n, NULL, ref);
         check_close("q4 dispatch vs ref", ref, got, deq, x, s, Q4_TOL);
+        kd_alloc_fail_after(0); /* no panel: the in-kernel path */
+        quant_q4_gemm(q, x, s.n, NULL, got);
+        kd_alloc_fail_after(-1);
+        check_close("q4 dispatch (no panel) vs ref", ref, got, deq, x, s, Q4_TOL);
         quant_q4_free(q);
         free(w), free(x), free(b), free(deq), free(want), free(ref), free(got);
     }
@@ -241,8 +245,12 @@ START_TEST(test_csr_gemm_kernels)
         gemm_d(deq, x, b, s, want);
         quant_csr_gemm_ref(c, x, s.n, b, ref);
         check_close("csr ref vs float", want, ref, deq, x, s, CSR_TOL);
-        quant_csr_gemm(c, x, s.n, b, got);
+        quant_csr_gemm(c, x, s.n, b, got); /* n >= 16: the transposed path */
         check_close("csr fast vs ref", ref, got, deq, x, s, CSR_TOL);
+        kd_alloc_fail_after(0); /* no scratch: the per-sample path */
+        quant_csr_gemm(c, x, s.n, b, got);
+        kd_alloc_fail_after(-1);
+        check_close("csr fast (no scratch) vs ref", ref, got, deq, x, s, CSR_TOL);
         quant_csr_free(c);
         free(w), free(x), free(b), free(deq), free(want), free(ref), free(got);
     }
