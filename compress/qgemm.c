@@ -96,6 +96,8 @@ int qgemm_isa_supported(qgemm_isa isa)
         return 1;
     case QGEMM_AVX2:
         return __builtin_cpu_supports("avx2");
+    case QGEMM_AVXVNNI:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
     case QGEMM_VNNI512:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vnni");
@@ -114,7 +116,7 @@ qgemm_isa qgemm_isa_best(void)
 
 const char *qgemm_isa_name(qgemm_isa isa)
 {
-    static const char *const names[QGEMM_NISA] = {"scalar", "avx2", "avx512-vnni"};
+    static const char *const names[QGEMM_NISA] = {"scalar", "avx2", "avx-vnni", "avx512-vnni"};
     return isa >= 0 && isa < QGEMM_NISA ? names[isa] : "?";
 }
 
@@ -123,6 +125,8 @@ void qgemm_run_part(qgemm_isa isa, const qgemm_packed *w, const int8_t *x, int n
 {
     if (isa == QGEMM_VNNI512)
         qgemm_vnni512_part(w, x, n, ep, y, pb, pe);
+    else if (isa == QGEMM_AVXVNNI)
+        qgemm_avxvnni_part(w, x, n, ep, y, pb, pe);
     else if (isa == QGEMM_AVX2)
         qgemm_avx2_part(w, x, n, ep, y, pb, pe);
     else

@@ -62,8 +62,8 @@ TILE __m256i requant8(__m256i v, __m256i mult, __m256i shift)
     return _mm256_sub_epi32(q, _mm256_cmpgt_epi32(rem, thr)); /* true is -1 */
 }
 
-static AVX2 __attribute__((noinline)) void epilogue8(const qgemm_packed *p, const qgemm_epi *ep,
-                                                     const int32_t *raw, int r0, int i, void *y)
+AVX2 void qgemm_avx2_epilogue8(const qgemm_packed *p, const qgemm_epi *ep, const int32_t *raw,
+                               int r0, int i, void *y)
 {
     __m256i acc = _mm256_loadu_si256((const __m256i *)raw);
     int left = p->m - r0;
@@ -136,7 +136,7 @@ TILE void tile(const qgemm_packed *p, int p0, int np, const int8_t *x, int i0, i
     for (int a = 0; a < np; a++)
         for (int h = 0; h < 2; h++)
             for (int s = 0; s < ns; s++)
-                epilogue8(p, ep, raw[a][h][s], 16 * (p0 + a) + 8 * h, i0 + s, y);
+                qgemm_avx2_epilogue8(p, ep, raw[a][h][s], 16 * (p0 + a) + 8 * h, i0 + s, y);
 }
 
 /* Panels [pb, pe) in groups of `wide` (a constant per call site). */

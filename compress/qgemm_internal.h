@@ -13,8 +13,15 @@ void qgemm_scalar_part(const qgemm_packed *w, const int8_t *x, int n, const qgem
                        void *y, int pb, int pe);
 void qgemm_avx2_part(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep,
                      void *y, int pb, int pe);
+void qgemm_avxvnni_part(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep,
+                        void *y, int pb, int pe);
 void qgemm_vnni512_part(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep,
                         void *y, int pb, int pe);
+
+/* The AVX2 output stage for raw accumulators sum x w of rows r0 .. r0+7 of
+ * sample i (AVX2 machines only); shared with the AVX-VNNI kernel. */
+void qgemm_avx2_epilogue8(const qgemm_packed *p, const qgemm_epi *ep, const int32_t *raw,
+                          int r0, int i, void *y);
 
 /* acc + bias[r] - x_zero * row_sum, in two's-complement int32 (wrapping, as the
  * SIMD adds do; exact whenever the true value fits, e.g. k <= 65536). */

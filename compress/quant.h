@@ -190,6 +190,7 @@ static inline int8_t qgemm_packed_at(const qgemm_packed *p, int r, int c)
 typedef enum {
     QGEMM_SCALAR = 0, /* portable C over the packed layout */
     QGEMM_AVX2,       /* sign trick + _mm256_maddubs_epi16 + _mm256_madd_epi16 */
+    QGEMM_AVXVNNI,    /* 256-bit vpdpbusd (AVX-VNNI, e.g. Alder Lake) with the +128 offset */
     QGEMM_VNNI512,    /* _mm512_dpbusd_epi32 with the +128 activation offset */
     QGEMM_NISA
 } qgemm_isa;
@@ -207,6 +208,7 @@ void qgemm_run(qgemm_isa isa, const qgemm_packed *w, const int8_t *x, int n,
                const qgemm_epi *ep, void *y);
 void qgemm_scalar(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep, void *y);
 void qgemm_avx2(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep, void *y);
+void qgemm_avxvnni(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep, void *y);
 void qgemm_vnni512(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep, void *y);
 
 /* A team of nthreads (the caller is one of them) that splits each product by

@@ -125,6 +125,14 @@ START_TEST(test_avx2_vs_ref)
 }
 END_TEST
 
+START_TEST(test_avxvnni_vs_ref)
+{
+    if (!qgemm_isa_supported(QGEMM_AVXVNNI))
+        return; /* skipped: this CPU has no AVX-VNNI */
+    check_isa(QGEMM_AVXVNNI);
+}
+END_TEST
+
 START_TEST(test_vnni_vs_ref)
 {
     if (!qgemm_isa_supported(QGEMM_VNNI512))
@@ -451,6 +459,7 @@ Suite *suite_compress_qgemm(void)
     TCase *tc = tcase_create("qgemm");
     tcase_add_test(tc, test_scalar_vs_ref);
     tcase_add_test(tc, test_avx2_vs_ref);
+    tcase_add_test(tc, test_avxvnni_vs_ref);
     tcase_add_test(tc, test_vnni_vs_ref);
     tcase_add_test(tc, test_kernels_extremes);
     tcase_add_test(tc, test_kernels_ties);
