@@ -12,10 +12,22 @@
 
 #include <immintrin.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
-/* Spin iterations (each a pause, ~10-100 ns) before a worker sleeps. */
+/* Spin iterations (each a pause, ~10-100 ns) before a worker sleeps; past
+ * TEAM_YIELD of them every wait also yields, so that on a busy machine a
+ * spinning thread hands its core to the one it waits for. */
 #define TEAM_SPIN 20000
+#define TEAM_YIELD 256
+
+static void team_pause(int i)
+{
+    if (i < TEAM_YIELD)
+        _mm_pause();
+    else
+        sched_yield();
+}
 
 typedef struct {
     struct qgemm_team *t;
@@ -58,7 +70,7 @@ static unsigned team_wait(qgemm_team *t, unsigned seen)
         unsigned g = atomic_load(&t->gen);
         if (g != seen)
             return g;
-        _mm_pause();
+        team_pause(i);
     }
     atomic_fetch_add(&t->sleepers, 1);
     pthread_mutex_lock(&t->mu);
@@ -161,6 +173,6 @@ void qgemm_team_run(qgemm_team *t, qgemm_isa isa, const qgemm_packed *w, const i
     atomic_store(&t->pending, t->n - 1);
     team_publish(t);
     team_share(t, 0);
-    while (atomic_load(&t->pending) > 0)
-        _mm_pause();
+    for (int i = 0; atomic_load(&t->pending) > 0; i++)
+        team_pause(i);
 }

@@ -213,8 +213,11 @@ void qgemm_vnni512(const qgemm_packed *w, const int8_t *x, int n, const qgemm_ep
 
 /* A team of nthreads (the caller is one of them) that splits each product by
  * panels of rows, so at batch 1 every core keeps its share of the weights in
- * its own cache.  Workers spin briefly between jobs, then sleep.  One caller
- * at a time per team.  NULL with e on a bad count, no memory or no thread. */
+ * its own cache.  Workers spin briefly between jobs (yielding), then sleep.
+ * It pays only when its threads get cores of their own: on a machine busy
+ * with other work it can be slower than one thread, so measure both.  One
+ * caller at a time per team.  NULL with e on a bad count, no memory or no
+ * thread. */
 typedef struct qgemm_team qgemm_team;
 qgemm_team *qgemm_team_new(int nthreads, kd_err *e);
 void qgemm_team_free(qgemm_team *t);
