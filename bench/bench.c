@@ -211,6 +211,7 @@ int main(int argc, char **argv)
     bench_sgemv_ceiling(m, &d);
     bench_inference("CNN", c, &d);
     bench_sparse();
+    bench_quant();
     bench_peak_memory();
     nn_model_free(m);
     nn_model_free(c);

@@ -4,5 +4,7 @@
 
 /* bench_sparse.c: sparse vs dense latency ratios of the pruned MLP. */
 void bench_sparse(void);
+/* bench_quant.c: int8/int4/sparse-int8 kernels vs fp32, batch 1 and 256. */
+void bench_quant(void);
 
 #endif

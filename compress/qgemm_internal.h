@@ -1,0 +1,51 @@
+/* Shared by the qgemm kernels only: the scalar output stage, the one definition
+ * every SIMD epilogue must reproduce bit for bit. */
+#ifndef KD_COMPRESS_QGEMM_INTERNAL_H
+#define KD_COMPRESS_QGEMM_INTERNAL_H
+
+#include "quant.h"
+
+/* The kernels on panels [pb, pe) only (rows 16 pb .. 16 pe - 1 that exist):
+ * how a team splits one product across threads. */
+void qgemm_run_part(qgemm_isa isa, const qgemm_packed *w, const int8_t *x, int n,
+                    const qgemm_epi *ep, void *y, int pb, int pe);
+void qgemm_scalar_part(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep,
+                       void *y, int pb, int pe);
+void qgemm_avx2_part(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep,
+                     void *y, int pb, int pe);
+void qgemm_avxvnni_part(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep,
+                        void *y, int pb, int pe);
+void qgemm_vnni512_part(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep,
+                        void *y, int pb, int pe);
+
+/* The AVX2 output stage for raw accumulators sum x w of rows r0 .. r0+7 of
+ * sample i (AVX2 machines only); shared with the AVX-VNNI kernel. */
+void qgemm_avx2_epilogue8(const qgemm_packed *p, const qgemm_epi *ep, const int32_t *raw,
+                          int r0, int i, void *y);
+
+/* acc + bias[r] - x_zero * row_sum, in two's-complement int32 (wrapping, as the
+ * SIMD adds do; exact whenever the true value fits, e.g. k <= 65536). */
+static inline int32_t qgemm_corrected(const qgemm_epi *ep, int32_t acc, int32_t row_sum, int r)
+{
+    uint32_t v = (uint32_t)acc - (uint32_t)ep->x_zero * (uint32_t)row_sum;
+    if (ep->bias)
+        v += (uint32_t)ep->bias[r];
+    return (int32_t)v;
+}
+
+/* Writes output (i, r) of an n x m result from the raw accumulator. */
+static inline void qgemm_store1(const qgemm_epi *ep, int32_t acc, int32_t row_sum, int r,
+                                void *y, size_t idx)
+{
+    int32_t a = qgemm_corrected(ep, acc, row_sum, r);
+    if (ep->out_f32) {
+        float s = ep->x_scale * ep->w_scale[r];
+        float v = (float)a * s;
+        ((float *)y)[idx] = ep->fbias ? v + ep->fbias[r] : v;
+    } else {
+        ((int8_t *)y)[idx] =
+            (int8_t)quant_requant(a, ep->mult[r], ep->shift[r], ep->y_zero, ep->lo, ep->hi);
+    }
+}
+
+#endif

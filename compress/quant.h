@@ -1,0 +1,354 @@
+/* quant — the numeric core of quantization (issue 5): quantization parameters,
+ * calibration observers, TFLite-style fixed-point requantization, int8 GEMM/GEMV
+ * kernels (scalar reference, AVX2, AVX-512 VNNI, run-time dispatch, optional
+ * thread teams), dynamic int8, int4 weight-only, sparse CSR int8 and fake-quant
+ * for QAT.
+ *
+ * Internal header of compress/ for now: no layer kinds, no file formats.  Every
+ * kernel has a scalar `_ref` twin that is its specification; tests compare them.
+ * Depends on util only.  No global mutable state: kernels are chosen per call
+ * (qgemm_isa_best() reads the CPU's feature bits). */
+#ifndef KD_COMPRESS_QUANT_H
+#define KD_COMPRESS_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../util/util.h"
+
+/* ==== quantization parameters ============================================== */
+
+/* An affine quantizer q = clamp(round(x / scale) + zero, qmin, qmax),
+ * x ~ (q - zero) * scale.  round() is half away from zero. */
+typedef struct {
+    float scale;
+    int32_t zero;
+    int32_t qmin, qmax;
+} quant_params;
+
+typedef enum {
+    QUANT_S8,  /* activations in [-128, 127] */
+    QUANT_U8,  /* activations in [0, 255] */
+} quant_type;
+
+/* Asymmetric per-tensor parameters covering [lo, hi] (widened to include 0 so
+ * that 0.0 is exact).  A degenerate range (lo == hi == 0) gives scale 1.
+ * Non-finite bounds are treated as 0. */
+quant_params quant_params_asym(float lo, float hi, quant_type t);
+
+/* Symmetric int8 weight scales for an m x k row-major matrix: per_channel gives
+ * scale[r] = max|w[r,:]| / 127 (one scale per output row), otherwise every
+ * scale[r] is the tensor's max|w| / 127.  An all-zero row gets scale 1.
+ * q receives round(w / scale[r]) clamped to [-127, 127] (never -128, so that the
+ * AVX2 maddubs trick cannot saturate; see qgemm_avx2.c). */
+void quant_weights_s8(const float *w, int m, int k, int per_channel, float *scale, int8_t *q);
+
+/* q[i] = clamp(round(x[i] / p.scale) + p.zero, p.qmin, p.qmax) as int8 or
+ * uint8, computed in float: the float quotient rounded half away from zero;
+ * NaN gives qmin.  _ref is the specification; quant_quantize_s8 uses AVX2
+ * when the CPU has it and gives identical results. */
+void quant_quantize_s8_ref(const float *x, size_t n, quant_params p, int8_t *q);
+void quant_quantize_s8(const float *x, size_t n, quant_params p, int8_t *q);
+void quant_quantize_u8(const float *x, size_t n, quant_params p, uint8_t *q);
+/* x[i] = (q[i] - p.zero) * p.scale */
+void quant_dequantize_s8(const int8_t *q, size_t n, quant_params p, float *x);
+
+/* Bias in int32 at scale s_in * w_scale[r]: round(b[r] / (s_in * w_scale[r])),
+ * saturated to the int32 range. */
+void quant_bias_s32(const float *b, int m, float s_in, const float *w_scale, int32_t *out);
+
+/* ==== fixed-point requantization (TFLite / gemmlowp semantics) ============= */
+
+/* M = mult * 2^(shift - 31) with mult in [2^30, 2^31) (or 0).  As TFLite's
+ * QuantizeMultiplier: M < 2^-32 gives mult = 0 (every result is 0); M >= 2^31
+ * saturates to shift 30, mult 2^31 - 1.  Returns KD_ECONFIG for M < 0 or NaN. */
+int quant_multiplier(double m, int32_t *mult, int32_t *shift, kd_err *e);
+
+/* SaturatingRoundingDoublingHighMul: round(a * b / 2^31) with ties toward
+ * +infinity; the single overflow case a = b = INT32_MIN gives INT32_MAX.
+ * Equal to (a*b + 2^30) >> 31 (arithmetic) for every other input. */
+static inline int32_t quant_srdhm(int32_t a, int32_t b)
+{
+    if (a == INT32_MIN && b == INT32_MIN)
+        return INT32_MAX;
+    int64_t ab = (int64_t)a * (int64_t)b;
+    int64_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+/* RoundingDivideByPOT: x / 2^e rounded to nearest, ties away from zero; 0 <= e <= 31. */
+static inline int32_t quant_rdbpot(int32_t x, int e)
+{
+    int32_t mask = (int32_t)(((int64_t)1 << e) - 1);
+    int32_t rem = x & mask;
+    int32_t thr = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> e) + (rem > thr ? 1 : 0);
+}
+
+/* MultiplyByQuantizedMultiplier: x * mult * 2^(shift-31) with TFLite's double
+ * rounding.  A positive shift is applied first as a left shift that saturates
+ * to the int32 range (TFLite lets it wrap, which is undefined behaviour). */
+static inline int32_t quant_mul_by_mult(int32_t x, int32_t mult, int32_t shift)
+{
+    if (shift > 0) {
+        int64_t v = (int64_t)x * ((int64_t)1 << shift);
+        x = v > INT32_MAX ? INT32_MAX : v < INT32_MIN ? INT32_MIN : (int32_t)v;
+    }
+    return quant_rdbpot(quant_srdhm(x, mult), shift > 0 ? 0 : -shift);
+}
+
+/* The whole output stage: clamp(zero + mul_by_mult(acc), lo, hi). */
+static inline int32_t quant_requant(int32_t acc, int32_t mult, int32_t shift, int32_t zero,
+                                    int32_t lo, int32_t hi)
+{
+    int32_t v = quant_mul_by_mult(acc, mult, shift);
+    int64_t y = (int64_t)v + zero;
+    return y < lo ? lo : y > hi ? hi : (int32_t)y;
+}
+
+/* ==== calibration observers ================================================= */
+
+/* Running min/max over every finite value seen (NaN and inf are skipped). */
+typedef struct {
+    float lo, hi;
+    size_t count;
+} quant_minmax;
+void quant_minmax_init(quant_minmax *o);
+void quant_minmax_update(quant_minmax *o, const float *x, size_t n);
+
+/* A fixed-size histogram over [-range, range] whose range doubles (merging
+ * bins pairwise) when a value falls outside, so memory stays nbins counters
+ * however many batches are seen.  Also tracks the exact min and max. */
+typedef struct {
+    int nbins;
+    double range;
+    uint64_t *bins;
+    uint64_t count;
+    quant_minmax mm;
+} quant_hist;
+/* nbins a multiple of 4, >= 16; NULL with e filled on bad size or allocation failure. */
+quant_hist *quant_hist_new(int nbins, kd_err *e);
+void quant_hist_free(quant_hist *h);
+void quant_hist_update(quant_hist *h, const float *x, size_t n);
+/* The [lo, hi] that clips (1 - pct/100) of the mass off each tail, linearly
+ * interpolated inside a bin and never wider than the observed min/max.
+ * pct in (0, 100]; 100 gives the exact min/max.  Empty histogram: [0, 0]. */
+void quant_hist_range(const quant_hist *h, double pct, float *lo, float *hi);
+
+/* ==== int8 GEMM: Y = out(X(n x k) * W(m x k)^T + bias) ===================== */
+
+/* What to do with each int32 accumulator acc[i][r] = sum_c x[i,c] * w[r,c].
+ * acc' = acc + bias[r] - x_zero * row_sum[r]   (bias NULL = 0), then
+ *   requantize: y = clamp(y_zero + mul_by_mult(acc', mult[r], shift[r]), lo, hi)
+ *               written as int8;  lo = max(-128, y_zero) fuses ReLU;
+ *   dequantize: y = acc' * x_scale * w_scale[r] + (fbias ? fbias[r] : 0) as float. */
+typedef struct {
+    const int32_t *bias;
+    int32_t x_zero;
+    int out_f32;
+    const int32_t *mult, *shift;
+    int32_t y_zero, lo, hi;
+    const float *w_scale;
+    float x_scale;
+    const float *fbias;
+} qgemm_epi;
+
+/* The specification: plain row-major W (m x k), X (n x k), Y (n x m) of int8
+ * (requantize) or float (dequantize).  shift[r] in [-31, 30], mult[r] >= 0,
+ * k <= QGEMM_KMAX; W's entries in [-127, 127] (the AVX2 kernel relies on it). */
+void qgemm_ref(const int8_t *w, int m, int k, const int8_t *x, int n, const qgemm_epi *ep,
+               void *y);
+
+/* Packed weights for the fast kernels.  Rows come in panels of 16; a panel is
+ * kp/4 blocks of 64 bytes, block g holding w[r][4g..4g+3] for its 16 rows r,
+ * row-major inside the block (the VNNI dpbusd operand order).  m is padded to a
+ * multiple of 16 and k to a multiple of 4 with zero weights; 64-byte aligned. */
+typedef struct {
+    int8_t q[16][4];
+} qgemm_block;
+_Static_assert(sizeof(qgemm_block) == 64, "qgemm block is one cache line");
+
+typedef struct {
+    int m, k;         /* logical shape */
+    int mp, kp;       /* padded: mp = round_up(m, 16), kp = round_up(k, 4) */
+    qgemm_block *w;   /* (mp / 16) panels of (kp / 4) blocks */
+    int32_t *row_sum; /* mp entries: sum of row r's weights, 0 in padding rows */
+} qgemm_packed;
+
+/* Longest k: 65536 * 128 * 127 still fits the int32 accumulators. */
+#define QGEMM_KMAX 65536
+/* Packs a row-major m x k int8 matrix (k <= QGEMM_KMAX); NULL with e on bad
+ * shape or no memory. */
+qgemm_packed *qgemm_pack(const int8_t *w, int m, int k, kd_err *e);
+void qgemm_packed_free(qgemm_packed *p);
+/* Element (r, c) of the packed matrix (tests, portable kernel). */
+static inline int8_t qgemm_packed_at(const qgemm_packed *p, int r, int c)
+{
+    return p->w[(size_t)(r / 16) * (p->kp / 4) + c / 4].q[r % 16][c % 4];
+}
+
+typedef enum {
+    QGEMM_SCALAR = 0, /* portable C over the packed layout */
+    QGEMM_AVX2,       /* sign trick + _mm256_maddubs_epi16 + _mm256_madd_epi16 */
+    QGEMM_AVXVNNI,    /* 256-bit vpdpbusd (AVX-VNNI, e.g. Alder Lake) with the +128 offset */
+    QGEMM_VNNI512,    /* _mm512_dpbusd_epi32 with the +128 activation offset */
+    QGEMM_NISA
+} qgemm_isa;
+
+/* Whether this CPU can run isa, and the fastest one it can. */
+int qgemm_isa_supported(qgemm_isa isa);
+qgemm_isa qgemm_isa_best(void);
+const char *qgemm_isa_name(qgemm_isa isa);
+
+/* Y = out(X * W^T) with the packed W on the given kernel (must be supported).
+ * n == 1 is the GEMV path.  X is n x k int8, Y n x m int8 or float per ep.
+ * Single-threaded.  The VNNI kernel allocates 8 * kp bytes of scratch per
+ * call when n >= 8 (without it, a slower path gives the same result). */
+void qgemm_run(qgemm_isa isa, const qgemm_packed *w, const int8_t *x, int n,
+               const qgemm_epi *ep, void *y);
+void qgemm_scalar(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep, void *y);
+void qgemm_avx2(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep, void *y);
+void qgemm_avxvnni(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep, void *y);
+void qgemm_vnni512(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep, void *y);
+
+/* A team of nthreads (the caller is one of them) that splits each product by
+ * panels of rows, so at batch 1 every core keeps its share of the weights in
+ * its own cache.  Workers spin briefly between jobs (yielding), then sleep.
+ * It pays only when its threads get cores of their own: on a machine busy
+ * with other work it can be slower than one thread, so measure both.  One
+ * caller at a time per team.  NULL with e on a bad count, no memory or no
+ * thread. */
+typedef struct qgemm_team qgemm_team;
+qgemm_team *qgemm_team_new(int nthreads, kd_err *e);
+void qgemm_team_free(qgemm_team *t);
+int qgemm_team_size(const qgemm_team *t); /* 1 for NULL */
+/* qgemm_run split across t; t NULL (or of 1 thread) runs on the caller only. */
+void qgemm_team_run(qgemm_team *t, qgemm_isa isa, const qgemm_packed *w, const int8_t *x, int n,
+                    const qgemm_epi *ep, void *y);
+
+/* ==== an int8 dense layer (static PTQ and dynamic) ========================= */
+
+/* One dense layer y = act(x W^T + b) converted to int8: per-channel (or
+ * per-tensor) symmetric weights, int32 bias, per-row requantization. */
+typedef struct {
+    int m, k;
+    int8_t *w;          /* m x k row-major: the stored form */
+    float *w_scale;     /* m */
+    float *fbias;       /* m: the float bias, for dynamic and float-output use */
+    int32_t *bias;      /* m: at scale in.scale * w_scale[r] */
+    int32_t *mult, *shift;
+    quant_params in, out;
+    int relu;
+    qgemm_packed *packed;
+} quant_dense;
+
+/* Quantizes w (m x k) and b (m, may be NULL) for input/output parameters in
+ * and out (int8 ones: qmin -128, qmax 127).  relu fuses max(0, .) into the
+ * clamp.  NULL with e on bad arguments or no memory. */
+quant_dense *quant_dense_new(const float *w, const float *b, int m, int k, int per_channel,
+                             quant_params in, quant_params out, int relu, kd_err *e);
+/* The same from already-quantized data (e.g. a model file): copies wq (m x k,
+ * in [-127, 127]), w_scale (m, finite > 0) and bias (m, at in.scale *
+ * w_scale[r]; NULL = 0).  KD_EFORMAT on out-of-range data. */
+quant_dense *quant_dense_from_q(const int8_t *wq, const float *w_scale, const int32_t *bias,
+                                int m, int k, quant_params in, quant_params out, int relu,
+                                kd_err *e);
+void quant_dense_free(quant_dense *d);
+/* The epilogue that requantizes to out (int8 Y), or dequantizes (float Y). */
+qgemm_epi quant_dense_epi_s8(const quant_dense *d);
+qgemm_epi quant_dense_epi_f32(const quant_dense *d);
+/* y (n x m int8) = the layer on x (n x k int8, quantized with d->in), on
+ * kernel isa, split across team (NULL: the calling thread only). */
+void quant_dense_forward(const quant_dense *d, qgemm_isa isa, qgemm_team *team, const int8_t *x,
+                         int n, int8_t *y);
+/* y (n x m float logits) = dequantized accumulators + float bias. */
+void quant_dense_forward_f32(const quant_dense *d, qgemm_isa isa, qgemm_team *team,
+                             const int8_t *x, int n, float *y);
+
+/* Dynamic int8: quantizes x (n x k float) per call with asymmetric int8
+ * parameters from its min/max, runs the int8 GEMM and dequantizes with the
+ * float bias (and ReLU when d->relu) into y (n x m float).  d->in and d->out
+ * are ignored.  KD_ENOMEM when the scratch cannot be allocated. */
+int quant_dynamic_forward(const quant_dense *d, qgemm_isa isa, qgemm_team *team, const float *x,
+                          int n, float *y, kd_err *e);
+
+/* ==== int4 weight-only ====================================================== */
+
+/* IEEE half precision, stored as bits: the int4 group scale. */
+uint16_t quant_f32_to_f16(float f); /* round to nearest even; saturates to +-65504 */
+float quant_f16_to_f32(uint16_t h); /* exact, including subnormals, inf and NaN */
+
+/* 32 weights of one row sharing an fp16 scale: w ~ d * (nibble - 8).  Byte j
+ * holds weight j in its low nibble and weight j + 16 in its high nibble.
+ * 18 bytes per 32 weights: 0.14x the fp32 bytes (a float scale would be 0.156x). */
+#define QUANT_Q4_GROUP 32
+typedef struct {
+    uint16_t d; /* fp16 bits of the scale, >= 0 */
+    uint8_t q[QUANT_Q4_GROUP / 2];
+} quant_block_q4;
+_Static_assert(sizeof(quant_block_q4) == 18, "q4 block");
+
+typedef struct {
+    int m, k;
+    int nb;                 /* blocks per row: ceil(k / 32); padding weights are 0 */
+    quant_block_q4 *blocks; /* m x nb */
+} quant_q4;
+
+/* Quantizes a row-major m x k matrix: d = fp16(max|w| / 7) per group (kept in
+ * fp16's normal range), nibble = clamp(round(w / d), -8, 7) + 8.  NULL with e
+ * on bad shape or no memory. */
+quant_q4 *quant_q4_pack(const float *w, int m, int k, kd_err *e);
+void quant_q4_free(quant_q4 *q);
+/* Writes the dequantized m x k matrix. */
+void quant_q4_unpack(const quant_q4 *q, float *w);
+/* y (n x m) = x (n x k float) * dequant(W)^T + (b ? b : 0). */
+void quant_q4_gemm_ref(const quant_q4 *q, const float *x, int n, const float *b, float *y);
+void quant_q4_gemm_avx2(const quant_q4 *q, const float *x, int n, const float *b, float *y);
+/* The fastest supported: AVX2 for small batches; from 16 samples on, 256-row
+ * panels dequantized to fp32 and multiplied by OpenBLAS sgemm. */
+void quant_q4_gemm(const quant_q4 *q, const float *x, int n, const float *b, float *y);
+
+/* ==== sparse int8 (CSR) ===================================================== */
+
+/* Non-zeros of a pruned m x k matrix as int8 with a symmetric scale per row,
+ * columns delta-coded in one byte (as Deep Compression's relative indices):
+ * entry j of row r (j in [row_ptr[r], row_ptr[r+1])) sits at column
+ * col_j = col_{j-1} + delta[j], with col = 0 before a row's first entry, and
+ * w[r, col_j] ~ scale[r] * val[j].  A gap over 255 columns is bridged by
+ * filler entries of value 0, so an entry costs 2 bytes (vs 5 with int32
+ * columns): 90% pruning is 20x smaller than fp32, not 8x. */
+typedef struct {
+    int m, k;
+    int32_t nnz;      /* stored entries, fillers included */
+    int32_t *row_ptr; /* m + 1 */
+    uint8_t *delta;   /* nnz */
+    int8_t *val;      /* nnz */
+    float *scale;     /* m */
+} quant_csr;
+
+/* Keeps the exact-zero entries out (an entry that rounds to 0 is kept with
+ * value 0); NULL with e on bad shape or no memory. */
+quant_csr *quant_csr_from_dense(const float *w, int m, int k, kd_err *e);
+void quant_csr_free(quant_csr *c);
+/* Bytes the format stores (row_ptr, delta, val, scale), for size reports. */
+size_t quant_csr_bytes(const quant_csr *c);
+/* y (n x m) = x (n x k float) * dequant(W)^T + (b ? b : 0). */
+void quant_csr_gemm_ref(const quant_csr *c, const float *x, int n, const float *b, float *y);
+/* Fast: from 16 samples on, transposes x into scratch (n x k floats) and runs
+ * one vector axpy per entry; without scratch, the per-sample path. */
+void quant_csr_gemm(const quant_csr *c, const float *x, int n, const float *b, float *y);
+
+/* ==== fake-quant for QAT ===================================================== */
+
+/* y = (clamp(round(x / s) + z, qmin, qmax) - z) * s, over rows x cols with
+ * per-row scale[r] and zero[r] (per_row) or scale[0], zero[0] for all.
+ * zero may be NULL (all 0).  y may alias x. */
+void quant_fake_forward(const float *x, int rows, int cols, const float *scale,
+                        const int32_t *zero, int per_row, int32_t qmin, int32_t qmax, float *y);
+/* Straight-through estimator: dx = dy where round(x / s) + z lies in
+ * [qmin, qmax], else 0.  Same parameter conventions; dx may alias dy. */
+void quant_fake_backward(const float *x, const float *dy, int rows, int cols,
+                         const float *scale, const int32_t *zero, int per_row, int32_t qmin,
+                         int32_t qmax, float *dx);
+
+#endif

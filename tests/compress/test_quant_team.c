@@ -1,0 +1,129 @@
+/* qgemm teams: a product split across 1-3 threads equals the reference on
+ * every available kernel, including teams larger than the panel count, after
+ * the workers have gone to sleep, and through the int8 dense layer. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../compress/quant.h"
+#include "../kdtest.h"
+
+typedef struct {
+    int m, k, n;
+} shape;
+
+static void fill_s8(nn_rng *r, int8_t *p, size_t n, int lo, int hi)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (int8_t)(lo + (int)nn_rng_below(r, (uint32_t)(hi - lo + 1)));
+}
+
+/* One product on team t (every supported kernel, int8 and float out) against
+ * qgemm_ref, exactly: the split changes which thread computes a row, not how. */
+static void check_team(qgemm_team *t, shape s, uint64_t seed)
+{
+    nn_rng r = nn_rng_stream(seed, NN_STREAM_TEST);
+    int8_t *w = malloc((size_t)s.m * s.k), *x = malloc((size_t)s.n * s.k);
+    int32_t *mult = malloc(s.m * sizeof *mult), *shift = malloc(s.m * sizeof *shift);
+    float *ws = malloc(s.m * sizeof *ws);
+    fill_s8(&r, w, (size_t)s.m * s.k, -127, 127);
+    fill_s8(&r, x, (size_t)s.n * s.k, -128, 127);
+    for (int i = 0; i < s.m; i++) {
+        quant_multiplier(0.0005 + 0.01 * nn_rng_uniform(&r), &mult[i], &shift[i], NULL);
+        ws[i] = 0.01f * (1.0f + nn_rng_uniform(&r));
+    }
+    size_t ny = (size_t)s.n * s.m;
+    float *want = malloc(ny * 4), *got = malloc(ny * 4);
+    qgemm_packed *p = qgemm_pack(w, s.m, s.k, NULL);
+    for (int f32 = 0; f32 < 2; f32++) {
+        qgemm_epi ep = {.x_zero = 3, .out_f32 = f32, .mult = mult, .shift = shift, .y_zero = -5,
+                        .lo = -128, .hi = 127, .w_scale = ws, .x_scale = 0.1f};
+        qgemm_ref(w, s.m, s.k, x, s.n, &ep, want);
+        for (int isa = 0; isa < QGEMM_NISA; isa++) {
+            if (!qgemm_isa_supported((qgemm_isa)isa))
+                continue;
+            memset(got, 0x7f, ny * 4);
+            qgemm_team_run(t, (qgemm_isa)isa, p, x, s.n, &ep, got);
+            ck_assert_msg(memcmp(want, got, ny * (f32 ? 4 : 1)) == 0,
+                          "%s on %d threads, %dx%dx%d, f32 %d", qgemm_isa_name((qgemm_isa)isa),
+                          qgemm_team_size(t), s.m, s.k, s.n, f32);
+        }
+    }
+    qgemm_packed_free(p);
+    free(w), free(x), free(mult), free(shift), free(ws), free(want), free(got);
+}
+
+START_TEST(test_team_vs_ref)
+{
+    static const shape shapes[] = {{1, 5, 1}, {17, 33, 3}, {70, 257, 17}, {200, 130, 1},
+                                   {48, 64, 9}};
+    for (int nt = 1; nt <= 3; nt++) {
+        kd_err e = {0};
+        qgemm_team *t = qgemm_team_new(nt, &e);
+        ck_assert_msg(t != NULL, "%s", e.msg);
+        ck_assert_int_eq(qgemm_team_size(t), nt);
+        for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+            check_team(t, shapes[i], 20 + i);
+        qgemm_team_free(t);
+    }
+    check_team(NULL, shapes[2], 7); /* no team: the caller alone */
+}
+END_TEST
+
+/* Workers that slept (no job for a while) wake up for the next one. */
+START_TEST(test_team_wakes_sleepers)
+{
+    qgemm_team *t = qgemm_team_new(2, NULL);
+    for (int i = 0; i < 3; i++) {
+        check_team(t, (shape){40, 100, 2}, 30 + i);
+        usleep(30000); /* longer than the spin: the worker sleeps */
+    }
+    for (int i = 0; i < 50; i++) /* back to back: the spinning path */
+        check_team(t, (shape){33, 20, 1}, 40 + i);
+    qgemm_team_free(t);
+}
+END_TEST
+
+START_TEST(test_team_dense_and_errors)
+{
+    nn_rng r = nn_rng_stream(50, NN_STREAM_TEST);
+    enum { M = 50, K = 60, N = 5 };
+    float w[M * K];
+    for (int i = 0; i < M * K; i++)
+        w[i] = 0.2f * nn_rng_normal(&r);
+    quant_params in = quant_params_asym(-1.0f, 1.0f, QUANT_S8);
+    quant_params out = quant_params_asym(-3.0f, 3.0f, QUANT_S8);
+    quant_dense *d = quant_dense_new(w, NULL, M, K, 1, in, out, 1, NULL);
+    int8_t x[N * K], y1[N * M], y2[N * M];
+    fill_s8(&r, x, sizeof x, -128, 127);
+    qgemm_team *t = qgemm_team_new(2, NULL);
+    quant_dense_forward(d, qgemm_isa_best(), NULL, x, N, y1);
+    quant_dense_forward(d, qgemm_isa_best(), t, x, N, y2);
+    ck_assert(memcmp(y1, y2, sizeof y1) == 0);
+    qgemm_team_free(t);
+    quant_dense_free(d);
+    kd_err e = {0};
+    ck_assert_ptr_null(qgemm_team_new(0, &e));
+    ck_assert_int_eq(e.code, KD_ECONFIG);
+    for (long n = 0; n < 3; n++) {
+        kd_alloc_fail_after(n);
+        ck_assert_ptr_null(qgemm_team_new(2, &e));
+        ck_assert_int_eq(e.code, KD_ENOMEM);
+    }
+    kd_alloc_fail_after(-1);
+    qgemm_team_free(NULL);
+    ck_assert_int_eq(qgemm_team_size(NULL), 1);
+}
+END_TEST
+
+Suite *suite_compress_qgemm_team(void)
+{
+    Suite *s = suite_create("compress_qgemm_team");
+    TCase *tc = tcase_create("team");
+    tcase_add_test(tc, test_team_vs_ref);
+    tcase_add_test(tc, test_team_wakes_sleepers);
+    tcase_add_test(tc, test_team_dense_and_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
