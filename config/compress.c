@@ -12,7 +12,7 @@
 #define LO_OPEN(lo, hi) ((cfg_range){(lo), (hi), 1, 0})
 #define HI_OPEN(lo, hi) ((cfg_range){(lo), (hi), 0, 1})
 
-static const char *const pass_names[] = {"prune", "finetune"};
+static const char *const pass_names[] = {"prune", "finetune", "quantize", "qat"};
 static const char *const method_names[] = {"magnitude", "neurons", "filters"};
 
 /* ---- sources ---------------------------------------------------------------- */
@@ -120,27 +120,70 @@ static int check_pass_layers(cfg_ctx *c, const cfg_node *pm, const char *path, c
     return rc;
 }
 
-static int walk_overrides(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass *ps)
+/* overrides: [{layer: NAME|GLOB, sparsity: S}] (prune) or [{layer, bits: 32|8}] (quantize). */
+/* A quantize pass needs a dense layer; its overrides must each match one. */
+static int check_quant_layers(cfg_ctx *c, const cfg_node *pm, const char *path,
+                              const exp_spec *s, const cfg_model *src, const cfg_pass *ps)
 {
-    static const char *const keys[] = {"layer", "sparsity", NULL};
+    int dense = 0;
+    for (int i = 0; i < src->nlayers; i++)
+        dense += src->layers[i].kind == NN_DENSE;
+    if (!dense)
+        return cfg_err(c, pm, path, "quantization applies to dense layers; this model has none");
+    kd_err local;
+    nn_model *nm = nn_model_new(s->data.shape, src->layers, src->nlayers, NULL, &local);
+    if (!nm)
+        return local.code == KD_ENOMEM ? cfg_nomem(c) : cfg_err(c, pm, path, "%s", local.msg);
+    const cfg_node *ov = cfg_map_get(pm, "overrides");
+    int rc = KD_OK;
+    for (int o = 0; rc == KD_OK && o < ps->noverrides; o++) {
+        int hit = 0;
+        for (int i = 0; i < nm->nlayers; i++)
+            hit |= nm->layers[i].spec.kind == NN_DENSE &&
+                   fnmatch(ps->overrides[o].pattern, nm->layers[i].spec.name, 0) == 0;
+        if (!hit) {
+            char p[256];
+            snprintf(p, sizeof p, "%s.overrides[%d].layer", path, o);
+            rc = cfg_err(c, cfg_map_get(ov->kid[o], "layer"), p,
+                         "\"%s\" matches no dense layer", ps->overrides[o].pattern);
+        }
+    }
+    nn_model_free(nm);
+    return rc;
+}
+
+static int walk_overrides(cfg_ctx *c, const cfg_node *pm, const char *path, int quant,
+                          cfg_pass *ps)
+{
+    static const char *const pkeys[] = {"layer", "sparsity", NULL};
+    static const char *const qkeys[] = {"layer", "bits", NULL};
+    const char *want = quant ? "{layer: NAME|GLOB, bits: 32|8}" : "{layer: NAME|GLOB, sparsity: S}";
     const cfg_node *v = cfg_map_get(pm, "overrides");
     if (!v)
         return KD_OK;
     char p[160];
     cfg_path(p, sizeof p, path, "overrides");
     if (v->kind != CFG_SEQ || v->n > CFG_MAX_OVERRIDES)
-        return cfg_err(c, v, p, "expected a list of at most %d {layer: NAME|GLOB, sparsity: S}",
-                       CFG_MAX_OVERRIDES);
+        return cfg_err(c, v, p, "expected a list of at most %d %s", CFG_MAX_OVERRIDES, want);
     for (int i = 0; i < v->n; i++) {
         char q[192];
         snprintf(q, sizeof q, "%s[%d]", p, i);
         const cfg_node *it = v->kid[i];
         if (it->kind != CFG_MAP)
-            return cfg_err(c, it, q, "expected {layer: NAME|GLOB, sparsity: S}");
+            return cfg_err(c, it, q, "expected %s", want);
         cfg_layer_override *o = &ps->overrides[i];
-        int rc = cfg_check_keys(c, it, q, keys, NULL);
-        if (rc || (rc = cfg_str(c, it, q, "layer", 1, o->pattern, sizeof o->pattern)) ||
-            (rc = cfg_float(c, it, q, "sparsity", 1, HI_OPEN(0, 1), &o->sparsity)))
+        int rc = cfg_check_keys(c, it, q, quant ? qkeys : pkeys, NULL);
+        if (rc || (rc = cfg_str(c, it, q, "layer", 1, o->pattern, sizeof o->pattern)))
+            return rc;
+        if (!quant)
+            rc = cfg_float(c, it, q, "sparsity", 1, HI_OPEN(0, 1), &o->sparsity);
+        else if ((rc = cfg_int(c, it, q, "bits", 1, 4, 32, &o->bits)) == KD_OK &&
+                 o->bits != 32 && o->bits != 8) {
+            char b[224];
+            rc = cfg_err(c, cfg_map_get(it, "bits"), cfg_path(b, sizeof b, q, "bits"),
+                         "%d is not supported: 32 keeps the layer fp32, 8 makes it int8", o->bits);
+        }
+        if (rc)
             return rc;
         o->pos = (cfg_pos){it->line, it->col};
     }
@@ -204,7 +247,7 @@ static int walk_prune(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass
         (rc = cfg_enum(c, pm, path, "norm", 0, norms, 2, &norm)) ||
         (rc = cfg_enum(c, pm, path, "schedule", 0, scheds, 2, &ps->agp)) ||
         (rc = walk_sweep(c, pm, path, sweep, nsweep)) ||
-        (rc = walk_overrides(c, pm, path, ps)))
+        (rc = walk_overrides(c, pm, path, 0, ps)))
         return rc;
     ps->method = (cfg_prune_method)m;
     ps->norm = norm + 1;
@@ -241,10 +284,110 @@ static int walk_finetune(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_p
     return rc != KD_OK ? rc : walk_training(c, pm, path, 1, ps);
 }
 
+/* bits: 8 | 4 or a list of them into vals; *n = the list's length, 0 for a scalar. */
+static int walk_bits(cfg_ctx *c, const cfg_node *pm, const char *path, float *vals, int *n)
+{
+    const cfg_node *v = cfg_map_get(pm, "bits");
+    char p[160];
+    cfg_path(p, sizeof p, path, "bits");
+    *n = 0;
+    vals[0] = 8;
+    if (!v)
+        return KD_OK;
+    int cnt = v->kind == CFG_SEQ ? v->n : 1;
+    if (v->kind == CFG_SEQ && (cnt < 1 || cnt > CFG_MAX_SWEEP))
+        return cfg_err(c, v, p, "expected 1 to %d bit widths", CFG_MAX_SWEEP);
+    for (int i = 0; i < cnt; i++) {
+        const cfg_node *it = v->kind == CFG_SEQ ? v->kid[i] : v;
+        char q[192];
+        snprintf(q, sizeof q, v->kind == CFG_SEQ ? "%s[%d]" : "%s", p, i);
+        int b, rc = cfg_int_node(c, it, q, 1, 64, &b);
+        if (rc != KD_OK)
+            return rc;
+        if (b != 8 && b != 4)
+            return cfg_err(c, it, q, "%d bits is not supported (8 or 4)", b);
+        vals[i] = (float)b;
+    }
+    *n = v->kind == CFG_SEQ ? cnt : 0;
+    return KD_OK;
+}
+
+/* Training batches a fashion-mnist config will have (0 when unknown here). */
+static int known_batches(const cfg_data *d, int batch)
+{
+    if (d->kind != CFG_DATA_FASHION)
+        return 0;
+    long n = d->train_subset > 0 && d->train_subset < 60000 ? d->train_subset : 60000;
+    n -= (long)(n * (double)d->val_fraction + 0.5);
+    return (int)((n + batch - 1) / batch);
+}
+
+static int walk_quant_common(cfg_ctx *c, const cfg_node *pm, const char *path, const exp_spec *s,
+                             cfg_pass *ps)
+{
+    static const char *const calibs[] = {"minmax", "percentile"};
+    ps->per_channel = 1;
+    ps->percentile = 99.99f;
+    ps->calib_batches = 8;
+    ps->group = 32;
+    int rc;
+    if ((rc = cfg_bool(c, pm, path, "per_channel", &ps->per_channel)) ||
+        (rc = cfg_enum(c, pm, path, "calibration", 0, calibs, 2, &ps->percentile_calib)) ||
+        (rc = cfg_float(c, pm, path, "percentile", 0, LO_OPEN(50, 100), &ps->percentile)) ||
+        (rc = cfg_int(c, pm, path, "calib_batches", 0, 1, 100000, &ps->calib_batches)) ||
+        (rc = cfg_int(c, pm, path, "group", 0, 8, 4096, &ps->group)) ||
+        (rc = walk_overrides(c, pm, path, 1, ps)))
+        return rc;
+    char p[160];
+    if (ps->group % 8)
+        return cfg_err(c, cfg_map_get(pm, "group"), cfg_path(p, sizeof p, path, "group"),
+                       "must be a multiple of 8, got %d", ps->group);
+    int have = known_batches(&s->data, 128);
+    if (have && ps->calib_batches > have)
+        return cfg_err(c, cfg_map_get(pm, "calib_batches"),
+                       cfg_path(p, sizeof p, path, "calib_batches"),
+                       "%d batches of 128 is more than the %d the training set has",
+                       ps->calib_batches, have);
+    return KD_OK;
+}
+
+static int walk_quantize(cfg_ctx *c, const cfg_node *pm, const char *path, const exp_spec *s,
+                         cfg_pass *ps, float *sweep, int *nsweep)
+{
+    static const char *const keys[] = {"type", "bits", "mode", "per_channel", "calibration",
+                                       "percentile", "calib_batches", "group", "overrides",
+                                       NULL};
+    static const char *const modes[] = {"static", "dynamic"};
+    int rc = cfg_check_keys(c, pm, path, keys, "pass type quantize");
+    if (rc || (rc = walk_bits(c, pm, path, sweep, nsweep)) ||
+        (rc = cfg_enum(c, pm, path, "mode", 0, modes, 2, &ps->dynamic)))
+        return rc;
+    ps->bits = (int)sweep[0];
+    return walk_quant_common(c, pm, path, s, ps);
+}
+
+static int walk_qat(cfg_ctx *c, const cfg_node *pm, const char *path, const exp_spec *s,
+                    cfg_pass *ps, float *sweep, int *nsweep)
+{
+    static const char *const keys[] = {"type", "bits", "per_channel", "group", "overrides",
+                                       "epochs", "lr", "batch_size", "distill", "temperature",
+                                       "alpha", NULL};
+    int rc = cfg_check_keys(c, pm, path, keys, "pass type qat");
+    if (rc || (rc = walk_bits(c, pm, path, sweep, nsweep)) ||
+        (rc = walk_quant_common(c, pm, path, s, ps)))
+        return rc;
+    ps->bits = (int)sweep[0];
+    rc = walk_training(c, pm, path, 1, ps);
+    if (!cfg_map_get(pm, "lr"))
+        ps->lr = 0.001f; /* fine-tuning a trained model through fake quantization */
+    return rc;
+}
+
 /* ---- pipelines ---------------------------------------------------------------- */
 typedef struct {
     float vals[CFG_MAX_PASSES][CFG_MAX_SWEEP];
-    int n[CFG_MAX_PASSES]; /* 0: the pass sweeps nothing */
+    int n[CFG_MAX_PASSES];    /* 0: the pass sweeps nothing */
+    int bits[CFG_MAX_PASSES]; /* the swept key is bits (quantize, qat), not sparsity */
 } sweep_table;
 
 static int walk_passes(cfg_ctx *c, const cfg_node *it, const char *path, const exp_spec *s,
@@ -258,21 +401,31 @@ static int walk_passes(cfg_ctx *c, const cfg_node *it, const char *path, const e
     if (seq->kind != CFG_SEQ || seq->n < 1 || seq->n > CFG_MAX_PASSES)
         return cfg_err(c, seq, p, "expected a list of 1 to %d passes", CFG_MAX_PASSES);
     const cfg_model *src = source_model(s, v->source_kind, v->source_student);
+    memset(sw, 0, sizeof *sw);
     for (int i = 0; i < seq->n; i++) {
         char q[160];
         snprintf(q, sizeof q, "%s[%d]", p, i);
         const cfg_node *pm = seq->kid[i];
         if (pm->kind != CFG_MAP)
-            return cfg_err(c, pm, q, "expected a pass {type: prune|finetune, ...}");
+            return cfg_err(c, pm, q, "expected a pass {type: prune|finetune|quantize|qat, ...}");
         cfg_pass *ps = &v->passes[i];
-        int kind = 0, rc = cfg_enum(c, pm, q, "type", 1, pass_names, 2, &kind);
+        int kind = 0, rc = cfg_enum(c, pm, q, "type", 1, pass_names, 4, &kind);
         if (rc != KD_OK)
             return rc;
+        if (i > 0 && v->passes[i - 1].kind >= CFG_PASS_QUANTIZE)
+            return cfg_err(c, pm, q, "comes after %s: a quantized model is final (put "
+                           "quantize or qat last)", pass_names[v->passes[i - 1].kind]);
         ps->kind = (cfg_pass_kind)kind;
         ps->pos = (cfg_pos){pm->line, pm->col};
         sw->n[i] = 0;
         if (ps->kind == CFG_PASS_FINETUNE) {
             rc = walk_finetune(c, pm, q, ps);
+        } else if (ps->kind == CFG_PASS_QUANTIZE || ps->kind == CFG_PASS_QAT) {
+            rc = ps->kind == CFG_PASS_QAT ? walk_qat(c, pm, q, s, ps, sw->vals[i], &sw->n[i])
+                                          : walk_quantize(c, pm, q, s, ps, sw->vals[i], &sw->n[i]);
+            sw->bits[i] = 1;
+            if (rc == KD_OK && src)
+                rc = check_quant_layers(c, pm, q, s, src, ps);
         } else {
             rc = walk_prune(c, pm, q, ps, sw->vals[i], &sw->n[i]);
             ps->sparsity = sw->vals[i][0];
@@ -304,11 +457,15 @@ static int expand(cfg_ctx *c, const cfg_node *it, const char *path, exp_spec *s,
         for (int i = 0, rest = k; i < v->npasses; i++) {
             if (!sw->n[i])
                 continue;
-            v->passes[i].sparsity = sw->vals[i][rest % sw->n[i]];
+            float x = sw->vals[i][rest % sw->n[i]];
             rest /= sw->n[i];
+            if (sw->bits[i])
+                v->passes[i].bits = (int)x;
+            else
+                v->passes[i].sparsity = x;
             if (len < sizeof v->name)
-                len += (size_t)snprintf(v->name + len, sizeof v->name - len, "/s%g",
-                                        (double)v->passes[i].sparsity);
+                len += (size_t)snprintf(v->name + len, sizeof v->name - len,
+                                        sw->bits[i] ? "/int%g" : "/s%g", (double)x);
         }
         if (len >= sizeof v->name)
             return cfg_err(c, it, path, "the variant names get too long");
@@ -417,41 +574,73 @@ static void dump_source(FILE *f, const exp_spec *s, cfg_source_kind k, int stude
     cfg_put_str(f, buf);
 }
 
+static void dump_overrides(FILE *f, const cfg_pass *p, int quant)
+{
+    if (!p->noverrides)
+        return;
+    fputs(", overrides: [", f);
+    for (int i = 0; i < p->noverrides; i++) {
+        fprintf(f, "%s{layer: ", i ? ", " : "");
+        cfg_put_str(f, p->overrides[i].pattern);
+        if (quant) {
+            fprintf(f, ", bits: %d}", p->overrides[i].bits);
+            continue;
+        }
+        fputs(", sparsity: ", f);
+        cfg_put_float(f, p->overrides[i].sparsity);
+        fputc('}', f);
+    }
+    fputc(']', f);
+}
+
+static void dump_training(FILE *f, const cfg_pass *p)
+{
+    fprintf(f, ", epochs: %d, lr: ", p->epochs);
+    cfg_put_float(f, p->lr);
+    fprintf(f, ", batch_size: %d, distill: %s, temperature: ", p->batch_size,
+            p->distill ? "true" : "false");
+    cfg_put_float(f, p->temperature);
+    fputs(", alpha: ", f);
+    cfg_put_float(f, p->alpha);
+}
+
+static void dump_quant(FILE *f, const cfg_pass *p)
+{
+    fprintf(f, ", bits: %d", p->bits);
+    if (p->kind == CFG_PASS_QUANTIZE)
+        fprintf(f, ", mode: %s", p->dynamic ? "dynamic" : "static");
+    fprintf(f, ", per_channel: %s", p->per_channel ? "true" : "false");
+    if (p->kind == CFG_PASS_QUANTIZE) {
+        fprintf(f, ", calibration: %s, percentile: ", p->percentile_calib ? "percentile" : "minmax");
+        cfg_put_float(f, p->percentile);
+        fprintf(f, ", calib_batches: %d", p->calib_batches);
+    }
+    fprintf(f, ", group: %d", p->group);
+    dump_overrides(f, p, 1);
+    if (p->kind == CFG_PASS_QAT)
+        dump_training(f, p);
+}
+
 static void dump_pass(FILE *f, const cfg_pass *p)
 {
     fprintf(f, "      - {type: %s", pass_names[p->kind]);
-    if (p->kind == CFG_PASS_PRUNE) {
+    if (p->kind >= CFG_PASS_QUANTIZE) {
+        dump_quant(f, p);
+    } else if (p->kind == CFG_PASS_PRUNE) {
         fprintf(f, ", method: %s, scope: %s", method_names[p->method], p->global ? "global" : "layer");
         if (p->method != CFG_PRUNE_MAGNITUDE)
             fprintf(f, ", norm: l%d", p->norm);
         fputs(", sparsity: ", f);
         cfg_put_float(f, p->sparsity);
         fprintf(f, ", schedule: %s", p->agp ? "agp" : "oneshot");
-        if (p->noverrides)
-            fputs(", overrides: [", f);
-        for (int i = 0; i < p->noverrides; i++) {
-            fprintf(f, "%s{layer: ", i ? ", " : "");
-            cfg_put_str(f, p->overrides[i].pattern);
-            fputs(", sparsity: ", f);
-            cfg_put_float(f, p->overrides[i].sparsity);
-            fputc('}', f);
-        }
-        if (p->noverrides)
-            fputc(']', f);
-    }
-    if (p->kind == CFG_PASS_FINETUNE || p->agp) {
+        dump_overrides(f, p, 0);
         if (p->agp) {
             fputs(", initial_sparsity: ", f);
             cfg_put_float(f, p->initial_sparsity);
         }
-        fprintf(f, ", epochs: %d, lr: ", p->epochs);
-        cfg_put_float(f, p->lr);
-        fprintf(f, ", batch_size: %d, distill: %s, temperature: ", p->batch_size,
-                p->distill ? "true" : "false");
-        cfg_put_float(f, p->temperature);
-        fputs(", alpha: ", f);
-        cfg_put_float(f, p->alpha);
     }
+    if (p->kind == CFG_PASS_FINETUNE || (p->kind == CFG_PASS_PRUNE && p->agp))
+        dump_training(f, p);
     fputs("}\n", f);
 }
 

@@ -84,13 +84,15 @@ typedef struct {
 #define CFG_MAX_VARIANTS 32
 #define CFG_MAX_SWEEP 8
 
-typedef enum { CFG_PASS_PRUNE = 0, CFG_PASS_FINETUNE } cfg_pass_kind;
+typedef enum { CFG_PASS_PRUNE = 0, CFG_PASS_FINETUNE, CFG_PASS_QUANTIZE, CFG_PASS_QAT } cfg_pass_kind;
 typedef enum { CFG_PRUNE_MAGNITUDE = 0, CFG_PRUNE_NEURONS, CFG_PRUNE_FILTERS } cfg_prune_method;
 
-/* A layer name or glob and its own sparsity. */
+/* A layer name or glob and its own sparsity (prune) or bits (quantize: 32
+ * keeps the layer fp32). */
 typedef struct {
     char pattern[64];
     float sparsity;
+    int bits;
     cfg_pos pos;
 } cfg_layer_override;
 
@@ -112,6 +114,14 @@ typedef struct {
     int batch_size;          /* default 128 */
     int distill;             /* soft targets from the teacher instead of the labels */
     float temperature, alpha;
+    /* quantize, qat */
+    int bits;                /* 8 or 4; a list in the file expands into variants */
+    int dynamic;             /* bits 8: activations quantized per batch at run time */
+    int per_channel;         /* weight scales per output channel (default) or per tensor */
+    int percentile_calib;    /* calibration: minmax (0) | percentile (1) */
+    float percentile;        /* default 99.99, (50, 100] */
+    int calib_batches;       /* static int8: batches of 128 training samples, default 8 */
+    int group;               /* int4: weights per scale, default 32 */
 } cfg_pass;
 
 typedef enum { CFG_SRC_TEACHER = 0, CFG_SRC_STUDENT, CFG_SRC_FILE } cfg_source_kind;

@@ -110,7 +110,7 @@ static const bad_case bad[] = {
      "epochs: required key is missing"},
     {P "    passes: [{type: prune, sparsity: 0.5, epochs: 3}]\n", 14, 51,
      "only prune passes with schedule: agp train"},
-    {P "    passes: [{type: quantise}]\n", 14, 21, "unknown value \"quantise\" (one of: prune, finetune)"},
+    {P "    passes: [{type: quantise}]\n", 14, 21, "unknown value \"quantise\" (did you mean \"quantize\"?"},
     {P "    passes: [{type: finetune}]\n", 14, 14, "epochs: required key is missing"},
     {P "    passes: [{type: finetune, epochs: 1, lr: 0}]\n", 14, 46, "lr: must be > 0"},
     {P "    passes: []\n", 14, 13, "expected a list of 1 to 8 passes"},
@@ -140,6 +140,60 @@ START_TEST(compress_errors)
 }
 END_TEST
 
+START_TEST(quantize_passes)
+{
+    exp_spec s, t;
+    kd_err e;
+    const char *y = BASE "  - name: q\n"
+                         "    source: teacher\n"
+                         "    passes:\n"
+                         "      - {type: prune, sparsity: 0.9}\n"
+                         "      - {type: quantize, bits: [8, 4], calibration: percentile,\n"
+                         "         overrides: [{layer: dense1, bits: 32}]}\n"
+                         "  - name: qat\n"
+                         "    source: st\n"
+                         "    passes: [{type: qat, bits: 4, epochs: 2}]\n"
+                         "  - name: dyn\n"
+                         "    source: teacher\n"
+                         "    passes: [{type: quantize, mode: dynamic, per_channel: false}]\n";
+    int rc = load(y, &s, &e);
+    ck_assert_msg(rc == KD_OK, "%d:%d %s", e.line, e.col, e.msg);
+    ck_assert_int_eq(s.nvariants, 4);
+    ck_assert_str_eq(s.variants[0].name, "q/int8");
+    ck_assert_str_eq(s.variants[1].name, "q/int4");
+    ck_assert_int_eq(s.variants[1].passes[1].bits, 4);
+    ck_assert_int_eq(s.variants[1].passes[1].percentile_calib, 1);
+    ck_assert_float_eq(s.variants[1].passes[1].percentile, 99.99f);
+    ck_assert_int_eq(s.variants[1].passes[1].overrides[0].bits, 32);
+    ck_assert_int_eq(s.variants[2].passes[0].kind, CFG_PASS_QAT);
+    ck_assert_float_eq(s.variants[2].passes[0].lr, 0.001f);
+    ck_assert_int_eq(s.variants[3].passes[0].dynamic, 1);
+    ck_assert_int_eq(s.variants[3].passes[0].per_channel, 0);
+    char *a = NULL;
+    size_t na;
+    FILE *f = open_memstream(&a, &na);
+    config_dump(&s, f);
+    fclose(f);
+    rc = config_load_string("d.yaml", a, na, NULL, 0, &t, &e);
+    ck_assert_msg(rc == KD_OK, "%d:%d %s\n%s", e.line, e.col, e.msg, a);
+    ck_assert_int_eq(t.nvariants, 4);
+    ck_assert_int_eq(t.variants[1].passes[1].bits, 4);
+    free(a);
+    const char *after = BASE P "    passes: [{type: quantize}, {type: finetune, epochs: 1}]\n";
+    ck_assert_int_eq(load(after, &s, &e), KD_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(e.msg, "a quantized model is final"));
+    const char *bits = BASE P "    passes: [{type: quantize, bits: 2}]\n";
+    ck_assert_int_eq(load(bits, &s, &e), KD_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(e.msg, "2 bits is not supported"));
+    const char *cal = BASE P "    passes: [{type: quantize, calib_batches: 9999}]\n";
+    ck_assert_int_eq(load(cal, &s, &e), KD_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(e.msg, "more than the 422"));
+    const char *ov = BASE P "    passes: [{type: quantize, overrides: [{layer: \"conv*\", bits: 8}]}]\n";
+    ck_assert_int_eq(load(ov, &s, &e), KD_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(e.msg, "matches no dense layer"));
+}
+END_TEST
+
 START_TEST(report_section)
 {
     exp_spec s;
@@ -164,6 +218,7 @@ Suite *suite_config_compress(void)
     tcase_add_test(t, sweeps_and_sources);
     tcase_add_loop_test(t, compress_errors, 0, (int)(sizeof bad / sizeof bad[0]));
     tcase_add_test(t, report_section);
+    tcase_add_test(t, quantize_passes);
     suite_add_tcase(s, t);
     return s;
 }
