@@ -195,4 +195,9 @@ int config_load_string(const char *name, const char *text, size_t len,
  * and file name aside).  Returns 0 or KD_EIO if f reports an error. */
 int config_dump(const exp_spec *s, FILE *f);
 
+/* The part of the resolved spec a trained teacher depends on (data, teacher,
+ * seed, threads as set in s), as YAML text for a cache key: students,
+ * compression and report settings do not appear.  0, KD_ENOMEM or KD_EIO. */
+int config_dump_teacher(const exp_spec *s, FILE *f);
+
 #endif

@@ -190,7 +190,8 @@ static void dump_student(const cfg_student *s, FILE *f)
     dump_model(&s->model, "    ", f);
 }
 
-int config_dump(const exp_spec *s, FILE *f)
+/* name .. teacher: everything a trained teacher depends on, and more */
+static void dump_head(const exp_spec *s, FILE *f)
 {
     fputs("# resolved experiment: every key with its effective value\n", f);
     put_key_str(f, "", "name", s->name);
@@ -202,6 +203,24 @@ int config_dump(const exp_spec *s, FILE *f)
         put_key_str(f, "  ", "model", s->teacher.model_path);
     else
         dump_model(&s->teacher, "  ", f);
+}
+
+int config_dump_teacher(const exp_spec *s, FILE *f)
+{
+    exp_spec *t = kd_malloc(sizeof *t);
+    if (!t)
+        return KD_ENOMEM;
+    memcpy(t, s, sizeof *t);
+    snprintf(t->name, sizeof t->name, "teacher");
+    t->cache_dir[0] = 0;
+    dump_head(t, f);
+    kd_free(t);
+    return ferror(f) ? KD_EIO : KD_OK;
+}
+
+int config_dump(const exp_spec *s, FILE *f)
+{
+    dump_head(s, f);
     if (s->nstudents)
         fputs("students:\n", f);
     for (int i = 0; i < s->nstudents; i++)

@@ -29,17 +29,14 @@ static int cache_key(const run_ctx *r, uint64_t *key, kd_err *e)
         return kd_err_set(e, KD_ENOMEM, "out of memory");
     }
     memcpy(s, r->spec, sizeof *s);
-    snprintf(s->name, sizeof s->name, "teacher");
-    s->cache_dir[0] = 0;
-    s->nstudents = 0;
     s->threads = r->threads;
-    config_dump(s, f);
+    int rc = config_dump_teacher(s, f);
     fprintf(f, "kdbench teacher cache v1\n");
     fclose(f);
     *key = fnv1a(0xcbf29ce484222325ull, text, len);
     free(text);
     kd_free(s);
-    return KD_OK;
+    return rc == KD_OK ? KD_OK : kd_err_set(e, rc, "cannot form the teacher cache key");
 }
 
 static int copy_file(const char *from, const char *to, kd_err *e)
@@ -59,8 +56,12 @@ static int copy_file(const char *from, const char *to, kd_err *e)
 static int from_cache(run_ctx *r, const char *cached, const char *ckpt, int *hit)
 {
     *hit = 0;
-    if (access(cached, R_OK) != 0 || (r->o->resume && access(ckpt, F_OK) == 0))
+    if (r->o->resume && access(ckpt, F_OK) == 0)
         return KD_OK;
+    if (access(cached, R_OK) != 0) {
+        kd_logf(&r->log, "teacher: not in the cache (%s); training", cached);
+        return KD_OK;
+    }
     kd_err e2;
     if (copy_file(cached, ckpt, &e2) != KD_OK) {
         char buf[1200];
