@@ -113,8 +113,14 @@ static int curves_group(rep_plotter *p, const rep_metric *m, int n, const char *
             *c = '_';
     for (int k = 0; k < nm; k++) {
         rep_bprintf(&dat, "# %s: epoch loss val_loss train_acc(%%) val_acc(%%)\n", models[k]);
+        int last = 0;
         for (int i = 0; i < n; i++)
             if (!strcmp(m[i].model, models[k])) {
+                /* another run of the same model (a seed, a pass) starts a new
+                 * line: one blank line splits it within the block */
+                if (m[i].epoch <= last)
+                    rep_bprintf(&dat, "\n");
+                last = m[i].epoch;
                 rep_bprintf(&dat, "%d", m[i].epoch);
                 num_or_missing(&dat, m[i].loss, 1);
                 num_or_missing(&dat, m[i].val_loss, 1);
