@@ -237,7 +237,7 @@ static int walk_prune(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass
                       float *sweep, int *nsweep)
 {
     static const char *const keys[] = {"type", "method", "scope", "norm", "sparsity", "schedule",
-                                       "initial_sparsity", "overrides", "epochs", "lr",
+                                       "initial_sparsity", "ramp_epochs", "overrides", "epochs", "lr",
                                        "batch_size", "distill", "temperature", "alpha", NULL};
     static const char *const scopes[] = {"layer", "global"}, *const norms[] = {"l1", "l2"};
     static const char *const scheds[] = {"oneshot", "agp"};
@@ -265,15 +265,24 @@ static int walk_prune(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass
         return rc;
     if (!ps->agp) {
         static const char *const train_keys[] = {"epochs", "lr", "batch_size", "distill",
-                                                 "temperature", "alpha", "initial_sparsity"};
-        for (int i = 0; i < 7; i++)
+                                                 "temperature", "alpha", "initial_sparsity",
+                                                 "ramp_epochs"};
+        for (int i = 0; i < 8; i++)
             if (cfg_map_get(pm, train_keys[i]))
                 return cfg_err(c, cfg_map_get(pm, train_keys[i]),
                                cfg_path(p, sizeof p, path, train_keys[i]),
                                "only prune passes with schedule: agp train; add a finetune pass");
         return KD_OK;
     }
-    return walk_training(c, pm, path, 1, ps);
+    if ((rc = walk_training(c, pm, path, 1, ps)) != KD_OK)
+        return rc;
+    ps->ramp_epochs = (ps->epochs + 1) / 2;
+    if ((rc = cfg_int(c, pm, path, "ramp_epochs", 0, 1, 10000, &ps->ramp_epochs)))
+        return rc;
+    if (ps->ramp_epochs > ps->epochs)
+        return cfg_err(c, cfg_map_get(pm, "ramp_epochs"), cfg_path(p, sizeof p, path, "ramp_epochs"),
+                       "%d is more than the pass's %d epochs", ps->ramp_epochs, ps->epochs);
+    return KD_OK;
 }
 
 static int walk_finetune(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass *ps)
@@ -637,6 +646,7 @@ static void dump_pass(FILE *f, const cfg_pass *p)
         if (p->agp) {
             fputs(", initial_sparsity: ", f);
             cfg_put_float(f, p->initial_sparsity);
+            fprintf(f, ", ramp_epochs: %d", p->ramp_epochs);
         }
     }
     if (p->kind == CFG_PASS_FINETUNE || (p->kind == CFG_PASS_PRUNE && p->agp))

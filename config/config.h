@@ -106,6 +106,7 @@ typedef struct {
     float sparsity;          /* [0, 1); a list in the file expands into variants */
     int agp;                 /* schedule: oneshot (0) | agp (1) */
     float initial_sparsity;  /* agp: s_i, [0, sparsity] */
+    int ramp_epochs;         /* agp: epochs over which the sparsity rises; default epochs/2 */
     cfg_layer_override overrides[CFG_MAX_OVERRIDES];
     int noverrides;
     /* training: finetune, and prune with schedule agp */

@@ -111,7 +111,7 @@ static int run_training(variant_run *u, const cfg_pass *p, kd_err *e)
         rc = kd_err_set(e, KD_ENOMEM, "out of memory");
     if (rc == KD_OK && p->kind == CFG_PASS_PRUNE) {
         compress_agp_spec g = {.prune = prune_spec(u, p), .initial_sparsity = p->initial_sparsity,
-                               .prune_epochs = p->epochs > 1 ? p->epochs - 1 : 1};
+                               .prune_epochs = p->ramp_epochs};
         h.on_step = f.inner.on_step;
         h.step_ctx = f.inner.step_ctx;
         rc = compress_prune_gradual(u->m, &g, &to, &r->train, &r->val, &h, u->mask, e);
