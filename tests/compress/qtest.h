@@ -10,7 +10,7 @@
 
 /* An MLP in -> h1 -> h2 -> out with relu between, random He weights and
  * small random biases; in_mean 0, in_std 1. */
-static nn_model *qt_mlp(int in, int h1, int h2, int out, uint64_t seed)
+static inline nn_model *qt_mlp(int in, int h1, int h2, int out, uint64_t seed)
 {
     const nn_layer_spec s[] = {{.kind = NN_DENSE, .units = h1}, {.kind = NN_RELU},
                                {.kind = NN_DENSE, .units = h2}, {.kind = NN_RELU},
@@ -28,7 +28,7 @@ static nn_model *qt_mlp(int in, int h1, int h2, int out, uint64_t seed)
 }
 
 /* n samples of k floats around one of nclasses random centres (the label). */
-static data_set qt_data(int n, int k, int nclasses, uint64_t seed)
+static inline data_set qt_data(int n, int k, int nclasses, uint64_t seed)
 {
     data_set d = {.n = n, .shape = {k, 1, 1}, .nclasses = nclasses};
     d.xf = kd_malloc((size_t)n * k * sizeof *d.xf);
@@ -47,7 +47,7 @@ static data_set qt_data(int n, int k, int nclasses, uint64_t seed)
     return d;
 }
 
-static nn_model *qt_quantize(nn_model *m, compress_qmode mode, const data_set *calib)
+static inline nn_model *qt_quantize(nn_model *m, compress_qmode mode, const data_set *calib)
 {
     compress_quant_spec s = {.mode = mode, .per_channel = 1, .calib_batches = 1};
     kd_err e = {0};
