@@ -7,4 +7,7 @@ void bench_sparse(void);
 /* bench_quant.c: int8/int4/sparse-int8 kernels vs fp32, batch 1 and 256. */
 void bench_quant(void);
 
+/* bench_qmodels.c: the quantized layer kinds as whole models vs fp32. */
+void bench_qmodels(void);
+
 #endif
