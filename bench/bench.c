@@ -192,6 +192,10 @@ int main(int argc, char **argv)
         bench_sparse();
         return 0;
     }
+    if (argc > 1 && strcmp(argv[1], "qaccuracy") == 0) {
+        bench_qaccuracy();
+        return 0;
+    }
     if (argc > 1 && strcmp(argv[1], "qmodels") == 0) { /* the quantized kernels and models */
         bench_quant();
         bench_qmodels();

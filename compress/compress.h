@@ -4,6 +4,11 @@
  * with fp32 values and the narrowest column index type that fits.  nn never
  * includes this header: callers pass compress_kinds() to nn_model_load_with.
  *
+ * Quantized kinds (see "quantization" below): "dense_q8" (int8, static),
+ * "dense_dq8" (int8, dynamic), "dense_q4" (int4 weight-only), "dense_csr_q8"
+ * (sparse int8) and "dense_fq" (fake-quant, for QAT), with compress_quantize,
+ * compress_qat_prepare and reports (weight bits, weights_hist.csv).
+ *
  * Passes: unstructured magnitude pruning (layer-wise or one global
  * threshold, per-layer overrides by name or glob) with masks that keep pruned
  * weights at zero during fine-tuning; the AGP cubic schedule and a gradual

@@ -82,20 +82,24 @@ static void put_line(kd_buf *b, const char *fmt, ...)
     kd_buf_put(b, line, n < (int)sizeof line ? (size_t)n : sizeof line - 1);
 }
 
-/* One layer's rows: nbins equal bins over [min, max] of its w (the last
- * bin closed); a constant layer puts everything in its first bin. */
+/* One layer's rows: nbins equal bins over [min, max] of its finite weights
+ * (the last bin closed; a non-finite weight counts in the first bin); a
+ * constant layer puts everything in its first bin. */
 static void hist_rows(kd_buf *b, const char *variant, const char *layer, const float *w,
                       size_t n, int nbins, uint64_t *cnt)
 {
     float lo = INFINITY, hi = -INFINITY;
-    for (size_t i = 0; i < n; i++) {
-        lo = fminf(lo, w[i]);
-        hi = fmaxf(hi, w[i]);
-    }
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(w[i])) {
+            lo = fminf(lo, w[i]);
+            hi = fmaxf(hi, w[i]);
+        }
+    if (lo > hi)
+        lo = hi = 0.0f;
     memset(cnt, 0, (size_t)nbins * sizeof *cnt);
     double width = ((double)hi - lo) / nbins;
     for (size_t i = 0; i < n; i++) {
-        long j = width > 0 ? (long)(((double)w[i] - lo) / width) : 0;
+        long j = width > 0 && isfinite(w[i]) ? (long)(((double)w[i] - lo) / width) : 0;
         cnt[j < 0 ? 0 : j >= nbins ? nbins - 1 : j]++;
     }
     for (int j = 0; j < nbins; j++)
