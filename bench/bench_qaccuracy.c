@@ -61,7 +61,7 @@ static void qa_row(const char *name, nn_model *q, const data_set *te, double fp_
 {
     double a = qa_acc(q, te);
     long long b = qa_bytes(q);
-    printf("  %-22s acc %6.2f%% (%+5.2f)  file %8lld B (%.3fx, %4.1fx smaller)  bits %d\n", name,
+    printf("  %-24s acc %6.2f%% (%+5.2f)  file %8lld B (%.3fx, %4.1fx smaller)  bits %d\n", name,
            a, a - fp_acc, b, (double)b / fp_bytes, (double)fp_bytes / b,
            compress_model_weight_bits(q));
     nn_model_free(q);
@@ -101,7 +101,7 @@ static int qa_run(nn_model *m, const data_set *tr, const data_set *te, kd_err *e
     double fa = qa_acc(m, te);
     long long fb = qa_bytes(m);
     printf("quantized accuracy, 784-1200-1200-10 MLP, 2 epochs on Fashion-MNIST:\n"
-           "  %-22s acc %6.2f%%          file %8lld B\n", "fp32", fa, fb);
+           "  %-24s acc %6.2f%%          file %8lld B\n", "fp32", fa, fb);
     nn_model *q;
     if ((q = qa_quant(m, COMPRESS_Q_STATIC8, COMPRESS_CALIB_MINMAX, tr, e)))
         qa_row("int8 (min/max)", q, te, fa, fb);
