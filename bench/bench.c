@@ -192,6 +192,15 @@ int main(int argc, char **argv)
         bench_sparse();
         return 0;
     }
+    if (argc > 1 && strcmp(argv[1], "qaccuracy") == 0) {
+        bench_qaccuracy();
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "qmodels") == 0) { /* the quantized kernels and models */
+        bench_quant();
+        bench_qmodels();
+        return 0;
+    }
     const nn_layer_spec mlp[] = {
         {.kind = NN_FLATTEN}, {.kind = NN_DENSE, .units = 1200}, {.kind = NN_RELU},
         {.kind = NN_DROPOUT, .rate = 0.3f}, {.kind = NN_DENSE, .units = 1200},
@@ -212,6 +221,7 @@ int main(int argc, char **argv)
     bench_inference("CNN", c, &d);
     bench_sparse();
     bench_quant();
+    bench_qmodels();
     bench_peak_memory();
     nn_model_free(m);
     nn_model_free(c);

@@ -7,4 +7,11 @@ void bench_sparse(void);
 /* bench_quant.c: int8/int4/sparse-int8 kernels vs fp32, batch 1 and 256. */
 void bench_quant(void);
 
+/* bench_qmodels.c: the quantized layer kinds as whole models vs fp32. */
+void bench_qmodels(void);
+
+/* bench_qaccuracy.c: accuracy of the quantized variants of a trained MLP
+ * (Fashion-MNIST; only with `kdbench-bench qaccuracy`). */
+void bench_qaccuracy(void);
+
 #endif

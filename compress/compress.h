@@ -4,6 +4,11 @@
  * with fp32 values and the narrowest column index type that fits.  nn never
  * includes this header: callers pass compress_kinds() to nn_model_load_with.
  *
+ * Quantized kinds (see "quantization" below): "dense_q8" (int8, static),
+ * "dense_dq8" (int8, dynamic), "dense_q4" (int4 weight-only), "dense_csr_q8"
+ * (sparse int8) and "dense_fq" (fake-quant, for QAT), with compress_quantize,
+ * compress_qat_prepare and reports (weight bits, weights_hist.csv).
+ *
  * Passes: unstructured magnitude pruning (layer-wise or one global
  * threshold, per-layer overrides by name or glob) with masks that keep pruned
  * weights at zero during fine-tuning; the AGP cubic schedule and a gradual
@@ -211,5 +216,88 @@ int compress_write_sensitivity_csv(const char *run_dir, const compress_sens_row 
  * weights of every model (atomic). */
 int compress_write_sparsity_csv(const char *run_dir, const char *const *variants,
                                 const nn_model *const *models, int n, kd_err *e);
+
+/* ---- quantization (issue 5) -------------------------------------------------
+ * Kinds (all registered in compress_kinds(), so model files round-trip):
+ *   "dense_q8"     format "int8":      static int8; int8 weights (symmetric, per
+ *                  channel or tensor), input quantized per tensor with calibrated
+ *                  parameters, int8 x int8 -> int32, requantized by a fixed-point
+ *                  multiplier (TFLite) to the next quantized layer's input
+ *                  parameters with ReLU fused as the clamp, or dequantized to float
+ *                  when the consumer is not a dense_q8 (logits, batchnorm, ...).
+ *   "dense_dq8"    format "int8-dyn":  int8 weights, input quantized per call.
+ *   "dense_q4"     format "int4":      weight-only int4, 32-weight groups, fp16
+ *                  scales, fp32 activations.
+ *   "dense_csr_q8" format "csr-int8":  a pruned layer's non-zeros as int8.
+ *   "dense_fq"     format "fp32-fakequant": trainable dense layer that simulates
+ *                  the quantization (QAT).
+ * The quantized kinds are for inference: backward gives bias gradients only and
+ * dx = 0.  conv2d layers stay fp32 in every mode. */
+extern const nn_layer_ops compress_dense_q8_ops, compress_dense_dq8_ops, compress_dense_q4_ops,
+    compress_dense_csr_q8_ops, compress_dense_fq_ops;
+
+typedef enum { COMPRESS_Q_STATIC8 = 0, COMPRESS_Q_DYNAMIC8, COMPRESS_Q_INT4 } compress_qmode;
+typedef enum { COMPRESS_CALIB_MINMAX = 0, COMPRESS_CALIB_PERCENTILE } compress_calib;
+/* A layer name or fnmatch(3) glob and the weight bits of the dense layers it
+ * matches (the last matching override wins): 32 keeps fp32, 8 int8, 4 int4. */
+typedef struct {
+    char pattern[64];
+    int bits;
+} compress_qoverride;
+
+/* Samples per calibration batch. */
+#define COMPRESS_CALIB_BATCH 128
+
+typedef struct {
+    compress_qmode mode;
+    int per_channel;       /* int8 weights per output channel (1) or per tensor (0) */
+    compress_calib calib;  /* static int8: how activation ranges are calibrated */
+    float percentile;      /* CALIB_PERCENTILE: in (0, 100], e.g. 99.99 */
+    int calib_batches;     /* static int8: the first calib_batches batches of 128 */
+    int group;             /* INT4: group size along k; 0 or 32 (the only one) */
+    const compress_qoverride *overrides;
+    int noverrides;
+} compress_quant_spec;
+
+/* Checks s against m: mode, override bits in {32, 8, 4}, every override
+ * matching a dense layer (dense, dense_csr, dense_fq), group, percentile.
+ * KD_ECONFIG naming the problem. */
+int compress_quant_check(const nn_model *m, const compress_quant_spec *s, kd_err *e);
+/* The weight bits s gives layer i (32, 8 or 4), or 0 if i is not a dense layer. */
+int compress_quant_bits(const nn_model *m, const compress_quant_spec *s, int i);
+
+/* A new model equal to m with its dense (and dense_csr, dense_fq) layers
+ * replaced by quantized kinds per layer bits (compress_quant_bits):
+ *   8 bits: dense_q8 in STATIC8 (and INT4) mode, dense_dq8 in DYNAMIC8 mode;
+ *   4 bits: dense_q4;  32 bits: fp32 (a dense_fq layer becomes plain dense);
+ *   a dense_csr layer becomes dense_csr_q8 at 8 or 4 bits (no sparse int4).
+ * dense_q8 input ranges come from a trained dense_fq layer's EMA range, else
+ * from calibrating m (eval mode) on the first calib_batches * 128 samples of
+ * calib (min/max or percentile); KD_ECONFIG when a dense_q8 layer needs
+ * calibration and calib is NULL, calib_batches < 1 or more batches than
+ * calib holds, or calib's sample shape differs from m's input.  calib may be
+ * NULL otherwise.  m is not changed (its scratch may be reserved). */
+nn_model *compress_quantize(nn_model *m, const compress_quant_spec *s, const data_set *calib,
+                            kd_err *e);
+
+/* A new trainable model equal to m whose dense layers (bits != 32 by s)
+ * become dense_fq: weights fake-quantized to their bits (8: per channel per
+ * s->per_channel; 4: int4 groups), inputs of 8-bit layers fake-quantized per
+ * tensor (STATIC8 and INT4 modes: EMA range of batch min/max in train mode,
+ * frozen in eval; DYNAMIC8: each batch's own range).  Parameters stay in the
+ * flat buffer, so nn's optimisers and train_fit work unchanged; other layers
+ * (conv2d, dense_csr, ...) are copied as they are.  m is not changed. */
+nn_model *compress_qat_prepare(const nn_model *m, const compress_quant_spec *s, kd_err *e);
+
+/* Weight bits of the model's weight layers, the majority weighted by weight
+ * count (32, 8 or 4; dense_fq counts as 32: it stores fp32), for reports. */
+int compress_model_weight_bits(const nn_model *m);
+/* RUN_DIR/weights_hist.csv (header variant,layer,bin_lo,bin_hi,count),
+ * atomically: per dense-shaped layer of each model, a histogram of its
+ * weights as the layer computes with them (dequantized for quantized kinds,
+ * fake-quantized for dense_fq, pruned zeros included), nbins (>= 1) equal
+ * bins over the layer's [min, max]. */
+int compress_write_weights_hist(const char *run_dir, const char *const *variants,
+                                const nn_model *const *models, int n, int nbins, kd_err *e);
 
 #endif

@@ -212,7 +212,10 @@ const nn_layer_ops compress_dense_csr_ops = {
     .count = csr_count,
 };
 
-static const nn_layer_ops *const kinds[] = {&compress_dense_csr_ops};
+static const nn_layer_ops *const kinds[] = {
+    &compress_dense_csr_ops, &compress_dense_q8_ops,     &compress_dense_dq8_ops,
+    &compress_dense_q4_ops,  &compress_dense_csr_q8_ops, &compress_dense_fq_ops,
+};
 
 const nn_layer_ops *const *compress_kinds(int *n)
 {

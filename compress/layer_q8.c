@@ -1,0 +1,303 @@
+/* dense_q8 (format "int8") and dense_dq8 ("int8-dyn"): a dense layer whose
+ * weights are int8 (symmetric, per output channel or per tensor) in a
+ * quant_dense payload, run by the int8 GEMM kernels (qgemm_isa_best).
+ *
+ * dense_q8 is static PTQ: its input is quantized per tensor with calibrated
+ * parameters (in), the int32 bias is in the payload, and the output is either
+ * requantized to int8 with the next quantized layer's input parameters (out;
+ * ReLU fused as the clamp) or dequantized to float (logits, or a layer whose
+ * consumer is not a quantized layer).  nn's activations are float, so an int8
+ * output travels to the next layer as its exact dequantization (q - z) * s;
+ * the next layer's entry quantization, with the same parameters, gives back
+ * exactly q, so a chain computes what an all-int8 chain computes.
+ *
+ * dense_dq8 is dynamic int8: the input is quantized per call from its own
+ * min/max, the float bias stays in the model's flat parameters.
+ *
+ * Both are inference-only: backward gives the bias gradient (dq8) and dx = 0. */
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* ---- shared by the quantized dense kinds ---------------------------------- */
+
+int compress_qsetup(nn_layer *l, int bias, kd_err *e)
+{
+    if (l->spec.units < 1)
+        return kd_err_set(e, KD_ECONFIG, "units must be >= 1");
+    size_t fan_in = nn_shape_size(l->in);
+    if (fan_in < 1 || fan_in > QGEMM_KMAX)
+        return kd_err_set(e, KD_ECONFIG, "input of %zu features is out of range", fan_in);
+    l->out = (nn_shape){l->spec.units, 1, 1};
+    l->nw = 0;
+    l->nb = bias ? (size_t)l->spec.units : 0;
+    l->nbuf = 0;
+    return KD_OK;
+}
+
+void compress_qbackward(nn_layer *l, const float *x, const float *y, const float *dy, float *dx,
+                        int n, const nn_ctx *c)
+{
+    (void)x;
+    (void)y;
+    (void)c;
+    const int u = l->spec.units;
+    for (int i = 0; l->gb && i < n; i++)
+        for (int j = 0; j < u; j++)
+            l->gb[j] += dy[(size_t)i * u + j];
+    if (dx)
+        memset(dx, 0, (size_t)n * nn_shape_size(l->in) * sizeof *dx);
+}
+
+double compress_qmacs(const nn_layer *l) { return (double)l->spec.units * nn_shape_size(l->in); }
+
+void compress_qrelease(nn_layer *l)
+{
+    kd_free(l->priv);
+    l->priv = NULL;
+    l->max_batch = 0;
+}
+
+/* Scratch: int8 input and output of a batch, after the header. */
+typedef struct {
+    qgemm_isa isa;
+    int8_t *xq, *yq;
+} q8_priv;
+
+static int q8_reserve(nn_layer *l, int max_batch, kd_err *e)
+{
+    compress_qrelease(l);
+    size_t k = nn_shape_size(l->in), m = (size_t)l->spec.units, nb = (size_t)max_batch;
+    q8_priv *p = kd_calloc(1, sizeof *p + nb * (k + m) + 64);
+    if (!p)
+        return kd_err_set(e, KD_ENOMEM, "out of memory for int8 scratch");
+    p->isa = qgemm_isa_best();
+    p->xq = (int8_t *)(p + 1);
+    p->yq = p->xq + nb * k;
+    l->priv = p;
+    l->max_batch = max_batch;
+    return KD_OK;
+}
+
+static void q8_destroy(nn_layer *l)
+{
+    compress_q8 *q = l->data;
+    if (q)
+        quant_dense_free(q->d);
+    kd_free(q);
+    l->data = NULL;
+}
+
+int compress_q8_attach(nn_layer *l, quant_dense *d, int out_s8, kd_err *e)
+{
+    compress_q8 *q = kd_calloc(1, sizeof *q);
+    if (!q) {
+        quant_dense_free(d);
+        return kd_err_set(e, KD_ENOMEM, "out of memory");
+    }
+    q->d = d;
+    q->out_s8 = out_s8;
+    l->ops->destroy(l);
+    l->data = q;
+    return KD_OK;
+}
+
+static void fill_bias(nn_layer *l, float *y, int n)
+{
+    const int u = l->spec.units;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < u; j++)
+            y[(size_t)i * u + j] = l->b ? l->b[j] : 0.0f;
+}
+
+static void q8_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
+{
+    (void)c;
+    const compress_q8 *q = l->data;
+    q8_priv *p = l->priv;
+    if (!q) {
+        fill_bias(l, y, n);
+        return;
+    }
+    const quant_dense *d = q->d;
+    quant_quantize_s8(x, (size_t)n * d->k, d->in, p->xq);
+    if (q->out_s8) {
+        quant_dense_forward(d, p->isa, NULL, p->xq, n, p->yq);
+        quant_dequantize_s8(p->yq, (size_t)n * d->m, d->out, y);
+    } else {
+        quant_dense_forward_f32(d, p->isa, NULL, p->xq, n, y);
+    }
+}
+
+/* Dynamic: per-call asymmetric parameters from the batch's min/max. */
+static void dq8_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
+{
+    (void)c;
+    const compress_q8 *q = l->data;
+    q8_priv *p = l->priv;
+    if (!q) {
+        fill_bias(l, y, n);
+        return;
+    }
+    const quant_dense *d = q->d;
+    size_t nx = (size_t)n * d->k;
+    quant_minmax mm;
+    quant_minmax_init(&mm);
+    quant_minmax_update(&mm, x, nx);
+    quant_params in = quant_params_asym(mm.lo, mm.hi, QUANT_S8);
+    quant_quantize_s8(x, nx, in, p->xq);
+    qgemm_epi ep = {.x_zero = in.zero, .out_f32 = 1, .w_scale = d->w_scale, .x_scale = in.scale,
+                    .fbias = l->b};
+    qgemm_run(p->isa, d->packed, p->xq, n, &ep, y);
+}
+
+/* ---- payload ----------------------------------------------------------------
+ * u32 rows, cols, flags (1 = int8 output, 2 = relu); f32 in scale, i32 in
+ * zero, f32 out scale, i32 out zero; f32 w_scale[rows]; i32 bias[rows];
+ * int8 w[rows * cols].  dense_dq8 writes the same (flags, params and bias
+ * unused: 0, 1, 0, 1, 0 and zeros). */
+static void q8_save(const nn_layer *l, kd_buf *b)
+{
+    const compress_q8 *q = l->data;
+    int m = l->spec.units, k = (int)nn_shape_size(l->in);
+    const quant_dense *d = q ? q->d : NULL;
+    kd_buf_u32(b, (uint32_t)m);
+    kd_buf_u32(b, (uint32_t)k);
+    kd_buf_u32(b, d ? (uint32_t)(q->out_s8 | d->relu << 1) : 0);
+    kd_buf_f32(b, d ? d->in.scale : 1.0f);
+    kd_buf_u32(b, d ? (uint32_t)d->in.zero : 0);
+    kd_buf_f32(b, d ? d->out.scale : 1.0f);
+    kd_buf_u32(b, d ? (uint32_t)d->out.zero : 0);
+    for (int r = 0; r < m; r++)
+        kd_buf_f32(b, d ? d->w_scale[r] : 1.0f);
+    for (int r = 0; r < m; r++)
+        kd_buf_u32(b, d ? (uint32_t)d->bias[r] : 0);
+    if (d) {
+        kd_buf_put(b, d->w, (size_t)m * k);
+    } else {
+        int8_t z[256] = {0};
+        for (size_t left = (size_t)m * k; left > 0;) {
+            size_t s = left < sizeof z ? left : sizeof z;
+            kd_buf_put(b, z, s);
+            left -= s;
+        }
+    }
+}
+
+static int scale_ok(float s) { return isfinite(s) && s > 0.0f; }
+
+/* The header after rows and cols: flags and the activation parameters. */
+static int q8_header(kd_rd *r, uint32_t *flags, quant_params *in, quant_params *out, kd_err *e)
+{
+    *flags = kd_rd_u32(r);
+    in->scale = kd_rd_f32(r);
+    in->zero = (int32_t)kd_rd_u32(r);
+    out->scale = kd_rd_f32(r);
+    out->zero = (int32_t)kd_rd_u32(r);
+    in->qmin = out->qmin = -128;
+    in->qmax = out->qmax = 127;
+    if (!r->ok)
+        return kd_err_set(e, KD_EFORMAT, "truncated int8 header");
+    if (*flags > 3 || !scale_ok(in->scale) || !scale_ok(out->scale) || in->zero < -128 ||
+        in->zero > 127 || out->zero < -128 || out->zero > 127)
+        return kd_err_set(e, KD_EFORMAT, "int8 layer: bad flags, scale or zero point");
+    return KD_OK;
+}
+
+static int q8_load_common(nn_layer *l, kd_rd *r, int dynamic, kd_err *e)
+{
+    uint32_t m = kd_rd_u32(r), k = kd_rd_u32(r), flags;
+    quant_params in, out;
+    if (!r->ok)
+        return kd_err_set(e, KD_EFORMAT, "truncated int8 header");
+    if (m != (uint32_t)l->spec.units || k != nn_shape_size(l->in))
+        return kd_err_set(e, KD_EFORMAT, "int8 payload of %u x %u does not match the layer", m, k);
+    if (q8_header(r, &flags, &in, &out, e) != KD_OK)
+        return KD_EFORMAT;
+    if ((uint64_t)m * (8 + k) != r->len - r->pos)
+        return kd_err_set(e, KD_EFORMAT, "int8 payload of %zu bytes, %llu expected",
+                          r->len - r->pos, (unsigned long long)m * (8 + k));
+    if (dynamic && flags != 0)
+        return kd_err_set(e, KD_EFORMAT, "dynamic int8 layer with static flags");
+    const uint8_t *p = r->p + r->pos;
+    float *ws = kd_malloc(m * sizeof *ws);
+    int32_t *bias = kd_malloc(m * sizeof *bias);
+    int rc = ws && bias ? KD_OK : kd_err_set(e, KD_ENOMEM, "out of memory");
+    if (rc == KD_OK) {
+        memcpy(ws, p, m * sizeof *ws);
+        memcpy(bias, p + 4 * (size_t)m, m * sizeof *bias);
+        quant_dense *d = quant_dense_from_q((const int8_t *)(p + 8 * (size_t)m), ws, bias,
+                                            (int)m, (int)k, in, out, (int)(flags >> 1), e);
+        rc = d ? compress_q8_attach(l, d, (int)(flags & 1), e)
+               : (e && e->code == KD_ENOMEM ? KD_ENOMEM : KD_EFORMAT);
+        if (!d && e)
+            e->code = rc;
+    }
+    r->pos = r->len;
+    kd_free(ws);
+    kd_free(bias);
+    return rc;
+}
+
+static int q8_load(nn_layer *l, kd_rd *r, kd_err *e) { return q8_load_common(l, r, 0, e); }
+static int dq8_load(nn_layer *l, kd_rd *r, kd_err *e) { return q8_load_common(l, r, 1, e); }
+
+static int q8_copy(nn_layer *dst, const nn_layer *src, kd_err *e)
+{
+    const compress_q8 *q = src->data;
+    if (!q)
+        return KD_OK;
+    const quant_dense *d = q->d;
+    quant_dense *c = quant_dense_from_q(d->w, d->w_scale, d->bias, d->m, d->k, d->in, d->out,
+                                        d->relu, e);
+    return c ? compress_q8_attach(dst, c, q->out_s8, e) : KD_ENOMEM;
+}
+
+static void q8_count(const nn_layer *l, size_t *weights, size_t *nonzero)
+{
+    const compress_q8 *q = l->data;
+    size_t mk = (size_t)l->spec.units * nn_shape_size(l->in);
+    int bias_here = l->nb == 0; /* dense_q8 keeps its bias in the payload */
+    *weights = mk + (bias_here ? (size_t)l->spec.units : 0);
+    *nonzero = 0;
+    for (size_t i = 0; q && i < mk; i++)
+        *nonzero += q->d->w[i] != 0;
+    for (int r = 0; q && bias_here && r < l->spec.units; r++)
+        *nonzero += q->d->bias[r] != 0;
+}
+
+static int q8_setup(nn_layer *l, kd_err *e) { return compress_qsetup(l, 0, e); }
+static int dq8_setup(nn_layer *l, kd_err *e) { return compress_qsetup(l, 1, e); }
+
+const nn_layer_ops compress_dense_q8_ops = {
+    .name = "dense_q8",
+    .setup = q8_setup,
+    .reserve = q8_reserve,
+    .release = compress_qrelease,
+    .forward = q8_forward,
+    .backward = compress_qbackward,
+    .macs = compress_qmacs,
+    .format = "int8",
+    .save = q8_save,
+    .load = q8_load,
+    .copy = q8_copy,
+    .destroy = q8_destroy,
+    .count = q8_count,
+};
+
+const nn_layer_ops compress_dense_dq8_ops = {
+    .name = "dense_dq8",
+    .setup = dq8_setup,
+    .reserve = q8_reserve,
+    .release = compress_qrelease,
+    .forward = dq8_forward,
+    .backward = compress_qbackward,
+    .macs = compress_qmacs,
+    .format = "int8-dyn",
+    .save = q8_save,
+    .load = dq8_load,
+    .copy = q8_copy,
+    .destroy = q8_destroy,
+    .count = q8_count,
+};

@@ -1,0 +1,56 @@
+/* Quantization-aware training: a copy of a model whose dense layers are
+ * dense_fq (layer_fq.c), trainable with nn's optimisers as they are. */
+#include <string.h>
+
+#include "internal.h"
+
+/* What layer i of m simulates: its bits, and int8 activations for 8-bit
+ * layers (per batch in DYNAMIC8 mode, an EMA range otherwise). */
+static compress_fq fq_of(const nn_model *m, const compress_quant_spec *s, int i)
+{
+    int bits = compress_quant_bits(m, s, i);
+    compress_fq f = {.wbits = bits, .per_channel = s->per_channel ? 1 : 0};
+    f.act = bits != 8                        ? COMPRESS_FQ_ACT_NONE
+            : s->mode == COMPRESS_Q_DYNAMIC8 ? COMPRESS_FQ_ACT_DYNAMIC
+                                             : COMPRESS_FQ_ACT_STATIC;
+    return f;
+}
+
+static int simulated(const nn_model *m, const compress_quant_spec *s, int i)
+{
+    int bits = compress_quant_bits(m, s, i);
+    return m->layers[i].ops == &nn_dense_ops && (bits == 8 || bits == 4);
+}
+
+nn_model *compress_qat_prepare(const nn_model *m, const compress_quant_spec *s, kd_err *e)
+{
+    if (compress_quant_check(m, s, e) != KD_OK)
+        return NULL;
+    nn_layer_spec *specs = kd_calloc((size_t)m->nlayers, sizeof *specs);
+    if (!specs) {
+        kd_err_set(e, KD_ENOMEM, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < m->nlayers; i++) {
+        specs[i] = m->layers[i].spec;
+        if (simulated(m, s, i))
+            specs[i].ops = &compress_dense_fq_ops;
+    }
+    nn_model *q = nn_model_new(m->in, specs, m->nlayers, NULL, e);
+    kd_free(specs);
+    for (int i = 0; q && i < m->nlayers; i++) {
+        nn_layer *d = &q->layers[i];
+        int rc = compress_copy_layer(d, &m->layers[i], e); /* fq: w and b; buffers stay 0 */
+        if (rc == KD_OK && simulated(m, s, i))
+            rc = compress_fq_attach(d, fq_of(m, s, i), e);
+        if (rc != KD_OK) {
+            nn_model_free(q);
+            q = NULL;
+        }
+    }
+    if (q) {
+        q->in_mean = m->in_mean;
+        q->in_std = m->in_std;
+    }
+    return q;
+}

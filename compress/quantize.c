@@ -1,0 +1,324 @@
+/* Post-training quantization of a model (compress_quantize) and the rules it
+ * shares with QAT: which bits each dense layer gets, and checks of the spec.
+ * Static int8 needs every dense_q8 input's range: from a trained dense_fq
+ * layer, else from calibration batches (quant_minmax or quant_hist). */
+#include <fnmatch.h>
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+
+enum { HIST_BINS = 2048 };
+
+/* What a layer becomes. */
+typedef enum { Q_KEEP = 0, Q_FP32, Q_S8, Q_D8, Q_4, Q_CSR8 } qkind;
+
+int compress_is_dense_like(const nn_layer *l)
+{
+    return l->spec.kind == NN_DENSE && l->ops != NULL;
+}
+
+/* Layers quantization converts. */
+static int convertible(const nn_layer *l)
+{
+    return l->ops == &nn_dense_ops || l->ops == &compress_dense_csr_ops ||
+           l->ops == &compress_dense_fq_ops;
+}
+
+int compress_quant_bits(const nn_model *m, const compress_quant_spec *s, int i)
+{
+    if (i < 0 || i >= m->nlayers || !convertible(&m->layers[i]))
+        return 0;
+    int bits = s->mode == COMPRESS_Q_INT4 ? 4 : 8;
+    for (int j = 0; j < s->noverrides; j++)
+        if (fnmatch(s->overrides[j].pattern, m->layers[i].spec.name, 0) == 0)
+            bits = s->overrides[j].bits;
+    return bits;
+}
+
+int compress_quant_check(const nn_model *m, const compress_quant_spec *s, kd_err *e)
+{
+    if ((unsigned)s->mode > COMPRESS_Q_INT4 || (unsigned)s->calib > COMPRESS_CALIB_PERCENTILE)
+        return kd_err_set(e, KD_ECONFIG, "unknown quantization mode or calibration");
+    if (s->calib == COMPRESS_CALIB_PERCENTILE && !(s->percentile > 0.0f && s->percentile <= 100.0f))
+        return kd_err_set(e, KD_ECONFIG, "percentile %g is outside (0, 100]", (double)s->percentile);
+    if (s->group != 0 && s->group != QUANT_Q4_GROUP)
+        return kd_err_set(e, KD_ECONFIG, "int4 group %d: only %d is supported", s->group,
+                          QUANT_Q4_GROUP);
+    for (int j = 0; j < s->noverrides; j++) {
+        const compress_qoverride *o = &s->overrides[j];
+        if (o->bits != 32 && o->bits != 8 && o->bits != 4)
+            return kd_err_set(e, KD_ECONFIG, "override \"%s\": bits %d not in {32, 8, 4}",
+                              o->pattern, o->bits);
+        int hit = 0;
+        for (int i = 0; i < m->nlayers && !hit; i++)
+            hit = convertible(&m->layers[i]) && fnmatch(o->pattern, m->layers[i].spec.name, 0) == 0;
+        if (!hit)
+            return kd_err_set(e, KD_ECONFIG, "override \"%s\" matches no dense layer", o->pattern);
+    }
+    return KD_OK;
+}
+
+static qkind decide(const nn_model *m, const compress_quant_spec *s, int i)
+{
+    const nn_layer *l = &m->layers[i];
+    int bits = compress_quant_bits(m, s, i);
+    if (bits == 0)
+        return Q_KEEP;
+    if (bits == 32)
+        return l->ops == &compress_dense_fq_ops ? Q_FP32 : Q_KEEP;
+    if (l->ops == &compress_dense_csr_ops)
+        return Q_CSR8;
+    if (bits == 4)
+        return Q_4;
+    return s->mode == COMPRESS_Q_DYNAMIC8 ? Q_D8 : Q_S8;
+}
+
+/* ---- activation ranges ------------------------------------------------------ */
+
+/* A trained dense_fq layer's frozen range, if it has one. */
+static int fq_range(const nn_layer *l, float *lo, float *hi)
+{
+    const compress_fq *f = l->data;
+    if (l->ops != &compress_dense_fq_ops || !f || f->act != COMPRESS_FQ_ACT_STATIC ||
+        l->buf[COMPRESS_FQ_SEEN] == 0.0f)
+        return 0;
+    *lo = l->buf[COMPRESS_FQ_LO];
+    *hi = l->buf[COMPRESS_FQ_HI];
+    return 1;
+}
+
+static int calib_check(const nn_model *m, const compress_quant_spec *s, const data_set *d,
+                       kd_err *e)
+{
+    if (!d)
+        return kd_err_set(e, KD_ECONFIG, "static int8 needs calibration data");
+    if (s->calib_batches < 1 ||
+        (long)(s->calib_batches - 1) * COMPRESS_CALIB_BATCH >= (long)d->n)
+        return kd_err_set(e, KD_ECONFIG, "%d calibration batches of %d: the data has %d samples",
+                          s->calib_batches, COMPRESS_CALIB_BATCH, d->n);
+    if (nn_shape_size(d->shape) != nn_shape_size(m->in))
+        return kd_err_set(e, KD_ECONFIG, "calibration samples of %zu values, the model takes %zu",
+                          nn_shape_size(d->shape), nn_shape_size(m->in));
+    return KD_OK;
+}
+
+/* Observes the inputs of the layers with need[i] over the calibration
+ * batches; lo[i], hi[i] get their ranges. */
+static int calibrate(nn_model *m, const compress_quant_spec *s, const data_set *d,
+                     const int *need, float *lo, float *hi, kd_err *e)
+{
+    int rc = calib_check(m, s, d, e);
+    if (rc != KD_OK)
+        return rc;
+    const int bs = COMPRESS_CALIB_BATCH, L = m->nlayers;
+    quant_hist **h = kd_calloc((size_t)L, sizeof *h);
+    quant_minmax *mm = kd_calloc((size_t)L, sizeof *mm);
+    float *x = kd_afloat((size_t)bs * nn_shape_size(m->in));
+    int *idx = kd_malloc(bs * sizeof *idx);
+    rc = h && mm && x && idx ? nn_model_reserve(m, bs, e)
+                             : kd_err_set(e, KD_ENOMEM, "out of memory for calibration");
+    int pct = s->calib == COMPRESS_CALIB_PERCENTILE;
+    for (int i = 0; rc == KD_OK && i < L; i++) {
+        quant_minmax_init(&mm[i]);
+        if (need[i] && pct && !(h[i] = quant_hist_new(HIST_BINS, e)))
+            rc = KD_ENOMEM;
+    }
+    nn_ctx ctx = {.train = 0};
+    for (int b = 0; rc == KD_OK && b < s->calib_batches; b++) {
+        int n = d->n - b * bs < bs ? d->n - b * bs : bs;
+        for (int j = 0; j < n; j++)
+            idx[j] = b * bs + j;
+        data_batch(d, idx, n, m->in_mean, m->in_std, x, NULL);
+        if (!nn_model_forward(m, x, n, &ctx))
+            rc = kd_err_set(e, KD_ENOMEM, "out of memory for calibration");
+        for (int i = 0; rc == KD_OK && i < L; i++) {
+            size_t nx = (size_t)n * nn_shape_size(m->layers[i].in);
+            if (need[i] && pct)
+                quant_hist_update(h[i], m->act[i], nx);
+            else if (need[i])
+                quant_minmax_update(&mm[i], m->act[i], nx);
+        }
+    }
+    for (int i = 0; rc == KD_OK && i < L; i++) {
+        if (need[i] && pct)
+            quant_hist_range(h[i], s->percentile, &lo[i], &hi[i]);
+        else if (need[i])
+            lo[i] = mm[i].lo, hi[i] = mm[i].hi;
+    }
+    for (int i = 0; h && i < L; i++)
+        quant_hist_free(h[i]);
+    kd_free(h);
+    kd_free(mm);
+    kd_afree(x);
+    kd_free(idx);
+    return rc;
+}
+
+/* Ranges of every Q_S8 layer's input: trained dense_fq ranges first, then
+ * one calibration pass for the rest. */
+static int ranges(nn_model *m, const compress_quant_spec *s, const data_set *d, const qkind *k,
+                  float *lo, float *hi, kd_err *e)
+{
+    int *need = kd_calloc((size_t)m->nlayers, sizeof *need), any = 0;
+    if (!need)
+        return kd_err_set(e, KD_ENOMEM, "out of memory");
+    for (int i = 0; i < m->nlayers; i++)
+        if (k[i] == Q_S8 && !fq_range(&m->layers[i], &lo[i], &hi[i]))
+            any = need[i] = 1;
+    int rc = any ? calibrate(m, s, d, need, lo, hi, e) : KD_OK;
+    kd_free(need);
+    return rc;
+}
+
+/* ---- building the layers ---------------------------------------------------- */
+
+/* The layer after i that consumes its output through relu, dropout and
+ * flatten only (*relu set if a relu is among them), or -1. */
+static int consumer(const nn_model *m, int i, int *relu)
+{
+    *relu = 0;
+    for (int j = i + 1; j < m->nlayers; j++) {
+        const nn_layer *l = &m->layers[j];
+        if (l->ops == &nn_relu_ops)
+            *relu = 1;
+        else if (l->ops != &nn_dropout_ops && l->ops != &nn_flatten_ops)
+            return j;
+    }
+    return -1;
+}
+
+/* Layer i's dense weights (units x fan_in) into a new array (kd_free it). */
+static float *dense_weights(const nn_layer *l, kd_err *e)
+{
+    size_t mk = (size_t)l->spec.units * nn_shape_size(l->in);
+    float *w = kd_calloc(mk ? mk : 1, sizeof *w);
+    if (!w) {
+        kd_err_set(e, KD_ENOMEM, "out of memory for %zu weights", mk);
+        return NULL;
+    }
+    if (l->ops == &compress_dense_fq_ops) /* raw: quantized below as dense_fq simulated it */
+        memcpy(w, l->w, mk * sizeof *w);
+    else
+        compress_layer_weights(l, w);
+    return w;
+}
+
+static int build_s8(const nn_model *src, int i, const qkind *k, const float *lo, const float *hi,
+                    int per_channel, const float *w, nn_layer *dst, kd_err *e)
+{
+    const nn_layer *l = &src->layers[i];
+    quant_params in = quant_params_asym(lo[i], hi[i], QUANT_S8);
+    quant_params out = quant_params_asym(0.0f, 0.0f, QUANT_S8);
+    int relu, j = consumer(src, i, &relu), s8 = j >= 0 && k[j] == Q_S8;
+    if (s8)
+        out = quant_params_asym(lo[j], hi[j], QUANT_S8);
+    quant_dense *d = quant_dense_new(w, l->b, l->spec.units, (int)nn_shape_size(l->in),
+                                     per_channel, in, out, s8 && relu, e);
+    return d ? compress_q8_attach(dst, d, s8, e) : KD_ENOMEM;
+}
+
+static int build_layer(const nn_model *src, int i, const qkind *k, const float *lo,
+                       const float *hi, const compress_quant_spec *s, nn_layer *dst, kd_err *e)
+{
+    const nn_layer *l = &src->layers[i];
+    const int u = l->spec.units, kin = (int)nn_shape_size(l->in);
+    float *w = dense_weights(l, e);
+    if (!w)
+        return KD_ENOMEM;
+    int rc = KD_OK;
+    if (k[i] == Q_S8) {
+        rc = build_s8(src, i, k, lo, hi, s->per_channel, w, dst, e);
+    } else if (k[i] == Q_D8) {
+        quant_params z = quant_params_asym(0.0f, 0.0f, QUANT_S8);
+        quant_dense *d = quant_dense_new(w, NULL, u, kin, s->per_channel, z, z, 0, e);
+        rc = d ? compress_q8_attach(dst, d, 0, e) : KD_ENOMEM;
+    } else if (k[i] == Q_4) {
+        quant_q4 *q = quant_q4_pack(w, u, kin, e);
+        rc = q ? compress_q4_attach(dst, q, e) : KD_ENOMEM;
+    } else if (k[i] == Q_CSR8) {
+        quant_csr *q = quant_csr_from_dense(w, u, kin, e);
+        rc = q ? compress_qcsr_attach(dst, q, e) : KD_ENOMEM;
+    } else { /* Q_FP32 from dense_fq: the raw float weights */
+        memcpy(dst->w, w, dst->nw * sizeof *w);
+    }
+    if (rc == KD_OK && dst->nb)
+        memcpy(dst->b, l->b, dst->nb * sizeof *dst->b);
+    kd_free(w);
+    return rc;
+}
+
+int compress_copy_layer(nn_layer *dst, const nn_layer *src, kd_err *e)
+{
+    if (dst->nw == src->nw && dst->nw)
+        memcpy(dst->w, src->w, dst->nw * sizeof *dst->w);
+    if (dst->nb == src->nb && dst->nb)
+        memcpy(dst->b, src->b, dst->nb * sizeof *dst->b);
+    if (dst->nbuf == src->nbuf && dst->nbuf)
+        memcpy(dst->buf, src->buf, dst->nbuf * sizeof *dst->buf);
+    if (dst->ops == src->ops && src->ops->copy && src->data)
+        return src->ops->copy(dst, src, e);
+    return KD_OK;
+}
+
+static const nn_layer_ops *ops_of(qkind k, const nn_layer *l)
+{
+    static const nn_layer_ops *const table[] = {
+        [Q_FP32] = &nn_dense_ops,           [Q_S8] = &compress_dense_q8_ops,
+        [Q_D8] = &compress_dense_dq8_ops,   [Q_4] = &compress_dense_q4_ops,
+        [Q_CSR8] = &compress_dense_csr_q8_ops,
+    };
+    return k == Q_KEEP ? l->spec.ops : table[k];
+}
+
+/* The new model's layers from k, lo, hi. */
+static nn_model *assemble(nn_model *m, const qkind *k, const float *lo, const float *hi,
+                          const compress_quant_spec *s, kd_err *e)
+{
+    nn_layer_spec *specs = kd_calloc((size_t)m->nlayers, sizeof *specs);
+    if (!specs) {
+        kd_err_set(e, KD_ENOMEM, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < m->nlayers; i++) {
+        specs[i] = m->layers[i].spec;
+        specs[i].ops = ops_of(k[i], &m->layers[i]);
+    }
+    nn_model *q = nn_model_new(m->in, specs, m->nlayers, NULL, e);
+    kd_free(specs);
+    for (int i = 0; q && i < m->nlayers; i++) {
+        int rc = k[i] == Q_KEEP ? compress_copy_layer(&q->layers[i], &m->layers[i], e)
+                                : build_layer(m, i, k, lo, hi, s, &q->layers[i], e);
+        if (rc != KD_OK) {
+            kd_err_prefix(e, "layer %d (%s)", i, m->layers[i].spec.name);
+            nn_model_free(q);
+            q = NULL;
+        }
+    }
+    if (q) {
+        q->in_mean = m->in_mean;
+        q->in_std = m->in_std;
+    }
+    return q;
+}
+
+nn_model *compress_quantize(nn_model *m, const compress_quant_spec *s, const data_set *calib,
+                            kd_err *e)
+{
+    if (compress_quant_check(m, s, e) != KD_OK)
+        return NULL;
+    qkind *k = kd_calloc((size_t)m->nlayers, sizeof *k);
+    float *lo = kd_calloc((size_t)m->nlayers * 2, sizeof *lo);
+    nn_model *q = NULL;
+    if (!k || !lo) {
+        kd_err_set(e, KD_ENOMEM, "out of memory");
+    } else {
+        for (int i = 0; i < m->nlayers; i++)
+            k[i] = decide(m, s, i);
+        if (ranges(m, s, calib, k, lo, lo + m->nlayers, e) == KD_OK)
+            q = assemble(m, k, lo, lo + m->nlayers, s, e);
+    }
+    kd_free(k);
+    kd_free(lo);
+    return q;
+}

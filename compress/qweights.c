@@ -1,0 +1,145 @@
+/* Reports on quantized models: the weights each dense-shaped layer computes
+ * with (dequantized), the model's weight bits, and weights_hist.csv. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+static void csr_q8_weights(const quant_csr *q, float *w)
+{
+    for (int r = 0; r < q->m; r++) {
+        int col = 0;
+        for (int32_t j = q->row_ptr[r]; j < q->row_ptr[r + 1]; j++) {
+            col += q->delta[j];
+            w[(size_t)r * q->k + col] = q->scale[r] * (float)q->val[j];
+        }
+    }
+}
+
+void compress_layer_weights(const nn_layer *l, float *w)
+{
+    const int m = l->spec.units, k = (int)nn_shape_size(l->in);
+    memset(w, 0, (size_t)m * k * sizeof *w);
+    if (l->ops == &compress_dense_fq_ops) {
+        compress_fq_weights(l, w);
+    } else if (l->nw) {
+        memcpy(w, l->w, l->nw * sizeof *w);
+    } else if (!l->data) {
+        return;
+    } else if (l->ops == &compress_dense_csr_ops) {
+        const compress_csr *a = l->data;
+        for (int r = 0; r < a->rows; r++)
+            for (uint32_t j = a->rowptr[r]; j < a->rowptr[r + 1]; j++)
+                w[(size_t)r * k + compress_csr_col(a, j)] = a->val[j];
+    } else if (l->ops == &compress_dense_q8_ops || l->ops == &compress_dense_dq8_ops) {
+        const quant_dense *d = ((const compress_q8 *)l->data)->d;
+        for (size_t i = 0; i < (size_t)m * k; i++)
+            w[i] = (float)d->w[i] * d->w_scale[i / (size_t)k];
+    } else if (l->ops == &compress_dense_q4_ops) {
+        quant_q4_unpack(l->data, w);
+    } else if (l->ops == &compress_dense_csr_q8_ops) {
+        csr_q8_weights(l->data, w);
+    }
+}
+
+static int layer_bits(const nn_layer *l)
+{
+    if (l->ops == &compress_dense_q4_ops)
+        return 4;
+    if (l->ops == &compress_dense_q8_ops || l->ops == &compress_dense_dq8_ops ||
+        l->ops == &compress_dense_csr_q8_ops)
+        return 8;
+    return 32;
+}
+
+int compress_model_weight_bits(const nn_model *m)
+{
+    double n[3] = {0, 0, 0}; /* 32, 8, 4 */
+    for (int i = 0; i < m->nlayers; i++) {
+        const nn_layer *l = &m->layers[i];
+        size_t pw = 0, pnz;
+        if (l->ops->count)
+            l->ops->count(l, &pw, &pnz);
+        int b = layer_bits(l);
+        n[b == 32 ? 0 : b == 8 ? 1 : 2] += (double)(l->nw + pw);
+    }
+    return n[2] > n[0] && n[2] > n[1] ? 4 : n[1] > n[0] ? 8 : 32;
+}
+
+/* ---- weights_hist.csv ------------------------------------------------------------ */
+
+static void put_line(kd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put_line(kd_buf *b, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    kd_buf_put(b, line, n < (int)sizeof line ? (size_t)n : sizeof line - 1);
+}
+
+/* One layer's rows: nbins equal bins over [min, max] of its finite weights
+ * (the last bin closed; a non-finite weight counts in the first bin); a
+ * constant layer puts everything in its first bin. */
+static void hist_rows(kd_buf *b, const char *variant, const char *layer, const float *w,
+                      size_t n, int nbins, uint64_t *cnt)
+{
+    float lo = INFINITY, hi = -INFINITY;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(w[i])) {
+            lo = fminf(lo, w[i]);
+            hi = fmaxf(hi, w[i]);
+        }
+    if (lo > hi)
+        lo = hi = 0.0f;
+    memset(cnt, 0, (size_t)nbins * sizeof *cnt);
+    double width = ((double)hi - lo) / nbins;
+    for (size_t i = 0; i < n; i++) {
+        long j = width > 0 && isfinite(w[i]) ? (long)(((double)w[i] - lo) / width) : 0;
+        cnt[j < 0 ? 0 : j >= nbins ? nbins - 1 : j]++;
+    }
+    for (int j = 0; j < nbins; j++)
+        put_line(b, "%s,%s,%.9g,%.9g,%llu\n", variant, layer, lo + j * width,
+                 j == nbins - 1 ? (double)hi : lo + (j + 1) * width, (unsigned long long)cnt[j]);
+}
+
+static int layer_rows(kd_buf *b, const char *variant, const nn_layer *l, int nbins,
+                      uint64_t *cnt, kd_err *e)
+{
+    size_t n = (size_t)l->spec.units * nn_shape_size(l->in);
+    float *w = kd_malloc(n * sizeof *w);
+    if (!w)
+        return kd_err_set(e, KD_ENOMEM, "out of memory for %zu weights", n);
+    compress_layer_weights(l, w);
+    hist_rows(b, variant, l->spec.name, w, n, nbins, cnt);
+    kd_free(w);
+    return KD_OK;
+}
+
+int compress_write_weights_hist(const char *run_dir, const char *const *variants,
+                                const nn_model *const *models, int n, int nbins, kd_err *e)
+{
+    if (nbins < 1 || nbins > (1 << 20))
+        return kd_err_set(e, KD_ECONFIG, "histogram of %d bins", nbins);
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/weights_hist.csv", run_dir) >= (int)sizeof path)
+        return kd_err_set(e, KD_EIO, "path too long: %s", run_dir);
+    uint64_t *cnt = kd_malloc((size_t)nbins * sizeof *cnt);
+    kd_buf b = {0};
+    int rc = cnt ? KD_OK : kd_err_set(e, KD_ENOMEM, "out of memory");
+    put_line(&b, "variant,layer,bin_lo,bin_hi,count\n");
+    for (int v = 0; rc == KD_OK && v < n; v++)
+        for (int i = 0; rc == KD_OK && i < models[v]->nlayers; i++)
+            if (compress_is_dense_like(&models[v]->layers[i]))
+                rc = layer_rows(&b, variants[v], &models[v]->layers[i], nbins, cnt, e);
+    if (rc == KD_OK)
+        rc = b.failed ? kd_err_set(e, KD_ENOMEM, "out of memory")
+                      : kd_write_atomic(path, b.p, b.len, e);
+    kd_buf_free(&b);
+    kd_free(cnt);
+    return rc;
+}
