@@ -54,6 +54,7 @@ typedef struct {
     compress_override ov[CFG_MAX_OVERRIDES];
     char passes[256];     /* readable: prune(global,0.90,agp)+finetune(3) */
     int sparse;           /* a magnitude pass ran: convert to CSR where faster */
+    int quantized;        /* a quantize or qat pass ran */
 } variant_run;
 
 static compress_prune_spec prune_spec(variant_run *u, const cfg_pass *p)
@@ -140,6 +141,12 @@ static void describe(const cfg_variant *v, char *buf, size_t n)
         const char *sep = k ? "+" : "";
         if (p->kind == CFG_PASS_FINETUNE)
             snprintf(buf + k, n - k, "%sfinetune(%d%s)", sep, p->epochs, p->distill ? ",distill" : "");
+        else if (p->kind >= CFG_PASS_QUANTIZE)
+            snprintf(buf + k, n - k, "%s%s(int%d%s%s)", sep,
+                     p->kind == CFG_PASS_QAT ? "qat" : "quantize", p->bits,
+                     p->bits == 8 ? (p->dynamic ? ",dynamic" : ",static") : ",weights",
+                     p->kind == CFG_PASS_QAT ? "" : p->bits == 4 ? "" :
+                     p->dynamic ? "" : p->percentile_calib ? ",percentile" : ",minmax");
         else if (p->method != CFG_PRUNE_MAGNITUDE)
             snprintf(buf + k, n - k, "%sprune(%s,l%d,%.2f)", sep, method[p->method], p->norm,
                      (double)p->sparsity);
@@ -152,8 +159,70 @@ static void describe(const cfg_variant *v, char *buf, size_t n)
     }
 }
 
+/* CSR where measured faster (after magnitude pruning), once. */
+static int to_sparse(variant_run *u, kd_err *e)
+{
+    compress_sparse_opts so = {.policy = COMPRESS_SPARSE_MEASURE};
+    nn_model *stored = compress_to_sparse(u->m, &so, NULL, e);
+    if (!stored)
+        return e->code;
+    nn_model_free(u->m);
+    u->m = stored;
+    u->sparse = 0;
+    return KD_OK;
+}
+
+static compress_quant_spec quant_spec(const cfg_pass *p, compress_qoverride *qo)
+{
+    for (int i = 0; i < p->noverrides; i++) {
+        snprintf(qo[i].pattern, sizeof qo[i].pattern, "%s", p->overrides[i].pattern);
+        qo[i].bits = p->overrides[i].bits;
+    }
+    return (compress_quant_spec){
+        .mode = p->bits == 4 ? COMPRESS_Q_INT4 : p->dynamic ? COMPRESS_Q_DYNAMIC8 : COMPRESS_Q_STATIC8,
+        .per_channel = p->per_channel,
+        .calib = p->percentile_calib ? COMPRESS_CALIB_PERCENTILE : COMPRESS_CALIB_MINMAX,
+        .percentile = p->percentile, .calib_batches = p->calib_batches, .group = p->group,
+        .overrides = qo, .noverrides = p->noverrides};
+}
+
+/* quantize: the model (sparse layers first, so they become csr-int8) into
+ * integer kinds; qat: fake-quantized fine-tuning first (masks held), then the
+ * same conversion with the learned activation ranges. */
+static int run_quantize(variant_run *u, const cfg_pass *p, kd_err *e)
+{
+    compress_qoverride qo[CFG_MAX_OVERRIDES];
+    compress_quant_spec qs = quant_spec(p, qo);
+    int rc = KD_OK;
+    if (p->kind == CFG_PASS_QUANTIZE && u->sparse && (rc = to_sparse(u, e)) != KD_OK)
+        return rc;
+    if (p->kind == CFG_PASS_QAT) {
+        nn_model *fq = compress_qat_prepare(u->m, &qs, e);
+        if (!fq)
+            return e->code;
+        nn_model_free(u->m);
+        u->m = fq;
+        if (u->mask && u->mask->n != fq->nparams) {
+            compress_mask_free(u->mask);
+            u->mask = NULL;
+        }
+        u->sparse = 0;
+        if ((rc = run_training(u, p, e)) != KD_OK)
+            return rc;
+    }
+    nn_model *q = compress_quantize(u->m, &qs, &u->r->train, e);
+    if (!q)
+        return e->code;
+    nn_model_free(u->m);
+    u->m = q;
+    u->quantized = 1;
+    return KD_OK;
+}
+
 static int run_pass(variant_run *u, const cfg_pass *p, kd_err *e)
 {
+    if (p->kind == CFG_PASS_QUANTIZE || p->kind == CFG_PASS_QAT)
+        return run_quantize(u, p, e);
     if (p->kind == CFG_PASS_FINETUNE) {
         return run_training(u, p, e);
     }
@@ -214,7 +283,7 @@ static int add_variant_row(variant_run *u, nn_model *m, const char *path, kd_err
     rep_row_str(row, "passes", u->passes);
     rep_row_num(row, "sparsity", mr.params ? 1.0 - (double)mr.nonzero_params / mr.params : 0);
     rep_row_str(row, "format", fmt);
-    rep_row_num(row, "weight_bits", 32);
+    rep_row_num(row, "weight_bits", compress_model_weight_bits(m));
     kd_logf(&u->r->log,
             "%s: %s, test accuracy %.2f%%, %lld bytes, %s, batch-1 latency p50 %.1f us, "
             "batch-256 %.0f samples/s",
@@ -249,14 +318,8 @@ static int run_variant(run_ctx *r, const cfg_variant *v, nn_model **out, kd_err 
             return e->code;
         for (int i = 0; rc == KD_OK && i < v->npasses; i++)
             rc = run_pass(&u, &v->passes[i], e);
-        nn_model *stored = NULL;
-        compress_sparse_opts so = {.policy = COMPRESS_SPARSE_MEASURE};
-        if (rc == KD_OK && u.sparse && !(stored = compress_to_sparse(u.m, &so, NULL, e)))
-            rc = e->code;
-        if (stored) {
-            nn_model_free(u.m);
-            u.m = stored;
-        }
+        if (rc == KD_OK && u.sparse)
+            rc = to_sparse(&u, e);
         if (rc == KD_OK)
             rc = nn_model_save(u.m, path, e);
     }
@@ -311,6 +374,8 @@ int pl_stage_compress(run_ctx *r, kd_err *e)
     }
     if (rc == KD_OK && s->nvariants)
         rc = compress_write_sparsity_csv(r->dir, names, models, n, e);
+    if (rc == KD_OK && s->nvariants)
+        rc = compress_write_weights_hist(r->dir, names, models, n, 40, e);
     for (int i = 1; i < n; i++)
         nn_model_free((nn_model *)models[i]);
     if (rc == KD_OK && s->sensitivity.on)

@@ -124,6 +124,7 @@ START_TEST(quick_run_end_to_end)
                            "metrics.jsonl", "results.json", "results.csv",
                            "students/mlp32/scratch-seed1.kdm", "students/mlp32/distilled-seed1.kdm",
                            "compressed/teacher_prune.kdm", "compressed/student_neurons.kdm",
+                           "compressed/teacher_int8.kdm", "weights_hist.csv",
                            "sparsity.csv", "env.json", "report/report.md", "report/report.html"};
     for (int i = 0; i < (int)(sizeof files / sizeof files[0]); i++) {
         snprintf(pa, sizeof pa, "%s/%s", a, files[i]);
@@ -140,6 +141,13 @@ START_TEST(quick_run_end_to_end)
              "grep -q '\"teacher_prune\", \"role\": \"compressed\"' %s/results.json && "
              "grep -q 'prune(global,0.80,oneshot)+finetune(1)' %s/results.json",
              a, a);
+    ck_assert_int_eq(system(pb), 0);
+    /* int8: a quarter of the fp32 file, and the row says so */
+    snprintf(pa, sizeof pa, "%s/compressed/teacher_int8.kdm", a);
+    snprintf(pb, sizeof pb, "%s/teacher.kdm", a);
+    ck_assert_msg(kd_file_size(pa) * 100 < kd_file_size(pb) * 27, "%lld vs %lld bytes",
+                  kd_file_size(pa), kd_file_size(pb));
+    snprintf(pb, sizeof pb, "grep -q '\"teacher_int8\".*\"format\": \"int8\", \"weight_bits\": 8' %s/results.json", a);
     ck_assert_int_eq(system(pb), 0);
     /* the resolved config is itself a valid config */
     snprintf(pa, sizeof pa, "%s/config.yaml", a);
