@@ -93,6 +93,7 @@ typedef enum {
     COMPRESS_SPARSE_MEASURE = 0, /* CSR where faster at batch 1 AND batch 256 */
     COMPRESS_SPARSE_ALWAYS,      /* every dense layer (tests, file-size studies) */
     COMPRESS_SPARSE_NEVER,
+    COMPRESS_SPARSE_SMALLER,     /* CSR where its bytes are fewer than the dense layer's */
 } compress_sparse_policy;
 
 typedef struct {

@@ -136,6 +136,7 @@ typedef struct {
     int source_scratch;      /* CFG_SRC_STUDENT: the scratch model instead of the distilled */
     char source_path[CFG_PATH_MAX]; /* CFG_SRC_FILE */
     cfg_pos source_pos;
+    int smallest;            /* store: smallest (CSR where fewer bytes) | fastest (default) */
     cfg_pass passes[CFG_MAX_PASSES];
     int npasses;
 } cfg_variant;
