@@ -94,6 +94,7 @@ typedef enum {
     COMPRESS_SPARSE_ALWAYS,      /* every dense layer (tests, file-size studies) */
     COMPRESS_SPARSE_NEVER,
     COMPRESS_SPARSE_SMALLER,     /* CSR where its bytes are fewer than the dense layer's */
+    COMPRESS_SPARSE_LATENCY,     /* CSR where faster at batch 1 (batch 256 may be slower) */
 } compress_sparse_policy;
 
 typedef struct {

@@ -69,13 +69,15 @@ static int decide(nn_model *m, int i, const compress_sparse_opts *o, compress_ch
     if (!a)
         return KD_ENOMEM;
     int rc = KD_OK;
-    if (o->policy == COMPRESS_SPARSE_MEASURE)
+    if (o->policy == COMPRESS_SPARSE_MEASURE || o->policy == COMPRESS_SPARSE_LATENCY)
         rc = time_layer(l, a, o->reps > 0 ? o->reps : 20, ch, e);
     /* CSR bytes: values, column indices, row offsets (the file stores these) */
     double csr_bytes = (double)a->nnz * (4 + a->idx_bytes) + 4.0 * (a->rows + 1);
     ch->converted = o->policy == COMPRESS_SPARSE_ALWAYS ||
                     (o->policy == COMPRESS_SPARSE_SMALLER && csr_bytes < 4.0 * (double)l->nw) ||
-                    (ch->sparse_us[0] < ch->dense_us[0] && ch->sparse_us[1] < ch->dense_us[1]);
+                    (o->policy == COMPRESS_SPARSE_LATENCY && ch->sparse_us[0] < ch->dense_us[0]) ||
+                    (o->policy == COMPRESS_SPARSE_MEASURE && ch->sparse_us[0] < ch->dense_us[0] &&
+                     ch->sparse_us[1] < ch->dense_us[1]);
     if (rc == KD_OK && ch->converted)
         *out = a;
     else

@@ -503,7 +503,7 @@ static int variant_name_ok(const char *n)
 static int walk_pipeline(cfg_ctx *c, const cfg_node *it, int i, exp_spec *s)
 {
     static const char *const keys[] = {"name", "source", "store", "passes", NULL};
-    static const char *const stores[] = {"fastest", "smallest"};
+    static const char *const stores[] = {"fastest", "smallest", "latency"};
     char path[64];
     snprintf(path, sizeof path, "compress[%d]", i);
     if (it->kind != CFG_MAP)
@@ -521,7 +521,7 @@ static int walk_pipeline(cfg_ctx *c, const cfg_node *it, int i, exp_spec *s)
     snprintf(v.pipeline, sizeof v.pipeline, "%.63s", v.name);
     if ((rc = walk_source(c, it, path, s, &v.source_kind, &v.source_student, &v.source_scratch,
                           v.source_path, &v.source_pos)) ||
-        (rc = cfg_enum(c, it, path, "store", 0, stores, 2, &v.smallest)) ||
+        (rc = cfg_enum(c, it, path, "store", 0, stores, 3, &v.store)) ||
         (rc = walk_passes(c, it, path, s, &v, &sw)))
         return rc;
     return expand(c, it, path, s, &v, &sw);
@@ -666,7 +666,8 @@ void cfg_dump_compress(const exp_spec *s, FILE *f)
         cfg_put_str(f, v->name);
         fputs("\n    source: ", f);
         dump_source(f, s, v->source_kind, v->source_student, v->source_scratch, v->source_path);
-        fprintf(f, "\n    store: %s\n    passes:\n", v->smallest ? "smallest" : "fastest");
+        static const char *const store_names[] = {"fastest", "smallest", "latency"};
+        fprintf(f, "\n    store: %s\n    passes:\n", store_names[v->store]);
         for (int k = 0; k < v->npasses; k++)
             dump_pass(f, &v->passes[k]);
     }

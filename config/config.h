@@ -136,7 +136,8 @@ typedef struct {
     int source_scratch;      /* CFG_SRC_STUDENT: the scratch model instead of the distilled */
     char source_path[CFG_PATH_MAX]; /* CFG_SRC_FILE */
     cfg_pos source_pos;
-    int smallest;            /* store: smallest (CSR where fewer bytes) | fastest (default) */
+    int store;               /* 0 fastest (CSR where faster at batch 1 and 256), 1 smallest
+                                (where fewer bytes), 2 latency (where faster at batch 1) */
     cfg_pass passes[CFG_MAX_PASSES];
     int npasses;
 } cfg_variant;

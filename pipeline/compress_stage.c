@@ -162,8 +162,9 @@ static void describe(const cfg_variant *v, char *buf, size_t n)
 /* CSR where measured faster (after magnitude pruning), once. */
 static int to_sparse(variant_run *u, kd_err *e)
 {
-    compress_sparse_opts so = {.policy = u->v->smallest ? COMPRESS_SPARSE_SMALLER
-                                                        : COMPRESS_SPARSE_MEASURE};
+    static const compress_sparse_policy policy[] = {
+        COMPRESS_SPARSE_MEASURE, COMPRESS_SPARSE_SMALLER, COMPRESS_SPARSE_LATENCY};
+    compress_sparse_opts so = {.policy = policy[u->v->store]};
     nn_model *stored = compress_to_sparse(u->m, &so, NULL, e);
     if (!stored)
         return e->code;
