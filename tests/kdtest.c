@@ -2,9 +2,11 @@
 #include "kdtest.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 const char *kdt_tmpdir(char *buf, size_t n)
 {
@@ -20,6 +22,31 @@ void kdt_write(const char *path, const void *p, size_t n)
     ck_assert_ptr_nonnull(f);
     ck_assert_uint_eq(fwrite(p, 1, n, f), n);
     fclose(f);
+}
+
+const char *kdt_bin(void)
+{
+    const char *b = getenv("KD_BIN");
+    return b && *b ? b : "bin/kdbench";
+}
+
+int kdt_kdbench(char *out, size_t out_n, const char *fmt, ...)
+{
+    char args[4096], cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", kdt_bin(), args);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(out, 1, out_n - 1, p);
+    out[n] = 0;
+    char sink[4096];
+    while (fread(sink, 1, sizeof sink, p) > 0)
+        ;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
 /* loss = sum(y .* r), so dL/dy = r */

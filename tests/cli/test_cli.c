@@ -12,34 +12,6 @@
 #include "../../data/data.h"
 #include "../kdtest.h"
 
-static const char *bin(void)
-{
-    const char *b = getenv("KD_BIN");
-    return b && *b ? b : "bin/kdbench";
-}
-
-/* Runs "kdbench ARGS" through the shell; returns the exit status and the
- * captured stderr+stdout (first out_n bytes) in out. */
-static int sh(char *out, size_t out_n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int sh(char *out, size_t out_n, const char *fmt, ...)
-{
-    char args[4096], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin(), args);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    size_t n = fread(out, 1, out_n - 1, p);
-    out[n] = 0;
-    char sink[4096];
-    while (fread(sink, 1, sizeof sink, p) > 0)
-        ;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
 
 static int files_equal(const char *a, const char *b)
 {
@@ -58,16 +30,16 @@ START_TEST(help_everywhere)
 {
     char out[8192];
     const char *cmds[] = {"run", "check", "eval", "inspect"};
-    ck_assert_int_eq(sh(out, sizeof out, "--help"), 0);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "--help"), 0);
     ck_assert_ptr_nonnull(strstr(out, "commands:"));
     for (int i = 0; i < 4; i++) {
-        ck_assert_int_eq(sh(out, sizeof out, "%s --help", cmds[i]), 0);
+        ck_assert_int_eq(kdt_kdbench(out, sizeof out, "%s --help", cmds[i]), 0);
         ck_assert_ptr_nonnull(strstr(out, "usage: kdbench"));
     }
-    ck_assert_int_eq(sh(out, sizeof out, "frobnicate"), 2);
-    ck_assert_int_eq(sh(out, sizeof out, "run"), 2);
-    ck_assert_int_eq(sh(out, sizeof out, "run experiments/quick.yaml --bogus"), 2);
-    ck_assert_int_eq(sh(out, sizeof out, "run experiments/quick.yaml --threads x"), 2);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "frobnicate"), 2);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "run"), 2);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "run experiments/quick.yaml --bogus"), 2);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "run experiments/quick.yaml --threads x"), 2);
 }
 END_TEST
 
@@ -79,13 +51,13 @@ START_TEST(check_reports_position)
     const char *y = "name: bad\nteacher:\n  layers:\n    - {type: dense, units: 10}\n"
                     "  train:\n    epochs: ten\n    optimizer: {lr: 0.1}\n";
     kdt_write(path, y, strlen(y));
-    ck_assert_int_eq(sh(out, sizeof out, "check %s", path), 2);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "check %s", path), 2);
     ck_assert_msg(strstr(out, ":6:") != NULL, "no line 6 in: %s", out);
     ck_assert_msg(strstr(out, "epochs") != NULL, "key not named: %s", out);
-    ck_assert_int_eq(sh(out, sizeof out, "check experiments/quick.yaml"), 0);
-    ck_assert_int_eq(sh(out, sizeof out, "check experiments/quick.yaml --set teacher.train.epochs=0"), 2);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "check experiments/quick.yaml"), 0);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "check experiments/quick.yaml --set teacher.train.epochs=0"), 2);
     ck_assert_ptr_nonnull(strstr(out, "--set"));
-    ck_assert_int_eq(sh(out, sizeof out, "check %s/missing.yaml", dir), 1);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "check %s/missing.yaml", dir), 1);
 }
 END_TEST
 
@@ -117,7 +89,7 @@ START_TEST(quick_run_end_to_end)
     kdt_tmpdir(dir, sizeof dir);
     snprintf(a, sizeof a, "%s/a", dir);
     snprintf(b, sizeof b, "%s/b", dir);
-    ck_assert_msg(sh(out, sizeof out,
+    ck_assert_msg(kdt_kdbench(out, sizeof out,
                      "run experiments/quick.yaml --threads 2 --quiet --out %s --set cache_dir=%s/ca",
                      a, dir) == 0, "%s", out);
     const char *files[] = {"config.yaml", "run.log", "teacher.kdm", "teacher.ckpt",
@@ -151,9 +123,9 @@ START_TEST(quick_run_end_to_end)
     ck_assert_int_eq(system(pb), 0);
     /* the resolved config is itself a valid config */
     snprintf(pa, sizeof pa, "%s/config.yaml", a);
-    ck_assert_int_eq(sh(out, sizeof out, "check %s", pa), 0);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "check %s", pa), 0);
     /* same config + seed + threads => the same model, byte for byte */
-    ck_assert_int_eq(sh(out, sizeof out,
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out,
                         "run experiments/quick.yaml --threads 2 --quiet --out %s --set cache_dir=%s/cb",
                         b, dir), 0);
     const char *models[] = {"teacher.kdm", "students/mlp32/scratch-seed1.kdm",
@@ -171,7 +143,7 @@ START_TEST(quick_run_end_to_end)
     ck_assert_int_eq(system(pb), 0);
     char c[512];
     snprintf(c, sizeof c, "%s/c", dir);
-    ck_assert_int_eq(sh(out, sizeof out,
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out,
                         "run experiments/quick.yaml --threads 2 --quiet --out %s --set cache_dir=%s/ca "
                         "--set name=other",
                         c, dir), 0);
@@ -181,9 +153,9 @@ START_TEST(quick_run_end_to_end)
     snprintf(pb, sizeof pb, "%s/teacher.kdm", c);
     ck_assert_msg(files_equal(pa, pb), "the cached teacher differs");
     /* eval and inspect on the model */
-    ck_assert_int_eq(sh(out, sizeof out, "inspect %s", pa), 0);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "inspect %s", pa), 0);
     ck_assert_ptr_nonnull(strstr(out, "dense"));
-    ck_assert_int_eq(sh(out, sizeof out, "eval %s --threads 1", pa), 0);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "eval %s --threads 1", pa), 0);
     ck_assert_ptr_nonnull(strstr(out, "accuracy"));
     /* a truncated model file is refused with a message, status 1 */
     snprintf(pb, sizeof pb, "%s/cut.kdm", dir);
@@ -192,7 +164,7 @@ START_TEST(quick_run_end_to_end)
     size_t n = fread(buf, 1, sizeof buf, f);
     fclose(f);
     kdt_write(pb, buf, n);
-    ck_assert_int_eq(sh(out, sizeof out, "inspect %s", pb), 1);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "inspect %s", pb), 1);
     ck_assert_ptr_nonnull(strstr(out, "cut.kdm"));
 }
 END_TEST
@@ -209,8 +181,8 @@ START_TEST(kill_and_resume)
     snprintf(b, sizeof b, "%s/killed", dir);
     const char *sets = "--set data.train_subset=6000 --set teacher.train.epochs=4 "
                        "--set 'cache_dir=\"\"'";
-    ck_assert_int_eq(sh(out, sizeof out, "run experiments/quick.yaml --threads 2 --quiet %s --out %s", sets, a), 0);
-    snprintf(cmd, sizeof cmd, "exec %s run experiments/quick.yaml --threads 2 --quiet %s --out %s", bin(), sets, b);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "run experiments/quick.yaml --threads 2 --quiet %s --out %s", sets, a), 0);
+    snprintf(cmd, sizeof cmd, "exec %s run experiments/quick.yaml --threads 2 --quiet %s --out %s", kdt_bin(), sets, b);
     pid_t pid = fork();
     if (pid == 0) {
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
@@ -223,7 +195,7 @@ START_TEST(kill_and_resume)
     int st;
     waitpid(pid, &st, 0);
     ck_assert_msg(WIFSIGNALED(st), "the run finished before it could be killed");
-    ck_assert_msg(sh(out, sizeof out, "run experiments/quick.yaml --threads 2 --quiet %s --out %s --resume", sets, b) == 0, "%s", out);
+    ck_assert_msg(kdt_kdbench(out, sizeof out, "run experiments/quick.yaml --threads 2 --quiet %s --out %s --resume", sets, b) == 0, "%s", out);
     snprintf(pa, sizeof pa, "%s/teacher.kdm", a);
     snprintf(pb, sizeof pb, "%s/teacher.kdm", b);
     ck_assert_msg(files_equal(pa, pb), "resumed run differs from the uninterrupted one");

@@ -17,11 +17,6 @@ static int run(const char *cmd)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
-static const char *bin(void)
-{
-    const char *b = getenv("KD_BIN");
-    return b && *b ? b : "bin/kdbench";
-}
 
 START_TEST(saved_teacher_checked_and_used)
 {
@@ -42,7 +37,7 @@ START_TEST(saved_teacher_checked_and_used)
                "%s/d.csv, shape: [4, 1, 1]}\nteacher:\n  layers: [{type: dense, units: 3}]\n"
                "  train: {epochs: 1, optimizer: {lr: 0.1}}\n", dir, dir);
     fclose(f);
-    snprintf(cmd, sizeof cmd, "%s run %s --quiet --out %s/c >/dev/null 2>&1", bin(), path, dir);
+    snprintf(cmd, sizeof cmd, "%s run %s --quiet --out %s/c >/dev/null 2>&1", kdt_bin(), path, dir);
     ck_assert_int_eq(run(cmd), 0);
     /* that teacher on Fashion-MNIST: refused at line 4 (teacher.model), status 2 */
     snprintf(path, sizeof path, "%s/bad.yaml", dir);
@@ -50,7 +45,7 @@ START_TEST(saved_teacher_checked_and_used)
     fprintf(f, "name: b\ndata: {train_subset: 500, test_subset: 100}\nteacher:\n"
                "  model: %s/c/teacher.kdm\n", dir);
     fclose(f);
-    snprintf(cmd, sizeof cmd, "%s run %s --quiet --out %s/b > %s/b.txt 2>&1", bin(), path, dir, dir);
+    snprintf(cmd, sizeof cmd, "%s run %s --quiet --out %s/b > %s/b.txt 2>&1", kdt_bin(), path, dir, dir);
     ck_assert_int_eq(run(cmd), 2);
     snprintf(cmd, sizeof cmd, "grep -q 'bad.yaml:4:10: teacher.model: .*gives 3 classes' %s/b.txt",
              dir);
@@ -62,7 +57,7 @@ START_TEST(saved_teacher_checked_and_used)
              "%s run experiments/quick.yaml --quiet --out %s/q --set 'cache_dir=\"\"' >/dev/null "
              "2>&1 && %s run experiments/quick.yaml --quiet --out %s/r --set 'cache_dir=\"\"' "
              "--set 'teacher={model: %s/q/teacher.kdm}' >/dev/null 2>&1",
-             bin(), dir, bin(), dir, dir);
+             kdt_bin(), dir, kdt_bin(), dir, dir);
     ck_assert_int_eq(run(cmd), 0);
     snprintf(cmd, sizeof cmd,
              "grep -q 'teacher: loaded' %s/r/run.log && ! grep -q '^teacher epoch' %s/r/run.log "

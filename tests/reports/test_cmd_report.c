@@ -11,32 +11,6 @@
 #include "../kdtest.h"
 #include "fixture.h"
 
-static const char *bin(void)
-{
-    const char *b = getenv("KD_BIN");
-    return b && *b ? b : "bin/kdbench";
-}
-
-/* Runs "kdbench ARGS" (stdout and stderr into out); returns the exit status. */
-static int kd(char *out, size_t out_n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int kd(char *out, size_t out_n, const char *fmt, ...)
-{
-    char args[4096], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin(), args);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    size_t n = fread(out, 1, out_n - 1, p);
-    out[n] = 0;
-    char sink[4096];
-    while (fread(sink, 1, sizeof sink, p) > 0)
-        ;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
 
 static long long size_of(const char *dir, const char *name)
 {
@@ -48,26 +22,26 @@ static long long size_of(const char *dir, const char *name)
 START_TEST(cmd_report_usage)
 {
     char out[8192], dir[256];
-    ck_assert_int_eq(kd(out, sizeof out, "report --help"), 0);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "report --help"), 0);
     ck_assert_ptr_nonnull(strstr(out, "usage: kdbench report"));
     ck_assert_ptr_nonnull(strstr(out, "default: both"));
-    ck_assert_int_eq(kd(out, sizeof out, "compare --help"), 0);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "compare --help"), 0);
     ck_assert_ptr_nonnull(strstr(out, "usage: kdbench compare"));
     ck_assert_ptr_nonnull(strstr(out, "default: compare"));
-    ck_assert_int_eq(kd(out, sizeof out, "--help"), 0);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "--help"), 0);
     ck_assert_ptr_nonnull(strstr(out, "report"));
     ck_assert_ptr_nonnull(strstr(out, "compare"));
-    ck_assert_int_eq(kd(out, sizeof out, "report"), 2);
-    ck_assert_int_eq(kd(out, sizeof out, "report a b"), 2);
-    ck_assert_int_eq(kd(out, sizeof out, "report x --format pdf"), 2);
-    ck_assert_int_eq(kd(out, sizeof out, "report x --timeout -1"), 2);
-    ck_assert_int_eq(kd(out, sizeof out, "report x --bogus"), 2);
-    ck_assert_int_eq(kd(out, sizeof out, "compare"), 2);
-    ck_assert_int_eq(kd(out, sizeof out, "compare x --threads many"), 2);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "report"), 2);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "report a b"), 2);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "report x --format pdf"), 2);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "report x --timeout -1"), 2);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "report x --bogus"), 2);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "compare"), 2);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "compare x --threads many"), 2);
     kdt_tmpdir(dir, sizeof dir);
-    ck_assert_int_eq(kd(out, sizeof out, "report %s/none", dir), 1); /* no results.json */
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "report %s/none", dir), 1); /* no results.json */
     ck_assert_ptr_nonnull(strstr(out, "results.json"));
-    ck_assert_int_eq(kd(out, sizeof out, "compare %s/none", dir), 1);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "compare %s/none", dir), 1);
 }
 END_TEST
 
@@ -76,7 +50,7 @@ START_TEST(cmd_report_writes_report)
     char out[8192], dir[256];
     kdt_tmpdir(dir, sizeof dir);
     rfx_write_run(dir, 1);
-    ck_assert_msg(kd(out, sizeof out, "report %s --format md --gnuplot %s/no-gnuplot", dir,
+    ck_assert_msg(kdt_kdbench(out, sizeof out, "report %s --format md --gnuplot %s/no-gnuplot", dir,
                      dir) == 0, "%s", out);
     /* one warning line, and the tables still there */
     ck_assert_ptr_nonnull(strstr(out, "kdbench report: warning: plots not drawn: cannot run"));
@@ -88,7 +62,7 @@ START_TEST(cmd_report_writes_report)
     ck_assert_int_lt(size_of(dir, "report/report.html"), 0);
     if (!rfx_have_gnuplot())
         return;
-    ck_assert_msg(kd(out, sizeof out, "report %s", dir) == 0, "%s", out);
+    ck_assert_msg(kdt_kdbench(out, sizeof out, "report %s", dir) == 0, "%s", out);
     ck_assert_ptr_null(strstr(out, "warning"));
     ck_assert_int_gt(size_of(dir, "report/report.html"), 1000);
     ck_assert_int_gt(size_of(dir, "report/plots/acc_size.png"), 1000);
@@ -128,7 +102,7 @@ START_TEST(cmd_compare_runs_and_models)
     rfx_write_run(a, 0);
     rfx_write_run(b, 0);
     tiny_model(dir);
-    ck_assert_msg(kd(out, sizeof out,
+    ck_assert_msg(kdt_kdbench(out, sizeof out,
                      "compare %s %s %s/tiny.kdm --csv-data %s/test.csv --threads 1 "
                      "--baseline runB --out %s --no-plots", a, b, dir, dir, cmp) == 0, "%s", out);
     ck_assert_ptr_nonnull(strstr(out, "baseline: runB/teacher"));
@@ -137,11 +111,11 @@ START_TEST(cmd_compare_runs_and_models)
     ck_assert_int_gt(size_of(cmp, "compare.md"), 500);
     ck_assert_int_gt(size_of(cmp, "compare.csv"), 500);
     ck_assert_int_gt(size_of(cmp, "plots/acc_size.dat"), 100);
-    ck_assert_msg(kd(out, sizeof out, "compare %s %s --csv --out %s --no-plots", a, b, cmp) == 0,
+    ck_assert_msg(kdt_kdbench(out, sizeof out, "compare %s %s --csv --out %s --no-plots", a, b, cmp) == 0,
                   "%s", out);
     ck_assert_ptr_nonnull(strstr(out, "name,role,accuracy,delta_acc_pts,"));
     ck_assert_ptr_nonnull(strstr(out, "runB/teacher,teacher,0.8947,0.0000,"));
-    ck_assert_int_eq(kd(out, sizeof out, "compare %s --baseline nope --out %s", a, cmp), 2);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "compare %s --baseline nope --out %s", a, cmp), 2);
     ck_assert_ptr_nonnull(strstr(out, "nope"));
 }
 END_TEST
