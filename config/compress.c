@@ -12,8 +12,8 @@
 #define LO_OPEN(lo, hi) ((cfg_range){(lo), (hi), 1, 0})
 #define HI_OPEN(lo, hi) ((cfg_range){(lo), (hi), 0, 1})
 
-static const char *const pass_names[] = {"prune", "finetune", "quantize", "qat"};
-static const char *const method_names[] = {"magnitude", "neurons", "filters"};
+const char *const cfg_pass_names[4] = {"prune", "finetune", "quantize", "qat"};
+const char *const cfg_method_names[3] = {"magnitude", "neurons", "filters"};
 
 /* ---- sources ---------------------------------------------------------------- */
 /* "teacher", "<student>" (its distilled model), "<student>/scratch",
@@ -98,7 +98,7 @@ static int check_pass_layers(cfg_ctx *c, const cfg_node *pm, const char *path, c
         any |= prunable(nm, i, ps->method);
     if (!any)
         rc = cfg_err(c, pm, path, "%s pruning does not apply to this model: it has no %s",
-                     method_names[ps->method],
+                     cfg_method_names[ps->method],
                      ps->method == CFG_PRUNE_MAGNITUDE ? "dense or conv2d layer"
                      : ps->method == CFG_PRUNE_NEURONS ? "dense layer feeding another layer"
                                                         : "conv2d layer feeding another layer");
@@ -113,7 +113,7 @@ static int check_pass_layers(cfg_ctx *c, const cfg_node *pm, const char *path, c
             snprintf(p, sizeof p, "%s.overrides[%d].layer", path, o);
             rc = cfg_err(c, cfg_map_get(ov->kid[o], "layer"), p,
                          "\"%s\" matches no layer that %s pruning can prune", ps->overrides[o].pattern,
-                         method_names[ps->method]);
+                         cfg_method_names[ps->method]);
         }
     }
     nn_model_free(nm);
@@ -242,7 +242,7 @@ static int walk_prune(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass
     static const char *const scopes[] = {"layer", "global"}, *const norms[] = {"l1", "l2"};
     static const char *const scheds[] = {"oneshot", "agp"};
     int rc = cfg_check_keys(c, pm, path, keys, "pass type prune"), m = 0, norm = 0;
-    if (rc || (rc = cfg_enum(c, pm, path, "method", 0, method_names, 3, &m)) ||
+    if (rc || (rc = cfg_enum(c, pm, path, "method", 0, cfg_method_names, 3, &m)) ||
         (rc = cfg_enum(c, pm, path, "scope", 0, scopes, 2, &ps->global)) ||
         (rc = cfg_enum(c, pm, path, "norm", 0, norms, 2, &norm)) ||
         (rc = cfg_enum(c, pm, path, "schedule", 0, scheds, 2, &ps->agp)) ||
@@ -256,7 +256,7 @@ static int walk_prune(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass
         return cfg_err(c, cfg_map_get(pm, ps->global ? "scope" : "schedule"),
                        cfg_path(p, sizeof p, path, ps->global ? "scope" : "schedule"),
                        "%s pruning is layer-wise and one-shot (fine-tune with a finetune pass)",
-                       method_names[m]);
+                       cfg_method_names[m]);
     if (ps->method == CFG_PRUNE_MAGNITUDE && cfg_map_get(pm, "norm"))
         return cfg_err(c, cfg_map_get(pm, "norm"), cfg_path(p, sizeof p, path, "norm"),
                        "magnitude pruning has no norm (neurons and filters do)");
@@ -418,12 +418,12 @@ static int walk_passes(cfg_ctx *c, const cfg_node *it, const char *path, const e
         if (pm->kind != CFG_MAP)
             return cfg_err(c, pm, q, "expected a pass {type: prune|finetune|quantize|qat, ...}");
         cfg_pass *ps = &v->passes[i];
-        int kind = 0, rc = cfg_enum(c, pm, q, "type", 1, pass_names, 4, &kind);
+        int kind = 0, rc = cfg_enum(c, pm, q, "type", 1, cfg_pass_names, 4, &kind);
         if (rc != KD_OK)
             return rc;
         if (i > 0 && v->passes[i - 1].kind >= CFG_PASS_QUANTIZE)
             return cfg_err(c, pm, q, "comes after %s: a quantized model is final (put "
-                           "quantize or qat last)", pass_names[v->passes[i - 1].kind]);
+                           "quantize or qat last)", cfg_pass_names[v->passes[i - 1].kind]);
         ps->kind = (cfg_pass_kind)kind;
         ps->pos = (cfg_pos){pm->line, pm->col};
         sw->n[i] = 0;
@@ -568,119 +568,4 @@ int cfg_walk_compress(cfg_ctx *c, const cfg_node *root, exp_spec *s)
         }
     }
     return walk_sensitivity(c, root, s);
-}
-
-/* ---- dump ------------------------------------------------------------------------ */
-static void dump_source(FILE *f, const exp_spec *s, cfg_source_kind k, int student, int scratch,
-                        const char *file)
-{
-    char buf[CFG_PATH_MAX + 80];
-    if (k == CFG_SRC_TEACHER)
-        snprintf(buf, sizeof buf, "teacher");
-    else if (k == CFG_SRC_STUDENT)
-        snprintf(buf, sizeof buf, "%s/%s", s->students[student].name,
-                 scratch ? "scratch" : "distilled");
-    else
-        snprintf(buf, sizeof buf, "%s", file);
-    cfg_put_str(f, buf);
-}
-
-static void dump_overrides(FILE *f, const cfg_pass *p, int quant)
-{
-    if (!p->noverrides)
-        return;
-    fputs(", overrides: [", f);
-    for (int i = 0; i < p->noverrides; i++) {
-        fprintf(f, "%s{layer: ", i ? ", " : "");
-        cfg_put_str(f, p->overrides[i].pattern);
-        if (quant) {
-            fprintf(f, ", bits: %d}", p->overrides[i].bits);
-            continue;
-        }
-        fputs(", sparsity: ", f);
-        cfg_put_float(f, p->overrides[i].sparsity);
-        fputc('}', f);
-    }
-    fputc(']', f);
-}
-
-static void dump_training(FILE *f, const cfg_pass *p)
-{
-    fprintf(f, ", epochs: %d, lr: ", p->epochs);
-    cfg_put_float(f, p->lr);
-    fprintf(f, ", batch_size: %d, distill: %s, temperature: ", p->batch_size,
-            p->distill ? "true" : "false");
-    cfg_put_float(f, p->temperature);
-    fputs(", alpha: ", f);
-    cfg_put_float(f, p->alpha);
-}
-
-static void dump_quant(FILE *f, const cfg_pass *p)
-{
-    fprintf(f, ", bits: %d", p->bits);
-    if (p->kind == CFG_PASS_QUANTIZE)
-        fprintf(f, ", mode: %s", p->dynamic ? "dynamic" : "static");
-    fprintf(f, ", per_channel: %s", p->per_channel ? "true" : "false");
-    if (p->kind == CFG_PASS_QUANTIZE) {
-        fprintf(f, ", calibration: %s, percentile: ", p->percentile_calib ? "percentile" : "minmax");
-        cfg_put_float(f, p->percentile);
-        fprintf(f, ", calib_batches: %d", p->calib_batches);
-    }
-    fprintf(f, ", group: %d", p->group);
-    dump_overrides(f, p, 1);
-    if (p->kind == CFG_PASS_QAT)
-        dump_training(f, p);
-}
-
-static void dump_pass(FILE *f, const cfg_pass *p)
-{
-    fprintf(f, "      - {type: %s", pass_names[p->kind]);
-    if (p->kind >= CFG_PASS_QUANTIZE) {
-        dump_quant(f, p);
-    } else if (p->kind == CFG_PASS_PRUNE) {
-        fprintf(f, ", method: %s, scope: %s", method_names[p->method], p->global ? "global" : "layer");
-        if (p->method != CFG_PRUNE_MAGNITUDE)
-            fprintf(f, ", norm: l%d", p->norm);
-        fputs(", sparsity: ", f);
-        cfg_put_float(f, p->sparsity);
-        fprintf(f, ", schedule: %s", p->agp ? "agp" : "oneshot");
-        dump_overrides(f, p, 0);
-        if (p->agp) {
-            fputs(", initial_sparsity: ", f);
-            cfg_put_float(f, p->initial_sparsity);
-            fprintf(f, ", ramp_epochs: %d", p->ramp_epochs);
-        }
-    }
-    if (p->kind == CFG_PASS_FINETUNE || (p->kind == CFG_PASS_PRUNE && p->agp))
-        dump_training(f, p);
-    fputs("}\n", f);
-}
-
-void cfg_dump_compress(const exp_spec *s, FILE *f)
-{
-    if (s->nvariants)
-        fputs("compress:              # one item per variant (sweeps expanded)\n", f);
-    for (int i = 0; i < s->nvariants; i++) {
-        const cfg_variant *v = &s->variants[i];
-        fputs("  - name: ", f);
-        cfg_put_str(f, v->name);
-        fputs("\n    source: ", f);
-        dump_source(f, s, v->source_kind, v->source_student, v->source_scratch, v->source_path);
-        static const char *const store_names[] = {"fastest", "smallest", "latency"};
-        fprintf(f, "\n    store: %s\n    passes:\n", store_names[v->store]);
-        for (int k = 0; k < v->npasses; k++)
-            dump_pass(f, &v->passes[k]);
-    }
-    const cfg_sensitivity *t = &s->sensitivity;
-    if (!t->on)
-        return;
-    fputs("sensitivity:\n  source: ", f);
-    dump_source(f, s, t->source_kind, t->source_student, t->source_scratch, t->source_path);
-    fputs("\n  sparsities: [", f);
-    for (int i = 0; i < t->nsparsities; i++) {
-        if (i)
-            fputs(", ", f);
-        cfg_put_float(f, t->sparsities[i]);
-    }
-    fputs("]\n", f);
 }

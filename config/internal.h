@@ -126,7 +126,11 @@ int cfg_walk_students(cfg_ctx *c, const cfg_node *root, exp_spec *s);
 /* The optional `compress:` list and `sensitivity:` (compress.c); needs the
  * teacher and students walked. */
 int cfg_walk_compress(cfg_ctx *c, const cfg_node *root, exp_spec *s);
-/* The `compress:` pipelines (one item per variant) and `sensitivity:` as YAML. */
+/* Pass types and pruning methods by their YAML names (compress.c). */
+extern const char *const cfg_pass_names[4];
+extern const char *const cfg_method_names[3];
+/* The `compress:` pipelines (one item per variant) and `sensitivity:` as YAML
+ * (dump_compress.c). */
 void cfg_dump_compress(const exp_spec *s, FILE *f);
 /* YAML output helpers (dump.c): a float that reads back exactly; a
  * double-quoted string that survives any content. */
