@@ -96,11 +96,14 @@ static int add_teacher_row(run_ctx *r, nn_model *m, const char *model_path, doub
         rep_row_num(row, "epochs", epochs);
     rep_row_str(row, "format", "fp32");
     rep_row_num(row, "weight_bits", 32);
+    char trained[48] = "loaded, not trained";
+    if (train_s >= 0)
+        snprintf(trained, sizeof trained, "trained %.1f s", train_s);
     kd_logf(&r->log,
             "teacher: test accuracy %.2f%%, %lld bytes, batch-1 latency p50 %.1f us p99 %.1f "
-            "us, batch-256 %.0f samples/s, trained %.1f s",
+            "us, batch-256 %.0f samples/s, %s",
             100 * mr.accuracy, mr.size_bytes, mr.latency_us_b1_p50, mr.latency_us_b1_p99,
-            mr.throughput_b256, train_s);
+            mr.throughput_b256, trained);
     return KD_OK;
 }
 
