@@ -59,20 +59,34 @@ void compress_qrelease(nn_layer *l)
     l->max_batch = 0;
 }
 
-/* Scratch: int8 input and output of a batch, after the header. */
+/* Scratch: int8 input and output of a batch, after the header; and a team
+ * of threads (as many as nn's thread count) that splits each product by
+ * rows, so the integer layers use the cores OpenBLAS uses for fp32. */
 typedef struct {
     qgemm_isa isa;
+    qgemm_team *team; /* NULL: one thread */
     int8_t *xq, *yq;
 } q8_priv;
 
+static void q8_release(nn_layer *l)
+{
+    q8_priv *p = l->priv;
+    if (p)
+        qgemm_team_free(p->team);
+    compress_qrelease(l);
+}
+
 static int q8_reserve(nn_layer *l, int max_batch, kd_err *e)
 {
-    compress_qrelease(l);
+    q8_release(l);
     size_t k = nn_shape_size(l->in), m = (size_t)l->spec.units, nb = (size_t)max_batch;
     q8_priv *p = kd_calloc(1, sizeof *p + nb * (k + m) + 64);
     if (!p)
         return kd_err_set(e, KD_ENOMEM, "out of memory for int8 scratch");
     p->isa = qgemm_isa_best();
+    kd_err te;
+    /* a team that cannot start leaves the layer on one thread, still correct */
+    p->team = nn_threads() > 1 ? qgemm_team_new(nn_threads(), &te) : NULL;
     p->xq = (int8_t *)(p + 1);
     p->yq = p->xq + nb * k;
     l->priv = p;
@@ -123,10 +137,10 @@ static void q8_forward(nn_layer *l, const float *x, float *y, int n, const nn_ct
     const quant_dense *d = q->d;
     quant_quantize_s8(x, (size_t)n * d->k, d->in, p->xq);
     if (q->out_s8) {
-        quant_dense_forward(d, p->isa, NULL, p->xq, n, p->yq);
+        quant_dense_forward(d, p->isa, p->team, p->xq, n, p->yq);
         quant_dequantize_s8(p->yq, (size_t)n * d->m, d->out, y);
     } else {
-        quant_dense_forward_f32(d, p->isa, NULL, p->xq, n, y);
+        quant_dense_forward_f32(d, p->isa, p->team, p->xq, n, y);
     }
 }
 
@@ -149,7 +163,7 @@ static void dq8_forward(nn_layer *l, const float *x, float *y, int n, const nn_c
     quant_quantize_s8(x, nx, in, p->xq);
     qgemm_epi ep = {.x_zero = in.zero, .out_f32 = 1, .w_scale = d->w_scale, .x_scale = in.scale,
                     .fbias = l->b};
-    qgemm_run(p->isa, d->packed, p->xq, n, &ep, y);
+    qgemm_team_run(p->team, p->isa, d->packed, p->xq, n, &ep, y);
 }
 
 /* ---- payload ----------------------------------------------------------------
@@ -274,7 +288,7 @@ const nn_layer_ops compress_dense_q8_ops = {
     .name = "dense_q8",
     .setup = q8_setup,
     .reserve = q8_reserve,
-    .release = compress_qrelease,
+    .release = q8_release,
     .forward = q8_forward,
     .backward = compress_qbackward,
     .macs = compress_qmacs,
@@ -290,7 +304,7 @@ const nn_layer_ops compress_dense_dq8_ops = {
     .name = "dense_dq8",
     .setup = dq8_setup,
     .reserve = q8_reserve,
-    .release = compress_qrelease,
+    .release = q8_release,
     .forward = dq8_forward,
     .backward = compress_qbackward,
     .macs = compress_qmacs,

@@ -15,3 +15,5 @@ int nn_set_threads(int n)
 }
 
 const char *nn_blas_info(void) { return openblas_get_config(); }
+
+int nn_threads(void) { return openblas_get_num_threads(); }

@@ -268,6 +268,8 @@ nn_model *nn_model_load(const char *path, kd_err *e); /* nn's kinds only */
 /* ---- BLAS ----------------------------------------------------------------- */
 /* Sets OpenBLAS's thread count (n <= 0: all cores); returns the count in use. */
 int nn_set_threads(int n);
+/* The thread count in use (set by nn_set_threads; other kernels follow it). */
+int nn_threads(void);
 /* OpenBLAS's build description (core, threading), for logs and reports. */
 const char *nn_blas_info(void);
 
