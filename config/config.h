@@ -199,8 +199,9 @@ int config_load_string(const char *name, const char *text, size_t len,
 int config_dump(const exp_spec *s, FILE *f);
 
 /* The part of the resolved spec a trained teacher depends on (data, teacher,
- * seed, threads as set in s), as YAML text for a cache key: students,
- * compression and report settings do not appear.  0, KD_ENOMEM or KD_EIO. */
-int config_dump_teacher(const exp_spec *s, FILE *f);
+ * seed, and threads: the count in use, given here since 0 means "all cores"),
+ * as YAML text for a cache key: students, compression and report settings do
+ * not appear.  0, KD_ENOMEM or KD_EIO. */
+int config_dump_teacher(const exp_spec *s, int threads, FILE *f);
 
 #endif

@@ -205,7 +205,7 @@ static void dump_head(const exp_spec *s, FILE *f)
         dump_model(&s->teacher, "  ", f);
 }
 
-int config_dump_teacher(const exp_spec *s, FILE *f)
+int config_dump_teacher(const exp_spec *s, int threads, FILE *f)
 {
     exp_spec *t = kd_malloc(sizeof *t);
     if (!t)
@@ -213,6 +213,7 @@ int config_dump_teacher(const exp_spec *s, FILE *f)
     memcpy(t, s, sizeof *t);
     snprintf(t->name, sizeof t->name, "teacher");
     t->cache_dir[0] = 0;
+    t->threads = threads;
     dump_head(t, f);
     kd_free(t);
     return ferror(f) ? KD_EIO : KD_OK;

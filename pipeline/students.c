@@ -21,7 +21,6 @@ typedef struct {
 typedef struct {
     run_ctx *r;
     const cfg_student *cs;
-    int index;          /* in spec->students */
     const float *tlogits;
     int mode;
     uint64_t seed;
@@ -42,7 +41,7 @@ static int hint_taps(const one_run *u, nn_model *s, student_distill_opts *o)
 /* A resumed hint student needs its adapter at the same epoch; otherwise it
  * starts over (logged). */
 static int restore_adapter(one_run *u, train_state *st, student_distiller *d, const char *path,
-                           const train_opts *to, kd_err *e)
+                           const train_opts *to)
 {
     train_state as;
     kd_err e2;
@@ -66,7 +65,6 @@ static int restore_adapter(one_run *u, train_state *st, student_distiller *d, co
     }
     kd_logf(&u->r->log, "%s: the adapter checkpoint does not match; training from epoch 0",
             u->base);
-    (void)e;
     return KD_EFORMAT;
 }
 
@@ -103,7 +101,7 @@ static int train_one(one_run *u, nn_model **out, double *acc, seed_stats *ss, kd
                                .opt = student_distiller_adapter_opt(d)};
             r->adapter_state = &as;
             r->adapter_ckpt = actk;
-            if (resumed && restore_adapter(u, &st, d, actk, &to, e) != KD_OK) {
+            if (resumed && restore_adapter(u, &st, d, actk, &to) != KD_OK) {
                 /* start this student over: fresh model, fresh adapter */
                 nn_model_free(st.model);
                 train_state_free(&st);
@@ -208,7 +206,7 @@ static int run_student(run_ctx *r, int index, const float *tlogits, kd_err *e)
     for (int mode = SCRATCH; rc == KD_OK && mode <= DISTILLED; mode++) {
         nn_model *first = NULL;
         for (int k = 0; rc == KD_OK && k < cs->nseeds; k++) {
-            one_run u = {.r = r, .cs = cs, .index = index, .tlogits = tlogits, .mode = mode,
+            one_run u = {.r = r, .cs = cs, .tlogits = tlogits, .mode = mode,
                          .seed = cs->seeds[k]};
             snprintf(u.base, sizeof u.base, "%s/%s-seed%llu", dir, mode_names[mode],
                      (unsigned long long)cs->seeds[k]);
@@ -219,7 +217,7 @@ static int run_student(run_ctx *r, int index, const float *tlogits, kd_err *e)
             else
                 nn_model_free(m);
         }
-        one_run u = {.r = r, .cs = cs, .index = index, .mode = mode};
+        one_run u = {.r = r, .cs = cs, .mode = mode};
         if (rc == KD_OK)
             rc = add_row(&u, first, &ss[mode], e);
         nn_model_free(first);

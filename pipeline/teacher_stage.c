@@ -20,22 +20,16 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
  * nothing else (the run's name and students do not matter). */
 static int cache_key(const run_ctx *r, uint64_t *key, kd_err *e)
 {
-    exp_spec *s = kd_malloc(sizeof *s);
     char *text = NULL;
     size_t len = 0;
-    FILE *f = s ? open_memstream(&text, &len) : NULL;
-    if (!f) {
-        kd_free(s);
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
         return kd_err_set(e, KD_ENOMEM, "out of memory");
-    }
-    memcpy(s, r->spec, sizeof *s);
-    s->threads = r->threads;
-    int rc = config_dump_teacher(s, f);
+    int rc = config_dump_teacher(r->spec, r->threads, f);
     fprintf(f, "kdbench teacher cache v1\n");
     fclose(f);
     *key = fnv1a(0xcbf29ce484222325ull, text, len);
     free(text);
-    kd_free(s);
     return rc == KD_OK ? KD_OK : kd_err_set(e, rc, "cannot form the teacher cache key");
 }
 
