@@ -22,7 +22,7 @@ typedef struct {
     quant_q4 *q4[QB_LAYERS];            /* int4 weight-only model */
     quant_csr *csr[QB_LAYERS];          /* 90%-pruned csr-int8 model */
     quant_params in;                    /* of the float input */
-    qgemm_team *team;                   /* NULL: int8 on the calling thread */
+    nn_team *team;                   /* NULL: int8 on the calling thread */
     float *x;                           /* QB_BATCH inputs in [0, 1) */
     float *a[2];                        /* fp32 activations, ping-pong */
     int8_t *qa[3];                      /* int8 input and activations */
@@ -228,7 +228,7 @@ static void qb_report_team(qbench *b, int threads, double f1n, double f256n)
 {
     if (threads < 2)
         return;
-    b->team = qgemm_team_new(threads, NULL);
+    b->team = nn_team_new(threads, NULL);
     if (!b->team)
         return;
     qgemm_isa isa = qgemm_isa_best();
@@ -236,7 +236,7 @@ static void qb_report_team(qbench *b, int threads, double f1n, double f256n)
     printf("quant int8 %-12s (%d threads): batch-1 %7.1f us (%.2fx fp32-%dt)   batch-256 %8.0f "
            "samples/s (%.2fx fp32-%dt)\n",
            qgemm_isa_name(isa), threads, q1, f1n / q1, threads, q256, q256 / f256n, threads);
-    qgemm_team_free(b->team);
+    nn_team_free(b->team);
     b->team = NULL;
 }
 

@@ -64,7 +64,7 @@ void compress_csr_matmul_portable(const compress_csr *a, const float *bias, cons
  * scratch; the file keeps plain CSR.  compress_panels_new needs
  * compress_panels_supported() (the caller checks); NULL on allocation
  * failure.  AUTO stores values padded unless that exceeds 1 MB (then
- * compact); tests force each.  spmv uses p's own scratch, so p is not const. */
+ * compact); tests force each. */
 typedef struct compress_panels compress_panels;
 typedef enum {
     COMPRESS_PANELS_AUTO = 0,
@@ -75,7 +75,12 @@ int compress_panels_supported(void);
 compress_panels *compress_panels_new(const compress_csr *a, compress_panels_layout layout,
                                      kd_err *e);
 void compress_panels_free(compress_panels *p);
-void compress_panels_spmv(compress_panels *p, const float *bias, const float *x, float *y);
+void compress_panels_spmv(const compress_panels *p, const float *bias, const float *x, float *y);
+/* Part `part` of nparts of the same product (rows cut where the parts get
+ * about equal work): the parts of one product may run on different threads
+ * at once, and together write all of y. */
+void compress_panels_spmv_part(const compress_panels *p, const float *bias, const float *x,
+                               float *y, int part, int nparts);
 
 /* ---- compressed layer kinds ---------------------------------------------- */
 extern const nn_layer_ops compress_dense_csr_ops;

@@ -8,9 +8,9 @@
 
 enum { BIG_BATCH = 256 };
 
-static double best_us(nn_layer *l, const float *x, float *y, int n, int reps)
+static double best_us(nn_layer *l, const float *x, float *y, int n, int reps, nn_team *team)
 {
-    nn_ctx c = {.train = 0};
+    nn_ctx c = {.train = 0, .team = team};
     double best = 1e30;
     l->ops->forward(l, x, y, n, &c); /* warm the caches */
     for (int r = 0; r < reps; r++) {
@@ -32,18 +32,21 @@ static int time_layer(nn_layer *l, compress_csr *a, int reps, compress_choice *c
     t.data = a;
     t.priv = NULL;
     int rc = x && y ? t.ops->reserve(&t, BIG_BATCH, e) : KD_ENOMEM;
+    /* the team the layer will get from its model (none: one thread) */
+    nn_team *team = nn_threads() > 1 ? nn_team_new(nn_threads(), NULL) : NULL;
     if (rc == KD_OK) {
         nn_rng r = nn_rng_stream(1, NN_STREAM_TEST);
         for (size_t i = 0; i < BIG_BATCH * in; i++)
             x[i] = nn_rng_normal(&r);
         const int n[2] = {1, BIG_BATCH};
         for (int j = 0; j < 2; j++) {
-            ch->dense_us[j] = best_us(l, x, y, n[j], reps);
-            ch->sparse_us[j] = best_us(&t, x, y, n[j], reps);
+            ch->dense_us[j] = best_us(l, x, y, n[j], reps, team);
+            ch->sparse_us[j] = best_us(&t, x, y, n[j], reps, team);
         }
     } else if (rc == KD_ENOMEM) {
         kd_err_set(e, KD_ENOMEM, "out of memory for timing");
     }
+    nn_team_free(team);
     t.ops->release(&t);
     kd_afree(x);
     kd_afree(y);

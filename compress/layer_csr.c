@@ -20,11 +20,13 @@ static int csr_setup(nn_layer *l, kd_err *e)
     return KD_OK;
 }
 
-/* Scratch: the batched kernels' transposed block, and the batch-1 panels
- * (AVX-512 CPUs) with the CSR they were built from, so a payload replaced
- * after reserve is never run through stale panels. */
+/* Scratch: the batched kernels' transposed block, one per thread of the
+ * team (nscratch), and the batch-1 panels (AVX-512 CPUs) with the CSR they
+ * were built from, so a payload replaced after reserve is never run through
+ * stale panels. */
 typedef struct {
     float *scratch;
+    int nscratch;
     compress_panels *panels;
     const compress_csr *src;
 } csr_priv;
@@ -48,7 +50,9 @@ static int csr_reserve(nn_layer *l, int max_batch, kd_err *e)
     if (!p)
         return kd_err_set(e, KD_ENOMEM, "out of memory for sparse scratch");
     l->priv = p;
-    if (max_batch > 1 && !(p->scratch = kd_afloat(nn_shape_size(l->in) * CSR_NB)))
+    p->nscratch = nn_threads() < NN_TEAM_MAX ? nn_threads() : NN_TEAM_MAX;
+    if (max_batch > 1 &&
+        !(p->scratch = kd_afloat(nn_shape_size(l->in) * CSR_NB * (size_t)p->nscratch)))
         return kd_err_set(e, KD_ENOMEM, "out of memory for sparse scratch");
     if (l->data && compress_panels_supported()) {
         if (!(p->panels = compress_panels_new(l->data, COMPRESS_PANELS_AUTO, e)))
@@ -59,17 +63,47 @@ static int csr_reserve(nn_layer *l, int max_batch, kd_err *e)
     return KD_OK;
 }
 
+/* One forward split across the team: batch 1 by rows of the panels, batches
+ * by samples (each part with its own scratch block). */
+typedef struct {
+    const nn_layer *l;
+    const csr_priv *p;
+    const float *x;
+    float *y;
+    int n;
+} csr_job;
+
+static void csr_part(void *arg, int part, int nparts)
+{
+    const csr_job *j = arg;
+    const compress_csr *a = j->l->data;
+    if (j->n == 1) {
+        compress_panels_spmv_part(j->p->panels, j->l->b, j->x, j->y, part, nparts);
+        return;
+    }
+    int np = nparts < j->p->nscratch ? nparts : j->p->nscratch;
+    if (part >= np)
+        return;
+    int i0 = (int)((long)j->n * part / np), i1 = (int)((long)j->n * (part + 1) / np);
+    size_t cols = (size_t)a->cols, u = (size_t)a->rows;
+    if (i0 < i1)
+        compress_csr_matmul(a, j->l->b, j->x + (size_t)i0 * cols, j->y + (size_t)i0 * u, i1 - i0,
+                            j->p->scratch + (size_t)part * cols * CSR_NB);
+}
+
 static void csr_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
 {
-    (void)c;
     const compress_csr *a = l->data;
     csr_priv *p = l->priv;
     const int u = l->spec.units;
+    csr_job j = {.l = l, .p = p, .x = x, .y = y, .n = n};
     if (!a) {
         for (int i = 0; i < n; i++)
             memcpy(y + (size_t)i * u, l->b, (size_t)u * sizeof *y);
     } else if (n == 1 && p && p->panels && p->src == a) {
-        compress_panels_spmv(p->panels, l->b, x, y);
+        nn_team_run(c->team, csr_part, &j);
+    } else if (n > 1 && p && p->scratch && nn_team_size(c->team) > 1) {
+        nn_team_run(c->team, csr_part, &j);
     } else {
         compress_csr_matmul(a, l->b, x, y, n, p ? p->scratch : NULL);
     }
@@ -202,6 +236,7 @@ const nn_layer_ops compress_dense_csr_ops = {
     .reserve = csr_reserve,
     .release = csr_release,
     .forward = csr_forward,
+    .threaded = 1,
     .backward = csr_backward,
     .macs = csr_macs,
     .format = "csr-fp32",

@@ -59,22 +59,15 @@ void compress_qrelease(nn_layer *l)
     l->max_batch = 0;
 }
 
-/* Scratch: int8 input and output of a batch, after the header; and a team
- * of threads (as many as nn's thread count) that splits each product by
- * rows, so the integer layers use the cores OpenBLAS uses for fp32. */
+/* Scratch: int8 input and output of a batch, after the header.  Products
+ * are split by rows across the model's thread team (nn_ctx.team), so the
+ * integer layers use the cores OpenBLAS uses for fp32. */
 typedef struct {
     qgemm_isa isa;
-    qgemm_team *team; /* NULL: one thread */
     int8_t *xq, *yq;
 } q8_priv;
 
-static void q8_release(nn_layer *l)
-{
-    q8_priv *p = l->priv;
-    if (p)
-        qgemm_team_free(p->team);
-    compress_qrelease(l);
-}
+static void q8_release(nn_layer *l) { compress_qrelease(l); }
 
 static int q8_reserve(nn_layer *l, int max_batch, kd_err *e)
 {
@@ -84,9 +77,6 @@ static int q8_reserve(nn_layer *l, int max_batch, kd_err *e)
     if (!p)
         return kd_err_set(e, KD_ENOMEM, "out of memory for int8 scratch");
     p->isa = qgemm_isa_best();
-    kd_err te;
-    /* a team that cannot start leaves the layer on one thread, still correct */
-    p->team = nn_threads() > 1 ? qgemm_team_new(nn_threads(), &te) : NULL;
     p->xq = (int8_t *)(p + 1);
     p->yq = p->xq + nb * k;
     l->priv = p;
@@ -127,7 +117,6 @@ static void fill_bias(nn_layer *l, float *y, int n)
 
 static void q8_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
 {
-    (void)c;
     const compress_q8 *q = l->data;
     q8_priv *p = l->priv;
     if (!q) {
@@ -137,17 +126,16 @@ static void q8_forward(nn_layer *l, const float *x, float *y, int n, const nn_ct
     const quant_dense *d = q->d;
     quant_quantize_s8(x, (size_t)n * d->k, d->in, p->xq);
     if (q->out_s8) {
-        quant_dense_forward(d, p->isa, p->team, p->xq, n, p->yq);
+        quant_dense_forward(d, p->isa, c->team, p->xq, n, p->yq);
         quant_dequantize_s8(p->yq, (size_t)n * d->m, d->out, y);
     } else {
-        quant_dense_forward_f32(d, p->isa, p->team, p->xq, n, y);
+        quant_dense_forward_f32(d, p->isa, c->team, p->xq, n, y);
     }
 }
 
 /* Dynamic: per-call asymmetric parameters from the batch's min/max. */
 static void dq8_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
 {
-    (void)c;
     const compress_q8 *q = l->data;
     q8_priv *p = l->priv;
     if (!q) {
@@ -163,7 +151,7 @@ static void dq8_forward(nn_layer *l, const float *x, float *y, int n, const nn_c
     quant_quantize_s8(x, nx, in, p->xq);
     qgemm_epi ep = {.x_zero = in.zero, .out_f32 = 1, .w_scale = d->w_scale, .x_scale = in.scale,
                     .fbias = l->b};
-    qgemm_team_run(p->team, p->isa, d->packed, p->xq, n, &ep, y);
+    qgemm_team_run(c->team, p->isa, d->packed, p->xq, n, &ep, y);
 }
 
 /* ---- payload ----------------------------------------------------------------
@@ -290,6 +278,7 @@ const nn_layer_ops compress_dense_q8_ops = {
     .reserve = q8_reserve,
     .release = q8_release,
     .forward = q8_forward,
+    .threaded = 1,
     .backward = compress_qbackward,
     .macs = compress_qmacs,
     .format = "int8",
@@ -306,6 +295,7 @@ const nn_layer_ops compress_dense_dq8_ops = {
     .reserve = q8_reserve,
     .release = q8_release,
     .forward = dq8_forward,
+    .threaded = 1,
     .backward = compress_qbackward,
     .macs = compress_qmacs,
     .format = "int8-dyn",

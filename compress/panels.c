@@ -34,12 +34,13 @@
 
 struct compress_panels {
     int rows, cols, npanel, nslice;
-    int compact;     /* values stored without padding, expanded by mask */
-    uint8_t *steps;  /* nslice x npanel: steps of each (slice, panel) */
-    float *val;      /* 16 per step, or (compact) the real ones in step order */
-    uint16_t *mask;  /* compact: lanes of each step that hold a value */
-    uint8_t *idx;    /* 16 per step: columns within the panel, lane-shuffled */
-    float *xs;       /* x copied and zero-padded to npanel * 32 */
+    int compact;       /* values stored without padding, expanded by mask */
+    uint8_t *steps;    /* nslice x npanel: steps of each (slice, panel) */
+    float *val;        /* 16 per step, or (compact) the real ones in step order */
+    uint16_t *mask;    /* compact: lanes of each step that hold a value */
+    uint8_t *idx;      /* 16 per step: columns within the panel, lane-shuffled */
+    size_t *slice_at;  /* nslice + 1: steps before each slice (parts start there) */
+    size_t *value_at;  /* compact, nslice + 1: real values before each slice */
 };
 
 int compress_panels_supported(void) { return compress_csr_have_avx512(); }
@@ -52,7 +53,8 @@ void compress_panels_free(compress_panels *p)
     kd_free(p->mask);
     kd_afree(p->val);
     kd_afree(p->idx);
-    kd_afree(p->xs);
+    kd_free(p->slice_at);
+    kd_free(p->value_at);
     kd_free(p);
 }
 
@@ -117,8 +119,9 @@ compress_panels *compress_panels_new(const compress_csr *a, compress_panels_layo
     p->nslice = (a->rows + 15) / 16;
     p->steps = kd_calloc((size_t)p->nslice * p->npanel, 1);
     cnt = kd_malloc((size_t)p->npanel * sizeof *cnt);
-    p->xs = kd_afloat((size_t)p->npanel * 32);
-    if (!p->steps || !cnt || !p->xs)
+    p->slice_at = kd_calloc((size_t)p->nslice + 1, sizeof *p->slice_at);
+    p->value_at = kd_calloc((size_t)p->nslice + 1, sizeof *p->value_at);
+    if (!p->steps || !cnt || !p->slice_at || !p->value_at)
         goto oom;
     size_t total = count_steps(a, p, cnt);
     p->compact = layout == COMPRESS_PANELS_COMPACT ||
@@ -130,11 +133,15 @@ compress_panels *compress_panels_new(const compress_csr *a, compress_panels_layo
         goto oom;
     size_t base = 0;
     for (int s = 0; s < p->nslice; s++) {
-        for (int r = s * 16; r < s * 16 + 16 && r < a->rows; r++)
+        p->slice_at[s] = base;
+        int r1 = s * 16 + 16 < a->rows ? s * 16 + 16 : a->rows;
+        p->value_at[s + 1] = a->rowptr[r1];
+        for (int r = s * 16; r < r1; r++)
             place_row(a, p, r, base, p->val);
         for (int q = 0; q < p->npanel; q++)
             base += p->steps[(size_t)s * p->npanel + q];
     }
+    p->slice_at[p->nslice] = base;
     if (p->compact) {
         compact_values(p, p->val, total);
         float *v = kd_afloat((size_t)a->nnz + 16); /* shrink to the real values */
@@ -216,21 +223,37 @@ TGT static __m512 steps_compact(__m512 acc, __m512 lo, __m512 hi, __m512i sh, co
     return _mm512_add_ps(acc, a1);
 }
 
-TGT static void spmv(compress_panels *p, const float *bias, const float *x, float *y)
+/* x[32q, 32q + 32) with zeros past cols: the last panel's loads are masked. */
+TGT static inline void load_panel(const float *x, int cols, int q, __m512 *lo, __m512 *hi)
 {
-    float *xs = p->xs;
-    memcpy(xs, x, (size_t)p->cols * sizeof *xs);
-    memset(xs + p->cols, 0, ((size_t)p->npanel * 32 - (size_t)p->cols) * sizeof *xs);
+    int left = cols - 32 * q;
+    if (left >= 32) {
+        *lo = _mm512_loadu_ps(x + 32 * q);
+        *hi = _mm512_loadu_ps(x + 32 * q + 16);
+        return;
+    }
+    __mmask16 ml = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+    __mmask16 mh = left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+    *lo = _mm512_maskz_loadu_ps(ml, x + 32 * q);
+    *hi = _mm512_maskz_loadu_ps(mh, x + 32 * q + 16);
+}
+
+/* Slices [s0, s1) of y = A x + bias. */
+TGT static void spmv(const compress_panels *p, const float *bias, const float *x, float *y, int s0,
+                     int s1)
+{
     const __m512i sh = _mm512_set_epi32(24, 24, 24, 24, 16, 16, 16, 16, 8, 8, 8, 8, 0, 0, 0, 0);
-    const float *v = p->val;
-    const uint8_t *ix = p->idx, *st = p->steps;
-    const uint16_t *mk = p->mask;
-    for (int s = 0; s < p->nslice; s++) {
+    size_t t0 = p->slice_at[s0];
+    const float *v = p->val + (p->compact ? p->value_at[s0] : t0 * 16);
+    const uint8_t *ix = p->idx + t0 * 16, *st = p->steps + (size_t)s0 * p->npanel;
+    const uint16_t *mk = p->compact ? p->mask + t0 : NULL;
+    for (int s = s0; s < s1; s++) {
         int r0 = s * 16, left = p->rows - r0;
         __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
         __m512 acc = bias ? _mm512_maskz_loadu_ps(m, bias + r0) : _mm512_setzero_ps();
         for (int q = 0; q < p->npanel; q++, st++) {
-            __m512 lo = _mm512_load_ps(xs + 32 * q), hi = _mm512_load_ps(xs + 32 * q + 16);
+            __m512 lo, hi;
+            load_panel(x, p->cols, q, &lo, &hi);
             acc = p->compact ? steps_compact(acc, lo, hi, sh, &v, &ix, &mk, *st)
                              : steps_padded(acc, lo, hi, sh, &v, &ix, *st);
         }
@@ -238,7 +261,29 @@ TGT static void spmv(compress_panels *p, const float *bias, const float *x, floa
     }
 }
 
-void compress_panels_spmv(compress_panels *p, const float *bias, const float *x, float *y)
+/* The first slice of part `part` of nparts: parts get about equal steps. */
+static int part_start(const compress_panels *p, int part, int nparts)
 {
-    spmv(p, bias, x, y);
+    if (part <= 0)
+        return 0;
+    if (part >= nparts)
+        return p->nslice;
+    size_t want = p->slice_at[p->nslice] * (size_t)part / (size_t)nparts;
+    int s = 0;
+    while (s < p->nslice && p->slice_at[s] < want)
+        s++;
+    return s;
+}
+
+void compress_panels_spmv_part(const compress_panels *p, const float *bias, const float *x,
+                               float *y, int part, int nparts)
+{
+    int s0 = part_start(p, part, nparts), s1 = part_start(p, part + 1, nparts);
+    if (s0 < s1)
+        spmv(p, bias, x, y, s0, s1);
+}
+
+void compress_panels_spmv(const compress_panels *p, const float *bias, const float *x, float *y)
+{
+    spmv(p, bias, x, y, 0, p->nslice);
 }

@@ -6,7 +6,7 @@
  *
  * Internal header of compress/ for now: no layer kinds, no file formats.  Every
  * kernel has a scalar `_ref` twin that is its specification; tests compare them.
- * Depends on util only.  No global mutable state: kernels are chosen per call
+ * Depends on util and nn (its thread team).  No global mutable state: kernels are chosen per call
  * (qgemm_isa_best() reads the CPU's feature bits). */
 #ifndef KD_COMPRESS_QUANT_H
 #define KD_COMPRESS_QUANT_H
@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "../util/util.h"
+#include "../nn/nn.h"
 
 /* ==== quantization parameters ============================================== */
 
@@ -211,19 +212,12 @@ void qgemm_avx2(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *
 void qgemm_avxvnni(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep, void *y);
 void qgemm_vnni512(const qgemm_packed *w, const int8_t *x, int n, const qgemm_epi *ep, void *y);
 
-/* A team of nthreads (the caller is one of them) that splits each product by
- * panels of rows, so at batch 1 every core keeps its share of the weights in
- * its own cache.  Workers spin briefly between jobs (yielding), then sleep.
- * It pays only when its threads get cores of their own: on a machine busy
- * with other work it can be slower than one thread, so measure both.  One
- * caller at a time per team.  NULL with e on a bad count, no memory or no
- * thread. */
-typedef struct qgemm_team qgemm_team;
-qgemm_team *qgemm_team_new(int nthreads, kd_err *e);
-void qgemm_team_free(qgemm_team *t);
-int qgemm_team_size(const qgemm_team *t); /* 1 for NULL */
-/* qgemm_run split across t; t NULL (or of 1 thread) runs on the caller only. */
-void qgemm_team_run(qgemm_team *t, qgemm_isa isa, const qgemm_packed *w, const int8_t *x, int n,
+/* qgemm_run split across team t (nn's thread team) by panels of rows, so at
+ * batch 1 every core keeps its share of the weights in its own cache.  It
+ * pays only when the team's threads get cores of their own: on a machine
+ * busy with other work it can be slower than one thread, so measure both.
+ * t NULL (or of 1 thread) runs on the caller only. */
+void qgemm_team_run(nn_team *t, qgemm_isa isa, const qgemm_packed *w, const int8_t *x, int n,
                     const qgemm_epi *ep, void *y);
 
 /* ==== an int8 dense layer (static PTQ and dynamic) ========================= */
@@ -259,17 +253,17 @@ qgemm_epi quant_dense_epi_s8(const quant_dense *d);
 qgemm_epi quant_dense_epi_f32(const quant_dense *d);
 /* y (n x m int8) = the layer on x (n x k int8, quantized with d->in), on
  * kernel isa, split across team (NULL: the calling thread only). */
-void quant_dense_forward(const quant_dense *d, qgemm_isa isa, qgemm_team *team, const int8_t *x,
+void quant_dense_forward(const quant_dense *d, qgemm_isa isa, nn_team *team, const int8_t *x,
                          int n, int8_t *y);
 /* y (n x m float logits) = dequantized accumulators + float bias. */
-void quant_dense_forward_f32(const quant_dense *d, qgemm_isa isa, qgemm_team *team,
+void quant_dense_forward_f32(const quant_dense *d, qgemm_isa isa, nn_team *team,
                              const int8_t *x, int n, float *y);
 
 /* Dynamic int8: quantizes x (n x k float) per call with asymmetric int8
  * parameters from its min/max, runs the int8 GEMM and dequantizes with the
  * float bias (and ReLU when d->relu) into y (n x m float).  d->in and d->out
  * are ignored.  KD_ENOMEM when the scratch cannot be allocated. */
-int quant_dynamic_forward(const quant_dense *d, qgemm_isa isa, qgemm_team *team, const float *x,
+int quant_dynamic_forward(const quant_dense *d, qgemm_isa isa, nn_team *team, const float *x,
                           int n, float *y, kd_err *e);
 
 /* ==== int4 weight-only ====================================================== */

@@ -135,21 +135,21 @@ qgemm_epi quant_dense_epi_f32(const quant_dense *d)
                        .w_scale = d->w_scale, .x_scale = d->in.scale};
 }
 
-void quant_dense_forward(const quant_dense *d, qgemm_isa isa, qgemm_team *team, const int8_t *x,
+void quant_dense_forward(const quant_dense *d, qgemm_isa isa, nn_team *team, const int8_t *x,
                          int n, int8_t *y)
 {
     qgemm_epi ep = quant_dense_epi_s8(d);
     qgemm_team_run(team, isa, d->packed, x, n, &ep, y);
 }
 
-void quant_dense_forward_f32(const quant_dense *d, qgemm_isa isa, qgemm_team *team,
+void quant_dense_forward_f32(const quant_dense *d, qgemm_isa isa, nn_team *team,
                              const int8_t *x, int n, float *y)
 {
     qgemm_epi ep = quant_dense_epi_f32(d);
     qgemm_team_run(team, isa, d->packed, x, n, &ep, y);
 }
 
-int quant_dynamic_forward(const quant_dense *d, qgemm_isa isa, qgemm_team *team, const float *x,
+int quant_dynamic_forward(const quant_dense *d, qgemm_isa isa, nn_team *team, const float *x,
                           int n, float *y, kd_err *e)
 {
     size_t nx = (size_t)n * d->k;

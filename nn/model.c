@@ -165,6 +165,7 @@ void nn_model_free(nn_model *m)
 {
     if (!m)
         return;
+    nn_team_free(m->team);
     if (m->layers) {
         release_runtime(m);
         for (int i = 0; i < m->nlayers; i++)
@@ -186,8 +187,23 @@ void nn_model_init(nn_model *m, uint64_t seed)
             m->layers[i].ops->init(&m->layers[i], &r);
 }
 
+/* The model's team, made when a layer is threaded and nn has more than one
+ * thread.  A team that cannot start leaves the layers on the calling thread:
+ * slower, still correct, so it is not an error. */
+static void ensure_team(nn_model *m)
+{
+    if (m->team || nn_threads() < 2)
+        return;
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].ops->threaded) {
+            m->team = nn_team_new(nn_threads() < NN_TEAM_MAX ? nn_threads() : NN_TEAM_MAX, NULL);
+            return;
+        }
+}
+
 int nn_model_reserve(nn_model *m, int n, kd_err *e)
 {
+    ensure_team(m);
     if (n <= m->cap)
         return KD_OK;
     release_runtime(m);
@@ -224,9 +240,13 @@ const float *nn_model_forward(nn_model *m, const float *x, int n, const nn_ctx *
         return NULL;
     /* act[0] is the caller's input: it must stay valid until backward */
     m->act[0] = (float *)x;
+    ensure_team(m); /* layers may have been swapped for threaded kinds since reserve */
+    nn_ctx cc = *c;
+    if (!cc.team)
+        cc.team = m->team;
     for (int i = 0; n > 0 && i < m->nlayers; i++) { /* n = 0: no statistics of nothing */
         nn_layer *l = &m->layers[i];
-        l->ops->forward(l, m->act[i], m->act[i + 1], n, c);
+        l->ops->forward(l, m->act[i], m->act[i + 1], n, &cc);
     }
     return m->act[m->nlayers];
 }

@@ -71,10 +71,28 @@ int nn_kind_from_name(const char *s, nn_kind *k); /* 0 or -1 */
 /* ---- layers ------------------------------------------------------------------ */
 typedef struct nn_layer nn_layer;
 
-/* Per-call context: train mode and the dropout stream. */
+/* ---- thread teams -------------------------------------------------------------
+ * A team of nthreads (the caller is one of them) that runs one job at a time,
+ * split in parts: nn_team_run calls fn(arg, part, nparts) once for every part
+ * in [0, nparts) (nparts = the team's size), each on its own thread, the
+ * caller doing part 0, and returns when all are done.  Kernels that do not
+ * call OpenBLAS (int8, sparse) use the team their model owns (nn_ctx.team) so
+ * that they use the cores OpenBLAS uses.  One caller at a time per team.  A
+ * NULL team runs fn(arg, 0, 1) on the caller. */
+#define NN_TEAM_MAX 256
+typedef struct nn_team nn_team;
+typedef void (*nn_team_fn)(void *arg, int part, int nparts);
+nn_team *nn_team_new(int nthreads, kd_err *e); /* NULL with e on a bad count or no memory */
+void nn_team_free(nn_team *t);                 /* accepts NULL */
+int nn_team_size(const nn_team *t);            /* 1 for NULL */
+void nn_team_run(nn_team *t, nn_team_fn fn, void *arg);
+
+/* Per-call context: train mode, the dropout stream, and the thread team
+ * (nn_model_forward lends the model's team when team is NULL). */
 typedef struct {
     int train;
-    nn_rng *rng; /* used by dropout in train mode */
+    nn_rng *rng;   /* used by dropout in train mode */
+    nn_team *team; /* for layers with ops->threaded; NULL = the calling thread only */
 } nn_ctx;
 
 /* One table per layer kind.  x is the layer's input batch, y its output
@@ -97,6 +115,9 @@ struct nn_layer_ops {
     double (*macs)(const nn_layer *l);
     /* in-place: y may alias x (relu, flatten, dropout); lets the model save memory */
     int inplace;
+    /* forward splits its work across c->team: a model with such a layer owns
+     * a team of nn_threads() threads (made at reserve) */
+    int threaded;
 
     /* ---- compressed kinds only (NULL in nn's own kinds) ----------------------
      * Their weights live in l->data, a payload owned by the layer, instead of
@@ -154,6 +175,7 @@ typedef struct {
      * dact[0..1] ping-pong gradient buffers; all sized for cap samples */
     int cap;
     float **act, *dact[2];
+    nn_team *team; /* when a layer is threaded and nn_threads() > 1 (reserve); else NULL */
 } nn_model;
 
 /* Builds a model from specs (names filled in, shapes checked).  On a shape

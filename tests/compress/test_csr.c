@@ -128,6 +128,38 @@ START_TEST(test_panels_match_reference)
 }
 END_TEST
 
+/* The panels cut in 1..5 parts, run last part first (as threads may), give
+ * exactly the whole product: the cut moves rows between threads, not sums. */
+START_TEST(test_panels_parts_equal_whole)
+{
+    if (!compress_panels_supported())
+        return;
+    for (int lay = COMPRESS_PANELS_PADDED; lay <= COMPRESS_PANELS_COMPACT; lay++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            int rows = shapes[s].rows, cols = shapes[s].cols;
+            kd_err e = {0};
+            float *w = random_sparse(rows, cols, shapes[s].density, 11 + s);
+            float *x = random_vec((size_t)cols, 12), *b = random_vec((size_t)rows, 13);
+            compress_csr *a = compress_csr_from_dense(w, rows, cols, &e);
+            compress_panels *p = compress_panels_new(a, (compress_panels_layout)lay, &e);
+            ck_assert_ptr_nonnull(p);
+            float *whole = malloc((size_t)rows * sizeof *whole);
+            float *cut = malloc((size_t)rows * sizeof *cut);
+            compress_panels_spmv(p, b, x, whole);
+            for (int np = 1; np <= 5; np++) {
+                memset(cut, 0x7f, (size_t)rows * sizeof *cut);
+                for (int part = np - 1; part >= 0; part--)
+                    compress_panels_spmv_part(p, b, x, cut, part, np);
+                ck_assert_msg(memcmp(whole, cut, (size_t)rows * sizeof *cut) == 0,
+                              "%dx%d layout %d in %d parts", rows, cols, lay, np);
+            }
+            compress_panels_free(p);
+            compress_csr_free(a);
+            free(w), free(x), free(b), free(whole), free(cut);
+        }
+}
+END_TEST
+
 START_TEST(test_csr_structure)
 {
     kd_err e = {0};
@@ -192,6 +224,26 @@ START_TEST(test_layer_matches_dense)
         free(keep);
         free(x);
     }
+    /* split across teams of 1 to 3 threads (batch 1 by rows, batches by
+     * samples): the same numbers as the calling thread alone */
+    for (int nt = 1; nt <= 3; nt++) {
+        nn_team *team = nn_team_new(nt, &e);
+        ck_assert_ptr_nonnull(team);
+        for (int b = 0; b < 4; b++) {
+            int n = batches[b];
+            float *x = random_vec((size_t)n * 29, 10);
+            nn_layer *l = &s->layers[0];
+            ck_assert_int_eq(nn_model_reserve(s, 64, &e), KD_OK);
+            float *y1 = malloc((size_t)n * 45 * sizeof *y1), *y2 = malloc((size_t)n * 45 * 4);
+            nn_ctx alone = {.train = 0}, split = {.train = 0, .team = team};
+            l->ops->forward(l, x, y1, n, &alone);
+            l->ops->forward(l, x, y2, n, &split);
+            ck_assert_msg(memcmp(y1, y2, (size_t)n * 45 * sizeof *y1) == 0,
+                          "batch %d on %d threads", n, nt);
+            free(x), free(y1), free(y2);
+        }
+        nn_team_free(team);
+    }
     compress_sparse_opts never = {.policy = COMPRESS_SPARSE_NEVER};
     nn_model *again = compress_to_sparse(s, &never, NULL, &e); /* keeps CSR layers */
     ck_assert_ptr_nonnull(again);
@@ -237,6 +289,7 @@ Suite *suite_compress_csr(void)
     TCase *t = tcase_create("csr");
     tcase_add_test(t, test_kernels_match_reference);
     tcase_add_test(t, test_panels_match_reference);
+    tcase_add_test(t, test_panels_parts_equal_whole);
     tcase_add_test(t, test_csr_structure);
     tcase_add_test(t, test_layer_matches_dense);
     tcase_add_test(t, test_measured_conversion);

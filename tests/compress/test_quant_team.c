@@ -21,7 +21,7 @@ static void fill_s8(nn_rng *r, int8_t *p, size_t n, int lo, int hi)
 
 /* One product on team t (every supported kernel, int8 and float out) against
  * qgemm_ref, exactly: the split changes which thread computes a row, not how. */
-static void check_team(qgemm_team *t, shape s, uint64_t seed)
+static void check_team(nn_team *t, shape s, uint64_t seed)
 {
     nn_rng r = nn_rng_stream(seed, NN_STREAM_TEST);
     int8_t *w = malloc((size_t)s.m * s.k), *x = malloc((size_t)s.n * s.k);
@@ -47,7 +47,7 @@ static void check_team(qgemm_team *t, shape s, uint64_t seed)
             qgemm_team_run(t, (qgemm_isa)isa, p, x, s.n, &ep, got);
             ck_assert_msg(memcmp(want, got, ny * (f32 ? 4 : 1)) == 0,
                           "%s on %d threads, %dx%dx%d, f32 %d", qgemm_isa_name((qgemm_isa)isa),
-                          qgemm_team_size(t), s.m, s.k, s.n, f32);
+                          nn_team_size(t), s.m, s.k, s.n, f32);
         }
     }
     qgemm_packed_free(p);
@@ -60,12 +60,12 @@ START_TEST(test_team_vs_ref)
                                    {48, 64, 9}};
     for (int nt = 1; nt <= 3; nt++) {
         kd_err e = {0};
-        qgemm_team *t = qgemm_team_new(nt, &e);
+        nn_team *t = nn_team_new(nt, &e);
         ck_assert_msg(t != NULL, "%s", e.msg);
-        ck_assert_int_eq(qgemm_team_size(t), nt);
+        ck_assert_int_eq(nn_team_size(t), nt);
         for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
             check_team(t, shapes[i], 20 + i);
-        qgemm_team_free(t);
+        nn_team_free(t);
     }
     check_team(NULL, shapes[2], 7); /* no team: the caller alone */
 }
@@ -74,14 +74,14 @@ END_TEST
 /* Workers that slept (no job for a while) wake up for the next one. */
 START_TEST(test_team_wakes_sleepers)
 {
-    qgemm_team *t = qgemm_team_new(2, NULL);
+    nn_team *t = nn_team_new(2, NULL);
     for (int i = 0; i < 3; i++) {
         check_team(t, (shape){40, 100, 2}, 30 + i);
         usleep(30000); /* longer than the spin: the worker sleeps */
     }
     for (int i = 0; i < 50; i++) /* back to back: the spinning path */
         check_team(t, (shape){33, 20, 1}, 40 + i);
-    qgemm_team_free(t);
+    nn_team_free(t);
 }
 END_TEST
 
@@ -97,23 +97,23 @@ START_TEST(test_team_dense_and_errors)
     quant_dense *d = quant_dense_new(w, NULL, M, K, 1, in, out, 1, NULL);
     int8_t x[N * K], y1[N * M], y2[N * M];
     fill_s8(&r, x, sizeof x, -128, 127);
-    qgemm_team *t = qgemm_team_new(2, NULL);
+    nn_team *t = nn_team_new(2, NULL);
     quant_dense_forward(d, qgemm_isa_best(), NULL, x, N, y1);
     quant_dense_forward(d, qgemm_isa_best(), t, x, N, y2);
     ck_assert(memcmp(y1, y2, sizeof y1) == 0);
-    qgemm_team_free(t);
+    nn_team_free(t);
     quant_dense_free(d);
     kd_err e = {0};
-    ck_assert_ptr_null(qgemm_team_new(0, &e));
+    ck_assert_ptr_null(nn_team_new(0, &e));
     ck_assert_int_eq(e.code, KD_ECONFIG);
     for (long n = 0; n < 3; n++) {
         kd_alloc_fail_after(n);
-        ck_assert_ptr_null(qgemm_team_new(2, &e));
+        ck_assert_ptr_null(nn_team_new(2, &e));
         ck_assert_int_eq(e.code, KD_ENOMEM);
     }
     kd_alloc_fail_after(-1);
-    qgemm_team_free(NULL);
-    ck_assert_int_eq(qgemm_team_size(NULL), 1);
+    nn_team_free(NULL);
+    ck_assert_int_eq(nn_team_size(NULL), 1);
 }
 END_TEST
 

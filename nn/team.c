@@ -1,0 +1,166 @@
+/* A team of threads that run one job split in parts (nn_team_run).
+ *
+ * Why one team per model: layers that do not call OpenBLAS (int8, sparse)
+ * split their work across the cores OpenBLAS would use.  One team per layer
+ * meant a spinning worker per layer, and on a 2-core machine three of them
+ * fought over the cores between calls; a model owns one team and lends it to
+ * its layers through nn_ctx.
+ *
+ * Workers wait for a new job generation by spinning (a layer takes tens of
+ * microseconds, far less than a sleep/wake round trip), then sleep on a
+ * condition variable when no job came for a while. */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define TEAM_CPU_PAUSE() _mm_pause()
+#else
+#define TEAM_CPU_PAUSE() ((void)0)
+#endif
+
+#include "nn.h"
+
+/* Spin iterations (each a pause, ~10-100 ns) before a worker sleeps; past
+ * TEAM_YIELD of them every wait also yields, so that on a busy machine a
+ * spinning thread hands its core to the one it waits for. */
+#define TEAM_SPIN 20000
+#define TEAM_YIELD 256
+
+static void team_pause(int i)
+{
+    if (i < TEAM_YIELD)
+        TEAM_CPU_PAUSE();
+    else
+        sched_yield();
+}
+
+typedef struct {
+    struct nn_team *t;
+    int idx;
+} team_arg;
+
+struct nn_team {
+    int n;       /* threads, the caller included */
+    int started; /* workers running (n - 1 once set up) */
+    pthread_t *th;
+    team_arg *args;
+    _Atomic unsigned gen; /* bumped once per job (and to quit) */
+    _Atomic int pending;  /* workers still on the current job */
+    _Atomic int sleepers; /* workers on (or about to wait on) cv */
+    _Atomic int quit;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* the current job, written before gen is bumped */
+    nn_team_fn fn;
+    void *arg;
+};
+
+/* Returns the generation after `seen` once it is published (or quit is set). */
+static unsigned team_wait(nn_team *t, unsigned seen)
+{
+    for (int i = 0; i < TEAM_SPIN; i++) {
+        unsigned g = atomic_load(&t->gen);
+        if (g != seen)
+            return g;
+        team_pause(i);
+    }
+    atomic_fetch_add(&t->sleepers, 1);
+    pthread_mutex_lock(&t->mu);
+    while (atomic_load(&t->gen) == seen)
+        pthread_cond_wait(&t->cv, &t->mu);
+    pthread_mutex_unlock(&t->mu);
+    atomic_fetch_sub(&t->sleepers, 1);
+    return atomic_load(&t->gen);
+}
+
+static void *team_worker(void *arg)
+{
+    team_arg *a = arg;
+    nn_team *t = a->t;
+    unsigned seen = 0;
+    for (;;) {
+        seen = team_wait(t, seen);
+        if (atomic_load(&t->quit))
+            return NULL;
+        t->fn(t->arg, a->idx, t->n);
+        atomic_fetch_sub(&t->pending, 1);
+    }
+}
+
+/* Publishes the job (or quit) and wakes sleepers.  A worker that counted
+ * itself a sleeper after we read `sleepers` re-checks gen under the mutex and
+ * sees the new one (all seq_cst), so no wake-up is lost. */
+static void team_publish(nn_team *t)
+{
+    atomic_fetch_add(&t->gen, 1);
+    if (atomic_load(&t->sleepers) > 0) {
+        pthread_mutex_lock(&t->mu);
+        pthread_cond_broadcast(&t->cv);
+        pthread_mutex_unlock(&t->mu);
+    }
+}
+
+void nn_team_free(nn_team *t)
+{
+    if (!t)
+        return;
+    atomic_store(&t->quit, 1);
+    team_publish(t);
+    for (int i = 0; i < t->started; i++)
+        pthread_join(t->th[i], NULL);
+    pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->cv);
+    kd_free(t->th);
+    kd_free(t->args);
+    kd_free(t);
+}
+
+nn_team *nn_team_new(int nthreads, kd_err *e)
+{
+    if (nthreads < 1 || nthreads > NN_TEAM_MAX) {
+        kd_err_set(e, KD_ECONFIG, "thread team: %d threads, need 1..%d", nthreads, NN_TEAM_MAX);
+        return NULL;
+    }
+    nn_team *t = kd_calloc(1, sizeof *t);
+    if (!t || !(t->th = kd_calloc((size_t)nthreads, sizeof *t->th)) ||
+        !(t->args = kd_calloc((size_t)nthreads, sizeof *t->args))) {
+        if (t)
+            kd_free(t->th);
+        kd_free(t);
+        kd_err_set(e, KD_ENOMEM, "thread team: out of memory");
+        return NULL;
+    }
+    t->n = nthreads;
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    for (int i = 1; i < nthreads; i++) {
+        t->args[i] = (team_arg){.t = t, .idx = i};
+        int rc = pthread_create(&t->th[t->started], NULL, team_worker, &t->args[i]);
+        if (rc) {
+            nn_team_free(t);
+            kd_err_set(e, KD_ERUNTIME, "thread team: cannot start thread %d of %d", i + 1,
+                       nthreads);
+            return NULL;
+        }
+        t->started++;
+    }
+    return t;
+}
+
+int nn_team_size(const nn_team *t) { return t ? t->n : 1; }
+
+void nn_team_run(nn_team *t, nn_team_fn fn, void *arg)
+{
+    if (!t || t->n == 1) {
+        fn(arg, 0, 1);
+        return;
+    }
+    t->fn = fn;
+    t->arg = arg;
+    atomic_store(&t->pending, t->n - 1);
+    team_publish(t);
+    fn(arg, 0, t->n);
+    for (int i = 0; atomic_load(&t->pending) > 0; i++)
+        team_pause(i);
+}
