@@ -3,7 +3,8 @@
  * need fillers, a layer wider than 65535 columns) hold the same quant_csr and
  * compute the same; every truncation, a flipped byte in each stream, lying
  * raw lengths and stray bytes are refused with KD_EFORMAT; a realistic
- * 90%-pruned layer stores fewer bytes than 2 per entry. */
+ * 90%-pruned layer stores fewer bytes than 2 per entry; failed allocations
+ * (zlib's too) fail cleanly. */
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
@@ -340,6 +341,46 @@ START_TEST(test_smaller_than_raw)
 }
 END_TEST
 
+/* The Nth allocation failing in save (zlib's included) marks the buffer
+ * failed; in load it is KD_ENOMEM and the layer keeps its entries; no leak. */
+START_TEST(test_alloc_failures)
+{
+    const int k = 300, m = 11;
+    float *w = pruned(m, k, 0.05, 73);
+    nn_model *q = qcsr_model(k, m, w);
+    kd_buf ref = payload(q);
+    kd_err e = {0};
+    nn_model *t = nn_model_clone(q, &e);
+    ck_assert_ptr_nonnull(t);
+    int saved = 0, loaded = 0;
+    for (long n = 0; n < 400 && !(saved && loaded); n++) {
+        kd_buf b = {0};
+        kd_alloc_fail_after(n);
+        q->layers[0].ops->save(&q->layers[0], &b);
+        kd_alloc_fail_after(-1);
+        if (!b.failed) {
+            ck_assert_uint_eq(b.len, ref.len);
+            ck_assert_mem_eq(b.p, ref.p, ref.len);
+            saved = 1;
+        }
+        kd_buf_free(&b);
+        kd_alloc_fail_after(n);
+        int rc = load_into(t, ref.p, ref.len, &e);
+        kd_alloc_fail_after(-1);
+        if (rc == KD_OK)
+            loaded = 1;
+        else
+            ck_assert_msg(e.code == KD_ENOMEM, "failure %ld: %s", n, e.msg);
+        same_csr(q->layers[0].data, t->layers[0].data);
+    }
+    ck_assert(saved && loaded);
+    kd_buf_free(&ref);
+    nn_model_free(t);
+    nn_model_free(q);
+    free(w);
+}
+END_TEST
+
 Suite *suite_compress_qcsr_io(void)
 {
     Suite *s = suite_create("compress_qcsr_io");
@@ -348,6 +389,7 @@ Suite *suite_compress_qcsr_io(void)
     tcase_add_test(t, test_corruption_refused);
     tcase_add_test(t, test_lying_content_refused);
     tcase_add_test(t, test_smaller_than_raw);
+    tcase_add_test(t, test_alloc_failures);
     suite_add_tcase(s, t);
     return s;
 }
