@@ -55,7 +55,7 @@ int compress_qcsr_attach(nn_layer *l, quant_csr *q, kd_err *e)
  * statistics; load inflates them into the runtime quant_csr, so the kernels
  * never see zlib.  Z_HUFFMAN_ONLY coded smallest on that model (LZ77 matches
  * only add cost on these near-i.i.d. bytes): 366,879 stream bytes against
- * 370,079 (Z_FILTERED) and 382,079 (Z_DEFAULT_STRATEGY) at level 9. ------ */
+ * 369,209 (Z_FILTERED) and 382,079 (Z_DEFAULT_STRATEGY) at level 9. ------ */
 #define QCSR_ZLEVEL 9
 #define QCSR_ZSTRATEGY Z_HUFFMAN_ONLY
 /* Deflate never codes more than 1032 output bytes per input byte, so a raw
