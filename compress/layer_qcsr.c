@@ -13,13 +13,56 @@
 
 static int qcsr_setup(nn_layer *l, kd_err *e) { return compress_qsetup(l, 1, e); }
 
+/* One forward split across the team: batch 1 by rows (cut where the parts
+ * hold about equal entries), batches by samples. */
+typedef struct {
+    const quant_csr *q;
+    const float *x, *b;
+    float *y;
+    int n;
+} qcsr_job;
+
+/* The first row of part `part` of nparts. */
+static int qcsr_row_start(const quant_csr *q, int part, int nparts)
+{
+    if (part >= nparts)
+        return q->m;
+    int64_t want = (int64_t)q->nnz * part / nparts;
+    int lo = 0, hi = q->m; /* first row r with row_ptr[r] >= want */
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (q->row_ptr[mid] < want)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void qcsr_part(void *arg, int part, int nparts)
+{
+    const qcsr_job *j = arg;
+    const quant_csr *q = j->q;
+    if (j->n == 1) {
+        int r0 = part ? qcsr_row_start(q, part, nparts) : 0, r1 = qcsr_row_start(q, part + 1, nparts);
+        quant_csr_gemv_rows(q, j->x, j->b, j->y, r0, r1);
+        return;
+    }
+    int i0 = (int)((long)j->n * part / nparts), i1 = (int)((long)j->n * (part + 1) / nparts);
+    if (i0 < i1)
+        quant_csr_gemm(q, j->x + (size_t)i0 * q->k, i1 - i0, j->b, j->y + (size_t)i0 * q->m);
+}
+
 static void qcsr_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
 {
-    (void)c;
     const quant_csr *q = l->data;
     const int u = l->spec.units;
     if (q) {
-        quant_csr_gemm(q, x, n, l->b, y);
+        qcsr_job j = {.q = q, .x = x, .b = l->b, .y = y, .n = n};
+        if (nn_team_size(c->team) > 1)
+            nn_team_run(c->team, qcsr_part, &j);
+        else
+            quant_csr_gemm(q, x, n, l->b, y);
         return;
     }
     for (int i = 0; i < n; i++)
@@ -294,6 +337,7 @@ const nn_layer_ops compress_dense_csr_q8_ops = {
     .name = "dense_csr_q8",
     .setup = qcsr_setup,
     .forward = qcsr_forward,
+    .threaded = 1,
     .backward = compress_qbackward,
     .macs = qcsr_macs,
     .format = "csr-int8",

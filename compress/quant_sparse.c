@@ -217,6 +217,13 @@ static int csr_gemm_t(const quant_csr *c, const float *x, int n, const float *b,
     return 0;
 }
 
+void quant_csr_gemv_rows(const quant_csr *c, const float *x, const float *b, float *y, int r0,
+                         int r1)
+{
+    for (int r = r0; r < r1; r++)
+        y[r] = c->scale[r] * csr_dot1(c, r, x) + (b ? b[r] : 0.0f);
+}
+
 void quant_csr_gemm(const quant_csr *c, const float *x, int n, const float *b, float *y)
 {
     if (n >= CSR_T_MIN_N && csr_gemm_t(c, x, n, b, y) == 0)

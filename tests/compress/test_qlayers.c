@@ -128,16 +128,21 @@ static void check_mode(compress_qmode mode, int per_channel)
         ck_assert_str_eq(nn_layer_format(&q->layers[dense_at[di]]), fmt);
     ref_ctx rc = {.mode = mode, .per_channel = per_channel, .lo = lo, .hi = hi};
     const int batches[3] = {1, 3, 17};
-    nn_ctx c = {.train = 0};
-    for (int b = 0; b < 3; b++) {
-        int n = batches[b];
-        data_set t = qt_data(n, IN, OUT, 100 + (uint64_t)n); /* partly outside the calibration */
-        for (int j = 0; j < n * IN; j++)
-            t.xf[j] *= 1.3f;
-        ck_assert_ptr_nonnull(nn_model_forward(q, t.xf, n, &c));
-        for (int di = 0; di < 3; di++)
-            check_layer(&rc, m, q, di, n);
-        data_set_free(&t);
+    /* on the calling thread and split across teams of 2 and 3 */
+    for (int nt = 1; nt <= 3; nt++) {
+        nn_team *team = nn_team_new(nt, &e);
+        nn_ctx c = {.train = 0, .team = team};
+        for (int b = 0; b < 3; b++) {
+            int n = batches[b];
+            data_set t = qt_data(n, IN, OUT, 100 + (uint64_t)n); /* partly outside the calibration */
+            for (int j = 0; j < n * IN; j++)
+                t.xf[j] *= 1.3f;
+            ck_assert_ptr_nonnull(nn_model_forward(q, t.xf, n, &c));
+            for (int di = 0; di < 3; di++)
+                check_layer(&rc, m, q, di, n);
+            data_set_free(&t);
+        }
+        nn_team_free(team);
     }
     nn_model_free(q);
     nn_model_free(m);
@@ -154,7 +159,7 @@ START_TEST(test_int4_vs_reference) { check_mode(COMPRESS_Q_INT4, 1); }
 END_TEST
 
 /* A pruned model stored as CSR becomes csr-int8 and computes with the
- * int8 CSR reference's weights. */
+ * int8 CSR reference's weights, on one thread or split across a team. */
 START_TEST(test_csr_int8_vs_reference)
 {
     nn_model *m = qt_mlp(IN, H1, H2, OUT, 7);
@@ -172,27 +177,32 @@ START_TEST(test_csr_int8_vs_reference)
     ck_assert_uint_le(nz_q, nz_m);
     ck_assert_int_eq(compress_model_weight_bits(q), 8);
     const int batches[3] = {1, 3, 17};
-    nn_ctx c = {.train = 0};
-    for (int b = 0; b < 3; b++) {
-        int n = batches[b];
-        data_set t = qt_data(n, IN, OUT, 200 + (uint64_t)n);
-        ck_assert_ptr_nonnull(nn_model_forward(q, t.xf, n, &c));
-        for (int di = 0; di < 3; di++) {
-            int i = dense_at[di];
-            const nn_layer *l = &m->layers[i];
-            int u = l->spec.units, k = (int)nn_shape_size(l->in);
-            quant_csr *ref = quant_csr_from_dense(l->w, u, k, &e);
-            float *y = malloc(sizeof(float) * n * u);
-            quant_csr_gemm_ref(ref, q->act[i], n, l->b, y);
-            for (int j = 0; j < n * u; j++) {
-                float want = di < 2 && y[j] < 0 ? 0.0f : y[j];
-                ck_assert_msg(fabsf(q->act[i + 1][j] - want) <= 1e-5f * (1 + fabsf(want)),
-                              "layer %d: %g vs %g", i, q->act[i + 1][j], want);
+    /* on the calling thread and split across teams of 2 and 3 */
+    for (int nt = 1; nt <= 3; nt++) {
+        nn_team *team = nn_team_new(nt, &e);
+        nn_ctx c = {.train = 0, .team = team};
+        for (int b = 0; b < 3; b++) {
+            int n = batches[b];
+            data_set t = qt_data(n, IN, OUT, 200 + (uint64_t)n);
+            ck_assert_ptr_nonnull(nn_model_forward(q, t.xf, n, &c));
+            for (int di = 0; di < 3; di++) {
+                int i = dense_at[di];
+                const nn_layer *l = &m->layers[i];
+                int u = l->spec.units, k = (int)nn_shape_size(l->in);
+                quant_csr *ref = quant_csr_from_dense(l->w, u, k, &e);
+                float *y = malloc(sizeof(float) * n * u);
+                quant_csr_gemm_ref(ref, q->act[i], n, l->b, y);
+                for (int j = 0; j < n * u; j++) {
+                    float want = di < 2 && y[j] < 0 ? 0.0f : y[j];
+                    ck_assert_msg(fabsf(q->act[i + 1][j] - want) <= 1e-5f * (1 + fabsf(want)),
+                                  "layer %d: %g vs %g", i, q->act[i + 1][j], want);
+                }
+                free(y);
+                quant_csr_free(ref);
             }
-            free(y);
-            quant_csr_free(ref);
+            data_set_free(&t);
         }
-        data_set_free(&t);
+        nn_team_free(team);
     }
     nn_model_free(q);
     nn_model_free(sp);
