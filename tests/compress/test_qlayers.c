@@ -127,12 +127,13 @@ static void check_mode(compress_qmode mode, int per_channel)
     for (int di = 0; di < 3; di++)
         ck_assert_str_eq(nn_layer_format(&q->layers[dense_at[di]]), fmt);
     ref_ctx rc = {.mode = mode, .per_channel = per_channel, .lo = lo, .hi = hi};
-    const int batches[3] = {1, 3, 17};
+    /* 1800 samples: big enough for the conversions to be split too */
+    const int batches[4] = {1, 3, 17, 1800};
     /* on the calling thread and split across teams of 2 and 3 */
     for (int nt = 1; nt <= 3; nt++) {
         nn_team *team = nn_team_new(nt, &e);
         nn_ctx c = {.train = 0, .team = team};
-        for (int b = 0; b < 3; b++) {
+        for (int b = 0; b < 4; b++) {
             int n = batches[b];
             data_set t = qt_data(n, IN, OUT, 100 + (uint64_t)n); /* partly outside the calibration */
             for (int j = 0; j < n * IN; j++)
