@@ -8,11 +8,31 @@
 
 static int q4_setup(nn_layer *l, kd_err *e) { return compress_qsetup(l, 1, e); }
 
+/* Small batches split by rows across the model's team; big ones go to
+ * OpenBLAS, which has its own threads. */
+typedef struct {
+    const quant_q4 *q;
+    const float *x, *b;
+    float *y;
+    int n;
+} q4_job;
+
+static void q4_part(void *arg, int part, int nparts)
+{
+    const q4_job *j = arg;
+    int r0 = (int)((long)j->q->m * part / nparts), r1 = (int)((long)j->q->m * (part + 1) / nparts);
+    quant_q4_gemm_rows(j->q, j->x, j->n, j->b, j->y, r0, r1);
+}
+
 static void q4_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
 {
-    (void)c;
     const quant_q4 *q = l->data;
     const int u = l->spec.units;
+    if (q && quant_q4_small_batch(n) && nn_team_size(c->team) > 1) {
+        q4_job j = {.q = q, .x = x, .b = l->b, .y = y, .n = n};
+        nn_team_run(c->team, q4_part, &j);
+        return;
+    }
     if (q) {
         quant_q4_gemm(q, x, n, l->b, y);
         return;
@@ -136,6 +156,7 @@ const nn_layer_ops compress_dense_q4_ops = {
     .name = "dense_q4",
     .setup = q4_setup,
     .forward = q4_forward,
+    .threaded = 1,
     .backward = compress_qbackward,
     .macs = compress_qmacs,
     .format = "int4",

@@ -127,10 +127,12 @@ void quant_q4_unpack(const quant_q4 *q, float *w)
         }
 }
 
-void quant_q4_gemm_ref(const quant_q4 *q, const float *x, int n, const float *b, float *y)
+/* Rows [r0, r1) of the reference product. */
+static void q4_ref_rows(const quant_q4 *q, const float *x, int n, const float *b, float *y, int r0,
+                        int r1)
 {
     for (int i = 0; i < n; i++)
-        for (int r = 0; r < q->m; r++) {
+        for (int r = r0; r < r1; r++) {
             float acc = b ? b[r] : 0.0f;
             for (int bi = 0; bi < q->nb; bi++) {
                 const quant_block_q4 *bl = &q->blocks[(size_t)r * q->nb + bi];
@@ -143,6 +145,11 @@ void quant_q4_gemm_ref(const quant_q4 *q, const float *x, int n, const float *b,
             }
             y[(size_t)i * q->m + r] = acc;
         }
+}
+
+void quant_q4_gemm_ref(const quant_q4 *q, const float *x, int n, const float *b, float *y)
+{
+    q4_ref_rows(q, x, n, b, y, 0, q->m);
 }
 
 /* ---- AVX2 ---------------------------------------------------------------------------- */
@@ -230,15 +237,33 @@ INL void q4_row(const quant_q4 *q, int r, const float *x, int i0, int ns, const 
         y[(size_t)(i0 + s) * q->m + r] = hsum8(acc[s]) + (b ? b[r] : 0.0f);
 }
 
-AVX2 void quant_q4_gemm_avx2(const quant_q4 *q, const float *x, int n, const float *b, float *y)
+static AVX2 void q4_rows_avx2(const quant_q4 *q, const float *x, int n, const float *b, float *y,
+                              int r0, int r1)
 {
-    for (int r = 0; r < q->m; r++) {
+    for (int r = r0; r < r1; r++) {
         int i = 0;
         for (; i + 4 <= n; i += 4)
             q4_row(q, r, x, i, 4, b, y);
         for (; i < n; i++)
             q4_row(q, r, x, i, 1, b, y);
     }
+}
+
+AVX2 void quant_q4_gemm_avx2(const quant_q4 *q, const float *x, int n, const float *b, float *y)
+{
+    q4_rows_avx2(q, x, n, b, y, 0, q->m);
+}
+
+
+void quant_q4_gemm_rows(const quant_q4 *q, const float *x, int n, const float *b, float *y,
+                        int r0, int r1)
+{
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        q4_rows_avx2(q, x, n, b, y, r0, r1);
+        return;
+    }
+    q4_ref_rows(q, x, n, b, y, r0, r1);
 }
 
 /* ---- large batches: dequantize a panel of rows, then sgemm ------------------------- */
@@ -284,6 +309,8 @@ static AVX2 int q4_gemm_panels(const quant_q4 *q, const float *x, int n, const f
     kd_afree(panel);
     return 0;
 }
+
+int quant_q4_small_batch(int n) { return n < Q4_PANEL_MIN_N; }
 
 void quant_q4_gemm(const quant_q4 *q, const float *x, int n, const float *b, float *y)
 {
