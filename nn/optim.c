@@ -39,17 +39,25 @@ void nn_optim_free(nn_optim *o)
 }
 
 /* SGD as in PyTorch: g += wd*p; m = mu*m + g; step = nesterov ? g + mu*m : m */
-static void sgd_range(nn_optim *o, float *p, const float *g, float *mom, size_t n, float lr,
-                      float wd)
+static void sgd_range(nn_optim *o, float *restrict p, const float *restrict g,
+                      float *restrict mom, size_t n, float lr, float wd)
 {
     const float mu = o->spec.momentum;
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i] + wd * p[i];
-        if (mu > 0) {
+    /* one branch-free loop per case, so each vectorizes (same arithmetic) */
+    if (!(mu > 0)) {
+        for (size_t i = 0; i < n; i++)
+            p[i] -= lr * (g[i] + wd * p[i]);
+    } else if (o->spec.nesterov) {
+        for (size_t i = 0; i < n; i++) {
+            float gi = g[i] + wd * p[i];
             mom[i] = mu * mom[i] + gi;
-            gi = o->spec.nesterov ? gi + mu * mom[i] : mom[i];
+            p[i] -= lr * (gi + mu * mom[i]);
         }
-        p[i] -= lr * gi;
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            mom[i] = mu * mom[i] + (g[i] + wd * p[i]);
+            p[i] -= lr * mom[i];
+        }
     }
 }
 

@@ -1,5 +1,8 @@
 /* The training loop: shuffle, batch, forward, loss, backward, step, validate. */
 #include <string.h>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 #include "train.h"
 
@@ -144,8 +147,48 @@ static int run_epoch(train_state *st, const train_opts *o, const data_set *tr,
     return KD_OK;
 }
 
+/* Denormal floats flushed to zero on this thread while training, then the
+ * caller's mode restored.  Why: a momentum that decays with no gradient left
+ * (weights pruned in the middle of a run) crosses the denormal range, where
+ * each x86 operation takes ~100 cycles: measured, the epochs after an AGP
+ * ramp ran 1.3-2x slower.  Values below 1e-38 change no result that matters. */
+typedef struct {
+    unsigned csr;
+} fpmode;
+
+static fpmode fpmode_flush(void)
+{
+    fpmode f = {0};
+#if defined(__SSE__)
+    f.csr = _mm_getcsr();
+    _mm_setcsr(f.csr | 0x8040); /* FTZ (bit 15) and DAZ (bit 6) */
+#endif
+    return f;
+}
+
+static void fpmode_restore(fpmode f)
+{
+#if defined(__SSE__)
+    _mm_setcsr(f.csr);
+#else
+    (void)f;
+#endif
+}
+
+static int fit(train_state *st, const train_opts *o, const data_set *tr, const data_set *val,
+               const train_hooks *h, kd_err *e);
+
 int train_fit(train_state *st, const train_opts *o, const data_set *tr, const data_set *val,
               const train_hooks *h, kd_err *e)
+{
+    fpmode f = fpmode_flush();
+    int rc = fit(st, o, tr, val, h, e);
+    fpmode_restore(f);
+    return rc;
+}
+
+static int fit(train_state *st, const train_opts *o, const data_set *tr, const data_set *val,
+               const train_hooks *h, kd_err *e)
 {
     nn_model *m = st->model;
     if (o->batch_size < 1) /* divides the set into batches */
