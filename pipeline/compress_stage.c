@@ -49,7 +49,7 @@ static nn_model *load_source(run_ctx *r, cfg_source_kind kind, int student, int 
 typedef struct {
     run_ctx *r;
     const cfg_variant *v;
-    uint64_t seed;        /* one of v->seeds: data order, init of adapters, distiller */
+    uint64_t seed;        /* one of v->seeds: orders fine-tuning batches, seeds the distiller */
     nn_model *m;          /* owned; replaced by structured pruning */
     compress_mask *mask;  /* over m's parameters; NULL until a magnitude pass */
     compress_override ov[CFG_MAX_OVERRIDES];
@@ -264,9 +264,9 @@ static void formats_of(const nn_model *m, char *buf, size_t n)
     }
 }
 
-/* The variant's row, measured on the first seed's model m (at path); acc[0..n)
- * are the seeds' test accuracies.  With
- * several seeds the accuracy is their mean, as for students. */
+/* The variant's row, measured on the first seed's model m (at path); acc[1..n)
+ * are the other seeds' test accuracies.  With several seeds the accuracy is
+ * their mean, as for students. */
 static int add_variant_row(variant_run *u, nn_model *m, const char *path, double *acc,
                            kd_err *e)
 {
