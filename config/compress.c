@@ -448,6 +448,20 @@ static int walk_passes(cfg_ctx *c, const cfg_node *it, const char *path, const e
     return KD_OK;
 }
 
+/* Whether the file of variant a's seed k (compressed/<a>-seed<N>.kdm, '/'
+ * as '_') is the file of variant b. */
+static int seed_file_clash(const cfg_variant *a, int k, const cfg_variant *b)
+{
+    char fa[128], fb[128];
+    snprintf(fa, sizeof fa, "%s-seed%llu", a->name, (unsigned long long)a->seeds[k]);
+    snprintf(fb, sizeof fb, "%s", b->name);
+    for (char *p = fa; *p; p++)
+        *p = *p == '/' ? '_' : *p;
+    for (char *p = fb; *p; p++)
+        *p = *p == '/' ? '_' : *p;
+    return !strcmp(fa, fb);
+}
+
 /* Appends one variant per combination of swept values, named
  * "<pipeline>/s<value>" per swept pass. */
 static int expand(cfg_ctx *c, const cfg_node *it, const char *path, exp_spec *s,
@@ -482,6 +496,14 @@ static int expand(cfg_ctx *c, const cfg_node *it, const char *path, exp_spec *s,
             if (!strcmp(s->variants[j].name, v->name))
                 return cfg_err(c, cfg_map_get(it, "name"), path,
                                "the variant \"%s\" is already defined", v->name);
+        for (int j = 0; j < s->nvariants; j++)
+            for (int q = 1; q < CFG_MAX_SEEDS; q++)
+                if ((q < v->nseeds && seed_file_clash(v, q, &s->variants[j])) ||
+                    (q < s->variants[j].nseeds && seed_file_clash(&s->variants[j], q, v)))
+                    return cfg_err(c, cfg_map_get(it, "name"), path,
+                                   "the variants \"%s\" and \"%s\" would share a model file "
+                                   "(another seed's model is saved as <name>-seed<N>.kdm)",
+                                   s->variants[j].name, v->name);
         s->nvariants++;
     }
     return KD_OK;
@@ -502,7 +524,7 @@ static int variant_name_ok(const char *n)
 
 static int walk_pipeline(cfg_ctx *c, const cfg_node *it, int i, exp_spec *s)
 {
-    static const char *const keys[] = {"name", "source", "store", "passes", NULL};
+    static const char *const keys[] = {"name", "source", "store", "seeds", "passes", NULL};
     static const char *const stores[] = {"fastest", "smallest", "latency"};
     char path[64];
     snprintf(path, sizeof path, "compress[%d]", i);
@@ -522,6 +544,7 @@ static int walk_pipeline(cfg_ctx *c, const cfg_node *it, int i, exp_spec *s)
     if ((rc = walk_source(c, it, path, s, &v.source_kind, &v.source_student, &v.source_scratch,
                           v.source_path, &v.source_pos)) ||
         (rc = cfg_enum(c, it, path, "store", 0, stores, 3, &v.store)) ||
+        (rc = cfg_seeds(c, it, path, s->seed, v.seeds, &v.nseeds)) ||
         (rc = walk_passes(c, it, path, s, &v, &sw)))
         return rc;
     return expand(c, it, path, s, &v, &sw);

@@ -140,6 +140,8 @@ typedef struct {
                                 (where fewer bytes), 2 latency (where faster at batch 1) */
     cfg_pass passes[CFG_MAX_PASSES];
     int npasses;
+    int nseeds;              /* `seeds: [..]`, default [seed]; a sweep's variants share them */
+    uint64_t seeds[CFG_MAX_SEEDS];
 } cfg_variant;
 
 /* `sensitivity: {source, sparsities}`: each prunable layer pruned alone. */

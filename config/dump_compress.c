@@ -99,7 +99,15 @@ void cfg_dump_compress(const exp_spec *s, FILE *f)
         fputs("\n    source: ", f);
         dump_source(f, s, v->source_kind, v->source_student, v->source_scratch, v->source_path);
         static const char *const store_names[] = {"fastest", "smallest", "latency"};
-        fprintf(f, "\n    store: %s\n    passes:\n", store_names[v->store]);
+        fprintf(f, "\n    store: %s\n", store_names[v->store]);
+        /* only when not the default [seed], so a dump still follows --set seed= */
+        if (v->nseeds != 1 || v->seeds[0] != s->seed) {
+            fputs("    seeds: [", f);
+            for (int k = 0; k < v->nseeds; k++)
+                fprintf(f, "%s%llu", k ? ", " : "", (unsigned long long)v->seeds[k]);
+            fputs("]\n", f);
+        }
+        fputs("    passes:\n", f);
         for (int k = 0; k < v->npasses; k++)
             dump_pass(f, &v->passes[k]);
     }

@@ -113,6 +113,11 @@ int cfg_float_node(cfg_ctx *c, const cfg_node *v, const char *p, cfg_range r, fl
 int cfg_int_node(cfg_ctx *c, const cfg_node *v, const char *path, long long lo, long long hi,
                  int *out);
 
+/* `seeds: [1, 2, 3]` in map: 1 to CFG_MAX_SEEDS distinct integers in
+ * [0, 2^31) into seeds[0..*nseeds); absent: just dflt. */
+int cfg_seeds(cfg_ctx *c, const cfg_node *map, const char *path, uint64_t dflt,
+              uint64_t *seeds, int *nseeds);
+
 /* ---- the schema (schema.c, layers.c) -------------------------------------- */
 int cfg_walk(cfg_ctx *c, const cfg_node *root, exp_spec *s);
 /* teacher/student `layers:` list into m (needs the data shape). */

@@ -8,35 +8,6 @@
 #define DEFAULT_T 4.0f
 #define DEFAULT_ALPHA 0.9f
 
-/* `seeds: [1, 2, 3]`: distinct non-negative integers. */
-static int walk_seeds(cfg_ctx *c, const cfg_node *m, const char *path, uint64_t dflt,
-                      cfg_student *st)
-{
-    const cfg_node *v = cfg_map_get(m, "seeds");
-    st->nseeds = 1;
-    st->seeds[0] = dflt;
-    if (!v)
-        return KD_OK;
-    char p[128];
-    cfg_path(p, sizeof p, path, "seeds");
-    if (v->kind != CFG_SEQ || v->n < 1 || v->n > CFG_MAX_SEEDS)
-        return cfg_err(c, v, p, "expected a list of 1 to %d seeds, e.g. [1, 2, 3]", CFG_MAX_SEEDS);
-    for (int i = 0; i < v->n; i++) {
-        char q[160];
-        int s;
-        snprintf(q, sizeof q, "%s[%d]", p, i);
-        int rc = cfg_int_node(c, v->kid[i], q, 0, 0x7fffffff, &s);
-        if (rc != KD_OK)
-            return rc;
-        for (int j = 0; j < i; j++)
-            if (st->seeds[j] == (uint64_t)s)
-                return cfg_err(c, v->kid[i], q, "seed %d is listed twice", s);
-        st->seeds[i] = (uint64_t)s;
-    }
-    st->nseeds = v->n;
-    return KD_OK;
-}
-
 /* The shape of the output of layer `name` in a model built from m, with
  * checks that a hint can be taken there.  Returns 0, or KD_ECONFIG at at. */
 static int hint_layer(cfg_ctx *c, const cfg_node *at, const char *path, const cfg_data *d,
@@ -139,7 +110,7 @@ static int walk_student(cfg_ctx *c, const cfg_node *it, int i, exp_spec *s)
         if (!strcmp(s->students[j].name, st->name))
             return cfg_err(c, nv, p, "\"%s\" is already the name of students[%d]", st->name, j);
     if ((rc = cfg_walk_model(c, it, path, &s->data, &st->model)) ||
-        (rc = walk_seeds(c, it, path, s->seed, st)))
+        (rc = cfg_seeds(c, it, path, s->seed, st->seeds, &st->nseeds)))
         return rc;
     return walk_distill(c, it, path, s, st);
 }

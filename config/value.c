@@ -380,3 +380,33 @@ int cfg_section(cfg_ctx *c, const cfg_node *map, const char *path, const char *k
     *out = v;
     return KD_OK;
 }
+
+/* Shared by students and compress pipelines, so both refuse the same inputs
+ * with the same words. */
+int cfg_seeds(cfg_ctx *c, const cfg_node *map, const char *path, uint64_t dflt,
+              uint64_t *seeds, int *nseeds)
+{
+    const cfg_node *v = cfg_map_get(map, "seeds");
+    *nseeds = 1;
+    seeds[0] = dflt;
+    if (!v)
+        return KD_OK;
+    char p[128];
+    cfg_path(p, sizeof p, path, "seeds");
+    if (v->kind != CFG_SEQ || v->n < 1 || v->n > CFG_MAX_SEEDS)
+        return cfg_err(c, v, p, "expected a list of 1 to %d seeds, e.g. [1, 2, 3]", CFG_MAX_SEEDS);
+    for (int i = 0; i < v->n; i++) {
+        char q[160];
+        int s;
+        snprintf(q, sizeof q, "%s[%d]", p, i);
+        int rc = cfg_int_node(c, v->kid[i], q, 0, 0x7fffffff, &s);
+        if (rc != KD_OK)
+            return rc;
+        for (int j = 0; j < i; j++)
+            if (seeds[j] == (uint64_t)s)
+                return cfg_err(c, v->kid[i], q, "seed %d is listed twice", s);
+        seeds[i] = (uint64_t)s;
+    }
+    *nseeds = v->n;
+    return KD_OK;
+}

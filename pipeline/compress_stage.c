@@ -49,6 +49,7 @@ static nn_model *load_source(run_ctx *r, cfg_source_kind kind, int student, int 
 typedef struct {
     run_ctx *r;
     const cfg_variant *v;
+    uint64_t seed;        /* one of v->seeds: orders fine-tuning batches, seeds the distiller */
     nn_model *m;          /* owned; replaced by structured pruning */
     compress_mask *mask;  /* over m's parameters; NULL until a magnitude pass */
     compress_override ov[CFG_MAX_OVERRIDES];
@@ -86,7 +87,7 @@ static int fine_step(void *ctx, nn_model *m, float lr, kd_err *e)
 static int run_training(variant_run *u, const cfg_pass *p, kd_err *e)
 {
     run_ctx *r = u->r;
-    train_opts to = {.epochs = p->epochs, .batch_size = p->batch_size, .seed = r->spec->seed};
+    train_opts to = {.epochs = p->epochs, .batch_size = p->batch_size, .seed = u->seed};
     to.opt = (nn_opt_spec){.kind = NN_OPT_SGD, .lr = p->lr, .momentum = 0.9f, .nesterov = 1};
     to.sched = (nn_sched_spec){.kind = NN_SCHED_COSINE};
     student_distiller *d = NULL;
@@ -108,7 +109,7 @@ static int run_training(variant_run *u, const cfg_pass *p, kd_err *e)
     r->ckpt_path = NULL; /* fine-tuning restarts with its variant after a kill */
     char curve[160];
     snprintf(curve, sizeof curve, "%s [pass %d]", u->v->name, (int)(p - u->v->passes) + 1);
-    if ((r->curve = pl_curve_add(r, curve, r->spec->seed)) < 0)
+    if ((r->curve = pl_curve_add(r, curve, u->seed)) < 0) /* one line per seed */
         rc = kd_err_set(e, KD_ENOMEM, "out of memory");
     if (rc == KD_OK && p->kind == CFG_PASS_PRUNE) {
         compress_agp_spec g = {.prune = prune_spec(u, p), .initial_sparsity = p->initial_sparsity,
@@ -263,7 +264,11 @@ static void formats_of(const nn_model *m, char *buf, size_t n)
     }
 }
 
-static int add_variant_row(variant_run *u, nn_model *m, const char *path, kd_err *e)
+/* The variant's row, measured on the first seed's model m (at path); acc[1..n)
+ * are the other seeds' test accuracies.  With several seeds the accuracy is
+ * their mean, as for students. */
+static int add_variant_row(variant_run *u, nn_model *m, const char *path, double *acc,
+                           kd_err *e)
 {
     measure_result mr;
     int rc = measure_model(m, &u->r->test, path, NULL, &mr, e);
@@ -271,6 +276,11 @@ static int add_variant_row(variant_run *u, nn_model *m, const char *path, kd_err
     if (!row)
         return rc != KD_OK ? rc : kd_err_set(e, KD_ERUNTIME, "too many result rows");
     pl_row_from(row, &mr, -1);
+    const int n = u->v->nseeds;
+    double mean, sd;
+    acc[0] = mr.accuracy; /* the same evaluation as run_variant's */
+    pl_mean_std(acc, n, &mean, &sd);
+    row->accuracy = mean;
     char src[CFG_PATH_MAX + 80], fmt[64];
     const cfg_variant *v = u->v;
     if (v->source_kind == CFG_SRC_TEACHER)
@@ -286,52 +296,97 @@ static int add_variant_row(variant_run *u, nn_model *m, const char *path, kd_err
     rep_row_num(row, "sparsity", mr.params ? 1.0 - (double)mr.nonzero_params / mr.params : 0);
     rep_row_str(row, "format", fmt);
     rep_row_num(row, "weight_bits", compress_model_weight_bits(m));
+    char spread[64] = ""; /* single-seed rows stay as they were */
+    if (n > 1) {
+        rep_row_num(row, "seeds", n);
+        rep_row_num(row, "accuracy_std", sd);
+        pl_row_seed_lists(row, v->seeds, acc, n);
+        snprintf(spread, sizeof spread, " ± %.2f over %d seeds", 100 * sd, n);
+    }
     kd_logf(&u->r->log,
-            "%s: %s, test accuracy %.2f%%, %lld bytes, %s, batch-1 latency p50 %.1f us, "
+            "%s: %s, test accuracy %.2f%%%s, %lld bytes, %s, batch-1 latency p50 %.1f us, "
             "batch-256 %.0f samples/s",
-            v->name, u->passes, 100 * mr.accuracy, mr.size_bytes, fmt, mr.latency_us_b1_p50,
+            v->name, u->passes, 100 * mean, spread, mr.size_bytes, fmt, mr.latency_us_b1_p50,
             mr.throughput_b256);
     return KD_OK;
 }
 
-/* The file of a variant: compressed/<name with '/' as '_'>.kdm */
-static void variant_path(const run_ctx *r, const char *name, char *buf, size_t n)
+/* The file of a variant: compressed/<name with '/' as '_'>.kdm, and for
+ * seeds after the first (k > 0) compressed/<name>-seed<N>.kdm. */
+static void variant_path(const run_ctx *r, const cfg_variant *v, int k, char *buf, size_t n)
 {
     snprintf(buf, n, "%s/compressed/", r->dir);
-    size_t k = strlen(buf);
-    for (const char *p = name; *p && k + 5 < n; p++)
-        buf[k++] = *p == '/' ? '_' : *p;
-    snprintf(buf + k, n - k, ".kdm");
+    size_t len = strlen(buf);
+    for (const char *p = v->name; *p && len + 32 < n; p++)
+        buf[len++] = *p == '/' ? '_' : *p;
+    if (k > 0)
+        snprintf(buf + len, n - len, "-seed%llu.kdm", (unsigned long long)v->seeds[k]);
+    else
+        snprintf(buf + len, n - len, ".kdm");
 }
 
+/* One seed: the passes from a fresh copy of the source, saved at path; or,
+ * resuming, the model a killed run already saved there. */
+static int run_seed(variant_run *u, const char *path, const char *what, kd_err *e)
+{
+    run_ctx *r = u->r;
+    const cfg_variant *v = u->v;
+    char label[128];
+    if (v->nseeds > 1)
+        snprintf(label, sizeof label, "%s seed %llu", v->name, (unsigned long long)u->seed);
+    else
+        snprintf(label, sizeof label, "%s", v->name);
+    if (r->o->resume && access(path, R_OK) == 0 && (u->m = compress_model_load(path, e))) {
+        kd_logf(&r->log, "%s: kept from the interrupted run (%s)", label, path);
+        return KD_OK;
+    }
+    if (!(u->m = load_source(r, v->source_kind, v->source_student, v->source_scratch,
+                             v->source_path, v->source_pos, what, e)))
+        return e->code;
+    int rc = KD_OK;
+    for (int i = 0; rc == KD_OK && i < v->npasses; i++)
+        rc = run_pass(u, &v->passes[i], e);
+    if (rc == KD_OK && u->sparse)
+        rc = to_sparse(u, e);
+    if (rc == KD_OK)
+        rc = nn_model_save(u->m, path, e);
+    return rc;
+}
+
+/* Every seed of a variant from the same source; the first seed's model is
+ * the variant's (kept in *out for the stage's files), the others give only
+ * their test accuracy. */
 static int run_variant(run_ctx *r, const cfg_variant *v, nn_model **out, kd_err *e)
 {
     char path[PL_PATH + 128], what[64];
-    variant_path(r, v->name, path, sizeof path);
     snprintf(what, sizeof what, "compress (%s)", v->pipeline);
-    variant_run u = {.r = r, .v = v};
-    describe(v, u.passes, sizeof u.passes);
+    double acc[CFG_MAX_SEEDS] = {0};
+    variant_run u0 = {.r = r, .v = v, .seed = v->seeds[0]};
+    describe(v, u0.passes, sizeof u0.passes);
     int rc = KD_OK;
-    if (r->o->resume && access(path, R_OK) == 0 && (u.m = compress_model_load(path, e))) {
-        kd_logf(&r->log, "%s: kept from the interrupted run (%s)", v->name, path);
-    } else {
-        if (!(u.m = load_source(r, v->source_kind, v->source_student, v->source_scratch,
-                                v->source_path, v->source_pos, what, e)))
-            return e->code;
-        for (int i = 0; rc == KD_OK && i < v->npasses; i++)
-            rc = run_pass(&u, &v->passes[i], e);
-        if (rc == KD_OK && u.sparse)
-            rc = to_sparse(&u, e);
-        if (rc == KD_OK)
-            rc = nn_model_save(u.m, path, e);
+    for (int k = 0; rc == KD_OK && k < v->nseeds; k++) {
+        variant_run uk = {.r = r, .v = v, .seed = v->seeds[k]};
+        variant_run *u = k ? &uk : &u0;
+        variant_path(r, v, k, path, sizeof path);
+        rc = run_seed(u, path, what, e);
+        compress_mask_free(u->mask); /* needed only while the passes run */
+        u->mask = NULL;
+        /* a single seed's accuracy comes with its row, as before */
+        if (rc == KD_OK && v->nseeds > 1 &&
+            (rc = train_evaluate(u->m, &r->test, 256, NULL, &acc[k], e)) == KD_OK)
+            kd_logf(&r->log, "%s seed %llu: test accuracy %.2f%%", v->name,
+                    (unsigned long long)u->seed, 100 * acc[k]);
+        if (k)
+            nn_model_free(uk.m);
+    }
+    if (rc == KD_OK) {
+        variant_path(r, v, 0, path, sizeof path);
+        rc = add_variant_row(&u0, u0.m, path, acc, e);
     }
     if (rc == KD_OK)
-        rc = add_variant_row(&u, u.m, path, e);
-    compress_mask_free(u.mask);
-    if (rc == KD_OK)
-        *out = u.m;
+        *out = u0.m;
     else
-        nn_model_free(u.m);
+        nn_model_free(u0.m);
     return rc;
 }
 

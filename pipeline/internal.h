@@ -60,6 +60,10 @@ int pl_start_state(run_ctx *r, const cfg_model *cm, const train_opts *to, uint64
 void pl_row_from(rep_row *row, const measure_result *m, double train_s);
 /* A new row (NULL when full). */
 rep_row *pl_row_add(run_ctx *r, const char *name, const char *role);
+/* Mean and sample standard deviation (0 for one value) of x[0..n). */
+void pl_mean_std(const double *x, int n, double *mean, double *std);
+/* The row's seed_list and accuracy_per_seed: "1 2 3", "0.8976 0.8981 ..." */
+void pl_row_seed_lists(rep_row *row, const uint64_t *seeds, const double *acc, int n);
 
 /* The teacher's logits for every training sample, computed on first use
  * (and logged); a view owned by the run, or NULL with e set. */

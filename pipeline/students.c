@@ -137,7 +137,7 @@ static int train_one(one_run *u, nn_model **out, double *acc, seed_stats *ss, kd
     return rc;
 }
 
-static void mean_std(const double *x, int n, double *mean, double *std)
+void pl_mean_std(const double *x, int n, double *mean, double *std)
 {
     double m = 0, v = 0;
     for (int i = 0; i < n; i++)
@@ -164,7 +164,7 @@ static int add_row(one_run *u, nn_model *m0, const seed_stats *ss, kd_err *e)
     if (!row)
         return rc != KD_OK ? rc : kd_err_set(e, KD_ERUNTIME, "too many result rows");
     double mean, std;
-    mean_std(ss->acc, cs->nseeds, &mean, &std);
+    pl_mean_std(ss->acc, cs->nseeds, &mean, &std);
     pl_row_from(row, &mr, ss->train_s / cs->nseeds);
     row->accuracy = mean;
     rep_row_num(row, "epochs", ss->epochs);
@@ -183,16 +183,20 @@ static int add_row(one_run *u, nn_model *m0, const seed_stats *ss, kd_err *e)
     rep_row_num(row, "seeds", cs->nseeds);
     rep_row_num(row, "accuracy_std", std);
     rep_row_num(row, "epoch_seconds", ss->epoch_s / cs->nseeds);
-    char seeds[160] = "", accs[160] = "";
-    for (int i = 0; i < cs->nseeds; i++) {
-        size_t a = strlen(seeds), b = strlen(accs);
-        snprintf(seeds + a, sizeof seeds - a, "%s%llu", i ? " " : "",
-                 (unsigned long long)cs->seeds[i]);
-        snprintf(accs + b, sizeof accs - b, "%s%.4f", i ? " " : "", ss->acc[i]);
-    }
-    rep_row_str(row, "seed_list", seeds);
-    rep_row_str(row, "accuracy_per_seed", accs);
+    pl_row_seed_lists(row, cs->seeds, ss->acc, cs->nseeds);
     return KD_OK;
+}
+
+void pl_row_seed_lists(rep_row *row, const uint64_t *seeds, const double *acc, int n)
+{
+    char sl[160] = "", al[160] = "";
+    for (int i = 0; i < n; i++) {
+        size_t a = strlen(sl), b = strlen(al);
+        snprintf(sl + a, sizeof sl - a, "%s%llu", i ? " " : "", (unsigned long long)seeds[i]);
+        snprintf(al + b, sizeof al - b, "%s%.4f", i ? " " : "", acc[i]);
+    }
+    rep_row_str(row, "seed_list", sl);
+    rep_row_str(row, "accuracy_per_seed", al);
 }
 
 static int run_student(run_ctx *r, int index, const float *tlogits, kd_err *e)
@@ -225,8 +229,8 @@ static int run_student(run_ctx *r, int index, const float *tlogits, kd_err *e)
     if (rc != KD_OK)
         return rc;
     double ms, ss_, md, sd;
-    mean_std(ss[SCRATCH].acc, cs->nseeds, &ms, &ss_);
-    mean_std(ss[DISTILLED].acc, cs->nseeds, &md, &sd);
+    pl_mean_std(ss[SCRATCH].acc, cs->nseeds, &ms, &ss_);
+    pl_mean_std(ss[DISTILLED].acc, cs->nseeds, &md, &sd);
     double noise = ss_ > sd ? ss_ : sd;
     kd_logf(&r->log,
             "%s: scratch %.2f%% (sd %.2f), distilled %.2f%% (sd %.2f) over %d seed(s): gain "

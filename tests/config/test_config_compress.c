@@ -123,6 +123,24 @@ static const bad_case bad[] = {
      15, 11, "the variant \"p\" is already defined"},
     {P "    passes: [{type: prune, sparsity: 0.5}]\nsensitivity: {source: teacher}\n", 15, 14,
      "sensitivity.sparsities: required key is missing"},
+    /* seeds: the students' rules, at the compress entry's position */
+    {P "    seeds: 3\n    passes: [{type: prune, sparsity: 0.5}]\n", 14, 12,
+     "compress[0].seeds: expected a list of 1 to 16 seeds"},
+    {P "    seeds: [1, 2, 1]\n    passes: [{type: prune, sparsity: 0.5}]\n", 14, 19,
+     "compress[0].seeds[2]: seed 1 is listed twice"},
+    {P "    seeds: [1, -2]\n    passes: [{type: prune, sparsity: 0.5}]\n", 14, 16,
+     "compress[0].seeds[1]: must be >= 0"},
+    {P "    seeds: []\n    passes: [{type: prune, sparsity: 0.5}]\n", 14, 12,
+     "compress[0].seeds: expected a list of 1 to 16 seeds"},
+    {P "    seeds: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]\n"
+       "    passes: [{type: prune, sparsity: 0.5}]\n", 14, 12,
+     "compress[0].seeds: expected a list of 1 to 16 seeds"},
+    {P "    seeds: [x]\n    passes: [{type: prune, sparsity: 0.5}]\n", 14, 13,
+     "compress[0].seeds[0]: expected an integer"},
+    /* p's second seed would be saved as p-seed2.kdm, the file of p-seed2 */
+    {P "    seeds: [1, 2]\n    passes: [{type: prune, sparsity: 0.5}]\n"
+       "  - name: p-seed2\n    source: teacher\n    passes: [{type: prune, sparsity: 0.5}]\n",
+     16, 11, "would share a model file"},
 };
 
 START_TEST(compress_errors)
@@ -194,6 +212,69 @@ START_TEST(quantize_passes)
 }
 END_TEST
 
+/* seeds: default [seed]; a sweep's variants inherit the list; the dump
+ * prints it only when it is not the default and reloads to the same spec. */
+START_TEST(compress_seeds)
+{
+    exp_spec s, t;
+    kd_err e;
+    const char *y = "seed: 7\n" BASE "  - name: p\n"
+                    "    source: teacher\n"
+                    "    seeds: [3, 1, 2]\n"
+                    "    passes: [{type: prune, sparsity: [0.5, 0.8]}, {type: finetune, epochs: 1}]\n"
+                    "  - name: one\n"
+                    "    source: teacher\n"
+                    "    passes: [{type: prune, sparsity: 0.5}]\n"
+                    "  - name: other\n"
+                    "    source: teacher\n"
+                    "    seeds: [9]\n"
+                    "    passes: [{type: quantize, bits: [8, 4]}]\n";
+    int rc = load(y, &s, &e);
+    ck_assert_msg(rc == KD_OK, "%d:%d %s", e.line, e.col, e.msg);
+    ck_assert_int_eq(s.nvariants, 5);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(s.variants[i].nseeds, 3);
+        ck_assert_uint_eq(s.variants[i].seeds[0], 3);
+        ck_assert_uint_eq(s.variants[i].seeds[2], 2);
+    }
+    ck_assert_int_eq(s.variants[2].nseeds, 1);
+    ck_assert_uint_eq(s.variants[2].seeds[0], 7); /* the experiment's seed */
+    ck_assert_int_eq(s.variants[4].nseeds, 1);
+    ck_assert_uint_eq(s.variants[4].seeds[0], 9);
+    char *a = NULL, *b = NULL;
+    size_t na, nb;
+    FILE *f = open_memstream(&a, &na);
+    ck_assert_int_eq(config_dump(&s, f), KD_OK);
+    fclose(f);
+    ck_assert_ptr_nonnull(strstr(a, "    seeds: [3, 1, 2]\n"));
+    ck_assert_ptr_nonnull(strstr(a, "    seeds: [9]\n"));
+    /* "one" keeps the default, so the dump has no seeds key for it */
+    const char *one = strstr(a, "name: \"one\"");
+    ck_assert_ptr_nonnull(one);
+    ck_assert_ptr_null(strstr(strstr(one, "passes:"), "seeds: [7]"));
+    rc = config_load_string("d.yaml", a, na, NULL, 0, &t, &e);
+    ck_assert_msg(rc == KD_OK, "%d:%d %s\n%s", e.line, e.col, e.msg, a);
+    ck_assert_int_eq(t.nvariants, 5);
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(t.variants[i].nseeds, s.variants[i].nseeds);
+        for (int k = 0; k < s.variants[i].nseeds; k++)
+            ck_assert_uint_eq(t.variants[i].seeds[k], s.variants[i].seeds[k]);
+    }
+    f = open_memstream(&b, &nb);
+    config_dump(&t, f);
+    fclose(f);
+    ck_assert_str_eq(a, b);
+    free(a);
+    free(b);
+    /* an override may set them */
+    const char *ovr[] = {"compress[1].seeds=[4, 5]"};
+    rc = config_load_string("o.yaml", y, strlen(y), ovr, 1, &s, &e);
+    ck_assert_msg(rc == KD_OK, "%s:%d:%d %s", e.file, e.line, e.col, e.msg);
+    ck_assert_int_eq(s.variants[2].nseeds, 2);
+    ck_assert_uint_eq(s.variants[2].seeds[1], 5);
+}
+END_TEST
+
 START_TEST(report_section)
 {
     exp_spec s;
@@ -219,6 +300,7 @@ Suite *suite_config_compress(void)
     tcase_add_loop_test(t, compress_errors, 0, (int)(sizeof bad / sizeof bad[0]));
     tcase_add_test(t, report_section);
     tcase_add_test(t, quantize_passes);
+    tcase_add_test(t, compress_seeds);
     suite_add_tcase(s, t);
     return s;
 }
