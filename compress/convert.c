@@ -39,10 +39,14 @@ static int time_layer(nn_layer *l, compress_csr *a, int reps, compress_choice *c
         for (size_t i = 0; i < BIG_BATCH * in; i++)
             x[i] = nn_rng_normal(&r);
         const int n[2] = {1, BIG_BATCH};
+        /* as in the model the layer ends up in: with a team, the only pool */
+        int blas = team ? nn_blas_serial_begin() : 0;
         for (int j = 0; j < 2; j++) {
             ch->dense_us[j] = best_us(l, x, y, n[j], reps, team);
             ch->sparse_us[j] = best_us(&t, x, y, n[j], reps, team);
         }
+        if (team)
+            nn_blas_serial_end(blas);
     } else if (rc == KD_ENOMEM) {
         kd_err_set(e, KD_ENOMEM, "out of memory for timing");
     }

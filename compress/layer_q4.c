@@ -8,8 +8,8 @@
 
 static int q4_setup(nn_layer *l, kd_err *e) { return compress_qsetup(l, 1, e); }
 
-/* Small batches split by rows across the model's team; big ones go to
- * OpenBLAS, which has its own threads. */
+/* Split by rows across the model's team (big batches: each part
+ * dequantizes its own panels for a serial OpenBLAS sgemm). */
 typedef struct {
     const quant_q4 *q;
     const float *x, *b;
@@ -28,7 +28,7 @@ static void q4_forward(nn_layer *l, const float *x, float *y, int n, const nn_ct
 {
     const quant_q4 *q = l->data;
     const int u = l->spec.units;
-    if (q && quant_q4_small_batch(n) && nn_team_size(c->team) > 1) {
+    if (q && nn_team_size(c->team) > 1) {
         q4_job j = {.q = q, .x = x, .b = l->b, .y = y, .n = n};
         nn_team_run(c->team, q4_part, &j);
         return;

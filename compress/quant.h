@@ -301,11 +301,8 @@ void quant_q4_gemm_avx2(const quant_q4 *q, const float *x, int n, const float *b
 /* The fastest supported: AVX2 for small batches; from 16 samples on, 256-row
  * panels dequantized to fp32 and multiplied by OpenBLAS sgemm. */
 void quant_q4_gemm(const quant_q4 *q, const float *x, int n, const float *b, float *y);
-/* Whether quant_q4_gemm takes the per-row path at batch n (else OpenBLAS
- * over dequantized panels, threaded by OpenBLAS itself). */
-int quant_q4_small_batch(int n);
-/* Rows [r0, r1) of quant_q4_gemm's per-row path (y holds all m outputs per
- * sample): the same numbers, so threads may split the rows. */
+/* Rows [r0, r1) of quant_q4_gemm (y holds all m outputs per sample): the
+ * same numbers, so threads may split the rows. */
 void quant_q4_gemm_rows(const quant_q4 *q, const float *x, int n, const float *b, float *y,
                         int r0, int r1);
 

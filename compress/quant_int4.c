@@ -255,16 +255,6 @@ AVX2 void quant_q4_gemm_avx2(const quant_q4 *q, const float *x, int n, const flo
 }
 
 
-void quant_q4_gemm_rows(const quant_q4 *q, const float *x, int n, const float *b, float *y,
-                        int r0, int r1)
-{
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        q4_rows_avx2(q, x, n, b, y, r0, r1);
-        return;
-    }
-    q4_ref_rows(q, x, n, b, y, r0, r1);
-}
 
 /* ---- large batches: dequantize a panel of rows, then sgemm ------------------------- */
 
@@ -291,13 +281,13 @@ static AVX2 void q4_row_f32(const quant_q4 *q, int r, float *out)
 #define Q4_PANEL_ROWS 256
 #define Q4_PANEL_MIN_N 16
 static AVX2 int q4_gemm_panels(const quant_q4 *q, const float *x, int n, const float *b,
-                               float *y)
+                               float *y, int first, int end)
 {
     float *panel = kd_afloat((size_t)Q4_PANEL_ROWS * q->k);
     if (!panel)
         return -1;
-    for (int r0 = 0; r0 < q->m; r0 += Q4_PANEL_ROWS) {
-        int rows = q->m - r0 < Q4_PANEL_ROWS ? q->m - r0 : Q4_PANEL_ROWS;
+    for (int r0 = first; r0 < end; r0 += Q4_PANEL_ROWS) {
+        int rows = end - r0 < Q4_PANEL_ROWS ? end - r0 : Q4_PANEL_ROWS;
         for (int r = 0; r < rows; r++)
             q4_row_f32(q, r0 + r, panel + (size_t)r * q->k);
         for (int i = 0; i < n; i++)
@@ -310,13 +300,21 @@ static AVX2 int q4_gemm_panels(const quant_q4 *q, const float *x, int n, const f
     return 0;
 }
 
-int quant_q4_small_batch(int n) { return n < Q4_PANEL_MIN_N; }
-
 void quant_q4_gemm(const quant_q4 *q, const float *x, int n, const float *b, float *y)
 {
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
         quant_q4_gemm_ref(q, x, n, b, y);
-    else if (n < Q4_PANEL_MIN_N || q4_gemm_panels(q, x, n, b, y))
+    else if (n < Q4_PANEL_MIN_N || q4_gemm_panels(q, x, n, b, y, 0, q->m))
         quant_q4_gemm_avx2(q, x, n, b, y);
+}
+
+void quant_q4_gemm_rows(const quant_q4 *q, const float *x, int n, const float *b, float *y,
+                        int r0, int r1)
+{
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+        q4_ref_rows(q, x, n, b, y, r0, r1);
+    else if (n < Q4_PANEL_MIN_N || q4_gemm_panels(q, x, n, b, y, r0, r1))
+        q4_rows_avx2(q, x, n, b, y, r0, r1);
 }

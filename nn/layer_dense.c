@@ -2,6 +2,7 @@
  * W is (units x fan_in) row-major, so a row is one output neuron: structured
  * pruning removes rows, and the next layer's columns. */
 #include <cblas.h>
+#include <string.h>
 
 #include "nn.h"
 
@@ -30,18 +31,54 @@ static void dense_init(nn_layer *l, nn_rng *r)
         l->b[i] = 0;
 }
 
+/* y[:, u0:u1] = b + x W[u0:u1]^T */
+static void dense_rows(const nn_layer *l, const float *x, float *y, int n, int u0, int u1)
+{
+    const int k = (int)nn_shape_size(l->in), u = l->spec.units;
+    if (u0 >= u1)
+        return;
+    for (int i = 0; i < n; i++)
+        memcpy(y + (size_t)i * u + u0, l->b + u0, (size_t)(u1 - u0) * sizeof *y);
+    const float *w = l->w + (size_t)u0 * k;
+    if (n == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, u1 - u0, k, 1.0f, w, k, x, 1, 1.0f, y + u0, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, u1 - u0, k, 1.0f, x, k, w, k, 1.0f,
+                    y + u0, u);
+}
+
+/* In a model with a thread team (its compressed layers use one), the team
+ * runs the dense layers too, each part a serial OpenBLAS call on a block of
+ * output units (nn_model_forward keeps OpenBLAS serial meanwhile): one pool,
+ * not two fighting over the cores.  Small layers are not worth a hand-off. */
+enum { DENSE_SPLIT_MIN_MACS = 1 << 16 };
+
+typedef struct {
+    const nn_layer *l;
+    const float *x;
+    float *y;
+    int n;
+} dense_job;
+
+static void dense_part(void *arg, int part, int nparts)
+{
+    const dense_job *j = arg;
+    int u = j->l->spec.units;
+    /* blocks of 16 units: parts never share a cache line of y */
+    int blocks = (u + 15) / 16;
+    int u0 = blocks * part / nparts * 16, u1 = blocks * (part + 1) / nparts * 16;
+    dense_rows(j->l, j->x, j->y, j->n, u0, u1 < u ? u1 : u);
+}
+
 static void dense_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
 {
-    (void)c;
-    const int k = (int)nn_shape_size(l->in), u = l->spec.units;
-    for (int i = 0; i < n; i++) /* y = b, then y += x W^T */
-        for (int j = 0; j < u; j++)
-            y[(size_t)i * u + j] = l->b[j];
-    if (n == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, u, k, 1.0f, l->w, k, x, 1, 1.0f, y, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, u, k, 1.0f, x, k, l->w, k,
-                    1.0f, y, u);
+    const size_t k = nn_shape_size(l->in), u = (size_t)l->spec.units;
+    if (c && nn_team_size(c->team) > 1 && !c->train && u * k >= DENSE_SPLIT_MIN_MACS) {
+        dense_job j = {.l = l, .x = x, .y = y, .n = n};
+        nn_team_run(c->team, dense_part, &j);
+        return;
+    }
+    dense_rows(l, x, y, n, 0, (int)u);
 }
 
 static void dense_backward(nn_layer *l, const float *x, const float *y, const float *dy,

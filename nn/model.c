@@ -244,10 +244,14 @@ const float *nn_model_forward(nn_model *m, const float *x, int n, const nn_ctx *
     nn_ctx cc = *c;
     if (!cc.team)
         cc.team = m->team;
+    /* with a team, it is the only pool: OpenBLAS runs serially inside its parts */
+    int blas = nn_team_size(cc.team) > 1 ? nn_blas_serial_begin() : 0;
     for (int i = 0; n > 0 && i < m->nlayers; i++) { /* n = 0: no statistics of nothing */
         nn_layer *l = &m->layers[i];
         l->ops->forward(l, m->act[i], m->act[i + 1], n, &cc);
     }
+    if (nn_team_size(cc.team) > 1)
+        nn_blas_serial_end(blas);
     return m->act[m->nlayers];
 }
 

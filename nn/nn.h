@@ -292,6 +292,13 @@ nn_model *nn_model_load(const char *path, kd_err *e); /* nn's kinds only */
 int nn_set_threads(int n);
 /* The thread count in use (set by nn_set_threads; other kernels follow it). */
 int nn_threads(void);
+/* One thread pool at a time: between begin and end OpenBLAS runs on the
+ * calling thread, so a model whose layers split their work on its nn_team
+ * (the fp32 dense layers of such a model included) never has OpenBLAS's
+ * threads and the team's competing for the same cores.  begin returns the
+ * count to give back to end.  Call from the thread that calls OpenBLAS. */
+int nn_blas_serial_begin(void);
+void nn_blas_serial_end(int prev);
 /* OpenBLAS's build description (core, threading), for logs and reports. */
 const char *nn_blas_info(void);
 

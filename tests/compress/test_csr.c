@@ -217,7 +217,9 @@ START_TEST(test_layer_matches_dense)
         const float *yd = nn_model_forward(m, x, n, &c);
         float *keep = malloc((size_t)n * 6 * sizeof *keep);
         memcpy(keep, yd, (size_t)n * 6 * sizeof *keep);
+        int threads = nn_threads();
         const float *ys = nn_model_forward(s, x, n, &c);
+        ck_assert_int_eq(nn_threads(), threads); /* OpenBLAS serial only inside */
         for (int i = 0; i < n * 6; i++)
             ck_assert_msg(fabsf(keep[i] - ys[i]) <= 1e-4f * (1 + fabsf(keep[i])),
                           "batch %d [%d]: %g vs %g", n, i, (double)keep[i], (double)ys[i]);

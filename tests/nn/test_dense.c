@@ -132,6 +132,40 @@ START_TEST(test_forward_backward_naive)
 }
 END_TEST
 
+/* Split across a team (eval mode, OpenBLAS serial as in a model with a
+ * team): the same outputs as the naive product, for layers big enough to be
+ * split, ragged unit counts included. */
+START_TEST(test_forward_on_team)
+{
+    const int units[] = {300, 257, 1000};
+    for (int nt = 2; nt <= 3; nt++) {
+        kd_err e = {0};
+        nn_team *team = nn_team_new(nt, &e);
+        ck_assert_ptr_nonnull(team);
+        for (size_t o = 0; o < 3; o++)
+            for (int n = 1; n <= 5; n += 4) {
+                nn_model *m = dense_model((nn_shape){300, 1, 1}, units[o], NN_INIT_AUTO);
+                nn_model_init(m, 3);
+                nn_layer *l = &m->layers[0];
+                fill_normal(l->b, l->nb, 4);
+                size_t ny = (size_t)n * units[o];
+                float *x = malloc((size_t)n * 300 * sizeof *x), *y = malloc(ny * sizeof *y);
+                double *want = malloc(ny * sizeof *want), *mag = malloc(ny * sizeof *mag);
+                fill_normal(x, (size_t)n * 300, 5);
+                nn_ctx c = {.train = 0, .team = team};
+                int blas = nn_blas_serial_begin();
+                l->ops->forward(l, x, y, n, &c);
+                nn_blas_serial_end(blas);
+                naive_forward(l, x, n, want, mag);
+                assert_close("team forward", y, want, mag, ny);
+                free(x), free(y), free(want), free(mag);
+                nn_model_free(m);
+            }
+        nn_team_free(team);
+    }
+}
+END_TEST
+
 START_TEST(test_gradcheck)
 {
     nn_layer_spec sp = {.kind = NN_DENSE, .units = 4};
@@ -213,6 +247,7 @@ Suite *suite_nn_dense(void)
     Suite *s = suite_create("nn_dense");
     TCase *t = tcase_create("dense");
     tcase_add_test(t, test_forward_backward_naive);
+    tcase_add_test(t, test_forward_on_team);
     tcase_add_test(t, test_gradcheck);
     tcase_add_test(t, test_init_variance);
     tcase_add_test(t, test_setup_and_macs);
