@@ -19,7 +19,7 @@ typedef struct {
 
 typedef struct {
     int latency_reps;   /* batch-1 timed repetitions (default 2000) */
-    int warmup;         /* untimed repetitions first (default 200) */
+    int warmup;         /* untimed repetitions first (default 200), for 0.25 s at least when > 0 */
     int throughput_reps;/* batch-256 timed repetitions (default 20) */
 } measure_opts;
 
