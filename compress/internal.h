@@ -18,6 +18,11 @@ int compress_csr_have_avx512(void);
 void compress_csr_matmul_avx512(const compress_csr *a, const float *bias, const float *x, float *y,
                                 int n, float *scratch);
 
+/* The int8 panels of q (panels.c): y = scale * (Q x) + bias through
+ * compress_panels_spmv / _part, the values kept int8.  Needs
+ * compress_panels_supported(); NULL on allocation failure. */
+compress_panels *compress_panels_new_q8(const quant_csr *q, kd_err *e);
+
 /* Is layer l a plain fp32 dense layer / conv2d (nn's own ops)? */
 int compress_is_dense(const nn_layer *l);
 int compress_is_conv(const nn_layer *l);

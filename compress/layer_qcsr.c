@@ -2,7 +2,9 @@
  * int8 with a symmetric scale per row and one-byte delta-coded columns
  * (quant_csr); fp32 activations, the float bias in the model's flat
  * parameters.  Inference-only (see layer_q8.c).  Files hold the entries
- * deflate-coded (zlib), inflated at load. */
+ * deflate-coded (zlib), inflated at load.  At batch 1 on AVX-512 CPUs the
+ * layer runs int8 panels (panels.c) built at reserve; batches and other
+ * CPUs run quant_csr_gemm. */
 #include <math.h>
 #include <string.h>
 
@@ -13,10 +15,48 @@
 
 static int qcsr_setup(nn_layer *l, kd_err *e) { return compress_qsetup(l, 1, e); }
 
-/* One forward split across the team: batch 1 by rows (cut where the parts
- * hold about equal entries), batches by samples. */
+/* Scratch: the batch-1 int8 panels (AVX-512 CPUs) with the payload they
+ * were built from, so a payload replaced after reserve never runs through
+ * stale panels (attach also drops them: a new payload may reuse the old
+ * one's address). */
+typedef struct {
+    compress_panels *panels;
+    const quant_csr *src;
+} qcsr_priv;
+
+static void qcsr_release(nn_layer *l)
+{
+    qcsr_priv *p = l->priv;
+    if (p) {
+        compress_panels_free(p->panels);
+        kd_free(p);
+    }
+    l->priv = NULL;
+    l->max_batch = 0;
+}
+
+static int qcsr_reserve(nn_layer *l, int max_batch, kd_err *e)
+{
+    qcsr_release(l);
+    qcsr_priv *p = kd_calloc(1, sizeof *p);
+    if (!p)
+        return kd_err_set(e, KD_ENOMEM, "out of memory for int8 CSR scratch");
+    l->priv = p;
+    if (l->data && compress_panels_supported()) {
+        if (!(p->panels = compress_panels_new_q8(l->data, e)))
+            return KD_ENOMEM;
+        p->src = l->data;
+    }
+    l->max_batch = max_batch;
+    return KD_OK;
+}
+
+/* One forward split across the team: batch 1 by slices of the panels (or,
+ * without them, by rows cut where the parts hold about equal entries),
+ * batches by samples. */
 typedef struct {
     const quant_csr *q;
+    const compress_panels *panels;
     const float *x, *b;
     float *y;
     int n;
@@ -43,6 +83,10 @@ static void qcsr_part(void *arg, int part, int nparts)
 {
     const qcsr_job *j = arg;
     const quant_csr *q = j->q;
+    if (j->n == 1 && j->panels) {
+        compress_panels_spmv_part(j->panels, j->b, j->x, j->y, part, nparts);
+        return;
+    }
     if (j->n == 1) {
         int r0 = part ? qcsr_row_start(q, part, nparts) : 0, r1 = qcsr_row_start(q, part + 1, nparts);
         quant_csr_gemv_rows(q, j->x, j->b, j->y, r0, r1);
@@ -56,11 +100,16 @@ static void qcsr_part(void *arg, int part, int nparts)
 static void qcsr_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
 {
     const quant_csr *q = l->data;
+    const qcsr_priv *p = l->priv;
     const int u = l->spec.units;
     if (q) {
         qcsr_job j = {.q = q, .x = x, .b = l->b, .y = y, .n = n};
+        if (n == 1 && p && p->panels && p->src == q)
+            j.panels = p->panels;
         if (nn_team_size(c->team) > 1)
             nn_team_run(c->team, qcsr_part, &j);
+        else if (j.panels)
+            compress_panels_spmv(j.panels, l->b, x, y);
         else
             quant_csr_gemm(q, x, n, l->b, y);
         return;
@@ -77,6 +126,12 @@ static double qcsr_macs(const nn_layer *l)
 
 static void qcsr_destroy(nn_layer *l)
 {
+    qcsr_priv *p = l->priv;
+    if (p) { /* the panels belong to this payload */
+        compress_panels_free(p->panels);
+        p->panels = NULL;
+        p->src = NULL;
+    }
     quant_csr_free(l->data);
     l->data = NULL;
 }
@@ -336,6 +391,8 @@ static void qcsr_count(const nn_layer *l, size_t *weights, size_t *nonzero)
 const nn_layer_ops compress_dense_csr_q8_ops = {
     .name = "dense_csr_q8",
     .setup = qcsr_setup,
+    .reserve = qcsr_reserve,
+    .release = qcsr_release,
     .forward = qcsr_forward,
     .threaded = 1,
     .backward = compress_qbackward,

@@ -21,7 +21,15 @@
  * padded panels would exceed PANELS_BUDGET therefore stores only the real
  * values plus a 16-bit lane mask per step and expands them into lanes
  * (vexpandps): slower per step, but 6.3 bytes per non-zero.  Measured on
- * the MLP at 90%: 34 us for both layers against 50 us (CSR gathers). */
+ * the MLP at 90%: 34 us for both layers against 50 us (CSR gathers).
+ *
+ * The int8 flavour (compress_panels_new_q8, from a quant_csr) keeps the
+ * same slices, panels, steps and indices, with 16 int8 values per step
+ * (padded: 32 bytes a step with the indices against fp32's 80, so all of the
+ * MLP's layers stay in L2 and no compact layout is needed).  A step widens
+ * its values in-register (vpmovsxbd, vcvtdq2ps) before the FMA; the per-row
+ * scale is applied once per slice at the end (acc * scale + bias).  Value-0
+ * entries (the quant_csr's gap fillers among them) are dropped. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -35,6 +43,9 @@
 struct compress_panels {
     int rows, cols, npanel, nslice;
     int compact;       /* values stored without padding, expanded by mask */
+    int q8;            /* int8 values (qval) and per-row scales, padded layout */
+    int8_t *qval;      /* q8: 16 per step */
+    float *scale;      /* q8: nslice x 16 row scales (0 past rows) */
     uint8_t *steps;    /* nslice x npanel: steps of each (slice, panel) */
     float *val;        /* 16 per step, or (compact) the real ones in step order */
     uint16_t *mask;    /* compact: lanes of each step that hold a value */
@@ -53,14 +64,31 @@ void compress_panels_free(compress_panels *p)
     kd_free(p->mask);
     kd_afree(p->val);
     kd_afree(p->idx);
+    kd_afree(p->qval);
+    kd_afree(p->scale);
     kd_free(p->slice_at);
     kd_free(p->value_at);
     kd_free(p);
 }
 
+/* What the builder reads: a compress_csr (fp32 values, a) or decoded
+ * int8 entries (col, q); rowptr either way. */
+typedef struct {
+    int rows, cols;
+    const uint32_t *rowptr;
+    const compress_csr *a;
+    const uint32_t *col;
+    const int8_t *q;
+} source;
+
+static inline uint32_t src_col(const source *a, uint32_t k)
+{
+    return a->a ? compress_csr_col(a->a, k) : a->col[k];
+}
+
 /* Steps of each (slice, panel) = the most non-zeros any of its rows has
  * there (at most 32, so a byte); returns the total. */
-static size_t count_steps(const compress_csr *a, compress_panels *p, int *cnt)
+static size_t count_steps(const source *a, compress_panels *p, int *cnt)
 {
     size_t total = 0;
     for (int s = 0; s < p->nslice; s++) {
@@ -68,7 +96,7 @@ static size_t count_steps(const compress_csr *a, compress_panels *p, int *cnt)
         for (int r = s * 16; r < s * 16 + 16 && r < a->rows; r++) {
             memset(cnt, 0, (size_t)p->npanel * sizeof *cnt);
             for (uint32_t k = a->rowptr[r]; k < a->rowptr[r + 1]; k++) {
-                int q = (int)(compress_csr_col(a, k) / 32);
+                int q = (int)(src_col(a, k) / 32);
                 if (++cnt[q] > st[q])
                     st[q] = (uint8_t)cnt[q]; /* <= 32 */
             }
@@ -80,17 +108,21 @@ static size_t count_steps(const compress_csr *a, compress_panels *p, int *cnt)
 }
 
 /* Row r (lane j of its slice) into its steps, panel by panel, from base;
- * values go to the padded layout val (16 per step), lanes to mask. */
-static void place_row(const compress_csr *a, compress_panels *p, int r, size_t base, float *val)
+ * values go to the padded layout val or (int8) p->qval, 16 per step, lanes
+ * to mask. */
+static void place_row(const source *a, compress_panels *p, int r, size_t base, float *val)
 {
     int s = r / 16, j = r % 16;
     uint32_t k = a->rowptr[r], end = a->rowptr[r + 1];
     const uint8_t *st = p->steps + (size_t)s * p->npanel;
     for (int q = 0; q < p->npanel; q++) {
-        for (int t = 0; k < end && (int)(compress_csr_col(a, k) / 32) == q; t++, k++) {
-            val[(base + t) * 16 + j] = a->val[k];
+        for (int t = 0; k < end && (int)(src_col(a, k) / 32) == q; t++, k++) {
+            if (a->q)
+                p->qval[(base + t) * 16 + j] = a->q[k];
+            else
+                val[(base + t) * 16 + j] = a->a->val[k];
             p->mask[base + t] |= (uint16_t)(1u << j);
-            p->idx[(base + t) * 16 + 4 * (j % 4) + j / 4] = (uint8_t)(compress_csr_col(a, k) % 32);
+            p->idx[(base + t) * 16 + 4 * (j % 4) + j / 4] = (uint8_t)(src_col(a, k) % 32);
         }
         base += st[q];
     }
@@ -106,8 +138,10 @@ static void compact_values(compress_panels *p, float *val, size_t steps)
                 val[n++] = val[t * 16 + j];
 }
 
-compress_panels *compress_panels_new(const compress_csr *a, compress_panels_layout layout,
-                                     kd_err *e)
+/* The panels of a; q8 takes the int8 values (always padded) and scale
+ * (a->rows row scales). */
+static compress_panels *build(const source *a, compress_panels_layout layout, const float *scale,
+                              kd_err *e)
 {
     compress_panels *p = kd_calloc(1, sizeof *p);
     int *cnt = NULL;
@@ -115,6 +149,7 @@ compress_panels *compress_panels_new(const compress_csr *a, compress_panels_layo
         goto oom;
     p->rows = a->rows;
     p->cols = a->cols;
+    p->q8 = a->q != NULL;
     p->npanel = (a->cols + 31) / 32;
     p->nslice = (a->rows + 15) / 16;
     p->steps = kd_calloc((size_t)p->nslice * p->npanel, 1);
@@ -124,12 +159,23 @@ compress_panels *compress_panels_new(const compress_csr *a, compress_panels_layo
     if (!p->steps || !cnt || !p->slice_at || !p->value_at)
         goto oom;
     size_t total = count_steps(a, p, cnt);
-    p->compact = layout == COMPRESS_PANELS_COMPACT ||
-                 (layout == COMPRESS_PANELS_AUTO && total * 80 > PANELS_BUDGET);
-    p->val = kd_afloat(total * 16 + 16);
+    p->compact = !p->q8 && (layout == COMPRESS_PANELS_COMPACT ||
+                            (layout == COMPRESS_PANELS_AUTO && total * 80 > PANELS_BUDGET));
+    if (p->q8) {
+        p->qval = (int8_t *)kd_afloat(total * 4 + 4); /* 16 bytes per step, aligned */
+        p->scale = kd_afloat((size_t)p->nslice * 16);
+        if (p->qval)
+            memset(p->qval, 0, total * 16 + 16);
+        if (p->scale) {
+            memset(p->scale, 0, (size_t)p->nslice * 16 * sizeof *p->scale);
+            memcpy(p->scale, scale, (size_t)a->rows * sizeof *p->scale);
+        }
+    } else {
+        p->val = kd_afloat(total * 16 + 16);
+    }
     p->idx = (uint8_t *)kd_afloat(total * 4 + 4); /* 16 bytes per step, aligned */
     p->mask = kd_calloc(total + 1, sizeof *p->mask);
-    if (!p->val || !p->idx || !p->mask)
+    if ((p->q8 ? !p->qval || !p->scale : !p->val) || !p->idx || !p->mask)
         goto oom;
     size_t base = 0;
     for (int s = 0; s < p->nslice; s++) {
@@ -143,11 +189,12 @@ compress_panels *compress_panels_new(const compress_csr *a, compress_panels_layo
     }
     p->slice_at[p->nslice] = base;
     if (p->compact) {
+        uint32_t nnz = a->rowptr[a->rows];
         compact_values(p, p->val, total);
-        float *v = kd_afloat((size_t)a->nnz + 16); /* shrink to the real values */
+        float *v = kd_afloat((size_t)nnz + 16); /* shrink to the real values */
         if (!v)
             goto oom;
-        memcpy(v, p->val, (size_t)a->nnz * sizeof *v);
+        memcpy(v, p->val, (size_t)nnz * sizeof *v);
         kd_afree(p->val);
         p->val = v;
     } else {
@@ -161,6 +208,48 @@ oom:
     compress_panels_free(p);
     kd_err_set(e, KD_ENOMEM, "out of memory for the sparse panels");
     return NULL;
+}
+
+compress_panels *compress_panels_new(const compress_csr *a, compress_panels_layout layout,
+                                     kd_err *e)
+{
+    source src = {.rows = a->rows, .cols = a->cols, .rowptr = a->rowptr, .a = a};
+    return build(&src, layout, NULL, e);
+}
+
+compress_panels *compress_panels_new_q8(const quant_csr *q, kd_err *e)
+{
+    /* decode the delta columns, dropping value-0 entries (fillers too) */
+    size_t nnz = 0;
+    for (int32_t j = 0; j < q->nnz; j++)
+        nnz += q->val[j] != 0;
+    uint32_t *rowptr = kd_malloc(((size_t)q->m + 1) * sizeof *rowptr);
+    uint32_t *col = kd_malloc((nnz ? nnz : 1) * sizeof *col);
+    int8_t *v = kd_malloc(nnz ? nnz : 1);
+    compress_panels *p = NULL;
+    if (!rowptr || !col || !v) {
+        kd_err_set(e, KD_ENOMEM, "out of memory for the sparse panels");
+    } else {
+        uint32_t n = 0;
+        for (int r = 0; r < q->m; r++) {
+            uint32_t c = 0;
+            rowptr[r] = n;
+            for (int32_t j = q->row_ptr[r]; j < q->row_ptr[r + 1]; j++) {
+                c += q->delta[j];
+                if (q->val[j]) {
+                    col[n] = c;
+                    v[n++] = q->val[j];
+                }
+            }
+        }
+        rowptr[q->m] = n;
+        source src = {.rows = q->m, .cols = q->k, .rowptr = rowptr, .col = col, .q = v};
+        p = build(&src, COMPRESS_PANELS_PADDED, q->scale, e);
+    }
+    kd_free(rowptr);
+    kd_free(col);
+    kd_free(v);
+    return p;
 }
 
 /* The 16 lane indices of a step (see the layout note at the top). */
@@ -261,6 +350,72 @@ TGT static void spmv(const compress_panels *p, const float *bias, const float *x
     }
 }
 
+/* 16 int8 values widened to floats in-register */
+#define W8(p) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(p))))
+#define STEP8(a, t) a = _mm512_fmadd_ps(W8(v + 16 * (t)), PICK(ix + 16 * (t)), a)
+
+/* Slices [s0, s1) of y = scale * (Q x) + bias, int8 panels.  The four
+ * accumulators live across the panels of a slice and rotate past a panel's
+ * leftover steps: panels hold ~6 steps at 90% sparsity, and summing the
+ * four at every panel (as steps_padded does) put 3 dependent adds on the
+ * chain of each panel (1200x1200 at 90%, one thread: 17.3 -> 16.4 us).  A
+ * step is 5 vector uops on ports 0 and 5 (shift, permute, widen, convert,
+ * FMA); fp32's padded panels run at about the same speed, limited by their
+ * 80 bytes a step instead. */
+TGT static void spmv_q8(const compress_panels *p, const float *bias, const float *x, float *y,
+                        int s0, int s1)
+{
+    const __m512i sh = _mm512_set_epi32(24, 24, 24, 24, 16, 16, 16, 16, 8, 8, 8, 8, 0, 0, 0, 0);
+    size_t t0 = p->slice_at[s0];
+    const int8_t *v = p->qval + t0 * 16;
+    const uint8_t *ix = p->idx + t0 * 16, *st = p->steps + (size_t)s0 * p->npanel;
+    for (int s = s0; s < s1; s++) {
+        int r0 = s * 16, left = p->rows - r0;
+        __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, tmp;
+        for (int q = 0; q < p->npanel; q++, st++) {
+            int n = *st;
+            if (!n) /* nothing of this slice here: skip loading x */
+                continue;
+            __m512 lo, hi;
+            load_panel(x, p->cols, q, &lo, &hi);
+            for (; n >= 4; n -= 4, v += 64, ix += 64) {
+                STEP8(a0, 0);
+                STEP8(a1, 1);
+                STEP8(a2, 2);
+                STEP8(a3, 3);
+            }
+            switch (n) { /* leftovers, then the next panel starts on the idle ones */
+            case 1:
+                STEP8(a0, 0);
+                tmp = a0, a0 = a1, a1 = a2, a2 = a3, a3 = tmp;
+                break;
+            case 2:
+                STEP8(a0, 0);
+                STEP8(a1, 1);
+                tmp = a0, a0 = a2, a2 = tmp, tmp = a1, a1 = a3, a3 = tmp;
+                break;
+            case 3:
+                STEP8(a0, 0);
+                STEP8(a1, 1);
+                STEP8(a2, 2);
+                tmp = a3, a3 = a2, a2 = a1, a1 = a0, a0 = tmp;
+                break;
+            default:
+                break;
+            }
+            v += 16 * n;
+            ix += 16 * n;
+        }
+        __m512 acc = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
+        __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + r0) : _mm512_setzero_ps();
+        acc = _mm512_fmadd_ps(acc, _mm512_load_ps(p->scale + r0), b);
+        _mm512_mask_storeu_ps(y + r0, m, acc);
+    }
+}
+#undef STEP8
+#undef W8
+
 /* The first slice of part `part` of nparts: parts get about equal steps. */
 static int part_start(const compress_panels *p, int part, int nparts)
 {
@@ -279,11 +434,16 @@ void compress_panels_spmv_part(const compress_panels *p, const float *bias, cons
                                float *y, int part, int nparts)
 {
     int s0 = part_start(p, part, nparts), s1 = part_start(p, part + 1, nparts);
-    if (s0 < s1)
+    if (s0 < s1 && p->q8)
+        spmv_q8(p, bias, x, y, s0, s1);
+    else if (s0 < s1)
         spmv(p, bias, x, y, s0, s1);
 }
 
 void compress_panels_spmv(const compress_panels *p, const float *bias, const float *x, float *y)
 {
-    spmv(p, bias, x, y, 0, p->nslice);
+    if (p->q8)
+        spmv_q8(p, bias, x, y, 0, p->nslice);
+    else
+        spmv(p, bias, x, y, 0, p->nslice);
 }

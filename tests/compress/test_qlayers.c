@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../compress/quant.h"
+#include "../../compress/internal.h"
 #include "qtest.h"
 
 /* Float accumulation vs exact int32: relative to the sum of |terms|. */
@@ -205,6 +205,53 @@ START_TEST(test_csr_int8_vs_reference)
         }
         nn_team_free(team);
     }
+    nn_model_free(q);
+    nn_model_free(sp);
+    nn_model_free(m);
+}
+END_TEST
+
+/* A csr-int8 payload replaced after reserve (attach) is computed with the
+ * new weights at batch 1, never through the panels of the old one, on one
+ * thread or a team of 2. */
+START_TEST(test_csr_int8_payload_replaced)
+{
+    nn_model *m = qt_mlp(IN, H1, H2, OUT, 9);
+    kd_err e = {0};
+    compress_prune_spec ps = {.sparsity = 0.7f};
+    ck_assert_int_eq(compress_prune_magnitude(m, &ps, NULL, &e), KD_OK);
+    compress_sparse_opts all = {.policy = COMPRESS_SPARSE_ALWAYS};
+    nn_model *sp = compress_to_sparse(m, &all, NULL, &e);
+    ck_assert_msg(sp != NULL, "%s", e.msg);
+    nn_model *q = qt_quantize(sp, COMPRESS_Q_STATIC8, NULL);
+    const nn_layer *d = &m->layers[2];
+    nn_layer *l = &q->layers[2];
+    ck_assert_str_eq(nn_layer_format(l), "csr-int8");
+    const int u = d->spec.units, k = (int)nn_shape_size(d->in);
+    float *w2 = malloc(sizeof(float) * u * k), *y = malloc(sizeof(float) * u);
+    for (int i = 0; i < u * k; i++) /* other weights, another sparsity pattern */
+        w2[i] = d->w[i] != 0.0f ? -2.0f * d->w[i] : (i % 5 == 0 ? 0.3f : 0.0f);
+    for (int nt = 1; nt <= 2; nt++) {
+        nn_team *team = nn_team_new(nt, &e);
+        nn_ctx c = {.train = 0, .team = team};
+        data_set t = qt_data(1, IN, OUT, 300 + (uint64_t)nt);
+        ck_assert_ptr_nonnull(nn_model_forward(q, t.xf, 1, &c)); /* reserves: panels built */
+        quant_csr *nq = quant_csr_from_dense(w2, u, k, &e), *ref = quant_csr_from_dense(w2, u, k, &e);
+        ck_assert_int_eq(compress_qcsr_attach(l, nq, &e), KD_OK);
+        ck_assert_ptr_nonnull(nn_model_forward(q, t.xf, 1, &c));
+        quant_csr_gemm_ref(ref, q->act[2], 1, l->b, y);
+        for (int j = 0; j < u; j++) {
+            float want = y[j] < 0 ? 0.0f : y[j]; /* relu follows */
+            ck_assert_msg(fabsf(q->act[3][j] - want) <= 1e-5f * (1 + fabsf(want)),
+                          "team %d row %d: %g vs %g", nt, j, q->act[3][j], want);
+        }
+        quant_csr_free(ref);
+        data_set_free(&t);
+        nn_team_free(team);
+        for (int i = 0; i < u * k; i++) /* flip again for the next round */
+            w2[i] = -w2[i];
+    }
+    free(w2), free(y);
     nn_model_free(q);
     nn_model_free(sp);
     nn_model_free(m);
@@ -412,6 +459,7 @@ Suite *suite_compress_qlayers(void)
     tcase_add_test(t, test_dynamic8_vs_reference);
     tcase_add_test(t, test_int4_vs_reference);
     tcase_add_test(t, test_csr_int8_vs_reference);
+    tcase_add_test(t, test_csr_int8_payload_replaced);
     tcase_add_test(t, test_mlp_argmax_agreement);
     tcase_add_test(t, test_overrides);
     tcase_add_test(t, test_conv_stays_fp32);
