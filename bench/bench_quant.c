@@ -212,7 +212,7 @@ static double qb_agreement(qbench *b)
 /* int4 (its batch path uses sgemm, threaded as OpenBLAS is) and CSR rows. */
 static void qb_report_weight_only(qbench *b, double f1, double f256)
 {
-    const char *name[2] = {"int4 (w-only)", "csr-int8 90%"};
+    const char *name[2] = {"int4 (w-only)", "csr-int8 scalar"};
     for (int v = 0; v < 2; v++) {
         int kind = v ? QB_CSR : QB_INT4;
         double q1 = qb_time(b, kind, 1, 500), q256 = qb_time(b, kind, QB_BATCH, 10);
