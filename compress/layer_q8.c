@@ -67,11 +67,9 @@ typedef struct {
     int8_t *xq, *yq;
 } q8_priv;
 
-static void q8_release(nn_layer *l) { compress_qrelease(l); }
-
 static int q8_reserve(nn_layer *l, int max_batch, kd_err *e)
 {
-    q8_release(l);
+    compress_qrelease(l);
     size_t k = nn_shape_size(l->in), m = (size_t)l->spec.units, nb = (size_t)max_batch;
     q8_priv *p = kd_calloc(1, sizeof *p + nb * (k + m) + 64);
     if (!p)
@@ -334,7 +332,7 @@ const nn_layer_ops compress_dense_q8_ops = {
     .name = "dense_q8",
     .setup = q8_setup,
     .reserve = q8_reserve,
-    .release = q8_release,
+    .release = compress_qrelease,
     .forward = q8_forward,
     .threaded = 1,
     .backward = compress_qbackward,
@@ -351,7 +349,7 @@ const nn_layer_ops compress_dense_dq8_ops = {
     .name = "dense_dq8",
     .setup = dq8_setup,
     .reserve = q8_reserve,
-    .release = q8_release,
+    .release = compress_qrelease,
     .forward = dq8_forward,
     .threaded = 1,
     .backward = compress_qbackward,
