@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "../compress/kernels/cpu.h"
 
 
 static const cli_command commands[] = {
@@ -67,6 +68,11 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "--version")) {
         printf("kdbench %s\n", KD_VERSION);
         return KD_EXIT_OK;
+    }
+    if (kernels_isa_env_error()) {
+        fprintf(stderr, "kdbench: KD_ISA=\"%s\": expected scalar, avx2 or avx512\n",
+                kernels_isa_env_error());
+        return KD_EXIT_USAGE;
     }
     for (int i = 0; i < NCOMMANDS; i++)
         if (!strcmp(cmd, commands[i].name)) {

@@ -137,3 +137,100 @@ void kdt_gradcheck_layer(const nn_layer_spec *spec, nn_shape in, int n, int trai
     free(buf0);
     nn_model_free(m);
 }
+
+/* ---- skips and kernel paths ---------------------------------------------------- */
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "../compress/kernels/cpu.h"
+
+_Static_assert(KDT_NISA == KD_ISA_N, "kdtest's level count");
+
+static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void log_line(const char *fmt, ...)
+{
+    const char *path = getenv("KDT_LOG");
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+    va_end(ap);
+    if (!path || !*path || n < 0)
+        return;
+    if (n > (int)sizeof line - 2)
+        n = (int)sizeof line - 2;
+    line[n++] = '\n';
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0600);
+    if (fd < 0)
+        return;
+    ssize_t w = write(fd, line, (size_t)n); /* one write: O_APPEND keeps lines whole */
+    (void)w;
+    close(fd);
+}
+
+void kdt_skip_at(const char *test, const char *fmt, ...)
+{
+    char why[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "SKIP %s: %s\n", test, why);
+    log_line("skip %s", test);
+}
+
+int kdt_isa_begin(const char *test, int i)
+{
+    kernels_isa_force(KD_ISA_N);
+    kd_isa top = kernels_isa(); /* the host's, or lower under KD_ISA */
+    if (i > (int)top) {
+        const char *name = kernels_isa_name((kd_isa)i);
+        if (kernels_isa_supported((kd_isa)i))
+            fprintf(stderr, "SKIP %s [%s]: KD_ISA caps the kernels at %s\n", test, name,
+                    kernels_isa_name(top));
+        else
+            fprintf(stderr, "SKIP %s [%s]: this CPU has no %s (widest: %s)\n", test, name, name,
+                    kernels_isa_name(kernels_isa_host()));
+        log_line("skip %s %s", test, name);
+        return 0;
+    }
+    kernels_isa_force((kd_isa)i);
+    log_line("ran %s %s", test, kernels_isa_name((kd_isa)i));
+    return 1;
+}
+
+void kdt_log_open(void)
+{
+    char path[] = "/tmp/kdtest-log-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return;
+    close(fd);
+    setenv("KDT_LOG", path, 1);
+}
+
+void kdt_log_summary(int run, int failed)
+{
+    const char *path = getenv("KDT_LOG");
+    FILE *f = path && *path ? fopen(path, "r") : NULL;
+    int skipped = 0, ran_isa[KDT_NISA] = {0}, skip_isa[KDT_NISA] = {0};
+    char line[512], kind[8], test[400], isa[16];
+    while (f && fgets(line, sizeof line, f)) {
+        int k = sscanf(line, "%7s %399s %15s", kind, test, isa);
+        int is_skip = k >= 2 && strcmp(kind, "skip") == 0;
+        skipped += is_skip;
+        kd_isa l;
+        if (k == 3 && kernels_isa_parse(isa, &l) == 0)
+            (is_skip ? skip_isa : ran_isa)[l]++;
+    }
+    if (f)
+        fclose(f);
+    if (path && *path)
+        unlink(path);
+    printf("kdtest: kernel paths (host %s):", kernels_isa_name(kernels_isa_host()));
+    for (int i = 0; i < KDT_NISA; i++)
+        printf("%s %s ran %d, skipped %d", i ? ";" : "", kernels_isa_name((kd_isa)i), ran_isa[i],
+               skip_isa[i]);
+    printf("\nkdtest: %d passed, %d failed, %d skipped\n", run - failed - skipped, failed, skipped);
+}
