@@ -9,6 +9,7 @@
 #include "../measure/measure.h"
 #include "../pipeline/pipeline.h"
 #include "cli.h"
+#include "../compress/kernels/cpu.h"
 
 const char cli_eval_usage[] =
     "usage: kdbench eval MODEL [--data DIR | --images F --labels F | --csv F] [--threads N]\n\n"
@@ -68,10 +69,15 @@ int cli_cmd_eval(int argc, char **argv)
     if (rc == KD_OK)
         printf("model      %s\nsamples    %d\naccuracy   %.2f%%\nloss       %.4f\n"
                "params     %zu (%zu non-zero)\nsize       %lld bytes\n"
-               "latency    batch 1: p50 %.1f us, p99 %.1f us\n"
-               "throughput batch 256: %.0f samples/s\n",
+               "latency    batch 1: p50 %.1f us, p99 %.1f us on %d thread%s "
+               "(1 thread: p50 %.1f us; spread between repeats %.0f%%)\n"
+               "throughput batch 256: %.0f samples/s on %d thread%s\n"
+               "kernels    %s\n",
                path, d.n, 100 * r.accuracy, r.loss, np, nz, r.size_bytes,
-               r.latency_us_b1_p50, r.latency_us_b1_p99, r.throughput_b256);
+               r.latency_us_b1_p50, r.latency_us_b1_p99, r.threads_b1,
+               r.threads_b1 == 1 ? "" : "s", r.latency_us_b1_p50_1t,
+               100 * r.latency_b1_spread, r.throughput_b256, nn_threads(),
+               nn_threads() == 1 ? "" : "s", kernels_isa_label());
     data_set_free(&d);
     nn_model_free(m);
     return rc == KD_OK ? KD_EXIT_OK : cli_fail(&e);

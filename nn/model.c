@@ -242,15 +242,19 @@ const float *nn_model_forward(nn_model *m, const float *x, int n, const nn_ctx *
     m->act[0] = (float *)x;
     ensure_team(m); /* layers may have been swapped for threaded kinds since reserve */
     nn_ctx cc = *c;
-    if (!cc.team)
+    int alone = n == 1 && m->b1_threads == 1; /* one sample on the calling thread */
+    if (alone)
+        cc.team = NULL;
+    else if (!cc.team)
         cc.team = m->team;
     /* with a team, it is the only pool: OpenBLAS runs serially inside its parts */
-    int blas = nn_team_size(cc.team) > 1 ? nn_blas_serial_begin() : 0;
+    int serial = alone || nn_team_size(cc.team) > 1;
+    int blas = serial ? nn_blas_serial_begin() : 0;
     for (int i = 0; n > 0 && i < m->nlayers; i++) { /* n = 0: no statistics of nothing */
         nn_layer *l = &m->layers[i];
         l->ops->forward(l, m->act[i], m->act[i + 1], n, &cc);
     }
-    if (nn_team_size(cc.team) > 1)
+    if (serial)
         nn_blas_serial_end(blas);
     return m->act[m->nlayers];
 }

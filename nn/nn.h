@@ -176,6 +176,11 @@ typedef struct {
     int cap;
     float **act, *dact[2];
     nn_team *team; /* when a layer is threaded and nn_threads() > 1 (reserve); else NULL */
+    /* Threads a single-sample forward uses: 0 = all (the team, threaded
+     * OpenBLAS), 1 = the calling thread alone with OpenBLAS serial.  Chosen
+     * by measuring both (measure_latency), since splitting one sample pays
+     * only for large layers; not stored in the model file. */
+    int b1_threads;
 } nn_model;
 
 /* Builds a model from specs (names filled in, shapes checked).  On a shape

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "../compress/kernels/cpu.h"
 
 void pl_path(const run_ctx *r, const char *name, char *buf, size_t n)
 {
@@ -144,6 +145,13 @@ void pl_row_from(rep_row *row, const measure_result *m, double train_s)
     row->throughput_b256 = m->throughput_b256;
     row->train_seconds = train_s;
     row->macs = m->macs;
+    /* how the latency was measured: threads kept at batch 1, the one-thread
+     * figure, the spread between repeats, the host's load and kernel path */
+    rep_row_num(row, "threads_b1", m->threads_b1);
+    rep_row_num(row, "latency_us_b1_p50_1t", m->latency_us_b1_p50_1t);
+    rep_row_num(row, "latency_b1_spread", m->latency_b1_spread);
+    rep_row_num(row, "host_load", m->host_load);
+    rep_row_str(row, "isa", kernels_isa_label());
 }
 
 rep_row *pl_row_add(run_ctx *r, const char *name, const char *role)

@@ -127,12 +127,47 @@ START_TEST(test_measure_empty_set)
 }
 END_TEST
 
+/* The pick between one thread and all: both figures kept, the kept one is
+ * never slower than one thread, and the model computes the same logits
+ * whichever count it keeps. */
+START_TEST(test_latency_pick)
+{
+    nn_model *m = small_cnn();
+    int prev = nn_threads();
+    nn_set_threads(2);
+    float x[9], y0[4];
+    for (int i = 0; i < 9; i++)
+        x[i] = 0.1f * (float)i - 0.3f;
+    nn_ctx c = {.train = 0};
+    memcpy(y0, nn_model_forward(m, x, 1, &c), sizeof y0);
+    measure_result r = {0};
+    kd_err e = {0};
+    ck_assert_int_eq(measure_latency_pick(m, x, 60, 2, &r, &e), KD_OK);
+    ck_assert(r.threads_b1 == 1 || r.threads_b1 == 2);
+    ck_assert_int_eq(m->b1_threads == 1, r.threads_b1 == 1);
+    ck_assert(r.latency_us_b1_p50 > 0 && r.latency_us_b1_p50_1t > 0);
+    ck_assert(r.latency_us_b1_p50 <= r.latency_us_b1_p50_1t);
+    ck_assert(r.latency_us_b1_p99 >= r.latency_us_b1_p50);
+    ck_assert(r.latency_b1_spread >= 0);
+    for (int t = 0; t <= 1; t++) {
+        m->b1_threads = t;
+        const float *y = nn_model_forward(m, x, 1, &c);
+        for (int k = 0; k < 4; k++)
+            ck_assert_float_eq_tol(y[k], y0[k], 1e-6f);
+    }
+    ck_assert_int_eq(measure_latency_pick(m, x, 0, 0, &r, &e), KD_ECONFIG);
+    nn_set_threads(prev);
+    nn_model_free(m);
+}
+END_TEST
+
 Suite *suite_measure(void)
 {
     Suite *s = suite_create("measure");
     TCase *t = tcase_create("measure");
     tcase_add_test(t, test_measure_model);
     tcase_add_test(t, test_latency_percentiles);
+    tcase_add_test(t, test_latency_pick);
     tcase_add_test(t, test_measure_empty_set);
     suite_add_tcase(s, t);
     return s;
