@@ -107,12 +107,21 @@ typedef struct {
     int reps; /* timed repetitions per layer and batch size (default 20) */
 } compress_sparse_opts;
 
+/* MEASURE and LATENCY time each form in COMPRESS_SPARSE_ROUNDS interleaved
+ * rounds (best of reps / rounds calls per round, median over the rounds), so
+ * a busy moment cannot decide alone.  A CSR that stores fewer bytes than the
+ * dense layer is kept unless dense is faster by more than
+ * COMPRESS_SPARSE_MARGIN; a CSR that does not must be faster. */
+#define COMPRESS_SPARSE_ROUNDS 5
+#define COMPRESS_SPARSE_MARGIN 0.10
+
 /* What was decided for one layer (only dense layers are filled; others
  * have converted = 0 and zero times). */
 typedef struct {
     int converted;
     double sparsity;                  /* fraction of weights that are zero */
-    double dense_us[2], sparse_us[2]; /* best forward time at batch 1, batch 256 */
+    double dense_us[2], sparse_us[2]; /* median forward time at batch 1, batch 256 */
+    char why[96];                     /* the reason, e.g. "CSR 1.31x slower at batch 256" */
 } compress_choice;
 
 /* A new model equal to m except that dense layers become dense_csr where the

@@ -1,7 +1,10 @@
 /* Dense -> CSR conversion of a model, layer by layer, by measured speed: a
- * layer becomes dense_csr only when its CSR forward beats nn's dense forward
- * (OpenBLAS sgemv / sgemm) at batch 1 and at batch 256, so a lightly pruned
- * layer is never made slower. */
+ * layer becomes dense_csr when its CSR forward keeps up with nn's dense
+ * forward (OpenBLAS sgemv / sgemm) at batch 1 and at batch 256 (within a
+ * margin when CSR is the smaller storage), so a lightly pruned layer is never
+ * made slower, and every layer's choice comes with its reason. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -12,7 +15,6 @@ static double best_us(nn_layer *l, const float *x, float *y, int n, int reps, nn
 {
     nn_ctx c = {.train = 0, .team = team};
     double best = 1e30;
-    l->ops->forward(l, x, y, n, &c); /* warm the caches */
     for (int r = 0; r < reps; r++) {
         double t0 = kd_now();
         l->ops->forward(l, x, y, n, &c);
@@ -20,6 +22,31 @@ static double best_us(nn_layer *l, const float *x, float *y, int n, int reps, nn
         best = t < best ? t : best;
     }
     return best;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double u = *(const double *)a, v = *(const double *)b;
+    return (u > v) - (u < v);
+}
+
+/* Dense layer d and its CSR twin s at batch n, interleaved: the median over
+ * the rounds of each one's best time in the round. */
+static void time_pair(nn_layer *d, nn_layer *s, const float *x, float *y, int n, int reps,
+                      nn_team *team, double *d_us, double *s_us)
+{
+    double td[COMPRESS_SPARSE_ROUNDS], ts[COMPRESS_SPARSE_ROUNDS];
+    int per = (reps + COMPRESS_SPARSE_ROUNDS - 1) / COMPRESS_SPARSE_ROUNDS;
+    best_us(d, x, y, n, 1, team); /* warm the caches */
+    best_us(s, x, y, n, 1, team);
+    for (int k = 0; k < COMPRESS_SPARSE_ROUNDS; k++) {
+        td[k] = best_us(d, x, y, n, per, team);
+        ts[k] = best_us(s, x, y, n, per, team);
+    }
+    qsort(td, COMPRESS_SPARSE_ROUNDS, sizeof *td, cmp_double);
+    qsort(ts, COMPRESS_SPARSE_ROUNDS, sizeof *ts, cmp_double);
+    *d_us = td[COMPRESS_SPARSE_ROUNDS / 2];
+    *s_us = ts[COMPRESS_SPARSE_ROUNDS / 2];
 }
 
 /* Times layer l dense and as CSR a at batch 1 and BIG_BATCH into ch. */
@@ -41,10 +68,8 @@ static int time_layer(nn_layer *l, compress_csr *a, int reps, compress_choice *c
         const int n[2] = {1, BIG_BATCH};
         /* as in the model the layer ends up in: with a team, the only pool */
         int blas = team ? nn_blas_serial_begin() : 0;
-        for (int j = 0; j < 2; j++) {
-            ch->dense_us[j] = best_us(l, x, y, n[j], reps, team);
-            ch->sparse_us[j] = best_us(&t, x, y, n[j], reps, team);
-        }
+        for (int j = 0; j < 2; j++)
+            time_pair(l, &t, x, y, n[j], reps, team, &ch->dense_us[j], &ch->sparse_us[j]);
         if (team)
             nn_blas_serial_end(blas);
     } else if (rc == KD_ENOMEM) {
@@ -55,6 +80,39 @@ static int time_layer(nn_layer *l, compress_csr *a, int reps, compress_choice *c
     kd_afree(x);
     kd_afree(y);
     return rc;
+}
+
+/* Whether CSR passes the timing test at batch j (see COMPRESS_SPARSE_MARGIN);
+ * otherwise why[] says by how much it lost. */
+static int csr_wins(compress_choice *ch, int j, int smaller)
+{
+    double d = ch->dense_us[j], s = ch->sparse_us[j];
+    if (smaller ? s <= d * (1 + COMPRESS_SPARSE_MARGIN) : s < d)
+        return 1;
+    snprintf(ch->why, sizeof ch->why, "kept dense: CSR %.2fx slower at batch %d (%.1f vs %.1f us)",
+             d > 0 ? s / d : 0, j ? BIG_BATCH : 1, s, d);
+    return 0;
+}
+
+static int decide_policy(compress_sparse_policy p, int smaller, compress_choice *ch)
+{
+    int conv;
+    if (p == COMPRESS_SPARSE_ALWAYS)
+        conv = 1;
+    else if (p == COMPRESS_SPARSE_SMALLER) {
+        if (!(conv = smaller))
+            snprintf(ch->why, sizeof ch->why, "kept dense: CSR would not be smaller");
+    } else if (p == COMPRESS_SPARSE_LATENCY)
+        conv = csr_wins(ch, 0, smaller);
+    else
+        conv = csr_wins(ch, 0, smaller) && csr_wins(ch, 1, smaller);
+    if (conv && ch->sparse_us[0] > 0)
+        snprintf(ch->why, sizeof ch->why, "csr: %.2fx dense's speed at batch 1, %.2fx at batch %d",
+                 ch->dense_us[0] / ch->sparse_us[0], ch->dense_us[1] / ch->sparse_us[1],
+                 BIG_BATCH);
+    else if (conv)
+        snprintf(ch->why, sizeof ch->why, "csr (%s)", p == COMPRESS_SPARSE_ALWAYS ? "always" : "smaller");
+    return conv;
 }
 
 /* Decides layer i: fills ch and, when converting, *out gets the CSR. */
@@ -80,11 +138,9 @@ static int decide(nn_model *m, int i, const compress_sparse_opts *o, compress_ch
         rc = time_layer(l, a, o->reps > 0 ? o->reps : 20, ch, e);
     /* CSR bytes: values, column indices, row offsets (the file stores these) */
     double csr_bytes = (double)a->nnz * (4 + a->idx_bytes) + 4.0 * (a->rows + 1);
-    ch->converted = o->policy == COMPRESS_SPARSE_ALWAYS ||
-                    (o->policy == COMPRESS_SPARSE_SMALLER && csr_bytes < 4.0 * (double)l->nw) ||
-                    (o->policy == COMPRESS_SPARSE_LATENCY && ch->sparse_us[0] < ch->dense_us[0]) ||
-                    (o->policy == COMPRESS_SPARSE_MEASURE && ch->sparse_us[0] < ch->dense_us[0] &&
-                     ch->sparse_us[1] < ch->dense_us[1]);
+    int smaller = csr_bytes < 4.0 * (double)l->nw;
+    if (rc == KD_OK)
+        ch->converted = decide_policy(o->policy, smaller, ch);
     if (rc == KD_OK && ch->converted)
         *out = a;
     else

@@ -56,6 +56,7 @@ typedef struct {
     char passes[256];     /* readable: prune(global,0.90,agp)+finetune(3) */
     int sparse;           /* a magnitude pass ran: convert to CSR where faster */
     int quantized;        /* a quantize or qat pass ran */
+    char kept_dense[160]; /* pruned layers left dense by the storage choice, and why */
 } variant_run;
 
 static compress_prune_spec prune_spec(variant_run *u, const cfg_pass *p)
@@ -166,9 +167,29 @@ static int to_sparse(variant_run *u, kd_err *e)
     static const compress_sparse_policy policy[] = {
         COMPRESS_SPARSE_MEASURE, COMPRESS_SPARSE_SMALLER, COMPRESS_SPARSE_LATENCY};
     compress_sparse_opts so = {.policy = policy[u->v->store]};
-    nn_model *stored = compress_to_sparse(u->m, &so, NULL, e);
-    if (!stored)
-        return e->code;
+    compress_choice *ch = kd_calloc((size_t)u->m->nlayers, sizeof *ch);
+    nn_model *stored = ch ? compress_to_sparse(u->m, &so, ch, e) : NULL;
+    if (!stored) {
+        kd_free(ch);
+        return ch ? e->code : kd_err_set(e, KD_ENOMEM, "out of memory");
+    }
+    /* every pruned layer's storage and why, in the log; the ones left dense
+     * also in the row, so a prune is never undone without a word */
+    u->kept_dense[0] = 0;
+    for (int i = 0; i < u->m->nlayers; i++) {
+        const compress_choice *c = &ch[i];
+        if (c->sparsity <= 0 || !c->why[0])
+            continue;
+        const char *name = u->m->layers[i].spec.name;
+        kd_logf(&u->r->log, "%s: layer %s (%.0f%% zeros): %s", u->v->name, name,
+                100 * c->sparsity, c->why);
+        if (!c->converted && c->sparsity >= 0.5) {
+            size_t k = strlen(u->kept_dense);
+            snprintf(u->kept_dense + k, sizeof u->kept_dense - k, "%s%s (%.0f%%): %s",
+                     k ? "; " : "", name, 100 * c->sparsity, c->why + strlen("kept dense: "));
+        }
+    }
+    kd_free(ch);
     nn_model_free(u->m);
     u->m = stored;
     u->sparse = 0;
@@ -257,10 +278,12 @@ static void formats_of(const nn_model *m, char *buf, size_t n)
     buf[0] = 0;
     for (int i = 0; i < m->nlayers; i++) {
         const char *f = nn_layer_format(&m->layers[i]);
-        if (!strcmp(f, "-") || strstr(buf, f))
-            continue;
+        int seen = !strcmp(f, "-");
+        for (int j = 0; j < i && !seen; j++) /* whole names: "fp32" is not in "csr-fp32" */
+            seen = !strcmp(nn_layer_format(&m->layers[j]), f);
         size_t k = strlen(buf);
-        snprintf(buf + k, n - k, "%s%s", k ? "+" : "", f);
+        if (!seen)
+            snprintf(buf + k, n - k, "%s%s", k ? "+" : "", f);
     }
 }
 
@@ -295,6 +318,8 @@ static int add_variant_row(variant_run *u, nn_model *m, const char *path, double
     rep_row_str(row, "passes", u->passes);
     rep_row_num(row, "sparsity", mr.params ? 1.0 - (double)mr.nonzero_params / mr.params : 0);
     rep_row_str(row, "format", fmt);
+    if (u->kept_dense[0])
+        rep_row_str(row, "kept_dense", u->kept_dense);
     rep_row_num(row, "weight_bits", compress_model_weight_bits(m));
     char spread[64] = ""; /* single-seed rows stay as they were */
     if (n > 1) {
