@@ -1,27 +1,10 @@
-/* compress's private shared declarations; never included from outside compress/. */
+/* compress's private shared declarations (passes and kinds); never included
+ * from outside compress/. */
 #ifndef KD_COMPRESS_INTERNAL_H
 #define KD_COMPRESS_INTERNAL_H
 
 #include "compress.h"
-#include "quant.h"
-
-/* Samples per block of the batched kernels (scratch is cols x CSR_NB). */
-#define CSR_NB 32
-
-/* A CSR of rows x cols with room for nnz entries, rowptr zeroed. */
-compress_csr *compress_csr_alloc(int rows, int cols, uint32_t nnz, kd_err *e);
-compress_csr *compress_csr_copy(const compress_csr *a, kd_err *e);
-void compress_csr_transpose_block(const float *x, int cols, int nb, float *xt);
-
-/* Runtime CPU dispatch: the AVX-512 kernels when the CPU has AVX-512F/BW. */
-int compress_csr_have_avx512(void);
-void compress_csr_matmul_avx512(const compress_csr *a, const float *bias, const float *x, float *y,
-                                int n, float *scratch);
-
-/* The int8 panels of q (panels.c): y = scale * (Q x) + bias through
- * compress_panels_spmv / _part, the values kept int8.  Needs
- * compress_panels_supported(); NULL on allocation failure. */
-compress_panels *compress_panels_new_q8(const quant_csr *q, kd_err *e);
+#include "kernels/kernels.h"
 
 /* Is layer l a plain fp32 dense layer / conv2d (nn's own ops)? */
 int compress_is_dense(const nn_layer *l);
@@ -29,7 +12,7 @@ int compress_is_conv(const nn_layer *l);
 /* A prunable layer: dense or conv2d with fp32 weights. */
 int compress_is_prunable(const nn_layer *l);
 
-/* ---- quantized dense kinds (layer_q8.c, layer_q4.c, layer_qcsr.c, layer_fq.c) ---- */
+/* ---- quantized dense kinds (kinds/) ---- */
 /* The payload of dense_q8 / dense_dq8: the int8 layer and whether it
  * requantizes to int8 (1) or dequantizes to float (0). */
 typedef struct {
@@ -46,14 +29,6 @@ enum { COMPRESS_FQ_ACT_NONE = 0, COMPRESS_FQ_ACT_STATIC = 1, COMPRESS_FQ_ACT_DYN
 /* dense_fq's buffers: EMA low, high, and 1 once a batch was seen. */
 enum { COMPRESS_FQ_LO = 0, COMPRESS_FQ_HI = 1, COMPRESS_FQ_SEEN = 2, COMPRESS_FQ_NBUF = 3 };
 
-/* Setup of a dense-shaped quantized kind: weights in the payload, the bias
- * in the flat parameters when bias != 0. */
-int compress_qsetup(nn_layer *l, int bias, kd_err *e);
-/* Inference-only backward: bias gradient (when the bias is flat), dx = 0. */
-void compress_qbackward(nn_layer *l, const float *x, const float *y, const float *dy, float *dx,
-                        int n, const nn_ctx *c);
-double compress_qmacs(const nn_layer *l);
-void compress_qrelease(nn_layer *l); /* kd_free(l->priv) */
 /* Sets l's payload (dense_q8 or dense_dq8) to d, taken even on failure. */
 int compress_q8_attach(nn_layer *l, quant_dense *d, int out_s8, kd_err *e);
 /* The same for dense_q4 / dense_csr_q8 / dense_fq payloads. */

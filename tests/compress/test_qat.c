@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../compress/quant.h"
+#include "../../compress/kernels/kernels.h"
 #include "../../train/train.h"
 #include "qtest.h"
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../compress/internal.h"
+#include "../../compress/kernels/kernels.h"
 #include "../kdtest.h"
 
 #define QP_TOL 1e-5

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../compress/quant.h"
+#include "../../compress/kernels/kernels.h"
 #include "../kdtest.h"
 
 START_TEST(test_multiplier_values)

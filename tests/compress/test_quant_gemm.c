@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../compress/quant.h"
+#include "../../compress/kernels/kernels.h"
 #include "../kdtest.h"
 
 /* Float outputs do the same float operations in the same order, so they agree

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../compress/quant.h"
+#include "../../compress/kernels/kernels.h"
 #include "../kdtest.h"
 
 #define Q4_TOL 1e-5

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../compress/quant.h"
+#include "../../compress/kernels/kernels.h"
 #include "../kdtest.h"
 
 typedef struct {

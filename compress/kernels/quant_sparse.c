@@ -2,7 +2,7 @@
  * delta-coded columns and a symmetric scale per row; fp32 activations and
  * outputs.  The fast kernel is plain C: it walks a row's entries once for 4
  * samples (GEMM) or keeps 4 independent partial sums (GEMV). */
-#include "quant.h"
+#include "kernels.h"
 
 #include <math.h>
 

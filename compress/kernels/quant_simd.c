@@ -1,6 +1,6 @@
 /* AVX2 float -> int8 quantization (the input of every static and dynamic int8
  * layer), bit-identical to quant_quantize_s8_ref. */
-#include "quant.h"
+#include "kernels.h"
 
 #include <immintrin.h>
 

@@ -2,7 +2,7 @@
  * weights per byte.  The GEMM dequantizes inside the kernel (fp32 activations
  * and outputs); the AVX2 path unpacks a block once and reuses it for up to 4
  * samples; large batches dequantize 256-row panels for sgemm. */
-#include "quant.h"
+#include "kernels.h"
 
 #include <cblas.h>
 #include <immintrin.h>

@@ -1,6 +1,6 @@
 /* int8 GEMM: the reference kernel (the specification), packing into the panel
  * layout, the portable kernel over that layout, and run-time dispatch. */
-#include "qgemm_internal.h"
+#include "internal.h"
 
 #include <string.h>
 
