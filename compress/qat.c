@@ -1,5 +1,5 @@
 /* Quantization-aware training: a copy of a model whose dense layers are
- * dense_fq (layer_fq.c), trainable with nn's optimisers as they are. */
+ * dense_fq (kinds/dense_fq.c), trainable with nn's optimisers as they are. */
 #include <string.h>
 
 #include "internal.h"

@@ -317,7 +317,7 @@ void quant_q4_gemm_rows(const quant_q4 *q, const float *x, int n, const float *b
  * w[r, col_j] ~ scale[r] * val[j].  A gap over 255 columns is bridged by
  * filler entries of value 0, so an entry costs 2 bytes in memory (vs 5 with
  * int32 columns); files deflate the row lengths, deltas, values and scales
- * (layer_qcsr.c), ~1.5 bytes per entry on the 90%-pruned MLP. */
+ * (kinds/dense_csr_q8.c), ~1.5 bytes per entry on the 90%-pruned MLP. */
 typedef struct {
     int m, k;
     int32_t nnz;      /* stored entries, fillers included */
@@ -332,7 +332,7 @@ typedef struct {
 quant_csr *quant_csr_from_dense(const float *w, int m, int k, kd_err *e);
 void quant_csr_free(quant_csr *c);
 /* Bytes of the in-memory format (row_ptr, delta, val, scale); files store
- * less (deflate-coded, see layer_qcsr.c). */
+ * less (deflate-coded, see kinds/dense_csr_q8.c). */
 size_t quant_csr_bytes(const quant_csr *c);
 /* y (n x m) = x (n x k float) * dequant(W)^T + (b ? b : 0). */
 void quant_csr_gemm_ref(const quant_csr *c, const float *x, int n, const float *b, float *y);

@@ -247,25 +247,6 @@ const nn_layer_ops compress_dense_csr_ops = {
     .count = csr_count,
 };
 
-static const nn_layer_ops *const kinds[] = {
-    &compress_dense_csr_ops, &compress_dense_q8_ops,     &compress_dense_dq8_ops,
-    &compress_dense_q4_ops,  &compress_dense_csr_q8_ops, &compress_dense_fq_ops,
-};
-
-const nn_layer_ops *const *compress_kinds(int *n)
-{
-    if (n)
-        *n = (int)(sizeof kinds / sizeof kinds[0]);
-    return kinds;
-}
-
-nn_model *compress_model_load(const char *path, kd_err *e)
-{
-    int n;
-    const nn_layer_ops *const *k = compress_kinds(&n);
-    return nn_model_load_with(path, k, n, e);
-}
-
 const compress_csr *compress_layer_csr(const nn_layer *l)
 {
     return l->ops == &compress_dense_csr_ops ? l->data : NULL;

@@ -1,7 +1,7 @@
 /* dense_csr_q8 (format "csr-int8"): a pruned dense layer whose non-zeros are
  * int8 with a symmetric scale per row and one-byte delta-coded columns
  * (quant_csr); fp32 activations, the float bias in the model's flat
- * parameters.  Inference-only (see layer_q8.c).  Files hold the entries
+ * parameters.  Inference-only (see dense_q8.c).  Files hold the entries
  * deflate-coded (zlib), inflated at load.  At batch 1 on AVX-512 CPUs the
  * layer runs int8 panels (panels.c) built at reserve; batches and other
  * CPUs run quant_csr_gemm. */

@@ -1,7 +1,7 @@
 /* dense_q4 (format "int4"): weight-only int4, groups of 32 weights along k
  * sharing an fp16 scale, two weights per byte (quant_q4); fp32 activations,
  * the float bias in the model's flat parameters.  The GEMM dequantizes
- * inside the kernel (quant_q4_gemm).  Inference-only (see layer_q8.c). */
+ * inside the kernel (quant_q4_gemm).  Inference-only (see dense_q8.c). */
 #include <string.h>
 
 #include "internal.h"

@@ -20,45 +20,6 @@
 
 #include "internal.h"
 
-/* ---- shared by the quantized dense kinds ---------------------------------- */
-
-int compress_qsetup(nn_layer *l, int bias, kd_err *e)
-{
-    if (l->spec.units < 1)
-        return kd_err_set(e, KD_ECONFIG, "units must be >= 1");
-    size_t fan_in = nn_shape_size(l->in);
-    if (fan_in < 1 || fan_in > QGEMM_KMAX)
-        return kd_err_set(e, KD_ECONFIG, "input of %zu features is out of range", fan_in);
-    l->out = (nn_shape){l->spec.units, 1, 1};
-    l->nw = 0;
-    l->nb = bias ? (size_t)l->spec.units : 0;
-    l->nbuf = 0;
-    return KD_OK;
-}
-
-void compress_qbackward(nn_layer *l, const float *x, const float *y, const float *dy, float *dx,
-                        int n, const nn_ctx *c)
-{
-    (void)x;
-    (void)y;
-    (void)c;
-    const int u = l->spec.units;
-    for (int i = 0; l->gb && i < n; i++)
-        for (int j = 0; j < u; j++)
-            l->gb[j] += dy[(size_t)i * u + j];
-    if (dx)
-        memset(dx, 0, (size_t)n * nn_shape_size(l->in) * sizeof *dx);
-}
-
-double compress_qmacs(const nn_layer *l) { return (double)l->spec.units * nn_shape_size(l->in); }
-
-void compress_qrelease(nn_layer *l)
-{
-    kd_free(l->priv);
-    l->priv = NULL;
-    l->max_batch = 0;
-}
-
 /* Scratch: int8 input and output of a batch, after the header.  Products
  * are split by rows across the model's thread team (nn_ctx.team), so the
  * integer layers use the cores OpenBLAS uses for fp32. */
