@@ -6,7 +6,7 @@
 
 void compress_csr_transpose_block(const float *x, int cols, int nb, float *xt);
 
-/* Runtime CPU dispatch: the AVX-512 kernels when the CPU has AVX-512F/BW. */
+/* The AVX-512 kernels, chosen when kernels_isa() >= KD_ISA_AVX512. */
 int compress_csr_have_avx512(void);
 void compress_csr_matmul_avx512(const compress_csr *a, const float *bias, const float *x, float *y,
                                 int n, float *scratch);

@@ -198,7 +198,8 @@ typedef enum {
     QGEMM_NISA
 } qgemm_isa;
 
-/* Whether this CPU can run isa, and the fastest one it can. */
+/* Whether the kernels may run isa now (the probe: the host capped by KD_ISA
+ * and kernels_isa_force), and the fastest such one. */
 int qgemm_isa_supported(qgemm_isa isa);
 qgemm_isa qgemm_isa_best(void);
 const char *qgemm_isa_name(qgemm_isa isa);

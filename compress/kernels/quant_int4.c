@@ -302,8 +302,7 @@ static AVX2 int q4_gemm_panels(const quant_q4 *q, const float *x, int n, const f
 
 void quant_q4_gemm(const quant_q4 *q, const float *x, int n, const float *b, float *y)
 {
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+    if (kernels_isa() < KD_ISA_AVX2)
         quant_q4_gemm_ref(q, x, n, b, y);
     else if (n < Q4_PANEL_MIN_N || q4_gemm_panels(q, x, n, b, y, 0, q->m))
         quant_q4_gemm_avx2(q, x, n, b, y);
@@ -312,8 +311,7 @@ void quant_q4_gemm(const quant_q4 *q, const float *x, int n, const float *b, flo
 void quant_q4_gemm_rows(const quant_q4 *q, const float *x, int n, const float *b, float *y,
                         int r0, int r1)
 {
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+    if (kernels_isa() < KD_ISA_AVX2)
         q4_ref_rows(q, x, n, b, y, r0, r1);
     else if (n < Q4_PANEL_MIN_N || q4_gemm_panels(q, x, n, b, y, r0, r1))
         q4_rows_avx2(q, x, n, b, y, r0, r1);
