@@ -6,6 +6,8 @@
 #include "compress.h"
 #include "kernels/kernels.h"
 
+/* Is layer l nn's own layer of kind k (not a compressed kind)? */
+int compress_is_builtin(const nn_layer *l, nn_kind k);
 /* Is layer l a plain fp32 dense layer / conv2d (nn's own ops)? */
 int compress_is_dense(const nn_layer *l);
 int compress_is_conv(const nn_layer *l);
@@ -35,14 +37,16 @@ int compress_q8_attach(nn_layer *l, quant_dense *d, int out_s8, kd_err *e);
 int compress_q4_attach(nn_layer *l, quant_q4 *q, kd_err *e);
 int compress_qcsr_attach(nn_layer *l, quant_csr *q, kd_err *e);
 int compress_fq_attach(nn_layer *l, compress_fq f, kd_err *e);
-/* The fake-quantized weights of a dense_fq layer (m x k) into w. */
-void compress_fq_weights(const nn_layer *l, float *w);
-/* Any dense-shaped layer (dense, dense_csr and the quantized kinds). */
+/* A trained static dense_fq layer's frozen input range: 1 and *lo, *hi, or
+ * 0 (another kind, dynamic, or never trained). */
+int compress_fq_range(const nn_layer *l, float *lo, float *hi);
+/* Any dense-shaped layer (nn's dense, or a kind with ops->dense_like). */
 int compress_is_dense_like(const nn_layer *l);
 /* Copies src's flat parameters, buffers and payload (when dst has the same
  * sizes and kind) into dst. */
 int compress_copy_layer(nn_layer *dst, const nn_layer *src, kd_err *e);
-/* Its weights as it computes with them (dequantized), units x fan_in floats. */
+/* Its weights as it computes with them (ops->dequant, else the flat fp32
+ * weights), units x fan_in floats. */
 void compress_layer_weights(const nn_layer *l, float *w);
 
 #endif

@@ -101,7 +101,7 @@ static void fq_weights(const nn_layer *l, float *w, float *scale, int8_t *qtmp)
     }
 }
 
-void compress_fq_weights(const nn_layer *l, float *w)
+static void fq_dequant(const nn_layer *l, float *w)
 {
     const int m = l->spec.units, k = (int)nn_shape_size(l->in);
     float *scale = kd_malloc((size_t)m * sizeof *scale);
@@ -216,6 +216,17 @@ static void fq_destroy(nn_layer *l)
     l->data = NULL;
 }
 
+int compress_fq_range(const nn_layer *l, float *lo, float *hi)
+{
+    const compress_fq *f = l->data;
+    if (l->ops != &compress_dense_fq_ops || !f || f->act != COMPRESS_FQ_ACT_STATIC ||
+        l->buf[COMPRESS_FQ_SEEN] == 0.0f)
+        return 0;
+    *lo = l->buf[COMPRESS_FQ_LO];
+    *hi = l->buf[COMPRESS_FQ_HI];
+    return 1;
+}
+
 static void fq_count(const nn_layer *l, size_t *weights, size_t *nonzero)
 {
     (void)l;
@@ -232,6 +243,10 @@ const nn_layer_ops compress_dense_fq_ops = {
     .backward = fq_backward,
     .macs = compress_qmacs,
     .format = "fp32-fakequant",
+    .weight_bits = 32,
+    .trainable = 1,
+    .dense_like = 1,
+    .dequant = fq_dequant,
     .save = fq_save,
     .load = fq_load,
     .copy = fq_copy,

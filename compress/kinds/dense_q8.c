@@ -286,6 +286,16 @@ static void q8_count(const nn_layer *l, size_t *weights, size_t *nonzero)
         *nonzero += q->d->bias[r] != 0;
 }
 
+static void q8_dequant(const nn_layer *l, float *w)
+{
+    const size_t mk = (size_t)l->spec.units * nn_shape_size(l->in);
+    memset(w, 0, mk * sizeof *w);
+    const compress_q8 *q = l->data;
+    const size_t k = nn_shape_size(l->in);
+    for (size_t i = 0; q && i < mk; i++)
+        w[i] = (float)q->d->w[i] * q->d->w_scale[i / k];
+}
+
 static int q8_setup(nn_layer *l, kd_err *e) { return compress_qsetup(l, 0, e); }
 static int dq8_setup(nn_layer *l, kd_err *e) { return compress_qsetup(l, 1, e); }
 
@@ -299,6 +309,9 @@ const nn_layer_ops compress_dense_q8_ops = {
     .backward = compress_qbackward,
     .macs = compress_qmacs,
     .format = "int8",
+    .weight_bits = 8,
+    .dense_like = 1,
+    .dequant = q8_dequant,
     .save = q8_save,
     .load = q8_load,
     .copy = q8_copy,
@@ -316,6 +329,9 @@ const nn_layer_ops compress_dense_dq8_ops = {
     .backward = compress_qbackward,
     .macs = compress_qmacs,
     .format = "int8-dyn",
+    .weight_bits = 8,
+    .dense_like = 1,
+    .dequant = q8_dequant,
     .save = q8_save,
     .load = dq8_load,
     .copy = q8_copy,

@@ -397,6 +397,31 @@ START_TEST(test_conv_stays_fp32)
 }
 END_TEST
 
+/* Every kind states its facts, so no caller needs its ops pointer; nn's own
+ * kinds are told apart by nn_layer_is_builtin. */
+START_TEST(test_kind_facts)
+{
+    int n = 0;
+    const nn_layer_ops *const *k = compress_kinds(&n);
+    ck_assert_int_ge(n, 6);
+    for (int i = 0; i < n; i++) {
+        ck_assert_msg(k[i]->format && k[i]->dequant && k[i]->dense_like, "%s", k[i]->name);
+        int b = k[i]->weight_bits;
+        ck_assert_msg(b == 32 || b == 8 || b == 4, "%s: %d bits", k[i]->name, b);
+        ck_assert_msg(!k[i]->sparse || !k[i]->trainable, "%s", k[i]->name);
+    }
+    ck_assert_int_eq(compress_dense_q4_ops.weight_bits, 4);
+    ck_assert(compress_dense_csr_ops.sparse && compress_dense_csr_q8_ops.sparse);
+    ck_assert(compress_dense_fq_ops.trainable);
+    nn_model *m = qt_mlp(8, 6, 5, 3, 9);
+    ck_assert(nn_layer_is_builtin(&m->layers[0]) && nn_layer_is_builtin(&m->layers[1]));
+    nn_layer fake = m->layers[0];
+    fake.ops = &compress_dense_csr_ops;
+    ck_assert(!nn_layer_is_builtin(&fake));
+    nn_model_free(m);
+}
+END_TEST
+
 START_TEST(test_weight_bits)
 {
     nn_model *m = qt_mlp(IN, 60, H2, OUT, 14);
@@ -482,6 +507,7 @@ Suite *suite_compress_qlayers(void)
     KDT_ISA_LOOP(t, test_mlp_argmax_agreement);
     tcase_add_test(t, test_overrides);
     tcase_add_test(t, test_conv_stays_fp32);
+    tcase_add_test(t, test_kind_facts);
     tcase_add_test(t, test_weight_bits);
     tcase_add_test(t, test_weights_hist);
     suite_add_tcase(s, t);
