@@ -295,6 +295,11 @@ typedef struct {
  * fp16's normal range), nibble = clamp(round(w / d), -8, 7) + 8.  NULL with e
  * on bad shape or no memory. */
 quant_q4 *quant_q4_pack(const float *w, int m, int k, kd_err *e);
+/* The one int4 group quantizer, shared by PTQ (quant_q4_pack) and QAT
+ * (dense_fq's fake quant): len <= 32 weights into out (the rest are 0). */
+void quant_q4_block(const float *w, int len, quant_block_q4 *out);
+/* The first len weights of block b, dequantized: d * (nibble - 8). */
+void quant_q4_block_dequant(const quant_block_q4 *b, int len, float *out);
 void quant_q4_free(quant_q4 *q);
 /* Writes the dequantized m x k matrix. */
 void quant_q4_unpack(const quant_q4 *q, float *w);

@@ -58,8 +58,7 @@ static inline __attribute__((always_inline)) float f16_scale(uint16_t h)
 
 /* ---- packing ----------------------------------------------------------------------------- */
 
-/* One group of len <= 32 weights into a block. */
-static void q4_block(const float *src, int len, quant_block_q4 *out)
+void quant_q4_block(const float *src, int len, quant_block_q4 *out)
 {
     float amax = 0.0f;
     for (int j = 0; j < len; j++)
@@ -98,7 +97,7 @@ quant_q4 *quant_q4_pack(const float *w, int m, int k, kd_err *e)
     for (int r = 0; r < m; r++)
         for (int b = 0; b < nb; b++) {
             int len = k - b * G < G ? k - b * G : G;
-            q4_block(w + (size_t)r * k + (size_t)b * G, len, &bl[(size_t)r * nb + b]);
+            quant_q4_block(w + (size_t)r * k + (size_t)b * G, len, &bl[(size_t)r * nb + b]);
         }
     return q;
 }
@@ -116,6 +115,13 @@ static inline int q4_at(const quant_block_q4 *b, int j)
 {
     int byte = b->q[j % (G / 2)];
     return (j < G / 2 ? byte & 15 : byte >> 4) - 8;
+}
+
+void quant_q4_block_dequant(const quant_block_q4 *b, int len, float *out)
+{
+    float d = f16_scale(b->d);
+    for (int j = 0; j < len; j++)
+        out[j] = d * (float)q4_at(b, j);
 }
 
 void quant_q4_unpack(const quant_q4 *q, float *w)

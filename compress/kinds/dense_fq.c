@@ -65,20 +65,13 @@ static int fq_reserve(nn_layer *l, int max_batch, kd_err *e)
     return KD_OK;
 }
 
-/* One group of len weights as quant_q4_pack stores and dequantizes it. */
+/* One group of len weights as quant_q4_pack stores and dequantizes it: the
+ * same quantizer, so QAT simulates PTQ's int4 bit for bit. */
 static void fq_group4(const float *w, int len, float *out)
 {
-    float amax = 0.0f;
-    for (int j = 0; j < len; j++)
-        amax = fmaxf(amax, fabsf(w[j]));
-    float d = amax / 7.0f;
-    if (d > 0.0f && d < ldexpf(1.0f, -14))
-        d = ldexpf(1.0f, -14);
-    d = quant_f16_to_f32(quant_f32_to_f16(d));
-    for (int j = 0; j < len; j++) {
-        float v = d > 0.0f ? roundf(w[j] / d) : 0.0f;
-        out[j] = d * (v < -8.0f ? -8.0f : v > 7.0f ? 7.0f : v);
-    }
+    quant_block_q4 b;
+    quant_q4_block(w, len, &b);
+    quant_q4_block_dequant(&b, len, out);
 }
 
 static void fq_weights(const nn_layer *l, float *w, float *scale, int8_t *qtmp)
