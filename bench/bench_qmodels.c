@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "../compress/compress.h"
-#include "../compress/quant.h"
+#include "../compress/kernels/kernels.h"
 #include "bench.h"
 
 enum { QM_BATCH = 256, QM_IN = 784, QM_OUT = 10, QM_REPS = 300 };

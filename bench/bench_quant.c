@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../compress/quant.h"
+#include "../compress/kernels/kernels.h"
 #include "bench.h"
 #include "../nn/nn.h"
 

@@ -52,11 +52,11 @@ static void one_sparsity(const nn_model *dense, float s, const float *x, double 
            "(dense/CSR %5.2fx)  file %.3fx fp32  measured choice:",
            (double)s, p50, d1 / p50, s256, d256 / s256, (double)sbytes / (double)dbytes);
     for (int i = 0; i < m->nlayers; i++)
-        if (m->layers[i].ops == &nn_dense_ops)
+        if (m->layers[i].spec.kind == NN_DENSE && nn_layer_is_builtin(&m->layers[i]))
             printf(" %s=%s", m->layers[i].spec.name, ch[i].converted ? "csr" : "dense");
     printf("\n    per layer alone, best of 20 (dense/CSR us, batch 1 | batch 256):");
     for (int i = 0; i < m->nlayers; i++)
-        if (m->layers[i].ops == &nn_dense_ops)
+        if (m->layers[i].spec.kind == NN_DENSE && nn_layer_is_builtin(&m->layers[i]))
             printf(" %s %.1f/%.1f | %.0f/%.0f", m->layers[i].spec.name, ch[i].dense_us[0],
                    ch[i].sparse_us[0], ch[i].dense_us[1], ch[i].sparse_us[1]);
     printf("\n");

@@ -23,64 +23,7 @@
 #include "../data/data.h"
 #include "../nn/nn.h"
 #include "../train/train.h"
-
-/* ---- CSR matrices --------------------------------------------------------- */
-typedef struct {
-    int rows, cols;
-    uint32_t nnz;
-    int idx_bytes;    /* 1, 2 or 4: the narrowest type holding cols - 1 */
-    uint32_t *rowptr; /* rows + 1 offsets into val / col */
-    float *val;       /* nnz values */
-    void *col;        /* nnz column indices, idx_bytes each, ascending per row */
-} compress_csr;
-
-/* CSR of the non-zeros of w (rows x cols, row-major).  NULL on allocation
- * failure (e says so).  Free with compress_csr_free (accepts NULL). */
-compress_csr *compress_csr_from_dense(const float *w, int rows, int cols, kd_err *e);
-void compress_csr_free(compress_csr *a);
-/* Column index k of a (whatever idx_bytes is). */
-uint32_t compress_csr_col(const compress_csr *a, uint32_t k);
-
-/* Y (n x rows) = X (n x cols) A^T + bias, X and Y row-major; bias may be
- * NULL.  The reference kernel is the specification: one row at a time,
- * non-zeros in order, float accumulation. */
-void compress_csr_matmul_ref(const compress_csr *a, const float *bias, const float *x, float *y,
-                             int n);
-/* Floats of scratch compress_csr_matmul needs for batches of n (0 for n == 1). */
-size_t compress_csr_scratch(const compress_csr *a, int n);
-/* The fast kernel: same result as the reference up to float reassociation
- * (|diff| <= 1e-5 * sum |a_ij x_j| per output).  Batch 1 is an unrolled
- * SpMV; batches transpose X in blocks into scratch (64-byte aligned, size
- * from compress_csr_scratch) and run every row over a block at once. */
-void compress_csr_matmul(const compress_csr *a, const float *bias, const float *x, float *y, int n,
-                         float *scratch);
-/* The baseline-x86-64 fast kernel compress_csr_matmul runs on CPUs without
- * AVX-512 (exposed so tests and benchmarks cover it on any machine). */
-void compress_csr_matmul_portable(const compress_csr *a, const float *bias, const float *x,
-                                  float *y, int n, float *scratch);
-
-/* The batch-1 layout for AVX-512 CPUs (panels.c): built from a CSR, it runs
- * y = A x + bias without gathers.  Layers build it when they reserve their
- * scratch; the file keeps plain CSR.  compress_panels_new needs
- * compress_panels_supported() (the caller checks); NULL on allocation
- * failure.  AUTO stores values padded unless that exceeds 1 MB (then
- * compact); tests force each. */
-typedef struct compress_panels compress_panels;
-typedef enum {
-    COMPRESS_PANELS_AUTO = 0,
-    COMPRESS_PANELS_PADDED,
-    COMPRESS_PANELS_COMPACT,
-} compress_panels_layout;
-int compress_panels_supported(void);
-compress_panels *compress_panels_new(const compress_csr *a, compress_panels_layout layout,
-                                     kd_err *e);
-void compress_panels_free(compress_panels *p);
-void compress_panels_spmv(const compress_panels *p, const float *bias, const float *x, float *y);
-/* Part `part` of nparts of the same product (rows cut where the parts get
- * about equal work): the parts of one product may run on different threads
- * at once, and together write all of y. */
-void compress_panels_spmv_part(const compress_panels *p, const float *bias, const float *x,
-                               float *y, int part, int nparts);
+#include "kernels/kernels.h"
 
 /* ---- compressed layer kinds ---------------------------------------------- */
 extern const nn_layer_ops compress_dense_csr_ops;

@@ -1,35 +1,20 @@
-/* compress's private shared declarations; never included from outside compress/. */
+/* compress's private shared declarations (passes and kinds); never included
+ * from outside compress/. */
 #ifndef KD_COMPRESS_INTERNAL_H
 #define KD_COMPRESS_INTERNAL_H
 
 #include "compress.h"
-#include "quant.h"
+#include "kernels/kernels.h"
 
-/* Samples per block of the batched kernels (scratch is cols x CSR_NB). */
-#define CSR_NB 32
-
-/* A CSR of rows x cols with room for nnz entries, rowptr zeroed. */
-compress_csr *compress_csr_alloc(int rows, int cols, uint32_t nnz, kd_err *e);
-compress_csr *compress_csr_copy(const compress_csr *a, kd_err *e);
-void compress_csr_transpose_block(const float *x, int cols, int nb, float *xt);
-
-/* Runtime CPU dispatch: the AVX-512 kernels when the CPU has AVX-512F/BW. */
-int compress_csr_have_avx512(void);
-void compress_csr_matmul_avx512(const compress_csr *a, const float *bias, const float *x, float *y,
-                                int n, float *scratch);
-
-/* The int8 panels of q (panels.c): y = scale * (Q x) + bias through
- * compress_panels_spmv / _part, the values kept int8.  Needs
- * compress_panels_supported(); NULL on allocation failure. */
-compress_panels *compress_panels_new_q8(const quant_csr *q, kd_err *e);
-
+/* Is layer l nn's own layer of kind k (not a compressed kind)? */
+int compress_is_builtin(const nn_layer *l, nn_kind k);
 /* Is layer l a plain fp32 dense layer / conv2d (nn's own ops)? */
 int compress_is_dense(const nn_layer *l);
 int compress_is_conv(const nn_layer *l);
 /* A prunable layer: dense or conv2d with fp32 weights. */
 int compress_is_prunable(const nn_layer *l);
 
-/* ---- quantized dense kinds (layer_q8.c, layer_q4.c, layer_qcsr.c, layer_fq.c) ---- */
+/* ---- quantized dense kinds (kinds/) ---- */
 /* The payload of dense_q8 / dense_dq8: the int8 layer and whether it
  * requantizes to int8 (1) or dequantizes to float (0). */
 typedef struct {
@@ -46,28 +31,22 @@ enum { COMPRESS_FQ_ACT_NONE = 0, COMPRESS_FQ_ACT_STATIC = 1, COMPRESS_FQ_ACT_DYN
 /* dense_fq's buffers: EMA low, high, and 1 once a batch was seen. */
 enum { COMPRESS_FQ_LO = 0, COMPRESS_FQ_HI = 1, COMPRESS_FQ_SEEN = 2, COMPRESS_FQ_NBUF = 3 };
 
-/* Setup of a dense-shaped quantized kind: weights in the payload, the bias
- * in the flat parameters when bias != 0. */
-int compress_qsetup(nn_layer *l, int bias, kd_err *e);
-/* Inference-only backward: bias gradient (when the bias is flat), dx = 0. */
-void compress_qbackward(nn_layer *l, const float *x, const float *y, const float *dy, float *dx,
-                        int n, const nn_ctx *c);
-double compress_qmacs(const nn_layer *l);
-void compress_qrelease(nn_layer *l); /* kd_free(l->priv) */
 /* Sets l's payload (dense_q8 or dense_dq8) to d, taken even on failure. */
 int compress_q8_attach(nn_layer *l, quant_dense *d, int out_s8, kd_err *e);
 /* The same for dense_q4 / dense_csr_q8 / dense_fq payloads. */
 int compress_q4_attach(nn_layer *l, quant_q4 *q, kd_err *e);
 int compress_qcsr_attach(nn_layer *l, quant_csr *q, kd_err *e);
 int compress_fq_attach(nn_layer *l, compress_fq f, kd_err *e);
-/* The fake-quantized weights of a dense_fq layer (m x k) into w. */
-void compress_fq_weights(const nn_layer *l, float *w);
-/* Any dense-shaped layer (dense, dense_csr and the quantized kinds). */
+/* A trained static dense_fq layer's frozen input range: 1 and *lo, *hi, or
+ * 0 (another kind, dynamic, or never trained). */
+int compress_fq_range(const nn_layer *l, float *lo, float *hi);
+/* Any dense-shaped layer (nn's dense, or a kind with ops->dense_like). */
 int compress_is_dense_like(const nn_layer *l);
 /* Copies src's flat parameters, buffers and payload (when dst has the same
  * sizes and kind) into dst. */
 int compress_copy_layer(nn_layer *dst, const nn_layer *src, kd_err *e);
-/* Its weights as it computes with them (dequantized), units x fan_in floats. */
+/* Its weights as it computes with them (ops->dequant, else the flat fp32
+ * weights), units x fan_in floats. */
 void compress_layer_weights(const nn_layer *l, float *w);
 
 #endif

@@ -9,8 +9,12 @@
 
 #include "internal.h"
 
-int compress_is_dense(const nn_layer *l) { return l->ops == &nn_dense_ops; }
-int compress_is_conv(const nn_layer *l) { return l->ops == &nn_conv2d_ops; }
+int compress_is_builtin(const nn_layer *l, nn_kind k)
+{
+    return l->spec.kind == k && nn_layer_is_builtin(l);
+}
+int compress_is_dense(const nn_layer *l) { return compress_is_builtin(l, NN_DENSE); }
+int compress_is_conv(const nn_layer *l) { return compress_is_builtin(l, NN_CONV2D); }
 int compress_is_prunable(const nn_layer *l) { return compress_is_dense(l) || compress_is_conv(l); }
 
 static int matches(const compress_override *o, const nn_layer *l)

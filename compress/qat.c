@@ -1,5 +1,5 @@
 /* Quantization-aware training: a copy of a model whose dense layers are
- * dense_fq (layer_fq.c), trainable with nn's optimisers as they are. */
+ * dense_fq (kinds/dense_fq.c), trainable with nn's optimisers as they are. */
 #include <string.h>
 
 #include "internal.h"
@@ -19,7 +19,7 @@ static compress_fq fq_of(const nn_model *m, const compress_quant_spec *s, int i)
 static int simulated(const nn_model *m, const compress_quant_spec *s, int i)
 {
     int bits = compress_quant_bits(m, s, i);
-    return m->layers[i].ops == &nn_dense_ops && (bits == 8 || bits == 4);
+    return compress_is_dense(&m->layers[i]) && (bits == 8 || bits == 4);
 }
 
 nn_model *compress_qat_prepare(const nn_model *m, const compress_quant_spec *s, kd_err *e)

@@ -15,14 +15,20 @@ typedef enum { Q_KEEP = 0, Q_FP32, Q_S8, Q_D8, Q_4, Q_CSR8 } qkind;
 
 int compress_is_dense_like(const nn_layer *l)
 {
-    return l->spec.kind == NN_DENSE && l->ops != NULL;
+    return l->spec.kind == NN_DENSE && (nn_layer_is_builtin(l) || l->ops->dense_like);
 }
 
-/* Layers quantization converts. */
+/* Bits per stored weight (nn's kinds: 32). */
+static int weight_bits(const nn_layer *l)
+{
+    return l->ops->weight_bits ? l->ops->weight_bits : 32;
+}
+
+/* Layers quantization converts: dense-shaped with fp32 weights (dense,
+ * dense_csr, dense_fq). */
 static int convertible(const nn_layer *l)
 {
-    return l->ops == &nn_dense_ops || l->ops == &compress_dense_csr_ops ||
-           l->ops == &compress_dense_fq_ops;
+    return compress_is_dense_like(l) && weight_bits(l) == 32;
 }
 
 int compress_quant_bits(const nn_model *m, const compress_quant_spec *s, int i)
@@ -66,8 +72,8 @@ static qkind decide(const nn_model *m, const compress_quant_spec *s, int i)
     if (bits == 0)
         return Q_KEEP;
     if (bits == 32)
-        return l->ops == &compress_dense_fq_ops ? Q_FP32 : Q_KEEP;
-    if (l->ops == &compress_dense_csr_ops)
+        return l->ops->trainable ? Q_FP32 : Q_KEEP; /* dense_fq -> plain dense */
+    if (l->ops->sparse)
         return Q_CSR8;
     if (bits == 4)
         return Q_4;
@@ -75,18 +81,6 @@ static qkind decide(const nn_model *m, const compress_quant_spec *s, int i)
 }
 
 /* ---- activation ranges ------------------------------------------------------ */
-
-/* A trained dense_fq layer's frozen range, if it has one. */
-static int fq_range(const nn_layer *l, float *lo, float *hi)
-{
-    const compress_fq *f = l->data;
-    if (l->ops != &compress_dense_fq_ops || !f || f->act != COMPRESS_FQ_ACT_STATIC ||
-        l->buf[COMPRESS_FQ_SEEN] == 0.0f)
-        return 0;
-    *lo = l->buf[COMPRESS_FQ_LO];
-    *hi = l->buf[COMPRESS_FQ_HI];
-    return 1;
-}
 
 static int calib_check(const nn_model *m, const compress_quant_spec *s, const data_set *d,
                        kd_err *e)
@@ -164,7 +158,7 @@ static int ranges(nn_model *m, const compress_quant_spec *s, const data_set *d, 
     if (!need)
         return kd_err_set(e, KD_ENOMEM, "out of memory");
     for (int i = 0; i < m->nlayers; i++)
-        if (k[i] == Q_S8 && !fq_range(&m->layers[i], &lo[i], &hi[i]))
+        if (k[i] == Q_S8 && !compress_fq_range(&m->layers[i], &lo[i], &hi[i]))
             any = need[i] = 1;
     int rc = any ? calibrate(m, s, d, need, lo, hi, e) : KD_OK;
     kd_free(need);
@@ -180,9 +174,9 @@ static int consumer(const nn_model *m, int i, int *relu)
     *relu = 0;
     for (int j = i + 1; j < m->nlayers; j++) {
         const nn_layer *l = &m->layers[j];
-        if (l->ops == &nn_relu_ops)
+        if (compress_is_builtin(l, NN_RELU))
             *relu = 1;
-        else if (l->ops != &nn_dropout_ops && l->ops != &nn_flatten_ops)
+        else if (!compress_is_builtin(l, NN_DROPOUT) && !compress_is_builtin(l, NN_FLATTEN))
             return j;
     }
     return -1;
@@ -197,7 +191,7 @@ static float *dense_weights(const nn_layer *l, kd_err *e)
         kd_err_set(e, KD_ENOMEM, "out of memory for %zu weights", mk);
         return NULL;
     }
-    if (l->ops == &compress_dense_fq_ops) /* raw: quantized below as dense_fq simulated it */
+    if (l->ops->trainable) /* dense_fq's raw weights: quantized below as it simulated */
         memcpy(w, l->w, mk * sizeof *w);
     else
         compress_layer_weights(l, w);

@@ -7,52 +7,18 @@
 
 #include "internal.h"
 
-static void csr_q8_weights(const quant_csr *q, float *w)
-{
-    for (int r = 0; r < q->m; r++) {
-        int col = 0;
-        for (int32_t j = q->row_ptr[r]; j < q->row_ptr[r + 1]; j++) {
-            col += q->delta[j];
-            w[(size_t)r * q->k + col] = q->scale[r] * (float)q->val[j];
-        }
-    }
-}
-
 void compress_layer_weights(const nn_layer *l, float *w)
 {
-    const int m = l->spec.units, k = (int)nn_shape_size(l->in);
-    memset(w, 0, (size_t)m * k * sizeof *w);
-    if (l->ops == &compress_dense_fq_ops) {
-        compress_fq_weights(l, w);
-    } else if (l->nw) {
-        memcpy(w, l->w, l->nw * sizeof *w);
-    } else if (!l->data) {
+    if (l->ops->dequant) {
+        l->ops->dequant(l, w);
         return;
-    } else if (l->ops == &compress_dense_csr_ops) {
-        const compress_csr *a = l->data;
-        for (int r = 0; r < a->rows; r++)
-            for (uint32_t j = a->rowptr[r]; j < a->rowptr[r + 1]; j++)
-                w[(size_t)r * k + compress_csr_col(a, j)] = a->val[j];
-    } else if (l->ops == &compress_dense_q8_ops || l->ops == &compress_dense_dq8_ops) {
-        const quant_dense *d = ((const compress_q8 *)l->data)->d;
-        for (size_t i = 0; i < (size_t)m * k; i++)
-            w[i] = (float)d->w[i] * d->w_scale[i / (size_t)k];
-    } else if (l->ops == &compress_dense_q4_ops) {
-        quant_q4_unpack(l->data, w);
-    } else if (l->ops == &compress_dense_csr_q8_ops) {
-        csr_q8_weights(l->data, w);
     }
+    const size_t mk = (size_t)l->spec.units * nn_shape_size(l->in);
+    memset(w, 0, mk * sizeof *w);
+    memcpy(w, l->w, (l->nw < mk ? l->nw : mk) * sizeof *w);
 }
 
-static int layer_bits(const nn_layer *l)
-{
-    if (l->ops == &compress_dense_q4_ops)
-        return 4;
-    if (l->ops == &compress_dense_q8_ops || l->ops == &compress_dense_dq8_ops ||
-        l->ops == &compress_dense_csr_q8_ops)
-        return 8;
-    return 32;
-}
+static int layer_bits(const nn_layer *l) { return l->ops->weight_bits ? l->ops->weight_bits : 32; }
 
 int compress_model_weight_bits(const nn_model *m)
 {

@@ -20,8 +20,9 @@ static int consumer_of(const nn_model *m, int i)
         const nn_layer *l = &m->layers[j];
         if (compress_is_prunable(l))
             return j;
-        if (l->ops != &nn_relu_ops && l->ops != &nn_dropout_ops && l->ops != &nn_maxpool2d_ops &&
-            l->ops != &nn_batchnorm_ops && l->ops != &nn_flatten_ops)
+        if (!compress_is_builtin(l, NN_RELU) && !compress_is_builtin(l, NN_DROPOUT) &&
+            !compress_is_builtin(l, NN_MAXPOOL2D) && !compress_is_builtin(l, NN_BATCHNORM) &&
+            !compress_is_builtin(l, NN_FLATTEN))
             return -1;
     }
     return -1;
@@ -199,9 +200,9 @@ static int copy_layer(const nn_layer *o, nn_layer *d, chmap *cm, const int *keep
         (compress_is_conv(o) ? copy_conv : copy_dense)(o, d, cm, tmp);
         memcpy(cm->map, tmp->map, (size_t)tmp->n * sizeof *cm->map);
         cm->n = tmp->n;
-    } else if (o->ops == &nn_batchnorm_ops) {
+    } else if (compress_is_builtin(o, NN_BATCHNORM)) {
         copy_bn(o, d, cm);
-    } else if (o->ops == &nn_flatten_ops) {
+    } else if (compress_is_builtin(o, NN_FLATTEN)) {
         int hw = o->in.h * o->in.w, n = 0;
         for (int c = 0; c < cm->n; c++)
             for (int p = 0; p < hw; p++)

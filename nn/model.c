@@ -21,6 +21,11 @@ const nn_layer_ops *nn_layer_ops_of(nn_kind k)
     return (unsigned)k < NN_KIND_COUNT ? kind_ops[k] : NULL;
 }
 
+int nn_layer_is_builtin(const nn_layer *l)
+{
+    return l->ops != NULL && l->ops == nn_layer_ops_of(l->spec.kind);
+}
+
 const char *nn_kind_name(nn_kind k)
 {
     return (unsigned)k < NN_KIND_COUNT ? kind_ops[k]->name : "?";

@@ -125,6 +125,16 @@ struct nn_layer_ops {
      * built by nn_model_new has l->data == NULL, which forward must treat as
      * "all weights zero"; the owner of the kind fills it afterwards. */
     const char *format; /* storage format for reports ("csr-fp32"); NULL = "fp32" */
+    /* Facts callers ask instead of comparing ops pointers (type_traits):
+     * bits per stored weight (32, 8 or 4; 0 = 32, nn's kinds); 1 when only
+     * the non-zeros are stored; 1 when the weights live in the flat
+     * parameters and nn's optimisers train them (l->w holds the raw fp32
+     * weights, which dequant may transform); 1 when it computes a dense
+     * layer's function (spec.kind NN_DENSE) from its own storage. */
+    int weight_bits, sparse, trainable, dense_like;
+    /* its weights as forward computes with them (dequantized, fake-quantized),
+     * all units x fan_in floats into w, zeros for an empty layer (l->data NULL) */
+    void (*dequant)(const nn_layer *l, float *w);
     /* appends the payload to b (allocation failure: b->failed) */
     void (*save)(const nn_layer *l, kd_buf *b);
     /* parses a payload written by save from r, which holds exactly that
@@ -154,6 +164,8 @@ struct nn_layer {
 
 /* The built-in ops of a kind (never NULL for k < NN_KIND_COUNT). */
 const nn_layer_ops *nn_layer_ops_of(nn_kind k);
+/* 1 when l runs nn's own ops of its spec.kind (not a compressed kind). */
+int nn_layer_is_builtin(const nn_layer *l);
 /* Kind tables, one per file in nn/ (layer_dense.c, layer_conv2d.c, ...). */
 extern const nn_layer_ops nn_dense_ops, nn_conv2d_ops, nn_maxpool2d_ops, nn_relu_ops,
     nn_dropout_ops, nn_flatten_ops, nn_batchnorm_ops;

@@ -1,5 +1,7 @@
-/* teacher — builds a network from its config and gives its training options.
- * Depends on util, nn, config, train. */
+/* teacher — the teacher stage's own parts: build a network from its config,
+ * its training options, the cache of trained teachers across runs, and
+ * loading a saved teacher.  The run (pipeline) trains it in the run
+ * directory with these and measures it.  Depends on util, nn, config, train. */
 #ifndef KD_TEACHER_H
 #define KD_TEACHER_H
 
@@ -10,5 +12,20 @@
 nn_model *teacher_build(const cfg_model *spec, nn_shape in, uint64_t seed, kd_err *e);
 /* The training options of spec (epochs, batch, optimiser, schedule, seed). */
 train_opts teacher_train_opts(const cfg_model *spec, uint64_t seed);
+
+/* The cache file of spec's teacher trained on threads threads:
+ * CACHE_DIR/teacher-<key>.ckpt, key = FNV-1a of the resolved data and
+ * teacher sections, the seed and the thread count (nothing else). */
+int teacher_cache_path(const exp_spec *spec, int threads, char *buf, size_t n, kd_err *e);
+/* Copies the cached checkpoint to ckpt (the run then resumes from it) unless
+ * resume finds ckpt already there; 1 on a cache hit, 0 otherwise (a missing
+ * or unreadable cache entry is logged, never an error). */
+int teacher_cache_fetch(const char *cached, const char *ckpt, int resume, kd_log *log);
+/* Copies a newly trained checkpoint into the cache (a failure is logged). */
+void teacher_cache_store(const char *cache_dir, const char *cached, const char *ckpt, kd_log *log);
+/* Loads spec->teacher.model_path and checks it takes inputs of in's size,
+ * gives nclasses classes and has every layer the students' hints name
+ * (KD_ECONFIG at the config position otherwise); NULL with e on failure. */
+nn_model *teacher_load(const exp_spec *spec, nn_shape in, int nclasses, kd_log *log, kd_err *e);
 
 #endif

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../compress/kernels/cpu.h"
+#include "../../compress/kernels/kernels.h"
 #include "../kdtest.h"
 
 START_TEST(names_round_trip)
@@ -45,6 +45,28 @@ START_TEST(loop_forces_each_level)
 }
 END_TEST
 
+/* Every dispatch reads the probe: under a cap no kernel above it is chosen
+ * (the int8 GEMM's best kernel, the fp32 CSR panels). */
+START_TEST(cap_takes_paths_away)
+{
+    kd_isa before = kernels_isa_force(KD_ISA_AVX2);
+    ck_assert(!qgemm_isa_supported(QGEMM_VNNI512));
+    ck_assert(qgemm_isa_best() != QGEMM_VNNI512);
+    ck_assert(!compress_panels_supported());
+    if (kernels_isa() == KD_ISA_AVX2) /* the host has it and KD_ISA allows it */
+        ck_assert(qgemm_isa_supported(QGEMM_AVX2));
+    kernels_isa_force(KD_ISA_SCALAR);
+    ck_assert_int_eq(qgemm_isa_best(), QGEMM_SCALAR);
+    for (int i = 1; i < QGEMM_NISA; i++)
+        ck_assert(!qgemm_isa_supported((qgemm_isa)i));
+    ck_assert(!compress_panels_supported());
+    kernels_isa_force(KD_ISA_N);
+    if (kernels_isa() >= KD_ISA_AVX512)
+        ck_assert(compress_panels_supported());
+    kernels_isa_force(before);
+}
+END_TEST
+
 Suite *suite_compress_cpu(void)
 {
     Suite *s = suite_create("compress_cpu");
@@ -52,6 +74,7 @@ Suite *suite_compress_cpu(void)
     tcase_add_test(tc, names_round_trip);
     tcase_add_test(tc, force_caps_and_restores);
     KDT_ISA_LOOP(tc, loop_forces_each_level);
+    tcase_add_test(tc, cap_takes_paths_away);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -82,6 +82,7 @@ static const int batches[] = {1, 7, 33, 64};
 
 START_TEST(test_kernels_match_reference)
 {
+    KDT_ISA_BEGIN(_i);
     kernel ks[2] = {compress_csr_matmul, compress_csr_matmul_portable};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int b = 0; b < 4; b++)
@@ -119,7 +120,7 @@ static void panels_compact(const compress_csr *a, const float *bias, const float
 START_TEST(test_panels_match_reference)
 {
     if (!compress_panels_supported())
-        return; /* no AVX-512 here: the layer uses the CSR kernels */
+        KDT_SKIP("no AVX-512 in use (host or KD_ISA): the layers use the CSR kernels");
     kernel ks[2] = {panels_padded, panels_compact};
     for (int k = 0; k < 2; k++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
@@ -133,7 +134,7 @@ END_TEST
 START_TEST(test_panels_parts_equal_whole)
 {
     if (!compress_panels_supported())
-        return;
+        KDT_SKIP("no AVX-512 in use (host or KD_ISA): the layers use the CSR kernels");
     for (int lay = COMPRESS_PANELS_PADDED; lay <= COMPRESS_PANELS_COMPACT; lay++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             int rows = shapes[s].rows, cols = shapes[s].cols;
@@ -193,6 +194,7 @@ static nn_model *mlp(int in, int h, int out, uint64_t seed)
 
 START_TEST(test_layer_matches_dense)
 {
+    KDT_ISA_BEGIN(_i);
     kd_err e = {0};
     nn_model *m = mlp(29, 45, 6, 3);
     compress_prune_spec ps = {.sparsity = 0.7f};
@@ -273,7 +275,7 @@ START_TEST(test_measured_conversion)
     nn_model *s = compress_to_sparse(m, &o, ch, &e);
     ck_assert_ptr_nonnull(s);
     for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(ch[i].converted, s->layers[i].ops == &compress_dense_csr_ops);
+        ck_assert_int_eq(ch[i].converted, compress_layer_csr(&s->layers[i]) != NULL);
     ck_assert(ch[0].dense_us[0] > 0 && ch[0].sparse_us[1] > 0);
     nn_model_free(s);
     compress_sparse_opts never = {.policy = COMPRESS_SPARSE_NEVER};
@@ -289,11 +291,11 @@ Suite *suite_compress_csr(void)
 {
     Suite *s = suite_create("compress_csr");
     TCase *t = tcase_create("csr");
-    tcase_add_test(t, test_kernels_match_reference);
+    KDT_ISA_LOOP(t, test_kernels_match_reference);
     tcase_add_test(t, test_panels_match_reference);
     tcase_add_test(t, test_panels_parts_equal_whole);
     tcase_add_test(t, test_csr_structure);
-    tcase_add_test(t, test_layer_matches_dense);
+    KDT_ISA_LOOP(t, test_layer_matches_dense);
     tcase_add_test(t, test_measured_conversion);
     suite_add_tcase(s, t);
     return s;

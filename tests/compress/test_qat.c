@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../compress/quant.h"
+#include "../../compress/kernels/kernels.h"
 #include "../../train/train.h"
 #include "qtest.h"
 
@@ -98,6 +98,50 @@ START_TEST(test_qat_int4_converts)
     nn_model_free(q);
     nn_model_free(fq);
     data_set_free(&d);
+}
+END_TEST
+
+/* QAT simulates PTQ's int4 bit for bit: a dense_fq layer's fake-quantized
+ * weights are dequant(quant_q4_pack(its raw weights)), on random weights of
+ * every magnitude (groups under fp16's smallest normal scale included) and
+ * rows of k = 45, not a multiple of the 32-weight group. */
+START_TEST(test_qat_int4_equals_ptq)
+{
+    enum { K = 45 };
+    nn_model *m = qt_mlp(K, 40, 10, OUT, 41);
+    nn_rng r = nn_rng_stream(42, NN_STREAM_TEST);
+    for (size_t j = 0; j < m->layers[0].nw; j++) /* magnitudes from 1e-9 to 1e3 */
+        m->layers[0].w[j] = nn_rng_normal(&r) * powf(10.0f, -9.0f + 12.0f * nn_rng_uniform(&r));
+    compress_quant_spec s = {.mode = COMPRESS_Q_INT4};
+    kd_err e = {0};
+    nn_model *fq = compress_qat_prepare(m, &s, &e);
+    ck_assert_msg(fq != NULL, "%s", e.msg);
+    nn_model *q = compress_quantize(fq, &s, NULL, &e);
+    ck_assert_msg(q != NULL, "%s", e.msg);
+    for (int di = 0; di < 3; di++) {
+        const nn_layer *l = &fq->layers[dense_at[di]], *lq = &q->layers[dense_at[di]];
+        int u = l->spec.units, k = (int)nn_shape_size(l->in);
+        ck_assert_ptr_nonnull(l->ops->dequant);
+        ck_assert_ptr_nonnull(lq->ops->dequant);
+        float *wf = malloc(sizeof(float) * u * k), *wp = malloc(sizeof(float) * u * k);
+        float *wq = malloc(sizeof(float) * u * k);
+        l->ops->dequant(l, wf);
+        quant_q4 *p4 = quant_q4_pack(l->w, u, k, &e);
+        ck_assert_ptr_nonnull(p4);
+        quant_q4_unpack(p4, wp);
+        lq->ops->dequant(lq, wq);
+        for (int j = 0; j < u * k; j++) {
+            ck_assert_msg(memcmp(&wf[j], &wp[j], sizeof wf[j]) == 0,
+                          "layer %d weight %d: qat %a ptq %a", dense_at[di], j, (double)wf[j],
+                          (double)wp[j]);
+            ck_assert(memcmp(&wq[j], &wp[j], sizeof wq[j]) == 0);
+        }
+        quant_q4_free(p4);
+        free(wf), free(wp), free(wq);
+    }
+    nn_model_free(q);
+    nn_model_free(fq);
+    nn_model_free(m);
 }
 END_TEST
 
@@ -208,6 +252,7 @@ Suite *suite_compress_qat(void)
     TCase *t = tcase_create("core");
     tcase_add_test(t, test_qat_static8_converts);
     tcase_add_test(t, test_qat_int4_converts);
+    tcase_add_test(t, test_qat_int4_equals_ptq);
     tcase_add_test(t, test_qat_dynamic_and_overrides);
     tcase_add_test(t, test_ste_backward);
     suite_add_tcase(s, t);

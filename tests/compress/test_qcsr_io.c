@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <zlib.h>
 
-#include "../../compress/quant.h"
+#include "../../compress/kernels/kernels.h"
 #include "qtest.h"
 
 /* rows x cols with about density non-zeros: every fifth row empty, row 1 with

@@ -150,19 +150,36 @@ static void check_mode(compress_qmode mode, int per_channel)
     data_set_free(&d);
 }
 
-START_TEST(test_static8_vs_reference) { check_mode(COMPRESS_Q_STATIC8, 1); }
+START_TEST(test_static8_vs_reference)
+{
+    KDT_ISA_BEGIN(_i);
+    check_mode(COMPRESS_Q_STATIC8, 1);
+}
 END_TEST
-START_TEST(test_static8_per_tensor) { check_mode(COMPRESS_Q_STATIC8, 0); }
+START_TEST(test_static8_per_tensor)
+{
+    KDT_ISA_BEGIN(_i);
+    check_mode(COMPRESS_Q_STATIC8, 0);
+}
 END_TEST
-START_TEST(test_dynamic8_vs_reference) { check_mode(COMPRESS_Q_DYNAMIC8, 1); }
+START_TEST(test_dynamic8_vs_reference)
+{
+    KDT_ISA_BEGIN(_i);
+    check_mode(COMPRESS_Q_DYNAMIC8, 1);
+}
 END_TEST
-START_TEST(test_int4_vs_reference) { check_mode(COMPRESS_Q_INT4, 1); }
+START_TEST(test_int4_vs_reference)
+{
+    KDT_ISA_BEGIN(_i);
+    check_mode(COMPRESS_Q_INT4, 1);
+}
 END_TEST
 
 /* A pruned model stored as CSR becomes csr-int8 and computes with the
  * int8 CSR reference's weights, on one thread or split across a team. */
 START_TEST(test_csr_int8_vs_reference)
 {
+    KDT_ISA_BEGIN(_i);
     nn_model *m = qt_mlp(IN, H1, H2, OUT, 7);
     kd_err e = {0};
     compress_prune_spec ps = {.sparsity = 0.7f};
@@ -216,6 +233,7 @@ END_TEST
  * thread or a team of 2. */
 START_TEST(test_csr_int8_payload_replaced)
 {
+    KDT_ISA_BEGIN(_i);
     nn_model *m = qt_mlp(IN, H1, H2, OUT, 9);
     kd_err e = {0};
     compress_prune_spec ps = {.sparsity = 0.7f};
@@ -280,6 +298,7 @@ static double agreement(nn_model *a, nn_model *b, const data_set *d)
 /* A whole small MLP: the quantized argmax agrees with fp32 on most inputs. */
 START_TEST(test_mlp_argmax_agreement)
 {
+    KDT_ISA_BEGIN(_i);
     nn_model *m = qt_mlp(64, 96, 48, 10, 9);
     data_set calib = qt_data(256, 64, 10, 10), test = qt_data(300, 64, 10, 11);
     const compress_qmode modes[3] = {COMPRESS_Q_STATIC8, COMPRESS_Q_DYNAMIC8, COMPRESS_Q_INT4};
@@ -378,6 +397,31 @@ START_TEST(test_conv_stays_fp32)
 }
 END_TEST
 
+/* Every kind states its facts, so no caller needs its ops pointer; nn's own
+ * kinds are told apart by nn_layer_is_builtin. */
+START_TEST(test_kind_facts)
+{
+    int n = 0;
+    const nn_layer_ops *const *k = compress_kinds(&n);
+    ck_assert_int_ge(n, 6);
+    for (int i = 0; i < n; i++) {
+        ck_assert_msg(k[i]->format && k[i]->dequant && k[i]->dense_like, "%s", k[i]->name);
+        int b = k[i]->weight_bits;
+        ck_assert_msg(b == 32 || b == 8 || b == 4, "%s: %d bits", k[i]->name, b);
+        ck_assert_msg(!k[i]->sparse || !k[i]->trainable, "%s", k[i]->name);
+    }
+    ck_assert_int_eq(compress_dense_q4_ops.weight_bits, 4);
+    ck_assert(compress_dense_csr_ops.sparse && compress_dense_csr_q8_ops.sparse);
+    ck_assert(compress_dense_fq_ops.trainable);
+    nn_model *m = qt_mlp(8, 6, 5, 3, 9);
+    ck_assert(nn_layer_is_builtin(&m->layers[0]) && nn_layer_is_builtin(&m->layers[1]));
+    nn_layer fake = m->layers[0];
+    fake.ops = &compress_dense_csr_ops;
+    ck_assert(!nn_layer_is_builtin(&fake));
+    nn_model_free(m);
+}
+END_TEST
+
 START_TEST(test_weight_bits)
 {
     nn_model *m = qt_mlp(IN, 60, H2, OUT, 14);
@@ -454,15 +498,16 @@ Suite *suite_compress_qlayers(void)
 {
     Suite *s = suite_create("compress_qlayers");
     TCase *t = tcase_create("core");
-    tcase_add_test(t, test_static8_vs_reference);
-    tcase_add_test(t, test_static8_per_tensor);
-    tcase_add_test(t, test_dynamic8_vs_reference);
-    tcase_add_test(t, test_int4_vs_reference);
-    tcase_add_test(t, test_csr_int8_vs_reference);
-    tcase_add_test(t, test_csr_int8_payload_replaced);
-    tcase_add_test(t, test_mlp_argmax_agreement);
+    KDT_ISA_LOOP(t, test_static8_vs_reference);
+    KDT_ISA_LOOP(t, test_static8_per_tensor);
+    KDT_ISA_LOOP(t, test_dynamic8_vs_reference);
+    KDT_ISA_LOOP(t, test_int4_vs_reference);
+    KDT_ISA_LOOP(t, test_csr_int8_vs_reference);
+    KDT_ISA_LOOP(t, test_csr_int8_payload_replaced);
+    KDT_ISA_LOOP(t, test_mlp_argmax_agreement);
     tcase_add_test(t, test_overrides);
     tcase_add_test(t, test_conv_stays_fp32);
+    tcase_add_test(t, test_kind_facts);
     tcase_add_test(t, test_weight_bits);
     tcase_add_test(t, test_weights_hist);
     suite_add_tcase(s, t);

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../compress/quant.h"
+#include "../../compress/kernels/kernels.h"
 #include "../kdtest.h"
 
 START_TEST(test_multiplier_values)
@@ -190,6 +190,7 @@ END_TEST
 /* The fast quantizer is bit-identical to the reference, ties and specials too. */
 START_TEST(test_quantize_fast_equals_ref)
 {
+    KDT_ISA_BEGIN(_i);
     nn_rng r = nn_rng_stream(9, NN_STREAM_TEST);
     enum { N = 4133 };
     static float x[N];
@@ -346,7 +347,7 @@ Suite *suite_compress_quant(void)
     tcase_add_test(tc, test_params_asym);
     tcase_add_test(tc, test_weights_and_bias);
     tcase_add_test(tc, test_quantize_round_trip);
-    tcase_add_test(tc, test_quantize_fast_equals_ref);
+    KDT_ISA_LOOP(tc, test_quantize_fast_equals_ref);
     tcase_add_test(tc, test_minmax_observer);
     tcase_add_test(tc, test_hist_percentile);
     tcase_add_test(tc, test_hist_errors_and_edges);

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../compress/quant.h"
+#include "../../compress/kernels/kernels.h"
 #include "../kdtest.h"
 
 /* Float outputs do the same float operations in the same order, so they agree
@@ -120,7 +120,7 @@ END_TEST
 START_TEST(test_avx2_vs_ref)
 {
     if (!qgemm_isa_supported(QGEMM_AVX2))
-        return; /* skipped: this CPU has no AVX2 */
+        KDT_SKIP("no AVX2 in use (host or KD_ISA)");
     check_isa(QGEMM_AVX2);
 }
 END_TEST
@@ -128,7 +128,7 @@ END_TEST
 START_TEST(test_avxvnni_vs_ref)
 {
     if (!qgemm_isa_supported(QGEMM_AVXVNNI))
-        return; /* skipped: this CPU has no AVX-VNNI */
+        KDT_SKIP("no AVX-VNNI in use (host or KD_ISA)");
     check_isa(QGEMM_AVXVNNI);
 }
 END_TEST
@@ -136,7 +136,7 @@ END_TEST
 START_TEST(test_vnni_vs_ref)
 {
     if (!qgemm_isa_supported(QGEMM_VNNI512))
-        return; /* skipped: this CPU has no AVX-512 VNNI */
+        KDT_SKIP("no AVX-512 VNNI in use (host or KD_ISA)");
     check_isa(QGEMM_VNNI512);
     kd_alloc_fail_after(3); /* pack succeeds, the kernel gets no scratch: the in-register
                              * offset path must give the same results */
@@ -251,7 +251,7 @@ START_TEST(test_dispatch)
     ck_assert(!qgemm_isa_supported(QGEMM_NISA));
     for (int i = best + 1; i < QGEMM_NISA; i++)
         ck_assert(!qgemm_isa_supported((qgemm_isa)i));
-    if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw"))
+    if (kernels_has_vnni512())
         ck_assert_int_eq(best, QGEMM_VNNI512);
     ck_assert_str_eq(qgemm_isa_name(QGEMM_AVX2), "avx2");
 }
@@ -299,6 +299,7 @@ static void check_dense_vs_fakequant(const quant_dense *d, const int8_t *x, int 
  * each layer's int8 output within one step of fake-quant float inference. */
 START_TEST(test_dense_equals_fakequant)
 {
+    KDT_ISA_BEGIN(_i);
     nn_rng r = nn_rng_stream(7, NN_STREAM_TEST);
     const int sizes[] = {45, 67, 33, 10}, n = 17;
     quant_params in = quant_params_asym(-1.0f, 2.5f, QUANT_S8);
@@ -356,6 +357,7 @@ END_TEST
  * and dequantized weights, up to float rounding. */
 START_TEST(test_dynamic_int8)
 {
+    KDT_ISA_BEGIN(_i);
     nn_rng r = nn_rng_stream(9, NN_STREAM_TEST);
     enum { M = 21, K = 70, N = 17 };
     float *w = rand_f(&r, M * K, 0.2f), *b = rand_f(&r, M, 0.3f), *x = rand_f(&r, N * K, 1.5f);
@@ -396,6 +398,7 @@ END_TEST
  * outside the format is refused. */
 START_TEST(test_dense_from_q)
 {
+    KDT_ISA_BEGIN(_i);
     nn_rng r = nn_rng_stream(10, NN_STREAM_TEST);
     enum { M = 19, K = 50, N = 9 };
     float *w = rand_f(&r, M * K, 0.3f), *b = rand_f(&r, M, 0.2f);
@@ -465,10 +468,10 @@ Suite *suite_compress_qgemm(void)
     tcase_add_test(tc, test_kernels_ties);
     tcase_add_test(tc, test_pack_layout_and_errors);
     tcase_add_test(tc, test_dispatch);
-    tcase_add_test(tc, test_dense_equals_fakequant);
+    KDT_ISA_LOOP(tc, test_dense_equals_fakequant);
     tcase_add_test(tc, test_dense_f32_output);
-    tcase_add_test(tc, test_dynamic_int8);
-    tcase_add_test(tc, test_dense_from_q);
+    KDT_ISA_LOOP(tc, test_dynamic_int8);
+    KDT_ISA_LOOP(tc, test_dense_from_q);
     tcase_add_test(tc, test_dense_errors);
     suite_add_tcase(s, tc);
     return s;

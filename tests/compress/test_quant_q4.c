@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../compress/quant.h"
+#include "../../compress/kernels/kernels.h"
 #include "../kdtest.h"
 
 #define Q4_TOL 1e-5
@@ -129,8 +129,8 @@ END_TEST
 
 START_TEST(test_q4_gemm_kernels)
 {
+    KDT_ISA_BEGIN(_i);
     nn_rng r = nn_rng_stream(6, NN_STREAM_TEST);
-    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
         shape s = shapes[t];
         float *w = rand_f(&r, (size_t)s.m * s.k, 0.3f), *x = rand_f(&r, (size_t)s.n * s.k, 1.0f);
@@ -142,7 +142,7 @@ START_TEST(test_q4_gemm_kernels)
         gemm_d(deq, x, b, s, want);
         quant_q4_gemm_ref(q, x, s.n, b, ref);
         check_close("q4 ref vs float", want, ref, deq, x, s, Q4_TOL);
-        if (avx2) { /* skipped when the CPU has no AVX2 + FMA */
+        if (kernels_isa() >= KD_ISA_AVX2) { /* the avx2 level of the loop */
             quant_q4_gemm_avx2(q, x, s.n, b, got);
             check_close("q4 avx2 vs ref", ref, got, deq, x, s, Q4_TOL);
         }
@@ -231,6 +231,7 @@ END_TEST
 
 START_TEST(test_csr_gemm_kernels)
 {
+    KDT_ISA_BEGIN(_i);
     nn_rng r = nn_rng_stream(7, NN_STREAM_TEST);
     for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
         shape s = shapes[t];
@@ -264,10 +265,10 @@ Suite *suite_compress_q4_csr(void)
     tcase_add_test(tc, test_f16_conversions);
     tcase_add_test(tc, test_q4_round_trip);
     tcase_add_test(tc, test_q4_error_bound);
-    tcase_add_test(tc, test_q4_gemm_kernels);
+    KDT_ISA_LOOP(tc, test_q4_gemm_kernels);
     tcase_add_test(tc, test_csr_format);
     tcase_add_test(tc, test_csr_long_gaps);
-    tcase_add_test(tc, test_csr_gemm_kernels);
+    KDT_ISA_LOOP(tc, test_csr_gemm_kernels);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../compress/quant.h"
+#include "../../compress/kernels/kernels.h"
 #include "../kdtest.h"
 
 typedef struct {
@@ -87,6 +87,7 @@ END_TEST
 
 START_TEST(test_team_dense)
 {
+    KDT_ISA_BEGIN(_i);
     nn_rng r = nn_rng_stream(50, NN_STREAM_TEST);
     enum { M = 50, K = 60, N = 5 };
     float w[M * K];
@@ -113,7 +114,7 @@ Suite *suite_compress_qgemm_team(void)
     TCase *tc = tcase_create("team");
     tcase_add_test(tc, test_team_vs_ref);
     tcase_add_test(tc, test_team_wakes_sleepers);
-    tcase_add_test(tc, test_team_dense);
+    KDT_ISA_LOOP(tc, test_team_dense);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,6 +1,6 @@
 /* Calibration observers: running min/max, and a bounded-memory histogram whose
  * range doubles on demand, for percentile clipping of activation ranges. */
-#include "quant.h"
+#include "kernels.h"
 
 #include <math.h>
 #include <string.h>

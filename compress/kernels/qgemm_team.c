@@ -4,7 +4,7 @@
  * panels, each core streams the same rows on every call, so each core's L2
  * keeps its own share (2.4 MB of int8 weights do not fit one 2 MB L2, half of
  * them do).  At batch 256 it simply doubles the arithmetic. */
-#include "qgemm_internal.h"
+#include "internal.h"
 
 typedef struct {
     qgemm_isa isa;

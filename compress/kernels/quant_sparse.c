@@ -2,7 +2,7 @@
  * delta-coded columns and a symmetric scale per row; fp32 activations and
  * outputs.  The fast kernel is plain C: it walks a row's entries once for 4
  * samples (GEMM) or keeps 4 independent partial sums (GEMV). */
-#include "quant.h"
+#include "kernels.h"
 
 #include <math.h>
 
@@ -207,8 +207,7 @@ static int csr_gemm_t(const quant_csr *c, const float *x, int n, const float *b,
     for (int i = 0; i < n; i++)
         for (int cc = 0; cc < c->k; cc++)
             xt[(size_t)cc * n + i] = x[(size_t)i * c->k + cc];
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2"))
+    if (kernels_isa() >= KD_ISA_AVX2)
         csr_rows_t_avx2(c, xt, n, b, acc, y);
     else
         csr_rows_t_base(c, xt, n, b, acc, y);

@@ -1,7 +1,7 @@
 /* dense_csr_q8 (format "csr-int8"): a pruned dense layer whose non-zeros are
  * int8 with a symmetric scale per row and one-byte delta-coded columns
  * (quant_csr); fp32 activations, the float bias in the model's flat
- * parameters.  Inference-only (see layer_q8.c).  Files hold the entries
+ * parameters.  Inference-only (see dense_q8.c).  Files hold the entries
  * deflate-coded (zlib), inflated at load.  At batch 1 on AVX-512 CPUs the
  * layer runs int8 panels (panels.c) built at reserve; batches and other
  * CPUs run quant_csr_gemm. */
@@ -388,6 +388,20 @@ static void qcsr_count(const nn_layer *l, size_t *weights, size_t *nonzero)
         *nonzero += q->val[j] != 0;
 }
 
+static void qcsr_dequant(const nn_layer *l, float *w)
+{
+    const size_t mk = (size_t)l->spec.units * nn_shape_size(l->in);
+    memset(w, 0, mk * sizeof *w);
+    const quant_csr *q = l->data;
+    for (int r = 0; q && r < q->m; r++) {
+        int col = 0;
+        for (int32_t j = q->row_ptr[r]; j < q->row_ptr[r + 1]; j++) {
+            col += q->delta[j];
+            w[(size_t)r * q->k + col] = q->scale[r] * (float)q->val[j];
+        }
+    }
+}
+
 const nn_layer_ops compress_dense_csr_q8_ops = {
     .name = "dense_csr_q8",
     .setup = qcsr_setup,
@@ -398,6 +412,10 @@ const nn_layer_ops compress_dense_csr_q8_ops = {
     .backward = compress_qbackward,
     .macs = qcsr_macs,
     .format = "csr-int8",
+    .weight_bits = 8,
+    .sparse = 1,
+    .dense_like = 1,
+    .dequant = qcsr_dequant,
     .save = qcsr_save,
     .load = qcsr_load,
     .copy = qcsr_copy,

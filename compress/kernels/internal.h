@@ -1,9 +1,18 @@
-/* Shared by the qgemm kernels only: the scalar output stage, the one definition
- * every SIMD epilogue must reproduce bit for bit. */
-#ifndef KD_COMPRESS_QGEMM_INTERNAL_H
-#define KD_COMPRESS_QGEMM_INTERNAL_H
+/* kernels' private shared declarations; never included from outside compress/kernels/. */
+#ifndef KD_COMPRESS_KERNELS_INTERNAL_H
+#define KD_COMPRESS_KERNELS_INTERNAL_H
 
-#include "quant.h"
+#include "kernels.h"
+
+void compress_csr_transpose_block(const float *x, int cols, int nb, float *xt);
+
+/* The AVX-512 kernels, chosen when kernels_isa() >= KD_ISA_AVX512. */
+int compress_csr_have_avx512(void);
+void compress_csr_matmul_avx512(const compress_csr *a, const float *bias, const float *x, float *y,
+                                int n, float *scratch);
+
+/* ---- qgemm: the scalar output stage, the one definition every SIMD epilogue
+ * must reproduce bit for bit ---- */
 
 /* The kernels on panels [pb, pe) only (rows 16 pb .. 16 pe - 1 that exist):
  * how a team splits one product across threads. */

@@ -14,7 +14,7 @@
 
 int compress_csr_have_avx512(void)
 {
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    return kernels_isa() >= KD_ISA_AVX512;
 }
 
 TGT static inline __m512i idx16_uint8_t(const uint8_t *p)

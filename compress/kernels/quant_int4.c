@@ -2,7 +2,7 @@
  * weights per byte.  The GEMM dequantizes inside the kernel (fp32 activations
  * and outputs); the AVX2 path unpacks a block once and reuses it for up to 4
  * samples; large batches dequantize 256-row panels for sgemm. */
-#include "quant.h"
+#include "kernels.h"
 
 #include <cblas.h>
 #include <immintrin.h>
@@ -58,8 +58,7 @@ static inline __attribute__((always_inline)) float f16_scale(uint16_t h)
 
 /* ---- packing ----------------------------------------------------------------------------- */
 
-/* One group of len <= 32 weights into a block. */
-static void q4_block(const float *src, int len, quant_block_q4 *out)
+void quant_q4_block(const float *src, int len, quant_block_q4 *out)
 {
     float amax = 0.0f;
     for (int j = 0; j < len; j++)
@@ -98,7 +97,7 @@ quant_q4 *quant_q4_pack(const float *w, int m, int k, kd_err *e)
     for (int r = 0; r < m; r++)
         for (int b = 0; b < nb; b++) {
             int len = k - b * G < G ? k - b * G : G;
-            q4_block(w + (size_t)r * k + (size_t)b * G, len, &bl[(size_t)r * nb + b]);
+            quant_q4_block(w + (size_t)r * k + (size_t)b * G, len, &bl[(size_t)r * nb + b]);
         }
     return q;
 }
@@ -116,6 +115,13 @@ static inline int q4_at(const quant_block_q4 *b, int j)
 {
     int byte = b->q[j % (G / 2)];
     return (j < G / 2 ? byte & 15 : byte >> 4) - 8;
+}
+
+void quant_q4_block_dequant(const quant_block_q4 *b, int len, float *out)
+{
+    float d = f16_scale(b->d);
+    for (int j = 0; j < len; j++)
+        out[j] = d * (float)q4_at(b, j);
 }
 
 void quant_q4_unpack(const quant_q4 *q, float *w)
@@ -302,8 +308,7 @@ static AVX2 int q4_gemm_panels(const quant_q4 *q, const float *x, int n, const f
 
 void quant_q4_gemm(const quant_q4 *q, const float *x, int n, const float *b, float *y)
 {
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+    if (kernels_isa() < KD_ISA_AVX2)
         quant_q4_gemm_ref(q, x, n, b, y);
     else if (n < Q4_PANEL_MIN_N || q4_gemm_panels(q, x, n, b, y, 0, q->m))
         quant_q4_gemm_avx2(q, x, n, b, y);
@@ -312,8 +317,7 @@ void quant_q4_gemm(const quant_q4 *q, const float *x, int n, const float *b, flo
 void quant_q4_gemm_rows(const quant_q4 *q, const float *x, int n, const float *b, float *y,
                         int r0, int r1)
 {
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+    if (kernels_isa() < KD_ISA_AVX2)
         q4_ref_rows(q, x, n, b, y, r0, r1);
     else if (n < Q4_PANEL_MIN_N || q4_gemm_panels(q, x, n, b, y, r0, r1))
         q4_rows_avx2(q, x, n, b, y, r0, r1);

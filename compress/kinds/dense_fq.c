@@ -65,20 +65,13 @@ static int fq_reserve(nn_layer *l, int max_batch, kd_err *e)
     return KD_OK;
 }
 
-/* One group of len weights as quant_q4_pack stores and dequantizes it. */
+/* One group of len weights as quant_q4_pack stores and dequantizes it: the
+ * same quantizer, so QAT simulates PTQ's int4 bit for bit. */
 static void fq_group4(const float *w, int len, float *out)
 {
-    float amax = 0.0f;
-    for (int j = 0; j < len; j++)
-        amax = fmaxf(amax, fabsf(w[j]));
-    float d = amax / 7.0f;
-    if (d > 0.0f && d < ldexpf(1.0f, -14))
-        d = ldexpf(1.0f, -14);
-    d = quant_f16_to_f32(quant_f32_to_f16(d));
-    for (int j = 0; j < len; j++) {
-        float v = d > 0.0f ? roundf(w[j] / d) : 0.0f;
-        out[j] = d * (v < -8.0f ? -8.0f : v > 7.0f ? 7.0f : v);
-    }
+    quant_block_q4 b;
+    quant_q4_block(w, len, &b);
+    quant_q4_block_dequant(&b, len, out);
 }
 
 static void fq_weights(const nn_layer *l, float *w, float *scale, int8_t *qtmp)
@@ -101,7 +94,7 @@ static void fq_weights(const nn_layer *l, float *w, float *scale, int8_t *qtmp)
     }
 }
 
-void compress_fq_weights(const nn_layer *l, float *w)
+static void fq_dequant(const nn_layer *l, float *w)
 {
     const int m = l->spec.units, k = (int)nn_shape_size(l->in);
     float *scale = kd_malloc((size_t)m * sizeof *scale);
@@ -216,6 +209,17 @@ static void fq_destroy(nn_layer *l)
     l->data = NULL;
 }
 
+int compress_fq_range(const nn_layer *l, float *lo, float *hi)
+{
+    const compress_fq *f = l->data;
+    if (l->ops != &compress_dense_fq_ops || !f || f->act != COMPRESS_FQ_ACT_STATIC ||
+        l->buf[COMPRESS_FQ_SEEN] == 0.0f)
+        return 0;
+    *lo = l->buf[COMPRESS_FQ_LO];
+    *hi = l->buf[COMPRESS_FQ_HI];
+    return 1;
+}
+
 static void fq_count(const nn_layer *l, size_t *weights, size_t *nonzero)
 {
     (void)l;
@@ -232,6 +236,10 @@ const nn_layer_ops compress_dense_fq_ops = {
     .backward = fq_backward,
     .macs = compress_qmacs,
     .format = "fp32-fakequant",
+    .weight_bits = 32,
+    .trainable = 1,
+    .dense_like = 1,
+    .dequant = fq_dequant,
     .save = fq_save,
     .load = fq_load,
     .copy = fq_copy,

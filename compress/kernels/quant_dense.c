@@ -2,7 +2,7 @@
  * int8, int32 bias, per-row fixed-point multipliers), static int8 inference,
  * float-output inference for logits, and dynamic int8 with per-call activation
  * quantization. */
-#include "quant.h"
+#include "kernels.h"
 
 #include <math.h>
 #include <string.h>

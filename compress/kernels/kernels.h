@@ -1,21 +1,23 @@
-/* quant — the numeric core of quantization (issue 5): quantization parameters,
- * calibration observers, TFLite-style fixed-point requantization, int8 GEMM/GEMV
- * kernels (scalar reference, AVX2, AVX-512 VNNI, run-time dispatch, optional
- * thread teams), dynamic int8, int4 weight-only, sparse CSR int8 and fake-quant
- * for QAT.
+/* kernels — compress's formats and their kernels, the one public header of
+ * compress/kernels/: quantization parameters, calibration observers,
+ * TFLite-style fixed-point requantization, int8 GEMM/GEMV (scalar reference,
+ * AVX2, AVX-VNNI, AVX-512 VNNI, optional thread teams), dynamic int8, int4
+ * weight-only, sparse CSR int8, fp32 CSR and its panels, fake-quant for QAT.
  *
- * Internal header of compress/ for now: no layer kinds, no file formats.  Every
- * kernel has a scalar `_ref` twin that is its specification; tests compare them.
- * Depends on util and nn (its thread team).  No global mutable state: kernels are chosen per call
- * (qgemm_isa_best() reads the CPU's feature bits). */
-#ifndef KD_COMPRESS_QUANT_H
-#define KD_COMPRESS_QUANT_H
+ * No layer kinds and no file formats (those are compress/kinds/).  Every
+ * format is a plain struct and every kernel has a scalar `_ref` twin that is
+ * its specification; tests compare them.  Kernels dispatch at run time on the
+ * one CPU probe (cpu.h: kernels_isa(), capped by KD_ISA).  Depends on util and
+ * nn (its thread team); no global mutable state besides the probe's cache. */
+#ifndef KD_COMPRESS_KERNELS_H
+#define KD_COMPRESS_KERNELS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../util/util.h"
-#include "../nn/nn.h"
+#include "../../nn/nn.h"
+#include "../../util/util.h"
+#include "cpu.h"
 
 /* ==== quantization parameters ============================================== */
 
@@ -196,7 +198,8 @@ typedef enum {
     QGEMM_NISA
 } qgemm_isa;
 
-/* Whether this CPU can run isa, and the fastest one it can. */
+/* Whether the kernels may run isa now (the probe: the host capped by KD_ISA
+ * and kernels_isa_force), and the fastest such one. */
 int qgemm_isa_supported(qgemm_isa isa);
 qgemm_isa qgemm_isa_best(void);
 const char *qgemm_isa_name(qgemm_isa isa);
@@ -292,6 +295,11 @@ typedef struct {
  * fp16's normal range), nibble = clamp(round(w / d), -8, 7) + 8.  NULL with e
  * on bad shape or no memory. */
 quant_q4 *quant_q4_pack(const float *w, int m, int k, kd_err *e);
+/* The one int4 group quantizer, shared by PTQ (quant_q4_pack) and QAT
+ * (dense_fq's fake quant): len <= 32 weights into out (the rest are 0). */
+void quant_q4_block(const float *w, int len, quant_block_q4 *out);
+/* The first len weights of block b, dequantized: d * (nibble - 8). */
+void quant_q4_block_dequant(const quant_block_q4 *b, int len, float *out);
 void quant_q4_free(quant_q4 *q);
 /* Writes the dequantized m x k matrix. */
 void quant_q4_unpack(const quant_q4 *q, float *w);
@@ -315,7 +323,7 @@ void quant_q4_gemm_rows(const quant_q4 *q, const float *x, int n, const float *b
  * w[r, col_j] ~ scale[r] * val[j].  A gap over 255 columns is bridged by
  * filler entries of value 0, so an entry costs 2 bytes in memory (vs 5 with
  * int32 columns); files deflate the row lengths, deltas, values and scales
- * (layer_qcsr.c), ~1.5 bytes per entry on the 90%-pruned MLP. */
+ * (kinds/dense_csr_q8.c), ~1.5 bytes per entry on the 90%-pruned MLP. */
 typedef struct {
     int m, k;
     int32_t nnz;      /* stored entries, fillers included */
@@ -330,7 +338,7 @@ typedef struct {
 quant_csr *quant_csr_from_dense(const float *w, int m, int k, kd_err *e);
 void quant_csr_free(quant_csr *c);
 /* Bytes of the in-memory format (row_ptr, delta, val, scale); files store
- * less (deflate-coded, see layer_qcsr.c). */
+ * less (deflate-coded, see kinds/dense_csr_q8.c). */
 size_t quant_csr_bytes(const quant_csr *c);
 /* y (n x m) = x (n x k float) * dequant(W)^T + (b ? b : 0). */
 void quant_csr_gemm_ref(const quant_csr *c, const float *x, int n, const float *b, float *y);
@@ -354,5 +362,74 @@ void quant_fake_forward(const float *x, int rows, int cols, const float *scale,
 void quant_fake_backward(const float *x, const float *dy, int rows, int cols,
                          const float *scale, const int32_t *zero, int per_row, int32_t qmin,
                          int32_t qmax, float *dx);
+
+/* ==== CSR matrices (fp32) ================================================== */
+typedef struct {
+    int rows, cols;
+    uint32_t nnz;
+    int idx_bytes;    /* 1, 2 or 4: the narrowest type holding cols - 1 */
+    uint32_t *rowptr; /* rows + 1 offsets into val / col */
+    float *val;       /* nnz values */
+    void *col;        /* nnz column indices, idx_bytes each, ascending per row */
+} compress_csr;
+
+/* CSR of the non-zeros of w (rows x cols, row-major).  NULL on allocation
+ * failure (e says so).  Free with compress_csr_free (accepts NULL). */
+compress_csr *compress_csr_from_dense(const float *w, int rows, int cols, kd_err *e);
+void compress_csr_free(compress_csr *a);
+/* Column index k of a (whatever idx_bytes is). */
+uint32_t compress_csr_col(const compress_csr *a, uint32_t k);
+
+/* Y (n x rows) = X (n x cols) A^T + bias, X and Y row-major; bias may be
+ * NULL.  The reference kernel is the specification: one row at a time,
+ * non-zeros in order, float accumulation. */
+void compress_csr_matmul_ref(const compress_csr *a, const float *bias, const float *x, float *y,
+                             int n);
+/* Floats of scratch compress_csr_matmul needs for batches of n (0 for n == 1). */
+size_t compress_csr_scratch(const compress_csr *a, int n);
+/* The fast kernel: same result as the reference up to float reassociation
+ * (|diff| <= 1e-5 * sum |a_ij x_j| per output).  Batch 1 is an unrolled
+ * SpMV; batches transpose X in blocks into scratch (64-byte aligned, size
+ * from compress_csr_scratch) and run every row over a block at once. */
+void compress_csr_matmul(const compress_csr *a, const float *bias, const float *x, float *y, int n,
+                         float *scratch);
+/* The baseline-x86-64 fast kernel compress_csr_matmul runs on CPUs without
+ * AVX-512 (exposed so tests and benchmarks cover it on any machine). */
+void compress_csr_matmul_portable(const compress_csr *a, const float *bias, const float *x,
+                                  float *y, int n, float *scratch);
+
+/* The batch-1 layout for AVX-512 CPUs (panels.c): built from a CSR, it runs
+ * y = A x + bias without gathers.  Layers build it when they reserve their
+ * scratch; the file keeps plain CSR.  compress_panels_new needs
+ * compress_panels_supported() (the caller checks); NULL on allocation
+ * failure.  AUTO stores values padded unless that exceeds 1 MB (then
+ * compact); tests force each. */
+typedef struct compress_panels compress_panels;
+typedef enum {
+    COMPRESS_PANELS_AUTO = 0,
+    COMPRESS_PANELS_PADDED,
+    COMPRESS_PANELS_COMPACT,
+} compress_panels_layout;
+int compress_panels_supported(void);
+compress_panels *compress_panels_new(const compress_csr *a, compress_panels_layout layout,
+                                     kd_err *e);
+void compress_panels_free(compress_panels *p);
+void compress_panels_spmv(const compress_panels *p, const float *bias, const float *x, float *y);
+/* Part `part` of nparts of the same product (rows cut where the parts get
+ * about equal work): the parts of one product may run on different threads
+ * at once, and together write all of y. */
+void compress_panels_spmv_part(const compress_panels *p, const float *bias, const float *x,
+                               float *y, int part, int nparts);
+
+/* A CSR of rows x cols with room for nnz entries, rowptr zeroed. */
+compress_csr *compress_csr_alloc(int rows, int cols, uint32_t nnz, kd_err *e);
+compress_csr *compress_csr_copy(const compress_csr *a, kd_err *e);
+/* Samples per block of the batched kernels (scratch is cols x CSR_NB). */
+#define CSR_NB 32
+
+/* The int8 panels of q (panels.c): y = scale * (Q x) + bias through
+ * compress_panels_spmv / _part, the values kept int8.  Needs
+ * compress_panels_supported(); NULL on allocation failure. */
+compress_panels *compress_panels_new_q8(const quant_csr *q, kd_err *e);
 
 #endif

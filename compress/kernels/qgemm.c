@@ -1,6 +1,6 @@
 /* int8 GEMM: the reference kernel (the specification), packing into the panel
  * layout, the portable kernel over that layout, and run-time dispatch. */
-#include "qgemm_internal.h"
+#include "internal.h"
 
 #include <string.h>
 
@@ -88,19 +88,18 @@ void qgemm_scalar(const qgemm_packed *p, const int8_t *x, int n, const qgemm_epi
 
 /* ---- dispatch ---------------------------------------------------------------------- */
 
+/* What the probe allows now (the host capped by KD_ISA / kernels_isa_force). */
 int qgemm_isa_supported(qgemm_isa isa)
 {
-    __builtin_cpu_init();
     switch (isa) {
     case QGEMM_SCALAR:
         return 1;
     case QGEMM_AVX2:
-        return __builtin_cpu_supports("avx2");
+        return kernels_isa() >= KD_ISA_AVX2;
     case QGEMM_AVXVNNI:
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
+        return kernels_has_avxvnni();
     case QGEMM_VNNI512:
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vnni");
+        return kernels_has_vnni512();
     default:
         return 0;
     }

@@ -20,45 +20,6 @@
 
 #include "internal.h"
 
-/* ---- shared by the quantized dense kinds ---------------------------------- */
-
-int compress_qsetup(nn_layer *l, int bias, kd_err *e)
-{
-    if (l->spec.units < 1)
-        return kd_err_set(e, KD_ECONFIG, "units must be >= 1");
-    size_t fan_in = nn_shape_size(l->in);
-    if (fan_in < 1 || fan_in > QGEMM_KMAX)
-        return kd_err_set(e, KD_ECONFIG, "input of %zu features is out of range", fan_in);
-    l->out = (nn_shape){l->spec.units, 1, 1};
-    l->nw = 0;
-    l->nb = bias ? (size_t)l->spec.units : 0;
-    l->nbuf = 0;
-    return KD_OK;
-}
-
-void compress_qbackward(nn_layer *l, const float *x, const float *y, const float *dy, float *dx,
-                        int n, const nn_ctx *c)
-{
-    (void)x;
-    (void)y;
-    (void)c;
-    const int u = l->spec.units;
-    for (int i = 0; l->gb && i < n; i++)
-        for (int j = 0; j < u; j++)
-            l->gb[j] += dy[(size_t)i * u + j];
-    if (dx)
-        memset(dx, 0, (size_t)n * nn_shape_size(l->in) * sizeof *dx);
-}
-
-double compress_qmacs(const nn_layer *l) { return (double)l->spec.units * nn_shape_size(l->in); }
-
-void compress_qrelease(nn_layer *l)
-{
-    kd_free(l->priv);
-    l->priv = NULL;
-    l->max_batch = 0;
-}
-
 /* Scratch: int8 input and output of a batch, after the header.  Products
  * are split by rows across the model's thread team (nn_ctx.team), so the
  * integer layers use the cores OpenBLAS uses for fp32. */
@@ -325,6 +286,16 @@ static void q8_count(const nn_layer *l, size_t *weights, size_t *nonzero)
         *nonzero += q->d->bias[r] != 0;
 }
 
+static void q8_dequant(const nn_layer *l, float *w)
+{
+    const size_t mk = (size_t)l->spec.units * nn_shape_size(l->in);
+    memset(w, 0, mk * sizeof *w);
+    const compress_q8 *q = l->data;
+    const size_t k = nn_shape_size(l->in);
+    for (size_t i = 0; q && i < mk; i++)
+        w[i] = (float)q->d->w[i] * q->d->w_scale[i / k];
+}
+
 static int q8_setup(nn_layer *l, kd_err *e) { return compress_qsetup(l, 0, e); }
 static int dq8_setup(nn_layer *l, kd_err *e) { return compress_qsetup(l, 1, e); }
 
@@ -338,6 +309,9 @@ const nn_layer_ops compress_dense_q8_ops = {
     .backward = compress_qbackward,
     .macs = compress_qmacs,
     .format = "int8",
+    .weight_bits = 8,
+    .dense_like = 1,
+    .dequant = q8_dequant,
     .save = q8_save,
     .load = q8_load,
     .copy = q8_copy,
@@ -355,6 +329,9 @@ const nn_layer_ops compress_dense_dq8_ops = {
     .backward = compress_qbackward,
     .macs = compress_qmacs,
     .format = "int8-dyn",
+    .weight_bits = 8,
+    .dense_like = 1,
+    .dequant = q8_dequant,
     .save = q8_save,
     .load = dq8_load,
     .copy = q8_copy,

@@ -9,7 +9,7 @@
  * result is exact.  _mm256_madd_epi16 with ones then widens pairs to int32.
  * Chosen over sign-extension to int16 + madd because it does 32 MACs per
  * maddubs instead of 16.  Only called when qgemm_isa_supported(QGEMM_AVX2). */
-#include "qgemm_internal.h"
+#include "internal.h"
 
 #include <immintrin.h>
 #include <string.h>

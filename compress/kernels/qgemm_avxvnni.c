@@ -4,7 +4,7 @@
  * activations offset by +128 in the broadcast, 128 * row_sum taken off the
  * raw sums before the shared AVX2 output stage.  Only called when
  * qgemm_isa_supported(QGEMM_AVXVNNI). */
-#include "qgemm_internal.h"
+#include "internal.h"
 
 #include <immintrin.h>
 #include <string.h>

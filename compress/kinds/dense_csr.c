@@ -230,6 +230,17 @@ static void csr_count(const nn_layer *l, size_t *weights, size_t *nonzero)
         *nonzero += a->val[k] != 0.0f;
 }
 
+static void csr_dequant(const nn_layer *l, float *w)
+{
+    const size_t mk = (size_t)l->spec.units * nn_shape_size(l->in);
+    memset(w, 0, mk * sizeof *w);
+    const compress_csr *a = l->data;
+    const size_t k = nn_shape_size(l->in);
+    for (int r = 0; a && r < a->rows; r++)
+        for (uint32_t j = a->rowptr[r]; j < a->rowptr[r + 1]; j++)
+            w[(size_t)r * k + compress_csr_col(a, j)] = a->val[j];
+}
+
 const nn_layer_ops compress_dense_csr_ops = {
     .name = "dense_csr",
     .setup = csr_setup,
@@ -240,31 +251,16 @@ const nn_layer_ops compress_dense_csr_ops = {
     .backward = csr_backward,
     .macs = csr_macs,
     .format = "csr-fp32",
+    .weight_bits = 32,
+    .sparse = 1,
+    .dense_like = 1,
+    .dequant = csr_dequant,
     .save = csr_save,
     .load = csr_load,
     .copy = csr_copy,
     .destroy = csr_destroy,
     .count = csr_count,
 };
-
-static const nn_layer_ops *const kinds[] = {
-    &compress_dense_csr_ops, &compress_dense_q8_ops,     &compress_dense_dq8_ops,
-    &compress_dense_q4_ops,  &compress_dense_csr_q8_ops, &compress_dense_fq_ops,
-};
-
-const nn_layer_ops *const *compress_kinds(int *n)
-{
-    if (n)
-        *n = (int)(sizeof kinds / sizeof kinds[0]);
-    return kinds;
-}
-
-nn_model *compress_model_load(const char *path, kd_err *e)
-{
-    int n;
-    const nn_layer_ops *const *k = compress_kinds(&n);
-    return nn_model_load_with(path, k, n, e);
-}
 
 const compress_csr *compress_layer_csr(const nn_layer *l)
 {

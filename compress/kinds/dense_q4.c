@@ -1,7 +1,7 @@
 /* dense_q4 (format "int4"): weight-only int4, groups of 32 weights along k
  * sharing an fp16 scale, two weights per byte (quant_q4); fp32 activations,
  * the float bias in the model's flat parameters.  The GEMM dequantizes
- * inside the kernel (quant_q4_gemm).  Inference-only (see layer_q8.c). */
+ * inside the kernel (quant_q4_gemm).  Inference-only (see dense_q8.c). */
 #include <string.h>
 
 #include "internal.h"
@@ -152,6 +152,14 @@ static void q4_count(const nn_layer *l, size_t *weights, size_t *nonzero)
         }
 }
 
+static void q4_dequant(const nn_layer *l, float *w)
+{
+    if (l->data)
+        quant_q4_unpack(l->data, w);
+    else
+        memset(w, 0, (size_t)l->spec.units * nn_shape_size(l->in) * sizeof *w);
+}
+
 const nn_layer_ops compress_dense_q4_ops = {
     .name = "dense_q4",
     .setup = q4_setup,
@@ -160,6 +168,9 @@ const nn_layer_ops compress_dense_q4_ops = {
     .backward = compress_qbackward,
     .macs = compress_qmacs,
     .format = "int4",
+    .weight_bits = 4,
+    .dense_like = 1,
+    .dequant = q4_dequant,
     .save = q4_save,
     .load = q4_load,
     .copy = q4_copy,

@@ -8,7 +8,7 @@
  * Products are at most 255 * 127 and four of them are summed into int32, so
  * nothing saturates (dpbusd, not dpbusds).  Compiled with a target attribute
  * and only called when qgemm_isa_supported(QGEMM_VNNI512). */
-#include "qgemm_internal.h"
+#include "internal.h"
 
 #include <immintrin.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* Quantization parameters, array (de)quantization, bias, the fixed-point
  * multiplier, and fake-quant with its straight-through estimator. */
-#include "quant.h"
+#include "kernels.h"
 
 #include <math.h>
 

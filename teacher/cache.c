@@ -1,0 +1,134 @@
+/* The teacher's cache across runs (a checkpoint named by a hash of the
+ * resolved config and data) and loading a saved teacher. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "teacher.h"
+
+/* ---- the cache ------------------------------------------------------------------ */
+
+/* FNV-1a, 64 bits. */
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* The cache key: everything that decides the trained teacher's bytes — the
+ * resolved data and teacher sections, the seed and the thread count — and
+ * nothing else (the run's name and students do not matter). */
+static int cache_key(const exp_spec *spec, int threads, uint64_t *key, kd_err *e)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return kd_err_set(e, KD_ENOMEM, "out of memory");
+    int rc = config_dump_teacher(spec, threads, f);
+    fprintf(f, "kdbench teacher cache v1\n");
+    fclose(f);
+    *key = fnv1a(0xcbf29ce484222325ull, text, len);
+    free(text);
+    return rc == KD_OK ? KD_OK : kd_err_set(e, rc, "cannot form the teacher cache key");
+}
+
+static int copy_file(const char *from, const char *to, kd_err *e)
+{
+    uint8_t *p;
+    size_t n;
+    int rc = kd_read_file(from, (size_t)1 << 34, &p, &n, e);
+    if (rc == KD_OK) {
+        rc = kd_write_atomic(to, p, n, e);
+        kd_free(p);
+    }
+    return rc;
+}
+
+int teacher_cache_path(const exp_spec *spec, int threads, char *buf, size_t n, kd_err *e)
+{
+    uint64_t key = 0;
+    int rc = cache_key(spec, threads, &key, e);
+    if (rc == KD_OK)
+        snprintf(buf, n, "%s/teacher-%016llx.ckpt", spec->cache_dir, (unsigned long long)key);
+    return rc;
+}
+
+int teacher_cache_fetch(const char *cached, const char *ckpt, int resume, kd_log *log)
+{
+    if (resume && access(ckpt, F_OK) == 0)
+        return 0;
+    if (access(cached, R_OK) != 0) {
+        kd_logf(log, "teacher: not in the cache (%s); training", cached);
+        return 0;
+    }
+    kd_err e2;
+    if (copy_file(cached, ckpt, &e2) != KD_OK) {
+        char buf[1200];
+        kd_logf(log, "teacher cache: %s; training instead", kd_err_str(&e2, buf, sizeof buf));
+        return 0;
+    }
+    kd_logf(log, "teacher: found in the cache (%s); not retrained", cached);
+    return 1;
+}
+
+void teacher_cache_store(const char *cache_dir, const char *cached, const char *ckpt, kd_log *log)
+{
+    kd_err e2;
+    char buf[1200];
+    if (kd_mkdirs(cache_dir, &e2) != KD_OK || copy_file(ckpt, cached, &e2) != KD_OK)
+        kd_logf(log, "teacher cache not written: %s", kd_err_str(&e2, buf, sizeof buf));
+    else
+        kd_logf(log, "teacher cached as %s", cached);
+}
+
+/* ---- a saved teacher ------------------------------------------------------------ */
+
+/* A loaded teacher must fit the data and every student's hint. */
+static int check_loaded(const exp_spec *spec, const nn_model *m, nn_shape in, int nclasses,
+                        kd_err *e)
+{
+    const cfg_model *cm = &spec->teacher;
+    const char *file = spec->file;
+    if (nn_shape_size(m->in) != nn_shape_size(in) || m->nclasses != nclasses)
+        return kd_err_at(e, KD_ECONFIG, file, cm->model_pos.line, cm->model_pos.col,
+                         "teacher.model: %s takes %zu inputs and gives %d classes; the data has "
+                         "%zu and %d", cm->model_path, nn_shape_size(m->in), m->nclasses,
+                         nn_shape_size(in), nclasses);
+    for (int i = 0; i < spec->nstudents; i++) {
+        const cfg_hint *h = &spec->students[i].hint;
+        char why[256];
+        int t = h->student[0] ? nn_model_find(m, h->teacher) : 0;
+        if (t < 0)
+            return kd_err_at(e, KD_ECONFIG, file, h->teacher_pos.line, h->teacher_pos.col,
+                             "students[%d].distill.hint.teacher: the saved teacher has no layer "
+                             "\"%s\"", i, h->teacher);
+        if (h->student[0] && nn_model_tap_check(m, t, why, sizeof why) != KD_OK)
+            return kd_err_at(e, KD_ECONFIG, file, h->teacher_pos.line, h->teacher_pos.col,
+                             "students[%d].distill.hint.teacher: %s", i, why);
+    }
+    return KD_OK;
+}
+
+/* A saved teacher: it must fit the data and every student's hint. */
+nn_model *teacher_load(const exp_spec *spec, nn_shape in, int nclasses, kd_log *log, kd_err *e)
+{
+    const cfg_model *cm = &spec->teacher;
+    const char *file = spec->file;
+    nn_model *m = nn_model_load(cm->model_path, e);
+    if (!m) {
+        if (e->code == KD_EIO)
+            kd_err_at(e, KD_ECONFIG, file, cm->model_pos.line, cm->model_pos.col,
+                      "teacher.model: %s", e->msg);
+        return NULL;
+    }
+    if (check_loaded(spec, m, in, nclasses, e) != KD_OK) {
+        nn_model_free(m);
+        return NULL;
+    }
+    kd_logf(log, "teacher: loaded %s (%d layers, %zu parameters); not trained", cm->model_path,
+            m->nlayers, m->nparams);
+    return m;
+}
