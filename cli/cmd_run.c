@@ -1,5 +1,6 @@
 /* kdbench run / kdbench check. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,9 @@ const char cli_run_usage[] =
     "  --resume         continue from the last completed epoch in the run directory;\n"
     "                   ends with the same numbers as an uninterrupted run\n"
     "  --quiet          no progress bar or log echo on stderr\n"
+    "\nSIGINT, SIGTERM and SIGHUP stop the run at the next batch: \"interrupted; resume\n"
+    "with --resume\" on stderr and in run.log, any plotting child stopped, exit status\n"
+    "128 + the signal (130, 143, 129); a second signal ends it at once.\n"
     "\nexit status: 0 success, 1 runtime failure, 2 usage or config error\n";
 
 const char cli_check_usage[] =
@@ -100,6 +104,29 @@ int cli_cmd_check(int argc, char **argv)
     return KD_EXIT_OK;
 }
 
+/* The one piece of mutable global state: what a signal handler may touch.
+ * The number of the signal that asked the run to stop, 0 until then. */
+static volatile sig_atomic_t stop_signal;
+
+/* Async-signal-safe: only records the signal.  SA_RESETHAND restores the
+ * default action, so a second signal ends the process at once. */
+static void on_stop_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESETHAND | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
 int cli_cmd_run(int argc, char **argv)
 {
     run_args a;
@@ -117,8 +144,11 @@ int cli_cmd_run(int argc, char **argv)
     if (a.threads >= 0)
         s->threads = a.threads;
     pipeline_opts po = {.out_dir = a.out, .resume = a.resume, .quiet = a.quiet,
-                        .progress = stderr};
+                        .progress = stderr, .cancel = &stop_signal};
+    catch_stop_signals();
     rc = pipeline_run(s, &po, &e) == KD_OK ? KD_EXIT_OK : cli_fail(&e);
+    if (rc != KD_EXIT_OK && e.code == KD_ECANCELED && stop_signal)
+        rc = 128 + stop_signal;
     free(s);
     return rc;
 }

@@ -93,7 +93,7 @@ static int run_training(variant_run *u, const cfg_pass *p, kd_err *e)
     student_distiller *d = NULL;
     fine_ctx f = {.mask = u->mask};
     train_hooks h = {.on_epoch = pl_on_epoch, .cb_ctx = r, .progress = r->o->progress,
-                     .quiet = r->o->quiet, .label = u->v->name};
+                     .quiet = r->o->quiet, .cancel = r->o->cancel, .label = u->v->name};
     if (p->distill) {
         const float *tl = pl_teacher_logits(r, e);
         student_distill_opts dopt = {.temperature = p->temperature, .alpha = p->alpha,
@@ -424,7 +424,7 @@ int pl_stage_compress(run_ctx *r, kd_err *e)
     names[n++] = "teacher";
     for (int i = 0; rc == KD_OK && i < s->nvariants; i++) {
         nn_model *m = NULL;
-        if ((rc = run_variant(r, &s->variants[i], &m, e)) == KD_OK) {
+        if ((rc = pl_cancelled(r, e)) == KD_OK && (rc = run_variant(r, &s->variants[i], &m, e)) == KD_OK) {
             models[n] = m;
             names[n++] = s->variants[i].name;
         }

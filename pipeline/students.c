@@ -88,7 +88,7 @@ static int train_one(one_run *u, nn_model **out, double *acc, seed_stats *ss, kd
     student_distiller *d = NULL;
     train_state as = {0};
     train_hooks h = {.on_epoch = pl_on_epoch, .cb_ctx = r, .progress = r->o->progress,
-                     .quiet = r->o->quiet, .label = name};
+                     .quiet = r->o->quiet, .cancel = r->o->cancel, .label = name};
     if (u->mode == DISTILLED) {
         student_distill_opts dopt = {.temperature = cs->temperature, .alpha = cs->alpha};
         if ((rc = hint_taps(u, st.model, &dopt)) != KD_OK)
