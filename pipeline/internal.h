@@ -46,6 +46,10 @@ typedef struct {
 /* dir/name into buf.  Cannot truncate: pl_open_run_dir bounds dir, and
  * every name is a short constant or a config name of bounded length. */
 void pl_path(const run_ctx *r, const char *name, char *buf, size_t n);
+/* snprintf into a path buffer where a cut path is an error (KD_ERUNTIME,
+ * e set, naming the start of the path), never a file somewhere else. */
+int pl_pathf(kd_err *e, char *buf, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* Creates and locks the run folder; with --resume, refuses a config whose
  * run key differs (KD_ECONFIG naming the keys) and removes stale temporary
  * files; opens run.log, writes env.json, config.yaml and run.key. */

@@ -2,6 +2,7 @@
  * metrics, checkpoints, rows), the stages in order, the result files. */
 #include <assert.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,6 +14,17 @@ void pl_path(const run_ctx *r, const char *name, char *buf, size_t n)
     int k = snprintf(buf, n, "%s/%s", r->dir, name);
     assert(k >= 0 && (size_t)k < n);
     (void)k;
+}
+
+int pl_pathf(kd_err *e, char *buf, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(buf, n, fmt, ap);
+    va_end(ap);
+    if (k >= 0 && (size_t)k < n)
+        return KD_OK;
+    return kd_err_set(e, KD_ERUNTIME, "path too long (over %zu bytes): %.80s...", n - 1, buf);
 }
 
 int pl_cancelled(const run_ctx *r, kd_err *e)

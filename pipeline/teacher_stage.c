@@ -147,8 +147,9 @@ int pl_stage_teacher(run_ctx *r, kd_err *e)
     int rc = cache_key(r, &key, e), hit = 0, resumed = 0;
     if (rc != KD_OK)
         return rc;
-    snprintf(cached, sizeof cached, "%s/teacher-%016llx.ckpt", r->spec->cache_dir,
-             (unsigned long long)key);
+    if ((rc = pl_pathf(e, cached, sizeof cached, "%s/teacher-%016llx.ckpt", r->spec->cache_dir,
+                       (unsigned long long)key)) != KD_OK)
+        return rc;
     if (r->spec->cache_dir[0])
         from_cache(r, cached, ckpt, &hit);
     r->ckpt_path = ckpt;
