@@ -1,5 +1,6 @@
 /* kdbench run / kdbench check. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,16 +15,23 @@ const char cli_run_usage[] =
     "usage: kdbench run CONFIG [--out DIR] [--threads N] [--set KEY=VALUE ...] [--resume] "
     "[--quiet]\n\n"
     "Validates CONFIG, loads the data, trains the teacher (progress on stderr), evaluates it\n"
-    "and writes the run directory: config.yaml, run.log, teacher.kdm, teacher.ckpt,\n"
-    "metrics.jsonl, results.json, results.csv.\n\n"
+    "and writes the run directory: config.yaml, run.key, run.log, teacher.kdm, teacher.ckpt,\n"
+    "metrics.jsonl, results.json, results.csv.  One run at a time per directory: a second\n"
+    "one fails at once (exit 1) naming the first's pid.\n\n"
     "  --out DIR        run directory (default: runs/<name>)\n"
     "  --threads N      OpenBLAS threads, overrides the config's `threads` (0 = all cores)\n"
     "  --set KEY=VALUE  override any config key by its dotted path, e.g.\n"
     "                   --set teacher.train.epochs=1 --set teacher.layers.0.units=256\n"
     "                   (validated like the file; repeatable)\n"
     "  --resume         continue from the last completed epoch in the run directory;\n"
-    "                   ends with the same numbers as an uninterrupted run\n"
+    "                   ends with the same numbers as an uninterrupted run; refused (exit 2,\n"
+    "                   the keys named) when a setting that decides them changed since\n"
+    "                   (anything but name, cache_dir, threads and report; or the thread\n"
+    "                   count in use, or the data's content)\n"
     "  --quiet          no progress bar or log echo on stderr\n"
+    "\nSIGINT, SIGTERM and SIGHUP stop the run at the next batch: \"interrupted; resume\n"
+    "with --resume\" on stderr and in run.log, any plotting child stopped, exit status\n"
+    "128 + the signal (130, 143, 129); a second signal ends it at once.\n"
     "\nexit status: 0 success, 1 runtime failure, 2 usage or config error\n";
 
 const char cli_check_usage[] =
@@ -100,6 +108,29 @@ int cli_cmd_check(int argc, char **argv)
     return KD_EXIT_OK;
 }
 
+/* The one piece of mutable global state: what a signal handler may touch.
+ * The number of the signal that asked the run to stop, 0 until then. */
+static volatile sig_atomic_t stop_signal;
+
+/* Async-signal-safe: only records the signal.  SA_RESETHAND restores the
+ * default action, so a second signal ends the process at once. */
+static void on_stop_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESETHAND | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
 int cli_cmd_run(int argc, char **argv)
 {
     run_args a;
@@ -117,8 +148,11 @@ int cli_cmd_run(int argc, char **argv)
     if (a.threads >= 0)
         s->threads = a.threads;
     pipeline_opts po = {.out_dir = a.out, .resume = a.resume, .quiet = a.quiet,
-                        .progress = stderr};
+                        .progress = stderr, .cancel = &stop_signal};
+    catch_stop_signals();
     rc = pipeline_run(s, &po, &e) == KD_OK ? KD_EXIT_OK : cli_fail(&e);
+    if (rc != KD_EXIT_OK && e.code == KD_ECANCELED && stop_signal)
+        rc = 128 + stop_signal;
     free(s);
     return rc;
 }

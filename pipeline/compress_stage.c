@@ -20,13 +20,16 @@ static nn_model *load_source(run_ctx *r, cfg_source_kind kind, int student, int 
     if (kind == CFG_SRC_TEACHER)
         return nn_model_clone(r->teacher, e);
     char path[PL_PATH + 256];
+    int bad;
     if (kind == CFG_SRC_STUDENT) {
         const cfg_student *cs = &r->spec->students[student];
-        snprintf(path, sizeof path, "%s/students/%s/%s-seed%llu.kdm", r->dir, cs->name,
-                 scratch ? "scratch" : "distilled", (unsigned long long)cs->seeds[0]);
+        bad = pl_pathf(e, path, sizeof path, "%s/students/%s/%s-seed%llu.kdm", r->dir, cs->name,
+                       scratch ? "scratch" : "distilled", (unsigned long long)cs->seeds[0]);
     } else {
-        snprintf(path, sizeof path, "%s", file);
+        bad = pl_pathf(e, path, sizeof path, "%s", file);
     }
+    if (bad)
+        return NULL;
     nn_model *m = compress_model_load(path, e);
     if (!m) {
         if (kind == CFG_SRC_FILE && e->code == KD_EIO)
@@ -94,7 +97,7 @@ static int run_training(variant_run *u, const cfg_pass *p, kd_err *e)
     student_distiller *d = NULL;
     fine_ctx f = {.mask = u->mask};
     train_hooks h = {.on_epoch = pl_on_epoch, .cb_ctx = r, .progress = r->o->progress,
-                     .quiet = r->o->quiet, .label = u->v->name};
+                     .quiet = r->o->quiet, .cancel = r->o->cancel, .label = u->v->name};
     if (p->distill) {
         const float *tl = pl_teacher_logits(r, e);
         student_distill_opts dopt = {.temperature = p->temperature, .alpha = p->alpha,
@@ -338,16 +341,17 @@ static int add_variant_row(variant_run *u, nn_model *m, const char *path, double
 
 /* The file of a variant: compressed/<name with '/' as '_'>.kdm, and for
  * seeds after the first (k > 0) compressed/<name>-seed<N>.kdm. */
-static void variant_path(const run_ctx *r, const cfg_variant *v, int k, char *buf, size_t n)
+static int variant_path(const run_ctx *r, const cfg_variant *v, int k, char *buf, size_t n,
+                        kd_err *e)
 {
-    snprintf(buf, n, "%s/compressed/", r->dir);
-    size_t len = strlen(buf);
-    for (const char *p = v->name; *p && len + 32 < n; p++)
-        buf[len++] = *p == '/' ? '_' : *p;
+    char name[sizeof v->name];
+    snprintf(name, sizeof name, "%s", v->name);
+    for (char *p = name; *p; p++)
+        *p = *p == '/' ? '_' : *p;
     if (k > 0)
-        snprintf(buf + len, n - len, "-seed%llu.kdm", (unsigned long long)v->seeds[k]);
-    else
-        snprintf(buf + len, n - len, ".kdm");
+        return pl_pathf(e, buf, n, "%s/compressed/%s-seed%llu.kdm", r->dir, name,
+                        (unsigned long long)v->seeds[k]);
+    return pl_pathf(e, buf, n, "%s/compressed/%s.kdm", r->dir, name);
 }
 
 /* One seed: the passes from a fresh copy of the source, saved at path; or,
@@ -392,8 +396,8 @@ static int run_variant(run_ctx *r, const cfg_variant *v, nn_model **out, kd_err 
     for (int k = 0; rc == KD_OK && k < v->nseeds; k++) {
         variant_run uk = {.r = r, .v = v, .seed = v->seeds[k]};
         variant_run *u = k ? &uk : &u0;
-        variant_path(r, v, k, path, sizeof path);
-        rc = run_seed(u, path, what, e);
+        if ((rc = variant_path(r, v, k, path, sizeof path, e)) == KD_OK)
+            rc = run_seed(u, path, what, e);
         compress_mask_free(u->mask); /* needed only while the passes run */
         u->mask = NULL;
         /* a single seed's accuracy comes with its row, as before */
@@ -404,10 +408,8 @@ static int run_variant(run_ctx *r, const cfg_variant *v, nn_model **out, kd_err 
         if (k)
             nn_model_free(uk.m);
     }
-    if (rc == KD_OK) {
-        variant_path(r, v, 0, path, sizeof path);
+    if (rc == KD_OK && (rc = variant_path(r, v, 0, path, sizeof path, e)) == KD_OK)
         rc = add_variant_row(&u0, u0.m, path, acc, e);
-    }
     if (rc == KD_OK)
         *out = u0.m;
     else
@@ -440,8 +442,9 @@ int pl_stage_compress(run_ctx *r, kd_err *e)
 {
     const exp_spec *s = r->spec;
     char dir[PL_PATH + 16];
-    snprintf(dir, sizeof dir, "%s/compressed", r->dir);
-    int rc = s->nvariants ? kd_mkdirs(dir, e) : KD_OK;
+    int rc = pl_pathf(e, dir, sizeof dir, "%s/compressed", r->dir);
+    if (rc == KD_OK && s->nvariants)
+        rc = kd_mkdirs(dir, e);
     const nn_model *models[CFG_MAX_VARIANTS + 1];
     const char *names[CFG_MAX_VARIANTS + 1];
     int n = 0;
@@ -449,7 +452,7 @@ int pl_stage_compress(run_ctx *r, kd_err *e)
     names[n++] = "teacher";
     for (int i = 0; rc == KD_OK && i < s->nvariants; i++) {
         nn_model *m = NULL;
-        if ((rc = run_variant(r, &s->variants[i], &m, e)) == KD_OK) {
+        if ((rc = pl_cancelled(r, e)) == KD_OK && (rc = run_variant(r, &s->variants[i], &m, e)) == KD_OK) {
             models[n] = m;
             names[n++] = s->variants[i].name;
         }

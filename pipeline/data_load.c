@@ -9,6 +9,7 @@ static int load_pair(const cfg_data *d, int test, int max_n, data_set *out, kd_e
     char img[CFG_PATH_MAX + 64], lab[CFG_PATH_MAX + 64];
     switch (d->kind) {
     case CFG_DATA_FASHION:
+        /* cannot be cut: d->dir is shorter than CFG_PATH_MAX */
         snprintf(img, sizeof img, "%s/%s-images-idx3-ubyte.gz", d->dir, test ? "t10k" : "train");
         snprintf(lab, sizeof lab, "%s/%s-labels-idx1-ubyte.gz", d->dir, test ? "t10k" : "train");
         return data_idx_load(img, lab, max_n, out, e);
@@ -67,7 +68,9 @@ int pipeline_load_eval_data(const char *dir, const char *images, const char *lab
         return data_csv_load(csv, shape, 0, out, e);
     if (images && labels)
         return data_idx_load(images, labels, 0, out, e);
-    snprintf(img, sizeof img, "%s/t10k-images-idx3-ubyte.gz", dir);
-    snprintf(lab, sizeof lab, "%s/t10k-labels-idx1-ubyte.gz", dir);
+    if (snprintf(img, sizeof img, "%s/t10k-images-idx3-ubyte.gz", dir) >= (int)sizeof img ||
+        snprintf(lab, sizeof lab, "%s/t10k-labels-idx1-ubyte.gz", dir) >= (int)sizeof lab)
+        return kd_err_at(e, KD_ECONFIG, "--dir", 0, 0, "the folder's path is too long (%zu bytes)",
+                         strlen(dir));
     return data_idx_load(img, lab, 0, out, e);
 }

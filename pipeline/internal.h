@@ -25,6 +25,7 @@ typedef struct {
     const exp_spec *spec;
     const pipeline_opts *o;
     char dir[PL_PATH - 100];
+    int lock_fd; /* the run folder's lock (kd_dir_lock), -1 before */
     kd_log log;
     int threads; /* in use */
     data_set train, val, test;
@@ -42,8 +43,25 @@ typedef struct {
     float *tlogits;    /* the teacher's logits on the training set, once; owned */
 } run_ctx;
 
-/* dir/name into buf. */
+/* dir/name into buf.  Cannot truncate: pl_open_run_dir bounds dir, and
+ * every name is a short constant or a config name of bounded length. */
 void pl_path(const run_ctx *r, const char *name, char *buf, size_t n);
+/* snprintf into a path buffer where a cut path is an error (KD_ERUNTIME,
+ * e set, naming the start of the path), never a file somewhere else. */
+int pl_pathf(kd_err *e, char *buf, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Creates and locks the run folder; with --resume, refuses a config whose
+ * run key differs (KD_ECONFIG naming the keys) and removes stale temporary
+ * files; opens run.log, writes env.json, config.yaml and run.key. */
+int pl_open_run_dir(run_ctx *r, kd_err *e);
+/* The paths that differ between two run keys ("path=value" lines, NUL-
+ * terminated), keys no byte depends on (name, cache_dir, report.*) left out,
+ * as "a.b, c" into list (the first 12); returns how many differ. */
+int pl_key_diff(const char *old_key, const char *new_key, char *list, size_t n);
+/* A line in run.log and on stderr, even with --quiet. */
+void pl_warn(run_ctx *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* KD_ECANCELED (e set) once the run was asked to stop, else KD_OK. */
+int pl_cancelled(const run_ctx *r, kd_err *e);
 /* Starts a new curve named model (seed recorded); returns its index or -1. */
 int pl_curve_add(run_ctx *r, const char *model, uint64_t seed);
 /* Rewrites metrics.jsonl from every curve. */

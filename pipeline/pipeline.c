@@ -1,6 +1,8 @@
 /* The experiment runner: run directory, shared stage helpers (curves,
  * metrics, checkpoints, rows), the stages in order, the result files. */
-#include <errno.h>
+#include <assert.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -10,7 +12,27 @@
 
 void pl_path(const run_ctx *r, const char *name, char *buf, size_t n)
 {
-    snprintf(buf, n, "%s/%s", r->dir, name);
+    int k = snprintf(buf, n, "%s/%s", r->dir, name);
+    assert(k >= 0 && (size_t)k < n);
+    (void)k;
+}
+
+int pl_pathf(kd_err *e, char *buf, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(buf, n, fmt, ap);
+    va_end(ap);
+    if (k >= 0 && (size_t)k < n)
+        return KD_OK;
+    return kd_err_set(e, KD_ERUNTIME, "path too long (over %zu bytes): %.80s...", n - 1, buf);
+}
+
+int pl_cancelled(const run_ctx *r, kd_err *e)
+{
+    if (r->o->cancel && *r->o->cancel)
+        return kd_err_set(e, KD_ECANCELED, "interrupted; resume with --resume");
+    return KD_OK;
 }
 
 int pl_curve_add(run_ctx *r, const char *model, uint64_t seed)
@@ -47,12 +69,18 @@ int pl_write_metrics(run_ctx *r, kd_err *e)
             const train_epoch *h = &r->curves[c].hist[i];
             rep_bprintf(&b, "{\"model\": ");
             rep_json_str(&b, r->curves[c].model);
-            rep_bprintf(&b,
-                        ", \"seed\": %llu, \"epoch\": %d, \"loss\": %.6g, \"train_acc\": %.6g, "
-                        "\"val_loss\": %.6g, \"val_acc\": %.6g, \"lr\": %.6g, "
-                        "\"seconds\": %.4g, \"samples_per_s\": %.6g}\n",
-                        (unsigned long long)r->curves[c].seed, h->epoch, h->loss, h->train_acc,
-                        h->val_loss, h->val_acc, h->lr, h->seconds, h->samples_per_s);
+            rep_bprintf(&b, ", \"seed\": %llu, \"epoch\": %d",
+                        (unsigned long long)r->curves[c].seed, h->epoch);
+            /* a diverged epoch's NaN or inf is written as null: still JSON */
+            const char *keys[] = {"loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
+                                  "samples_per_s"};
+            const double v[] = {h->loss, h->train_acc, h->val_loss, h->val_acc,
+                                h->lr,   h->seconds,   h->samples_per_s};
+            for (int k = 0; k < 7; k++) {
+                rep_bprintf(&b, ", \"%s\": ", keys[k]);
+                rep_json_num(&b, v[k]);
+            }
+            rep_bprintf(&b, "}\n");
         }
     }
     char path[PL_PATH];
@@ -77,6 +105,14 @@ int pl_on_epoch(void *ctx, const train_state *st, const train_epoch *ep, kd_err 
             "%s epoch %d: loss %.4f train %.2f%% val %.2f%% lr %.4g %.1f s (%.0f samples/s)",
             r->curves[r->curve].model, ep->epoch, ep->loss, 100 * ep->train_acc,
             100 * ep->val_acc, ep->lr, ep->seconds, ep->samples_per_s);
+    pl_curve *cv = &r->curves[r->curve];
+    int first_bad = 1;
+    for (int i = 0; i + 1 < st->epochs_done; i++)
+        first_bad &= isfinite(st->history[i].loss) != 0;
+    if (!isfinite(ep->loss) && first_bad)
+        pl_warn(r, "%s (seed %llu): training diverged at epoch %d (loss %g); its numbers from "
+                "here on are not meaningful — lower the learning rate",
+                cv->model, (unsigned long long)cv->seed, ep->epoch, ep->loss);
     int rc = pl_curve_record(r, st, e);
     if (rc == KD_OK && r->adapter_state) {
         r->adapter_state->epochs_done = st->epochs_done;
@@ -163,45 +199,6 @@ rep_row *pl_row_add(run_ctx *r, const char *name, const char *role)
     return row;
 }
 
-static int write_config(run_ctx *r, kd_err *e)
-{
-    char *text = NULL, path[PL_PATH];
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!f)
-        return kd_err_set(e, KD_ENOMEM, "out of memory");
-    config_dump(r->spec, f);
-    fclose(f);
-    pl_path(r, "config.yaml", path, sizeof path);
-    int rc = kd_write_atomic(path, text, len, e);
-    free(text);
-    return rc;
-}
-
-static int open_run_dir(run_ctx *r, kd_err *e)
-{
-    if (r->o->out_dir)
-        snprintf(r->dir, sizeof r->dir, "%s", r->o->out_dir);
-    else
-        snprintf(r->dir, sizeof r->dir, "runs/%s", r->spec->name);
-    int rc = kd_mkdirs(r->dir, e);
-    if (rc != KD_OK)
-        return rc;
-    rep_env env;
-    rep_env_detect(&env);
-    env.threads = r->threads;
-    snprintf(env.blas, sizeof env.blas, "%s", nn_blas_info());
-    if ((rc = rep_write_env(r->dir, &env, e)) != KD_OK)
-        return rc;
-    char path[PL_PATH];
-    pl_path(r, "run.log", path, sizeof path);
-    r->log.file = fopen(path, r->o->resume ? "a" : "w");
-    if (!r->log.file)
-        return kd_err_at(e, KD_EIO, path, 0, 0, "cannot open: %s", strerror(errno));
-    r->log.echo = r->o->quiet ? NULL : r->o->progress;
-    return write_config(r, e);
-}
-
 /* RUN_DIR/report/: tables always; a plot that fails is one log line. */
 static int write_report(run_ctx *r, kd_err *e)
 {
@@ -216,26 +213,49 @@ static int write_report(run_ctx *r, kd_err *e)
     return rc;
 }
 
+/* A failed run says why in run.log too (cli prints it on stderr). */
+static void log_error(run_ctx *r, const kd_err *e)
+{
+    char buf[PL_PATH];
+    if (!r->log.file && r->lock_fd >= 0) { /* the folder is ours, its log not yet open */
+        pl_path(r, "run.log", buf, sizeof buf);
+        r->log.file = fopen(buf, "a");
+    }
+    if (!r->log.file)
+        return;
+    if (e->code == KD_ECANCELED)
+        fprintf(r->log.file, "%s\n", e->msg);
+    else
+        fprintf(r->log.file, "error: %s\n", kd_err_str(e, buf, sizeof buf));
+    fflush(r->log.file);
+}
+
 int pipeline_run(const exp_spec *spec, const pipeline_opts *o, kd_err *e)
 {
-    run_ctx r = {.spec = spec, .o = o};
+    run_ctx r = {.spec = spec, .o = o, .lock_fd = -1};
     r.threads = nn_set_threads(spec->threads);
     int rc = pipeline_load_data(&spec->data, spec->seed, &r.train, &r.val, &r.test, e);
-    if (rc == KD_OK && (rc = open_run_dir(&r, e)) == KD_OK) {
+    if (rc == KD_OK && (rc = pl_cancelled(&r, e)) == KD_OK &&
+        (rc = pl_open_run_dir(&r, e)) == KD_OK) {
         kd_logf(&r.log, "kdbench run %s: %d train, %d validation, %d test samples; %d threads; %s",
                 spec->name, r.train.n, r.val.n, r.test.n, r.threads, nn_blas_info());
         rc = pl_stage_teacher(&r, e);
     }
-    if (rc == KD_OK && spec->nstudents)
+    if (rc == KD_OK && spec->nstudents && (rc = pl_cancelled(&r, e)) == KD_OK)
         rc = pl_stage_students(&r, e);
-    if (rc == KD_OK && (spec->nvariants || spec->sensitivity.on))
+    if (rc == KD_OK && (spec->nvariants || spec->sensitivity.on) &&
+        (rc = pl_cancelled(&r, e)) == KD_OK)
         rc = pl_stage_compress(&r, e);
-    if (rc == KD_OK)
+    if (rc == KD_OK && (rc = pl_cancelled(&r, e)) == KD_OK)
         rc = rep_write_results(r.dir, spec->name, r.rows, r.nrows, e);
     if (rc == KD_OK)
         kd_logf(&r.log, "results: %s/results.json, %s/results.csv", r.dir, r.dir);
     if (rc == KD_OK)
         rc = write_report(&r, e);
+    if (rc == KD_OK) /* a signal during the report: the results are whole, the report may not be */
+        rc = pl_cancelled(&r, e);
+    if (rc != KD_OK)
+        log_error(&r, e);
     nn_model_free(r.teacher);
     kd_afree(r.tlogits);
     for (int i = 0; i < r.ncurves; i++)
@@ -243,6 +263,7 @@ int pipeline_run(const exp_spec *spec, const pipeline_opts *o, kd_err *e)
     kd_free(r.curves);
     if (r.log.file)
         fclose(r.log.file);
+    kd_dir_unlock(r.lock_fd);
     data_set_free(&r.train);
     data_set_free(&r.val);
     data_set_free(&r.test);

@@ -4,6 +4,8 @@
 #ifndef KD_PIPELINE_H
 #define KD_PIPELINE_H
 
+#include <signal.h>
+
 #include "../config/config.h"
 #include "../data/data.h"
 
@@ -12,10 +14,16 @@ typedef struct {
     int resume;          /* continue from the checkpoints found in out_dir */
     int quiet;           /* no progress output */
     FILE *progress;      /* where progress and log lines are echoed (stderr) */
+    /* optional: set non-zero (by a signal handler) to stop the run at the next
+     * safe point — between batches, models or stages — with KD_ECANCELED;
+     * the checkpoints on disk stay the resume point */
+    const volatile sig_atomic_t *cancel;
 } pipeline_opts;
 
 /* Runs spec end to end; the run directory is written only after the data
- * loaded.  Returns 0 or an error (e filled). */
+ * loaded, and only while this process holds its lock (a second run on the
+ * same folder fails at once naming the first's pid).  Returns 0 or an error
+ * (e filled); an error after the folder opened is also appended to run.log. */
 int pipeline_run(const exp_spec *spec, const pipeline_opts *o, kd_err *e);
 
 /* Loads the data a spec names: train (minus the validation split), val, test. */

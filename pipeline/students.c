@@ -76,9 +76,10 @@ static int train_one(one_run *u, nn_model **out, double *acc, seed_stats *ss, kd
     const cfg_student *cs = u->cs;
     train_opts to = teacher_train_opts(&cs->model, u->seed);
     char ckpt[PL_PATH + 96], actk[PL_PATH + 96], kdm[PL_PATH + 96], name[96];
-    snprintf(ckpt, sizeof ckpt, "%s.ckpt", u->base);
-    snprintf(actk, sizeof actk, "%s.adapter.ckpt", u->base);
-    snprintf(kdm, sizeof kdm, "%s.kdm", u->base);
+    if (pl_pathf(e, ckpt, sizeof ckpt, "%s.ckpt", u->base) ||
+        pl_pathf(e, actk, sizeof actk, "%s.adapter.ckpt", u->base) ||
+        pl_pathf(e, kdm, sizeof kdm, "%s.kdm", u->base))
+        return e->code;
     snprintf(name, sizeof name, "%s/%s", cs->name, mode_names[u->mode]);
     r->ckpt_path = ckpt;
     train_state st = {0};
@@ -88,7 +89,7 @@ static int train_one(one_run *u, nn_model **out, double *acc, seed_stats *ss, kd
     student_distiller *d = NULL;
     train_state as = {0};
     train_hooks h = {.on_epoch = pl_on_epoch, .cb_ctx = r, .progress = r->o->progress,
-                     .quiet = r->o->quiet, .label = name};
+                     .quiet = r->o->quiet, .cancel = r->o->cancel, .label = name};
     if (u->mode == DISTILLED) {
         student_distill_opts dopt = {.temperature = cs->temperature, .alpha = cs->alpha};
         if ((rc = hint_taps(u, st.model, &dopt)) != KD_OK)
@@ -156,10 +157,11 @@ static int add_row(one_run *u, nn_model *m0, const seed_stats *ss, kd_err *e)
     const cfg_student *cs = u->cs;
     char name[96], kdm[PL_PATH + 128];
     snprintf(name, sizeof name, "%s/%s", cs->name, mode_names[u->mode]);
-    snprintf(kdm, sizeof kdm, "%s/students/%s/%s-seed%llu.kdm", u->r->dir, cs->name,
-             mode_names[u->mode], (unsigned long long)cs->seeds[0]);
     measure_result mr;
-    int rc = measure_model(m0, &u->r->test, kdm, NULL, &mr, e);
+    int rc = pl_pathf(e, kdm, sizeof kdm, "%s/students/%s/%s-seed%llu.kdm", u->r->dir, cs->name,
+                      mode_names[u->mode], (unsigned long long)cs->seeds[0]);
+    if (rc == KD_OK)
+        rc = measure_model(m0, &u->r->test, kdm, NULL, &mr, e);
     rep_row *row = rc == KD_OK ? pl_row_add(u->r, name, "student") : NULL;
     if (!row)
         return rc != KD_OK ? rc : kd_err_set(e, KD_ERUNTIME, "too many result rows");
@@ -205,17 +207,19 @@ static int run_student(run_ctx *r, int index, const float *tlogits, kd_err *e)
     seed_stats ss[2];
     memset(ss, 0, sizeof ss);
     char dir[PL_PATH];
-    snprintf(dir, sizeof dir, "%s/students/%s", r->dir, cs->name);
-    int rc = kd_mkdirs(dir, e);
+    int rc = pl_pathf(e, dir, sizeof dir, "%s/students/%s", r->dir, cs->name);
+    if (rc == KD_OK)
+        rc = kd_mkdirs(dir, e);
     for (int mode = SCRATCH; rc == KD_OK && mode <= DISTILLED; mode++) {
         nn_model *first = NULL;
         for (int k = 0; rc == KD_OK && k < cs->nseeds; k++) {
             one_run u = {.r = r, .cs = cs, .tlogits = tlogits, .mode = mode,
                          .seed = cs->seeds[k]};
-            snprintf(u.base, sizeof u.base, "%s/%s-seed%llu", dir, mode_names[mode],
-                     (unsigned long long)cs->seeds[k]);
             nn_model *m = NULL;
-            rc = train_one(&u, &m, &ss[mode].acc[k], &ss[mode], e);
+            rc = pl_pathf(e, u.base, sizeof u.base, "%s/%s-seed%llu", dir, mode_names[mode],
+                          (unsigned long long)cs->seeds[k]);
+            if (rc == KD_OK)
+                rc = train_one(&u, &m, &ss[mode].acc[k], &ss[mode], e);
             if (k == 0)
                 first = m;
             else

@@ -67,7 +67,7 @@ int pl_stage_teacher(run_ctx *r, kd_err *e)
             st.model->nparams, nn_model_macs(st.model) / 1e6);
     int trained = st.epochs_done < to.epochs;
     train_hooks h = {.on_epoch = pl_on_epoch, .cb_ctx = r, .progress = r->o->progress,
-                     .quiet = r->o->quiet, .label = "teacher"};
+                     .quiet = r->o->quiet, .cancel = r->o->cancel, .label = "teacher"};
     rc = train_fit(&st, &to, &r->train, &r->val, &h, e);
     if (rc == KD_OK && !trained) /* the curve comes from the checkpoint */
         rc = pl_curve_record(r, &st, e);

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,8 +14,11 @@
 #define EXEC_FAILED 127
 
 /* In the child: never returns. Reports an exec failure on the stderr pipe. */
-static void child(const char *prog, const char *dir, const char *script, int errfd)
+static void child(const char *prog, const char *dir, const char *script, int errfd, pid_t parent)
 {
+    /* never outlive kdbench, however it ends (even SIGKILL) */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+        _exit(EXEC_FAILED - 2);
     int null = open("/dev/null", O_RDWR);
     if (null >= 0) {
         dup2(null, 0);
@@ -31,7 +35,9 @@ static void child(const char *prog, const char *dir, const char *script, int err
     _exit(EXEC_FAILED);
 }
 
-/* Reads the child's stderr into buf until EOF or the deadline; 1 on timeout. */
+/* Reads the child's stderr into buf until EOF or the deadline; 1 on timeout,
+ * 2 when a caught signal interrupted the wait (kdbench run catches SIGINT,
+ * SIGTERM and SIGHUP to stop: the plot stops with it). */
 static int drain(int fd, char *buf, size_t n, double deadline)
 {
     size_t len = 0;
@@ -42,7 +48,7 @@ static int drain(int fd, char *buf, size_t n, double deadline)
         struct pollfd pf = {.fd = fd, .events = POLLIN};
         int r = poll(&pf, 1, (int)(left * 1000) + 1);
         if (r < 0 && errno == EINTR)
-            continue;
+            return 2;
         if (r <= 0)
             continue; /* timeout: checked at the top */
         char tmp[512];
@@ -83,7 +89,7 @@ int rep_gnuplot_run(const char *prog, const char *dir, const char *script, doubl
         snprintf(why, n, "pipe: %s", strerror(errno));
         return REP_GP_FAILED;
     }
-    pid_t pid = fork();
+    pid_t parent = getpid(), pid = fork();
     if (pid < 0) {
         close(fds[0]);
         close(fds[1]);
@@ -92,7 +98,7 @@ int rep_gnuplot_run(const char *prog, const char *dir, const char *script, doubl
     }
     if (pid == 0) {
         close(fds[0]);
-        child(prog, dir, script, fds[1]);
+        child(prog, dir, script, fds[1], parent);
     }
     close(fds[1]);
     int timed_out = drain(fds[0], err, sizeof err, kd_now() + timeout_s);
@@ -102,6 +108,10 @@ int rep_gnuplot_run(const char *prog, const char *dir, const char *script, doubl
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
+    if (timed_out == 2) {
+        snprintf(why, n, "gnuplot stopped: kdbench was interrupted");
+        return REP_GP_FAILED;
+    }
     if (timed_out) {
         snprintf(why, n, "gnuplot did not finish within %.0f s and was stopped", timeout_s);
         return REP_GP_FAILED;

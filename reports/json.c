@@ -354,3 +354,11 @@ int rep_json_get(const rep_json *j, int obj, const char *key)
             return c;
     return -1;
 }
+
+void rep_json_num(kd_buf *b, double v)
+{
+    if (isfinite(v))
+        rep_bprintf(b, "%.6g", v);
+    else
+        rep_bprintf(b, "null");
+}

@@ -39,6 +39,8 @@ int rep_write_results(const char *dir, const char *experiment, const rep_row *ro
 
 /* JSON string escaping into a kd_buf (shared by every JSON writer). */
 void rep_json_str(kd_buf *b, const char *s);
+/* A JSON number (%.6g), or null for NaN and inf (which JSON cannot hold). */
+void rep_json_num(kd_buf *b, double v);
 /* printf into a kd_buf. */
 void rep_bprintf(kd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -2,6 +2,7 @@
  * resolved config and data) and loading a saved teacher. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "teacher.h"
@@ -51,9 +52,12 @@ int teacher_cache_path(const exp_spec *spec, int threads, char *buf, size_t n, k
 {
     uint64_t key = 0;
     int rc = cache_key(spec, threads, &key, e);
-    if (rc == KD_OK)
-        snprintf(buf, n, "%s/teacher-%016llx.ckpt", spec->cache_dir, (unsigned long long)key);
-    return rc;
+    if (rc != KD_OK)
+        return rc;
+    int len = snprintf(buf, n, "%s/teacher-%016llx.ckpt", spec->cache_dir, (unsigned long long)key);
+    if (len < 0 || (size_t)len >= n) /* a cut path would name another file */
+        return kd_err_set(e, KD_ECONFIG, "cache_dir is too long (%zu bytes)", strlen(spec->cache_dir));
+    return KD_OK;
 }
 
 int teacher_cache_fetch(const char *cached, const char *ckpt, int resume, kd_log *log)

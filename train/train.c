@@ -115,6 +115,10 @@ static int run_epoch(train_state *st, const train_opts *o, const data_set *tr,
     double t0 = kd_now(), total = 0, lr = 0;
     long correct = 0;
     for (long bi = 0; bi < nb; bi++) {
+        if (h && h->cancel && *h->cancel) {
+            kd_progress_end(&pg, NULL);
+            return kd_err_set(e, KD_ECANCELED, "interrupted; resume with --resume");
+        }
         int s = (int)(bi * bs), n = tr->n - s < bs ? tr->n - s : bs;
         data_batch(tr, perm + s, n, m->in_mean, m->in_std, b->x, b->y);
         const float *z = nn_model_forward(m, b->x, n, &c);

@@ -5,6 +5,8 @@
 #ifndef KD_TRAIN_H
 #define KD_TRAIN_H
 
+#include <signal.h>
+
 #include "../data/data.h"
 #include "../nn/nn.h"
 
@@ -56,6 +58,10 @@ typedef struct {
      * the gradient w.r.t. layer tap's output, which backward adds in */
     int tap;
     float *dtap;
+    /* optional: when *cancel becomes non-zero (a signal handler sets it),
+     * training stops before the next batch with KD_ECANCELED; the epoch in
+     * progress is abandoned, so the last checkpoint stays the resume point */
+    const volatile sig_atomic_t *cancel;
     FILE *progress; /* NULL = silent */
     int quiet;
     const char *label; /* e.g. "teacher" */

@@ -17,6 +17,7 @@ enum {
     KD_ECONFIG = -3,  /* a config or argument is invalid (exit status 2) */
     KD_ENOMEM = -4,   /* an allocation failed */
     KD_ERUNTIME = -5, /* anything else that failed at run time */
+    KD_ECANCELED = -6, /* stopped on request (a signal); the caller picks the status */
 };
 
 /* Exit statuses chosen by cli/ only. */
@@ -66,6 +67,17 @@ int kd_read_file(const char *path, size_t max, uint8_t **out, size_t *len, kd_er
 int kd_mkdirs(const char *path, kd_err *e);
 /* Size in bytes of a file, or -1. */
 long long kd_file_size(const char *path);
+/* Takes an exclusive lock on folder dir (flock on dir/.lock, which then holds
+ * this process's pid), without waiting: a folder locked by another process
+ * is an error naming that process's pid.  *fd gets the lock's descriptor
+ * (close-on-exec; kd_dir_unlock releases it, and so does the process's exit). */
+int kd_dir_lock(const char *dir, int *fd, kd_err *e);
+/* Releases a lock from kd_dir_lock; accepts -1. */
+void kd_dir_unlock(int fd);
+/* Removes, anywhere under dir, the temporary files of kd_write_atomic
+ * ("NAME.tmp.PID") whose process PID no longer exists; *removed counts them
+ * (may be NULL).  Symbolic links are not followed.  0 or an error. */
+int kd_remove_stale_tmp(const char *dir, int *removed, kd_err *e);
 
 /* CRC-32 (zlib's polynomial); start with crc = 0. */
 uint32_t kd_crc32(uint32_t crc, const void *buf, size_t n);
