@@ -88,6 +88,16 @@ void qgemm_scalar(const qgemm_packed *p, const int8_t *x, int n, const qgemm_epi
 
 /* ---- dispatch ---------------------------------------------------------------------- */
 
+#if defined(__clang__) && __clang_major__ < 16
+#include <cpuid.h>
+/* AVX-VNNI: CPUID leaf 7 subleaf 1, EAX bit 4 */
+static int qgemm_cpuid_avxvnni(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 4 & 1);
+}
+#endif
+
 int qgemm_isa_supported(qgemm_isa isa)
 {
     __builtin_cpu_init();
@@ -97,7 +107,11 @@ int qgemm_isa_supported(qgemm_isa isa)
     case QGEMM_AVX2:
         return __builtin_cpu_supports("avx2");
     case QGEMM_AVXVNNI:
+#if defined(__clang__) && __clang_major__ < 16 /* no "avxvnni" name (make fuzz's clang 14) */
+        return __builtin_cpu_supports("avx2") && qgemm_cpuid_avxvnni();
+#else
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
+#endif
     case QGEMM_VNNI512:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vnni");
