@@ -20,6 +20,13 @@ char *fuzz_path(char *buf, size_t cap, const char *name);
 /* Writes n bytes to path, replacing it (aborts on failure: a harness bug). */
 void fuzz_write(const char *path, const void *p, size_t n);
 
+/* Writes data to path twice over: as it is, calling load(path) (the checksum
+ * check), then with its last 4 bytes replaced by the CRC32 of the rest
+ * (when it has at least 8), calling load(path) again, so mutations get past
+ * the checksum to the parser (model files and checkpoints end in a CRC). */
+void fuzz_with_crc(const char *path, const uint8_t *data, size_t size,
+                   void (*load)(const char *path));
+
 /* Splits data at FUZZ_SEP bytes into at most max parts: part[i], len[i];
  * returns the number of parts (>= 1). */
 #define FUZZ_SEP 0x1e /* ASCII record separator */

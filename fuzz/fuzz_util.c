@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../util/util.h"
 #include "fuzz.h"
 
 static char dir[256];
@@ -51,6 +52,26 @@ void fuzz_write(const char *path, const void *p, size_t n)
         perror(path);
         abort();
     }
+}
+
+void fuzz_with_crc(const char *path, const uint8_t *data, size_t size,
+                   void (*load)(const char *path))
+{
+    fuzz_write(path, data, size);
+    load(path);
+    if (size < 8)
+        return;
+    uint8_t *p = malloc(size);
+    if (!p)
+        abort();
+    memcpy(p, data, size);
+    uint32_t crc = kd_crc32(0, p, size - 4);
+    if (memcmp(p + size - 4, &crc, 4) != 0) { /* else already loaded */
+        memcpy(p + size - 4, &crc, 4);
+        fuzz_write(path, p, size);
+        load(path);
+    }
+    free(p);
 }
 
 int fuzz_split(const uint8_t *data, size_t size, const uint8_t **part, size_t *len, int max)

@@ -13,20 +13,22 @@ export OPENBLAS_NUM_THREADS=1 # deterministic, and no uninstrumented thread pool
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 opts="-timeout=30 -rss_limit_mb=2048 -max_len=16384 -print_final_stats=1"
+opts="$opts -artifact_prefix=build-fuzz/crashes/"
 mkdir -p build-fuzz/logs build-fuzz/crashes
 failed=0
 for t in "$@"; do
     bin=build-fuzz/fuzz_$t seeds=fuzz/corpus/$t work=build-fuzz/corpus/$t
+    o="$opts$t-"
     log=build-fuzz/logs/$t.log
     mkdir -p "$work"
     : >"$log"
     status=ok
     if [ "$mode" = ci ]; then
         # every seed once (no mutation), then a short bounded run
-        "$bin" $opts -runs=0 "$seeds" >>"$log" 2>&1 || status="CRASH on a seed"
+        "$bin" $o -runs=0 "$seeds" >>"$log" 2>&1 || status="CRASH on a seed"
     fi
     if [ "$status" = ok ]; then
-        "$bin" $opts -max_total_time="$secs" -artifact_prefix="build-fuzz/crashes/$t-" \
+        "$bin" $o -max_total_time="$secs" \
             "$work" "$seeds" >>"$log" 2>&1 || status=CRASH
     fi
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
