@@ -105,3 +105,64 @@ clean:
 # (env.json); empty outside a git checkout.
 GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 $(BUILD)/reports/env.o: CFLAGS += -DKD_GIT_COMMIT='"$(GIT_COMMIT)"'
+
+# ---- fuzzing ------------------------------------------------------------------
+# `make fuzz`: every target in fuzz/ (fuzz_<name>.c) built with clang's
+# libFuzzer under ASan+UBSan in build-fuzz/, each run FUZZ_SECONDS on its seed
+# corpus fuzz/corpus/<name>/ (new inputs go to build-fuzz/corpus/<name>/, the
+# committed corpus is not touched; crashes to build-fuzz/crashes/).
+# `make fuzz-ci`: each target replays its seed corpus, then fuzzes
+# FUZZ_CI_SECONDS; one line per target, fails on any crash.
+# `make fuzz-replay`: the seed corpora through a gcc ASan+UBSan build, no clang.
+# FUZZ_TARGETS=model limits any of them to some targets.
+FUZZ_DEBS := clang libclang-rt-14-dev
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 600
+FUZZ_CI_SECONDS ?= 20
+FUZZ_TARGETS ?= $(filter-out util,$(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c)))
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_HDR := $(wildcard fuzz/*.h)
+
+.PHONY: fuzz fuzz-ci fuzz-build fuzz-replay fuzz-deps fuzz-clean fuzz-corpus
+fuzz-clean:
+	rm -rf build-fuzz build-fuzz-replay
+fuzz-deps:
+	@sh scripts/deps.sh $(DEBS) $(FUZZ_DEBS)
+
+fuzz-build: fuzz-deps
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=$(FUZZ_CC) \
+	    OPT="-O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link" build-fuzz/libkd.a
+	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+
+build-fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_util.c $(FUZZ_HDR) build-fuzz/libkd.a
+	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) $(FUZZ_SAN) -fsanitize=fuzzer \
+	    $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -o $@ $< fuzz/fuzz_util.c \
+	    build-fuzz/libkd.a $(LIBS)
+
+fuzz: fuzz-build
+	@sh fuzz/run.sh long $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-ci: fuzz-build
+	@sh fuzz/run.sh ci $(FUZZ_CI_SECONDS) $(FUZZ_TARGETS)
+
+build-fuzz-replay/replay_%: fuzz/replay.c fuzz/fuzz_%.c fuzz/fuzz_util.c $(FUZZ_HDR) \
+	    build-fuzz-replay/libkd.a
+	$(CC) -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) $(FUZZ_SAN) \
+	    $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -o $@ fuzz/replay.c $(filter %.c,$(wordlist 2,3,$^)) \
+	    build-fuzz-replay/libkd.a $(LIBS)
+
+fuzz-replay: deps
+	@$(MAKE) --no-print-directory BUILD=build-fuzz-replay OPT="-O1 -g $(FUZZ_SAN)" \
+	    build-fuzz-replay/libkd.a
+	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=build-fuzz-replay/replay_%)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    printf 'replay %-10s ' $$t; OPENBLAS_NUM_THREADS=1 build-fuzz-replay/replay_$$t fuzz/corpus/$$t; \
+	done
+
+# Regenerates the seed corpora (committed) with the project's own writers.
+fuzz-corpus: $(BUILD)/fuzz/gen_corpus
+	OPENBLAS_NUM_THREADS=1 $(BUILD)/fuzz/gen_corpus fuzz/corpus
+
+$(BUILD)/fuzz/gen_corpus: fuzz/gen_corpus.c fuzz/fuzz_util.c $(FUZZ_HDR) $(LIBKD)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ fuzz/gen_corpus.c fuzz/fuzz_util.c $(LIBKD) $(LIBS) $(LDFLAGS)

@@ -1,6 +1,6 @@
 /* CSV reader: one sample per line, "label,f1,f2,...".  Blank lines (including
- * a trailing one) are skipped, CRLF is accepted, and a first line whose first
- * field is not a number is a header.  Errors name FILE:LINE (and the column
+ * a trailing one) are skipped, CRLF and a leading UTF-8 BOM are accepted, and
+ * a first line whose first field is not a number is a header.  Errors name FILE:LINE (and the column
  * of a bad field). */
 #include "data.h"
 
@@ -157,10 +157,14 @@ static int csv_row(csv_state *st, const char *line, kd_err *e)
     return KD_OK;
 }
 
-/* Splits buf (len bytes, writable) into lines and parses them. */
+/* Splits buf (len bytes, writable) into lines and parses them.  A UTF-8
+ * byte-order mark (as spreadsheet exports write) is dropped: left in place
+ * it would make the first row read as a header. */
 static int csv_parse(csv_state *st, char *buf, size_t len, int max_n, kd_err *e)
 {
     char *p = buf, *end = buf + len;
+    if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
+        p += 3;
     for (st->line = 1; p < end && (max_n <= 0 || st->n < max_n); st->line++) {
         char *nl = memchr(p, '\n', (size_t)(end - p));
         char *le = nl ? nl : end;

@@ -4,13 +4,17 @@
  * DD big-endian u32 sizes, then the elements.  We accept only unsigned bytes
  * (TT = 0x08): images with dims (n, h, w) and labels with dims (n).
  *
- * zlib's gzread reads gzip by content (the 1f 8b magic) and passes any other
- * file through unchanged, so one code path serves both.  A header is never
+ * A file that starts with the gzip magic (1f 8b) is inflated as exactly one
+ * gzip member: the stream must end properly (zlib then has verified the
+ * CRC32 and ISIZE trailer), and nothing may follow it -- a second member or
+ * junk is refused rather than read or ignored (zlib's gzread would do
+ * either silently).  Any other file is read raw.  A header is never
  * trusted with memory: the pixel buffer grows as data actually arrives, and a
  * raw file is compared with its size on disk before anything is allocated. */
 #include "data.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -19,48 +23,106 @@
 #define IDX_MAX_SIDE 4096u
 #define IDX_MAX_BYTES ((uint64_t)1 << 32) /* pixels in one file: 4 GiB */
 #define IDX_FIRST_CHUNK ((size_t)1 << 16)
-#define IDX_READ_MAX ((uint64_t)1 << 30) /* gzread takes an unsigned count */
+#define IDX_IN_BYTES ((size_t)1 << 16)    /* file bytes read at a time */
+#define IDX_CHUNK_MAX ((size_t)1 << 30)   /* inflate takes an unsigned count */
 
 /* One open IDX file: header parsed, positioned at the first element. */
 typedef struct {
     const char *path;
-    gzFile gz;
+    FILE *fp;
+    int gz;        /* 1: inflating a gzip member */
+    int zinit;     /* z is initialised (inflateEnd owed) */
+    int zend;      /* the member ended: trailer verified, nothing after it */
+    z_stream z;
+    uint8_t *in;   /* IDX_IN_BYTES of file bytes: z's input, or raw bytes */
+    size_t in_pos, in_len; /* raw: the unread part of in */
     uint32_t dims[3];
     uint64_t body; /* element bytes the header promises */
 } idx_file;
 
 /* ---- reading ------------------------------------------------------------- */
 
-static int idx_gz_error(idx_file *f, kd_err *e)
+static int idx_io_error(idx_file *f, kd_err *e)
 {
-    int zerr = 0;
-    const char *msg = gzerror(f->gz, &zerr);
-    size_t np = strlen(f->path); /* zlib says "path: what"; e already names the file */
-    if (strncmp(msg, f->path, np) == 0 && msg[np] == ':' && msg[np + 1] == ' ')
-        msg += np + 2;
-    if (zerr == Z_ERRNO)
-        return kd_err_at(e, KD_EIO, f->path, 0, 0, "read error: %s", strerror(errno));
-    return kd_err_at(e, KD_EFORMAT, f->path, 0, 0, "corrupt gzip data: %s", msg);
+    return kd_err_at(e, KD_EIO, f->path, 0, 0, "read error: %s", strerror(errno));
 }
 
-/* Reads up to n bytes; *got is the count (short only at end of file).
- * A truncated gzip stream is end of file here: the caller reports the length. */
+/* Raw: the buffered bytes first, then the file. */
+static int idx_read_raw(idx_file *f, uint8_t *dst, size_t n, size_t *got, kd_err *e)
+{
+    size_t b = f->in_len - f->in_pos < n ? f->in_len - f->in_pos : n;
+    memcpy(dst, f->in + f->in_pos, b);
+    f->in_pos += b;
+    *got = b;
+    if (b < n) {
+        *got += fread(dst + b, 1, n - b, f->fp);
+        if (ferror(f->fp))
+            return idx_io_error(f, e);
+    }
+    return KD_OK;
+}
+
+/* At the end of the member: nothing may follow, neither unread input nor
+ * more bytes in the file. */
+static int idx_gz_tail(idx_file *f, kd_err *e)
+{
+    f->zend = 1;
+    uint8_t one;
+    if (f->z.avail_in == 0 && fread(&one, 1, 1, f->fp) == 0)
+        return ferror(f->fp) ? idx_io_error(f, e) : KD_OK;
+    return kd_err_at(e, KD_EFORMAT, f->path, 0, 0,
+                     "bytes after the end of the gzip stream (junk or a second member; "
+                     "only a single gzip member is accepted)");
+}
+
+/* gzip: inflates into dst until it is full or the member ends. */
+static int idx_read_gz(idx_file *f, uint8_t *dst, size_t n, size_t *got, kd_err *e)
+{
+    f->z.next_out = dst;
+    f->z.avail_out = (uInt)n;
+    while (f->z.avail_out && !f->zend) {
+        if (f->z.avail_in == 0) {
+            size_t r = fread(f->in, 1, IDX_IN_BYTES, f->fp);
+            if (ferror(f->fp))
+                return idx_io_error(f, e);
+            if (r == 0)
+                return kd_err_at(e, KD_EFORMAT, f->path, 0, 0,
+                                 "truncated gzip stream: it ends before its data or its "
+                                 "CRC/size trailer");
+            f->z.next_in = f->in;
+            f->z.avail_in = (uInt)r;
+        }
+        int rc = inflate(&f->z, Z_NO_FLUSH);
+        if (rc == Z_STREAM_END) {
+            int trc = idx_gz_tail(f, e);
+            if (trc != KD_OK)
+                return trc;
+        } else if (rc == Z_MEM_ERROR) {
+            return kd_err_at(e, KD_ENOMEM, f->path, 0, 0, "out of memory");
+        } else if (rc != Z_OK && !(rc == Z_BUF_ERROR && f->z.avail_in == 0)) {
+            return kd_err_at(e, KD_EFORMAT, f->path, 0, 0, "corrupt gzip data: %s",
+                             f->z.msg ? f->z.msg : "bad stream");
+        }
+    }
+    *got = n - f->z.avail_out;
+    return KD_OK;
+}
+
+/* Reads up to n bytes; *got is the count (short only at the end of the data:
+ * a gzip stream cut short or followed by anything is an error here). */
 static int idx_read(idx_file *f, void *dst, size_t n, size_t *got, kd_err *e)
 {
     *got = 0;
     while (*got < n) {
-        size_t want = n - *got > IDX_READ_MAX ? (size_t)IDX_READ_MAX : n - *got;
-        int r = gzread(f->gz, (uint8_t *)dst + *got, (unsigned)want);
-        if (r < 0)
-            return idx_gz_error(f, e);
+        size_t want = n - *got > IDX_CHUNK_MAX ? IDX_CHUNK_MAX : n - *got, r = 0;
+        uint8_t *to = (uint8_t *)dst + *got;
+        int rc = f->gz ? idx_read_gz(f, to, want, &r, e) : idx_read_raw(f, to, want, &r, e);
+        if (rc != KD_OK)
+            return rc;
         if (r == 0)
             break;
-        *got += (size_t)r;
+        *got += r;
     }
-    int zerr = 0;
-    gzerror(f->gz, &zerr);
-    if (zerr != Z_OK && zerr != Z_BUF_ERROR) /* Z_BUF_ERROR: stream cut short */
-        return idx_gz_error(f, e);
     return KD_OK;
 }
 
@@ -118,7 +180,7 @@ static int idx_check_dims(idx_file *f, int ndims, kd_err *e)
 /* A raw file's size is known up front: refuse a lying header before any allocation. */
 static int idx_check_raw_size(idx_file *f, uint64_t header, kd_err *e)
 {
-    if (!gzdirect(f->gz))
+    if (f->gz)
         return KD_OK;
     long long size = kd_file_size(f->path);
     if (size < 0)
@@ -135,23 +197,44 @@ static int idx_check_raw_size(idx_file *f, uint64_t header, kd_err *e)
     return KD_OK;
 }
 
+/* Opens path, raw or gzip by its first two bytes. */
+static int idx_start(idx_file *f, const char *path, kd_err *e)
+{
+    errno = 0;
+    f->fp = fopen(path, "rb");
+    if (!f->fp)
+        return kd_err_at(e, KD_EIO, path, 0, 0, "cannot open: %s", strerror(errno));
+    if (!(f->in = kd_malloc(IDX_IN_BYTES)))
+        return kd_err_at(e, KD_ENOMEM, path, 0, 0, "out of memory");
+    f->in_len = fread(f->in, 1, IDX_IN_BYTES, f->fp);
+    if (ferror(f->fp))
+        return idx_io_error(f, e);
+    if (f->in_len < 2 || f->in[0] != 0x1f || f->in[1] != 0x8b)
+        return KD_OK;
+    f->gz = 1;
+    f->z.next_in = f->in;
+    f->z.avail_in = (uInt)f->in_len;
+    int rc = inflateInit2(&f->z, 16 + MAX_WBITS); /* gzip only */
+    if (rc != Z_OK)
+        return kd_err_at(e, rc == Z_MEM_ERROR ? KD_ENOMEM : KD_EFORMAT, path, 0, 0,
+                         "cannot start inflating: %s", f->z.msg ? f->z.msg : "zlib error");
+    f->zinit = 1;
+    return KD_OK;
+}
+
 /* Opens path and reads its header, expecting magic want. */
 static int idx_open(idx_file *f, const char *path, uint32_t want, kd_err *e)
 {
     memset(f, 0, sizeof *f);
     f->path = path;
-    errno = 0;
-    f->gz = gzopen(path, "rb");
-    if (!f->gz)
-        return kd_err_at(e, errno ? KD_EIO : KD_ENOMEM, path, 0, 0, "cannot open: %s",
-                         errno ? strerror(errno) : "out of memory");
-    gzbuffer(f->gz, 1u << 17);
+    int rc = idx_start(f, path, e);
+    if (rc != KD_OK)
+        return rc;
     const int ndims = (int)(want & 0xff);
     uint8_t h[16];
     const size_t hlen = 4 + 4 * (size_t)ndims;
     size_t got;
-    int rc = idx_read(f, h, hlen, &got, e);
-    if (rc != KD_OK)
+    if ((rc = idx_read(f, h, hlen, &got, e)) != KD_OK)
         return rc;
     if (got == 0)
         return kd_err_at(e, KD_EFORMAT, path, 0, 0, "empty file");
@@ -170,9 +253,14 @@ static int idx_open(idx_file *f, const char *path, uint32_t want, kd_err *e)
 
 static void idx_close(idx_file *f)
 {
-    if (f->gz)
-        gzclose(f->gz);
-    f->gz = NULL;
+    if (f->zinit)
+        inflateEnd(&f->z);
+    if (f->fp)
+        fclose(f->fp);
+    kd_free(f->in);
+    f->zinit = 0;
+    f->fp = NULL;
+    f->in = NULL;
 }
 
 /* ---- body ---------------------------------------------------------------- */

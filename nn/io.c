@@ -1,6 +1,7 @@
 /* Model files: "KDBM", version, architecture, tensors, compressed payloads,
  * CRC32 trailer.  The loader trusts nothing: the checksum first, then every
  * count against the bytes that are really there, before any large allocation. */
+#include <math.h>
 #include <string.h>
 
 #include "nn.h"
@@ -82,6 +83,9 @@ static int get_spec(kd_rd *r, nn_layer_spec *s, int i, kd_err *e)
         return kd_err_set(e, KD_EFORMAT, "truncated in layer %d", i);
     if (kind >= NN_KIND_COUNT || init > NN_INIT_XAVIER)
         return kd_err_set(e, KD_EFORMAT, "layer %d has an unknown kind or initialiser", i);
+    if (!isfinite(s->rate) || !isfinite(s->eps) || !isfinite(s->momentum))
+        return kd_err_set(e, KD_EFORMAT, "layer %d (%s) has a non-finite rate, eps or momentum",
+                          i, s->name);
     for (int j = 0; j < 5; j++)
         if (!in_range(v[j], MAX_DIM))
             return kd_err_set(e, KD_EFORMAT, "layer %d has an out-of-range size", i);
@@ -181,6 +185,33 @@ static int get_payloads(kd_rd *r, nn_model *m, kd_err *e)
     return KD_OK;
 }
 
+/* Index of the first non-finite value of v[0..n), or n. */
+static size_t first_nonfinite(const float *v, size_t n)
+{
+    size_t i = 0;
+    while (i < n && isfinite(v[i]))
+        i++;
+    return i;
+}
+
+/* A NaN or infinity in a weight, bias or running statistic makes every
+ * output NaN (a CRC protects bytes, not meaning): refused, naming the layer. */
+static int check_finite(const nn_model *m, kd_err *e)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        const nn_layer *l = &m->layers[i];
+        const struct { const float *v; size_t n; const char *what; } t[] = {
+            {l->w, l->nw, "weight"}, {l->b, l->nb, "bias"}, {l->buf, l->nbuf, "buffer"}};
+        for (int k = 0; k < 3; k++) {
+            size_t j = t[k].v ? first_nonfinite(t[k].v, t[k].n) : t[k].n;
+            if (j < t[k].n)
+                return kd_err_set(e, KD_EFORMAT, "layer %d (%s): non-finite %s %zu (%g)", i,
+                                  l->spec.name, t[k].what, j, (double)t[k].v[j]);
+        }
+    }
+    return KD_OK;
+}
+
 /* The tensors after the specs: counts, parameters, buffers, payloads. */
 static nn_model *get_body(kd_rd *r, uint32_t ver, nn_shape in, const nn_layer_spec *specs,
                           uint32_t nl, kd_err *e)
@@ -205,7 +236,7 @@ static nn_model *get_body(kd_rd *r, uint32_t ver, nn_shape in, const nn_layer_sp
     }
     kd_rd_get(r, m->params, np * sizeof(float));
     kd_rd_get(r, m->buffers, nb * sizeof(float));
-    if (ver >= 2 && get_payloads(r, m, e) != KD_OK) {
+    if (check_finite(m, e) != KD_OK || (ver >= 2 && get_payloads(r, m, e) != KD_OK)) {
         nn_model_free(m);
         return NULL;
     }
@@ -235,8 +266,9 @@ nn_model *nn_model_deserialize_with(kd_rd *r, const nn_layer_ops *const *kinds, 
         kd_err_set(e, KD_EFORMAT, "bad model header (truncated or out-of-range sizes)");
         return NULL;
     }
-    if (!(sd > 0)) {
-        kd_err_set(e, KD_EFORMAT, "bad input normalisation (std %g)", (double)sd);
+    if (!(sd > 0) || !isfinite(sd) || !isfinite(mean)) {
+        kd_err_set(e, KD_EFORMAT, "bad input normalisation (mean %g, std %g)", (double)mean,
+                   (double)sd);
         return NULL;
     }
     nn_layer_spec *specs = kd_calloc(nl, sizeof *specs);

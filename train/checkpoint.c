@@ -1,4 +1,5 @@
 /* Checkpoints: the model plus what the optimiser and loop need to resume. */
+#include <math.h>
 #include <string.h>
 
 #include "train.h"
@@ -28,6 +29,34 @@ int train_checkpoint_save(const train_state *st, const char *path, kd_err *e)
     return rc;
 }
 
+/* The name of the layer that owns flat parameter j of m. */
+static const char *param_layer(const nn_model *m, size_t j)
+{
+    for (int k = 0; k < m->nlayers; k++) {
+        const nn_layer *l = &m->layers[k];
+        const float *p = m->params + j;
+        if ((l->w && p >= l->w && p < l->w + l->nw) || (l->b && p >= l->b && p < l->b + l->nb))
+            return l->spec.name;
+    }
+    return "?";
+}
+
+/* The optimiser state (n floats per vector, unaligned in the file) must be
+ * finite, and a second moment non-negative (its square root is taken): a
+ * NaN there poisons every weight at the first step. */
+static int check_moments(const uint8_t *mom, size_t n, int nvec, const nn_model *m, kd_err *e)
+{
+    for (size_t i = 0; i < n * (size_t)nvec; i++) {
+        float v;
+        memcpy(&v, mom + i * sizeof v, sizeof v);
+        if (!isfinite(v) || (i >= n && v < 0.0f))
+            return kd_err_set(e, KD_EFORMAT, "optimiser state of layer %s: %s moment %g at "
+                              "parameter %zu", param_layer(m, i % n), i < n ? "first" : "second",
+                              (double)v, i % n);
+    }
+    return KD_OK;
+}
+
 static int parse(kd_rd *r, const train_opts *o, train_state *st, kd_err *e)
 {
     char magic[4];
@@ -41,6 +70,8 @@ static int parse(kd_rd *r, const train_opts *o, train_state *st, kd_err *e)
     uint64_t step = kd_rd_u64(r), n = kd_rd_u64(r);
     if (!r->ok || kind != (uint32_t)o->opt.kind || done > (uint32_t)o->epochs)
         return kd_err_set(e, KD_EFORMAT, "checkpoint does not match this configuration");
+    if (!isfinite(secs) || secs < 0)
+        return kd_err_set(e, KD_EFORMAT, "checkpoint: bad training time %g s", secs);
     int nvec = kind == NN_OPT_ADAMW ? 2 : 1;
     if (n > (r->len - r->pos) / sizeof(float) / (size_t)nvec)
         return kd_err_set(e, KD_EFORMAT, "truncated checkpoint");
@@ -55,6 +86,10 @@ static int parse(kd_rd *r, const train_opts *o, train_state *st, kd_err *e)
     if (m->nparams != n || r->pos != r->len) {
         nn_model_free(m);
         return kd_err_set(e, KD_EFORMAT, "checkpoint sizes are inconsistent");
+    }
+    if (check_moments(mom, n, nvec, m, e) != KD_OK) {
+        nn_model_free(m);
+        return KD_EFORMAT;
     }
     if (train_state_init(st, m, o, e) != KD_OK) {
         nn_model_free(m);

@@ -18,6 +18,20 @@ static struct {
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 static _Atomic int forced = KD_ISA_N;
 
+/* AVX-VNNI (256-bit): clang before 16 has no "avxvnni" name for
+ * __builtin_cpu_supports (make fuzz builds with clang 14), so CPUID leaf 7
+ * subleaf 1, EAX bit 4, there. */
+#if defined(__clang__) && __clang_major__ < 16
+#include <cpuid.h>
+static int has_avxvnni(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 4 & 1);
+}
+#else
+static int has_avxvnni(void) { return __builtin_cpu_supports("avxvnni"); }
+#endif
+
 static void probe_run(void)
 {
     __builtin_cpu_init();
@@ -26,7 +40,7 @@ static void probe_run(void)
                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
     probe.host = avx512 ? KD_ISA_AVX512 : avx2 ? KD_ISA_AVX2 : KD_ISA_SCALAR;
     probe.vnni512 = avx512 && __builtin_cpu_supports("avx512vnni");
-    probe.avxvnni = avx2 && __builtin_cpu_supports("avxvnni");
+    probe.avxvnni = avx2 && has_avxvnni();
     probe.env_cap = KD_ISA_N;
     const char *s = getenv("KD_ISA");
     if (s && *s && kernels_isa_parse(s, &probe.env_cap) != 0) {

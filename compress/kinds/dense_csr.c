@@ -2,6 +2,7 @@
  * bias stays in the model's flat parameters.  Same function as nn's dense:
  * y = x W^T + b.  Backward writes dx and the bias gradient only: the sparse
  * weights are frozen (fine-tuning happens on the masked dense model). */
+#include <math.h>
 #include <string.h>
 
 #include "internal.h"
@@ -159,9 +160,13 @@ static void csr_save(const nn_layer *l, kd_buf *b)
 }
 
 /* Offsets start at 0, never decrease, end at nnz (all checked before any
- * column is read); columns ascend within a row and stay below cols. */
+ * column is read); columns ascend within a row and stay below cols; values
+ * are finite. */
 static int csr_valid(const compress_csr *a, kd_err *e)
 {
+    for (uint32_t k = 0; k < a->nnz; k++)
+        if (!isfinite(a->val[k]))
+            return kd_err_set(e, KD_EFORMAT, "non-finite value at non-zero %u", k);
     if (a->rowptr[0] != 0 || a->rowptr[a->rows] != a->nnz)
         return kd_err_set(e, KD_EFORMAT, "row offsets do not span the non-zeros");
     for (int r = 0; r < a->rows; r++)

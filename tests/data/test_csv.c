@@ -70,6 +70,37 @@ START_TEST(test_no_header_shape)
 }
 END_TEST
 
+/* A UTF-8 byte-order mark is not part of the first field: the first row is
+ * data (not a header), with or without a header after the mark. */
+START_TEST(test_utf8_bom)
+{
+    char path[300];
+    data_set d;
+    kd_err e = {0};
+    int rc = load("\xEF\xBB\xBF" "3,1,2\n1,3,4\n", (nn_shape){0, 0, 0}, 0, &d, &e, path,
+                  sizeof path);
+    ck_assert_msg(rc == KD_OK, "%s", e.msg);
+    ck_assert_int_eq(d.n, 2);
+    ck_assert_uint_eq(d.y[0], 3);
+    ck_assert_float_eq(d.xf[1], 2);
+    data_set_free(&d);
+    rc = load("\xEF\xBB\xBF" "label,a\r\n0,1\r\n", (nn_shape){0, 0, 0}, 0, &d, &e, path,
+              sizeof path);
+    ck_assert_msg(rc == KD_OK, "%s", e.msg);
+    ck_assert_int_eq(d.n, 1);
+    data_set_free(&d);
+    /* a bad field on the first line: the column counts from after the mark */
+    rc = load("\xEF\xBB\xBF" "1,x\n", (nn_shape){0, 0, 0}, 0, &d, &e, path, sizeof path);
+    ck_assert_int_eq(rc, KD_EFORMAT);
+    ck_assert_int_eq(e.line, 1);
+    ck_assert_int_eq(e.col, 3);
+    /* only the mark: no data */
+    rc = load("\xEF\xBB\xBF", (nn_shape){0, 0, 0}, 0, &d, &e, path, sizeof path);
+    ck_assert_int_eq(rc, KD_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(e.msg, "no data rows"));
+}
+END_TEST
+
 START_TEST(test_max_n)
 {
     char path[300];
@@ -185,6 +216,7 @@ Suite *suite_data_csv(void)
     tcase_add_test(tc, test_header_crlf_blank);
     tcase_add_test(tc, test_no_header_shape);
     tcase_add_test(tc, test_max_n);
+    tcase_add_test(tc, test_utf8_bom);
     tcase_add_loop_test(tc, test_bad, 0, (int)(sizeof bad / sizeof *bad));
     tcase_add_test(tc, test_missing);
     tcase_add_test(tc, test_alloc_fail);

@@ -26,6 +26,10 @@ typedef struct {
     int empty;      /* a zero-byte file */
     int extra;      /* bytes appended after the data (before gzip) */
     int n0;         /* write a sample count of 0 */
+    int stored;     /* gzip level 0: the data bytes appear as they are */
+    int flip_mid;   /* gzip: flip a byte in the middle of the file (a stored pixel) */
+    int junk;       /* gzip: bytes of junk appended after the member */
+    int member2;    /* gzip: a second, valid member (one byte 0) appended */
 } fx_spec;
 
 /* Deterministic noise, so gzip cannot shrink the data to nothing. */
@@ -43,11 +47,11 @@ static void fx_put(const char *path, const uint8_t *b, size_t n, const fx_spec *
         kdt_write(path, b, n - (s->cut < n ? s->cut : n));
         return;
     }
-    gzFile g = gzopen(path, "wb");
+    gzFile g = gzopen(path, s->stored ? "wb0" : "wb");
     ck_assert_ptr_nonnull(g);
     ck_assert_int_eq(gzwrite(g, b, (unsigned)n), (int)n);
     ck_assert_int_eq(gzclose(g), Z_OK);
-    if (!s->cut && !s->flip_crc)
+    if (!s->cut && !s->flip_crc && !s->flip_mid && !s->junk && !s->member2)
         return;
     FILE *f = fopen(path, "rb");
     ck_assert_ptr_nonnull(f);
@@ -56,6 +60,16 @@ static void fx_put(const char *path, const uint8_t *b, size_t n, const fx_spec *
     fclose(f);
     if (s->flip_crc)
         z[zn - 8] ^= 0x5a;
+    if (s->flip_mid)
+        z[zn / 2] ^= 0x01;
+    for (int i = 0; i < s->junk; i++)
+        z[zn++] = (uint8_t)(i * 37 + 1);
+    if (s->member2) { /* gzip of the single byte 0, level 0 */
+        static const uint8_t one[] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 1, 0, 0xfe,
+                                      0xff, 0, 0x8d, 0xef, 0x02, 0xd2, 1, 0, 0, 0};
+        memcpy(z + zn, one, sizeof one);
+        zn += sizeof one;
+    }
     kdt_write(path, z, zn - (s->cut < zn ? s->cut : zn));
     free(z);
 }
@@ -159,6 +173,27 @@ static const struct {
      "truncated"},
     {"gzip crc", {.data = -1, .gz = 1, .flip_crc = 1}, {.data = -1}, 0, KD_EFORMAT,
      "corrupt gzip"},
+    {"gzip trailer cut", {.data = -1, .gz = 1, .cut = 8}, {.data = -1}, 0, KD_EFORMAT,
+     "truncated gzip stream"},
+    {"gzip size cut", {.data = -1, .gz = 1, .cut = 4}, {.data = -1}, 0, KD_EFORMAT,
+     "truncated gzip stream"},
+    {"gzip one byte cut", {.data = -1, .gz = 1, .cut = 1}, {.data = -1}, 0, KD_EFORMAT,
+     "truncated gzip stream"},
+    {"labels trailer cut", {.data = -1}, {.data = -1, .gz = 1, .cut = 8}, 1, KD_EFORMAT,
+     "truncated gzip stream"},
+    {"stored pixel flipped", {.data = -1, .gz = 1, .stored = 1, .flip_mid = 1}, {.data = -1},
+     0, KD_EFORMAT, "incorrect data check"},
+    {"stored pixel flipped, trailer cut",
+     {.data = -1, .gz = 1, .stored = 1, .flip_mid = 1, .cut = 8}, {.data = -1}, 0,
+     KD_EFORMAT, "truncated gzip stream"},
+    {"junk after gzip", {.data = -1, .gz = 1, .junk = 5}, {.data = -1}, 0, KD_EFORMAT,
+     "after the end of the gzip stream"},
+    {"one junk byte after gzip", {.data = -1, .gz = 1, .junk = 1}, {.data = -1}, 0,
+     KD_EFORMAT, "after the end of the gzip stream"},
+    {"second member", {.data = -1, .gz = 1, .member2 = 1}, {.data = -1}, 0, KD_EFORMAT,
+     "single gzip member"},
+    {"labels junk", {.data = -1}, {.data = -1, .gz = 1, .junk = 3}, 1, KD_EFORMAT,
+     "after the end of the gzip stream"},
     {"labels cut", {.data = -1}, {.data = N - 1}, 1, KD_EFORMAT, "truncated"},
     {"labels cut gz", {.data = -1}, {.data = 3, .gz = 1}, 1, KD_EFORMAT, "found only 3"},
     {"trailing raw", {.data = -1, .extra = 1}, {.data = -1}, 0, KD_EFORMAT,

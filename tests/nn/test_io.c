@@ -306,6 +306,41 @@ START_TEST(test_lying_tensor_sizes)
 }
 END_TEST
 
+/* The file with the float at off replaced by v and the checksum fixed:
+ * refused with a message naming the layer (a CRC protects bytes, not sense). */
+static void lie_f32(fixture *f, size_t off, float v, const char *what, const char *needle)
+{
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    lie_u32(f, off, u, what, needle);
+}
+
+START_TEST(test_nonfinite_refused)
+{
+    fixture f;
+    fixture_init(&f);
+    const nn_model *m = f.m;
+    size_t params = f.n - 4 - (m->nparams + m->nbuffers) * 4, bufs = params + m->nparams * 4;
+    size_t w0 = params + (size_t)(m->layers[0].w - m->params) * 4;
+    size_t b6 = params + (size_t)(m->layers[6].b - m->params) * 4;
+    size_t bn = bufs + (size_t)(m->layers[1].buf - m->buffers) * 4;
+    lie_f32(&f, w0, NAN, "NaN weight", "layer 0 (conv1): non-finite weight 0");
+    lie_f32(&f, w0 + 4, INFINITY, "inf weight", "non-finite weight 1");
+    lie_f32(&f, b6 + 8, -INFINITY, "-inf bias", "layer 6 (out): non-finite bias 2");
+    lie_f32(&f, bn, NAN, "NaN running mean", "layer 1 (bn1): non-finite buffer 0");
+    lie_f32(&f, bufs + (m->nbuffers - 1) * 4, INFINITY, "inf running var", "non-finite buffer");
+    lie_f32(&f, OFF_STD, INFINITY, "std inf", "normalisation");
+    lie_f32(&f, OFF_STD - 4, NAN, "mean NaN", "normalisation");
+    lie_f32(&f, OFF_STD - 4, -INFINITY, "mean -inf", "normalisation");
+    /* layer 1's eps: after kind, name "batchnorm1"... found by value */
+    float eps = 1e-3f;
+    uint8_t *hit = memmem(f.bytes, f.n, &eps, 4);
+    ck_assert_ptr_nonnull(hit);
+    lie_f32(&f, (size_t)(hit - f.bytes), NAN, "NaN eps", "non-finite rate, eps or momentum");
+    fixture_free(&f);
+}
+END_TEST
+
 /* A parameter-free model (relu) claiming an input of 2^60 values: nothing
  * to cross-check against, so the header bound must refuse it (batch * size
  * would overflow size_t when activations are reserved). */
@@ -398,6 +433,7 @@ Suite *suite_nn_io(void)
     tcase_add_test(t, test_lying_layer_specs);
     tcase_add_test(t, test_lying_tensor_sizes);
     tcase_add_test(t, test_huge_input_refused);
+    tcase_add_test(t, test_nonfinite_refused);
     tcase_add_test(t, test_load_alloc_failures);
     suite_add_tcase(s, t);
     return s;

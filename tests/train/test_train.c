@@ -322,6 +322,52 @@ START_TEST(test_checkpoint_lies_and_mismatches)
 }
 END_TEST
 
+/* f's bytes with 4 (or 8) bytes at off replaced, checksum fixed: the code
+ * and message of the load */
+static int lie_code(ck_fixture *f, size_t off, const void *v, size_t len, char *msg, size_t cap)
+{
+    uint8_t *q = malloc(f->n);
+    memcpy(q, f->p, f->n);
+    memcpy(q + off, v, len);
+    uint32_t crc = kd_crc32(0, q, f->n - 4);
+    memcpy(q + f->n - 4, &crc, 4);
+    kdt_write(f->path, q, f->n);
+    free(q);
+    train_state st;
+    kd_err e = {0};
+    int rc = train_checkpoint_load(f->path, &f->o, &st, &e);
+    if (rc == KD_OK) {
+        nn_model_free(st.model);
+        train_state_free(&st);
+    }
+    snprintf(msg, cap, "%s", e.msg);
+    return rc;
+}
+
+/* NaN or infinity in the optimiser state, the model or the time: refused */
+START_TEST(test_checkpoint_nonfinite)
+{
+    ck_fixture f;
+    ck_fixture_init(&f);
+    char msg[sizeof((kd_err *)0)->msg];
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    for (int k = 0; k < 3; k++) {
+        /* the first moment's first value (offset 40, after the count at 32) */
+        ck_assert_int_eq(lie_code(&f, 40, &bad[k], 4, msg, sizeof msg), KD_EFORMAT);
+        ck_assert_msg(strstr(msg, "optimiser state of layer dense1: first moment"), "%s", msg);
+        /* the model's last parameter, just before the checksum */
+        ck_assert_int_eq(lie_code(&f, f.n - 8, &bad[k], 4, msg, sizeof msg), KD_EFORMAT);
+        ck_assert_msg(strstr(msg, "non-finite"), "%s", msg);
+    }
+    const double secs[] = {NAN, INFINITY, -1};
+    for (int k = 0; k < 3; k++) {
+        ck_assert_int_eq(lie_code(&f, 12, &secs[k], 8, msg, sizeof msg), KD_EFORMAT);
+        ck_assert_msg(strstr(msg, "training time"), "%s", msg);
+    }
+    ck_fixture_free(&f);
+}
+END_TEST
+
 START_TEST(test_checkpoint_alloc_failures)
 {
     ck_fixture f;
@@ -417,6 +463,7 @@ Suite *suite_train(void)
     tcase_add_test(t, test_checkpoint_truncated_or_corrupt);
     tcase_add_test(t, test_checkpoint_lies_and_mismatches);
     tcase_add_test(t, test_checkpoint_alloc_failures);
+    tcase_add_test(t, test_checkpoint_nonfinite);
     tcase_add_test(t, test_evaluate_known_model);
     suite_add_tcase(s, t);
     return s;
