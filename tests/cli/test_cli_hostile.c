@@ -394,6 +394,8 @@ START_TEST(hostile_run_directory)
     tree(t, &before);
     int rc = kdt_kdbench(out, sizeof out, "report '%s' --timeout 20", run);
     ck_assert_msg(rc == 0, "report exit %d: %.300s", rc, out);
+    /* every plot drawn: the escaped names are valid gnuplot */
+    ck_assert_msg(!have_gnuplot() || !strstr(out, "warning"), "%.600s", out);
     rc = kdt_kdbench(out, sizeof out, "compare '%s' --out '%s' --baseline nope", run, cmp);
     ck_assert_msg(rc == 2, "compare --baseline nope exit %d: %.300s", rc, out);
     rc = kdt_kdbench(out, sizeof out, "compare '%s' --out '%s'", run, cmp);
