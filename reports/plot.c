@@ -1,5 +1,6 @@
 /* Plot drawing: each plot is a .dat file and a .gp script kept beside the
  * PNG and SVG they make, so a user can restyle and re-run it. */
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -75,22 +76,51 @@ static void out_path(char *path, size_t n, const rep_plotter *p, const char *nam
     snprintf(path, n, "%s/%s.%s%s", p->dir, name, out_ext[ext], tmp ? tmp : "");
 }
 
-/* Lands gnuplot's temp files under their names when both are non-empty (1),
- * else removes them (0). */
+/* 1 when path is a whole PNG (ends in its IEND chunk) or SVG (ends in
+ * </svg>), flushed to disk: gnuplot may exit 0 after a short write (disk full) */
+static int complete(const char *path, int ext)
+{
+    static const unsigned char iend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xAE, 0x42, 0x60, 0x82};
+    unsigned char tail[64];
+    long long size = kd_file_size(path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC), ok = 0;
+    if (fd < 0)
+        return 0;
+    size_t want = size > (long long)sizeof tail ? sizeof tail : size > 0 ? (size_t)size : 0;
+    if (want >= sizeof iend && pread(fd, tail, want, size - (long long)want) == (ssize_t)want) {
+        size_t n = want;
+        if (ext == 0) {
+            ok = !memcmp(tail + n - sizeof iend, iend, sizeof iend);
+        } else {
+            while (n && strchr(" \t\r\n", tail[n - 1]))
+                n--;
+            ok = n >= 6 && !memcmp(tail + n - 6, "</svg>", 6);
+        }
+    }
+    ok = ok && fsync(fd) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Lands gnuplot's temp files under their names when both are complete (1),
+ * else removes them and anything half landed (0). */
 static int land_outputs(const rep_plotter *p, const char *name, const char *tmp, int ok)
 {
     char from[4400], to[4400];
     for (int i = 0; i < 2 && ok; i++) {
         out_path(from, sizeof from, p, name, i, tmp);
-        ok = kd_file_size(from) > 0;
+        ok = complete(from, i);
     }
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 2 && ok; i++) {
         out_path(from, sizeof from, p, name, i, tmp);
         out_path(to, sizeof to, p, name, i, NULL);
-        if (!ok || rename(from, to) != 0) {
-            unlink(from);
-            ok = 0;
-        }
+        ok = rename(from, to) == 0;
+    }
+    for (int i = 0; i < 2 && !ok; i++) {
+        out_path(from, sizeof from, p, name, i, tmp);
+        out_path(to, sizeof to, p, name, i, NULL);
+        unlink(from);
+        unlink(to);
     }
     return ok;
 }
@@ -115,7 +145,7 @@ static void record(rep_plotter *p, const rep_plot_spec *s)
 }
 
 /* gnuplot writes NAME.png.tmp.PID and NAME.svg.tmp.PID; they are renamed
- * only when it exited 0 and both are non-empty (a full disk leaves no
+ * only when it exited 0 and both are complete (a full disk leaves no
  * truncated plot).  Returns KD_OK, or an error when the caller asked to stop. */
 static int run_gnuplot(rep_plotter *p, const rep_plot_spec *s, kd_err *e)
 {

@@ -492,6 +492,14 @@ START_TEST(hostile_gnuplot_fails_atomically)
     ck_assert_int_eq(count_files(plots, NULL, ".svg"), 0);
     ck_assert_int_eq(count_files(plots, NULL, ".png"), 0);
     ck_assert_int_eq(count_files(plots, ".tmp", NULL), 0);
+    /* exits 0 after a short write (gnuplot does not always notice a full
+     * disk): the cut files are not taken */
+    fake_gnuplot(gp, "gnuplot \"$@\"\nfor f in *.tmp.*; do truncate -s 300 \"$f\"; done\nexit 0");
+    rc = kdt_kdbench(out, sizeof out, "report %s --gnuplot %s", run, gp);
+    ck_assert_msg(rc == 0 && strstr(out, "not drawn"), "%.300s", out);
+    ck_assert_int_eq(count_files(plots, NULL, ".svg"), 0);
+    ck_assert_int_eq(count_files(plots, NULL, ".png"), 0);
+    ck_assert_int_eq(count_files(plots, ".tmp", NULL), 0);
     /* exits 0 but writes nothing: not drawn either */
     fake_gnuplot(gp, "exit 0");
     rc = kdt_kdbench(out, sizeof out, "report %s --gnuplot %s", run, gp);
