@@ -50,6 +50,14 @@ static void csv_num(kd_buf *b, double v, const char *fmt)
         rep_bprintf(b, fmt, v);
 }
 
+/* a name from a results file: cleaned, since the CSV is also printed */
+static void csv_text(kd_buf *b, const char *s)
+{
+    char clean[256];
+    rep_text_clean(clean, sizeof clean, s);
+    rep_csv_str(b, clean);
+}
+
 static double ratio(double num, double den)
 {
     return num > 0 && den > 0 ? num / den : -1;
@@ -64,9 +72,9 @@ static void compare_csv(const rep_row *rows, int n, int base, kd_buf *b)
                    "baseline\n");
     for (int i = 0; i < n; i++) {
         const rep_row *r = &rows[i];
-        rep_csv_str(b, r->name);
+        csv_text(b, r->name);
         kd_buf_put(b, ",", 1);
-        rep_csv_str(b, r->role);
+        csv_text(b, r->role);
         csv_num(b, r->accuracy, "%.6g");
         kd_buf_put(b, ",", 1);
         if (s && r->accuracy >= 0 && s->accuracy >= 0)
@@ -80,7 +88,7 @@ static void compare_csv(const rep_row *rows, int n, int base, kd_buf *b)
         csv_num(b, r->latency_us_b1_p99, "%.6g");
         csv_num(b, r->throughput_b256, "%.6g");
         kd_buf_put(b, ",", 1);
-        rep_csv_str(b, s ? s->name : "");
+        csv_text(b, s ? s->name : "");
         kd_buf_put(b, "\n", 1);
     }
 }

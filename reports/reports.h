@@ -44,7 +44,9 @@ void rep_json_str(kd_buf *b, const char *s);
  * characters, NEL, U+2028/U+2029, bidi controls, invalid UTF-8) as '?', cut
  * only between characters; returns the length written (text.c). */
 size_t rep_text_clean(char *dst, size_t n, const char *src);
-/* A CSV field: quoted when it holds , " CR or LF, quotes doubled (text.c). */
+/* A CSV field, every byte kept: quoted when it holds , " CR or LF, quotes
+ * doubled (text.c).  Clean foreign text first (rep_text_clean) when the CSV
+ * may be printed. */
 void rep_csv_str(kd_buf *b, const char *s);
 /* printf into a kd_buf. */
 void rep_bprintf(kd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -251,7 +251,8 @@ static void render_csv(const rep_table *t, kd_buf *b)
         for (int c = 0; c < t->ncols; c++) {
             if (c)
                 kd_buf_put(b, ",", 1);
-            const char *s = r < 0 ? t->head[c] : t->cell[r][c];
+            char s[REP_TCELL];
+            rep_text_clean(s, sizeof s, r < 0 ? t->head[c] : t->cell[r][c]);
             rep_csv_str(b, strcmp(s, DASH) ? s : "");
         }
         kd_buf_put(b, "\n", 1);

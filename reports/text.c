@@ -150,6 +150,8 @@ void rep_html_esc(kd_buf *b, const char *s)
 
 /* ---- CSV, terminal ------------------------------------------------------------------ */
 
+/* faithful (results.csv keeps every byte of a note); callers that print to
+ * a terminal clean the text first */
 void rep_csv_str(kd_buf *b, const char *s)
 {
     if (!strpbrk(s, ",\"\r\n")) {

@@ -403,6 +403,9 @@ START_TEST(hostile_run_directory)
     rc = kdt_kdbench(out, sizeof out, "compare '%s' \"$(printf '%%s/run2\\nx' '%s')\" --out '%s'",
                      run, t, cmp);
     ck_assert_msg(rc == 0, "compare of two runs exit %d: %.300s", rc, out);
+    char csv[65536];
+    rc = kdt_kdbench(csv, sizeof csv, "compare '%s' --csv --no-plots --out '%s'", run, cmp);
+    ck_assert_msg(rc == 0, "compare --csv exit %d: %.300s", rc, csv);
     tree(t, &after);
 
     only_new_under(&before, &after, rep);
@@ -410,6 +413,9 @@ START_TEST(hostile_run_directory)
     no_process_in(t);
     for (const char *c = out; *c; c++) /* the terminal sees no escape sequence */
         ck_assert_msg(*c != 0x1b && *c != 0x07, "a control byte reached the terminal: %.300s", out);
+    for (const char *c = csv; *c; c++)
+        ck_assert_msg(*c != 0x1b && *c != 0x07 && *c != '\r', "a control byte in the CSV: %.300s",
+                      csv);
     ck_assert_int_ge(check_scripts(plots), 4);
     snprintf(plots, sizeof plots, "%s/plots", cmp);
     ck_assert_int_ge(check_scripts(plots), 1);

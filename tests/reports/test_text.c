@@ -59,6 +59,7 @@ START_TEST(text_markdown_html_csv)
     expect(rep_csv_str, "a,b", "\"a,b\"");
     expect(rep_csv_str, "say \"hi\"", "\"say \"\"hi\"\"\"");
     expect(rep_csv_str, "a\rb", "\"a\rb\"");
+    expect(rep_csv_str, "a,\"b\"\n", "\"a,\"\"b\"\"\n\"");
     expect(rep_text_put, "a\x1b]0;t\x07\xC2\x9B" "b", "a?]0;t??b");
 }
 END_TEST
