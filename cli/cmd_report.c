@@ -1,6 +1,7 @@
 /* kdbench report / kdbench compare: reports from result files, and variants
  * from several runs or model files side by side. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,43 @@ const char cli_compare_usage[] =
     "  --threads N      OpenBLAS threads for MODEL files (default 0 = all cores)\n"
     "  --no-plots       no gnuplot; --gnuplot PROG: the program (default: gnuplot)\n"
     "\nexit status: 0 success, 1 runtime failure, 2 usage error\n";
+
+/* ---- signals: SIGINT/SIGTERM/SIGHUP stop the plotting, whose gnuplot is killed
+ * and waited for; the command then exits 128 + the signal. ---- */
+
+/* the signal caught, 0 none: a handler can reach nothing but a static */
+static volatile sig_atomic_t caught;
+
+static void on_signal(int sig)
+{
+    caught = sig;
+}
+
+static const int stop_sigs[3] = {SIGINT, SIGTERM, SIGHUP};
+
+static void catch_signals(struct sigaction old[3])
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal; /* no SA_RESTART: a blocked poll returns at once */
+    sigemptyset(&sa.sa_mask);
+    caught = 0;
+    for (int i = 0; i < 3; i++)
+        sigaction(stop_sigs[i], &sa, &old[i]);
+}
+
+static void restore_signals(const struct sigaction old[3])
+{
+    for (int i = 0; i < 3; i++)
+        sigaction(stop_sigs[i], &old[i], NULL);
+}
+
+/* the exit status after an interruption, with one line on stderr */
+static int interrupted(const char *cmd, const char *what)
+{
+    fprintf(stderr, "kdbench %s: interrupted by signal %d; %s\n", cmd, (int)caught, what);
+    return 128 + (int)caught;
+}
 
 static void print_warnings(const char *cmd, const rep_warnings *w)
 {
@@ -98,8 +136,14 @@ int cli_cmd_report(int argc, char **argv)
     kd_err e = {0};
     rep_warnings w = {0};
     const char *dir = argv[optind];
+    struct sigaction old[3];
+    catch_signals(old);
+    o.stop = &caught;
     rc = rep_report_write(dir, &o, &w, &e);
+    restore_signals(old);
     print_warnings("report", &w);
+    if (caught)
+        return interrupted("report", "the report is incomplete; run kdbench report again");
     if (rc != KD_OK)
         return cli_fail(&e);
     printf("report: %s/report/%s%s%s\n", dir, o.format & REP_FMT_MD ? "report.md" : "",
@@ -248,19 +292,33 @@ int cli_cmd_compare(int argc, char **argv)
         return KD_EXIT_FAIL;
     for (int i = 0; i < a.nsrc && rc == KD_OK; i++)
         rc = add_source(&a, a.srcs[i], rows, &n, &e);
+    if (rc == KD_OK && n == 0) /* nothing to compare, nor a baseline to look for */
+        rc = kd_err_set(&e, KD_EFORMAT, "no variants to compare: %s %s no rows",
+                        a.nsrc == 1 ? a.srcs[0] : "the sources",
+                        a.nsrc == 1 ? "has" : "have");
     int base = rc == KD_OK ? rep_compare_baseline(rows, n, a.baseline) : 0;
     if (rc == KD_OK && base < 0) {
         kd_free(rows);
         return cli_usage_error("compare", "--baseline \"%s\" matches no variant", a.baseline);
     }
     rep_warnings w = {0};
+    struct sigaction old[3];
+    catch_signals(old);
+    a.ro.stop = &caught;
     if (rc == KD_OK)
         rc = rep_compare_write(a.out, rows, n, base, a.nsrc > 1, &a.ro, &w, &e);
+    restore_signals(old);
+    if (caught) {
+        kd_free(rows);
+        return interrupted("compare", "the comparison is incomplete");
+    }
     if (rc == KD_OK) {
         kd_buf b = {0};
         rep_compare_table(rows, n, base, a.csv ? REP_TABLE_CSV : REP_TABLE_TEXT, &b);
+        char shown[sizeof rows[0].name];
+        rep_text_clean(shown, sizeof shown, rows[base].name); /* for the terminal */
         if (!a.csv)
-            printf("baseline: %s\n\n", rows[base].name);
+            printf("baseline: %s\n\n", shown);
         fwrite(b.p, 1, b.len, stdout);
         if (!a.csv)
             printf("\nwritten: %s/compare.md, %s/compare.csv, %s/plots/\n", a.out, a.out, a.out);

@@ -61,7 +61,8 @@ static int split_path(const char *s, size_t len, step *st, int *n)
     return *n > 0 ? 0 : -1;
 }
 
-/* Valid UTF-8 (shortest forms, no surrogates) without control characters:
+/* Valid UTF-8 (shortest forms, no surrogates) without control characters
+ * (C0, DEL, C1 with NEL, U+2028, U+2029):
  * argv never passed through libyaml's checks. */
 static int text_ok(const char *s)
 {
@@ -87,6 +88,8 @@ static int text_ok(const char *s)
         if ((extra == 2 && (cp < 0x800 || (cp >= 0xD800 && cp < 0xE000))) ||
             (extra == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
             return 0;
+        if ((cp >= 0x80 && cp <= 0x9F) || cp == 0x2028 || cp == 0x2029)
+            return 0; /* C1 controls (NEL, CSI) and the Unicode line breaks */
     }
     return 1;
 }

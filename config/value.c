@@ -17,9 +17,13 @@ static int verr(cfg_ctx *c, int src, int line, int col, const char *fmt, va_list
     int n = src >= 0 ? snprintf(msg, sizeof msg, "--set %.200s: ", c->ovr[src]) : 0;
     vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
     /* keys and values quoted from the input must not drive the terminal */
-    for (char *p = msg; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7F)
+    for (unsigned char *p = (unsigned char *)msg; *p; p++)
+        if (*p < 0x20 || *p == 0x7F)
             *p = '?';
+        else if (p[0] == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F) /* C1: NEL, CSI ... */
+            p[0] = p[1] = '?';
+        else if (p[0] == 0xE2 && p[1] == 0x80 && (p[2] == 0xA8 || p[2] == 0xA9))
+            p[0] = p[1] = p[2] = '?'; /* U+2028, U+2029 */
     if (src >= 0)
         return kd_err_at(c->e, KD_ECONFIG, "--set", 0, 0, "%s", msg);
     return kd_err_at(c->e, KD_ECONFIG, c->file, line, col, "%s", msg);

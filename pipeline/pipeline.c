@@ -203,7 +203,8 @@ rep_row *pl_row_add(run_ctx *r, const char *name, const char *role)
 static int write_report(run_ctx *r, kd_err *e)
 {
     const cfg_report *c = &r->spec->report;
-    rep_report_opts ro = {.format = c->format, .plots = c->plots, .timeout_s = c->timeout};
+    rep_report_opts ro = {.format = c->format, .plots = c->plots, .timeout_s = c->timeout,
+                          .stop = r->o->cancel}; /* a signal stops the plot too */
     rep_warnings w = {0};
     int rc = rep_report_write(r->dir, &ro, &w, e);
     for (int i = 0; i < w.n; i++)

@@ -50,15 +50,12 @@ static void csv_num(kd_buf *b, double v, const char *fmt)
         rep_bprintf(b, fmt, v);
 }
 
-static void csv_name(kd_buf *b, const char *s)
+/* a name from a results file: cleaned, since the CSV is also printed */
+static void csv_text(kd_buf *b, const char *s)
 {
-    int quote = strpbrk(s, ",\"\n") != NULL;
-    if (quote)
-        kd_buf_put(b, "\"", 1);
-    for (; *s; s++)
-        kd_buf_put(b, *s == '"' ? "\"\"" : s, *s == '"' ? 2 : 1);
-    if (quote)
-        kd_buf_put(b, "\"", 1);
+    char clean[256];
+    rep_text_clean(clean, sizeof clean, s);
+    rep_csv_str(b, clean);
 }
 
 static double ratio(double num, double den)
@@ -75,9 +72,9 @@ static void compare_csv(const rep_row *rows, int n, int base, kd_buf *b)
                    "baseline\n");
     for (int i = 0; i < n; i++) {
         const rep_row *r = &rows[i];
-        csv_name(b, r->name);
+        csv_text(b, r->name);
         kd_buf_put(b, ",", 1);
-        csv_name(b, r->role);
+        csv_text(b, r->role);
         csv_num(b, r->accuracy, "%.6g");
         kd_buf_put(b, ",", 1);
         if (s && r->accuracy >= 0 && s->accuracy >= 0)
@@ -91,7 +88,7 @@ static void compare_csv(const rep_row *rows, int n, int base, kd_buf *b)
         csv_num(b, r->latency_us_b1_p99, "%.6g");
         csv_num(b, r->throughput_b256, "%.6g");
         kd_buf_put(b, ",", 1);
-        csv_name(b, s ? s->name : "");
+        csv_text(b, s ? s->name : "");
         kd_buf_put(b, "\n", 1);
     }
 }
@@ -138,10 +135,10 @@ int rep_compare_write(const char *out_dir, const rep_row *rows, int n, int basel
     rep_plotter_finish(p);
     kd_buf b = {0};
     if (rc == KD_OK) {
-        rep_bprintf(&b, "# kdbench comparison\n\nBaseline: **%s**. Δ is in accuracy points; "
-                        "compression and speed-up are the baseline's bytes and batch-1 p50 "
-                        "latency divided by the variant's.\n\n",
-                    baseline >= 0 && baseline < n ? rows[baseline].name : "none");
+        rep_bprintf(&b, "# kdbench comparison\n\nBaseline: **");
+        rep_md_esc(&b, baseline >= 0 && baseline < n ? rows[baseline].name : "none");
+        rep_bprintf(&b, "**. Δ is in accuracy points; compression and speed-up are the "
+                        "baseline's bytes and batch-1 p50 latency divided by the variant's.\n\n");
         rep_compare_table(rows, n, baseline, REP_TABLE_MD, &b);
         if (p->nmade)
             rep_bprintf(&b, "\n![Accuracy vs model size](plots/acc_size.png)\n");

@@ -62,8 +62,11 @@ static void md_env(const rep_doc *d, kd_buf *b)
     char v[NENV][160];
     env_values(&d->env, v);
     for (int i = 0; i < NENV; i++)
-        if (v[i][0] && strcmp(v[i], "0"))
-            rep_bprintf(b, "- **%s**: %s\n", env_keys[i], v[i]);
+        if (v[i][0] && strcmp(v[i], "0")) {
+            rep_bprintf(b, "- **%s**: ", env_keys[i]);
+            rep_md_esc(b, v[i]);
+            rep_bprintf(b, "\n");
+        }
 }
 
 static void md_plots(const rep_doc *d, kd_buf *b)
@@ -73,19 +76,33 @@ static void md_plots(const rep_doc *d, kd_buf *b)
         rep_bprintf(b, "No plots were drawn (see Notes).\n");
     for (int i = 0; i < d->plots.nmade; i++) {
         const rep_plot_made *p = &d->plots.made[i];
-        rep_bprintf(b, "### %s\n\n![%s](plots/%s.png)\n\n%s  \n", p->title, p->title, p->name,
-                    p->caption);
+        rep_bprintf(b, "### ");
+        rep_md_esc(b, p->title);
+        rep_bprintf(b, "\n\n![");
+        rep_md_esc(b, p->title);
+        rep_bprintf(b, "](plots/%s.png)\n\n", p->name); /* name: [A-Za-z0-9_-] */
+        rep_md_esc(b, p->caption);
+        rep_bprintf(b, "  \n");
         rep_bprintf(b, "Files: [SVG](plots/%s.svg) · [data](plots/%s.dat) · "
                        "[gnuplot script](plots/%s.gp)\n\n", p->name, p->name, p->name);
     }
 }
 
+/* "- text" with the text escaped: names and paths from the run directory */
+static void md_item(kd_buf *b, const char *text)
+{
+    rep_bprintf(b, "- ");
+    rep_md_esc(b, text);
+    rep_bprintf(b, "\n");
+}
+
 int rep_doc_md(const rep_doc *d, kd_buf *b, kd_err *e)
 {
-    rep_bprintf(b, "# kdbench report: %s\n\n## Summary\n\n",
-                d->experiment[0] ? d->experiment : "(unnamed)");
+    rep_bprintf(b, "# kdbench report: ");
+    rep_md_esc(b, d->experiment[0] ? d->experiment : "(unnamed)");
+    rep_bprintf(b, "\n\n## Summary\n\n");
     for (int i = 0; i < d->nsum; i++)
-        rep_bprintf(b, "- %s\n", d->sum[i]);
+        md_item(b, d->sum[i]);
     rep_bprintf(b, "\n## Results\n\n");
     int rc = tables(d, REP_TABLE_MD, b, e);
     if (rc != KD_OK)
@@ -96,7 +113,7 @@ int rep_doc_md(const rep_doc *d, kd_buf *b, kd_err *e)
     if (d->w && d->w->n) {
         rep_bprintf(b, "## Notes\n\n");
         for (int i = 0; i < d->w->n; i++)
-            rep_bprintf(b, "- %s\n", d->w->msg[i]);
+            md_item(b, d->w->msg[i]);
     }
     return b->failed ? kd_err_set(e, KD_ENOMEM, "out of memory") : KD_OK;
 }

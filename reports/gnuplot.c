@@ -1,5 +1,6 @@
 /* Running gnuplot as a program: fork/exec (never system()), stdin and stdout
- * on /dev/null, stderr captured for the failure line, killed after a timeout. */
+ * on /dev/null, stderr captured for the failure line, killed after a timeout,
+ * on request (a signal the caller caught) or when kdbench dies. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -14,9 +15,9 @@
 #define EXEC_FAILED 127
 
 /* In the child: never returns. Reports an exec failure on the stderr pipe. */
-static void child(const char *prog, const char *dir, const char *script, int errfd, pid_t parent)
+static void child(const rep_gp_job *job, pid_t parent, int errfd)
 {
-    /* never outlive kdbench, however it ends (even SIGKILL) */
+    /* killed with its parent, even by SIGKILL; the parent may already be gone */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
         _exit(EXEC_FAILED - 2);
     int null = open("/dev/null", O_RDWR);
@@ -25,43 +26,65 @@ static void child(const char *prog, const char *dir, const char *script, int err
         dup2(null, 1);
     }
     dup2(errfd, 2);
-    if (chdir(dir) != 0) {
-        dprintf(2, "cannot enter %s: %s", dir, strerror(errno));
+    if (chdir(job->dir) != 0) {
+        dprintf(2, "cannot enter %s: %s", job->dir, strerror(errno));
         _exit(EXEC_FAILED - 1);
     }
-    char *argv[] = {(char *)prog, (char *)script, NULL};
-    execvp(prog, argv);
+    char set[80];
+    /* the suffix is ours (".tmp.PID"), never text from a file */
+    snprintf(set, sizeof set, "suffix='%s'", job->suffix ? job->suffix : "");
+    char *argv[] = {(char *)job->prog, "-e", set, (char *)job->script, NULL};
+    execvp(job->prog, argv);
     dprintf(2, "kdbench-exec: %s", strerror(errno));
     _exit(EXEC_FAILED);
 }
 
-/* Reads the child's stderr into buf until EOF or the deadline; 1 on timeout,
- * 2 when a caught signal interrupted the wait (kdbench run catches SIGINT,
- * SIGTERM and SIGHUP to stop: the plot stops with it). */
-static int drain(int fd, char *buf, size_t n, double deadline)
+enum { DRAIN_EOF, DRAIN_TIMEOUT, DRAIN_STOP };
+
+/* Reads the child's stderr into buf until EOF, the deadline or a stop
+ * request; polls in short slices so a stop is seen within 100 ms. */
+static int drain(int fd, char *buf, size_t n, double deadline,
+                 const volatile sig_atomic_t *stop)
 {
     size_t len = 0;
     for (;;) {
+        if (stop && *stop)
+            return DRAIN_STOP;
         double left = deadline - kd_now();
         if (left <= 0)
-            return 1;
+            return DRAIN_TIMEOUT;
         struct pollfd pf = {.fd = fd, .events = POLLIN};
-        int r = poll(&pf, 1, (int)(left * 1000) + 1);
-        if (r < 0 && errno == EINTR)
-            return 2;
+        int r = poll(&pf, 1, left < 0.1 ? (int)(left * 1000) + 1 : 100);
         if (r <= 0)
-            continue; /* timeout: checked at the top */
+            continue; /* EINTR or a slice: checked at the top */
         char tmp[512];
         ssize_t got = read(fd, tmp, sizeof tmp);
         if (got < 0 && errno == EINTR)
             continue;
         if (got <= 0)
-            return 0;
+            return DRAIN_EOF;
         size_t k = (size_t)got < n - 1 - len ? (size_t)got : n - 1 - len;
         memcpy(buf + len, tmp, k);
         len += k;
         buf[len] = 0;
     }
+}
+
+/* SIGTERM, then SIGKILL after a grace period; always reaps it */
+static int stop_child(pid_t pid)
+{
+    int st = 0;
+    kill(pid, SIGTERM);
+    for (int i = 0; i < 50; i++) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid || (r < 0 && errno != EINTR))
+            return st;
+        poll(NULL, 0, 10);
+    }
+    kill(pid, SIGKILL);
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    return st;
 }
 
 /* the first non-empty line of gnuplot's messages, trimmed */
@@ -80,12 +103,11 @@ static void first_line(const char *err, char *why, size_t n)
     snprintf(why, n, "no message");
 }
 
-int rep_gnuplot_run(const char *prog, const char *dir, const char *script, double timeout_s,
-                    char *why, size_t n)
+int rep_gnuplot_run(const rep_gp_job *job, char *why, size_t n)
 {
     int fds[2];
     char err[4096] = "";
-    if (pipe(fds) != 0) {
+    if (pipe2(fds, O_CLOEXEC) != 0) {
         snprintf(why, n, "pipe: %s", strerror(errno));
         return REP_GP_FAILED;
     }
@@ -98,26 +120,27 @@ int rep_gnuplot_run(const char *prog, const char *dir, const char *script, doubl
     }
     if (pid == 0) {
         close(fds[0]);
-        child(prog, dir, script, fds[1], parent);
+        child(job, parent, fds[1]);
     }
     close(fds[1]);
-    int timed_out = drain(fds[0], err, sizeof err, kd_now() + timeout_s);
+    int how = drain(fds[0], err, sizeof err, kd_now() + job->timeout_s, job->stop);
     close(fds[0]);
-    if (timed_out)
-        kill(pid, SIGKILL);
     int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
-    if (timed_out == 2) {
-        snprintf(why, n, "gnuplot stopped: kdbench was interrupted");
-        return REP_GP_FAILED;
+    if (how != DRAIN_EOF)
+        st = stop_child(pid);
+    else
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+            ;
+    if (how == DRAIN_STOP) {
+        snprintf(why, n, "interrupted");
+        return REP_GP_STOPPED;
     }
-    if (timed_out) {
-        snprintf(why, n, "gnuplot did not finish within %.0f s and was stopped", timeout_s);
+    if (how == DRAIN_TIMEOUT) {
+        snprintf(why, n, "gnuplot did not finish within %.0f s and was stopped", job->timeout_s);
         return REP_GP_FAILED;
     }
     if (WIFEXITED(st) && WEXITSTATUS(st) == EXEC_FAILED && !strncmp(err, "kdbench-exec: ", 14)) {
-        snprintf(why, n, "cannot run \"%s\": %s", prog, err + 14);
+        snprintf(why, n, "cannot run \"%s\": %s", job->prog, err + 14);
         return REP_GP_MISSING;
     }
     if (WIFEXITED(st) && WEXITSTATUS(st) == 0)

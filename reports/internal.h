@@ -6,11 +6,35 @@
 #include "reports.h"
 
 /* ---- gnuplot.c ---- */
-enum { REP_GP_OK, REP_GP_FAILED, REP_GP_MISSING };
-/* Runs `prog script` in dir with a timeout; REP_GP_OK, or why filled and
- * REP_GP_FAILED (it ran and failed, or timed out) / REP_GP_MISSING (not runnable). */
-int rep_gnuplot_run(const char *prog, const char *dir, const char *script, double timeout_s,
-                    char *why, size_t n);
+enum { REP_GP_OK, REP_GP_FAILED, REP_GP_MISSING, REP_GP_STOPPED };
+typedef struct {
+    const char *prog, *dir, *script;
+    const char *suffix;  /* passed as gnuplot -e "suffix='...'" (ours: ".tmp.PID") */
+    double timeout_s;
+    const volatile sig_atomic_t *stop; /* may be NULL; non-zero: kill gnuplot, return */
+} rep_gp_job;
+/* Runs `prog -e "suffix='...'" script` in dir.  gnuplot never outlives the
+ * call: it is killed at the timeout, when *stop becomes non-zero, and (Linux)
+ * when this process dies.  REP_GP_OK, or why filled and REP_GP_FAILED (it ran
+ * and failed, or timed out) / REP_GP_MISSING (not runnable) / REP_GP_STOPPED. */
+int rep_gnuplot_run(const rep_gp_job *job, char *why, size_t n);
+
+/* ---- text.c: the only ways text from a file leaves reports ---- */
+/* 1 for a code point no output may carry as is: C0 and C1 controls (NEL
+ * among them), DEL, U+2028/U+2029, bidi overrides and isolates, U+FEFF, and
+ * REP_TEXT_BAD (a byte that is not valid UTF-8).  Each escaper writes '?'. */
+#define REP_TEXT_BAD 0xFFFFFFFFu
+int rep_text_unsafe(unsigned cp);
+/* src cleaned as above, appended to b (text for a terminal or a log). */
+void rep_text_put(kd_buf *b, const char *s);
+/* A single-quoted gnuplot string literal (a quote inside becomes ’): the
+ * only way a name reaches a gnuplot script. */
+void rep_gp_str(kd_buf *b, const char *s);
+/* A label for a gnuplot data file: "..." with a quote as ' (no escape
+ * exists there), on one line. */
+void rep_dat_str(kd_buf *b, const char *s);
+/* Markdown text (a line or a table cell): syntax characters backslashed. */
+void rep_md_esc(kd_buf *b, const char *s);
 
 /* ---- plot.c ---- */
 #define REP_MAX_PLOTS 24
@@ -27,6 +51,7 @@ typedef struct {
     double timeout_s;
     int enabled;       /* 0: only .dat and .gp are written */
     rep_warnings *w;
+    const volatile sig_atomic_t *stop; /* from rep_report_opts */
     int missing;       /* gnuplot could not be run once: not tried again */
     char missing_why[400];
     rep_plot_made made[REP_MAX_PLOTS];
@@ -44,13 +69,11 @@ void rep_plotter_init(rep_plotter *p, const char *dir, const rep_report_opts *o,
 void rep_plotter_finish(rep_plotter *p);
 /* Writes s->name.dat (data) and s->name.gp (body wrapped so it renders both
  * PNG and SVG), runs gnuplot, records the plot when both files were made.
- * File-write errors are returned; gnuplot failures are warnings. */
+ * File-write errors and a stop request are returned; gnuplot failures are
+ * warnings.  s->title may hold file-derived text (it is never written into
+ * the script). */
 int rep_plot_draw(rep_plotter *p, const rep_plot_spec *s, const kd_buf *data, const char *body,
                   kd_err *e);
-/* A string for a gnuplot data file ("..." with no inner quotes). */
-void rep_dat_str(kd_buf *b, const char *s);
-/* A single-quoted gnuplot string literal. */
-void rep_gp_str(kd_buf *b, const char *s);
 
 /* ---- plot_scatter.c, labels.c ---- */
 /* Accuracy vs size with the Pareto front, points grouped by role, or by source
@@ -104,7 +127,7 @@ int rep_extras_table(const rep_row *rows, int n, rep_table *t, char keys[][32], 
 /* Number formatting shared by the tables and the summary. */
 void rep_fmt_count(char *buf, size_t n, double v); /* 1,234,567 or "–" */
 void rep_fmt_pct(char *buf, size_t n, double acc);  /* 0.8912 -> "89.12%" or "–" */
-/* Escapes text for HTML into b. */
+/* Escapes text for HTML into b (text.c). */
 void rep_html_esc(kd_buf *b, const char *s);
 
 /* ---- report.c / doc.c: one run's report ---- */

@@ -1,5 +1,6 @@
 /* Plot drawing: each plot is a .dat file and a .gp script kept beside the
  * PNG and SVG they make, so a user can restyle and re-run it. */
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@ void rep_plotter_init(rep_plotter *p, const char *dir, const rep_report_opts *o,
     p->gnuplot = o && o->gnuplot ? o->gnuplot : "gnuplot";
     p->timeout_s = o && o->timeout_s > 0 ? o->timeout_s : 30;
     p->enabled = o ? o->plots : 1;
+    p->stop = o ? o->stop : NULL;
     p->w = w;
 }
 
@@ -24,22 +26,6 @@ void rep_plotter_finish(rep_plotter *p)
                  p->missing_why, p->dir);
 }
 
-void rep_dat_str(kd_buf *b, const char *s)
-{
-    kd_buf_put(b, "\"", 1);
-    for (; *s; s++)
-        kd_buf_put(b, *s == '"' || *s == '\n' ? "'" : s, 1);
-    kd_buf_put(b, "\"", 1);
-}
-
-void rep_gp_str(kd_buf *b, const char *s)
-{
-    kd_buf_put(b, "'", 1);
-    for (; *s; s++)
-        kd_buf_put(b, *s == '\'' ? "''" : *s == '\n' ? " " : s, *s == '\'' ? 2 : 1);
-    kd_buf_put(b, "'", 1);
-}
-
 static int write_file(const char *dir, const char *name, const char *ext, const void *p,
                       size_t n, kd_err *e)
 {
@@ -48,13 +34,17 @@ static int write_file(const char *dir, const char *name, const char *ext, const 
     return kd_write_atomic(path, p, n, e);
 }
 
-/* the script: one body rendered for both terminals */
+/* The script: one body rendered for both terminals.  Nothing read from a
+ * file is written here but through rep_gp_str (the header names only the
+ * plot's file stem, which is ours).  gnuplot -e "suffix='.tmp.PID'" makes it
+ * write temp files that are renamed once it succeeded. */
 static void script(kd_buf *b, const rep_plot_spec *s, const char *body)
 {
-    rep_bprintf(b, "# %s\n# Written by kdbench; data in %s.dat.  Restyle and re-run in this "
-                   "folder with:\n#   gnuplot %s.gp\n",
-                s->title, s->name, s->name);
+    rep_bprintf(b, "# Plot %s, written by kdbench; data in %s.dat.  Restyle and re-run in "
+                   "this folder with:\n#   gnuplot %s.gp\n",
+                s->name, s->name, s->name);
     rep_bprintf(b, "set encoding utf8\n"
+                   "if (!exists(\"suffix\")) suffix = \"\"\n"
                    "do for [fmt in \"png svg\"] {\n"
                    "  reset\n"
                    "  if (fmt eq \"png\") {\n"
@@ -64,7 +54,7 @@ static void script(kd_buf *b, const rep_plot_spec *s, const char *body)
                    "    set terminal svg noenhanced size %d,%d font \"Sans,11\" "
                    "background rgb \"white\"\n"
                    "  }\n"
-                   "  set output \"%s.\".fmt\n"
+                   "  set output \"%s.\".fmt.suffix\n"
                    "  set linetype 1 lc rgb '#2166ac' lw 1.5\n"
                    "  set linetype 2 lc rgb '#e08214' lw 1.5\n"
                    "  set linetype 3 lc rgb '#1b7837' lw 1.5\n"
@@ -77,46 +67,109 @@ static void script(kd_buf *b, const rep_plot_spec *s, const char *body)
     rep_bprintf(b, "  set output\n}\n");
 }
 
-static int made_ok(const rep_plotter *p, const char *name)
+static const char *const out_ext[2] = {"png", "svg"};
+
+/* dir/name.ext, plus the temp suffix when tmp is not NULL */
+static void out_path(char *path, size_t n, const rep_plotter *p, const char *name, int ext,
+                     const char *tmp)
 {
-    char path[4400];
-    const char *ext[2] = {"png", "svg"};
-    for (int i = 0; i < 2; i++) {
-        snprintf(path, sizeof path, "%s/%s.%s", p->dir, name, ext[i]);
-        if (kd_file_size(path) <= 0)
-            return 0;
+    snprintf(path, n, "%s/%s.%s%s", p->dir, name, out_ext[ext], tmp ? tmp : "");
+}
+
+/* 1 when path is a whole PNG (ends in its IEND chunk) or SVG (ends in
+ * </svg>), flushed to disk: gnuplot may exit 0 after a short write (disk full) */
+static int complete(const char *path, int ext)
+{
+    static const unsigned char iend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xAE, 0x42, 0x60, 0x82};
+    unsigned char tail[64];
+    long long size = kd_file_size(path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC), ok = 0;
+    if (fd < 0)
+        return 0;
+    size_t want = size > (long long)sizeof tail ? sizeof tail : size > 0 ? (size_t)size : 0;
+    if (want >= sizeof iend && pread(fd, tail, want, size - (long long)want) == (ssize_t)want) {
+        size_t n = want;
+        if (ext == 0) {
+            ok = !memcmp(tail + n - sizeof iend, iend, sizeof iend);
+        } else {
+            while (n && strchr(" \t\r\n", tail[n - 1]))
+                n--;
+            ok = n >= 6 && !memcmp(tail + n - 6, "</svg>", 6);
+        }
     }
-    return 1;
+    ok = ok && fsync(fd) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Lands gnuplot's temp files under their names when both are complete (1),
+ * else removes them and anything half landed (0). */
+static int land_outputs(const rep_plotter *p, const char *name, const char *tmp, int ok)
+{
+    char from[4400], to[4400];
+    for (int i = 0; i < 2 && ok; i++) {
+        out_path(from, sizeof from, p, name, i, tmp);
+        ok = complete(from, i);
+    }
+    for (int i = 0; i < 2 && ok; i++) {
+        out_path(from, sizeof from, p, name, i, tmp);
+        out_path(to, sizeof to, p, name, i, NULL);
+        ok = rename(from, to) == 0;
+    }
+    for (int i = 0; i < 2 && !ok; i++) {
+        out_path(from, sizeof from, p, name, i, tmp);
+        out_path(to, sizeof to, p, name, i, NULL);
+        unlink(from);
+        unlink(to);
+    }
+    return ok;
 }
 
 static void remove_outputs(const rep_plotter *p, const char *name)
 {
     char path[4400];
-    snprintf(path, sizeof path, "%s/%s.png", p->dir, name);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/%s.svg", p->dir, name);
-    unlink(path);
+    for (int i = 0; i < 2; i++) {
+        out_path(path, sizeof path, p, name, i, NULL);
+        unlink(path);
+    }
 }
 
-static void run_gnuplot(rep_plotter *p, const rep_plot_spec *s)
+static void record(rep_plotter *p, const rep_plot_spec *s)
 {
-    char gp[100], why[400];
+    if (p->nmade >= REP_MAX_PLOTS)
+        return;
+    rep_plot_made *m = &p->made[p->nmade++];
+    snprintf(m->name, sizeof m->name, "%s", s->name);
+    rep_text_clean(m->title, sizeof m->title, s->title);
+    rep_text_clean(m->caption, sizeof m->caption, s->caption ? s->caption : "");
+}
+
+/* gnuplot writes NAME.png.tmp.PID and NAME.svg.tmp.PID; they are renamed
+ * only when it exited 0 and both are complete (a full disk leaves no
+ * truncated plot).  Returns KD_OK, or an error when the caller asked to stop. */
+static int run_gnuplot(rep_plotter *p, const rep_plot_spec *s, kd_err *e)
+{
+    char gp[100], why[400], tmp[40], title[160];
     snprintf(gp, sizeof gp, "%s.gp", s->name);
-    int rc = rep_gnuplot_run(p->gnuplot, p->dir, gp, p->timeout_s, why, sizeof why);
+    snprintf(tmp, sizeof tmp, ".tmp.%ld", (long)getpid());
+    rep_text_clean(title, sizeof title, s->title);
+    rep_gp_job job = {p->gnuplot, p->dir, gp, tmp, p->timeout_s, p->stop};
+    int rc = rep_gnuplot_run(&job, why, sizeof why);
+    int landed = land_outputs(p, s->name, tmp, rc == REP_GP_OK);
+    if (rc == REP_GP_STOPPED)
+        return kd_err_set(e, KD_ERUNTIME, "interrupted while drawing %s", s->name);
     if (rc == REP_GP_MISSING) {
         p->missing = 1;
         snprintf(p->missing_why, sizeof p->missing_why, "%s", why);
     } else if (rc != REP_GP_OK) {
-        rep_warn(p->w, "plot %s (%s) not drawn: %s", s->name, s->title, why);
-    } else if (!made_ok(p, s->name)) {
-        rep_warn(p->w, "plot %s (%s) not drawn: gnuplot made no %s.png/%s.svg", s->name,
-                 s->title, s->name, s->name);
-    } else if (p->nmade < REP_MAX_PLOTS) {
-        rep_plot_made *m = &p->made[p->nmade++];
-        snprintf(m->name, sizeof m->name, "%s", s->name);
-        snprintf(m->title, sizeof m->title, "%s", s->title);
-        snprintf(m->caption, sizeof m->caption, "%s", s->caption ? s->caption : "");
+        rep_warn(p->w, "plot %s (%s) not drawn: %s", s->name, title, why);
+    } else if (!landed) {
+        rep_warn(p->w, "plot %s (%s) not drawn: gnuplot made no %s.png/%s.svg", s->name, title,
+                 s->name, s->name);
+    } else {
+        record(p, s);
     }
+    return KD_OK;
 }
 
 int rep_plot_draw(rep_plotter *p, const rep_plot_spec *s, const kd_buf *data, const char *body,
@@ -136,7 +189,9 @@ int rep_plot_draw(rep_plotter *p, const rep_plot_spec *s, const kd_buf *data, co
     if (rc != KD_OK)
         return rc;
     remove_outputs(p, s->name);
+    if (p->stop && *p->stop)
+        return kd_err_set(e, KD_ERUNTIME, "interrupted before drawing %s", s->name);
     if (p->enabled && !p->missing)
-        run_gnuplot(p, s);
+        return run_gnuplot(p, s, e);
     return KD_OK;
 }

@@ -84,7 +84,9 @@ static int csv_read(const char *path, const char *hdr, csv *c, kd_err *e)
         next = strchr(s, '\n');
         if (next)
             *next++ = 0;
-        s[strcspn(s, "\r")] = 0;
+        size_t ll = strlen(s);
+        if (ll && s[ll - 1] == '\r') /* CRLF; a CR inside a field stays (and is escaped later) */
+            s[ll - 1] = 0;
         if (!*s)
             continue;
         char **dst = line ? c->f[c->nrows] : hf;

@@ -99,20 +99,36 @@ static void curves_body(kd_buf *b, const char *name, const char *group, const ch
     rep_bprintf(b, "  unset multiplot\n");
 }
 
-static int curves_group(rep_plotter *p, const rep_metric *m, int n, const char *group,
-                        kd_err *e)
+/* the plot's file stem: "curves_" and the group as [A-Za-z0-9_-], with the
+ * group's index when an earlier group already gave the same stem */
+static void stem_of(const char groups[][96], int k, char *name, size_t n)
 {
-    const char *models[MAX_MODELS];
-    int nm = models_of(m, n, group, models), max_epoch = 0;
-    kd_buf dat = {0}, body = {0};
-    char name[64], title[160];
-    snprintf(name, sizeof name, "curves_%.50s", group);
+    char prev[64];
+    snprintf(name, n, "curves_%.50s", groups[k]);
     for (char *c = name; *c; c++)
         if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
               *c == '-' || *c == '_'))
             *c = '_';
+    for (int j = 0; j < k; j++) {
+        stem_of(groups, j, prev, sizeof prev);
+        if (!strcmp(prev, name)) {
+            snprintf(name + strlen(name), n - strlen(name), "-%d", k + 1);
+            return;
+        }
+    }
+}
+
+static int curves_group(rep_plotter *p, const rep_metric *m, int n, const char *group,
+                        const char *name, kd_err *e)
+{
+    const char *models[MAX_MODELS];
+    int nm = models_of(m, n, group, models), max_epoch = 0;
+    kd_buf dat = {0}, body = {0};
+    char title[160];
     for (int k = 0; k < nm; k++) {
-        rep_bprintf(&dat, "# %s: epoch loss val_loss train_acc(%%) val_acc(%%)\n", models[k]);
+        rep_bprintf(&dat, "# ");
+        rep_text_put(&dat, models[k]); /* one line, whatever the name holds */
+        rep_bprintf(&dat, ": epoch loss val_loss train_acc(%%) val_acc(%%)\n");
         int last = 0;
         for (int i = 0; i < n; i++)
             if (!strcmp(m[i].model, models[k])) {
@@ -162,7 +178,9 @@ int rep_plot_curves(rep_plotter *p, const rep_metric *m, int n, kd_err *e)
             memcpy(groups[ng++], g, sizeof g);
     }
     for (int k = 0; k < ng; k++) {
-        int rc = curves_group(p, m, n, groups[k], e);
+        char name[64];
+        stem_of((const char (*)[96])groups, k, name, sizeof name);
+        int rc = curves_group(p, m, n, groups[k], name, e);
         if (rc != KD_OK)
             return rc;
     }

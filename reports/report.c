@@ -12,8 +12,11 @@ void rep_warn(rep_warnings *w, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(w->msg[w->n++], sizeof w->msg[0], fmt, ap);
+    char raw[sizeof w->msg[0]];
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    /* names, paths and gnuplot's own messages: printed to a terminal later */
+    rep_text_clean(w->msg[w->n++], sizeof w->msg[0], raw);
 }
 
 static int find_row(const rep_doc *d, const char *name)

@@ -3,6 +3,7 @@
 #ifndef KD_REPORTS_H
 #define KD_REPORTS_H
 
+#include <signal.h>
 #include <stdio.h>
 
 #include "../util/util.h"
@@ -41,6 +42,14 @@ int rep_write_results(const char *dir, const char *experiment, const rep_row *ro
 void rep_json_str(kd_buf *b, const char *s);
 /* A JSON number (%.6g), or null for NaN and inf (which JSON cannot hold). */
 void rep_json_num(kd_buf *b, double v);
+/* Copies src into dst[n] with what no output may carry as is (control
+ * characters, NEL, U+2028/U+2029, bidi controls, invalid UTF-8) as '?', cut
+ * only between characters; returns the length written (text.c). */
+size_t rep_text_clean(char *dst, size_t n, const char *src);
+/* A CSV field, every byte kept: quoted when it holds , " CR or LF, quotes
+ * doubled (text.c).  Clean foreign text first (rep_text_clean) when the CSV
+ * may be printed. */
+void rep_csv_str(kd_buf *b, const char *s);
 /* printf into a kd_buf. */
 void rep_bprintf(kd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -135,6 +144,10 @@ typedef struct {
     int plots;             /* draw plots with gnuplot (tables are always written) */
     const char *gnuplot;   /* program name or path; NULL = "gnuplot" from PATH */
     double timeout_s;      /* per plot; <= 0 = 30 s */
+    /* may be NULL; set non-zero (from a signal handler) to stop: the running
+     * gnuplot is killed and waited for, its temp files removed, and the
+     * report returns KD_ERUNTIME "interrupted ..." */
+    const volatile sig_atomic_t *stop;
 } rep_report_opts;
 
 /* Writes RUN_DIR/report/: report.md and/or report.html, plots/ with each plot's

@@ -123,21 +123,6 @@ static void json_row(kd_buf *b, const rep_row *r)
     rep_bprintf(b, "}");
 }
 
-static void csv_field(kd_buf *b, const char *s)
-{
-    if (!strpbrk(s, ",\"\r\n")) {
-        kd_buf_put(b, s, strlen(s));
-        return;
-    }
-    kd_buf_put(b, "\"", 1);
-    for (; *s; s++) { /* a quote is doubled */
-        if (*s == '"')
-            kd_buf_put(b, "\"", 1);
-        kd_buf_put(b, s, 1);
-    }
-    kd_buf_put(b, "\"", 1);
-}
-
 static void csv_num(kd_buf *b, double v, int is_int)
 {
     if (isfinite(v) && v >= 0)
@@ -161,16 +146,16 @@ static void write_csv(kd_buf *b, const rep_row *rows, int n)
         rep_bprintf(b, "%s%s", k ? "," : "", fixed_keys[k]);
     for (int k = 0; k < nk; k++) {
         kd_buf_put(b, ",", 1);
-        csv_field(b, keys[k]);
+        rep_csv_str(b, keys[k]);
     }
     rep_bprintf(b, "\n");
     for (int i = 0; i < n; i++) {
         const rep_row *r = &rows[i];
         double v[NFIXED];
         fixed_vals(r, v);
-        csv_field(b, r->name);
+        rep_csv_str(b, r->name);
         kd_buf_put(b, ",", 1);
-        csv_field(b, r->role);
+        rep_csv_str(b, r->role);
         for (int k = 2; k < NFIXED; k++) {
             rep_bprintf(b, ",");
             csv_num(b, v[k], k <= 4);
@@ -182,7 +167,7 @@ static void write_csv(kd_buf *b, const rep_row *rows, int n)
                     if (r->extra[j].is_num)
                         csv_num(b, r->extra[j].num, 0);
                     else
-                        csv_field(b, r->extra[j].str);
+                        rep_csv_str(b, r->extra[j].str);
                 }
         }
         rep_bprintf(b, "\n");

@@ -161,18 +161,6 @@ int rep_extras_table(const rep_row *rows, int n, rep_table *t, char keys[][32], 
 
 /* ---- rendering ------------------------------------------------------------------ */
 
-void rep_html_esc(kd_buf *b, const char *s)
-{
-    for (; *s; s++) {
-        const char *r = *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : *s == '&' ? "&amp;"
-                        : *s == '"' ? "&quot;" : NULL;
-        if (r)
-            kd_buf_put(b, r, strlen(r));
-        else
-            kd_buf_put(b, s, 1);
-    }
-}
-
 /* display width in characters (UTF-8 continuation bytes do not count) */
 static int width(const char *s)
 {
@@ -182,33 +170,19 @@ static int width(const char *s)
     return w;
 }
 
+/* for a terminal: unsafe characters as '?' (the width counts them as one) */
 static void padded(kd_buf *b, const char *s, int w, int right)
 {
-    int pad = w - width(s);
+    char clean[REP_TCELL];
+    rep_text_clean(clean, sizeof clean, s);
+    int pad = w - width(clean);
     if (right)
         for (int i = 0; i < pad; i++)
             kd_buf_put(b, " ", 1);
-    kd_buf_put(b, s, strlen(s));
+    kd_buf_put(b, clean, strlen(clean));
     if (!right)
         for (int i = 0; i < pad; i++)
             kd_buf_put(b, " ", 1);
-}
-
-static void md_cell(kd_buf *b, const char *s)
-{
-    for (; *s; s++)
-        kd_buf_put(b, *s == '|' ? "\\|" : s, *s == '|' ? 2 : 1);
-}
-
-static void csv_cell(kd_buf *b, const char *s)
-{
-    int quote = strpbrk(s, ",\"\n") != NULL;
-    if (quote)
-        kd_buf_put(b, "\"", 1);
-    for (; *s; s++)
-        kd_buf_put(b, *s == '"' ? "\"\"" : s, *s == '"' ? 2 : 1);
-    if (quote)
-        kd_buf_put(b, "\"", 1);
 }
 
 static void render_text(const rep_table *t, kd_buf *b)
@@ -216,8 +190,11 @@ static void render_text(const rep_table *t, kd_buf *b)
     int w[REP_TCOLS];
     for (int c = 0; c < t->ncols; c++) {
         w[c] = width(t->head[c]);
-        for (int r = 0; r < t->nrows; r++)
-            w[c] = width(t->cell[r][c]) > w[c] ? width(t->cell[r][c]) : w[c];
+        for (int r = 0; r < t->nrows; r++) {
+            char clean[REP_TCELL];
+            rep_text_clean(clean, sizeof clean, t->cell[r][c]);
+            w[c] = width(clean) > w[c] ? width(clean) : w[c];
+        }
     }
     for (int r = -1; r < t->nrows; r++) {
         for (int c = 0; c < t->ncols; c++) {
@@ -236,11 +213,11 @@ static void render_md(const rep_table *t, kd_buf *b)
         for (int c = 0; c < t->ncols; c++) {
             kd_buf_put(b, " ", 1);
             if (r == -2)
-                md_cell(b, t->head[c]);
+                rep_md_esc(b, t->head[c]);
             else if (r == -1)
                 rep_bprintf(b, t->right[c] ? "--:" : ":--");
             else
-                md_cell(b, t->cell[r][c]);
+                rep_md_esc(b, t->cell[r][c]);
             kd_buf_put(b, " |", 2);
         }
         kd_buf_put(b, "\n", 1);
@@ -274,8 +251,9 @@ static void render_csv(const rep_table *t, kd_buf *b)
         for (int c = 0; c < t->ncols; c++) {
             if (c)
                 kd_buf_put(b, ",", 1);
-            const char *s = r < 0 ? t->head[c] : t->cell[r][c];
-            csv_cell(b, strcmp(s, DASH) ? s : "");
+            char s[REP_TCELL];
+            rep_text_clean(s, sizeof s, r < 0 ? t->head[c] : t->cell[r][c]);
+            rep_csv_str(b, strcmp(s, DASH) ? s : "");
         }
         kd_buf_put(b, "\n", 1);
     }
