@@ -97,16 +97,6 @@ int pipeline_data_facts(const cfg_data *d, cfg_data_facts *f, kd_err *e)
     return KD_OK;
 }
 
-int pipeline_config_load(const char *path, const char *const *overrides, int noverrides,
-                         exp_spec *out, kd_err *e)
-{
-    cfg_data_facts f;
-    int rc = config_load(path, overrides, noverrides, out, e);
-    if (rc == KD_OK && (rc = pipeline_data_facts(&out->data, &f, e)) == KD_OK)
-        rc = config_load_facts(path, overrides, noverrides, &f, out, e);
-    return rc;
-}
-
 int pipeline_load_eval_data(const char *dir, const char *images, const char *labels,
                             const char *csv, nn_shape shape, data_set *out, kd_err *e)
 {

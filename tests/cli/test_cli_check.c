@@ -150,6 +150,49 @@ START_TEST(sample_size_and_calibration)
 }
 END_TEST
 
+/* A model file of 4x4 -> units (nn's kinds), saved at dir/name. */
+static void write_model(const char *dir, const char *name, nn_shape in, int units)
+{
+    char path[600];
+    kd_err e;
+    nn_layer_spec l[2] = {{.kind = NN_FLATTEN}, {.kind = NN_DENSE, .units = units}};
+    nn_model *m = nn_model_new(in, l, 2, NULL, &e);
+    ck_assert_ptr_nonnull(m);
+    nn_model_init(m, 1);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    ck_assert_int_eq(nn_model_save(m, path, &e), KD_OK);
+    nn_model_free(m);
+}
+
+START_TEST(model_files)
+{
+    /* run met these at the compress stage, after training */
+    char dir[256], extra[1024], out[8192];
+    kdt_tmpdir(dir, sizeof dir);
+    write_idx(dir, "train", 60, 10);
+    write_idx(dir, "test", 20, 10);
+    write_model(dir, "wide.kdm", (nn_shape){1, 5, 5}, 10);
+    write_model(dir, "ok.kdm", (nn_shape){1, 4, 4}, 10);
+    write_model(dir, "k12.kdm", (nn_shape){1, 4, 4}, 12);
+    snprintf(extra, sizeof extra, "compress:\n  - name: f\n    source: %s/wide.kdm\n"
+             "    passes: [{type: prune, sparsity: 0.5}]\n", dir);
+    const char *c = idx_config(dir, "[1, 4, 4]", 10, extra);
+    int rc = kdt_kdbench(out, sizeof out, "check %s", c);
+    expect_at(rc, out, "c.yaml:19:13: compress (f).source", "25 inputs");
+    snprintf(extra, sizeof extra, "compress:\n  - name: f\n    source: %s/gone.kdm\n"
+             "    passes: [{type: prune, sparsity: 0.5}]\n", dir);
+    rc = kdt_kdbench(out, sizeof out, "check %s", idx_config(dir, "[1, 4, 4]", 10, extra));
+    expect_at(rc, out, "c.yaml:19:13: compress (f).source: ", "gone.kdm: cannot open");
+    snprintf(extra, sizeof extra, "compress:\n  - name: f\n    source: %s/ok.kdm\n"
+             "    passes: [{type: prune, sparsity: 0.5}]\n", dir);
+    rc = kdt_kdbench(out, sizeof out, "check %s", idx_config(dir, "[1, 4, 4]", 10, extra));
+    ck_assert_msg(rc == 0, "%s", out);
+    /* a saved teacher must give exactly the data's classes */
+    rc = kdt_kdbench(out, sizeof out, "check %s --set 'teacher={model: %s/k12.kdm}'", c, dir);
+    expect_at(rc, out, "teacher.model", "12 classes");
+}
+END_TEST
+
 START_TEST(wide_models)
 {
     /* nine models of 41M parameters: check allocates none of them (the memory
@@ -182,6 +225,7 @@ Suite *suite_cli_check(void)
     tcase_add_test(t, int4_group);
     tcase_add_test(t, class_count);
     tcase_add_test(t, sample_size_and_calibration);
+    tcase_add_test(t, model_files);
     tcase_add_test(t, wide_models);
     suite_add_tcase(s, t);
     return s;
