@@ -101,6 +101,23 @@ static int add_teacher_row(run_ctx *r, nn_model *m, const char *model_path, doub
     return KD_OK;
 }
 
+int pl_check_teacher_hints(const exp_spec *s, const nn_model *m, kd_err *e)
+{
+    for (int i = 0; i < s->nstudents; i++) {
+        const cfg_hint *h = &s->students[i].hint;
+        char why[256];
+        int t = h->student[0] ? nn_model_find(m, h->teacher) : 0;
+        if (t < 0)
+            return kd_err_at(e, KD_ECONFIG, s->file, h->teacher_pos.line, h->teacher_pos.col,
+                             "students[%d].distill.hint.teacher: the saved teacher has no layer "
+                             "\"%s\"", i, h->teacher);
+        if (h->student[0] && nn_model_tap_check(m, t, why, sizeof why) != KD_OK)
+            return kd_err_at(e, KD_ECONFIG, s->file, h->teacher_pos.line, h->teacher_pos.col,
+                             "students[%d].distill.hint.teacher: %s", i, why);
+    }
+    return KD_OK;
+}
+
 /* A saved teacher: it must fit the data and every student's hint. */
 static int load_teacher(run_ctx *r, kd_err *e)
 {
@@ -117,18 +134,9 @@ static int load_teacher(run_ctx *r, kd_err *e)
                          "teacher.model: %s takes %zu inputs and gives %d classes; the data has "
                          "%zu and %d", cm->model_path, nn_shape_size(m->in), m->nclasses,
                          nn_shape_size(r->train.shape), r->train.nclasses);
-    for (int i = 0; i < r->spec->nstudents; i++) {
-        const cfg_hint *h = &r->spec->students[i].hint;
-        char why[256];
-        int t = h->student[0] ? nn_model_find(m, h->teacher) : 0;
-        if (t < 0)
-            return kd_err_at(e, KD_ECONFIG, file, h->teacher_pos.line, h->teacher_pos.col,
-                             "students[%d].distill.hint.teacher: the saved teacher has no layer "
-                             "\"%s\"", i, h->teacher);
-        if (h->student[0] && nn_model_tap_check(m, t, why, sizeof why) != KD_OK)
-            return kd_err_at(e, KD_ECONFIG, file, h->teacher_pos.line, h->teacher_pos.col,
-                             "students[%d].distill.hint.teacher: %s", i, why);
-    }
+    int rc = pl_check_teacher_hints(r->spec, m, e);
+    if (rc != KD_OK)
+        return rc;
     kd_logf(&r->log, "teacher: loaded %s (%d layers, %zu parameters); not trained",
             cm->model_path, m->nlayers, m->nparams);
     return add_teacher_row(r, m, cm->model_path, -1, 0, e);

@@ -187,9 +187,31 @@ START_TEST(model_files)
              "    passes: [{type: prune, sparsity: 0.5}]\n", dir);
     rc = kdt_kdbench(out, sizeof out, "check %s", idx_config(dir, "[1, 4, 4]", 10, extra));
     ck_assert_msg(rc == 0, "%s", out);
+    /* compress's own checks of the passes against the file's layers */
+    snprintf(extra, sizeof extra, "compress:\n  - name: f\n    source: %s/ok.kdm\n"
+             "    passes: [{type: prune, sparsity: 0.5, overrides: [{layer: nothere, "
+             "sparsity: 0.3}]}]\n", dir);
+    rc = kdt_kdbench(out, sizeof out, "check %s", idx_config(dir, "[1, 4, 4]", 10, extra));
+    expect_at(rc, out, "c.yaml:20:14: compress (f) passes[0]", "nothere");
+    snprintf(extra, sizeof extra, "compress:\n  - name: f\n    source: %s/ok.kdm\n"
+             "    passes: [{type: quantize, mode: dynamic, overrides: [{layer: x, bits: 8}]}]\n",
+             dir);
+    rc = kdt_kdbench(out, sizeof out, "check %s", idx_config(dir, "[1, 4, 4]", 10, extra));
+    expect_at(rc, out, "c.yaml:20:14: compress (f) passes[0]", "matches no dense layer");
     /* a saved teacher must give exactly the data's classes */
     rc = kdt_kdbench(out, sizeof out, "check %s --set 'teacher={model: %s/k12.kdm}'", c, dir);
     expect_at(rc, out, "teacher.model", "12 classes");
+    /* and have the layer a hint names */
+    snprintf(extra, sizeof extra, "students:\n  - name: s\n"
+             "    layers: [{type: flatten}, {type: dense, units: 8}, {type: relu, name: h},\n"
+             "             {type: dense, units: 10}]\n"
+             "    train: {epochs: 1, optimizer: {lr: 0.1}}\n"
+             "    distill: {hint: {student: h, teacher: nope}}\n");
+    c = idx_config(dir, "[1, 4, 4]", 10, extra);
+    rc = kdt_kdbench(out, sizeof out, "check %s", c);
+    expect_at(rc, out, "c.yaml:22:43: students[0].distill.hint.teacher", "nope");
+    rc = kdt_kdbench(out, sizeof out, "check %s --set 'teacher={model: %s/ok.kdm}'", c, dir);
+    expect_at(rc, out, "c.yaml:22:43: students[0].distill.hint.teacher", "saved teacher");
 }
 END_TEST
 
