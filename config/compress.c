@@ -94,7 +94,8 @@ static int walk_overrides(cfg_ctx *c, const cfg_node *pm, const char *path, int 
         else if ((rc = cfg_int(c, it, q, "bits", 1, 4, 32, &o->bits)) == KD_OK &&
                  o->bits != 32 && o->bits != 8) {
             rc = cfg_err_key(c, it, "bits", q,
-                         "%d is not supported: 32 keeps the layer fp32, 8 makes it int8", o->bits);
+                             "%d is not supported: 32 keeps the layer fp32, 8 makes it int8",
+                             o->bits);
         }
         if (rc)
             return rc;
@@ -166,11 +167,11 @@ static int walk_prune(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass
     ps->norm = norm + 1;
     if (ps->method != CFG_PRUNE_MAGNITUDE && (ps->global || ps->agp))
         return cfg_err_key(c, pm, ps->global ? "scope" : "schedule", path,
-                       "%s pruning is layer-wise and one-shot (fine-tune with a finetune pass)",
-                       cfg_method_names[m]);
+                           "%s pruning is layer-wise and one-shot (fine-tune with a finetune pass)",
+                           cfg_method_names[m]);
     if (ps->method == CFG_PRUNE_MAGNITUDE && cfg_map_get(pm, "norm"))
         return cfg_err_key(c, pm, "norm", path,
-                       "magnitude pruning has no norm (neurons and filters do)");
+                           "magnitude pruning has no norm (neurons and filters do)");
     if ((rc = cfg_float(c, pm, path, "initial_sparsity", 0, HI_OPEN(0, 1),
                         &ps->initial_sparsity)))
         return rc;
@@ -180,8 +181,9 @@ static int walk_prune(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass
                                                  "ramp_epochs"};
         for (int i = 0; i < 8; i++)
             if (cfg_map_get(pm, train_keys[i]))
-                return cfg_err_key(c, pm, train_keys[i], path,
-                               "only prune passes with schedule: agp train; add a finetune pass");
+                return cfg_err_key(
+                    c, pm, train_keys[i], path,
+                    "only prune passes with schedule: agp train; add a finetune pass");
         return KD_OK;
     }
     if ((rc = walk_training(c, pm, path, 1, ps)) != KD_OK)
@@ -190,8 +192,8 @@ static int walk_prune(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass
     if ((rc = cfg_int(c, pm, path, "ramp_epochs", 0, 1, 10000, &ps->ramp_epochs)))
         return rc;
     if (ps->ramp_epochs > ps->epochs)
-        return cfg_err_key(c, pm, "ramp_epochs", path,
-                       "%d is more than the pass's %d epochs", ps->ramp_epochs, ps->epochs);
+        return cfg_err_key(c, pm, "ramp_epochs", path, "%d is more than the pass's %d epochs",
+                           ps->ramp_epochs, ps->epochs);
     return KD_OK;
 }
 
@@ -273,8 +275,10 @@ static int walk_quant_common(cfg_ctx *c, const cfg_node *pm, const char *path, c
         return rc;
     /* the int4 format stores weights in blocks of one fixed size */
     if (ps->group != CFG_Q4_GROUP)
-        return cfg_err_key(c, pm, "group", path, "%d is not supported: int4 weights are stored "
-                           "in groups of %d", ps->group, CFG_Q4_GROUP);
+        return cfg_err_key(c, pm, "group", path,
+                           "%d is not supported: int4 weights are stored "
+                           "in groups of %d",
+                           ps->group, CFG_Q4_GROUP);
     return KD_OK;
 }
 
@@ -295,7 +299,8 @@ static int walk_quantize(cfg_ctx *c, const cfg_node *pm, const char *path, const
     return check_calib(c, pm, path, s, ps, sweep, *nsweep);
 }
 
-static int walk_qat(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass *ps, float *sweep, int *nsweep)
+static int walk_qat(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass *ps, float *sweep,
+                    int *nsweep)
 {
     static const char *const keys[] = {"type", "bits", "per_channel", "group", "overrides",
                                        "epochs", "lr", "batch_size", "distill", "temperature",
@@ -457,7 +462,7 @@ static int walk_pipeline(cfg_ctx *c, const cfg_node *it, int i, exp_spec *s)
         return rc;
     if (!variant_name_ok(v.name))
         return cfg_err_key(c, it, "name", path,
-                       "\"%.64s\" may use only letters, digits, '_', '.', '-' and '/'", v.name);
+                           "\"%.64s\" may use only letters, digits, '_', '.', '-' and '/'", v.name);
     snprintf(v.pipeline, sizeof v.pipeline, "%.63s", v.name);
     if ((rc = walk_source(c, it, path, s, &v.source_kind, &v.source_student, &v.source_scratch,
                           v.source_path, &v.source_pos)) ||

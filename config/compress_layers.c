@@ -54,10 +54,10 @@ static nn_model *shapes_of(cfg_ctx *c, const cfg_node *pm, const char *path, con
 }
 
 /* An error at overrides[o].layer of the pass. */
-static int override_err(cfg_ctx *c, const cfg_node *pm, const char *path, int o,
-                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static int override_err(cfg_ctx *c, const cfg_node *pm, const char *path, int o,
-                        const char *fmt, ...)
+static int override_err(cfg_ctx *c, const cfg_node *pm, const char *path, int o, const char *fmt,
+                        ...) __attribute__((format(printf, 5, 6)));
+static int override_err(cfg_ctx *c, const cfg_node *pm, const char *path, int o, const char *fmt,
+                        ...)
 {
     char p[256], msg[sizeof c->e->msg];
     va_list ap;
@@ -72,8 +72,8 @@ static int override_err(cfg_ctx *c, const cfg_node *pm, const char *path, int o,
 /* Structured pruning removes units only where a later layer consumes them:
  * the override that gives such a layer a sparsity above 0 (the last one
  * matching it decides, as in compress) names a removal that cannot happen. */
-static int check_named_output(cfg_ctx *c, const cfg_node *pm, const char *path,
-                              const nn_model *nm, const cfg_pass *ps)
+static int check_named_output(cfg_ctx *c, const cfg_node *pm, const char *path, const nn_model *nm,
+                              const cfg_pass *ps)
 {
     for (int i = 0; i < nm->nlayers; i++) {
         if (!selected(nm, i, ps->method) || has_consumer(nm, i))
@@ -105,7 +105,7 @@ int cfg_check_prune_layers(cfg_ctx *c, const cfg_node *pm, const char *path, con
                      cfg_method_names[ps->method],
                      ps->method == CFG_PRUNE_MAGNITUDE ? "dense or conv2d layer"
                      : ps->method == CFG_PRUNE_NEURONS ? "dense layer feeding another layer"
-                                                        : "conv2d layer feeding another layer");
+                                                       : "conv2d layer feeding another layer");
     for (int o = 0; rc == KD_OK && o < ps->noverrides; o++) {
         int hit = 0;
         for (int i = 0; i < nm->nlayers; i++)

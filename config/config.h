@@ -51,7 +51,7 @@ typedef struct {
     nn_layer_spec layers[CFG_MAX_LAYERS];
     cfg_pos layer_pos[CFG_MAX_LAYERS]; /* where each layer item starts */
     int nlayers;
-    int nclasses;             /* outputs of the last layer (0 for a model file) */
+    int nclasses; /* outputs of the last layer (0 for a model file) */
     cfg_train train;
     cfg_pos pos;
 } cfg_model;
@@ -184,10 +184,10 @@ typedef struct {
  * the sample size against data.shape.  pipeline_data_facts reads them
  * cheaply (IDX headers and labels, no pixels).  A zero field is unknown. */
 typedef struct {
-    int ntrain;             /* training samples after the validation split */
-    int nclasses;           /* max label + 1 over the training and test files */
-    size_t train_values;    /* values per sample in the training file */
-    size_t test_values;     /* ... and in the test file */
+    int ntrain;          /* training samples after the validation split */
+    int nclasses;        /* max label + 1 over the training and test files */
+    size_t train_values; /* values per sample in the training file */
+    size_t test_values;  /* ... and in the test file */
 } cfg_data_facts;
 
 /* Fixed by the compressed formats (compress/ checks them again; a test keeps
@@ -218,8 +218,8 @@ int config_load_string(const char *name, const char *text, size_t len,
 int config_load_facts(const char *path, const char *const *overrides, int noverrides,
                       const cfg_data_facts *f, exp_spec *out, kd_err *e);
 int config_load_string_facts(const char *name, const char *text, size_t len,
-                             const char *const *overrides, int noverrides,
-                             const cfg_data_facts *f, exp_spec *out, kd_err *e);
+                             const char *const *overrides, int noverrides, const cfg_data_facts *f,
+                             exp_spec *out, kd_err *e);
 
 /* Writes the resolved spec (every key with its effective value, layers in
  * flow style) as YAML that config_load reads back to an equal spec (positions

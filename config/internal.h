@@ -69,8 +69,8 @@ int cfg_err_src(cfg_ctx *c, int src, int line, int col, const char *fmt, ...)
 /* An error about map's key (path names map): at the key's value when it is
  * given, else at map itself, saying the value used is the default (a
  * defaulted key has no node of its own).  Returns KD_ECONFIG. */
-int cfg_err_key(cfg_ctx *c, const cfg_node *map, const char *key, const char *path,
-                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+int cfg_err_key(cfg_ctx *c, const cfg_node *map, const char *key, const char *path, const char *fmt,
+                ...) __attribute__((format(printf, 5, 6)));
 int cfg_nomem(cfg_ctx *c);
 /* Writes "path.key" (or "key" when path is "") into buf. */
 const char *cfg_path(char *buf, size_t n, const char *path, const char *key);

@@ -1,6 +1,7 @@
 /* `layers:` — a list of {type: ..., ...} mappings into nn_layer_spec, each
  * type with its own keys; then the shapes are chained by nn itself
- * (nn_model_new_shapes: no parameters are allocated), and its complaint is re-reported at the offending item. */
+ * (nn_model_new_shapes: no parameters are allocated), and its complaint is re-reported at the
+ * offending item. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,8 +28,8 @@ static int walk_layer_name(cfg_ctx *c, const cfg_node *m, const char *path, nn_l
     if (rc != KD_OK || !cfg_map_get(m, "name"))
         return rc;
     if (!cfg_name_ok(l->name)) {
-        return cfg_err_key(c, m, "name", path,
-                       "\"%s\" may use only letters, digits, '_', '.', '-'", l->name);
+        return cfg_err_key(c, m, "name", path, "\"%s\" may use only letters, digits, '_', '.', '-'",
+                           l->name);
     }
     return KD_OK;
 }

@@ -45,8 +45,7 @@ static int walk_path(cfg_ctx *c, const cfg_node *m, const char *key, int req, ch
 {
     int rc = cfg_str(c, m, "data", key, req, out, CFG_PATH_MAX);
     if (rc == KD_OK && cfg_map_get(m, key) && !out[0]) {
-        return cfg_err_key(c, m, key, "data",
-                       "must not be empty");
+        return cfg_err_key(c, m, key, "data", "must not be empty");
     }
     return rc;
 }
@@ -108,8 +107,7 @@ int cfg_data_classes(const cfg_ctx *c, const cfg_data *d)
 }
 
 /* What the data files say against the data section (m NULL: no section). */
-static int check_data_facts(cfg_ctx *c, const cfg_node *root, const cfg_node *m,
-                            const cfg_data *d)
+static int check_data_facts(cfg_ctx *c, const cfg_node *root, const cfg_node *m, const cfg_data *d)
 {
     const cfg_data_facts *f = c->facts;
     const size_t want = nn_shape_size(d->shape);
@@ -122,8 +120,9 @@ static int check_data_facts(cfg_ctx *c, const cfg_node *root, const cfg_node *m,
         if (got && got != want)
             return cfg_err_key(c, at, m ? "shape" : "data", path,
                                "the %s data has %zu values per sample; data.shape [%d, %d, %d] "
-                               "has %zu", t ? "test" : "training", got, d->shape.c, d->shape.h,
-                               d->shape.w, want);
+                               "has %zu",
+                               t ? "test" : "training", got, d->shape.c, d->shape.h, d->shape.w,
+                               want);
     }
     if (f->train_values && f->ntrain < 1) /* read, and nothing left to train on */
         return cfg_err_key(c, at, m ? "val_fraction" : "data", path,
@@ -159,8 +158,8 @@ static int walk_data(cfg_ctx *c, const cfg_node *root, cfg_data *d)
         d->shape_pos = (cfg_pos){sv->line, sv->col};
     if (d->kind == CFG_DATA_FASHION && nn_shape_size(d->shape) != 784)
         return cfg_err_key(c, m, "shape", "data",
-                       "fashion-mnist images have 784 pixels; [%d, %d, %d] has %zu", d->shape.c,
-                       d->shape.h, d->shape.w, nn_shape_size(d->shape));
+                           "fashion-mnist images have 784 pixels; [%d, %d, %d] has %zu", d->shape.c,
+                           d->shape.h, d->shape.w, nn_shape_size(d->shape));
     if ((rc = cfg_float(c, m, "data", "val_fraction", 0, CLOSED(0, 0.9), &d->val_fraction)) ||
         (rc = cfg_int(c, m, "data", "train_subset", 0, 0, 0x7fffffff, &d->train_subset)))
         return rc;
@@ -244,8 +243,8 @@ static int walk_sched(cfg_ctx *c, const cfg_node *train, const char *tpath, floa
         if ((rc = cfg_float(c, m, path, "min_lr", 0, CLOSED(0, 10), &s->min_lr)))
             return rc;
         if (s->min_lr > lr) {
-            return cfg_err_key(c, m, "min_lr", path,
-                           "%g is above the optimizer's lr %g", (double)s->min_lr, (double)lr);
+            return cfg_err_key(c, m, "min_lr", path, "%g is above the optimizer's lr %g",
+                               (double)s->min_lr, (double)lr);
         }
     }
     return KD_OK;
@@ -293,7 +292,8 @@ static int walk_teacher(cfg_ctx *c, const cfg_node *root, const cfg_data *d, cfg
     for (const char *const *k = keys; strcmp(*k, "model"); k++)
         if (cfg_map_get(m, *k)) {
             return cfg_err_key(c, m, *k, "teacher",
-                           "teacher.model (a saved teacher) and teacher.%s exclude each other", *k);
+                               "teacher.model (a saved teacher) and teacher.%s exclude each other",
+                               *k);
         }
     if ((rc = cfg_str(c, m, "teacher", "model", 1, out->model_path, sizeof out->model_path)))
         return rc;

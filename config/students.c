@@ -102,9 +102,10 @@ static int check_outputs(cfg_ctx *c, const cfg_node *it, const char *path, const
         return cfg_err(c, last, p, "the model ends with %d outputs; distillation takes at most %d",
                        m->nclasses, MAX_CLASSES);
     if (!s->teacher.model_path[0] && m->nclasses != s->teacher.nclasses)
-        return cfg_err(c, last, p, "the model ends with %d outputs but the teacher's ends with %d "
-                       "(distillation matches them one for one)", m->nclasses,
-                       s->teacher.nclasses);
+        return cfg_err(c, last, p,
+                       "the model ends with %d outputs but the teacher's ends with %d "
+                       "(distillation matches them one for one)",
+                       m->nclasses, s->teacher.nclasses);
     return KD_OK;
 }
 

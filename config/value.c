@@ -46,8 +46,8 @@ int cfg_err(cfg_ctx *c, const cfg_node *at, const char *path, const char *fmt, .
     return cfg_err_src(c, at->src, at->line, at->col, "%s: %s", path, msg);
 }
 
-int cfg_err_key(cfg_ctx *c, const cfg_node *map, const char *key, const char *path,
-                const char *fmt, ...)
+int cfg_err_key(cfg_ctx *c, const cfg_node *map, const char *key, const char *path, const char *fmt,
+                ...)
 {
     char msg[sizeof c->e->msg], p[256];
     va_list ap;

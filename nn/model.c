@@ -86,8 +86,8 @@ static int name_layers(nn_model *m, int *bad, kd_err *e)
     return KD_OK;
 }
 
-nn_model *nn_model_new_shapes(nn_shape in, const nn_layer_spec *specs, int nlayers,
-                              int *bad_layer, kd_err *e)
+nn_model *nn_model_new_shapes(nn_shape in, const nn_layer_spec *specs, int nlayers, int *bad_layer,
+                              kd_err *e)
 {
     if (bad_layer)
         *bad_layer = -1;

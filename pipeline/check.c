@@ -23,8 +23,8 @@ static int check_passes(const exp_spec *s, const cfg_variant *v, const nn_model 
             rc = compress_quant_check(m, &qs, e);
         if (rc != KD_OK)
             return kd_err_at(e, KD_ECONFIG, s->file, p->pos.line, p->pos.col,
-                             "compress (%s) passes[%d], on %s: %s", v->pipeline, i,
-                             v->source_path, e->msg);
+                             "compress (%s) passes[%d], on %s: %s", v->pipeline, i, v->source_path,
+                             e->msg);
     }
     return KD_OK;
 }
@@ -32,8 +32,8 @@ static int check_passes(const exp_spec *s, const cfg_variant *v, const nn_model 
 /* A model file must take the data's samples and give its classes (exactly,
  * for a teacher; at least, for a compress source), as the stages require;
  * a compress source (v) must also suit the pipeline's passes. */
-static int check_file(const exp_spec *s, const cfg_data_facts *f, const char *path,
-                      cfg_pos pos, const char *what, int exact, const cfg_variant *v, kd_err *e)
+static int check_file(const exp_spec *s, const cfg_data_facts *f, const char *path, cfg_pos pos,
+                      const char *what, int exact, const cfg_variant *v, kd_err *e)
 {
     /* as the stages load them: a teacher with nn's kinds, a source with compress's too */
     nn_model *m = exact ? nn_model_load(path, e) : compress_model_load(path, e);

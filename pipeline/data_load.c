@@ -72,8 +72,8 @@ static int peek_one(const cfg_data *d, int test, data_set *out, kd_err *e)
         return data_idx_peek(test ? d->test_images : d->train_images,
                              test ? d->test_labels : d->train_labels, max_n, out, e);
     case CFG_DATA_CSV: { /* labels and features share lines: the file is read */
-        int rc = data_csv_load(test ? d->test_csv : d->train_csv, (nn_shape){0, 0, 0}, max_n,
-                               out, e);
+        int rc =
+            data_csv_load(test ? d->test_csv : d->train_csv, (nn_shape){0, 0, 0}, max_n, out, e);
         data_set keep = {.n = out->n, .shape = out->shape, .nclasses = out->nclasses};
         data_set_free(out);
         *out = keep;

@@ -110,7 +110,8 @@ int pl_check_teacher_hints(const exp_spec *s, const nn_model *m, kd_err *e)
         if (t < 0)
             return kd_err_at(e, KD_ECONFIG, s->file, h->teacher_pos.line, h->teacher_pos.col,
                              "students[%d].distill.hint.teacher: the saved teacher has no layer "
-                             "\"%s\"", i, h->teacher);
+                             "\"%s\"",
+                             i, h->teacher);
         if (h->student[0] && nn_model_tap_check(m, t, why, sizeof why) != KD_OK)
             return kd_err_at(e, KD_ECONFIG, s->file, h->teacher_pos.line, h->teacher_pos.col,
                              "students[%d].distill.hint.teacher: %s", i, why);

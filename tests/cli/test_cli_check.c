@@ -17,7 +17,8 @@ static void write_idx(const char *dir, const char *name, int n, int nclasses)
     char path[600];
     uint8_t *b = calloc(1, 16 + (size_t)n * 16);
     ck_assert_ptr_nonnull(b);
-    const uint8_t ih[16] = {0, 0, 8, 3, 0, 0, (uint8_t)(n >> 8), (uint8_t)n, 0, 0, 0, 4, 0, 0, 0, 4};
+    const uint8_t ih[16] = {0, 0, 8, 3, 0, 0, (uint8_t)(n >> 8), (uint8_t)n,
+                            0, 0, 0, 4, 0, 0, 0, 4};
     memcpy(b, ih, 16);
     for (int i = 0; i < n * 16; i++)
         b[16 + i] = (uint8_t)(i * 37);

@@ -276,7 +276,8 @@ START_TEST(wide_models_allocate_nothing)
                 n += snprintf(y + n, sizeof y - (size_t)n, "  ");
             y[n++] = *p;
         }
-        n += snprintf(y + n, sizeof y - (size_t)n, "    train: {epochs: 1, optimizer: {lr: 0.1}}\n");
+        n += snprintf(y + n, sizeof y - (size_t)n,
+                      "    train: {epochs: 1, optimizer: {lr: 0.1}}\n");
     }
     ck_assert_int_lt(n, (int)sizeof y - 1);
     y[n] = 0;
