@@ -246,6 +246,7 @@ START_TEST(facts_calibration)
 END_TEST
 
 /* ---- no parameters for shape checks ---------------------------------------------- */
+#if !defined(__SANITIZE_ADDRESS__)
 /* Virtual memory in use now, in bytes (Linux). */
 static long vm_bytes(void)
 {
@@ -258,6 +259,7 @@ static long vm_bytes(void)
     }
     return pages * sysconf(_SC_PAGESIZE);
 }
+#endif
 
 START_TEST(wide_models_allocate_nothing)
 {
