@@ -36,9 +36,12 @@ const char cli_run_usage[] =
 
 const char cli_check_usage[] =
     "usage: kdbench check CONFIG [--set KEY=VALUE ...]\n\n"
-    "Validates CONFIG (every key, type, range, and that the layer shapes chain) without\n"
-    "reading data or writing anything. Errors are printed as FILE:LINE:COLUMN: message.\n"
-    "\nexit status: 0 valid, 2 invalid\n";
+    "Validates CONFIG as run does before it starts: every key, type and range, that the\n"
+    "layer shapes chain (no weights are allocated), and the rules that need the data -\n"
+    "class count against each model's outputs, sample size against data.shape, training\n"
+    "samples against calibration - read from the data's headers and labels (a CSV file is\n"
+    "read whole). Writes nothing. Errors are printed as FILE:LINE:COLUMN: message.\n"
+    "\nexit status: 0 valid, 1 the data cannot be read, 2 invalid\n";
 
 typedef struct {
     const char *config, *out;
@@ -98,7 +101,7 @@ int cli_cmd_check(int argc, char **argv)
     kd_err e = {0};
     if (!s)
         return KD_EXIT_FAIL;
-    if (config_load(a.config, a.sets, a.nsets, s, &e) != KD_OK) {
+    if (pipeline_config_load(a.config, a.sets, a.nsets, s, &e) != KD_OK) {
         free(s);
         return cli_fail(&e);
     }
@@ -141,7 +144,7 @@ int cli_cmd_run(int argc, char **argv)
     kd_err e = {0};
     if (!s)
         return KD_EXIT_FAIL;
-    if (config_load(a.config, a.sets, a.nsets, s, &e) != KD_OK) {
+    if (pipeline_config_load(a.config, a.sets, a.nsets, s, &e) != KD_OK) {
         free(s);
         return cli_fail(&e);
     }

@@ -3,7 +3,6 @@
  * expands the pipeline into one variant per value (the product over passes).
  * Everything that can be checked against the source's layers is checked
  * here; a source given as a model file is checked once it is loaded. */
-#include <fnmatch.h>
 #include <string.h>
 
 #include "internal.h"
@@ -67,91 +66,6 @@ static const cfg_model *source_model(const exp_spec *s, cfg_source_kind kind, in
 }
 
 /* ---- passes ------------------------------------------------------------------- */
-/* Whether layer i of nm may be pruned by method (dense or conv2d weights;
- * structured methods also need the layer to feed another weight layer). */
-static int prunable(const nn_model *nm, int i, cfg_prune_method method)
-{
-    nn_kind k = nm->layers[i].spec.kind;
-    if (method == CFG_PRUNE_MAGNITUDE)
-        return k == NN_DENSE || k == NN_CONV2D;
-    if (k != (method == CFG_PRUNE_NEURONS ? NN_DENSE : NN_CONV2D))
-        return 0;
-    for (int j = i + 1; j < nm->nlayers; j++) {
-        nn_kind n = nm->layers[j].spec.kind;
-        if (n == NN_DENSE || n == NN_CONV2D)
-            return 1;
-    }
-    return 0;
-}
-
-/* The pass applies to the source: some layer is prunable by the method, and
- * every override matches a prunable layer. */
-static int check_pass_layers(cfg_ctx *c, const cfg_node *pm, const char *path, const exp_spec *s,
-                             const cfg_model *src, const cfg_pass *ps)
-{
-    kd_err local;
-    nn_model *nm = nn_model_new(s->data.shape, src->layers, src->nlayers, NULL, &local);
-    if (!nm)
-        return local.code == KD_ENOMEM ? cfg_nomem(c) : cfg_err(c, pm, path, "%s", local.msg);
-    int any = 0, rc = KD_OK;
-    for (int i = 0; i < nm->nlayers; i++)
-        any |= prunable(nm, i, ps->method);
-    if (!any)
-        rc = cfg_err(c, pm, path, "%s pruning does not apply to this model: it has no %s",
-                     cfg_method_names[ps->method],
-                     ps->method == CFG_PRUNE_MAGNITUDE ? "dense or conv2d layer"
-                     : ps->method == CFG_PRUNE_NEURONS ? "dense layer feeding another layer"
-                                                        : "conv2d layer feeding another layer");
-    const cfg_node *ov = cfg_map_get(pm, "overrides");
-    for (int o = 0; rc == KD_OK && o < ps->noverrides; o++) {
-        int hit = 0;
-        for (int i = 0; i < nm->nlayers; i++)
-            hit |= prunable(nm, i, ps->method) &&
-                   fnmatch(ps->overrides[o].pattern, nm->layers[i].spec.name, 0) == 0;
-        if (!hit) {
-            char p[256];
-            snprintf(p, sizeof p, "%s.overrides[%d].layer", path, o);
-            rc = cfg_err(c, cfg_map_get(ov->kid[o], "layer"), p,
-                         "\"%s\" matches no layer that %s pruning can prune", ps->overrides[o].pattern,
-                         cfg_method_names[ps->method]);
-        }
-    }
-    nn_model_free(nm);
-    return rc;
-}
-
-/* overrides: [{layer: NAME|GLOB, sparsity: S}] (prune) or [{layer, bits: 32|8}] (quantize). */
-/* A quantize pass needs a dense layer; its overrides must each match one. */
-static int check_quant_layers(cfg_ctx *c, const cfg_node *pm, const char *path,
-                              const exp_spec *s, const cfg_model *src, const cfg_pass *ps)
-{
-    int dense = 0;
-    for (int i = 0; i < src->nlayers; i++)
-        dense += src->layers[i].kind == NN_DENSE;
-    if (!dense)
-        return cfg_err(c, pm, path, "quantization applies to dense layers; this model has none");
-    kd_err local;
-    nn_model *nm = nn_model_new(s->data.shape, src->layers, src->nlayers, NULL, &local);
-    if (!nm)
-        return local.code == KD_ENOMEM ? cfg_nomem(c) : cfg_err(c, pm, path, "%s", local.msg);
-    const cfg_node *ov = cfg_map_get(pm, "overrides");
-    int rc = KD_OK;
-    for (int o = 0; rc == KD_OK && o < ps->noverrides; o++) {
-        int hit = 0;
-        for (int i = 0; i < nm->nlayers; i++)
-            hit |= nm->layers[i].spec.kind == NN_DENSE &&
-                   fnmatch(ps->overrides[o].pattern, nm->layers[i].spec.name, 0) == 0;
-        if (!hit) {
-            char p[256];
-            snprintf(p, sizeof p, "%s.overrides[%d].layer", path, o);
-            rc = cfg_err(c, cfg_map_get(ov->kid[o], "layer"), p,
-                         "\"%s\" matches no dense layer", ps->overrides[o].pattern);
-        }
-    }
-    nn_model_free(nm);
-    return rc;
-}
-
 static int walk_overrides(cfg_ctx *c, const cfg_node *pm, const char *path, int quant,
                           cfg_pass *ps)
 {
@@ -179,9 +93,9 @@ static int walk_overrides(cfg_ctx *c, const cfg_node *pm, const char *path, int 
             rc = cfg_float(c, it, q, "sparsity", 1, HI_OPEN(0, 1), &o->sparsity);
         else if ((rc = cfg_int(c, it, q, "bits", 1, 4, 32, &o->bits)) == KD_OK &&
                  o->bits != 32 && o->bits != 8) {
-            char b[224];
-            rc = cfg_err(c, cfg_map_get(it, "bits"), cfg_path(b, sizeof b, q, "bits"),
-                         "%d is not supported: 32 keeps the layer fp32, 8 makes it int8", o->bits);
+            rc = cfg_err_key(c, it, "bits", q,
+                             "%d is not supported: 32 keeps the layer fp32, 8 makes it int8",
+                             o->bits);
         }
         if (rc)
             return rc;
@@ -251,15 +165,13 @@ static int walk_prune(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass
         return rc;
     ps->method = (cfg_prune_method)m;
     ps->norm = norm + 1;
-    char p[160];
     if (ps->method != CFG_PRUNE_MAGNITUDE && (ps->global || ps->agp))
-        return cfg_err(c, cfg_map_get(pm, ps->global ? "scope" : "schedule"),
-                       cfg_path(p, sizeof p, path, ps->global ? "scope" : "schedule"),
-                       "%s pruning is layer-wise and one-shot (fine-tune with a finetune pass)",
-                       cfg_method_names[m]);
+        return cfg_err_key(c, pm, ps->global ? "scope" : "schedule", path,
+                           "%s pruning is layer-wise and one-shot (fine-tune with a finetune pass)",
+                           cfg_method_names[m]);
     if (ps->method == CFG_PRUNE_MAGNITUDE && cfg_map_get(pm, "norm"))
-        return cfg_err(c, cfg_map_get(pm, "norm"), cfg_path(p, sizeof p, path, "norm"),
-                       "magnitude pruning has no norm (neurons and filters do)");
+        return cfg_err_key(c, pm, "norm", path,
+                           "magnitude pruning has no norm (neurons and filters do)");
     if ((rc = cfg_float(c, pm, path, "initial_sparsity", 0, HI_OPEN(0, 1),
                         &ps->initial_sparsity)))
         return rc;
@@ -269,9 +181,9 @@ static int walk_prune(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass
                                                  "ramp_epochs"};
         for (int i = 0; i < 8; i++)
             if (cfg_map_get(pm, train_keys[i]))
-                return cfg_err(c, cfg_map_get(pm, train_keys[i]),
-                               cfg_path(p, sizeof p, path, train_keys[i]),
-                               "only prune passes with schedule: agp train; add a finetune pass");
+                return cfg_err_key(
+                    c, pm, train_keys[i], path,
+                    "only prune passes with schedule: agp train; add a finetune pass");
         return KD_OK;
     }
     if ((rc = walk_training(c, pm, path, 1, ps)) != KD_OK)
@@ -280,8 +192,8 @@ static int walk_prune(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass
     if ((rc = cfg_int(c, pm, path, "ramp_epochs", 0, 1, 10000, &ps->ramp_epochs)))
         return rc;
     if (ps->ramp_epochs > ps->epochs)
-        return cfg_err(c, cfg_map_get(pm, "ramp_epochs"), cfg_path(p, sizeof p, path, "ramp_epochs"),
-                       "%d is more than the pass's %d epochs", ps->ramp_epochs, ps->epochs);
+        return cfg_err_key(c, pm, "ramp_epochs", path, "%d is more than the pass's %d epochs",
+                           ps->ramp_epochs, ps->epochs);
     return KD_OK;
 }
 
@@ -321,42 +233,52 @@ static int walk_bits(cfg_ctx *c, const cfg_node *pm, const char *path, float *va
     return KD_OK;
 }
 
-/* Training batches a fashion-mnist config will have (0 when unknown here). */
-static int known_batches(const cfg_data *d, int batch)
+/* Static int8 calibration reads calib_batches batches of 128 training
+ * samples: the training set (after the validation split) must have them.
+ * Only quantize with mode static calibrates, and only for layers that get 8
+ * bits (the pass's bits, any of a swept list, or an override); qat takes its
+ * activation ranges from training. */
+static int check_calib(cfg_ctx *c, const cfg_node *pm, const char *path, const exp_spec *s,
+                       const cfg_pass *ps, const float *sweep, int nsweep)
 {
-    if (d->kind != CFG_DATA_FASHION)
-        return 0;
-    long n = d->train_subset > 0 && d->train_subset < 60000 ? d->train_subset : 60000;
-    n -= (long)(n * (double)d->val_fraction + 0.5);
-    return (int)((n + batch - 1) / batch);
+    int eight = 0;
+    for (int i = 0; i < (nsweep ? nsweep : 1); i++)
+        eight |= sweep[i] == 8;
+    for (int i = 0; i < ps->noverrides; i++)
+        eight |= ps->overrides[i].bits == 8;
+    long n = cfg_train_samples(c, &s->data);
+    if (ps->dynamic || !eight || n <= 0)
+        return KD_OK;
+    long have = (n + CFG_CALIB_BATCH - 1) / CFG_CALIB_BATCH;
+    if (ps->calib_batches > have)
+        return cfg_err_key(c, pm, "calib_batches", path,
+                           "%d batches of %d is more than the %ld the training set has (%ld "
+                           "samples after the validation split)",
+                           ps->calib_batches, CFG_CALIB_BATCH, have, n);
+    return KD_OK;
 }
 
-static int walk_quant_common(cfg_ctx *c, const cfg_node *pm, const char *path, const exp_spec *s,
-                             cfg_pass *ps)
+static int walk_quant_common(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass *ps)
 {
     static const char *const calibs[] = {"minmax", "percentile"};
     ps->per_channel = 1;
     ps->percentile = 99.99f;
     ps->calib_batches = 8;
-    ps->group = 32;
+    ps->group = CFG_Q4_GROUP;
     int rc;
     if ((rc = cfg_bool(c, pm, path, "per_channel", &ps->per_channel)) ||
         (rc = cfg_enum(c, pm, path, "calibration", 0, calibs, 2, &ps->percentile_calib)) ||
         (rc = cfg_float(c, pm, path, "percentile", 0, LO_OPEN(50, 100), &ps->percentile)) ||
         (rc = cfg_int(c, pm, path, "calib_batches", 0, 1, 100000, &ps->calib_batches)) ||
-        (rc = cfg_int(c, pm, path, "group", 0, 8, 4096, &ps->group)) ||
+        (rc = cfg_int(c, pm, path, "group", 0, 1, 4096, &ps->group)) ||
         (rc = walk_overrides(c, pm, path, 1, ps)))
         return rc;
-    char p[160];
-    if (ps->group % 8)
-        return cfg_err(c, cfg_map_get(pm, "group"), cfg_path(p, sizeof p, path, "group"),
-                       "must be a multiple of 8, got %d", ps->group);
-    int have = known_batches(&s->data, 128);
-    if (have && ps->calib_batches > have)
-        return cfg_err(c, cfg_map_get(pm, "calib_batches"),
-                       cfg_path(p, sizeof p, path, "calib_batches"),
-                       "%d batches of 128 is more than the %d the training set has",
-                       ps->calib_batches, have);
+    /* the int4 format stores weights in blocks of one fixed size */
+    if (ps->group != CFG_Q4_GROUP)
+        return cfg_err_key(c, pm, "group", path,
+                           "%d is not supported: int4 weights are stored "
+                           "in groups of %d",
+                           ps->group, CFG_Q4_GROUP);
     return KD_OK;
 }
 
@@ -372,18 +294,20 @@ static int walk_quantize(cfg_ctx *c, const cfg_node *pm, const char *path, const
         (rc = cfg_enum(c, pm, path, "mode", 0, modes, 2, &ps->dynamic)))
         return rc;
     ps->bits = (int)sweep[0];
-    return walk_quant_common(c, pm, path, s, ps);
+    if ((rc = walk_quant_common(c, pm, path, ps)))
+        return rc;
+    return check_calib(c, pm, path, s, ps, sweep, *nsweep);
 }
 
-static int walk_qat(cfg_ctx *c, const cfg_node *pm, const char *path, const exp_spec *s,
-                    cfg_pass *ps, float *sweep, int *nsweep)
+static int walk_qat(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass *ps, float *sweep,
+                    int *nsweep)
 {
     static const char *const keys[] = {"type", "bits", "per_channel", "group", "overrides",
                                        "epochs", "lr", "batch_size", "distill", "temperature",
                                        "alpha", NULL};
     int rc = cfg_check_keys(c, pm, path, keys, "pass type qat");
     if (rc || (rc = walk_bits(c, pm, path, sweep, nsweep)) ||
-        (rc = walk_quant_common(c, pm, path, s, ps)))
+        (rc = walk_quant_common(c, pm, path, ps)))
         return rc;
     ps->bits = (int)sweep[0];
     rc = walk_training(c, pm, path, 1, ps);
@@ -430,16 +354,16 @@ static int walk_passes(cfg_ctx *c, const cfg_node *it, const char *path, const e
         if (ps->kind == CFG_PASS_FINETUNE) {
             rc = walk_finetune(c, pm, q, ps);
         } else if (ps->kind == CFG_PASS_QUANTIZE || ps->kind == CFG_PASS_QAT) {
-            rc = ps->kind == CFG_PASS_QAT ? walk_qat(c, pm, q, s, ps, sw->vals[i], &sw->n[i])
+            rc = ps->kind == CFG_PASS_QAT ? walk_qat(c, pm, q, ps, sw->vals[i], &sw->n[i])
                                           : walk_quantize(c, pm, q, s, ps, sw->vals[i], &sw->n[i]);
             sw->bits[i] = 1;
             if (rc == KD_OK && src)
-                rc = check_quant_layers(c, pm, q, s, src, ps);
+                rc = cfg_check_quant_layers(c, pm, q, &s->data, src, ps);
         } else {
             rc = walk_prune(c, pm, q, ps, sw->vals[i], &sw->n[i]);
             ps->sparsity = sw->vals[i][0];
             if (rc == KD_OK && src)
-                rc = check_pass_layers(c, pm, q, s, src, ps);
+                rc = cfg_check_prune_layers(c, pm, q, &s->data, src, ps);
         }
         if (rc != KD_OK)
             return rc;
@@ -536,10 +460,9 @@ static int walk_pipeline(cfg_ctx *c, const cfg_node *it, int i, exp_spec *s)
     int rc = cfg_check_keys(c, it, path, keys, "compress pipeline");
     if (rc || (rc = cfg_str(c, it, path, "name", 1, v.name, sizeof v.name - 32)))
         return rc;
-    char p[96];
     if (!variant_name_ok(v.name))
-        return cfg_err(c, cfg_map_get(it, "name"), cfg_path(p, sizeof p, path, "name"),
-                       "\"%.64s\" may use only letters, digits, '_', '.', '-' and '/'", v.name);
+        return cfg_err_key(c, it, "name", path,
+                           "\"%.64s\" may use only letters, digits, '_', '.', '-' and '/'", v.name);
     snprintf(v.pipeline, sizeof v.pipeline, "%.63s", v.name);
     if ((rc = walk_source(c, it, path, s, &v.source_kind, &v.source_student, &v.source_scratch,
                           v.source_path, &v.source_pos)) ||

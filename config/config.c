@@ -4,11 +4,13 @@
 
 #include "internal.h"
 
-int config_load_string(const char *name, const char *text, size_t len, const char *const *overrides,
-                       int noverrides, exp_spec *out, kd_err *e)
+int config_load_string_facts(const char *name, const char *text, size_t len,
+                             const char *const *overrides, int noverrides,
+                             const cfg_data_facts *f, exp_spec *out, kd_err *e)
 {
     kd_err local;
-    cfg_ctx c = {.file = name ? name : "<config>", .ovr = overrides, .e = e ? e : &local};
+    cfg_ctx c = {.file = name ? name : "<config>", .ovr = overrides, .facts = f,
+                 .e = e ? e : &local};
     memset(out, 0, sizeof *out);
     cfg_node *root = NULL;
     int rc = cfg_parse(&c, text, len, -1, &root);
@@ -24,8 +26,14 @@ int config_load_string(const char *name, const char *text, size_t len, const cha
     return rc;
 }
 
-int config_load(const char *path, const char *const *overrides, int noverrides, exp_spec *out,
-                kd_err *e)
+int config_load_string(const char *name, const char *text, size_t len, const char *const *overrides,
+                       int noverrides, exp_spec *out, kd_err *e)
+{
+    return config_load_string_facts(name, text, len, overrides, noverrides, NULL, out, e);
+}
+
+int config_load_facts(const char *path, const char *const *overrides, int noverrides,
+                      const cfg_data_facts *f, exp_spec *out, kd_err *e)
 {
     uint8_t *text = NULL;
     size_t len = 0;
@@ -37,7 +45,13 @@ int config_load(const char *path, const char *const *overrides, int noverrides, 
                          "larger than %u bytes; not an experiment config", CFG_MAX_INPUT);
     if (rc != KD_OK)
         return rc;
-    rc = config_load_string(path, (const char *)text, len, overrides, noverrides, out, e);
+    rc = config_load_string_facts(path, (const char *)text, len, overrides, noverrides, f, out, e);
     kd_free(text);
     return rc;
+}
+
+int config_load(const char *path, const char *const *overrides, int noverrides, exp_spec *out,
+                kd_err *e)
+{
+    return config_load_facts(path, overrides, noverrides, NULL, out, e);
 }

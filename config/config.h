@@ -51,6 +51,7 @@ typedef struct {
     nn_layer_spec layers[CFG_MAX_LAYERS];
     cfg_pos layer_pos[CFG_MAX_LAYERS]; /* where each layer item starts */
     int nlayers;
+    int nclasses; /* outputs of the last layer (0 for a model file) */
     cfg_train train;
     cfg_pos pos;
 } cfg_model;
@@ -178,6 +179,22 @@ typedef struct {
     cfg_report report;
 } exp_spec;
 
+/* What the data files say, for the rules that need them: the class count
+ * against each model's outputs, the training-set size against calibration,
+ * the sample size against data.shape.  pipeline_data_facts reads them
+ * cheaply (IDX headers and labels, no pixels).  A zero field is unknown. */
+typedef struct {
+    int ntrain;          /* training samples after the validation split */
+    int nclasses;        /* max label + 1 over the training and test files */
+    size_t train_values; /* values per sample in the training file */
+    size_t test_values;  /* ... and in the test file */
+} cfg_data_facts;
+
+/* Fixed by the compressed formats (compress/ checks them again; a test keeps
+ * these equal to QUANT_Q4_GROUP and COMPRESS_CALIB_BATCH). */
+#define CFG_Q4_GROUP 32     /* int4 weights per scale */
+#define CFG_CALIB_BATCH 128 /* samples per calibration batch */
+
 /* Reads path (at most 1 MiB) into out: parses the YAML, applies the overrides
  * ("dotted.key=value", e.g. "teacher.train.epochs=1", "teacher.layers.0.units=64"
  * or "teacher.layers[0].units=64"; a value starting with [ { " or ' is YAML flow,
@@ -194,6 +211,15 @@ int config_load(const char *path, const char *const *overrides, int noverrides,
  * e may be NULL. */
 int config_load_string(const char *name, const char *text, size_t len,
                        const char *const *overrides, int noverrides, exp_spec *out, kd_err *e);
+
+/* config_load and config_load_string with the data's facts (f may be NULL:
+ * then they equal those two): every rule that run would enforce once the data
+ * is loaded is checked here too, at the key's position. */
+int config_load_facts(const char *path, const char *const *overrides, int noverrides,
+                      const cfg_data_facts *f, exp_spec *out, kd_err *e);
+int config_load_string_facts(const char *name, const char *text, size_t len,
+                             const char *const *overrides, int noverrides, const cfg_data_facts *f,
+                             exp_spec *out, kd_err *e);
 
 /* Writes the resolved spec (every key with its effective value, layers in
  * flow style) as YAML that config_load reads back to an equal spec (positions

@@ -36,6 +36,7 @@ struct cfg_node {
 typedef struct {
     const char *file;       /* name used in messages */
     const char *const *ovr; /* the overrides, for messages */
+    const cfg_data_facts *facts; /* what the data files say; NULL: not read */
     long nnodes;            /* nodes allocated so far */
     kd_err *e;
 } cfg_ctx;
@@ -65,6 +66,11 @@ int cfg_err(cfg_ctx *c, const cfg_node *at, const char *path, const char *fmt, .
 /* Same with an explicit source and position. */
 int cfg_err_src(cfg_ctx *c, int src, int line, int col, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+/* An error about map's key (path names map): at the key's value when it is
+ * given, else at map itself, saying the value used is the default (a
+ * defaulted key has no node of its own).  Returns KD_ECONFIG. */
+int cfg_err_key(cfg_ctx *c, const cfg_node *map, const char *key, const char *path, const char *fmt,
+                ...) __attribute__((format(printf, 5, 6)));
 int cfg_nomem(cfg_ctx *c);
 /* Writes "path.key" (or "key" when path is "") into buf. */
 const char *cfg_path(char *buf, size_t n, const char *path, const char *key);
@@ -119,6 +125,11 @@ int cfg_seeds(cfg_ctx *c, const cfg_node *map, const char *path, uint64_t dflt,
               uint64_t *seeds, int *nseeds);
 
 /* ---- the schema (schema.c, layers.c) -------------------------------------- */
+/* Training samples after the validation split: from the data's facts, else
+ * computed for fashion-mnist (60,000 images); 0 when unknown. */
+long cfg_train_samples(const cfg_ctx *c, const cfg_data *d);
+/* The data's class count (facts, or 10 for fashion-mnist); 0 when unknown. */
+int cfg_data_classes(const cfg_ctx *c, const cfg_data *d);
 int cfg_walk(cfg_ctx *c, const cfg_node *root, exp_spec *s);
 /* teacher/student `layers:` list into m (needs the data shape). */
 int cfg_walk_layers(cfg_ctx *c, const cfg_node *map, const char *path, const cfg_data *d,
@@ -131,6 +142,13 @@ int cfg_walk_students(cfg_ctx *c, const cfg_node *root, exp_spec *s);
 /* The optional `compress:` list and `sensitivity:` (compress.c); needs the
  * teacher and students walked. */
 int cfg_walk_compress(cfg_ctx *c, const cfg_node *root, exp_spec *s);
+/* A prune or quantize pass against its source's layers (compress_layers.c):
+ * the pass applies, each override matches a layer it can change, and
+ * structured pruning is not asked to shrink an output layer. */
+int cfg_check_prune_layers(cfg_ctx *c, const cfg_node *pm, const char *path, const cfg_data *d,
+                           const cfg_model *src, const cfg_pass *ps);
+int cfg_check_quant_layers(cfg_ctx *c, const cfg_node *pm, const char *path, const cfg_data *d,
+                           const cfg_model *src, const cfg_pass *ps);
 /* Pass types and pruning methods by their YAML names (compress.c). */
 extern const char *const cfg_pass_names[4];
 extern const char *const cfg_method_names[3];

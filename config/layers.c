@@ -1,6 +1,7 @@
 /* `layers:` — a list of {type: ..., ...} mappings into nn_layer_spec, each
  * type with its own keys; then the shapes are chained by nn itself
- * (nn_model_new), and its complaint is re-reported at the offending item. */
+ * (nn_model_new_shapes: no parameters are allocated), and its complaint is re-reported at the
+ * offending item. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,9 +28,8 @@ static int walk_layer_name(cfg_ctx *c, const cfg_node *m, const char *path, nn_l
     if (rc != KD_OK || !cfg_map_get(m, "name"))
         return rc;
     if (!cfg_name_ok(l->name)) {
-        char p[96];
-        return cfg_err(c, cfg_map_get(m, "name"), cfg_path(p, sizeof p, path, "name"),
-                       "\"%s\" may use only letters, digits, '_', '.', '-'", l->name);
+        return cfg_err_key(c, m, "name", path, "\"%s\" may use only letters, digits, '_', '.', '-'",
+                           l->name);
     }
     return KD_OK;
 }
@@ -115,8 +115,8 @@ static const char *strip_layer_prefix(const char *msg)
 }
 
 /* Total trainable parameters, from each kind's setup on a scratch layer (no
- * allocation), so an absurd model is refused before nn_model_new allocates it.
- * Stops quietly at a shape error: nn_model_new reports that one. */
+ * allocation), so an absurd model is refused before run allocates it.
+ * Stops quietly at a shape error: nn_model_new_shapes reports that one. */
 static int count_params(const cfg_model *m, nn_shape s, int *over)
 {
     size_t total = 0;
@@ -149,7 +149,7 @@ static int check_model(cfg_ctx *c, const cfg_node *seq, const char *path, const 
         return cfg_err(c, seq->kid[bad], p, "the model would have more than %u parameters",
                        CFG_MAX_PARAMS);
     }
-    nn_model *nm = nn_model_new(d->shape, m->layers, m->nlayers, &bad, c->e);
+    nn_model *nm = nn_model_new_shapes(d->shape, m->layers, m->nlayers, &bad, c->e);
     if (!nm) {
         if (c->e->code != KD_ECONFIG)
             return c->e->code;
@@ -160,13 +160,18 @@ static int check_model(cfg_ctx *c, const cfg_node *seq, const char *path, const 
         snprintf(p, sizeof p, "%s[%d]", path, bad);
         return cfg_err(c, seq->kid[bad], p, "%s", strip_layer_prefix(msg));
     }
-    int nclasses = nm->nclasses;
+    m->nclasses = nm->nclasses;
     nn_model_free(nm);
-    /* for idx and csv the class count is known only once the data is read */
-    if (d->kind == CFG_DATA_FASHION && nclasses != 10) {
+    /* for idx and csv the class count is known once the data's labels are
+     * read (the facts); training needs an output per class, and fashion-mnist
+     * without facts is held to exactly its 10 */
+    int want = cfg_data_classes(c, d);
+    int bad_fashion = !c->facts && d->kind == CFG_DATA_FASHION && m->nclasses != want;
+    if (want && (bad_fashion || m->nclasses < want)) {
         snprintf(p, sizeof p, "%s[%d]", path, m->nlayers - 1);
         return cfg_err(c, seq->kid[m->nlayers - 1], p,
-                       "the model ends with %d outputs but fashion-mnist has 10 classes", nclasses);
+                       "the model ends with %d outputs but %s has %d classes", m->nclasses,
+                       d->kind == CFG_DATA_FASHION ? "fashion-mnist" : "the data", want);
     }
     return KD_OK;
 }

@@ -45,9 +45,7 @@ static int walk_path(cfg_ctx *c, const cfg_node *m, const char *key, int req, ch
 {
     int rc = cfg_str(c, m, "data", key, req, out, CFG_PATH_MAX);
     if (rc == KD_OK && cfg_map_get(m, key) && !out[0]) {
-        char p[64];
-        return cfg_err(c, cfg_map_get(m, key), cfg_path(p, sizeof p, "data", key),
-                       "must not be empty");
+        return cfg_err_key(c, m, key, "data", "must not be empty");
     }
     return rc;
 }
@@ -91,6 +89,47 @@ static int walk_data_files(cfg_ctx *c, const cfg_node *m, cfg_data *d)
     return rc;
 }
 
+long cfg_train_samples(const cfg_ctx *c, const cfg_data *d)
+{
+    if (c->facts && c->facts->ntrain > 0)
+        return c->facts->ntrain;
+    if (c->facts || d->kind != CFG_DATA_FASHION)
+        return 0;
+    long n = d->train_subset > 0 && d->train_subset < 60000 ? d->train_subset : 60000;
+    return n - (long)((double)n * d->val_fraction + 0.5); /* as data_split rounds */
+}
+
+int cfg_data_classes(const cfg_ctx *c, const cfg_data *d)
+{
+    if (c->facts && c->facts->nclasses > 0)
+        return c->facts->nclasses;
+    return !c->facts && d->kind == CFG_DATA_FASHION ? 10 : 0;
+}
+
+/* What the data files say against the data section (m NULL: no section). */
+static int check_data_facts(cfg_ctx *c, const cfg_node *root, const cfg_node *m, const cfg_data *d)
+{
+    const cfg_data_facts *f = c->facts;
+    const size_t want = nn_shape_size(d->shape);
+    const cfg_node *at = m ? m : root;
+    const char *path = m ? "data" : "";
+    if (!f)
+        return KD_OK;
+    for (int t = 0; t < 2; t++) {
+        size_t got = t ? f->test_values : f->train_values;
+        if (got && got != want)
+            return cfg_err_key(c, at, m ? "shape" : "data", path,
+                               "the %s data has %zu values per sample; data.shape [%d, %d, %d] "
+                               "has %zu",
+                               t ? "test" : "training", got, d->shape.c, d->shape.h, d->shape.w,
+                               want);
+    }
+    if (f->train_values && f->ntrain < 1) /* read, and nothing left to train on */
+        return cfg_err_key(c, at, m ? "val_fraction" : "data", path,
+                           "leaves no training samples (the validation split takes them all)");
+    return KD_OK;
+}
+
 static int walk_data(cfg_ctx *c, const cfg_node *root, cfg_data *d)
 {
     d->kind = CFG_DATA_FASHION;
@@ -100,7 +139,7 @@ static int walk_data(cfg_ctx *c, const cfg_node *root, cfg_data *d)
     const cfg_node *m;
     int rc = cfg_section(c, root, "", "data", 0, &m);
     if (rc != KD_OK || !m)
-        return rc;
+        return rc != KD_OK ? rc : check_data_facts(c, root, NULL, d);
     d->pos = cfg_key_pos(root, "data");
     int kind = 0;
     if ((rc = cfg_enum(c, m, "data", "dataset", 0, dataset_names, 3, &kind)) != KD_OK)
@@ -118,13 +157,15 @@ static int walk_data(cfg_ctx *c, const cfg_node *root, cfg_data *d)
     if (sv && sv->src < 0)
         d->shape_pos = (cfg_pos){sv->line, sv->col};
     if (d->kind == CFG_DATA_FASHION && nn_shape_size(d->shape) != 784)
-        return cfg_err(c, cfg_map_get(m, "shape"), "data.shape",
-                       "fashion-mnist images have 784 pixels; [%d, %d, %d] has %zu", d->shape.c,
-                       d->shape.h, d->shape.w, nn_shape_size(d->shape));
+        return cfg_err_key(c, m, "shape", "data",
+                           "fashion-mnist images have 784 pixels; [%d, %d, %d] has %zu", d->shape.c,
+                           d->shape.h, d->shape.w, nn_shape_size(d->shape));
     if ((rc = cfg_float(c, m, "data", "val_fraction", 0, CLOSED(0, 0.9), &d->val_fraction)) ||
         (rc = cfg_int(c, m, "data", "train_subset", 0, 0, 0x7fffffff, &d->train_subset)))
         return rc;
-    return cfg_int(c, m, "data", "test_subset", 0, 0, 0x7fffffff, &d->test_subset);
+    if ((rc = cfg_int(c, m, "data", "test_subset", 0, 0, 0x7fffffff, &d->test_subset)))
+        return rc;
+    return check_data_facts(c, root, m, d);
 }
 
 /* ---- train ---------------------------------------------------------------------- */
@@ -202,9 +243,8 @@ static int walk_sched(cfg_ctx *c, const cfg_node *train, const char *tpath, floa
         if ((rc = cfg_float(c, m, path, "min_lr", 0, CLOSED(0, 10), &s->min_lr)))
             return rc;
         if (s->min_lr > lr) {
-            char p[128];
-            return cfg_err(c, cfg_map_get(m, "min_lr"), cfg_path(p, sizeof p, path, "min_lr"),
-                           "%g is above the optimizer's lr %g", (double)s->min_lr, (double)lr);
+            return cfg_err_key(c, m, "min_lr", path, "%g is above the optimizer's lr %g",
+                               (double)s->min_lr, (double)lr);
         }
     }
     return KD_OK;
@@ -251,9 +291,9 @@ static int walk_teacher(cfg_ctx *c, const cfg_node *root, const cfg_data *d, cfg
         return cfg_walk_model(c, m, "teacher", d, out);
     for (const char *const *k = keys; strcmp(*k, "model"); k++)
         if (cfg_map_get(m, *k)) {
-            char p[64];
-            return cfg_err(c, cfg_map_get(m, *k), cfg_path(p, sizeof p, "teacher", *k),
-                           "teacher.model (a saved teacher) and teacher.%s exclude each other", *k);
+            return cfg_err_key(c, m, *k, "teacher",
+                               "teacher.model (a saved teacher) and teacher.%s exclude each other",
+                               *k);
         }
     if ((rc = cfg_str(c, m, "teacher", "model", 1, out->model_path, sizeof out->model_path)))
         return rc;

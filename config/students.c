@@ -7,6 +7,7 @@
 
 #define DEFAULT_T 4.0f
 #define DEFAULT_ALPHA 0.9f
+#define MAX_CLASSES 256 /* student/distill.c's limit */
 
 /* The shape of the output of layer `name` in a model built from m, with
  * checks that a hint can be taken there.  Returns 0, or KD_ECONFIG at at. */
@@ -14,7 +15,7 @@ static int hint_layer(cfg_ctx *c, const cfg_node *at, const char *path, const cf
                       const cfg_model *m, const char *name, nn_shape *out)
 {
     kd_err local;
-    nn_model *nm = nn_model_new(d->shape, m->layers, m->nlayers, NULL, &local);
+    nn_model *nm = nn_model_new_shapes(d->shape, m->layers, m->nlayers, NULL, &local);
     if (!nm)
         return local.code == KD_ENOMEM ? cfg_nomem(c) : cfg_err(c, at, path, "%s", local.msg);
     int i = nn_model_find(nm, name), rc = KD_OK;
@@ -88,6 +89,26 @@ static int walk_distill(cfg_ctx *c, const cfg_node *sm, const char *spath, const
     return walk_hint(c, m, path, s, st);
 }
 
+/* Distillation matches the student's logits to the teacher's, one for one
+ * (a saved teacher's count is checked when it is loaded). */
+static int check_outputs(cfg_ctx *c, const cfg_node *it, const char *path, const exp_spec *s,
+                         const cfg_model *m)
+{
+    const cfg_node *last = cfg_map_get(it, "layers");
+    char p[96];
+    snprintf(p, sizeof p, "%s.layers[%d]", path, m->nlayers - 1);
+    last = last->kid[m->nlayers - 1];
+    if (m->nclasses > MAX_CLASSES)
+        return cfg_err(c, last, p, "the model ends with %d outputs; distillation takes at most %d",
+                       m->nclasses, MAX_CLASSES);
+    if (!s->teacher.model_path[0] && m->nclasses != s->teacher.nclasses)
+        return cfg_err(c, last, p,
+                       "the model ends with %d outputs but the teacher's ends with %d "
+                       "(distillation matches them one for one)",
+                       m->nclasses, s->teacher.nclasses);
+    return KD_OK;
+}
+
 static int walk_student(cfg_ctx *c, const cfg_node *it, int i, exp_spec *s)
 {
     static const char *const keys[] = {"name", "layers", "train", "seeds", "distill", NULL};
@@ -110,6 +131,7 @@ static int walk_student(cfg_ctx *c, const cfg_node *it, int i, exp_spec *s)
         if (!strcmp(s->students[j].name, st->name))
             return cfg_err(c, nv, p, "\"%s\" is already the name of students[%d]", st->name, j);
     if ((rc = cfg_walk_model(c, it, path, &s->data, &st->model)) ||
+        (rc = check_outputs(c, it, path, s, &st->model)) ||
         (rc = cfg_seeds(c, it, path, s->seed, st->seeds, &st->nseeds)))
         return rc;
     return walk_distill(c, it, path, s, st);

@@ -1,6 +1,7 @@
 /* Errors that name the key by dotted path, and typed reads of scalars with
  * strict YAML-ish rules: integers reject 1.5, floats reject nan/inf, bools
  * are true/false, quoted text is always a string. */
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -40,12 +41,29 @@ int cfg_err_src(cfg_ctx *c, int src, int line, int col, const char *fmt, ...)
 
 int cfg_err(cfg_ctx *c, const cfg_node *at, const char *path, const char *fmt, ...)
 {
+    assert(at != NULL); /* a defaulted key has no node: use cfg_err_key */
     char msg[sizeof c->e->msg];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     return cfg_err_src(c, at->src, at->line, at->col, "%s: %s", path, msg);
+}
+
+int cfg_err_key(cfg_ctx *c, const cfg_node *map, const char *key, const char *path, const char *fmt,
+                ...)
+{
+    char msg[sizeof c->e->msg], p[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cfg_path(p, sizeof p, path, key);
+    const cfg_node *v = cfg_map_get(map, key);
+    if (v)
+        return cfg_err(c, v, p, "%s", msg);
+    /* the value is the default: the mapping that left the key out is where to add it */
+    return cfg_err(c, map, p, "%s (%s is not given: this is its default)", msg, key);
 }
 
 int cfg_nomem(cfg_ctx *c)

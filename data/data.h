@@ -30,6 +30,11 @@ void data_set_free(data_set *d); /* frees the arrays; accepts a zeroed set */
  * full class count.  On failure out is zeroed. */
 int data_idx_load(const char *images, const char *labels, int max_n, data_set *out, kd_err *e);
 
+/* What data_idx_load would give for n, shape and nclasses, from the two
+ * headers and the labels only (no pixels are read; the arrays stay NULL):
+ * cheap enough for `kdbench check`.  On failure out is zeroed. */
+int data_idx_peek(const char *images, const char *labels, int max_n, data_set *out, kd_err *e);
+
 /* Reads a CSV file, one sample per line: label, then features (floats).  An
  * optional header line (first field not a number) is skipped.  Every row must
  * have the same number of features; errors name FILE:LINE.  shape: the

@@ -391,3 +391,27 @@ int data_idx_load(const char *images, const char *labels, int max_n, data_set *o
         data_set_free(out);
     return rc;
 }
+
+int data_idx_peek(const char *images, const char *labels, int max_n, data_set *out, kd_err *e)
+{
+    memset(out, 0, sizeof *out);
+    idx_file im, lb;
+    uint8_t *y = NULL;
+    int rc = idx_open(&im, images, IDX_MAGIC_IMAGES, e);
+    if (rc == KD_OK)
+        rc = idx_open(&lb, labels, IDX_MAGIC_LABELS, e);
+    else
+        memset(&lb, 0, sizeof lb);
+    if (rc == KD_OK && im.dims[0] != lb.dims[0])
+        rc = kd_err_at(e, KD_EFORMAT, labels, 0, 0, "has %u labels but %s has %u images",
+                       (unsigned)lb.dims[0], images, (unsigned)im.dims[0]);
+    if (rc == KD_OK && (rc = idx_read_body(&lb, lb.dims[0], &y, e)) == KD_OK) {
+        out->n = max_n > 0 && (uint32_t)max_n < im.dims[0] ? max_n : (int)im.dims[0];
+        out->nclasses = idx_count_classes(y, lb.dims[0]);
+        out->shape = (nn_shape){1, (int)im.dims[1], (int)im.dims[2]};
+    }
+    kd_free(y);
+    idx_close(&im);
+    idx_close(&lb);
+    return rc;
+}

@@ -91,8 +91,8 @@ static int name_layers(nn_model *m, int *bad, kd_err *e)
     return KD_OK;
 }
 
-nn_model *nn_model_new(nn_shape in, const nn_layer_spec *specs, int nlayers, int *bad_layer,
-                       kd_err *e)
+nn_model *nn_model_new_shapes(nn_shape in, const nn_layer_spec *specs, int nlayers, int *bad_layer,
+                              kd_err *e)
 {
     if (bad_layer)
         *bad_layer = -1;
@@ -137,6 +137,15 @@ nn_model *nn_model_new(nn_shape in, const nn_layer_spec *specs, int nlayers, int
         return NULL;
     }
     m->nclasses = (int)nn_shape_size(s);
+    return m;
+}
+
+nn_model *nn_model_new(nn_shape in, const nn_layer_spec *specs, int nlayers, int *bad_layer,
+                       kd_err *e)
+{
+    nn_model *m = nn_model_new_shapes(in, specs, nlayers, bad_layer, e);
+    if (!m)
+        return NULL;
     m->params = kd_afloat(m->nparams);
     m->grads = kd_afloat(m->nparams);
     m->buffers = kd_afloat(m->nbuffers);

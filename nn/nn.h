@@ -200,6 +200,13 @@ typedef struct {
  * not NULL) gets its index. Parameters are zero until nn_model_init. */
 nn_model *nn_model_new(nn_shape in, const nn_layer_spec *specs, int nlayers, int *bad_layer,
                        kd_err *e);
+/* The same layout with no parameter, gradient or buffer storage (params,
+ * grads, buffers NULL): layer shapes, names, nparams and nclasses only, for
+ * shape queries (nn_model_find, nn_model_tap_check) on models too large to
+ * allocate.  Must not be initialised, run, saved or trained; free with
+ * nn_model_free. */
+nn_model *nn_model_new_shapes(nn_shape in, const nn_layer_spec *specs, int nlayers,
+                              int *bad_layer, kd_err *e);
 void nn_model_free(nn_model *m);
 /* He/Xavier init of weights, zero biases, bn gamma=1 beta=0 var=1; from the INIT stream. */
 void nn_model_init(nn_model *m, uint64_t seed);

@@ -62,14 +62,14 @@ typedef struct {
     char kept_dense[160]; /* pruned layers left dense by the storage choice, and why */
 } variant_run;
 
-static compress_prune_spec prune_spec(variant_run *u, const cfg_pass *p)
+compress_prune_spec pl_prune_spec(const cfg_pass *p, compress_override *ov)
 {
     for (int i = 0; i < p->noverrides; i++) {
-        snprintf(u->ov[i].pattern, sizeof u->ov[i].pattern, "%s", p->overrides[i].pattern);
-        u->ov[i].sparsity = p->overrides[i].sparsity;
+        snprintf(ov[i].pattern, sizeof ov[i].pattern, "%s", p->overrides[i].pattern);
+        ov[i].sparsity = p->overrides[i].sparsity;
     }
     return (compress_prune_spec){.scope = p->global ? COMPRESS_GLOBAL : COMPRESS_LAYERWISE,
-                                 .sparsity = p->sparsity, .overrides = u->ov,
+                                 .sparsity = p->sparsity, .overrides = ov,
                                  .noverrides = p->noverrides};
 }
 
@@ -116,7 +116,7 @@ static int run_training(variant_run *u, const cfg_pass *p, kd_err *e)
     if ((r->curve = pl_curve_add(r, curve, u->seed)) < 0) /* one line per seed */
         rc = kd_err_set(e, KD_ENOMEM, "out of memory");
     if (rc == KD_OK && p->kind == CFG_PASS_PRUNE) {
-        compress_agp_spec g = {.prune = prune_spec(u, p), .initial_sparsity = p->initial_sparsity,
+        compress_agp_spec g = {.prune = pl_prune_spec(p, u->ov), .initial_sparsity = p->initial_sparsity,
                                .prune_epochs = p->ramp_epochs};
         h.on_step = f.inner.on_step;
         h.step_ctx = f.inner.step_ctx;
@@ -199,7 +199,7 @@ static int to_sparse(variant_run *u, kd_err *e)
     return KD_OK;
 }
 
-static compress_quant_spec quant_spec(const cfg_pass *p, compress_qoverride *qo)
+compress_quant_spec pl_quant_spec(const cfg_pass *p, compress_qoverride *qo)
 {
     for (int i = 0; i < p->noverrides; i++) {
         snprintf(qo[i].pattern, sizeof qo[i].pattern, "%s", p->overrides[i].pattern);
@@ -219,7 +219,7 @@ static compress_quant_spec quant_spec(const cfg_pass *p, compress_qoverride *qo)
 static int run_quantize(variant_run *u, const cfg_pass *p, kd_err *e)
 {
     compress_qoverride qo[CFG_MAX_OVERRIDES];
-    compress_quant_spec qs = quant_spec(p, qo);
+    compress_quant_spec qs = pl_quant_spec(p, qo);
     int rc = KD_OK;
     if (p->kind == CFG_PASS_QUANTIZE && u->sparse && (rc = to_sparse(u, e)) != KD_OK)
         return rc;
@@ -253,7 +253,7 @@ static int run_pass(variant_run *u, const cfg_pass *p, kd_err *e)
     if (p->kind == CFG_PASS_FINETUNE) {
         return run_training(u, p, e);
     }
-    compress_prune_spec s = prune_spec(u, p);
+    compress_prune_spec s = pl_prune_spec(p, u->ov);
     if (p->method != CFG_PRUNE_MAGNITUDE) {
         nn_model *m2 = compress_prune_structured(
             u->m, &s, p->method == CFG_PRUNE_NEURONS ? COMPRESS_NEURONS : COMPRESS_FILTERS,

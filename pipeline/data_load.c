@@ -59,6 +59,45 @@ int pipeline_load_data(const cfg_data *d, uint64_t seed, data_set *train, data_s
     return rc;
 }
 
+/* n, shape and nclasses of one file (pair) of d, the pixels unread. */
+static int peek_one(const cfg_data *d, int test, data_set *out, kd_err *e)
+{
+    int max_n = test ? d->test_subset : d->train_subset;
+    char img[CFG_PATH_MAX + 64], lab[CFG_PATH_MAX + 64];
+    switch (d->kind) {
+    case CFG_DATA_FASHION:
+        snprintf(img, sizeof img, "%s/%s-images-idx3-ubyte.gz", d->dir, test ? "t10k" : "train");
+        snprintf(lab, sizeof lab, "%s/%s-labels-idx1-ubyte.gz", d->dir, test ? "t10k" : "train");
+        return data_idx_peek(img, lab, max_n, out, e);
+    case CFG_DATA_IDX:
+        return data_idx_peek(test ? d->test_images : d->train_images,
+                             test ? d->test_labels : d->train_labels, max_n, out, e);
+    case CFG_DATA_CSV: { /* labels and features share lines: the file is read */
+        int rc =
+            data_csv_load(test ? d->test_csv : d->train_csv, (nn_shape){0, 0, 0}, max_n, out, e);
+        data_set keep = {.n = out->n, .shape = out->shape, .nclasses = out->nclasses};
+        data_set_free(out);
+        *out = keep;
+        return rc;
+    }
+    }
+    return kd_err_set(e, KD_ECONFIG, "unknown dataset kind");
+}
+
+int pipeline_data_facts(const cfg_data *d, cfg_data_facts *f, kd_err *e)
+{
+    data_set tr, te;
+    memset(f, 0, sizeof *f);
+    int rc = peek_one(d, 0, &tr, e);
+    if (rc != KD_OK || (rc = peek_one(d, 1, &te, e)) != KD_OK)
+        return rc;
+    f->ntrain = tr.n - (int)((double)tr.n * d->val_fraction + 0.5); /* as data_split */
+    f->nclasses = tr.nclasses > te.nclasses ? tr.nclasses : te.nclasses;
+    f->train_values = nn_shape_size(tr.shape);
+    f->test_values = nn_shape_size(te.shape);
+    return KD_OK;
+}
+
 int pipeline_load_eval_data(const char *dir, const char *images, const char *labels,
                             const char *csv, nn_shape shape, data_set *out, kd_err *e)
 {

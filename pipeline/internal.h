@@ -4,6 +4,7 @@
 #ifndef KD_PIPELINE_INTERNAL_H
 #define KD_PIPELINE_INTERNAL_H
 
+#include "../compress/compress.h"
 #include "../measure/measure.h"
 #include "../reports/reports.h"
 #include "../teacher/teacher.h"
@@ -86,6 +87,11 @@ void pl_row_seed_lists(rep_row *row, const uint64_t *seeds, const double *acc, i
 /* The teacher's logits for every training sample, computed on first use
  * (and logged); a view owned by the run, or NULL with e set. */
 const float *pl_teacher_logits(run_ctx *r, kd_err *e);
+
+/* compress's specs for a pass (overrides copied into ov / qo, which must
+ * hold CFG_MAX_OVERRIDES and outlive the spec). */
+compress_prune_spec pl_prune_spec(const cfg_pass *p, compress_override *ov);
+compress_quant_spec pl_quant_spec(const cfg_pass *p, compress_qoverride *qo);
 
 /* The stages. */
 int pl_stage_teacher(run_ctx *r, kd_err *e);

@@ -30,6 +30,17 @@ int pipeline_run(const exp_spec *spec, const pipeline_opts *o, kd_err *e);
 int pipeline_load_data(const cfg_data *d, uint64_t seed, data_set *train, data_set *val,
                        data_set *test, kd_err *e);
 
+/* What the data files say for d (IDX headers and labels; a CSV file is read
+ * whole): see cfg_data_facts.  0, or the reader's error (a missing file is
+ * KD_EIO naming it). */
+int pipeline_data_facts(const cfg_data *d, cfg_data_facts *f, kd_err *e);
+
+/* config_load, then the data's facts, then config_load_facts: every rule run
+ * enforces once the data is loaded is reported at its key, before anything
+ * runs.  `kdbench check` and `kdbench run` both load through this. */
+int pipeline_config_load(const char *path, const char *const *overrides, int noverrides,
+                         exp_spec *out, kd_err *e);
+
 /* Loads a test set given on the command line (eval): a fashion-mnist-style
  * folder (t10k files), an images+labels IDX pair, or a CSV file. */
 int pipeline_load_eval_data(const char *dir, const char *images, const char *labels,

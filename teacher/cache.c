@@ -90,30 +90,34 @@ void teacher_cache_store(const char *cache_dir, const char *cached, const char *
 
 /* ---- a saved teacher ------------------------------------------------------------ */
 
-/* A loaded teacher must fit the data and every student's hint. */
-static int check_loaded(const exp_spec *spec, const nn_model *m, nn_shape in, int nclasses,
-                        kd_err *e)
+int teacher_check_hints(const exp_spec *spec, const nn_model *m, kd_err *e)
 {
-    const cfg_model *cm = &spec->teacher;
-    const char *file = spec->file;
-    if (nn_shape_size(m->in) != nn_shape_size(in) || m->nclasses != nclasses)
-        return kd_err_at(e, KD_ECONFIG, file, cm->model_pos.line, cm->model_pos.col,
-                         "teacher.model: %s takes %zu inputs and gives %d classes; the data has "
-                         "%zu and %d", cm->model_path, nn_shape_size(m->in), m->nclasses,
-                         nn_shape_size(in), nclasses);
     for (int i = 0; i < spec->nstudents; i++) {
         const cfg_hint *h = &spec->students[i].hint;
         char why[256];
         int t = h->student[0] ? nn_model_find(m, h->teacher) : 0;
         if (t < 0)
-            return kd_err_at(e, KD_ECONFIG, file, h->teacher_pos.line, h->teacher_pos.col,
+            return kd_err_at(e, KD_ECONFIG, spec->file, h->teacher_pos.line, h->teacher_pos.col,
                              "students[%d].distill.hint.teacher: the saved teacher has no layer "
                              "\"%s\"", i, h->teacher);
         if (h->student[0] && nn_model_tap_check(m, t, why, sizeof why) != KD_OK)
-            return kd_err_at(e, KD_ECONFIG, file, h->teacher_pos.line, h->teacher_pos.col,
+            return kd_err_at(e, KD_ECONFIG, spec->file, h->teacher_pos.line, h->teacher_pos.col,
                              "students[%d].distill.hint.teacher: %s", i, why);
     }
     return KD_OK;
+}
+
+/* A loaded teacher must fit the data and every student's hint. */
+static int check_loaded(const exp_spec *spec, const nn_model *m, nn_shape in, int nclasses,
+                        kd_err *e)
+{
+    const cfg_model *cm = &spec->teacher;
+    if (nn_shape_size(m->in) != nn_shape_size(in) || m->nclasses != nclasses)
+        return kd_err_at(e, KD_ECONFIG, spec->file, cm->model_pos.line, cm->model_pos.col,
+                         "teacher.model: %s takes %zu inputs and gives %d classes; the data has "
+                         "%zu and %d", cm->model_path, nn_shape_size(m->in), m->nclasses,
+                         nn_shape_size(in), nclasses);
+    return teacher_check_hints(spec, m, e);
 }
 
 /* A saved teacher: it must fit the data and every student's hint. */

@@ -27,5 +27,8 @@ void teacher_cache_store(const char *cache_dir, const char *cached, const char *
  * gives nclasses classes and has every layer the students' hints name
  * (KD_ECONFIG at the config position otherwise); NULL with e on failure. */
 nn_model *teacher_load(const exp_spec *spec, nn_shape in, int nclasses, kd_log *log, kd_err *e);
+/* The hint rule alone: every student's hint names a layer of m that can be
+ * tapped (KD_ECONFIG at the hint's position otherwise). */
+int teacher_check_hints(const exp_spec *spec, const nn_model *m, kd_err *e);
 
 #endif

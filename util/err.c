@@ -9,11 +9,16 @@ static int vset(kd_err *e, int code, const char *file, int line, int col, const 
 {
     if (!e)
         return code;
+    /* formatted aside first: the arguments may be e's own file or message
+     * (re-reporting an error at a config position) */
+    char msg[sizeof e->msg], where[sizeof e->file];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    snprintf(where, sizeof where, "%s", file ? file : "");
     e->code = code;
-    snprintf(e->file, sizeof e->file, "%s", file ? file : "");
+    memcpy(e->file, where, sizeof where);
     e->line = line;
     e->col = col;
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    memcpy(e->msg, msg, sizeof msg);
     return code;
 }
 

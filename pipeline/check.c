@@ -1,0 +1,90 @@
+/* Loading a config the way run needs it: the spec, then the data's facts
+ * (pipeline_data_facts) walked with it again, then the model files it names
+ * against the data, so that `kdbench check` refuses what `kdbench run`
+ * would refuse later, at the key's position. */
+#include <string.h>
+
+#include "internal.h"
+
+/* compress's own checks of each pass against a source given as a file (a
+ * source from the config is checked by the config walk): reported at the pass. */
+static int check_passes(const exp_spec *s, const cfg_variant *v, const nn_model *m, kd_err *e)
+{
+    for (int i = 0; i < v->npasses; i++) {
+        const cfg_pass *p = &v->passes[i];
+        compress_override ov[CFG_MAX_OVERRIDES];
+        compress_qoverride qo[CFG_MAX_OVERRIDES];
+        compress_prune_spec ps = pl_prune_spec(p, ov);
+        compress_quant_spec qs = pl_quant_spec(p, qo);
+        int rc = KD_OK;
+        if (p->kind == CFG_PASS_PRUNE && p->method == CFG_PRUNE_MAGNITUDE)
+            rc = compress_prune_check(m, &ps, e);
+        else if (p->kind == CFG_PASS_QUANTIZE || p->kind == CFG_PASS_QAT)
+            rc = compress_quant_check(m, &qs, e);
+        if (rc != KD_OK)
+            return kd_err_at(e, KD_ECONFIG, s->file, p->pos.line, p->pos.col,
+                             "compress (%s) passes[%d], on %s: %s", v->pipeline, i, v->source_path,
+                             e->msg);
+    }
+    return KD_OK;
+}
+
+/* A model file must take the data's samples and give its classes (exactly,
+ * for a teacher; at least, for a compress source), as the stages require;
+ * a compress source (v) must also suit the pipeline's passes. */
+static int check_file(const exp_spec *s, const cfg_data_facts *f, const char *path, cfg_pos pos,
+                      const char *what, int exact, const cfg_variant *v, kd_err *e)
+{
+    /* as the stages load them: a teacher with nn's kinds, a source with compress's too */
+    nn_model *m = exact ? nn_model_load(path, e) : compress_model_load(path, e);
+    if (!m)
+        return e->code == KD_EIO ? kd_err_at(e, KD_ECONFIG, s->file, pos.line, pos.col,
+                                             "%s: %s: %s", what, path, e->msg)
+                                 : e->code;
+    size_t in = nn_shape_size(m->in), want = nn_shape_size(s->data.shape);
+    int k = m->nclasses, rc = KD_OK;
+    if (in != want || (f->nclasses && (exact ? k != f->nclasses : k < f->nclasses)))
+        rc = kd_err_at(e, KD_ECONFIG, s->file, pos.line, pos.col,
+                       "%s: %s takes %zu inputs and gives %d classes; the data has %zu and %d",
+                       what, path, in, k, want, f->nclasses);
+    if (rc == KD_OK && v)
+        rc = check_passes(s, v, m, e);
+    if (rc == KD_OK && exact)
+        rc = teacher_check_hints(s, m, e);
+    nn_model_free(m);
+    return rc;
+}
+
+static int check_files(const exp_spec *s, const cfg_data_facts *f, kd_err *e)
+{
+    int rc = KD_OK;
+    if (s->teacher.model_path[0])
+        rc = check_file(s, f, s->teacher.model_path, s->teacher.model_pos, "teacher.model", 1, NULL,
+                        e);
+    for (int i = 0; rc == KD_OK && i < s->nvariants; i++) {
+        const cfg_variant *v = &s->variants[i];
+        int seen = 0; /* a swept pipeline's variants share one source */
+        for (int j = 0; j < i; j++)
+            seen |= !strcmp(s->variants[j].pipeline, v->pipeline);
+        if (v->source_kind == CFG_SRC_FILE && !seen) {
+            char what[96];
+            snprintf(what, sizeof what, "compress (%s).source", v->pipeline);
+            rc = check_file(s, f, v->source_path, v->source_pos, what, 0, v, e);
+        }
+    }
+    if (rc == KD_OK && s->sensitivity.on && s->sensitivity.source_kind == CFG_SRC_FILE)
+        rc = check_file(s, f, s->sensitivity.source_path, s->sensitivity.source_pos,
+                        "sensitivity.source", 0, NULL, e);
+    return rc;
+}
+
+int pipeline_config_load(const char *path, const char *const *overrides, int noverrides,
+                         exp_spec *out, kd_err *e)
+{
+    cfg_data_facts f;
+    int rc = config_load(path, overrides, noverrides, out, e);
+    if (rc == KD_OK && (rc = pipeline_data_facts(&out->data, &f, e)) == KD_OK &&
+        (rc = config_load_facts(path, overrides, noverrides, &f, out, e)) == KD_OK)
+        rc = check_files(out, &f, e);
+    return rc;
+}
