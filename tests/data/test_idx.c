@@ -2,6 +2,7 @@
  * (empty, truncated, wrong magic, bad sizes, count mismatch, trailing bytes,
  * a broken gzip stream), each written here by the test itself. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -240,7 +241,9 @@ START_TEST(test_bad)
     kd_err e = {0};
     double t0 = kd_now();
     int rc = data_idx_load(p.im, p.lb, 0, &d, &e);
-    ck_assert_msg(kd_now() - t0 < 1.0, "%s: took %.2f s", bad[_i].name, kd_now() - t0);
+    if (kd_now() - t0 > 1.0) /* said, not asserted: no timed tests (a lying size is refused
+                               before any read; Check's timeout bounds the rest) */
+        fprintf(stderr, "note: %s took %.2f s\n", bad[_i].name, kd_now() - t0);
     ck_assert_msg(rc == bad[_i].code, "%s: rc %d (%s)", bad[_i].name, rc, e.msg);
     ck_assert_int_eq(e.code, rc);
     ck_assert_str_eq(e.file, bad[_i].in_labels ? p.lb : p.im);
