@@ -59,9 +59,11 @@ void compress_csr_matmul(const compress_csr *a, const float *bias, const float *
 void compress_csr_matmul_portable(const compress_csr *a, const float *bias, const float *x,
                                   float *y, int n, float *scratch);
 
-/* The batch-1 layout for AVX-512 CPUs (panels.c): built from a CSR, it runs
- * y = A x + bias without gathers.  Layers build it when they reserve their
- * scratch; the file keeps plain CSR.  compress_panels_new needs
+/* The batch-1 layout for AVX2 and AVX-512 CPUs (panels.c; at the avx2
+ * kernel level the 8-row layout of kernels/panels_avx2.c, which ignores the
+ * layout argument): built from a CSR, it runs y = A x + bias without
+ * gathers.  Layers build it when they reserve their scratch, at the kernel
+ * level in use then; the file keeps plain CSR.  compress_panels_new needs
  * compress_panels_supported() (the caller checks); NULL on allocation
  * failure.  AUTO stores values padded unless that exceeds 1 MB (then
  * compact); tests force each. */

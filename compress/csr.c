@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "kernels/cpu.h"
 
 static int idx_bytes_for(int cols)
 {
@@ -213,8 +214,10 @@ void compress_csr_matmul(const compress_csr *a, const float *bias, const float *
 {
     if (n < 1)
         return;
-    if (compress_csr_have_avx512())
+    if (kernels_isa() >= KD_ISA_AVX512)
         compress_csr_matmul_avx512(a, bias, x, y, n, scratch);
+    else if (kernels_isa() == KD_ISA_AVX2)
+        compress_csr_matmul_avx2(a, bias, x, y, n, scratch);
     else
         compress_csr_matmul_portable(a, bias, x, y, n, scratch);
 }

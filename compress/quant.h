@@ -337,6 +337,10 @@ void quant_csr_gemm_ref(const quant_csr *c, const float *x, int n, const float *
 /* Fast: from 16 samples on, transposes x into scratch (n x k floats) and runs
  * one vector axpy per entry; without scratch, the per-sample path. */
 void quant_csr_gemm(const quant_csr *c, const float *x, int n, const float *b, float *y);
+/* Its batched path at the avx2 kernel level (kernels/csr_avx2.c): blocks of
+ * 32 transposed samples, one broadcast and four FMAs per entry; -1 (nothing
+ * written) when its scratch cannot be allocated. */
+int quant_csr_gemm_avx2(const quant_csr *c, const float *x, int n, const float *b, float *y);
 /* Rows [r0, r1) of the batch-1 product (y holds all m outputs): the same
  * numbers as quant_csr_gemm at n = 1, so threads may split the rows. */
 void quant_csr_gemv_rows(const quant_csr *c, const float *x, const float *b, float *y, int r0,

@@ -3,6 +3,7 @@
  * outputs.  The fast kernel is plain C: it walks a row's entries once for 4
  * samples (GEMM) or keeps 4 independent partial sums (GEMV). */
 #include "quant.h"
+#include "kernels/cpu.h"
 
 #include <math.h>
 
@@ -226,6 +227,8 @@ void quant_csr_gemv_rows(const quant_csr *c, const float *x, const float *b, flo
 
 void quant_csr_gemm(const quant_csr *c, const float *x, int n, const float *b, float *y)
 {
+    if (n >= CSR_T_MIN_N && kernels_isa() >= KD_ISA_AVX2 && quant_csr_gemm_avx2(c, x, n, b, y) == 0)
+        return;
     if (n >= CSR_T_MIN_N && csr_gemm_t(c, x, n, b, y) == 0)
         return;
     int i = 0;
