@@ -77,6 +77,8 @@ int compress_panels_supported(void);
 compress_panels *compress_panels_new(const compress_csr *a, compress_panels_layout layout,
                                      kd_err *e);
 void compress_panels_free(compress_panels *p);
+/* Bytes of p's arrays (what its batch-1 kernel reads). */
+size_t compress_panels_bytes(const compress_panels *p);
 void compress_panels_spmv(const compress_panels *p, const float *bias, const float *x, float *y);
 /* Part `part` of nparts of the same product (rows cut where the parts get
  * about equal work): the parts of one product may run on different threads

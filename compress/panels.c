@@ -77,6 +77,15 @@ void compress_panels_free(compress_panels *p)
     kd_free(p);
 }
 
+size_t compress_panels_bytes(const compress_panels *p)
+{
+    if (p->p8)
+        return compress_panels8_bytes(p->p8);
+    size_t steps = p->slice_at[p->nslice], vals = p->compact ? p->value_at[p->nslice] : steps * 16;
+    return steps * 16 + (p->q8 ? vals + (size_t)p->nslice * 64 : vals * 4) +
+           (p->compact ? steps * 2 : 0) + (size_t)p->nslice * p->npanel;
+}
+
 /* What the builder reads: a compress_csr (fp32 values, a) or decoded
  * int8 entries (col, q); rowptr either way. */
 typedef struct {

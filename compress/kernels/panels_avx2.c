@@ -50,6 +50,13 @@ void compress_panels8_free(compress_panels8 *p)
     kd_free(p);
 }
 
+size_t compress_panels8_bytes(const compress_panels8 *p)
+{
+    size_t steps = p->slice_at[p->nslice];
+    return steps * (8 + (p->q8 ? 8 : 32)) + (p->q8 ? (size_t)p->nslice * 32 : 0) +
+           ((size_t)p->nslice + 1) * sizeof *p->slice_at;
+}
+
 static inline uint32_t src_col(const compress_panels8_src *a, uint32_t k)
 {
     return a->a ? compress_csr_col(a->a, k) : a->col[k];
