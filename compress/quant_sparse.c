@@ -1,7 +1,8 @@
 /* Sparse int8: a pruned matrix's non-zeros in CSR with int8 values, one-byte
  * delta-coded columns and a symmetric scale per row; fp32 activations and
  * outputs.  The fast kernel is plain C: it walks a row's entries once for 4
- * samples (GEMM) or keeps 4 independent partial sums (GEMV). */
+ * samples (GEMM) or keeps 4 independent partial sums (GEMV); from 16
+ * samples on at the avx2 level and above, kernels/csr_avx2.c's blocks. */
 #include "quant.h"
 #include "kernels/cpu.h"
 
