@@ -192,6 +192,10 @@ int main(int argc, char **argv)
         bench_sparse();
         return 0;
     }
+    if (argc > 1 && strcmp(argv[1], "formats") == 0) { /* issue 11's table for this host */
+        bench_formats();
+        return 0;
+    }
     if (argc > 1 && strcmp(argv[1], "qaccuracy") == 0) {
         bench_qaccuracy();
         return 0;
@@ -222,6 +226,7 @@ int main(int argc, char **argv)
     bench_sparse();
     bench_quant();
     bench_qmodels();
+    bench_formats();
     bench_peak_memory();
     nn_model_free(m);
     nn_model_free(c);

@@ -14,4 +14,8 @@ void bench_qmodels(void);
  * (Fashion-MNIST; only with `kdbench-bench qaccuracy`). */
 void bench_qaccuracy(void);
 
+/* bench_isa.c: issue 11's table -- each format's batch-1 and batch-256
+ * speed-up over fp32 against its target, per kernel level of this host. */
+void bench_formats(void);
+
 #endif

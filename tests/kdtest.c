@@ -169,6 +169,10 @@ static void log_line(const char *fmt, ...)
     close(fd);
 }
 
+/* The level a looped test forced (each test runs in its own process), so
+ * that a skip inside it counts against that level: -1 outside a loop. */
+static int cur_level = -1;
+
 void kdt_skip_at(const char *test, const char *fmt, ...)
 {
     char why[400];
@@ -177,7 +181,10 @@ void kdt_skip_at(const char *test, const char *fmt, ...)
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
     fprintf(stderr, "SKIP %s: %s\n", test, why);
-    log_line("skip %s", test);
+    if (cur_level >= 0) /* "unran" undoes the level's "ran" line */
+        log_line("unran %s %s", test, kernels_isa_name((kd_isa)cur_level));
+    log_line("skip %s%s%s", test, cur_level >= 0 ? " " : "",
+             cur_level >= 0 ? kernels_isa_name((kd_isa)cur_level) : "");
 }
 
 int kdt_isa_begin(const char *test, int i)
@@ -196,6 +203,7 @@ int kdt_isa_begin(const char *test, int i)
         return 0;
     }
     kernels_isa_force((kd_isa)i);
+    cur_level = i;
     log_line("ran %s %s", test, kernels_isa_name((kd_isa)i));
     return 1;
 }
@@ -219,10 +227,11 @@ void kdt_log_summary(int run, int failed)
     while (f && fgets(line, sizeof line, f)) {
         int k = sscanf(line, "%7s %399s %15s", kind, test, isa);
         int is_skip = k >= 2 && strcmp(kind, "skip") == 0;
+        int unran = k >= 2 && strcmp(kind, "unran") == 0;
         skipped += is_skip;
         kd_isa l;
         if (k == 3 && kernels_isa_parse(isa, &l) == 0)
-            (is_skip ? skip_isa : ran_isa)[l]++;
+            (is_skip ? skip_isa : ran_isa)[l] += unran ? -1 : 1;
     }
     if (f)
         fclose(f);

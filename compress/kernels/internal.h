@@ -11,6 +11,32 @@ int compress_csr_have_avx512(void);
 void compress_csr_matmul_avx512(const compress_csr *a, const float *bias, const float *x, float *y,
                                 int n, float *scratch);
 
+/* The batch-1 panels for the avx2 kernel level (panels_avx2.c): slices of
+ * 8 rows, panels of 8 columns.  panels.c builds them in place of its AVX-512
+ * layout when kernels_isa() is avx2, from a compress_csr (a) or decoded int8
+ * entries (col, q, with scale), and runs them through compress_panels_spmv /
+ * _part.  NULL on allocation failure. */
+typedef struct compress_panels8 compress_panels8;
+typedef struct {
+    int rows, cols;
+    const uint32_t *rowptr;
+    const compress_csr *a; /* fp32 values and columns, or NULL */
+    const uint32_t *col;   /* int8 flavour: columns, */
+    const int8_t *q;       /* values */
+    const float *scale;    /* and rows row scales */
+} compress_panels8_src;
+compress_panels8 *compress_panels8_new(const compress_panels8_src *a, kd_err *e);
+void compress_panels8_free(compress_panels8 *p);
+size_t compress_panels8_bytes(const compress_panels8 *p);
+void compress_panels8_spmv_part(const compress_panels8 *p, const float *bias, const float *x,
+                                float *y, int part, int nparts);
+
+/* AVX2 + FMA batched kernels (csr_avx2.c): blocks of CSR_NB transposed
+ * samples, one broadcast and four FMAs per non-zero.  Batch 1 falls back to
+ * compress_csr_matmul_portable (vgatherdps lost to it). */
+void compress_csr_matmul_avx2(const compress_csr *a, const float *bias, const float *x, float *y,
+                              int n, float *scratch);
+
 /* ---- qgemm: the scalar output stage, the one definition every SIMD epilogue
  * must reproduce bit for bit ---- */
 

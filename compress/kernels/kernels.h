@@ -345,6 +345,10 @@ void quant_csr_gemm_ref(const quant_csr *c, const float *x, int n, const float *
 /* Fast: from 16 samples on, transposes x into scratch (n x k floats) and runs
  * one vector axpy per entry; without scratch, the per-sample path. */
 void quant_csr_gemm(const quant_csr *c, const float *x, int n, const float *b, float *y);
+/* Its batched path at the avx2 kernel level (kernels/csr_avx2.c): blocks of
+ * 32 transposed samples, one broadcast and four FMAs per entry; -1 (nothing
+ * written) when its scratch cannot be allocated. */
+int quant_csr_gemm_avx2(const quant_csr *c, const float *x, int n, const float *b, float *y);
 /* Rows [r0, r1) of the batch-1 product (y holds all m outputs): the same
  * numbers as quant_csr_gemm at n = 1, so threads may split the rows. */
 void quant_csr_gemv_rows(const quant_csr *c, const float *x, const float *b, float *y, int r0,
@@ -398,9 +402,11 @@ void compress_csr_matmul(const compress_csr *a, const float *bias, const float *
 void compress_csr_matmul_portable(const compress_csr *a, const float *bias, const float *x,
                                   float *y, int n, float *scratch);
 
-/* The batch-1 layout for AVX-512 CPUs (panels.c): built from a CSR, it runs
- * y = A x + bias without gathers.  Layers build it when they reserve their
- * scratch; the file keeps plain CSR.  compress_panels_new needs
+/* The batch-1 layout for AVX2 and AVX-512 CPUs (panels.c; at the avx2
+ * kernel level the 8-row layout of panels_avx2.c, which ignores the layout
+ * argument): built from a CSR, it runs y = A x + bias without gathers.
+ * Layers build it when they reserve their scratch, at the kernel level in
+ * use then; the file keeps plain CSR.  compress_panels_new needs
  * compress_panels_supported() (the caller checks); NULL on allocation
  * failure.  AUTO stores values padded unless that exceeds 1 MB (then
  * compact); tests force each. */
@@ -414,6 +420,8 @@ int compress_panels_supported(void);
 compress_panels *compress_panels_new(const compress_csr *a, compress_panels_layout layout,
                                      kd_err *e);
 void compress_panels_free(compress_panels *p);
+/* Bytes of p's arrays (what its batch-1 kernel reads). */
+size_t compress_panels_bytes(const compress_panels *p);
 void compress_panels_spmv(const compress_panels *p, const float *bias, const float *x, float *y);
 /* Part `part` of nparts of the same product (rows cut where the parts get
  * about equal work): the parts of one product may run on different threads

@@ -55,9 +55,10 @@ struct compress_panels {
     uint8_t *idx;      /* 16 per step: columns within the panel, lane-shuffled */
     size_t *slice_at;  /* nslice + 1: steps before each slice (parts start there) */
     size_t *value_at;  /* compact, nslice + 1: real values before each slice */
+    compress_panels8 *p8; /* avx2 level: the 8-row layout instead (kernels/panels_avx2.c) */
 };
 
-int compress_panels_supported(void) { return compress_csr_have_avx512(); }
+int compress_panels_supported(void) { return kernels_isa() >= KD_ISA_AVX2; }
 
 void compress_panels_free(compress_panels *p)
 {
@@ -71,7 +72,17 @@ void compress_panels_free(compress_panels *p)
     kd_afree(p->scale);
     kd_free(p->slice_at);
     kd_free(p->value_at);
+    compress_panels8_free(p->p8);
     kd_free(p);
+}
+
+size_t compress_panels_bytes(const compress_panels *p)
+{
+    if (p->p8)
+        return compress_panels8_bytes(p->p8);
+    size_t steps = p->slice_at[p->nslice], vals = p->compact ? p->value_at[p->nslice] : steps * 16;
+    return steps * 16 + (p->q8 ? vals + (size_t)p->nslice * 64 : vals * 4) +
+           (p->compact ? steps * 2 : 0) + (size_t)p->nslice * p->npanel;
 }
 
 /* What the builder reads: a compress_csr (fp32 values, a) or decoded
@@ -150,6 +161,13 @@ static compress_panels *build(const source *a, compress_panels_layout layout, co
     int *cnt = NULL;
     if (!p)
         goto oom;
+    if (kernels_isa() < KD_ISA_AVX512) { /* avx2: the 8-row panels */
+        compress_panels8_src s8 = {.rows = a->rows, .cols = a->cols, .rowptr = a->rowptr,
+                                   .a = a->a, .col = a->col, .q = a->q, .scale = scale};
+        if (!(p->p8 = compress_panels8_new(&s8, e)))
+            goto oom;
+        return p;
+    }
     p->rows = a->rows;
     p->cols = a->cols;
     p->q8 = a->q != NULL;
@@ -437,6 +455,10 @@ static int part_start(const compress_panels *p, int part, int nparts)
 void compress_panels_spmv_part(const compress_panels *p, const float *bias, const float *x,
                                float *y, int part, int nparts)
 {
+    if (p->p8) {
+        compress_panels8_spmv_part(p->p8, bias, x, y, part, nparts);
+        return;
+    }
     int s0 = part_start(p, part, nparts), s1 = part_start(p, part + 1, nparts);
     if (s0 < s1 && p->q8)
         spmv_q8(p, bias, x, y, s0, s1);
@@ -446,7 +468,9 @@ void compress_panels_spmv_part(const compress_panels *p, const float *bias, cons
 
 void compress_panels_spmv(const compress_panels *p, const float *bias, const float *x, float *y)
 {
-    if (p->q8)
+    if (p->p8)
+        compress_panels8_spmv_part(p->p8, bias, x, y, 0, 1);
+    else if (p->q8)
         spmv_q8(p, bias, x, y, 0, p->nslice);
     else
         spmv(p, bias, x, y, 0, p->nslice);

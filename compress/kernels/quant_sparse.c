@@ -1,8 +1,9 @@
 /* Sparse int8: a pruned matrix's non-zeros in CSR with int8 values, one-byte
  * delta-coded columns and a symmetric scale per row; fp32 activations and
  * outputs.  The fast kernel is plain C: it walks a row's entries once for 4
- * samples (GEMM) or keeps 4 independent partial sums (GEMV). */
-#include "kernels.h"
+ * samples (GEMM) or keeps 4 independent partial sums (GEMV); from 16
+ * samples on at the avx2 level and above, csr_avx2.c's blocks. */
+#include "internal.h"
 
 #include <math.h>
 
@@ -225,6 +226,8 @@ void quant_csr_gemv_rows(const quant_csr *c, const float *x, const float *b, flo
 
 void quant_csr_gemm(const quant_csr *c, const float *x, int n, const float *b, float *y)
 {
+    if (n >= CSR_T_MIN_N && kernels_isa() >= KD_ISA_AVX2 && quant_csr_gemm_avx2(c, x, n, b, y) == 0)
+        return;
     if (n >= CSR_T_MIN_N && csr_gemm_t(c, x, n, b, y) == 0)
         return;
     int i = 0;

@@ -22,7 +22,7 @@ static int csr_setup(nn_layer *l, kd_err *e)
 }
 
 /* Scratch: the batched kernels' transposed block, one per thread of the
- * team (nscratch), and the batch-1 panels (AVX-512 CPUs) with the CSR they
+ * team (nscratch), and the batch-1 panels (AVX2 and AVX-512 CPUs) with the CSR they
  * were built from, so a payload replaced after reserve is never run through
  * stale panels. */
 typedef struct {

@@ -2,7 +2,7 @@
  * int8 with a symmetric scale per row and one-byte delta-coded columns
  * (quant_csr); fp32 activations, the float bias in the model's flat
  * parameters.  Inference-only (see dense_q8.c).  Files hold the entries
- * deflate-coded (zlib), inflated at load.  At batch 1 on AVX-512 CPUs the
+ * deflate-coded (zlib), inflated at load.  At batch 1 on AVX2 and AVX-512 CPUs the
  * layer runs int8 panels (panels.c) built at reserve; batches and other
  * CPUs run quant_csr_gemm. */
 #include <math.h>
@@ -15,7 +15,7 @@
 
 static int qcsr_setup(nn_layer *l, kd_err *e) { return compress_qsetup(l, 1, e); }
 
-/* Scratch: the batch-1 int8 panels (AVX-512 CPUs) with the payload they
+/* Scratch: the batch-1 int8 panels (AVX2 and AVX-512 CPUs) with the payload they
  * were built from, so a payload replaced after reserve never runs through
  * stale panels (attach also drops them: a new payload may reuse the old
  * one's address). */

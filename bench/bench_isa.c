@@ -1,0 +1,265 @@
+/* make bench (or `kdbench-bench formats`): issue 11's table for this host.
+ * The 784-1200-1200-10 MLP (random weights) converted to each compressed
+ * format through the public passes -- csr-fp32 and csr-int8 from a copy
+ * pruned 90% per layer by magnitude, int8 static (calibrated on random
+ * inputs), int4 weight-only, dynamic int8 -- timed against kdbench's own
+ * fp32 at each kernel level the host runs (its best, or KD_ISA's cap, then
+ * down to avx2, forced), on 2 threads (KD_BENCH_FORMATS_THREADS overrides).  Batch 1: measure_latency's p50 (its warm-up rule); batch 256:
+ * samples/s as measure times it (one untimed forward, then BI_TPUT_REPS).
+ * Each figure is the median of BI_ROUNDS interleaved rounds (the host may
+ * be shared).  The variants are converted after the level is forced, so
+ * their kernels and batch-1 panels are the level's.  dense fp32 runs
+ * OpenBLAS, whose own dispatch ignores the level.  A streaming read gives
+ * the bandwidth that bounds batch 1 (bytes read / bandwidth). */
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../compress/compress.h"
+#include "../compress/kernels/cpu.h"
+#include "../compress/kernels/kernels.h"
+#include "../measure/measure.h"
+#include "../reports/reports.h"
+#include "bench.h"
+
+enum { BI_IN = 784, BI_OUT = 10, BI_BATCH = 256, BI_ROUNDS = 3, BI_LAT_REPS = 1000,
+       BI_WARMUP = 200, BI_TPUT_REPS = 20, BI_NFMT = 6 };
+
+/* issue 11's targets: batch-1 and batch-256 speed-up over fp32 */
+static const struct {
+    const char *name;
+    double b1, b256;
+} bi_fmt[BI_NFMT] = {
+    {"fp32", 0, 0},         {"csr-fp32 90%", 5, 1.5}, {"csr-int8 90%", 6, 1.5},
+    {"int8 static", 4, 2},  {"int4 w-only", 3, 1},    {"dynamic int8", 2.5, 1.5},
+};
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return v[n / 2];
+}
+
+/* ---- bandwidth: a streaming read on 2 threads -------------------------------------- */
+typedef struct {
+    const float *p;
+    size_t n;
+    int reps;
+    float sum;
+} bi_read;
+
+__attribute__((target("avx2"))) static void *bi_read_run(void *arg)
+{
+    bi_read *r = arg;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int k = 0; k < r->reps; k++)
+        for (size_t i = 0; i + 32 <= r->n; i += 32) {
+            s0 = _mm256_add_ps(s0, _mm256_load_ps(r->p + i));
+            s1 = _mm256_add_ps(s1, _mm256_load_ps(r->p + i + 8));
+            s2 = _mm256_add_ps(s2, _mm256_load_ps(r->p + i + 16));
+            s3 = _mm256_add_ps(s3, _mm256_load_ps(r->p + i + 24));
+        }
+    float out[8];
+    _mm256_storeu_ps(out, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    r->sum = out[0] + out[7];
+    return NULL;
+}
+
+/* GB/s reading `bytes` (split over 2 threads) reps times, best of 5; 0 when
+ * the buffer cannot be had or the host lacks AVX2. */
+static double bi_bandwidth(size_t bytes, int reps)
+{
+    size_t n = bytes / sizeof(float) / 64 * 64;
+    float *buf = kd_afloat(n);
+    if (!buf || !kernels_isa_supported(KD_ISA_AVX2)) {
+        kd_afree(buf);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (float)(i & 7);
+    double best = 0;
+    for (int t = 0; t < 5; t++) {
+        bi_read r[2] = {{buf, n / 2, reps, 0}, {buf + n / 2, n / 2, reps, 0}};
+        pthread_t th;
+        double t0 = kd_now();
+        int two = pthread_create(&th, NULL, bi_read_run, &r[1]) == 0;
+        bi_read_run(&r[0]);
+        if (two)
+            pthread_join(th, NULL);
+        else /* no second thread: this one reads both halves */
+            bi_read_run(&r[1]);
+        double gbs = (double)n * sizeof(float) * reps / (kd_now() - t0) / 1e9;
+        best = gbs > best ? gbs : best;
+    }
+    kd_afree(buf);
+    return best;
+}
+
+/* ---- the variants and their timings ------------------------------------------------- */
+
+/* fp32 m's variants in bi_fmt order (v[0] = m itself, not owned); KD_OK or
+ * e's code with the ones made so far in v. */
+static int bi_variants(nn_model *m, const data_set *calib, nn_model **v, kd_err *e)
+{
+    v[0] = m;
+    nn_model *p = nn_model_clone(m, e);
+    compress_prune_spec ps = {.scope = COMPRESS_LAYERWISE, .sparsity = 0.9f};
+    compress_sparse_opts all = {.policy = COMPRESS_SPARSE_ALWAYS};
+    if (!p || compress_prune_magnitude(p, &ps, NULL, e) != KD_OK ||
+        !(v[1] = compress_to_sparse(p, &all, NULL, e))) {
+        nn_model_free(p);
+        return e->code;
+    }
+    nn_model_free(p);
+    compress_quant_spec s8 = {.mode = COMPRESS_Q_STATIC8, .per_channel = 1};
+    if (!(v[2] = compress_quantize(v[1], &s8, NULL, e)))
+        return e->code;
+    const compress_qmode modes[3] = {COMPRESS_Q_STATIC8, COMPRESS_Q_INT4, COMPRESS_Q_DYNAMIC8};
+    for (int i = 0; i < 3; i++) {
+        compress_quant_spec s = {.mode = modes[i], .per_channel = 1, .calib_batches = 2};
+        if (!(v[3 + i] = compress_quantize(m, &s, calib, e)))
+            return e->code;
+    }
+    return KD_OK;
+}
+
+/* Batch-256 samples/s, timed as measure times it. */
+static double bi_throughput(nn_model *m, const float *x, kd_err *e)
+{
+    if (nn_model_reserve(m, BI_BATCH, e) != KD_OK)
+        return 0;
+    nn_ctx c = {.train = 0};
+    nn_model_forward(m, x, BI_BATCH, &c); /* warm-up */
+    double t0 = kd_now();
+    for (int i = 0; i < BI_TPUT_REPS; i++)
+        nn_model_forward(m, x, BI_BATCH, &c);
+    double dt = kd_now() - t0;
+    return dt > 0 ? (double)BI_BATCH * BI_TPUT_REPS / dt : 0;
+}
+
+/* Bytes csr-fp32's batch-1 kernels read: its panels (or CSR arrays without
+ * them), all layers. */
+static double bi_csr_bytes(const nn_model *m)
+{
+    double b = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        const compress_csr *a = compress_layer_csr(&m->layers[i]);
+        if (!a)
+            continue;
+        compress_panels *p = NULL;
+        kd_err e = {0};
+        if (compress_panels_supported())
+            p = compress_panels_new(a, COMPRESS_PANELS_AUTO, &e);
+        b += p ? (double)compress_panels_bytes(p)
+               : (double)a->nnz * (4 + a->idx_bytes) + 4.0 * (a->rows + 1);
+        compress_panels_free(p);
+    }
+    return b;
+}
+
+/* Bytes of csr-int8's entries (quant_csr_bytes, all layers); its batch-1
+ * panels read about twice that (padding). */
+static double bi_qcsr_bytes(const nn_model *m)
+{
+    double b = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].ops->format && strcmp(m->layers[i].ops->format, "csr-int8") == 0 &&
+            m->layers[i].data)
+            b += (double)quant_csr_bytes(m->layers[i].data);
+    return b;
+}
+
+static void bi_level(nn_model *m, const data_set *calib, double bw)
+{
+    kd_err e = {0};
+    nn_model *v[BI_NFMT] = {0};
+    double b1[BI_NFMT][BI_ROUNDS], b256[BI_NFMT][BI_ROUNDS];
+    if (bi_variants(m, calib, v, &e) != KD_OK) {
+        printf("formats: %s\n", e.msg);
+        goto out;
+    }
+    for (int r = 0; r < BI_ROUNDS; r++) /* interleaved: each round times every format */
+        for (int f = 0; f < BI_NFMT; f++) {
+            double p99;
+            if (measure_latency(v[f], calib->xf, BI_LAT_REPS, BI_WARMUP, &b1[f][r], &p99, &e) !=
+                KD_OK) {
+                printf("formats: %s\n", e.msg);
+                goto out;
+            }
+            b256[f][r] = bi_throughput(v[f], calib->xf, &e);
+        }
+    double f1 = median(b1[0], BI_ROUNDS), f256 = median(b256[0], BI_ROUNDS);
+    printf("  %-13s %10s %7s %6s %14s %7s %6s  %s\n", "format", "batch-1 us", "x fp32", "target",
+           "batch-256 /s", "x fp32", "target", "met?");
+    for (int f = 0; f < BI_NFMT; f++) {
+        double t1 = median(b1[f], BI_ROUNDS), t256 = median(b256[f], BI_ROUNDS);
+        double x1 = f1 / t1, x256 = t256 / f256;
+        if (f == 0) {
+            printf("  %-13s %10.1f %7s %6s %14.0f %7s %6s\n", bi_fmt[f].name, t1, "1.00", "-",
+                   t256, "1.00", "-");
+            continue;
+        }
+        int ok1 = x1 >= bi_fmt[f].b1, ok256 = x256 >= bi_fmt[f].b256;
+        printf("  %-13s %10.1f %6.2fx %5.1fx %14.0f %6.2fx %5.1fx  %s\n", bi_fmt[f].name, t1, x1,
+               bi_fmt[f].b1, t256, x256, bi_fmt[f].b256,
+               ok1 && ok256 ? "yes" : ok1 ? "no (batch 256)" : ok256 ? "no (batch 1)" : "no");
+    }
+    double csr = bi_csr_bytes(v[1]), q8 = bi_qcsr_bytes(v[2]);
+    double dense = 4.0 * (double)nn_model_params(m, NULL);
+    printf("  batch-1 bytes and their limit at %.0f GB/s (cache-resident read): fp32 %.2f MB "
+           "%.1f us; csr-fp32 %s %.2f MB %.1f us; csr-int8 entries %.2f MB %.1f us\n", bw,
+           dense * 1e-6, bw > 0 ? dense * 1e-3 / bw : 0,
+           compress_panels_supported() ? "panels" : "CSR", csr * 1e-6, bw > 0 ? csr * 1e-3 / bw : 0,
+           q8 * 1e-6, bw > 0 ? q8 * 1e-3 / bw : 0);
+out:
+    for (int f = 1; f < BI_NFMT; f++)
+        nn_model_free(v[f]);
+}
+
+void bench_formats(void)
+{
+    const nn_layer_spec mlp[] = {{.kind = NN_DENSE, .units = 1200}, {.kind = NN_RELU},
+                                 {.kind = NN_DENSE, .units = 1200}, {.kind = NN_RELU},
+                                 {.kind = NN_DENSE, .units = BI_OUT}};
+    int threads_before = nn_threads();
+    const char *kt = getenv("KD_BENCH_FORMATS_THREADS"); /* default 2, as issue 11 measures */
+    nn_set_threads(kt && atoi(kt) > 0 ? atoi(kt) : 2);
+    kd_err e = {0};
+    nn_model *m = nn_model_new((nn_shape){BI_IN, 1, 1}, mlp, 5, NULL, &e);
+    data_set calib = {.n = BI_BATCH, .shape = {BI_IN, 1, 1}, .nclasses = BI_OUT};
+    calib.xf = kd_malloc(sizeof(float) * BI_BATCH * BI_IN);
+    if (!m || !calib.xf) {
+        printf("formats: out of memory\n");
+        goto out;
+    }
+    nn_model_init(m, 1);
+    nn_rng r = nn_rng_stream(3, NN_STREAM_TEST);
+    for (int i = 0; i < BI_BATCH * BI_IN; i++) /* pixel-like, standardised */
+        calib.xf[i] = (nn_rng_uniform(&r) - 0.5f) * 3.4f;
+    rep_env env;
+    rep_env_detect(&env);
+    double dram = bi_bandwidth((size_t)256 << 20, 1), l3 = bi_bandwidth((size_t)4 << 20, 32);
+    printf("formats, 784-1200-1200-10 MLP, %d threads, CPU %s, host kernel path %s; dense fp32 "
+           "is OpenBLAS (its own dispatch, any level); streaming read (2 threads): %.1f GB/s from "
+           "memory (256 MB), %.1f GB/s cache-resident (4 MB)\n",
+           nn_threads(), env.cpu[0] ? env.cpu : "?", kernels_isa_label(), dram, l3);
+    for (int lv = (int)kernels_isa(); lv >= (int)KD_ISA_AVX2; lv--) { /* KD_ISA caps it */
+        kd_isa before = kernels_isa_force((kd_isa)lv);
+        printf(" kernel path %s%s\n", kernels_isa_label(),
+               lv < (int)kernels_isa_host() ? " (forced)" : "");
+        bi_level(m, &calib, l3);
+        kernels_isa_force(before);
+    }
+out:
+    nn_model_free(m);
+    data_set_free(&calib);
+    nn_set_threads(threads_before);
+}
