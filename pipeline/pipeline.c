@@ -207,6 +207,8 @@ static int write_report(run_ctx *r, kd_err *e)
                           .stop = r->o->cancel}; /* a signal stops the plot too */
     rep_warnings w = {0};
     int rc = rep_report_write(r->dir, &ro, &w, e);
+    if (rc != KD_OK && pl_cancelled(r, e) != KD_OK) /* a signal stopped the plot */
+        rc = e->code;
     for (int i = 0; i < w.n; i++)
         kd_logf(&r->log, "report: %s", w.msg[i]);
     if (rc == KD_OK)

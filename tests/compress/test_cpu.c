@@ -46,16 +46,18 @@ START_TEST(loop_forces_each_level)
 END_TEST
 
 /* Every dispatch reads the probe: under a cap no kernel above it is chosen
- * (the int8 GEMM's best kernel, the fp32 CSR panels). */
+ * (the int8 GEMM's best kernel; the CSR panels need avx2 at least). */
 START_TEST(cap_takes_paths_away)
 {
     kd_isa before = kernels_isa_force(KD_ISA_AVX2);
     ck_assert(!qgemm_isa_supported(QGEMM_VNNI512));
     ck_assert(qgemm_isa_best() != QGEMM_VNNI512);
-    ck_assert(!compress_panels_supported());
-    if (kernels_isa() == KD_ISA_AVX2) /* the host has it and KD_ISA allows it */
+    if (kernels_isa() == KD_ISA_AVX2) { /* the host has it and KD_ISA allows it */
         ck_assert(qgemm_isa_supported(QGEMM_AVX2));
+        ck_assert(compress_panels_supported()); /* the 8-row AVX2 panels */
+    }
     kernels_isa_force(KD_ISA_SCALAR);
+    ck_assert(!compress_panels_supported());
     ck_assert_int_eq(qgemm_isa_best(), QGEMM_SCALAR);
     for (int i = 1; i < QGEMM_NISA; i++)
         ck_assert(!qgemm_isa_supported((qgemm_isa)i));
