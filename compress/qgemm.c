@@ -1,6 +1,7 @@
 /* int8 GEMM: the reference kernel (the specification), packing into the panel
  * layout, the portable kernel over that layout, and run-time dispatch. */
 #include "qgemm_internal.h"
+#include "kernels/cpu.h"
 
 #include <string.h>
 
@@ -90,17 +91,15 @@ void qgemm_scalar(const qgemm_packed *p, const int8_t *x, int n, const qgemm_epi
 
 int qgemm_isa_supported(qgemm_isa isa)
 {
-    __builtin_cpu_init();
     switch (isa) {
     case QGEMM_SCALAR:
         return 1;
     case QGEMM_AVX2:
-        return __builtin_cpu_supports("avx2");
+        return kernels_isa() >= KD_ISA_AVX2;
     case QGEMM_AVXVNNI:
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
+        return kernels_has_avxvnni();
     case QGEMM_VNNI512:
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vnni");
+        return kernels_has_vnni512();
     default:
         return 0;
     }

@@ -1,6 +1,7 @@
 /* AVX2 float -> int8 quantization (the input of every static and dynamic int8
  * layer), bit-identical to quant_quantize_s8_ref. */
 #include "quant.h"
+#include "kernels/cpu.h"
 
 #include <immintrin.h>
 
@@ -42,8 +43,7 @@ static AVX2 void quantize_avx2(const float *x, size_t n, quant_params p, int8_t 
 
 void quant_quantize_s8(const float *x, size_t n, quant_params p, int8_t *q)
 {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2"))
+    if (kernels_isa() >= KD_ISA_AVX2)
         quantize_avx2(x, n, p, q);
     else
         quant_quantize_s8_ref(x, n, p, q);
