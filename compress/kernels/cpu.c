@@ -35,7 +35,8 @@ static int has_avxvnni(void) { return __builtin_cpu_supports("avxvnni"); }
 static void probe_run(void)
 {
     __builtin_cpu_init();
-    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c"); /* int4's fp16 scales; every AVX2 CPU has it */
     int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
     probe.host = avx512 ? KD_ISA_AVX512 : avx2 ? KD_ISA_AVX2 : KD_ISA_SCALAR;
@@ -94,7 +95,13 @@ kd_isa kernels_isa_force(kd_isa level)
 
 int kernels_has_vnni512(void) { return kernels_isa() == KD_ISA_AVX512 && probe.vnni512; }
 
-int kernels_has_avxvnni(void) { return kernels_isa() >= KD_ISA_AVX2 && probe.avxvnni; }
+/* Only at the host's own level: a cap below it (KD_ISA=avx2 on an AVX-512
+ * host) stands for a plain AVX2 + FMA CPU such as AMD Zen 3, without extras. */
+int kernels_has_avxvnni(void)
+{
+    kd_isa l = kernels_isa();
+    return l >= KD_ISA_AVX2 && l == probe.host && probe.avxvnni;
+}
 
 const char *kernels_isa_label(void)
 {
@@ -102,7 +109,7 @@ const char *kernels_isa_label(void)
     case KD_ISA_AVX512:
         return probe.vnni512 ? "avx512-vnni" : "avx512";
     case KD_ISA_AVX2:
-        return probe.avxvnni ? "avx2-vnni" : "avx2";
+        return kernels_has_avxvnni() ? "avx2-vnni" : "avx2";
     default:
         return "scalar";
     }

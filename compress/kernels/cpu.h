@@ -1,7 +1,8 @@
 /* cpu — the one CPU-feature probe behind every kernel's run-time dispatch.
  *
  * Levels are ordered: a kernel written for level L runs on any host whose
- * level is >= L.  AVX2 means AVX2 + FMA; AVX512 means AVX-512 F/BW/VL/DQ.
+ * level is >= L.  AVX2 means AVX2 + FMA + F16C; AVX512 means AVX-512
+ * F/BW/VL/DQ.
  * The level kernels use is the host's, capped by the KD_ISA environment
  * variable (scalar | avx2 | avx512, read once) and by kernels_isa_force
  * (tests and benchmarks), so every lower path can be run on any host.
@@ -26,7 +27,8 @@ int kernels_isa_parse(const char *s, kd_isa *out);
 kd_isa kernels_isa_force(kd_isa level);
 /* AVX-512 VNNI in use (level AVX512 and the CPU has avx512vnni). */
 int kernels_has_vnni512(void);
-/* AVX-VNNI (256-bit) in use (level >= AVX2 and the CPU has avxvnni). */
+/* AVX-VNNI (256-bit) in use: the CPU has avxvnni and the level is the
+ * host's own (a forced lower level is a plain CPU of that level). */
 int kernels_has_avxvnni(void);
 /* The kernel path in use for reports: "scalar", "avx2", "avx2-vnni",
  * "avx512", "avx512-vnni". */

@@ -306,8 +306,10 @@ void quant_q4_unpack(const quant_q4 *q, float *w);
 /* y (n x m) = x (n x k float) * dequant(W)^T + (b ? b : 0). */
 void quant_q4_gemm_ref(const quant_q4 *q, const float *x, int n, const float *b, float *y);
 void quant_q4_gemm_avx2(const quant_q4 *q, const float *x, int n, const float *b, float *y);
-/* The fastest supported: AVX2 for small batches; from 16 samples on, 256-row
- * panels dequantized to fp32 and multiplied by OpenBLAS sgemm. */
+/* The fastest supported: below 16 samples with AVX2, q4x8 (each sample's
+ * activations rounded to int8 per 32-wide group, compress/kernels/q4x8.h:
+ * within max|x_g| / 254 per weight of the float result); from 16 samples on,
+ * 256-row panels dequantized to fp32 and multiplied by OpenBLAS sgemm. */
 void quant_q4_gemm(const quant_q4 *q, const float *x, int n, const float *b, float *y);
 /* Rows [r0, r1) of quant_q4_gemm (y holds all m outputs per sample): the
  * same numbers, so threads may split the rows. */
@@ -439,5 +441,18 @@ compress_csr *compress_csr_copy(const compress_csr *a, kd_err *e);
  * compress_panels_spmv / _part, the values kept int8.  Needs
  * compress_panels_supported(); NULL on allocation failure. */
 compress_panels *compress_panels_new_q8(const quant_csr *q, kd_err *e);
+
+/* ==== the range of a float array for dynamic int8 (minmax.c) ============== */
+/* The smallest and largest finite value (NaN and +-inf are skipped, as
+ * quant_minmax_update does).  *lo and *hi are updated in place: start them
+ * at +inf and -inf; they stay so when nothing is finite.  Equal as numbers
+ * to the reference (a zero's sign may differ: no quantizer tells them apart). */
+void kernels_minmax_ref(const float *x, size_t n, float *lo, float *hi);
+void kernels_minmax_avx2(const float *x, size_t n, float *lo, float *hi);
+/* The fastest for kernels_isa(). */
+void kernels_minmax(const float *x, size_t n, float *lo, float *hi);
+/* The same split across team t (NULL: the caller) when n is large enough
+ * for the hand-off to pay. */
+void kernels_minmax_team(nn_team *t, const float *x, size_t n, float *lo, float *hi);
 
 #endif

@@ -3,6 +3,7 @@
  * float-output inference for logits, and dynamic int8 with per-call activation
  * quantization. */
 #include "kernels.h"
+#include "kernels.h"
 
 #include <math.h>
 #include <string.h>
@@ -156,10 +157,9 @@ int quant_dynamic_forward(const quant_dense *d, qgemm_isa isa, nn_team *team, co
     int8_t *xq = kd_malloc(nx);
     if (!xq)
         return kd_err_set(e, KD_ENOMEM, "dynamic int8: out of memory for %d x %d", n, d->k);
-    quant_minmax mm;
-    quant_minmax_init(&mm);
-    quant_minmax_update(&mm, x, nx);
-    quant_params p = quant_params_asym(mm.lo, mm.hi, QUANT_S8);
+    float lo = INFINITY, hi = -INFINITY;
+    kernels_minmax_team(team, x, nx, &lo, &hi);
+    quant_params p = quant_params_asym(lo, hi, QUANT_S8);
     quant_quantize_s8(x, nx, p, xq);
     qgemm_epi ep = {.x_zero = p.zero, .out_f32 = 1, .w_scale = d->w_scale,
                     .x_scale = p.scale, .fbias = d->fbias};

@@ -3,6 +3,7 @@
  * and outputs); the AVX2 path unpacks a block once and reuses it for up to 4
  * samples; large batches dequantize 256-row panels for sgemm. */
 #include "kernels.h"
+#include "q4x8.h"
 
 #include <cblas.h>
 #include <immintrin.h>
@@ -306,19 +307,21 @@ static AVX2 int q4_gemm_panels(const quant_q4 *q, const float *x, int n, const f
     return 0;
 }
 
+/* Small batches: q4x8 (int8 arithmetic) when the CPU has AVX2; big ones:
+ * dequantized panels for sgemm. */
+static int q4_isa_ok(void) { return kernels_isa() >= KD_ISA_AVX2; }
+
 void quant_q4_gemm(const quant_q4 *q, const float *x, int n, const float *b, float *y)
 {
-    if (kernels_isa() < KD_ISA_AVX2)
-        quant_q4_gemm_ref(q, x, n, b, y);
-    else if (n < Q4_PANEL_MIN_N || q4_gemm_panels(q, x, n, b, y, 0, q->m))
-        quant_q4_gemm_avx2(q, x, n, b, y);
+    quant_q4_gemm_rows(q, x, n, b, y, 0, q->m);
 }
 
 void quant_q4_gemm_rows(const quant_q4 *q, const float *x, int n, const float *b, float *y,
                         int r0, int r1)
 {
-    if (kernels_isa() < KD_ISA_AVX2)
+    if (!q4_isa_ok())
         q4_ref_rows(q, x, n, b, y, r0, r1);
-    else if (n < Q4_PANEL_MIN_N || q4_gemm_panels(q, x, n, b, y, r0, r1))
+    else if (n < Q4_PANEL_MIN_N ? q4x8_gemm_rows_avx2(q, x, n, b, y, r0, r1)
+                                : q4_gemm_panels(q, x, n, b, y, r0, r1))
         q4_rows_avx2(q, x, n, b, y, r0, r1);
 }

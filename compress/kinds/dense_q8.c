@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "../kernels/kernels.h"
 
 /* Scratch: int8 input and output of a batch, after the header.  Products
  * are split by rows across the model's thread team (nn_ctx.team), so the
@@ -161,10 +162,9 @@ static void dq8_forward(nn_layer *l, const float *x, float *y, int n, const nn_c
     }
     const quant_dense *d = q->d;
     size_t nx = (size_t)n * d->k;
-    quant_minmax mm;
-    quant_minmax_init(&mm);
-    quant_minmax_update(&mm, x, nx);
-    quant_params in = quant_params_asym(mm.lo, mm.hi, QUANT_S8);
+    float lo = INFINITY, hi = -INFINITY;
+    kernels_minmax_team(c->team, x, nx, &lo, &hi);
+    quant_params in = quant_params_asym(lo, hi, QUANT_S8);
     team_quantize(c->team, x, nx, in, p->xq);
     qgemm_epi ep = {.x_zero = in.zero, .out_f32 = 1, .w_scale = d->w_scale, .x_scale = in.scale,
                     .fbias = l->b};

@@ -1,0 +1,192 @@
+/* q4x8 (int4 weights x per-group int8 activations, compress/kernels/q4x8.h):
+ * the AVX2 quantizer bit-exact against its reference, the AVX2 rows within
+ * Q4X8_TOL of theirs (float sums in another order), and the dispatched
+ * quant_q4_gemm at every ISA level within the activation-rounding bound of
+ * the float specification quant_q4_gemm_ref, on ragged shapes: k below,
+ * at and past a group, odd group counts, n = 1, 3, 15, 16, 40, all-zero
+ * rows and samples, k past the kernel's stack scratch. */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../compress/kernels/cpu.h"
+#include "../../compress/kernels/q4x8.h"
+#include "../kdtest.h"
+
+/* float summation order: relative to the sum of absolute terms */
+#define Q4X8_TOL 1e-5
+
+#define G QUANT_Q4_GROUP
+
+typedef struct {
+    int m, k, n;
+} shape;
+static const shape shapes[] = {{1, 1, 1},   {7, 31, 3},  {5, 33, 15},  {9, 45, 1},  {3, 64, 5},
+                               {13, 100, 1}, {6, 96, 16}, {10, 784, 3}, {33, 257, 40}};
+
+/* Normal values, with row 1 of w and sample 0's second group all zero. */
+static float *rand_f(nn_rng *r, int rows, int cols, float sd, int zero_row)
+{
+    float *p = malloc((size_t)rows * cols * sizeof *p);
+    for (size_t i = 0; i < (size_t)rows * cols; i++)
+        p[i] = sd * nn_rng_normal(r);
+    if (zero_row >= 0 && zero_row < rows)
+        memset(p + (size_t)zero_row * cols, 0, (size_t)cols * sizeof *p);
+    return p;
+}
+
+static int nib(const quant_block_q4 *b, int j)
+{
+    int byte = b->q[j % (G / 2)];
+    return j < G / 2 ? byte & 15 : byte >> 4;
+}
+
+/* The activation-rounding bound of one output against the float spec:
+ * sum over groups of d * (max|x_g| / 254) * sum |nib - 8| (+ float slack). */
+static double x8_bound(const quant_q4 *q, const float *x, int r)
+{
+    double bound = 0.0, mag = 1e-6;
+    for (int g = 0; g < q->nb; g++) {
+        const quant_block_q4 *bl = &q->blocks[(size_t)r * q->nb + g];
+        double amax = 0.0, wsum = 0.0, d = quant_f16_to_f32(bl->d);
+        for (int j = 0; j < G && g * G + j < q->k; j++) {
+            amax = fmax(amax, fabs(x[g * G + j]));
+            wsum += abs(nib(bl, j) - 8);
+            mag += d * abs(nib(bl, j) - 8) * fabs(x[g * G + j]);
+        }
+        bound += d * amax / 254.0 * wsum;
+    }
+    return bound * (1.0 + 1e-4) + Q4X8_TOL * mag;
+}
+
+START_TEST(quantize_avx2_is_ref)
+{
+    if (!kernels_isa_supported(KD_ISA_AVX2))
+        KDT_SKIP("the host has no AVX2");
+    nn_rng r = nn_rng_stream(11, NN_STREAM_TEST);
+    const int ks[] = {1, 5, 31, 32, 33, 64, 100, 784, 1200};
+    for (size_t t = 0; t < sizeof ks / sizeof *ks; t++) {
+        int k = ks[t], nb = (k + G - 1) / G;
+        float *x = rand_f(&r, 1, k, 1.5f, -1);
+        if (k > G) /* an all-zero group */
+            memset(x + G, 0, (size_t)(k - G < G ? k - G : G) * sizeof *x);
+        x[0] = 0.5f; /* ties in the scaled domain happen with exact halves */
+        int8_t *qa = malloc((size_t)nb * G), *qb = malloc((size_t)nb * G);
+        float *fa = malloc((size_t)nb * 2 * sizeof *fa), *fb = malloc((size_t)nb * 2 * sizeof *fb);
+        memset(qb, 0x55, (size_t)nb * G); /* padding must be written, not left */
+        q4x8_quantize_ref(x, k, qa, fa, fa + nb);
+        q4x8_quantize_avx2(x, k, qb, fb, fb + nb);
+        ck_assert_msg(memcmp(qa, qb, (size_t)nb * G) == 0, "codes differ at k = %d", k);
+        ck_assert_msg(memcmp(fa, fb, (size_t)nb * 2 * sizeof *fa) == 0, "scales differ at k = %d", k);
+        for (int j = 0; j < nb * G; j++) {
+            ck_assert(qa[j] >= -127 && qa[j] <= 127);
+            if (j >= k)
+                ck_assert_int_eq(qa[j], 0);
+        }
+        free(x), free(qa), free(qb), free(fa), free(fb);
+    }
+}
+END_TEST
+
+START_TEST(rows_avx2_vs_ref)
+{
+    if (!kernels_isa_supported(KD_ISA_AVX2))
+        KDT_SKIP("the host has no AVX2");
+    nn_rng r = nn_rng_stream(12, NN_STREAM_TEST);
+    for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
+        shape s = shapes[t];
+        float *w = rand_f(&r, s.m, s.k, 0.3f, 1), *x = rand_f(&r, 1, s.k, 1.0f, -1);
+        float *b = rand_f(&r, 1, s.m, 0.1f, -1);
+        quant_q4 *q = quant_q4_pack(w, s.m, s.k, NULL);
+        int nb = q->nb;
+        int8_t *xq = malloc((size_t)nb * G);
+        float *f = malloc((size_t)nb * 2 * sizeof *f);
+        float *ya = malloc((size_t)s.m * sizeof *ya), *yb = malloc((size_t)s.m * sizeof *yb);
+        q4x8_quantize_ref(x, s.k, xq, f, f + nb);
+        q4x8_rows_ref(q, xq, f, f + nb, b, ya, 0, s.m);
+        for (int r0 = 0; r0 <= s.m; r0 += s.m > 2 ? s.m / 2 : 1) { /* parts equal the whole */
+            q4x8_rows_avx2(q, xq, f, f + nb, b, yb, 0, r0);
+            q4x8_rows_avx2(q, xq, f, f + nb, b, yb, r0, s.m);
+            for (int i = 0; i < s.m; i++) {
+                double mag = 1e-6 + fabs(b[i]);
+                for (int g = 0; g < nb; g++) {
+                    const quant_block_q4 *bl = &q->blocks[(size_t)i * nb + g];
+                    for (int j = 0; j < G; j++)
+                        mag += quant_f16_to_f32(bl->d) * f[g] *
+                               fabs((double)(nib(bl, j) - 8) * xq[g * G + j]);
+                }
+                ck_assert_msg(fabs((double)ya[i] - yb[i]) <= Q4X8_TOL * mag,
+                              "%dx%d row %d: ref %g avx2 %g", s.m, s.k, i, ya[i], yb[i]);
+            }
+        }
+        quant_q4_free(q);
+        free(w), free(x), free(b), free(xq), free(f), free(ya), free(yb);
+    }
+}
+END_TEST
+
+/* The dispatched product at this level against the float specification. */
+static void check_dispatch(nn_rng *r, shape s)
+{
+    float *w = rand_f(r, s.m, s.k, 0.3f, 1), *x = rand_f(r, s.n, s.k, 1.0f, 0);
+    float *b = rand_f(r, 1, s.m, 0.1f, -1);
+    size_t ny = (size_t)s.n * s.m;
+    float *want = malloc(ny * sizeof *want), *got = malloc(ny * sizeof *got);
+    quant_q4 *q = quant_q4_pack(w, s.m, s.k, NULL);
+    quant_q4_gemm_ref(q, x, s.n, b, want);
+    quant_q4_gemm(q, x, s.n, b, got);
+    for (int i = 0; i < s.n; i++)
+        for (int j = 0; j < s.m; j++) {
+            size_t at = (size_t)i * s.m + j;
+            double bound = x8_bound(q, x + (size_t)i * s.k, j);
+            ck_assert_msg(fabs((double)want[at] - got[at]) <= bound,
+                          "%s %dx%d n=%d (%d, %d): spec %g got %g bound %g",
+                          kernels_isa_label(), s.m, s.k, s.n, i, j, want[at], got[at], bound);
+            if (i == 0) /* sample 0 is all zero: the bias exactly */
+                ck_assert(got[at] == b[j]);
+        }
+    quant_q4_free(q);
+    free(w), free(x), free(b), free(want), free(got);
+}
+
+START_TEST(dispatch_vs_spec)
+{
+    KDT_ISA_BEGIN(_i);
+    nn_rng r = nn_rng_stream(13, NN_STREAM_TEST);
+    for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++)
+        check_dispatch(&r, shapes[t]);
+    check_dispatch(&r, (shape){5, 4100, 2}); /* past the stack scratch: allocated */
+}
+END_TEST
+
+START_TEST(dispatch_scratch_failure)
+{
+    KDT_ISA_BEGIN(_i);
+    nn_rng r = nn_rng_stream(14, NN_STREAM_TEST);
+    shape s = {4, 4200, 1};
+    float *w = rand_f(&r, s.m, s.k, 0.3f, -1), *x = rand_f(&r, 1, s.k, 1.0f, -1);
+    float want[4], got[4];
+    quant_q4 *q = quant_q4_pack(w, s.m, s.k, NULL);
+    quant_q4_gemm_ref(q, x, 1, NULL, want);
+    kd_alloc_fail_after(0); /* no scratch: the float kernel, no crash, same numbers */
+    quant_q4_gemm(q, x, 1, NULL, got);
+    kd_alloc_fail_after(-1);
+    for (int j = 0; j < s.m; j++)
+        ck_assert_msg(fabs((double)want[j] - got[j]) <= x8_bound(q, x, j), "row %d", j);
+    quant_q4_free(q);
+    free(w), free(x);
+}
+END_TEST
+
+Suite *suite_compress_q4x8(void)
+{
+    Suite *s = suite_create("compress_q4x8");
+    TCase *tc = tcase_create("q4x8");
+    tcase_add_test(tc, quantize_avx2_is_ref);
+    tcase_add_test(tc, rows_avx2_vs_ref);
+    KDT_ISA_LOOP(tc, dispatch_vs_spec);
+    KDT_ISA_LOOP(tc, dispatch_scratch_failure);
+    suite_add_tcase(s, tc);
+    return s;
+}
