@@ -42,6 +42,30 @@ static void optional_inputs(rep_doc *d, rep_warnings *w)
     }
 }
 
+/* Latency figures a reader should doubt: the host was loaded while they
+ * were measured (1-minute load average above its cores), or a row's batch-1
+ * repeats spread by more than REP_SPREAD_WARN of their median. */
+#define REP_SPREAD_WARN 0.25
+static void latency_notes(const rep_doc *d, rep_warnings *w)
+{
+    double load = -1;
+    int nspread = 0, first = -1;
+    for (int i = 0; i < d->nrows; i++) {
+        double l = rep_row_get_num(&d->rows[i], "host_load");
+        load = l > load ? l : load;
+        if (rep_row_get_num(&d->rows[i], "latency_b1_spread") > REP_SPREAD_WARN && nspread++ == 0)
+            first = i;
+    }
+    if (d->has_env && d->env.cores > 0 && load > d->env.cores)
+        rep_warn(w, "the host was loaded while latencies were measured (load average up to %.1f "
+                 "on %d cores): ratios within this run hold better than absolute figures", load,
+                 d->env.cores);
+    if (nspread)
+        rep_warn(w, "batch-1 latency varied by more than %.0f%% between repeats for %d row%s "
+                 "(first: %s): those figures are uncertain", 100 * REP_SPREAD_WARN, nspread,
+                 nspread == 1 ? "" : "s", first >= 0 ? d->rows[first].name : "");
+}
+
 static int load_doc(rep_doc *d, const char *run_dir, rep_warnings *w, kd_err *e)
 {
     char path[4400];
@@ -56,6 +80,7 @@ static int load_doc(rep_doc *d, const char *run_dir, rep_warnings *w, kd_err *e)
         if (!strcmp(d->rows[i].role, "teacher"))
             d->teacher = i;
     optional_inputs(d, w);
+    latency_notes(d, w);
     return KD_OK;
 }
 

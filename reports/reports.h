@@ -31,6 +31,8 @@ typedef struct {
 void rep_row_init(rep_row *r, const char *name, const char *role);
 void rep_row_num(rep_row *r, const char *key, double v);
 void rep_row_str(rep_row *r, const char *key, const char *v);
+/* The number under key, or -1 when the row has none. */
+double rep_row_get_num(const rep_row *r, const char *key);
 
 /* Writes dir/results.json ({"experiment": ..., "rows": [...]}) and
  * dir/results.csv (one header line; the union of every row's extra keys as

@@ -35,6 +35,14 @@ void rep_row_num(rep_row *r, const char *key, double v)
     }
 }
 
+double rep_row_get_num(const rep_row *r, const char *key)
+{
+    for (int i = 0; i < r->nextra; i++)
+        if (r->extra[i].is_num && !strcmp(r->extra[i].key, key))
+            return r->extra[i].num;
+    return -1;
+}
+
 void rep_row_str(rep_row *r, const char *key, const char *v)
 {
     int i = extra_slot(r, key);

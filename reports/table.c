@@ -58,14 +58,6 @@ static void fmt_num(char *buf, size_t n, const char *fmt, double v)
         snprintf(buf, n, fmt, v);
 }
 
-static double extra_num(const rep_row *r, const char *key)
-{
-    for (int i = 0; i < r->nextra; i++)
-        if (r->extra[i].is_num && !strcmp(r->extra[i].key, key))
-            return r->extra[i].num;
-    return -1;
-}
-
 static void ratio(char *buf, size_t n, double num, double den)
 {
     if (num > 0 && den > 0)
@@ -80,7 +72,7 @@ static void results_row(const rep_row *r, const rep_row *b, char cell[][REP_TCEL
     snprintf(cell[c++], REP_TCELL, "%s", r->name);
     snprintf(cell[c++], REP_TCELL, "%s", r->role);
     rep_fmt_pct(cell[c], REP_TCELL, r->accuracy);
-    double sd = extra_num(r, "accuracy_std");
+    double sd = rep_row_get_num(r, "accuracy_std");
     if (r->accuracy >= 0 && sd >= 0) /* several seeds: mean ± std */
         snprintf(cell[c] + strlen(cell[c]), REP_TCELL - strlen(cell[c]), " ± %.2f", 100 * sd);
     c++;

@@ -180,6 +180,39 @@ static void check_degraded(const char *dir, const rep_warnings *w)
     kd_free(md);
 }
 
+/* Latency figures measured on a loaded host, or spread between repeats, are
+ * flagged under Notes; a quiet run says nothing. */
+START_TEST(report_flags_doubtful_latency)
+{
+    char dir[256], path[700];
+    for (int loaded = 0; loaded <= 1; loaded++) {
+        kdt_tmpdir(dir, sizeof dir);
+        rep_row rows[RFX_NROWS];
+        kd_err e = {0};
+        rfx_rows(rows);
+        for (int i = 0; i < RFX_NROWS; i++) {
+            rep_row_num(&rows[i], "host_load", loaded ? 9.5 : 0.2);
+            rep_row_num(&rows[i], "latency_b1_spread", loaded && i == 1 ? 0.6 : 0.02);
+        }
+        ck_assert_int_eq(rep_write_results(dir, "fixture", rows, RFX_NROWS, &e), 0);
+        rep_env env;
+        rep_env_detect(&env);
+        env.cores = 2;
+        ck_assert_int_eq(rep_write_env(dir, &env, &e), 0);
+        rep_warnings w = {0};
+        rep_report_opts o = {.format = REP_FMT_MD, .plots = 0};
+        ck_assert_msg(rep_report_write(dir, &o, &w, &e) == 0, "%s", e.msg);
+        snprintf(path, sizeof path, "%s/report/report.md", dir);
+        char *md = rfx_slurp(path);
+        ck_assert_int_eq(strstr(md, "the host was loaded") != NULL, loaded);
+        ck_assert_int_eq(strstr(md, "varied by more than 25%") != NULL, loaded);
+        if (loaded)
+            ck_assert_ptr_nonnull(strstr(md, "load average up to 9.5 on 2 cores"));
+        free(md);
+    }
+}
+END_TEST
+
 START_TEST(report_gnuplot_missing_option)
 {
     char dir[256];
@@ -306,6 +339,7 @@ Suite *suite_reports_report(void)
     tcase_set_timeout(t, 60);
     tcase_add_test(t, report_full);
     tcase_add_test(t, report_gnuplot_missing_option);
+    tcase_add_test(t, report_flags_doubtful_latency);
     tcase_add_test(t, report_gnuplot_not_on_path);
     tcase_add_test(t, report_gnuplot_fails_or_hangs);
     tcase_add_test(t, report_needs_results);
