@@ -482,10 +482,8 @@ static int count_files(const char *dir, const char *what, const char *ext)
 START_TEST(hostile_gnuplot_fails_atomically)
 {
     char t[256], run[300], gp[300], plots[400], out[16384];
-    if (!have_gnuplot()) {
-        fprintf(stderr, "hostile_gnuplot_fails_atomically: skipped: gnuplot not found\n");
-        return;
-    }
+    if (!have_gnuplot())
+        KDT_SKIP("gnuplot not found");
     kdt_tmpdir(t, sizeof t);
     snprintf(run, sizeof run, "%s/run", t);
     snprintf(gp, sizeof gp, "%s/gp-fails", t);

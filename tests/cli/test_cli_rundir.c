@@ -37,7 +37,6 @@ static int have_data(void)
 {
     if (access(DATA_FASHION_DIR "/train-images-idx3-ubyte.gz", R_OK) == 0)
         return 1;
-    fprintf(stderr, "cli_rundir: SKIPPED, no Fashion-MNIST in %s\n", DATA_FASHION_DIR);
     return 0;
 }
 
@@ -134,7 +133,7 @@ static double teacher_accuracy(const char *dir)
 START_TEST(second_run_refused_while_locked)
 {
     if (!have_data())
-        return;
+        KDT_SKIP("dataset-fashion-mnist is not installed");
     char dir[256], cfg[512], run[512], out[16384], pid[32];
     kdt_tmpdir(dir, sizeof dir);
     snprintf(cfg, sizeof cfg, "%s/tiny.yaml", dir);
@@ -167,7 +166,7 @@ END_TEST
 START_TEST(resume_refuses_changed_config)
 {
     if (!have_data())
-        return;
+        KDT_SKIP("dataset-fashion-mnist is not installed");
     char dir[256], cfg[512], run[512], out[16384];
     kdt_tmpdir(dir, sizeof dir);
     snprintf(cfg, sizeof cfg, "%s/tiny.yaml", dir);
@@ -207,7 +206,7 @@ END_TEST
 START_TEST(sigterm_stops_and_resumes)
 {
     if (!have_data())
-        return;
+        KDT_SKIP("dataset-fashion-mnist is not installed");
     char dir[256], cfg[512], a[512], b[512], err[600], log[600], pa[600], pb[600];
     kdt_tmpdir(dir, sizeof dir);
     snprintf(cfg, sizeof cfg, "%s/sig.yaml", dir);
@@ -254,7 +253,7 @@ END_TEST
 START_TEST(sigterm_stops_the_plotting_child)
 {
     if (!have_data())
-        return;
+        KDT_SKIP("dataset-fashion-mnist is not installed");
     char dir[256], cfg[512], run[512], err[600], bin[600], gp[700], pidf[700];
     kdt_tmpdir(dir, sizeof dir);
     snprintf(cfg, sizeof cfg, "%s/plot.yaml", dir);
@@ -305,7 +304,7 @@ static pid_t dead_pid(void)
 START_TEST(resume_removes_stale_tmp_and_logs_fatal_errors)
 {
     if (!have_data())
-        return;
+        KDT_SKIP("dataset-fashion-mnist is not installed");
     char dir[256], cfg[512], run[512], out[16384], f1[700], f2[700], f3[700], ck[700], log[700];
     kdt_tmpdir(dir, sizeof dir);
     snprintf(cfg, sizeof cfg, "%s/tiny.yaml", dir);
@@ -365,7 +364,7 @@ END_TEST
 START_TEST(diverged_metrics_stay_json)
 {
     if (!have_data())
-        return;
+        KDT_SKIP("dataset-fashion-mnist is not installed");
     char dir[256], cfg[512], run[512], out[16384], path[700];
     kdt_tmpdir(dir, sizeof dir);
     snprintf(cfg, sizeof cfg, "%s/div.yaml", dir);

@@ -599,7 +599,7 @@ START_TEST(test_experiments)
 {
     DIR *d = opendir("experiments");
     if (!d)
-        return; /* not run from the source tree */
+        KDT_SKIP("experiments/ not found: not run from the source tree");
     int n = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {

@@ -299,7 +299,7 @@ START_TEST(test_fashion_t10k)
     const char *im = DATA_FASHION_DIR "/t10k-images-idx3-ubyte.gz";
     const char *lb = DATA_FASHION_DIR "/t10k-labels-idx1-ubyte.gz";
     if (access(im, R_OK) != 0 || access(lb, R_OK) != 0)
-        return; /* dataset-fashion-mnist not installed */
+        KDT_SKIP("dataset-fashion-mnist is not installed");
     data_set d;
     kd_err e = {0};
     int rc = data_idx_load(im, lb, 0, &d, &e);
