@@ -67,9 +67,14 @@ static int parse_row(const rep_json *j, int row, rep_row *r, const char *path, k
     for (int i = 0; i < 9; i++)
         if (fixed_num(j, row, keys[i], &v[i], path, e) != KD_OK)
             return KD_EFORMAT;
-    r->params = (long long)v[0];
-    r->nonzero_params = (long long)v[1];
-    r->size_bytes = (long long)v[2];
+    for (int i = 0; i < 3; i++) /* counts: negative is "not measured"; no more than 2^53 */
+        if (v[i] > 9007199254740992.0)
+            return kd_err_at(e, KD_EFORMAT, path, 0, 0,
+                             "results: row \"%.40s\": %s %g is not a count", r->name, keys[i],
+                             v[i]);
+    r->params = v[0] < 0 ? -1 : (long long)v[0];
+    r->nonzero_params = v[1] < 0 ? -1 : (long long)v[1];
+    r->size_bytes = v[2] < 0 ? -1 : (long long)v[2];
     r->accuracy = v[3];
     r->latency_us_b1_p50 = v[4];
     r->latency_us_b1_p99 = v[5];
