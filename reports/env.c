@@ -95,7 +95,8 @@ static void get_str(const rep_json *j, const char *key, char *out, size_t n)
 static int get_int(const rep_json *j, const char *key)
 {
     int k = rep_json_get(j, 0, key);
-    return k >= 0 && j->nodes[k].type == REP_JNUM ? (int)j->nodes[k].num : 0;
+    double v = k >= 0 && j->nodes[k].type == REP_JNUM ? j->nodes[k].num : 0;
+    return v >= 0 && v <= 1e9 ? (int)v : 0; /* (int) of a number out of range is undefined */
 }
 
 int rep_read_env(const char *path, rep_env *env, kd_err *e)

@@ -154,7 +154,8 @@ static int metric_line(const char *s, size_t len, const char *path, int line, re
     }
     memset(m, 0, sizeof *m);
     snprintf(m->model, sizeof m->model, "%s", j.nodes[km].str);
-    m->epoch = (int)member_num(&j, "epoch");
+    double ep = member_num(&j, "epoch"); /* (int) of a number out of range is undefined */
+    m->epoch = ep >= -1 && ep <= 1e9 ? (int)ep : -1;
     m->loss = member_num(&j, "loss");
     m->train_acc = member_num(&j, "train_acc");
     m->val_loss = member_num(&j, "val_loss");
