@@ -3,6 +3,7 @@
  * once; the cap (KD_ISA, kernels_isa_force) is the only state that moves. */
 #include "cpu.h"
 
+#include <cpuid.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -18,25 +19,26 @@ static struct {
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 static _Atomic int forced = KD_ISA_N;
 
-/* AVX-VNNI (256-bit): clang before 16 has no "avxvnni" name for
- * __builtin_cpu_supports (make fuzz builds with clang 14), so CPUID leaf 7
- * subleaf 1, EAX bit 4, there. */
-#if defined(__clang__) && __clang_major__ < 16
-#include <cpuid.h>
+/* Two bits __builtin_cpu_supports cannot name everywhere (clang 14, which
+ * make fuzz builds with, knows neither), read from CPUID: F16C (leaf 1, ECX
+ * bit 29) and AVX-VNNI (leaf 7 subleaf 1, EAX bit 4). */
+static int has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
+}
+
 static int has_avxvnni(void)
 {
     unsigned a, b, c, d;
     return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 4 & 1);
 }
-#else
-static int has_avxvnni(void) { return __builtin_cpu_supports("avxvnni"); }
-#endif
 
 static void probe_run(void)
 {
     __builtin_cpu_init();
     int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c"); /* int4's fp16 scales; every AVX2 CPU has it */
+               has_f16c(); /* int4's fp16 scales; every AVX2 CPU has it */
     int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
     probe.host = avx512 ? KD_ISA_AVX512 : avx2 ? KD_ISA_AVX2 : KD_ISA_SCALAR;
