@@ -1,7 +1,7 @@
 /* Weight-only int4: groups of 32 weights along k share an fp16 scale, two
  * weights per byte.  The GEMM dequantizes inside the kernel (fp32 activations
- * and outputs); the AVX2 path unpacks a block once and reuses it for up to 4
- * samples; large batches dequantize 256-row panels for sgemm. */
+ * and outputs) in the float kernels here; with AVX2 the product runs q4x8
+ * (q4x8.h), and these are its fallbacks. */
 #include "kernels.h"
 #include "q4x8.h"
 
@@ -282,9 +282,9 @@ static AVX2 void q4_row_f32(const quant_q4 *q, int r, float *out)
     }
 }
 
-/* At batch n >= Q4_PANEL_MIN_N the arithmetic, not the weight bytes, is the
- * cost, so 256-row panels are dequantized once and multiplied by sgemm.
- * Returns -1 (nothing written) when the panel cannot be allocated. */
+/* The fallback at batch n >= Q4_PANEL_MIN_N when q4x8 has no scratch:
+ * 256-row panels dequantized once and multiplied by sgemm.  Returns -1
+ * (nothing written) when the panel cannot be allocated. */
 #define Q4_PANEL_ROWS 256
 #define Q4_PANEL_MIN_N 16
 static AVX2 int q4_gemm_panels(const quant_q4 *q, const float *x, int n, const float *b,
@@ -307,8 +307,9 @@ static AVX2 int q4_gemm_panels(const quant_q4 *q, const float *x, int n, const f
     return 0;
 }
 
-/* Small batches: q4x8 (int8 arithmetic) when the CPU has AVX2; big ones:
- * dequantized panels for sgemm. */
+/* With AVX2, every batch runs q4x8 (int8 arithmetic, activations rounded per
+ * group); the float kernels are the fallback when its scratch cannot be had
+ * (big batches: dequantized panels for sgemm, if those can be had). */
 static int q4_isa_ok(void) { return kernels_isa() >= KD_ISA_AVX2; }
 
 void quant_q4_gemm(const quant_q4 *q, const float *x, int n, const float *b, float *y)
@@ -321,7 +322,7 @@ void quant_q4_gemm_rows(const quant_q4 *q, const float *x, int n, const float *b
 {
     if (!q4_isa_ok())
         q4_ref_rows(q, x, n, b, y, r0, r1);
-    else if (n < Q4_PANEL_MIN_N ? q4x8_gemm_rows_avx2(q, x, n, b, y, r0, r1)
-                                : q4_gemm_panels(q, x, n, b, y, r0, r1))
+    else if (q4x8_gemm_rows_avx2(q, x, n, b, y, r0, r1) &&
+             (n < Q4_PANEL_MIN_N || q4_gemm_panels(q, x, n, b, y, r0, r1)))
         q4_rows_avx2(q, x, n, b, y, r0, r1);
 }
