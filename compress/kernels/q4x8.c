@@ -327,14 +327,14 @@ int q4x8_prep_avx2(const quant_q4 *q, const float *x, int i0, int i1, q4x8_pair 
     return 0;
 }
 
-enum { Q4X8_STACK_PAIRS = 64 }; /* one sample of k <= 4096 needs no allocation */
+enum { Q4X8_STACK_PAIRS = 64 }; /* batch 1 of k <= 4096 needs no allocation */
 
 int q4x8_gemm_rows_avx2(const quant_q4 *q, const float *x, int n, const float *b, float *y,
                         int r0, int r1)
 {
     _Alignas(32) q4x8_pair p_stack[Q4X8_STACK_PAIRS];
     size_t bytes = q4x8_prep_bytes(q, n);
-    q4x8_pair *p = bytes <= sizeof p_stack ? p_stack : kd_malloc(bytes);
+    q4x8_pair *p = n == 1 && bytes <= sizeof p_stack ? p_stack : kd_malloc(bytes);
     int rc = p ? q4x8_prep_avx2(q, x, 0, n, p) : -1;
     if (!rc)
         q4x8_gemm_prepped_avx2(q, p, n, b, y, r0, r1);

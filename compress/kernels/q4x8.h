@@ -42,9 +42,10 @@ int q4x8_prep_avx2(const quant_q4 *q, const float *x, int i0, int i1, q4x8_pair 
 void q4x8_gemm_prepped_avx2(const quant_q4 *q, const q4x8_pair *p, int n, const float *b,
                             float *y, int r0, int r1);
 
-/* Rows [r0, r1) of y (n x m) = x (n x k) * dequant(W)^T + b, each sample
- * through q4x8 on the AVX2 kernels (the caller checks the CPU: AVX2, FMA,
- * F16C).  -1 (nothing written) when the scratch cannot be allocated. */
+/* Rows [r0, r1) of y (n x m) = x (n x k) * dequant(W)^T + b through q4x8 on
+ * the AVX2 kernels (the caller checks the CPU: AVX2, FMA, F16C): prep, then
+ * the GEMM.  -1 (nothing written) when the scratch cannot be allocated (at
+ * batch 1 with k <= 4096 it lives on the stack). */
 int q4x8_gemm_rows_avx2(const quant_q4 *q, const float *x, int n, const float *b, float *y,
                         int r0, int r1);
 
