@@ -6,6 +6,7 @@
  * madd, one convert and one FMA per row, so the GEMV runs near the speed at
  * which the 0.56 bytes per weight arrive. */
 #include "q4x8.h"
+#include "cpu.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -128,11 +129,11 @@ INL __m256i load2x16(const void *lo, const void *hi)
  * after maddubs + madd, int32 lane L sums 4 positions of xa and 4 of xb, and
  * c8[L] is 8 times the activations at those positions, so that lane minus
  * c8 is exactly sum (nib - 8) * xq: the -8 of every nibble is folded out in
- * integers.  dx: group g's scale in lanes 0..3, g+1's in 4..7.  A missing
+ * integers (the record holds -c8, the start of a VNNI accumulation).  dx: group g's scale in lanes 0..3, g+1's in 4..7.  A missing
  * g+1 (odd group count) has zero activations, c8 and dx. */
 struct q4x8_pair {
     int8_t xa[32], xb[32];
-    int32_t c8[8];
+    int32_t nc8[8]; /* minus c8 */
     float dx[8];
 };
 
@@ -173,131 +174,162 @@ static AVX2 void prep_samples(const quant_q4 *q, const float *x, int i0, int i1,
             q4x8_pair *o = out + g / 2;
             _mm256_storeu_si256((__m256i *)o->xa, xa);
             _mm256_storeu_si256((__m256i *)o->xb, xb);
-            _mm256_storeu_si256((__m256i *)o->c8, _mm256_madd_epi16(c16, ones));
+            _mm256_storeu_si256((__m256i *)o->nc8,
+                                _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_madd_epi16(c16, ones)));
             _mm256_storeu_ps(o->dx, _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d2), pick));
         }
     }
 }
 
-/* acc[t][u] += the pair p of rows t (weights v, scales h) times samples u. */
-INL void pair_step(__m256 acc[4][4], const __m256i v[4], const __m128i h[4], int NR,
-                   const q4x8_pair *a, size_t np, int NS)
-{
-    const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(15);
-    const __m256i pick = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
-    for (int t = 0; t < NR; t++) {
-        __m256 dv = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_cvtph_ps(h[t])), pick);
-        __m256i lo = _mm256_and_si256(v[t], m4), hi = _mm256_and_si256(_mm256_srli_epi16(v[t], 4), m4);
-        for (int u = 0; u < NS; u++) {
-            const q4x8_pair *au = a + (size_t)u * np;
-            __m256i s16 = _mm256_add_epi16(
-                _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)au->xa)),
-                _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)au->xb)));
-            __m256i pi = _mm256_sub_epi32(_mm256_madd_epi16(s16, ones),
-                                          _mm256_loadu_si256((const __m256i *)au->c8));
-            acc[t][u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pi),
-                                        _mm256_mul_ps(dv, _mm256_loadu_ps(au->dx)), acc[t][u]);
-        }
+/* acc[t][u] += the pair p of rows t (weights v, scales h) times samples u:
+ * the int32 lanes sum (nib - 8) * xq exactly, as madd of maddubs (AVX2; no
+ * int16 saturation: |15 * 127 * 2| * 2 < 2^15) or as two VNNI dpbusd from
+ * -c8; either way the same integers, then the same float steps, so the two
+ * paths give the same bits. */
+#define PAIR_STEP(name, attr, lanes)                                                               \
+    static inline __attribute__((always_inline)) attr void name(                                  \
+        __m256 acc[4][4], const __m256i v[4], const __m128i h[4], int NR, const q4x8_pair *a,    \
+        size_t np, int NS)                                                                        \
+    {                                                                                             \
+        const __m256i m4 = _mm256_set1_epi8(15);                                                  \
+        const __m256i pick = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);                           \
+        for (int t = 0; t < NR; t++) {                                                            \
+            __m256 dv = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_cvtph_ps(h[t])), pick); \
+            __m256i lo = _mm256_and_si256(v[t], m4);                                              \
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v[t], 4), m4);                        \
+            for (int u = 0; u < NS; u++) {                                                        \
+                const q4x8_pair *au = a + (size_t)u * np;                                         \
+                __m256i pi = lanes(lo, hi, au);                                                   \
+                acc[t][u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pi),                               \
+                                            _mm256_mul_ps(dv, _mm256_loadu_ps(au->dx)), acc[t][u]); \
+            }                                                                                     \
+        }                                                                                         \
     }
+
+INL __m256i lanes_avx2(__m256i lo, __m256i hi, const q4x8_pair *au)
+{
+    __m256i s16 = _mm256_add_epi16(
+        _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)au->xa)),
+        _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)au->xb)));
+    return _mm256_add_epi32(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)),
+                            _mm256_loadu_si256((const __m256i *)au->nc8));
 }
+
+#define VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+static inline __attribute__((always_inline)) VNNI __m256i lanes_vnni(__m256i lo, __m256i hi,
+                                                                     const q4x8_pair *au)
+{
+    __m256i acc = _mm256_loadu_si256((const __m256i *)au->nc8);
+    acc = _mm256_dpbusd_epi32(acc, lo, _mm256_loadu_si256((const __m256i *)au->xa));
+    return _mm256_dpbusd_epi32(acc, hi, _mm256_loadu_si256((const __m256i *)au->xb));
+}
+
+PAIR_STEP(pair_avx2, AVX2, lanes_avx2)
+PAIR_STEP(pair_vnni, VNNI, lanes_vnni)
 
 /* Rows r .. r+NR-1 times samples s .. s+NS-1, every group pair: each pair's
  * weights are decoded once per row and meet the NS samples in registers.
  * Each output sees the same operations in the same order whatever NR and
  * NS are, so a sample's outputs do not depend on the batch around it. */
-INL void tile(const quant_q4 *q, const q4x8_pair *xp, int r, int NR, int s, int NS,
-              const float *b, float *y)
-{
-    const int nb = q->nb, np = (nb + 1) / 2, full = nb / 2;
-    const quant_block_q4 *row[4];
-    __m256 acc[4][4];
-    for (int t = 0; t < NR; t++) {
-        row[t] = q->blocks + (size_t)(r + t) * nb;
-        for (int u = 0; u < NS; u++)
-            acc[t][u] = _mm256_setzero_ps();
+#define TILE(name, attr, step)                                                                    \
+    static inline __attribute__((always_inline)) attr void name(                                  \
+        const quant_q4 *q, const q4x8_pair *xp, int r, int NR, int s, int NS, const float *b,     \
+        float *y)                                                                                 \
+    {                                                                                             \
+        const int nb = q->nb, np = (nb + 1) / 2, full = nb / 2;                                   \
+        const quant_block_q4 *row[4];                                                             \
+        __m256 acc[4][4];                                                                         \
+        for (int t = 0; t < NR; t++) {                                                            \
+            row[t] = q->blocks + (size_t)(r + t) * nb;                                            \
+            for (int u = 0; u < NS; u++)                                                          \
+                acc[t][u] = _mm256_setzero_ps();                                                  \
+        }                                                                                         \
+        const q4x8_pair *a = xp + (size_t)s * np;                                                 \
+        int p = 0;                                                                                \
+        for (; p < full; p++) {                                                                   \
+            __m256i v[4];                                                                         \
+            __m128i h[4];                                                                         \
+            for (int t = 0; t < NR; t++) {                                                        \
+                const quant_block_q4 *bl = row[t] + 2 * p;                                        \
+                v[t] = load2x16(bl[0].q, bl[1].q);                                                \
+                h[t] = _mm_insert_epi16(_mm_cvtsi32_si128(bl[0].d), bl[1].d, 1);                  \
+            }                                                                                     \
+            step(acc, v, h, NR, a + p, (size_t)np, NS);                                           \
+        }                                                                                         \
+        if (p < np) { /* the odd last group: nothing in the high half */                          \
+            __m256i v[4];                                                                         \
+            __m128i h[4];                                                                         \
+            for (int t = 0; t < NR; t++) {                                                        \
+                const quant_block_q4 *bl = row[t] + 2 * p;                                        \
+                v[t] = _mm256_inserti128_si256(                                                   \
+                    _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)bl[0].q)),           \
+                    _mm_setzero_si128(), 1);                                                      \
+                h[t] = _mm_cvtsi32_si128(bl[0].d);                                                \
+            }                                                                                     \
+            step(acc, v, h, NR, a + p, (size_t)np, NS);                                           \
+        }                                                                                         \
+        for (int t = 0; t < NR; t++)                                                              \
+            for (int u = 0; u < NS; u++)                                                          \
+                y[(size_t)(s + u) * q->m + r + t] = hsum8(acc[t][u]) + (b ? b[r + t] : 0.0f);     \
     }
-    const q4x8_pair *a = xp + (size_t)s * np;
-    int p = 0;
-    for (; p < full; p++) {
-        __m256i v[4];
-        __m128i h[4];
-        for (int t = 0; t < NR; t++) {
-            const quant_block_q4 *bl = row[t] + 2 * p;
-            v[t] = load2x16(bl[0].q, bl[1].q);
-            h[t] = _mm_insert_epi16(_mm_cvtsi32_si128(bl[0].d), bl[1].d, 1);
-        }
-        pair_step(acc, v, h, NR, a + p, (size_t)np, NS);
-    }
-    if (p < np) { /* the odd last group: nothing in the high half */
-        __m256i v[4];
-        __m128i h[4];
-        for (int t = 0; t < NR; t++) {
-            const quant_block_q4 *bl = row[t] + 2 * p;
-            v[t] = _mm256_inserti128_si256(
-                _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)bl[0].q)),
-                _mm_setzero_si128(), 1);
-            h[t] = _mm_cvtsi32_si128(bl[0].d);
-        }
-        pair_step(acc, v, h, NR, a + p, (size_t)np, NS);
-    }
-    for (int t = 0; t < NR; t++)
-        for (int u = 0; u < NS; u++)
-            y[(size_t)(s + u) * q->m + r + t] = hsum8(acc[t][u]) + (b ? b[r + t] : 0.0f);
-}
+
+TILE(tile_avx2, AVX2, pair_avx2)
+TILE(tile_vnni, VNNI, pair_vnni)
 
 /* Row chunks small enough that their weights stay in L1 while every sample
- * passes; within a chunk, tiles of 4 rows x Q4X8_NS samples. */
-#ifndef Q4X8_CHUNK
-#define Q4X8_CHUNK 32
-#endif
-#ifndef Q4X8_NS
-#define Q4X8_NS 2
-#endif
-#ifndef Q4X8_NR
-#define Q4X8_NR 4
-#endif
+ * passes; within a chunk, tiles of 4 rows x 2 samples. */
+enum { Q4X8_CHUNK = 32, Q4X8_NR = 4, Q4X8_NS = 2 };
 
-static AVX2 void tiles_1(const quant_q4 *q, const q4x8_pair *xp, int r, int s, const float *b, float *y)
-{
-    tile(q, xp, r, 1, s, 1, b, y);
-}
-static AVX2 void tiles_4x1(const quant_q4 *q, const q4x8_pair *xp, int r, int s, const float *b,
-                           float *y)
-{
-    tile(q, xp, r, Q4X8_NR, s, 1, b, y);
-}
-static AVX2 void tiles_1xn(const quant_q4 *q, const q4x8_pair *xp, int r, int s, const float *b,
-                           float *y)
-{
-    tile(q, xp, r, 1, s, Q4X8_NS, b, y);
-}
-static AVX2 void tiles_4xn(const quant_q4 *q, const q4x8_pair *xp, int r, int s, const float *b,
-                           float *y)
-{
-    tile(q, xp, r, Q4X8_NR, s, Q4X8_NS, b, y);
-}
-
-AVX2 void q4x8_gemm_prepped_avx2(const quant_q4 *q, const q4x8_pair *xp, int n, const float *b,
-                                 float *y, int r0, int r1)
-{
-    for (int c0 = r0; c0 < r1; c0 += Q4X8_CHUNK) {
-        int c1 = r1 - c0 < Q4X8_CHUNK ? r1 : c0 + Q4X8_CHUNK;
-        int s = 0;
-        for (; s + Q4X8_NS <= n; s += Q4X8_NS) {
-            int r = c0;
-            for (; r + Q4X8_NR <= c1; r += Q4X8_NR)
-                tiles_4xn(q, xp, r, s, b, y);
-            for (; r < c1; r++)
-                tiles_1xn(q, xp, r, s, b, y);
-        }
-        for (; s < n; s++) {
-            int r = c0;
-            for (; r + Q4X8_NR <= c1; r += Q4X8_NR)
-                tiles_4x1(q, xp, r, s, b, y);
-            for (; r < c1; r++)
-                tiles_1(q, xp, r, s, b, y);
-        }
+#define GEMM(name, attr, tile)                                                                    \
+    static attr void name##_1(const quant_q4 *q, const q4x8_pair *xp, int r, int s,               \
+                              const float *b, float *y)                                           \
+    {                                                                                             \
+        tile(q, xp, r, 1, s, 1, b, y);                                                            \
+    }                                                                                             \
+    static attr void name##_rx1(const quant_q4 *q, const q4x8_pair *xp, int r, int s,             \
+                                const float *b, float *y)                                         \
+    {                                                                                             \
+        tile(q, xp, r, Q4X8_NR, s, 1, b, y);                                                      \
+    }                                                                                             \
+    static attr void name##_1xs(const quant_q4 *q, const q4x8_pair *xp, int r, int s,             \
+                                const float *b, float *y)                                         \
+    {                                                                                             \
+        tile(q, xp, r, 1, s, Q4X8_NS, b, y);                                                      \
+    }                                                                                             \
+    static attr void name##_rxs(const quant_q4 *q, const q4x8_pair *xp, int r, int s,             \
+                                const float *b, float *y)                                         \
+    {                                                                                             \
+        tile(q, xp, r, Q4X8_NR, s, Q4X8_NS, b, y);                                                \
+    }                                                                                             \
+    static void name(const quant_q4 *q, const q4x8_pair *xp, int n, const float *b, float *y,     \
+                     int r0, int r1)                                                              \
+    {                                                                                             \
+        for (int c0 = r0; c0 < r1; c0 += Q4X8_CHUNK) {                                            \
+            int c1 = r1 - c0 < Q4X8_CHUNK ? r1 : c0 + Q4X8_CHUNK, s = 0;                          \
+            for (; s + Q4X8_NS <= n; s += Q4X8_NS) {                                              \
+                int r = c0;                                                                       \
+                for (; r + Q4X8_NR <= c1; r += Q4X8_NR)                                           \
+                    name##_rxs(q, xp, r, s, b, y);                                                \
+                for (; r < c1; r++)                                                               \
+                    name##_1xs(q, xp, r, s, b, y);                                                \
+            }                                                                                     \
+            for (; s < n; s++) {                                                                  \
+                int r = c0;                                                                       \
+                for (; r + Q4X8_NR <= c1; r += Q4X8_NR)                                           \
+                    name##_rx1(q, xp, r, s, b, y);                                                \
+                for (; r < c1; r++)                                                               \
+                    name##_1(q, xp, r, s, b, y);                                                  \
+            }                                                                                     \
+        }                                                                                         \
     }
+
+GEMM(gemm_avx2, AVX2, tile_avx2)
+GEMM(gemm_vnni, VNNI, tile_vnni)
+
+void q4x8_gemm_prepped_avx2(const quant_q4 *q, const q4x8_pair *xp, int n, const float *b,
+                            float *y, int r0, int r1)
+{
+    (kernels_has_vnni512() ? gemm_vnni : gemm_avx2)(q, xp, n, b, y, r0, r1);
 }
 
 /* ---- drivers -------------------------------------------------------------------------- */

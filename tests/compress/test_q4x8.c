@@ -103,8 +103,7 @@ static void gemm_parts(const quant_q4 *q, const float *x, int n, const float *b,
 
 START_TEST(gemm_avx2_vs_ref)
 {
-    if (!kernels_isa_supported(KD_ISA_AVX2))
-        KDT_SKIP("the host has no AVX2");
+    KDT_ISA_BEGIN(_i); /* avx2 and avx512 (VNNI where the CPU has it) */
     nn_rng r = nn_rng_stream(12, NN_STREAM_TEST);
     for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
         shape s = shapes[t];
@@ -158,8 +157,7 @@ END_TEST
  * -8 correction are the specification's exactly. */
 START_TEST(gemm_avx2_exact_integer_sums)
 {
-    if (!kernels_isa_supported(KD_ISA_AVX2))
-        KDT_SKIP("the host has no AVX2");
+    KDT_ISA_BEGIN(_i); /* avx2 and avx512 (VNNI where the CPU has it) */
     nn_rng r = nn_rng_stream(15, NN_STREAM_TEST);
     const shape ss[] = {{7, 95, 17}, {9, 64, 3}, {5, 257, 40}};
     for (size_t t = 0; t < sizeof ss / sizeof *ss; t++) {
@@ -187,6 +185,37 @@ START_TEST(gemm_avx2_exact_integer_sums)
         quant_q4_free(q);
         free(w), free(x), free(xq), free(f), free(ya), free(y);
     }
+}
+END_TEST
+
+/* The VNNI kernel (dpbusd) and the AVX2 one (maddubs + madd) reach the
+ * same integers and then take the same float steps: the same bits. */
+START_TEST(gemm_vnni_is_avx2)
+{
+    kd_isa was = kernels_isa_force(KD_ISA_AVX512);
+    if (!kernels_has_vnni512()) {
+        kernels_isa_force(was);
+        KDT_SKIP("the host has no AVX-512 VNNI");
+    }
+    nn_rng r = nn_rng_stream(16, NN_STREAM_TEST);
+    const shape ss[] = {{7, 95, 17}, {13, 784, 1}, {37, 200, 40}};
+    for (size_t t = 0; t < sizeof ss / sizeof *ss; t++) {
+        shape s = ss[t];
+        float *w = rand_f(&r, s.m, s.k, 0.3f, 1), *x = rand_f(&r, s.n, s.k, 1.0f, 0);
+        float *b = rand_f(&r, 1, s.m, 0.1f, -1);
+        size_t ny = (size_t)s.n * s.m;
+        float *ya = malloc(ny * sizeof *ya), *yv = malloc(ny * sizeof *yv);
+        quant_q4 *q = quant_q4_pack(w, s.m, s.k, NULL);
+        kernels_isa_force(KD_ISA_AVX512);
+        ck_assert_int_eq(q4x8_gemm_rows_avx2(q, x, s.n, b, yv, 0, s.m), 0);
+        kernels_isa_force(KD_ISA_AVX2);
+        ck_assert(!kernels_has_vnni512());
+        ck_assert_int_eq(q4x8_gemm_rows_avx2(q, x, s.n, b, ya, 0, s.m), 0);
+        ck_assert_msg(memcmp(ya, yv, ny * sizeof *ya) == 0, "%dx%d n=%d", s.m, s.k, s.n);
+        quant_q4_free(q);
+        free(w), free(x), free(b), free(ya), free(yv);
+    }
+    kernels_isa_force(was);
 }
 END_TEST
 
@@ -256,8 +285,9 @@ Suite *suite_compress_q4x8(void)
     Suite *s = suite_create("compress_q4x8");
     TCase *tc = tcase_create("q4x8");
     tcase_add_test(tc, quantize_avx2_is_ref);
-    tcase_add_test(tc, gemm_avx2_vs_ref);
-    tcase_add_test(tc, gemm_avx2_exact_integer_sums);
+    tcase_add_loop_test(tc, gemm_avx2_vs_ref, KD_ISA_AVX2, KDT_NISA);
+    tcase_add_loop_test(tc, gemm_avx2_exact_integer_sums, KD_ISA_AVX2, KDT_NISA);
+    tcase_add_test(tc, gemm_vnni_is_avx2);
     KDT_ISA_LOOP(tc, dispatch_vs_spec);
     KDT_ISA_LOOP(tc, dispatch_scratch_failure);
     suite_add_tcase(s, tc);
