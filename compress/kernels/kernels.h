@@ -306,10 +306,12 @@ void quant_q4_unpack(const quant_q4 *q, float *w);
 /* y (n x m) = x (n x k float) * dequant(W)^T + (b ? b : 0). */
 void quant_q4_gemm_ref(const quant_q4 *q, const float *x, int n, const float *b, float *y);
 void quant_q4_gemm_avx2(const quant_q4 *q, const float *x, int n, const float *b, float *y);
-/* The fastest supported: below 16 samples with AVX2, q4x8 (each sample's
+/* The fastest supported: with AVX2, q4x8 at every batch (each sample's
  * activations rounded to int8 per 32-wide group, compress/kernels/q4x8.h:
- * within max|x_g| / 254 per weight of the float result); from 16 samples on,
- * 256-row panels dequantized to fp32 and multiplied by OpenBLAS sgemm. */
+ * within max|x_g| / 254 per weight of the float result; a sample's outputs
+ * do not depend on the batch); without AVX2, or without q4x8's scratch, the
+ * float specification (from 16 samples, 256-row panels dequantized to fp32
+ * for OpenBLAS sgemm). */
 void quant_q4_gemm(const quant_q4 *q, const float *x, int n, const float *b, float *y);
 /* Rows [r0, r1) of quant_q4_gemm (y holds all m outputs per sample): the
  * same numbers, so threads may split the rows. */

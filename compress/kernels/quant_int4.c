@@ -1,7 +1,7 @@
 /* Weight-only int4: groups of 32 weights along k share an fp16 scale, two
  * weights per byte.  The GEMM dequantizes inside the kernel (fp32 activations
- * and outputs); the AVX2 path unpacks a block once and reuses it for up to 4
- * samples; large batches dequantize 256-row panels for sgemm. */
+ * and outputs) in the float kernels here; with AVX2 the product runs q4x8
+ * (q4x8.h), and these are its fallbacks. */
 #include "kernels.h"
 #include "q4x8.h"
 
@@ -282,13 +282,23 @@ static AVX2 void q4_row_f32(const quant_q4 *q, int r, float *out)
     }
 }
 
-/* At batch n >= Q4_PANEL_MIN_N the arithmetic, not the weight bytes, is the
- * cost, so 256-row panels are dequantized once and multiplied by sgemm.
- * Returns -1 (nothing written) when the panel cannot be allocated. */
+/* Row r dequantized into out[0..k) without SIMD. */
+static void q4_row_f32_ref(const quant_q4 *q, int r, float *out)
+{
+    for (int bi = 0; bi < q->nb; bi++) {
+        int len = q->k - bi * G < G ? q->k - bi * G : G;
+        quant_q4_block_dequant(&q->blocks[(size_t)r * q->nb + bi], len, out + (size_t)bi * G);
+    }
+}
+
+/* Batches n >= Q4_PANEL_MIN_N without q4x8 (the scalar level, or no scratch
+ * for it): 256-row panels dequantized once and multiplied by sgemm (the
+ * float specification up to summation order).  Returns -1 (nothing
+ * written) when the panel cannot be allocated. */
 #define Q4_PANEL_ROWS 256
 #define Q4_PANEL_MIN_N 16
-static AVX2 int q4_gemm_panels(const quant_q4 *q, const float *x, int n, const float *b,
-                               float *y, int first, int end)
+static int q4_gemm_panels(const quant_q4 *q, const float *x, int n, const float *b, float *y,
+                          int first, int end, int avx2)
 {
     float *panel = kd_afloat((size_t)Q4_PANEL_ROWS * q->k);
     if (!panel)
@@ -296,7 +306,7 @@ static AVX2 int q4_gemm_panels(const quant_q4 *q, const float *x, int n, const f
     for (int r0 = first; r0 < end; r0 += Q4_PANEL_ROWS) {
         int rows = end - r0 < Q4_PANEL_ROWS ? end - r0 : Q4_PANEL_ROWS;
         for (int r = 0; r < rows; r++)
-            q4_row_f32(q, r0 + r, panel + (size_t)r * q->k);
+            (avx2 ? q4_row_f32 : q4_row_f32_ref)(q, r0 + r, panel + (size_t)r * q->k);
         for (int i = 0; i < n; i++)
             for (int r = 0; r < rows; r++)
                 y[(size_t)i * q->m + r0 + r] = b ? b[r0 + r] : 0.0f;
@@ -307,10 +317,10 @@ static AVX2 int q4_gemm_panels(const quant_q4 *q, const float *x, int n, const f
     return 0;
 }
 
-/* Small batches: q4x8 (int8 arithmetic) when the CPU has AVX2; big ones:
- * dequantized panels for sgemm. */
-static int q4_isa_ok(void) { return kernels_isa() >= KD_ISA_AVX2; }
-
+/* With AVX2, every batch runs q4x8 (int8 arithmetic, activations rounded per
+ * group); without it, or when q4x8 has no scratch, the float specification:
+ * dequantized panels for sgemm at n >= Q4_PANEL_MIN_N if a panel can be had,
+ * else the reference (scalar level) or the float AVX2 kernel. */
 void quant_q4_gemm(const quant_q4 *q, const float *x, int n, const float *b, float *y)
 {
     quant_q4_gemm_rows(q, x, n, b, y, 0, q->m);
@@ -319,9 +329,13 @@ void quant_q4_gemm(const quant_q4 *q, const float *x, int n, const float *b, flo
 void quant_q4_gemm_rows(const quant_q4 *q, const float *x, int n, const float *b, float *y,
                         int r0, int r1)
 {
-    if (!q4_isa_ok())
-        q4_ref_rows(q, x, n, b, y, r0, r1);
-    else if (n < Q4_PANEL_MIN_N ? q4x8_gemm_rows_avx2(q, x, n, b, y, r0, r1)
-                                : q4_gemm_panels(q, x, n, b, y, r0, r1))
+    int avx2 = kernels_isa() >= KD_ISA_AVX2;
+    if (avx2 && !q4x8_gemm_rows_avx2(q, x, n, b, y, r0, r1))
+        return;
+    if (n >= Q4_PANEL_MIN_N && !q4_gemm_panels(q, x, n, b, y, r0, r1, avx2))
+        return;
+    if (avx2)
         q4_rows_avx2(q, x, n, b, y, r0, r1);
+    else
+        q4_ref_rows(q, x, n, b, y, r0, r1);
 }

@@ -1,10 +1,14 @@
 /* q4x8 (int4 weights x per-group int8 activations, compress/kernels/q4x8.h):
- * the AVX2 quantizer bit-exact against its reference, the AVX2 rows within
- * Q4X8_TOL of theirs (float sums in another order), and the dispatched
- * quant_q4_gemm at every ISA level within the activation-rounding bound of
- * the float specification quant_q4_gemm_ref, on ragged shapes: k below,
- * at and past a group, odd group counts, n = 1, 3, 15, 16, 40, all-zero
- * rows and samples, k past the kernel's stack scratch. */
+ * the AVX2 quantizer bit-exact against its reference; the AVX2 GEMM within
+ * Q4X8_TOL of the reference rows (float sums in another order), bit-exact
+ * where the scales are powers of two (then only the integer sums count),
+ * its row parts equal to the whole and each sample's outputs equal to that
+ * sample run alone (batch 1 and batch 256 compute one function); and the
+ * dispatched quant_q4_gemm at every ISA level within the activation-rounding
+ * bound of the float specification quant_q4_gemm_ref, on ragged shapes: k
+ * below, at and past a group, odd group counts, m not a multiple of the
+ * 4-row tile, n = 1, 3, 15, 16, 17, 40, 256, all-zero rows and samples, k
+ * past the kernel's stack scratch. */
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
@@ -22,8 +26,9 @@
 typedef struct {
     int m, k, n;
 } shape;
-static const shape shapes[] = {{1, 1, 1},   {7, 31, 3},  {5, 33, 15},  {9, 45, 1},  {3, 64, 5},
-                               {13, 100, 1}, {6, 96, 16}, {10, 784, 3}, {33, 257, 40}};
+static const shape shapes[] = {{1, 1, 1},     {7, 31, 3},   {5, 33, 15},  {9, 45, 1},
+                               {3, 64, 5},    {13, 100, 1}, {6, 96, 16},  {10, 784, 3},
+                               {33, 257, 40}, {6, 95, 17},  {11, 130, 256}, {37, 200, 17}};
 
 /* Normal values, with row 1 of w and sample 0's second group all zero. */
 static float *rand_f(nn_rng *r, int rows, int cols, float sd, int zero_row)
@@ -89,40 +94,128 @@ START_TEST(quantize_avx2_is_ref)
 }
 END_TEST
 
-START_TEST(rows_avx2_vs_ref)
+/* The GEMM on rows [0, r0) and [r0, m) of every sample at once. */
+static void gemm_parts(const quant_q4 *q, const float *x, int n, const float *b, float *y, int r0)
 {
-    if (!kernels_isa_supported(KD_ISA_AVX2))
-        KDT_SKIP("the host has no AVX2");
+    ck_assert_int_eq(q4x8_gemm_rows_avx2(q, x, n, b, y, 0, r0), 0);
+    ck_assert_int_eq(q4x8_gemm_rows_avx2(q, x, n, b, y, r0, q->m), 0);
+}
+
+START_TEST(gemm_avx2_vs_ref)
+{
+    KDT_ISA_BEGIN(_i); /* avx2 and avx512 (VNNI where the CPU has it) */
     nn_rng r = nn_rng_stream(12, NN_STREAM_TEST);
     for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
         shape s = shapes[t];
-        float *w = rand_f(&r, s.m, s.k, 0.3f, 1), *x = rand_f(&r, 1, s.k, 1.0f, -1);
+        float *w = rand_f(&r, s.m, s.k, 0.3f, 1), *x = rand_f(&r, s.n, s.k, 1.0f, 0);
         float *b = rand_f(&r, 1, s.m, 0.1f, -1);
         quant_q4 *q = quant_q4_pack(w, s.m, s.k, NULL);
         int nb = q->nb;
+        size_t ny = (size_t)s.n * s.m;
         int8_t *xq = malloc((size_t)nb * G);
-        float *f = malloc((size_t)nb * 2 * sizeof *f);
-        float *ya = malloc((size_t)s.m * sizeof *ya), *yb = malloc((size_t)s.m * sizeof *yb);
-        q4x8_quantize_ref(x, s.k, xq, f, f + nb);
-        q4x8_rows_ref(q, xq, f, f + nb, b, ya, 0, s.m);
-        for (int r0 = 0; r0 <= s.m; r0 += s.m > 2 ? s.m / 2 : 1) { /* parts equal the whole */
-            q4x8_rows_avx2(q, xq, f, f + nb, b, yb, 0, r0);
-            q4x8_rows_avx2(q, xq, f, f + nb, b, yb, r0, s.m);
-            for (int i = 0; i < s.m; i++) {
-                double mag = 1e-6 + fabs(b[i]);
+        float *f = malloc((size_t)nb * 2 * sizeof *f), *ya = malloc((size_t)s.m * sizeof *ya);
+        float *whole = malloc(ny * sizeof *whole), *part = malloc(ny * sizeof *part);
+        float *one = malloc((size_t)s.m * sizeof *one);
+        gemm_parts(q, x, s.n, b, whole, 0);
+        for (int r0 = 1; r0 < s.m; r0 += s.m > 6 ? s.m / 3 : 1) { /* parts equal the whole */
+            gemm_parts(q, x, s.n, b, part, r0);
+            ck_assert_msg(memcmp(whole, part, ny * sizeof *part) == 0, "%dx%d n=%d split at %d",
+                          s.m, s.k, s.n, r0);
+        }
+        for (int i = 0; i < s.n; i++) {
+            const float *xi = x + (size_t)i * s.k, *yi = whole + (size_t)i * s.m;
+            ck_assert_int_eq(q4x8_gemm_rows_avx2(q, xi, 1, b, one, 0, s.m), 0);
+            ck_assert_msg(memcmp(one, yi, (size_t)s.m * sizeof *one) == 0,
+                          "%dx%d n=%d: sample %d alone differs from it in the batch", s.m, s.k,
+                          s.n, i);
+            q4x8_quantize_ref(xi, s.k, xq, f, f + nb);
+            q4x8_rows_ref(q, xq, f, f + nb, b, ya, 0, s.m);
+            for (int j = 0; j < s.m; j++) {
+                double mag = 1e-6 + fabs(b[j]);
                 for (int g = 0; g < nb; g++) {
-                    const quant_block_q4 *bl = &q->blocks[(size_t)i * nb + g];
-                    for (int j = 0; j < G; j++)
+                    const quant_block_q4 *bl = &q->blocks[(size_t)j * nb + g];
+                    for (int c = 0; c < G; c++)
                         mag += quant_f16_to_f32(bl->d) * f[g] *
-                               fabs((double)(nib(bl, j) - 8) * xq[g * G + j]);
+                               fabs((double)(nib(bl, c) - 8) * xq[g * G + c]);
                 }
-                ck_assert_msg(fabs((double)ya[i] - yb[i]) <= Q4X8_TOL * mag,
-                              "%dx%d row %d: ref %g avx2 %g", s.m, s.k, i, ya[i], yb[i]);
+                ck_assert_msg(fabs((double)ya[j] - yi[j]) <= Q4X8_TOL * mag,
+                              "%dx%d n=%d (%d, %d): ref %g avx2 %g", s.m, s.k, s.n, i, j, ya[j],
+                              yi[j]);
+                if (i == 0) /* sample 0 is all zero: the bias exactly */
+                    ck_assert(yi[j] == b[j]);
             }
         }
         quant_q4_free(q);
-        free(w), free(x), free(b), free(xq), free(f), free(ya), free(yb);
+        free(w), free(x), free(b), free(xq), free(f), free(ya), free(whole), free(part), free(one);
     }
+}
+END_TEST
+
+/* Scales that are powers of two (weights' d = 2^-3, every group's max|x| =
+ * 127 * 2^-6, activations on that grid) make every float step exact: the
+ * GEMM then equals the reference bit for bit, so its integer sums and the
+ * -8 correction are the specification's exactly. */
+START_TEST(gemm_avx2_exact_integer_sums)
+{
+    KDT_ISA_BEGIN(_i); /* avx2 and avx512 (VNNI where the CPU has it) */
+    nn_rng r = nn_rng_stream(15, NN_STREAM_TEST);
+    const shape ss[] = {{7, 95, 17}, {9, 64, 3}, {5, 257, 40}};
+    for (size_t t = 0; t < sizeof ss / sizeof *ss; t++) {
+        shape s = ss[t];
+        float *w = malloc((size_t)s.m * s.k * sizeof *w), *x = malloc((size_t)s.n * s.k * sizeof *x);
+        for (int i = 0; i < s.m * s.k; i++) /* in [-7, 7], 7 in every group: d = 1/8 */
+            w[i] = (i % s.k % G == 0 ? 7 : (int)(nn_rng_uniform(&r) * 15) - 7) / 8.0f;
+        for (int i = 0; i < s.n * s.k; i++) /* steps of 1/64, max 127/64 in every group */
+            x[i] = (i % s.k % G == 0 ? 127 : (int)(nn_rng_uniform(&r) * 255) - 127) / 64.0f;
+        quant_q4 *q = quant_q4_pack(w, s.m, s.k, NULL);
+        ck_assert_float_eq(quant_f16_to_f32(q->blocks[0].d), 0.125f);
+        int nb = q->nb;
+        int8_t *xq = malloc((size_t)nb * G);
+        float *f = malloc((size_t)nb * 2 * sizeof *f), *ya = malloc((size_t)s.m * sizeof *ya);
+        float *y = malloc((size_t)s.n * s.m * sizeof *y);
+        ck_assert_int_eq(q4x8_gemm_rows_avx2(q, x, s.n, NULL, y, 0, s.m), 0);
+        for (int i = 0; i < s.n; i++) {
+            q4x8_quantize_ref(x + (size_t)i * s.k, s.k, xq, f, f + nb);
+            ck_assert_float_eq(f[0], 1.0f / 64.0f);
+            q4x8_rows_ref(q, xq, f, f + nb, NULL, ya, 0, s.m);
+            for (int j = 0; j < s.m; j++)
+                ck_assert_msg(ya[j] == y[(size_t)i * s.m + j], "%dx%d (%d, %d): ref %.9g avx2 %.9g",
+                              s.m, s.k, i, j, ya[j], y[(size_t)i * s.m + j]);
+        }
+        quant_q4_free(q);
+        free(w), free(x), free(xq), free(f), free(ya), free(y);
+    }
+}
+END_TEST
+
+/* The VNNI kernel (dpbusd) and the AVX2 one (maddubs + madd) reach the
+ * same integers and then take the same float steps: the same bits. */
+START_TEST(gemm_vnni_is_avx2)
+{
+    kd_isa was = kernels_isa_force(KD_ISA_AVX512);
+    if (!kernels_has_vnni512()) {
+        kernels_isa_force(was);
+        KDT_SKIP("the host has no AVX-512 VNNI");
+    }
+    nn_rng r = nn_rng_stream(16, NN_STREAM_TEST);
+    const shape ss[] = {{7, 95, 17}, {13, 784, 1}, {37, 200, 40}};
+    for (size_t t = 0; t < sizeof ss / sizeof *ss; t++) {
+        shape s = ss[t];
+        float *w = rand_f(&r, s.m, s.k, 0.3f, 1), *x = rand_f(&r, s.n, s.k, 1.0f, 0);
+        float *b = rand_f(&r, 1, s.m, 0.1f, -1);
+        size_t ny = (size_t)s.n * s.m;
+        float *ya = malloc(ny * sizeof *ya), *yv = malloc(ny * sizeof *yv);
+        quant_q4 *q = quant_q4_pack(w, s.m, s.k, NULL);
+        kernels_isa_force(KD_ISA_AVX512);
+        ck_assert_int_eq(q4x8_gemm_rows_avx2(q, x, s.n, b, yv, 0, s.m), 0);
+        kernels_isa_force(KD_ISA_AVX2);
+        ck_assert(!kernels_has_vnni512());
+        ck_assert_int_eq(q4x8_gemm_rows_avx2(q, x, s.n, b, ya, 0, s.m), 0);
+        ck_assert_msg(memcmp(ya, yv, ny * sizeof *ya) == 0, "%dx%d n=%d", s.m, s.k, s.n);
+        quant_q4_free(q);
+        free(w), free(x), free(b), free(ya), free(yv);
+    }
+    kernels_isa_force(was);
 }
 END_TEST
 
@@ -157,6 +250,7 @@ START_TEST(dispatch_vs_spec)
     for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++)
         check_dispatch(&r, shapes[t]);
     check_dispatch(&r, (shape){5, 4100, 2}); /* past the stack scratch: allocated */
+    check_dispatch(&r, (shape){6, 4200, 1});
 }
 END_TEST
 
@@ -164,18 +258,25 @@ START_TEST(dispatch_scratch_failure)
 {
     KDT_ISA_BEGIN(_i);
     nn_rng r = nn_rng_stream(14, NN_STREAM_TEST);
-    shape s = {4, 4200, 1};
-    float *w = rand_f(&r, s.m, s.k, 0.3f, -1), *x = rand_f(&r, 1, s.k, 1.0f, -1);
-    float want[4], got[4];
-    quant_q4 *q = quant_q4_pack(w, s.m, s.k, NULL);
-    quant_q4_gemm_ref(q, x, 1, NULL, want);
-    kd_alloc_fail_after(0); /* no scratch: the float kernel, no crash, same numbers */
-    quant_q4_gemm(q, x, 1, NULL, got);
-    kd_alloc_fail_after(-1);
-    for (int j = 0; j < s.m; j++)
-        ck_assert_msg(fabs((double)want[j] - got[j]) <= x8_bound(q, x, j), "row %d", j);
-    quant_q4_free(q);
-    free(w), free(x);
+    const shape ss[] = {{4, 4200, 1}, {5, 100, 20}}; /* the quantizer's, the records' scratch */
+    for (size_t t = 0; t < sizeof ss / sizeof *ss; t++) {
+        shape s = ss[t];
+        float *w = rand_f(&r, s.m, s.k, 0.3f, -1), *x = rand_f(&r, s.n, s.k, 1.0f, -1);
+        float *want = malloc((size_t)s.n * s.m * sizeof *want);
+        float *got = malloc((size_t)s.n * s.m * sizeof *got);
+        quant_q4 *q = quant_q4_pack(w, s.m, s.k, NULL);
+        quant_q4_gemm_ref(q, x, s.n, NULL, want);
+        kd_alloc_fail_after(0); /* no scratch: the float kernel, no crash, same numbers */
+        quant_q4_gemm(q, x, s.n, NULL, got);
+        kd_alloc_fail_after(-1);
+        for (int i = 0; i < s.n; i++)
+            for (int j = 0; j < s.m; j++)
+                ck_assert_msg(fabs((double)want[i * s.m + j] - got[i * s.m + j]) <=
+                                  x8_bound(q, x + (size_t)i * s.k, j),
+                              "n=%d (%d, %d)", s.n, i, j);
+        quant_q4_free(q);
+        free(w), free(x), free(want), free(got);
+    }
 }
 END_TEST
 
@@ -184,7 +285,9 @@ Suite *suite_compress_q4x8(void)
     Suite *s = suite_create("compress_q4x8");
     TCase *tc = tcase_create("q4x8");
     tcase_add_test(tc, quantize_avx2_is_ref);
-    tcase_add_test(tc, rows_avx2_vs_ref);
+    tcase_add_loop_test(tc, gemm_avx2_vs_ref, KD_ISA_AVX2, KDT_NISA);
+    tcase_add_loop_test(tc, gemm_avx2_exact_integer_sums, KD_ISA_AVX2, KDT_NISA);
+    tcase_add_test(tc, gemm_vnni_is_avx2);
     KDT_ISA_LOOP(tc, dispatch_vs_spec);
     KDT_ISA_LOOP(tc, dispatch_scratch_failure);
     suite_add_tcase(s, tc);
