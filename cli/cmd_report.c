@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../compress/compress.h"
 #include "../measure/measure.h"
 #include "../pipeline/pipeline.h"
 #include "../reports/reports.h"
@@ -221,7 +222,7 @@ static void label_of(const char *src, char *out, size_t n)
 
 static int eval_model(const char *path, const compare_args *a, rep_row *row, kd_err *e)
 {
-    nn_model *m = nn_model_load(path, e);
+    nn_model *m = compress_model_load(path, e); /* compressed variants too */
     if (!m)
         return e->code;
     data_set d = {0};

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../../compress/compress.h"
 #include "../kdtest.h"
 #include "fixture.h"
 
@@ -80,6 +81,13 @@ static void tiny_model(const char *dir)
     char path[400], csv[2048];
     snprintf(path, sizeof path, "%s/tiny.kdm", dir);
     ck_assert_int_eq(nn_model_save(m, path, &e), 0);
+    /* the same as a compressed kind (CSR), which compare must load too */
+    compress_sparse_opts all = {.policy = COMPRESS_SPARSE_ALWAYS};
+    nn_model *c = compress_to_sparse(m, &all, NULL, &e);
+    ck_assert_ptr_nonnull(c);
+    snprintf(path, sizeof path, "%s/tiny_csr.kdm", dir);
+    ck_assert_int_eq(nn_model_save(c, path, &e), 0);
+    nn_model_free(c);
     nn_model_free(m);
     size_t n = 0;
     for (int i = 0; i < 30; i++)
@@ -103,8 +111,10 @@ START_TEST(cmd_compare_runs_and_models)
     rfx_write_run(b, 0);
     tiny_model(dir);
     ck_assert_msg(kdt_kdbench(out, sizeof out,
-                     "compare %s %s %s/tiny.kdm --csv-data %s/test.csv --threads 1 "
-                     "--baseline runB --out %s --no-plots", a, b, dir, dir, cmp) == 0, "%s", out);
+                     "compare %s %s %s/tiny.kdm %s/tiny_csr.kdm --csv-data %s/test.csv "
+                     "--threads 1 --baseline runB --out %s --no-plots", a, b, dir, dir, dir, cmp) == 0,
+                  "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "tiny_csr"));
     ck_assert_ptr_nonnull(strstr(out, "baseline: runB/teacher"));
     ck_assert_ptr_nonnull(strstr(out, "runA/small/distilled"));
     ck_assert_ptr_nonnull(strstr(out, "tiny"));
