@@ -317,6 +317,14 @@ void quant_q4_gemm(const quant_q4 *q, const float *x, int n, const float *b, flo
  * same numbers, so threads may split the rows. */
 void quant_q4_gemm_rows(const quant_q4 *q, const float *x, int n, const float *b, float *y,
                         int r0, int r1);
+/* The same product in two steps, so that a team quantizes each sample's
+ * activations once (split by samples) and then splits the rows: scratch of
+ * quant_q4_prep_bytes(k, n) bytes, which is 0 when this level has no q4x8
+ * (no AVX2, or k > 4096): then use quant_q4_gemm_rows.  Same bits as it. */
+size_t quant_q4_prep_bytes(int k, int n);
+void quant_q4_prep(const quant_q4 *q, const float *x, int i0, int i1, void *scratch);
+void quant_q4_gemm_prepped(const quant_q4 *q, const void *scratch, int n, const float *b,
+                           float *y, int r0, int r1);
 
 /* ==== sparse int8 (CSR) ===================================================== */
 

@@ -14,6 +14,8 @@
 
 #define G QUANT_Q4_GROUP
 
+enum { Q4X8_STACK_GROUPS = 128 }; /* k <= 4096: the quantizer's scratch on the stack */
+
 /* ---- the specification ------------------------------------------------------------- */
 
 void q4x8_quantize_ref(const float *x, int k, int8_t *xq, float *dx, float *corr)
@@ -142,6 +144,27 @@ size_t q4x8_prep_bytes(const quant_q4 *q, int n)
     return (size_t)n * ((q->nb + 1) / 2) * sizeof(q4x8_pair);
 }
 
+/* ---- the two-step form of kernels.h (a team shares one quantization) ------------------ */
+
+size_t quant_q4_prep_bytes(int k, int n)
+{
+    int nb = (k + G - 1) / G;
+    if (kernels_isa() < KD_ISA_AVX2 || k <= 0 || n <= 0 || nb > Q4X8_STACK_GROUPS)
+        return 0;
+    return (size_t)n * ((nb + 1) / 2) * sizeof(q4x8_pair);
+}
+
+void quant_q4_prep(const quant_q4 *q, const float *x, int i0, int i1, void *scratch)
+{
+    (void)q4x8_prep_avx2(q, x, i0, i1, scratch); /* k <= 4096: no allocation, cannot fail */
+}
+
+void quant_q4_gemm_prepped(const quant_q4 *q, const void *scratch, int n, const float *b,
+                           float *y, int r0, int r1)
+{
+    q4x8_gemm_prepped_avx2(q, scratch, n, b, y, r0, r1);
+}
+
 /* Samples [i0, i1) of x into their records (each sample (nb + 1) / 2 of
  * them, from p); xq, dx, corr: scratch of nb groups. */
 static AVX2 void prep_samples(const quant_q4 *q, const float *x, int i0, int i1, q4x8_pair *p,
@@ -188,7 +211,7 @@ static AVX2 void prep_samples(const quant_q4 *q, const float *x, int i0, int i1,
  * paths give the same bits. */
 #define PAIR_STEP(name, attr, lanes)                                                               \
     static inline __attribute__((always_inline)) attr void name(                                  \
-        __m256 acc[4][4], const __m256i v[4], const __m128i h[4], int NR, const q4x8_pair *a,    \
+        __m256 acc[4][8], const __m256i v[4], const __m128i h[4], int NR, const q4x8_pair *a,    \
         size_t np, int NS)                                                                        \
     {                                                                                             \
         const __m256i m4 = _mm256_set1_epi8(15);                                                  \
@@ -238,7 +261,7 @@ PAIR_STEP(pair_vnni, VNNI, lanes_vnni)
     {                                                                                             \
         const int nb = q->nb, np = (nb + 1) / 2, full = nb / 2;                                   \
         const quant_block_q4 *row[4];                                                             \
-        __m256 acc[4][4];                                                                         \
+        __m256 acc[4][8];                                                                         \
         for (int t = 0; t < NR; t++) {                                                            \
             row[t] = q->blocks + (size_t)(r + t) * nb;                                            \
             for (int u = 0; u < NS; u++)                                                          \
@@ -278,7 +301,7 @@ TILE(tile_vnni, VNNI, pair_vnni)
 
 /* Row chunks small enough that their weights stay in L1 while every sample
  * passes; within a chunk, tiles of 4 rows x 2 samples. */
-enum { Q4X8_CHUNK = 32, Q4X8_NR = 4, Q4X8_NS = 2 };
+enum { Q4X8_CHUNK = 32, Q4X8_NR = 1, Q4X8_NS = 8, Q4X8_NR1 = 4 };
 
 #define GEMM(name, attr, tile)                                                                    \
     static attr void name##_1(const quant_q4 *q, const q4x8_pair *xp, int r, int s,               \
@@ -289,7 +312,7 @@ enum { Q4X8_CHUNK = 32, Q4X8_NR = 4, Q4X8_NS = 2 };
     static attr void name##_rx1(const quant_q4 *q, const q4x8_pair *xp, int r, int s,             \
                                 const float *b, float *y)                                         \
     {                                                                                             \
-        tile(q, xp, r, Q4X8_NR, s, 1, b, y);                                                      \
+        tile(q, xp, r, Q4X8_NR1, s, 1, b, y);                                                      \
     }                                                                                             \
     static attr void name##_1xs(const quant_q4 *q, const q4x8_pair *xp, int r, int s,             \
                                 const float *b, float *y)                                         \
@@ -315,7 +338,7 @@ enum { Q4X8_CHUNK = 32, Q4X8_NR = 4, Q4X8_NS = 2 };
             }                                                                                     \
             for (; s < n; s++) {                                                                  \
                 int r = c0;                                                                       \
-                for (; r + Q4X8_NR <= c1; r += Q4X8_NR)                                           \
+                for (; r + Q4X8_NR1 <= c1; r += Q4X8_NR1)                                           \
                     name##_rx1(q, xp, r, s, b, y);                                                \
                 for (; r < c1; r++)                                                               \
                     name##_1(q, xp, r, s, b, y);                                                  \
@@ -333,8 +356,6 @@ void q4x8_gemm_prepped_avx2(const quant_q4 *q, const q4x8_pair *xp, int n, const
 }
 
 /* ---- drivers -------------------------------------------------------------------------- */
-
-enum { Q4X8_STACK_GROUPS = 128 }; /* k <= 4096: the quantizer's scratch on the stack */
 
 int q4x8_prep_avx2(const quant_q4 *q, const float *x, int i0, int i1, q4x8_pair *p)
 {

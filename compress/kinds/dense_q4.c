@@ -8,12 +8,16 @@
 
 static int q4_setup(nn_layer *l, kd_err *e) { return compress_qsetup(l, 1, e); }
 
-/* Split by rows across the model's team (big batches: each part
- * dequantizes its own panels for a serial OpenBLAS sgemm). */
+/* Split by rows across the model's team.  Batches above one sample with
+ * q4x8 (AVX2) first quantize every sample's activations once into the
+ * layer's scratch, split by samples, then split the rows; at batch 1 each
+ * part quantizes the one sample itself, which is cheaper than a second
+ * barrier. */
 typedef struct {
     const quant_q4 *q;
     const float *x, *b;
     float *y;
+    void *prep;
     int n;
 } q4_job;
 
@@ -21,24 +25,47 @@ static void q4_part(void *arg, int part, int nparts)
 {
     const q4_job *j = arg;
     int r0 = (int)((long)j->q->m * part / nparts), r1 = (int)((long)j->q->m * (part + 1) / nparts);
-    quant_q4_gemm_rows(j->q, j->x, j->n, j->b, j->y, r0, r1);
+    if (j->prep)
+        quant_q4_gemm_prepped(j->q, j->prep, j->n, j->b, j->y, r0, r1);
+    else
+        quant_q4_gemm_rows(j->q, j->x, j->n, j->b, j->y, r0, r1);
+}
+
+static void q4_prep_part(void *arg, int part, int nparts)
+{
+    const q4_job *j = arg;
+    quant_q4_prep(j->q, j->x, (int)((long)j->n * part / nparts),
+                  (int)((long)j->n * (part + 1) / nparts), j->prep);
+}
+
+/* Scratch for the prepared activations of max_batch samples (none when
+ * this CPU level has no q4x8). */
+static int q4_reserve(nn_layer *l, int max_batch, kd_err *e)
+{
+    compress_qrelease(l);
+    size_t bytes = quant_q4_prep_bytes((int)nn_shape_size(l->in), max_batch);
+    if (bytes && !(l->priv = kd_malloc(bytes)))
+        return kd_err_set(e, KD_ENOMEM, "out of memory for int4 scratch (%zu bytes)", bytes);
+    l->max_batch = max_batch;
+    return KD_OK;
 }
 
 static void q4_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
 {
     const quant_q4 *q = l->data;
     const int u = l->spec.units;
-    if (q && nn_team_size(c->team) > 1) {
-        q4_job j = {.q = q, .x = x, .b = l->b, .y = y, .n = n};
-        nn_team_run(c->team, q4_part, &j);
+    if (!q) {
+        for (int i = 0; i < n; i++)
+            memcpy(y + (size_t)i * u, l->b, (size_t)u * sizeof *y);
         return;
     }
-    if (q) {
-        quant_q4_gemm(q, x, n, l->b, y);
-        return;
+    q4_job j = {.q = q, .x = x, .b = l->b, .y = y, .n = n};
+    /* the level is asked again: a test may force a lower one after reserve */
+    if (n > 1 && l->priv && n <= l->max_batch && quant_q4_prep_bytes(q->k, n)) {
+        j.prep = l->priv;
+        nn_team_run(c->team, q4_prep_part, &j);
     }
-    for (int i = 0; i < n; i++)
-        memcpy(y + (size_t)i * u, l->b, (size_t)u * sizeof *y);
+    nn_team_run(c->team, q4_part, &j);
 }
 
 static void q4_destroy(nn_layer *l)
@@ -163,6 +190,8 @@ static void q4_dequant(const nn_layer *l, float *w)
 const nn_layer_ops compress_dense_q4_ops = {
     .name = "dense_q4",
     .setup = q4_setup,
+    .reserve = q4_reserve,
+    .release = compress_qrelease,
     .forward = q4_forward,
     .threaded = 1,
     .backward = compress_qbackward,

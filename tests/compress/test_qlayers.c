@@ -515,6 +515,43 @@ START_TEST(test_weights_hist)
 }
 END_TEST
 
+/* With q4x8 (AVX2 and up), a sample's int4 outputs are the same bits alone
+ * (one thread) and inside a batch split across a team of 2 (which quantizes the batch's activations
+ * once, split by samples, then splits the rows). */
+START_TEST(test_int4_batch_invariant)
+{
+    KDT_ISA_BEGIN(_i);
+    nn_model *m = qt_mlp(IN, H1, H2, OUT, 5);
+    nn_model *q = qt_quantize(m, COMPRESS_Q_INT4, NULL);
+    const int n = 19;
+    data_set t = qt_data(n, IN, OUT, 77);
+    kd_err e = {0};
+    nn_team *team = nn_team_new(2, &e);
+    ck_assert_ptr_nonnull(team);
+    nn_ctx c2 = {.train = 0, .team = team}, c1 = {.train = 0};
+    const float *yb = nn_model_forward(q, t.xf, n, &c2);
+    ck_assert_ptr_nonnull(yb);
+    float *all = malloc(sizeof(float) * n * OUT);
+    memcpy(all, yb, sizeof(float) * n * OUT);
+    for (int s = 0; s < n; s++) {
+        const float *y1 = nn_model_forward(q, t.xf + (size_t)s * IN, 1, &c1);
+        ck_assert_ptr_nonnull(y1);
+        if (kernels_isa() >= KD_ISA_AVX2) /* q4x8 */
+            ck_assert_msg(memcmp(y1, all + (size_t)s * OUT, sizeof(float) * OUT) == 0,
+                          "sample %d: alone %g, in the batch %g", s, y1[0], all[(size_t)s * OUT]);
+        else /* the float specification: sgemm panels from 16 samples, summed in another order */
+            for (int r = 0; r < OUT; r++)
+                ck_assert_float_eq_tol(y1[r], all[(size_t)s * OUT + r],
+                                       1e-4f * fabsf(y1[r]) + 1e-5f);
+    }
+    free(all);
+    nn_team_free(team);
+    data_set_free(&t);
+    nn_model_free(q);
+    nn_model_free(m);
+}
+END_TEST
+
 Suite *suite_compress_qlayers(void)
 {
     Suite *s = suite_create("compress_qlayers");
@@ -523,6 +560,7 @@ Suite *suite_compress_qlayers(void)
     KDT_ISA_LOOP(t, test_static8_per_tensor);
     KDT_ISA_LOOP(t, test_dynamic8_vs_reference);
     KDT_ISA_LOOP(t, test_int4_vs_reference);
+    KDT_ISA_LOOP(t, test_int4_batch_invariant);
     KDT_ISA_LOOP(t, test_csr_int8_vs_reference);
     KDT_ISA_LOOP(t, test_csr_int8_payload_replaced);
     KDT_ISA_LOOP(t, test_mlp_argmax_agreement);
