@@ -48,7 +48,8 @@ int pl_stage_teacher(run_ctx *r, kd_err *e)
     char ckpt[PL_PATH], model_path[PL_PATH], cached[PL_PATH + 64];
     pl_path(r, "teacher.ckpt", ckpt, sizeof ckpt);
     pl_path(r, "teacher.kdm", model_path, sizeof model_path);
-    int rc = teacher_cache_path(r->spec, r->threads, cached, sizeof cached, e), hit = 0,
+    int rc = teacher_cache_path(r->spec, r->threads, &r->train, &r->val, cached,
+                                sizeof cached, e), hit = 0,
         resumed = 0;
     if (rc != KD_OK)
         return rc;

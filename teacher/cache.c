@@ -18,10 +18,25 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
     return h;
 }
 
+/* CRC-32 of a set's samples and labels (a file rewritten in place keeps its
+ * path but not its contents). */
+static uint32_t set_crc(const data_set *d)
+{
+    uint32_t c = kd_crc32(0, &d->n, sizeof d->n);
+    size_t px = (size_t)d->n * nn_shape_size(d->shape);
+    if (d->x8)
+        c = kd_crc32(c, d->x8, px);
+    else if (d->xf)
+        c = kd_crc32(c, d->xf, px * sizeof *d->xf);
+    return d->y ? kd_crc32(c, d->y, (size_t)d->n) : c;
+}
+
 /* The cache key: everything that decides the trained teacher's bytes — the
- * resolved data and teacher sections, the seed and the thread count — and
- * nothing else (the run's name and students do not matter). */
-static int cache_key(const exp_spec *spec, int threads, uint64_t *key, kd_err *e)
+ * resolved data and teacher sections, the training and validation samples
+ * themselves, the seed and the thread count — and nothing else (the run's
+ * name and students do not matter). */
+static int cache_key(const exp_spec *spec, int threads, const data_set *train,
+                     const data_set *val, uint64_t *key, kd_err *e)
 {
     char *text = NULL;
     size_t len = 0;
@@ -29,7 +44,7 @@ static int cache_key(const exp_spec *spec, int threads, uint64_t *key, kd_err *e
     if (!f)
         return kd_err_set(e, KD_ENOMEM, "out of memory");
     int rc = config_dump_teacher(spec, threads, f);
-    fprintf(f, "kdbench teacher cache v1\n");
+    fprintf(f, "data crc %08x %08x\nkdbench teacher cache v2\n", set_crc(train), set_crc(val));
     fclose(f);
     *key = fnv1a(0xcbf29ce484222325ull, text, len);
     free(text);
@@ -48,10 +63,11 @@ static int copy_file(const char *from, const char *to, kd_err *e)
     return rc;
 }
 
-int teacher_cache_path(const exp_spec *spec, int threads, char *buf, size_t n, kd_err *e)
+int teacher_cache_path(const exp_spec *spec, int threads, const data_set *train,
+                       const data_set *val, char *buf, size_t n, kd_err *e)
 {
     uint64_t key = 0;
-    int rc = cache_key(spec, threads, &key, e);
+    int rc = cache_key(spec, threads, train, val, &key, e);
     if (rc != KD_OK)
         return rc;
     int len = snprintf(buf, n, "%s/teacher-%016llx.ckpt", spec->cache_dir, (unsigned long long)key);

@@ -15,8 +15,10 @@ train_opts teacher_train_opts(const cfg_model *spec, uint64_t seed);
 
 /* The cache file of spec's teacher trained on threads threads:
  * CACHE_DIR/teacher-<key>.ckpt, key = FNV-1a of the resolved data and
- * teacher sections, the seed and the thread count (nothing else). */
-int teacher_cache_path(const exp_spec *spec, int threads, char *buf, size_t n, kd_err *e);
+ * teacher sections, CRC-32s of the train and val samples and labels, the
+ * seed and the thread count (nothing else). */
+int teacher_cache_path(const exp_spec *spec, int threads, const data_set *train,
+                       const data_set *val, char *buf, size_t n, kd_err *e);
 /* Copies the cached checkpoint to ckpt (the run then resumes from it) unless
  * resume finds ckpt already there; 1 on a cache hit, 0 otherwise (a missing
  * or unreadable cache entry is logged, never an error). */
