@@ -197,6 +197,10 @@ extern const nn_layer_ops compress_dense_q8_ops, compress_dense_dq8_ops, compres
 
 typedef enum { COMPRESS_Q_STATIC8 = 0, COMPRESS_Q_DYNAMIC8, COMPRESS_Q_INT4 } compress_qmode;
 typedef enum { COMPRESS_CALIB_MINMAX = 0, COMPRESS_CALIB_PERCENTILE } compress_calib;
+/* How 4-bit weights are rounded: each to its nearest level, or by GPTQ
+ * (quant_q4_gptq: errors pushed onto the columns not yet rounded, through
+ * the inverse Gram matrix of the layer's inputs on the calibration data). */
+typedef enum { COMPRESS_ROUND_NEAREST = 0, COMPRESS_ROUND_GPTQ } compress_rounding;
 /* A layer name or fnmatch(3) glob and the weight bits of the dense layers it
  * matches (the last matching override wins): 32 keeps fp32, 8 int8, 4 int4. */
 typedef struct {
@@ -214,6 +218,8 @@ typedef struct {
     float percentile;      /* CALIB_PERCENTILE: in (0, 100], e.g. 99.99 */
     int calib_batches;     /* static int8: the first calib_batches batches of 128 */
     int group;             /* INT4: group size along k; 0 or 32 (the only one) */
+    compress_rounding rounding; /* 4-bit layers */
+    float damp;            /* GPTQ: damping, a fraction of mean(diag H), in (0, 1] */
     const compress_qoverride *overrides;
     int noverrides;
 } compress_quant_spec;
@@ -232,7 +238,9 @@ int compress_quant_bits(const nn_model *m, const compress_quant_spec *s, int i);
  *   a dense_csr layer becomes dense_csr_q8 at 8 or 4 bits (no sparse int4).
  * dense_q8 input ranges come from a trained dense_fq layer's EMA range, else
  * from calibrating m (eval mode) on the first calib_batches * 128 samples of
- * calib (min/max or percentile); KD_ECONFIG when a dense_q8 layer needs
+ * calib (min/max or percentile); with rounding GPTQ, the 4-bit layers'
+ * input Gram matrices come from the same batches (inputs of the fp32 model
+ * m, not of the partly quantized one).  KD_ECONFIG when a layer needs
  * calibration and calib is NULL, calib_batches < 1 or more batches than
  * calib holds, or calib's sample shape differs from m's input.  calib may be
  * NULL otherwise.  m is not changed (its scratch may be reserved). */

@@ -4,6 +4,7 @@
  * layer, else from calibration batches (quant_minmax or quant_hist). */
 #include <fnmatch.h>
 #include <math.h>
+#include <cblas.h>
 #include <string.h>
 
 #include "internal.h"
@@ -44,8 +45,11 @@ int compress_quant_bits(const nn_model *m, const compress_quant_spec *s, int i)
 
 int compress_quant_check(const nn_model *m, const compress_quant_spec *s, kd_err *e)
 {
-    if ((unsigned)s->mode > COMPRESS_Q_INT4 || (unsigned)s->calib > COMPRESS_CALIB_PERCENTILE)
-        return kd_err_set(e, KD_ECONFIG, "unknown quantization mode or calibration");
+    if ((unsigned)s->mode > COMPRESS_Q_INT4 || (unsigned)s->calib > COMPRESS_CALIB_PERCENTILE ||
+        (unsigned)s->rounding > COMPRESS_ROUND_GPTQ)
+        return kd_err_set(e, KD_ECONFIG, "unknown quantization mode, calibration or rounding");
+    if (s->rounding == COMPRESS_ROUND_GPTQ && !(s->damp > 0.0f && s->damp <= 1.0f))
+        return kd_err_set(e, KD_ECONFIG, "gptq damping %g outside (0, 1]", (double)s->damp);
     if (s->calib == COMPRESS_CALIB_PERCENTILE && !(s->percentile > 0.0f && s->percentile <= 100.0f))
         return kd_err_set(e, KD_ECONFIG, "percentile %g is outside (0, 100]", (double)s->percentile);
     if (s->group != 0 && s->group != QUANT_Q4_GROUP)
@@ -86,7 +90,7 @@ static int calib_check(const nn_model *m, const compress_quant_spec *s, const da
                        kd_err *e)
 {
     if (!d)
-        return kd_err_set(e, KD_ECONFIG, "static int8 needs calibration data");
+        return kd_err_set(e, KD_ECONFIG, "static int8 and gptq need calibration data");
     if (s->calib_batches < 1 ||
         (long)(s->calib_batches - 1) * COMPRESS_CALIB_BATCH >= (long)d->n)
         return kd_err_set(e, KD_ECONFIG, "%d calibration batches of %d: the data has %d samples",
@@ -165,6 +169,64 @@ static int ranges(nn_model *m, const compress_quant_spec *s, const data_set *d, 
     return rc;
 }
 
+/* GPTQ: h[i] = X^T X / n of the inputs of every 4-bit layer i over the
+ * calibration batches (k_i x k_i doubles, NULL for the other layers). */
+static int grams(nn_model *m, const compress_quant_spec *s, const data_set *d, const qkind *k,
+                 double **h, kd_err *e)
+{
+    int any = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        any |= k[i] == Q_4;
+    if (!any || s->rounding != COMPRESS_ROUND_GPTQ)
+        return KD_OK;
+    int rc = calib_check(m, s, d, e);
+    if (rc != KD_OK)
+        return rc;
+    const int bs = COMPRESS_CALIB_BATCH;
+    size_t kmax = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        if (k[i] == Q_4) {
+            size_t ki = nn_shape_size(m->layers[i].in);
+            kmax = ki > kmax ? ki : kmax;
+            if (!(h[i] = kd_calloc(ki * ki, sizeof **h)))
+                return kd_err_set(e, KD_ENOMEM, "out of memory for a %zu x %zu Gram matrix", ki, ki);
+        }
+    float *x = kd_afloat((size_t)bs * nn_shape_size(m->in));
+    double *xd = kd_malloc((size_t)bs * kmax * sizeof *xd);
+    int *idx = kd_malloc(bs * sizeof *idx);
+    rc = x && xd && idx ? nn_model_reserve(m, bs, e)
+                        : kd_err_set(e, KD_ENOMEM, "out of memory for calibration");
+    nn_ctx ctx = {.train = 0};
+    long total = 0;
+    for (int b = 0; rc == KD_OK && b < s->calib_batches; b++) {
+        int n = d->n - b * bs < bs ? d->n - b * bs : bs;
+        for (int j = 0; j < n; j++)
+            idx[j] = b * bs + j;
+        data_batch(d, idx, n, m->in_mean, m->in_std, x, NULL);
+        if (!nn_model_forward(m, x, n, &ctx))
+            rc = kd_err_set(e, KD_ENOMEM, "out of memory for calibration");
+        for (int i = 0; rc == KD_OK && i < m->nlayers; i++) {
+            if (!h[i])
+                continue;
+            int ki = (int)nn_shape_size(m->layers[i].in);
+            for (size_t j = 0; j < (size_t)n * ki; j++)
+                xd[j] = m->act[i][j];
+            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, ki, n, 1.0, xd, ki, 1.0, h[i], ki);
+        }
+        total += n;
+    }
+    for (int i = 0; rc == KD_OK && i < m->nlayers; i++) {
+        size_t ki = h[i] ? nn_shape_size(m->layers[i].in) : 0;
+        for (size_t r = 0; r < ki; r++)
+            for (size_t c = r; c < ki; c++)
+                h[i][c * ki + r] = h[i][r * ki + c] /= (double)total;
+    }
+    kd_afree(x);
+    kd_free(xd);
+    kd_free(idx);
+    return rc;
+}
+
 /* ---- building the layers ---------------------------------------------------- */
 
 /* The layer after i that consumes its output through relu, dropout and
@@ -213,7 +275,8 @@ static int build_s8(const nn_model *src, int i, const qkind *k, const float *lo,
 }
 
 static int build_layer(const nn_model *src, int i, const qkind *k, const float *lo,
-                       const float *hi, const compress_quant_spec *s, nn_layer *dst, kd_err *e)
+                       const float *hi, const compress_quant_spec *s, const double *gram,
+                       nn_layer *dst, kd_err *e)
 {
     const nn_layer *l = &src->layers[i];
     const int u = l->spec.units, kin = (int)nn_shape_size(l->in);
@@ -228,7 +291,8 @@ static int build_layer(const nn_model *src, int i, const qkind *k, const float *
         quant_dense *d = quant_dense_new(w, NULL, u, kin, s->per_channel, z, z, 0, e);
         rc = d ? compress_q8_attach(dst, d, 0, e) : KD_ENOMEM;
     } else if (k[i] == Q_4) {
-        quant_q4 *q = quant_q4_pack(w, u, kin, e);
+        quant_q4 *q = gram ? quant_q4_gptq(w, u, kin, gram, s->damp, e)
+                           : quant_q4_pack(w, u, kin, e);
         rc = q ? compress_q4_attach(dst, q, e) : KD_ENOMEM;
     } else if (k[i] == Q_CSR8) {
         quant_csr *q = quant_csr_from_dense(w, u, kin, e);
@@ -267,7 +331,7 @@ static const nn_layer_ops *ops_of(qkind k, const nn_layer *l)
 
 /* The new model's layers from k, lo, hi. */
 static nn_model *assemble(nn_model *m, const qkind *k, const float *lo, const float *hi,
-                          const compress_quant_spec *s, kd_err *e)
+                          const compress_quant_spec *s, double *const *gram, kd_err *e)
 {
     nn_layer_spec *specs = kd_calloc((size_t)m->nlayers, sizeof *specs);
     if (!specs) {
@@ -282,7 +346,7 @@ static nn_model *assemble(nn_model *m, const qkind *k, const float *lo, const fl
     kd_free(specs);
     for (int i = 0; q && i < m->nlayers; i++) {
         int rc = k[i] == Q_KEEP ? compress_copy_layer(&q->layers[i], &m->layers[i], e)
-                                : build_layer(m, i, k, lo, hi, s, &q->layers[i], e);
+                                : build_layer(m, i, k, lo, hi, s, gram[i], &q->layers[i], e);
         if (rc != KD_OK) {
             kd_err_prefix(e, "layer %d (%s)", i, m->layers[i].spec.name);
             nn_model_free(q);
@@ -303,15 +367,20 @@ nn_model *compress_quantize(nn_model *m, const compress_quant_spec *s, const dat
         return NULL;
     qkind *k = kd_calloc((size_t)m->nlayers, sizeof *k);
     float *lo = kd_calloc((size_t)m->nlayers * 2, sizeof *lo);
+    double **gram = kd_calloc((size_t)m->nlayers, sizeof *gram);
     nn_model *q = NULL;
-    if (!k || !lo) {
+    if (!k || !lo || !gram) {
         kd_err_set(e, KD_ENOMEM, "out of memory");
     } else {
         for (int i = 0; i < m->nlayers; i++)
             k[i] = decide(m, s, i);
-        if (ranges(m, s, calib, k, lo, lo + m->nlayers, e) == KD_OK)
-            q = assemble(m, k, lo, lo + m->nlayers, s, e);
+        if (ranges(m, s, calib, k, lo, lo + m->nlayers, e) == KD_OK &&
+            grams(m, s, calib, k, gram, e) == KD_OK)
+            q = assemble(m, k, lo, lo + m->nlayers, s, gram, e);
     }
+    for (int i = 0; gram && i < m->nlayers; i++)
+        kd_free(gram[i]);
+    kd_free(gram);
     kd_free(k);
     kd_free(lo);
     return q;

@@ -247,7 +247,9 @@ static int check_calib(cfg_ctx *c, const cfg_node *pm, const char *path, const e
     for (int i = 0; i < ps->noverrides; i++)
         eight |= ps->overrides[i].bits == 8;
     long n = cfg_train_samples(c, &s->data);
-    if (ps->dynamic || !eight || n <= 0)
+    if ((ps->dynamic || !eight) && !ps->gptq) /* gptq calibrates its Gram matrices */
+        return KD_OK;
+    if (n <= 0)
         return KD_OK;
     long have = (n + CFG_CALIB_BATCH - 1) / CFG_CALIB_BATCH;
     if (ps->calib_batches > have)
@@ -286,16 +288,30 @@ static int walk_quantize(cfg_ctx *c, const cfg_node *pm, const char *path, const
                          cfg_pass *ps, float *sweep, int *nsweep)
 {
     static const char *const keys[] = {"type", "bits", "mode", "per_channel", "calibration",
-                                       "percentile", "calib_batches", "group", "overrides",
-                                       NULL};
+                                       "percentile", "calib_batches", "group", "rounding",
+                                       "damp", "overrides", NULL};
     static const char *const modes[] = {"static", "dynamic"};
+    static const char *const roundings[] = {"nearest", "gptq"};
     int rc = cfg_check_keys(c, pm, path, keys, "pass type quantize");
+    ps->damp = 0.01f;
     if (rc || (rc = walk_bits(c, pm, path, sweep, nsweep)) ||
-        (rc = cfg_enum(c, pm, path, "mode", 0, modes, 2, &ps->dynamic)))
+        (rc = cfg_enum(c, pm, path, "mode", 0, modes, 2, &ps->dynamic)) ||
+        (rc = cfg_enum(c, pm, path, "rounding", 0, roundings, 2, &ps->gptq)) ||
+        (rc = cfg_float(c, pm, path, "damp", 0, LO_OPEN(0, 1), &ps->damp)))
         return rc;
     ps->bits = (int)sweep[0];
     if ((rc = walk_quant_common(c, pm, path, ps)))
         return rc;
+    int four = 0;
+    for (int i = 0; i < (*nsweep ? *nsweep : 1); i++)
+        four |= sweep[i] == 4;
+    for (int i = 0; i < ps->noverrides; i++)
+        four |= ps->overrides[i].bits == 4;
+    if (ps->gptq && !four)
+        return cfg_err_key(c, pm, "rounding", path,
+                           "gptq rounds 4-bit weights, and this pass gives no layer 4 bits");
+    if (!ps->gptq && cfg_map_get(pm, "damp"))
+        return cfg_err_key(c, pm, "damp", path, "damp is a setting of rounding: gptq");
     return check_calib(c, pm, path, s, ps, sweep, *nsweep);
 }
 

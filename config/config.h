@@ -124,6 +124,8 @@ typedef struct {
     float percentile;        /* default 99.99, (50, 100] */
     int calib_batches;       /* static int8: batches of 128 training samples, default 8 */
     int group;               /* int4: weights per scale, default 32 */
+    int gptq;                /* quantize: rounding of 4-bit weights: nearest (0) | gptq (1) */
+    float damp;              /* gptq: damping, fraction of mean(diag H), default 0.01, (0, 1] */
 } cfg_pass;
 
 typedef enum { CFG_SRC_TEACHER = 0, CFG_SRC_STUDENT, CFG_SRC_FILE } cfg_source_kind;

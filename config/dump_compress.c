@@ -57,6 +57,14 @@ static void dump_quant(FILE *f, const cfg_pass *p)
         fprintf(f, ", calibration: %s, percentile: ", p->percentile_calib ? "percentile" : "minmax");
         cfg_put_float(f, p->percentile);
         fprintf(f, ", calib_batches: %d", p->calib_batches);
+        int four = p->bits == 4; /* an expanded int8 variant of bits: [8, 4] rounds nothing */
+        for (int i = 0; i < p->noverrides; i++)
+            four |= p->overrides[i].bits == 4;
+        fprintf(f, ", rounding: %s", p->gptq && four ? "gptq" : "nearest");
+        if (p->gptq && four) {
+            fputs(", damp: ", f);
+            cfg_put_float(f, p->damp);
+        }
     }
     fprintf(f, ", group: %d", p->group);
     dump_overrides(f, p, 1);

@@ -210,6 +210,7 @@ compress_quant_spec pl_quant_spec(const cfg_pass *p, compress_qoverride *qo)
         .per_channel = p->per_channel,
         .calib = p->percentile_calib ? COMPRESS_CALIB_PERCENTILE : COMPRESS_CALIB_MINMAX,
         .percentile = p->percentile, .calib_batches = p->calib_batches, .group = p->group,
+        .rounding = p->gptq ? COMPRESS_ROUND_GPTQ : COMPRESS_ROUND_NEAREST, .damp = p->damp,
         .overrides = qo, .noverrides = p->noverrides};
 }
 

@@ -295,6 +295,13 @@ typedef struct {
  * fp16's normal range), nibble = clamp(round(w / d), -8, 7) + 8.  NULL with e
  * on bad shape or no memory. */
 quant_q4 *quant_q4_pack(const float *w, int m, int k, kd_err *e);
+/* The same format rounded by GPTQ (compress/kernels/quant_gptq.c): columns
+ * in order, each rounding error pushed onto the columns not yet rounded
+ * through the inverse of h (k x k, row-major: the layer inputs' Gram matrix
+ * X^T X / n) damped by damp * mean(diag h), damp in (0, 1] (typically 0.01).
+ * Group scales follow quant_q4_block on the updated weights.  NULL with e on
+ * a bad shape or damping, no memory, or an h that stays indefinite. */
+quant_q4 *quant_q4_gptq(const float *w, int m, int k, const double *h, float damp, kd_err *e);
 /* The one int4 group quantizer, shared by PTQ (quant_q4_pack) and QAT
  * (dense_fq's fake quant): len <= 32 weights into out (the rest are 0). */
 void quant_q4_block(const float *w, int len, quant_block_q4 *out);

@@ -552,6 +552,49 @@ START_TEST(test_int4_batch_invariant)
 }
 END_TEST
 
+/* GPTQ rounding (int4): needs calibration data, gives int4 layers, and its
+ * logits on the calibration samples are closer to fp32 than nearest
+ * rounding's. */
+START_TEST(test_int4_gptq_model)
+{
+    nn_model *m = qt_mlp(IN, H1, H2, OUT, 5);
+    data_set d = qt_data(512, IN, OUT, 6);
+    compress_quant_spec s = {.mode = COMPRESS_Q_INT4, .per_channel = 1, .calib_batches = 4,
+                             .rounding = COMPRESS_ROUND_GPTQ, .damp = 0.01f};
+    kd_err e = {0};
+    ck_assert_ptr_null(compress_quantize(m, &s, NULL, &e));
+    ck_assert_int_eq(e.code, KD_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(e.msg, "calibration data"));
+    s.damp = 0.0f;
+    ck_assert_ptr_null(compress_quantize(m, &s, &d, &e));
+    s.damp = 0.01f;
+    nn_model *g = compress_quantize(m, &s, &d, &e);
+    ck_assert_msg(g != NULL, "%s", e.msg);
+    s.rounding = COMPRESS_ROUND_NEAREST;
+    nn_model *r = compress_quantize(m, &s, &d, &e);
+    ck_assert_ptr_nonnull(r);
+    for (int di = 0; di < 3; di++)
+        ck_assert_str_eq(nn_layer_format(&g->layers[dense_at[di]]), "int4");
+    nn_ctx c = {.train = 0};
+    const int n = 256;
+    float *ref = malloc(sizeof(float) * n * OUT);
+    memcpy(ref, nn_model_forward(m, d.xf, n, &c), sizeof(float) * n * OUT);
+    double err[2] = {0, 0};
+    nn_model *qs[2] = {g, r};
+    for (int v = 0; v < 2; v++) {
+        const float *y = nn_model_forward(qs[v], d.xf, n, &c);
+        for (int i = 0; i < n * OUT; i++)
+            err[v] += ((double)y[i] - ref[i]) * ((double)y[i] - ref[i]);
+    }
+    ck_assert_msg(err[0] < 0.8 * err[1], "gptq logit error %g, nearest %g", err[0], err[1]);
+    free(ref);
+    nn_model_free(g);
+    nn_model_free(r);
+    nn_model_free(m);
+    data_set_free(&d);
+}
+END_TEST
+
 Suite *suite_compress_qlayers(void)
 {
     Suite *s = suite_create("compress_qlayers");
@@ -564,6 +607,7 @@ Suite *suite_compress_qlayers(void)
     KDT_ISA_LOOP(t, test_csr_int8_vs_reference);
     KDT_ISA_LOOP(t, test_csr_int8_payload_replaced);
     KDT_ISA_LOOP(t, test_mlp_argmax_agreement);
+    tcase_add_test(t, test_int4_gptq_model);
     tcase_add_test(t, test_overrides);
     tcase_add_test(t, test_conv_stays_fp32);
     tcase_add_test(t, test_kind_facts);

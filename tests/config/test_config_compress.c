@@ -112,6 +112,16 @@ static const bad_case bad[] = {
      "only prune passes with schedule: agp train"},
     {P "    passes: [{type: quantise}]\n", 14, 21, "unknown value \"quantise\" (did you mean \"quantize\"?"},
     {P "    passes: [{type: finetune}]\n", 14, 14, "epochs: required key is missing"},
+    /* gptq rounding: its value, 4-bit layers only, damp only with it and in (0, 1] */
+    {P "    passes: [{type: quantize, bits: 4, rounding: gptx}]\n", 14, 50, "did you mean \"gptq\""},
+    {P "    passes: [{type: quantize, bits: 8, rounding: gptq}]\n", 14, 50,
+     "no layer 4 bits"},
+    {P "    passes: [{type: quantize, bits: 4, damp: 0.1}]\n", 14, 46,
+     "damp is a setting of rounding: gptq"},
+    {P "    passes: [{type: quantize, bits: 4, rounding: gptq, damp: 0}]\n", 14, 62,
+     "damp: must be > 0"},
+    {P "    passes: [{type: qat, bits: 4, epochs: 1, rounding: gptq}]\n", 14, 46,
+     "unknown key"},
     {P "    passes: [{type: finetune, epochs: 1, lr: 0}]\n", 14, 46, "lr: must be > 0"},
     {P "    passes: []\n", 14, 13, "expected a list of 1 to 8 passes"},
     {"  - name: p\n    source: nobody\n    passes: [{type: prune, sparsity: 0.5}]\n", 13, 13,
@@ -173,10 +183,21 @@ START_TEST(quantize_passes)
                          "    passes: [{type: qat, bits: 4, epochs: 2}]\n"
                          "  - name: dyn\n"
                          "    source: teacher\n"
-                         "    passes: [{type: quantize, mode: dynamic, per_channel: false}]\n";
+                         "    passes: [{type: quantize, mode: dynamic, per_channel: false}]\n"
+                         "  - name: g\n"
+                         "    source: teacher\n"
+                         "    passes: [{type: quantize, bits: 4, rounding: gptq, damp: 0.05}]\n"
+                         "  - name: g2\n"
+                         "    source: teacher\n"
+                         "    passes: [{type: quantize, bits: [8, 4], rounding: gptq}]\n";
     int rc = load(y, &s, &e);
     ck_assert_msg(rc == KD_OK, "%d:%d %s", e.line, e.col, e.msg);
-    ck_assert_int_eq(s.nvariants, 4);
+    ck_assert_int_eq(s.nvariants, 7);
+    ck_assert_str_eq(s.variants[6].name, "g2/int4");
+    ck_assert_int_eq(s.variants[6].passes[0].gptq, 1);
+    ck_assert_int_eq(s.variants[4].passes[0].gptq, 1);
+    ck_assert_float_eq(s.variants[4].passes[0].damp, 0.05f);
+    ck_assert_int_eq(s.variants[1].passes[1].gptq, 0);
     ck_assert_str_eq(s.variants[0].name, "q/int8");
     ck_assert_str_eq(s.variants[1].name, "q/int4");
     ck_assert_int_eq(s.variants[1].passes[1].bits, 4);
@@ -194,8 +215,12 @@ START_TEST(quantize_passes)
     fclose(f);
     rc = config_load_string("d.yaml", a, na, NULL, 0, &t, &e);
     ck_assert_msg(rc == KD_OK, "%d:%d %s\n%s", e.line, e.col, e.msg, a);
-    ck_assert_int_eq(t.nvariants, 4);
+    ck_assert_int_eq(t.nvariants, 7);
+    ck_assert_int_eq(t.variants[6].passes[0].gptq, 1);
+    ck_assert_int_eq(t.variants[5].passes[0].gptq, 0); /* g2/int8 rounds nothing */
     ck_assert_int_eq(t.variants[1].passes[1].bits, 4);
+    ck_assert_int_eq(t.variants[4].passes[0].gptq, 1);
+    ck_assert_float_eq(t.variants[4].passes[0].damp, 0.05f);
     free(a);
     const char *after = BASE P "    passes: [{type: quantize}, {type: finetune, epochs: 1}]\n";
     ck_assert_int_eq(load(after, &s, &e), KD_ECONFIG);
