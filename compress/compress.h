@@ -220,6 +220,7 @@ typedef struct {
     int group;             /* INT4: group size along k; 0 or 32 (the only one) */
     compress_rounding rounding; /* 4-bit layers */
     float damp;            /* GPTQ: damping, a fraction of mean(diag H), in (0, 1] */
+    int act_order;         /* GPTQ: columns by decreasing input energy, static group scales */
     const compress_qoverride *overrides;
     int noverrides;
 } compress_quant_spec;

@@ -291,7 +291,7 @@ static int build_layer(const nn_model *src, int i, const qkind *k, const float *
         quant_dense *d = quant_dense_new(w, NULL, u, kin, s->per_channel, z, z, 0, e);
         rc = d ? compress_q8_attach(dst, d, 0, e) : KD_ENOMEM;
     } else if (k[i] == Q_4) {
-        quant_q4 *q = gram ? quant_q4_gptq(w, u, kin, gram, s->damp, e)
+        quant_q4 *q = gram ? quant_q4_gptq(w, u, kin, gram, s->damp, s->act_order, e)
                            : quant_q4_pack(w, u, kin, e);
         rc = q ? compress_q4_attach(dst, q, e) : KD_ENOMEM;
     } else if (k[i] == Q_CSR8) {

@@ -289,15 +289,17 @@ static int walk_quantize(cfg_ctx *c, const cfg_node *pm, const char *path, const
 {
     static const char *const keys[] = {"type", "bits", "mode", "per_channel", "calibration",
                                        "percentile", "calib_batches", "group", "rounding",
-                                       "damp", "overrides", NULL};
+                                       "damp", "act_order", "overrides", NULL};
     static const char *const modes[] = {"static", "dynamic"};
     static const char *const roundings[] = {"nearest", "gptq"};
     int rc = cfg_check_keys(c, pm, path, keys, "pass type quantize");
     ps->damp = 0.01f;
+    ps->act_order = 1;
     if (rc || (rc = walk_bits(c, pm, path, sweep, nsweep)) ||
         (rc = cfg_enum(c, pm, path, "mode", 0, modes, 2, &ps->dynamic)) ||
         (rc = cfg_enum(c, pm, path, "rounding", 0, roundings, 2, &ps->gptq)) ||
-        (rc = cfg_float(c, pm, path, "damp", 0, LO_OPEN(0, 1), &ps->damp)))
+        (rc = cfg_float(c, pm, path, "damp", 0, LO_OPEN(0, 1), &ps->damp)) ||
+        (rc = cfg_bool(c, pm, path, "act_order", &ps->act_order)))
         return rc;
     ps->bits = (int)sweep[0];
     if ((rc = walk_quant_common(c, pm, path, ps)))
@@ -312,6 +314,8 @@ static int walk_quantize(cfg_ctx *c, const cfg_node *pm, const char *path, const
                            "gptq rounds 4-bit weights, and this pass gives no layer 4 bits");
     if (!ps->gptq && cfg_map_get(pm, "damp"))
         return cfg_err_key(c, pm, "damp", path, "damp is a setting of rounding: gptq");
+    if (!ps->gptq && cfg_map_get(pm, "act_order"))
+        return cfg_err_key(c, pm, "act_order", path, "act_order is a setting of rounding: gptq");
     return check_calib(c, pm, path, s, ps, sweep, *nsweep);
 }
 

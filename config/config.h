@@ -126,6 +126,7 @@ typedef struct {
     int group;               /* int4: weights per scale, default 32 */
     int gptq;                /* quantize: rounding of 4-bit weights: nearest (0) | gptq (1) */
     float damp;              /* gptq: damping, fraction of mean(diag H), default 0.01, (0, 1] */
+    int act_order;           /* gptq: columns by decreasing input energy (default true) */
 } cfg_pass;
 
 typedef enum { CFG_SRC_TEACHER = 0, CFG_SRC_STUDENT, CFG_SRC_FILE } cfg_source_kind;

@@ -64,6 +64,7 @@ static void dump_quant(FILE *f, const cfg_pass *p)
         if (p->gptq && four) {
             fputs(", damp: ", f);
             cfg_put_float(f, p->damp);
+            fprintf(f, ", act_order: %s", p->act_order ? "true" : "false");
         }
     }
     fprintf(f, ", group: %d", p->group);

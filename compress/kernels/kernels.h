@@ -299,9 +299,12 @@ quant_q4 *quant_q4_pack(const float *w, int m, int k, kd_err *e);
  * in order, each rounding error pushed onto the columns not yet rounded
  * through the inverse of h (k x k, row-major: the layer inputs' Gram matrix
  * X^T X / n) damped by damp * mean(diag h), damp in (0, 1] (typically 0.01).
- * Group scales follow quant_q4_block on the updated weights.  NULL with e on
- * a bad shape or damping, no memory, or an h that stays indefinite. */
-quant_q4 *quant_q4_gptq(const float *w, int m, int k, const double *h, float damp, kd_err *e);
+ * Group scales follow quant_q4_block on the updated weights; with act_order
+ * the columns go by decreasing h_jj and the scales are fixed first, from w.
+ * NULL with e on a bad shape or damping, no memory, or an h that stays
+ * indefinite. */
+quant_q4 *quant_q4_gptq(const float *w, int m, int k, const double *h, float damp, int act_order,
+                        kd_err *e);
 /* The one int4 group quantizer, shared by PTQ (quant_q4_pack) and QAT
  * (dense_fq's fake quant): len <= 32 weights into out (the rest are 0). */
 void quant_q4_block(const float *w, int len, quant_block_q4 *out);

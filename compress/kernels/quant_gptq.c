@@ -13,6 +13,10 @@
  * The groups of 32 along k keep quant_q4_block's scale rule: a group's fp16
  * scale is taken from its (already updated) weights when GPTQ reaches its
  * first column, then each column is rounded with it as quant_q4_block rounds.
+ * With act_order the columns go by decreasing h_jj (the inputs with the most
+ * energy first, GPTQ's act-order) and the group scales are fixed before any
+ * update, from the original weights ("static groups"), since a group's
+ * columns no longer come together.
  * The factorizations are LAPACK's (OpenBLAS ships dpotrf/dpotri). */
 #include <math.h>
 #include <string.h>
@@ -64,7 +68,28 @@ static void set_nibble(quant_block_q4 *b, int j, int nib)
     *p = j < G / 2 ? (uint8_t)((*p & 0xF0) | nib) : (uint8_t)((*p & 0x0F) | nib << 4);
 }
 
-quant_q4 *quant_q4_gptq(const float *w, int m, int k, const double *h, float damp, kd_err *e)
+/* Columns by decreasing h_jj (ties by index): GPTQ's act-order. */
+static int *column_order(const double *h, int k, int act_order)
+{
+    int *p = kd_malloc((size_t)k * sizeof *p);
+    if (!p)
+        return NULL;
+    for (int j = 0; j < k; j++)
+        p[j] = j;
+    if (!act_order)
+        return p;
+    for (int j = 1; j < k; j++) { /* insertion sort: stable, k is at most a few thousand */
+        int v = p[j], i = j;
+        double hv = h[(size_t)v * k + v];
+        for (; i > 0 && h[(size_t)p[i - 1] * k + p[i - 1]] < hv; i--)
+            p[i] = p[i - 1];
+        p[i] = v;
+    }
+    return p;
+}
+
+quant_q4 *quant_q4_gptq(const float *w, int m, int k, const double *h, float damp, int act_order,
+                        kd_err *e)
 {
     if (!(damp > 0.0f && damp <= 1.0f)) {
         kd_err_set(e, KD_ECONFIG, "gptq: damping %g outside (0, 1]", (double)damp);
@@ -73,42 +98,61 @@ quant_q4 *quant_q4_gptq(const float *w, int m, int k, const double *h, float dam
     quant_q4 *q = quant_q4_pack(w, m, k, e); /* shape checks, blocks allocated */
     if (!q)
         return NULL;
-    double *u = kd_malloc((size_t)k * k * sizeof *u);
+    double *u = kd_malloc((size_t)k * k * sizeof *u), *hp = kd_malloc((size_t)k * k * sizeof *hp);
     float *wk = kd_malloc((size_t)m * k * sizeof *wk);
-    if (!u || !wk) {
+    int *p = column_order(h, k, act_order);
+    if (!u || !hp || !wk || !p) {
         kd_err_set(e, KD_ENOMEM, "gptq: out of memory for a %d x %d layer", m, k);
         goto fail;
     }
-    if (inverse_factor(h, k, damp, u, e) != KD_OK)
+    /* h and the weights with their columns in processing order */
+    for (int a = 0; a < k; a++)
+        for (int b = 0; b < k; b++)
+            hp[(size_t)a * k + b] = h[(size_t)p[a] * k + p[b]];
+    if (inverse_factor(hp, k, damp, u, e) != KD_OK)
         goto fail;
-    memcpy(wk, w, (size_t)m * k * sizeof *wk);
-    for (int j = 0; j < k; j++)
-        if (!(h[(size_t)j * k + j] > 0.0)) /* an input that is always zero */
-            for (int r = 0; r < m; r++)
-                wk[(size_t)r * k + j] = 0.0f;
+    for (int r = 0; r < m; r++)
+        for (int j = 0; j < k; j++)
+            wk[(size_t)r * k + j] = hp[(size_t)j * k + j] > 0.0 ? w[(size_t)r * k + p[j]] : 0.0f;
+    if (act_order) { /* static groups: scales from the weights before any update */
+        for (int r = 0; r < m; r++)
+            for (int b = 0; b < q->nb; b++) {
+                float t[G] = {0};
+                int len = k - b * G < G ? k - b * G : G;
+                for (int j = 0; j < len; j++) {
+                    int c = b * G + j;
+                    t[j] = h[(size_t)c * k + c] > 0.0 ? w[(size_t)r * k + c] : 0.0f;
+                }
+                quant_q4_block(t, len, &q->blocks[(size_t)r * q->nb + b]);
+            }
+    }
     for (int j = 0; j < k; j++) {
-        int g = j / G, len = k - g * G < G ? k - g * G : G;
+        int c = p[j], g = c / G, len = k - g * G < G ? k - g * G : G;
         const double *uj = u + (size_t)j * k;
         for (int r = 0; r < m; r++) {
             float *wr = wk + (size_t)r * k;
             quant_block_q4 *b = &q->blocks[(size_t)r * q->nb + g];
-            if (j % G == 0)
+            if (!act_order && c % G == 0)
                 quant_q4_block(wr + j, len, b); /* the scale, from the updated weights */
             float d = quant_f16_to_f32(b->d);
             float v = d > 0.0f ? roundf(wr[j] / d) : 0.0f;
             v = v < -8.0f ? -8.0f : v > 7.0f ? 7.0f : v;
-            set_nibble(b, j - g * G, (int)v + 8);
+            set_nibble(b, c - g * G, (int)v + 8);
             double err = ((double)wr[j] - (double)d * v) / uj[j];
-            for (int c = j + 1; c < k; c++)
-                wr[c] -= (float)(err * uj[c]);
+            for (int t = j + 1; t < k; t++)
+                wr[t] -= (float)(err * uj[t]);
         }
     }
     kd_free(u);
+    kd_free(hp);
     kd_free(wk);
+    kd_free(p);
     return q;
 fail:
     kd_free(u);
+    kd_free(hp);
     kd_free(wk);
+    kd_free(p);
     quant_q4_free(q);
     return NULL;
 }

@@ -77,7 +77,8 @@ static void sub_inverse(const double *a, int k, const int *f, int nf, double *in
  * not yet rounded is recomputed from scratch, and the error of column j is
  * spread by its row: w_c -= (w_j - q_j) * Hinv_jc / Hinv_jj.  Writes the
  * dequantized weights. */
-static void gptq_reference(const float *w, int m, int k, const double *h, double damp, float *out)
+static void gptq_reference(const float *w, int m, int k, const double *h, double damp,
+                           int act_order, float *out)
 {
     double *hd = malloc(sizeof(double) * k * k), mean = 0.0;
     memcpy(hd, h, sizeof(double) * k * k);
@@ -85,38 +86,64 @@ static void gptq_reference(const float *w, int m, int k, const double *h, double
         mean += h[(size_t)j * k + j] / k;
     for (int j = 0; j < k; j++)
         hd[(size_t)j * k + j] += damp * mean;
-    int *f = malloc(sizeof(int) * k);
+    int *f = malloc(sizeof(int) * k), *order = malloc(sizeof(int) * k);
+    for (int j = 0; j < k; j++)
+        order[j] = j;
+    for (int a = 0; act_order && a < k; a++) { /* selection of the largest h_jj left, */
+        int best = a;                          /* the lowest index among equals */
+        for (int c = a + 1; c < k; c++)
+            if (h[(size_t)order[c] * k + order[c]] > h[(size_t)order[best] * k + order[best]] ||
+                (h[(size_t)order[c] * k + order[c]] == h[(size_t)order[best] * k + order[best]] &&
+                 order[c] < order[best]))
+                best = c;
+        int t = order[a];
+        order[a] = order[best];
+        order[best] = t;
+    }
     double *inv = malloc(sizeof(double) * k * k), *wr = malloc(sizeof(double) * k);
+    float *scale = malloc(sizeof(float) * ((k + QUANT_Q4_GROUP - 1) / QUANT_Q4_GROUP));
     for (int r = 0; r < m; r++) {
         for (int c = 0; c < k; c++)
             wr[c] = w[(size_t)r * k + c];
-        float d = 0.0f;
+        for (int g0 = 0; g0 < k; g0 += QUANT_Q4_GROUP) { /* static scales (act_order) */
+            int len = k - g0 < QUANT_Q4_GROUP ? k - g0 : QUANT_Q4_GROUP;
+            float g[QUANT_Q4_GROUP];
+            for (int c = 0; c < len; c++)
+                g[c] = (float)wr[g0 + c];
+            quant_block_q4 b;
+            quant_q4_block(g, len, &b);
+            scale[g0 / QUANT_Q4_GROUP] = quant_f16_to_f32(b.d);
+        }
         for (int j = 0; j < k; j++) {
-            if (j % QUANT_Q4_GROUP == 0) {
-                int len = k - j < QUANT_Q4_GROUP ? k - j : QUANT_Q4_GROUP;
+            int col = order[j];
+            if (!act_order && col % QUANT_Q4_GROUP == 0) { /* scales from updated weights */
+                int len = k - col < QUANT_Q4_GROUP ? k - col : QUANT_Q4_GROUP;
                 float g[QUANT_Q4_GROUP];
                 for (int c = 0; c < len; c++)
-                    g[c] = (float)wr[j + c];
+                    g[c] = (float)wr[col + c];
                 quant_block_q4 b;
                 quant_q4_block(g, len, &b);
-                d = quant_f16_to_f32(b.d);
+                scale[col / QUANT_Q4_GROUP] = quant_f16_to_f32(b.d);
             }
+            float d = scale[col / QUANT_Q4_GROUP];
             int nf = k - j;
             for (int c = 0; c < nf; c++)
-                f[c] = j + c;
+                f[c] = order[j + c];
             sub_inverse(hd, k, f, nf, inv);
-            float v = d > 0.0f ? roundf((float)wr[j] / d) : 0.0f;
+            float v = d > 0.0f ? roundf((float)wr[col] / d) : 0.0f;
             v = v < -8.0f ? -8.0f : v > 7.0f ? 7.0f : v;
-            double q = (double)d * v, e = (wr[j] - q) / inv[0];
+            double q = (double)d * v, e = (wr[col] - q) / inv[0];
             for (int c = 1; c < nf; c++)
-                wr[j + c] -= e * inv[c];
-            out[(size_t)r * k + j] = (float)q;
+                wr[f[c]] -= e * inv[c];
+            out[(size_t)r * k + col] = (float)q;
         }
     }
     free(hd);
     free(f);
+    free(order);
     free(inv);
     free(wr);
+    free(scale);
 }
 
 /* sum over samples and rows of ((W - Q) x)^2 */
@@ -139,22 +166,23 @@ START_TEST(test_gptq_matches_reference)
     float *x = malloc(sizeof(float) * n * k), *w = malloc(sizeof(float) * m * k);
     float *want = malloc(sizeof(float) * m * k), *got = malloc(sizeof(float) * m * k);
     double *h = malloc(sizeof(double) * k * k);
-    for (uint64_t seed = 1; seed <= 4; seed++) {
+    for (uint64_t seed = 1; seed <= 6; seed++) {
+        int ao = seed > 3; /* act-order on the last three */
         make_inputs(n, k, seed, x, h);
         nn_rng r = nn_rng_stream(seed + 100, 1);
         for (int i = 0; i < m * k; i++)
             w[i] = 0.2f * nn_rng_normal(&r);
         kd_err e = {0};
-        quant_q4 *q = quant_q4_gptq(w, m, k, h, 0.01f, &e);
+        quant_q4 *q = quant_q4_gptq(w, m, k, h, 0.01f, ao, &e);
         ck_assert_msg(q != NULL, "%s", e.msg);
         quant_q4_unpack(q, got);
-        gptq_reference(w, m, k, h, 0.01, want);
+        gptq_reference(w, m, k, h, 0.01, ao, want);
         int differ = 0;
         for (int i = 0; i < m * k; i++)
             differ += fabsf(got[i] - want[i]) > 1e-6f * (fabsf(want[i]) + 1e-3f);
         /* float weights here, doubles in the reference: a tie may round apart */
-        ck_assert_msg(differ <= 1, "seed %d: %d of %d weights differ from the reference",
-                      (int)seed, differ, m * k);
+        ck_assert_msg(differ <= 1, "seed %d (act_order %d): %d of %d weights differ from the "
+                      "reference", (int)seed, ao, differ, m * k);
         quant_q4_free(q);
     }
     free(x);
@@ -176,13 +204,13 @@ START_TEST(test_gptq_beats_nearest)
     for (int i = 0; i < m * k; i++)
         w[i] = 0.1f * nn_rng_normal(&r);
     kd_err e = {0};
-    quant_q4 *a = quant_q4_pack(w, m, k, &e), *b = quant_q4_gptq(w, m, k, h, 0.01f, &e);
+    quant_q4 *a = quant_q4_pack(w, m, k, &e), *b = quant_q4_gptq(w, m, k, h, 0.01f, _i, &e);
     ck_assert_ptr_nonnull(a);
     ck_assert_ptr_nonnull(b);
     quant_q4_unpack(a, qn);
     quant_q4_unpack(b, qg);
     double en = output_error(w, qn, m, k, x, n), eg = output_error(w, qg, m, k, x, n);
-    ck_assert_msg(eg < 0.75 * en, "GPTQ output error %g, nearest %g", eg, en);
+    ck_assert_msg(eg < 0.75 * en, "GPTQ (act_order %d) output error %g, nearest %g", _i, eg, en);
     quant_q4_free(a);
     quant_q4_free(b);
     free(x);
@@ -202,10 +230,10 @@ START_TEST(test_gptq_bad_input)
     for (int j = 0; j < k; j++)
         h[j * k + j] = j == 3 ? 0.0 : 1.0; /* input 3 is never non-zero */
     kd_err e = {0};
-    ck_assert_ptr_null(quant_q4_gptq(w, m, k, h, 0.0f, &e));
+    ck_assert_ptr_null(quant_q4_gptq(w, m, k, h, 0.0f, 0, &e));
     ck_assert_int_eq(e.code, KD_ECONFIG);
-    ck_assert_ptr_null(quant_q4_gptq(w, m, k, h, NAN, &e));
-    quant_q4 *q = quant_q4_gptq(w, m, k, h, 0.01f, &e);
+    ck_assert_ptr_null(quant_q4_gptq(w, m, k, h, NAN, 0, &e));
+    quant_q4 *q = quant_q4_gptq(w, m, k, h, 0.01f, 0, &e);
     ck_assert_msg(q != NULL, "%s", e.msg);
     float out[16];
     quant_q4_unpack(q, out);
@@ -228,7 +256,7 @@ Suite *suite_compress_gptq(void)
     Suite *s = suite_create("compress_gptq");
     TCase *t = tcase_create("core");
     tcase_add_test(t, test_gptq_matches_reference);
-    tcase_add_test(t, test_gptq_beats_nearest);
+    tcase_add_loop_test(t, test_gptq_beats_nearest, 0, 2);
     tcase_add_test(t, test_gptq_bad_input);
     suite_add_tcase(s, t);
     return s;

@@ -122,6 +122,8 @@ static const bad_case bad[] = {
      "damp: must be > 0"},
     {P "    passes: [{type: qat, bits: 4, epochs: 1, rounding: gptq}]\n", 14, 46,
      "unknown key"},
+    {P "    passes: [{type: quantize, bits: 4, act_order: false}]\n", 14, 51,
+     "act_order is a setting of rounding: gptq"},
     {P "    passes: [{type: finetune, epochs: 1, lr: 0}]\n", 14, 46, "lr: must be > 0"},
     {P "    passes: []\n", 14, 13, "expected a list of 1 to 8 passes"},
     {"  - name: p\n    source: nobody\n    passes: [{type: prune, sparsity: 0.5}]\n", 13, 13,
@@ -197,6 +199,7 @@ START_TEST(quantize_passes)
     ck_assert_int_eq(s.variants[6].passes[0].gptq, 1);
     ck_assert_int_eq(s.variants[4].passes[0].gptq, 1);
     ck_assert_float_eq(s.variants[4].passes[0].damp, 0.05f);
+    ck_assert_int_eq(s.variants[4].passes[0].act_order, 1); /* the default */
     ck_assert_int_eq(s.variants[1].passes[1].gptq, 0);
     ck_assert_str_eq(s.variants[0].name, "q/int8");
     ck_assert_str_eq(s.variants[1].name, "q/int4");
