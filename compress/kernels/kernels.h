@@ -336,6 +336,27 @@ void quant_q4_prep(const quant_q4 *q, const float *x, int i0, int i1, void *scra
 void quant_q4_gemm_prepped(const quant_q4 *q, const void *scratch, int n, const float *b,
                            float *y, int r0, int r1);
 
+/* ==== weight sharing (compress/kernels/cluster.c) ============================ */
+
+#define CLUSTER_MAX 256
+typedef enum { CLUSTER_INIT_LINEAR = 0, CLUSTER_INIT_KMEANSPP, CLUSTER_INIT_DENSITY } cluster_init;
+
+/* One-dimensional k-means (Lloyd, to convergence or 100 iterations) of the n
+ * finite values v into at most k in [2, 256] centroids, initialised evenly
+ * over [min, max] (linear), by k-means++ (seeded) or at quantiles (density).
+ * Writes the distinct centroids ascending and returns how many (<= k: empty
+ * clusters are dropped); < 0 with e on bad arguments or no memory. */
+int cluster_kmeans_1d(const float *v, size_t n, int k, cluster_init init, uint64_t seed,
+                      float *centroids, kd_err *e);
+/* The index of the centroid nearest v in c[0..k) ascending (ties: lower). */
+int cluster_nearest(float v, const float *c, int k);
+
+/* Entropy coding of a byte stream (zlib raw deflate, Huffman only): appends
+ * u32 length + the coded bytes.  decode reads one such stream from r and
+ * must produce exactly want bytes from exactly its length, else KD_EFORMAT. */
+int entropy_encode(const uint8_t *src, size_t n, kd_buf *out, kd_err *e);
+int entropy_decode(kd_rd *r, uint8_t *dst, size_t want, kd_err *e);
+
 /* ==== sparse int8 (CSR) ===================================================== */
 
 /* Non-zeros of a pruned m x k matrix as int8 with a symmetric scale per row,
