@@ -190,10 +190,14 @@ int compress_write_sparsity_csv(const char *run_dir, const char *const *variants
  *   "dense_csr_q8" format "csr-int8":  a pruned layer's non-zeros as int8.
  *   "dense_fq"     format "fp32-fakequant": trainable dense layer that simulates
  *                  the quantization (QAT).
+ *   "dense_csr_shared" format "csr-shared+huff": a pruned layer whose kept
+ *                  weights share a codebook of <= 256 values (compress_cluster),
+ *                  stored as the codebook and Huffman-coded gaps and indices,
+ *                  run as csr-fp32.
  * The quantized kinds are for inference: backward gives bias gradients only and
  * dx = 0.  conv2d layers stay fp32 in every mode. */
 extern const nn_layer_ops compress_dense_q8_ops, compress_dense_dq8_ops, compress_dense_q4_ops,
-    compress_dense_csr_q8_ops, compress_dense_fq_ops;
+    compress_dense_csr_q8_ops, compress_dense_fq_ops, compress_dense_csr_shared_ops;
 
 typedef enum { COMPRESS_Q_STATIC8 = 0, COMPRESS_Q_DYNAMIC8, COMPRESS_Q_INT4 } compress_qmode;
 typedef enum { COMPRESS_CALIB_MINMAX = 0, COMPRESS_CALIB_PERCENTILE } compress_calib;
@@ -267,5 +271,21 @@ int compress_model_weight_bits(const nn_model *m);
  * bins over the layer's [min, max]. */
 int compress_write_weights_hist(const char *run_dir, const char *const *variants,
                                 const nn_model *const *models, int n, int nbins, kd_err *e);
+
+/* ==== weight sharing (Deep Compression) ===================================== */
+
+typedef struct {
+    int clusters;      /* codebook entries per layer, 2..256 */
+    cluster_init init; /* linear (Han's best), k-means++ (seeded), density */
+    uint64_t seed;     /* k-means++ */
+} compress_cluster_spec;
+
+/* A new model equal to m whose fp32 dense-like layers (dense, dense_csr)
+ * become dense_csr_shared: each layer's non-zero weights clustered by 1-D
+ * k-means into at most s->clusters values and replaced by their nearest
+ * centroid (zeros, i.e. pruned weights, stay zero and out of the codebook).
+ * Quantized layers are refused (KD_ECONFIG naming the layer); other layers
+ * are copied.  m is not changed. */
+nn_model *compress_cluster(const nn_model *m, const compress_cluster_spec *s, kd_err *e);
 
 #endif

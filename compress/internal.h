@@ -36,6 +36,8 @@ int compress_q8_attach(nn_layer *l, quant_dense *d, int out_s8, kd_err *e);
 /* The same for dense_q4 / dense_csr_q8 / dense_fq payloads. */
 int compress_q4_attach(nn_layer *l, quant_q4 *q, kd_err *e);
 int compress_qcsr_attach(nn_layer *l, quant_csr *q, kd_err *e);
+/* dense_csr_shared's payload: a CSR of at most CLUSTER_MAX distinct values. */
+int compress_shared_attach(nn_layer *l, compress_csr *a, kd_err *e);
 int compress_fq_attach(nn_layer *l, compress_fq f, kd_err *e);
 /* A trained static dense_fq layer's frozen input range: 1 and *lo, *hi, or
  * 0 (another kind, dynamic, or never trained). */

@@ -11,7 +11,7 @@
 #define LO_OPEN(lo, hi) ((cfg_range){(lo), (hi), 1, 0})
 #define HI_OPEN(lo, hi) ((cfg_range){(lo), (hi), 0, 1})
 
-const char *const cfg_pass_names[4] = {"prune", "finetune", "quantize", "qat"};
+const char *const cfg_pass_names[5] = {"prune", "finetune", "quantize", "qat", "cluster"};
 const char *const cfg_method_names[3] = {"magnitude", "neurons", "filters"};
 
 /* ---- sources ---------------------------------------------------------------- */
@@ -319,6 +319,19 @@ static int walk_quantize(cfg_ctx *c, const cfg_node *pm, const char *path, const
     return check_calib(c, pm, path, s, ps, sweep, *nsweep);
 }
 
+/* cluster: {clusters: 2..256 (16), init: linear | kmeans++ | density} */
+static int walk_cluster(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass *ps)
+{
+    static const char *const keys[] = {"type", "clusters", "init", NULL};
+    static const char *const inits[] = {"linear", "kmeans++", "density"};
+    ps->clusters = 16;
+    int rc = cfg_check_keys(c, pm, path, keys, "pass type cluster");
+    if (rc || (rc = cfg_int(c, pm, path, "clusters", 0, 2, 256, &ps->clusters)) ||
+        (rc = cfg_enum(c, pm, path, "init", 0, inits, 3, &ps->cluster_init)))
+        return rc;
+    return KD_OK;
+}
+
 static int walk_qat(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass *ps, float *sweep,
                     int *nsweep)
 {
@@ -360,19 +373,21 @@ static int walk_passes(cfg_ctx *c, const cfg_node *it, const char *path, const e
         snprintf(q, sizeof q, "%s[%d]", p, i);
         const cfg_node *pm = seq->kid[i];
         if (pm->kind != CFG_MAP)
-            return cfg_err(c, pm, q, "expected a pass {type: prune|finetune|quantize|qat, ...}");
+            return cfg_err(c, pm, q, "expected a pass {type: prune|finetune|quantize|qat|cluster, ...}");
         cfg_pass *ps = &v->passes[i];
-        int kind = 0, rc = cfg_enum(c, pm, q, "type", 1, cfg_pass_names, 4, &kind);
+        int kind = 0, rc = cfg_enum(c, pm, q, "type", 1, cfg_pass_names, 5, &kind);
         if (rc != KD_OK)
             return rc;
         if (i > 0 && v->passes[i - 1].kind >= CFG_PASS_QUANTIZE)
-            return cfg_err(c, pm, q, "comes after %s: a quantized model is final (put "
-                           "quantize or qat last)", cfg_pass_names[v->passes[i - 1].kind]);
+            return cfg_err(c, pm, q, "comes after %s: a quantized or clustered model is final "
+                           "(put quantize, qat or cluster last)", cfg_pass_names[v->passes[i - 1].kind]);
         ps->kind = (cfg_pass_kind)kind;
         ps->pos = (cfg_pos){pm->line, pm->col};
         sw->n[i] = 0;
         if (ps->kind == CFG_PASS_FINETUNE) {
             rc = walk_finetune(c, pm, q, ps);
+        } else if (ps->kind == CFG_PASS_CLUSTER) {
+            rc = walk_cluster(c, pm, q, ps);
         } else if (ps->kind == CFG_PASS_QUANTIZE || ps->kind == CFG_PASS_QAT) {
             rc = ps->kind == CFG_PASS_QAT ? walk_qat(c, pm, q, ps, sw->vals[i], &sw->n[i])
                                           : walk_quantize(c, pm, q, s, ps, sw->vals[i], &sw->n[i]);

@@ -85,7 +85,14 @@ typedef struct {
 #define CFG_MAX_VARIANTS 32
 #define CFG_MAX_SWEEP 8
 
-typedef enum { CFG_PASS_PRUNE = 0, CFG_PASS_FINETUNE, CFG_PASS_QUANTIZE, CFG_PASS_QAT } cfg_pass_kind;
+/* quantize, qat and cluster make the model final (no pass may follow them) */
+typedef enum {
+    CFG_PASS_PRUNE = 0,
+    CFG_PASS_FINETUNE,
+    CFG_PASS_QUANTIZE,
+    CFG_PASS_QAT,
+    CFG_PASS_CLUSTER
+} cfg_pass_kind;
 typedef enum { CFG_PRUNE_MAGNITUDE = 0, CFG_PRUNE_NEURONS, CFG_PRUNE_FILTERS } cfg_prune_method;
 
 /* A layer name or glob and its own sparsity (prune) or bits (quantize: 32
@@ -127,6 +134,9 @@ typedef struct {
     int gptq;                /* quantize: rounding of 4-bit weights: nearest (0) | gptq (1) */
     float damp;              /* gptq: damping, fraction of mean(diag H), default 0.01, (0, 1] */
     int act_order;           /* gptq: columns by decreasing input energy (default true) */
+    /* cluster */
+    int clusters;            /* shared values per layer, 2..256, default 16 */
+    int cluster_init;        /* linear (0, default) | kmeans++ (1) | density (2) */
 } cfg_pass;
 
 typedef enum { CFG_SRC_TEACHER = 0, CFG_SRC_STUDENT, CFG_SRC_FILE } cfg_source_kind;

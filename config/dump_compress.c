@@ -76,7 +76,10 @@ static void dump_quant(FILE *f, const cfg_pass *p)
 static void dump_pass(FILE *f, const cfg_pass *p)
 {
     fprintf(f, "      - {type: %s", cfg_pass_names[p->kind]);
-    if (p->kind >= CFG_PASS_QUANTIZE) {
+    if (p->kind == CFG_PASS_CLUSTER) {
+        static const char *const inits[] = {"linear", "kmeans++", "density"};
+        fprintf(f, ", clusters: %d, init: %s", p->clusters, inits[p->cluster_init]);
+    } else if (p->kind >= CFG_PASS_QUANTIZE) {
         dump_quant(f, p);
     } else if (p->kind == CFG_PASS_PRUNE) {
         fprintf(f, ", method: %s, scope: %s", cfg_method_names[p->method], p->global ? "global" : "layer");

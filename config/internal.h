@@ -150,7 +150,7 @@ int cfg_check_prune_layers(cfg_ctx *c, const cfg_node *pm, const char *path, con
 int cfg_check_quant_layers(cfg_ctx *c, const cfg_node *pm, const char *path, const cfg_data *d,
                            const cfg_model *src, const cfg_pass *ps);
 /* Pass types and pruning methods by their YAML names (compress.c). */
-extern const char *const cfg_pass_names[4];
+extern const char *const cfg_pass_names[5];
 extern const char *const cfg_method_names[3];
 /* The `compress:` pipelines (one item per variant) and `sensitivity:` as YAML
  * (dump_compress.c). */

@@ -146,6 +146,8 @@ static void describe(const cfg_variant *v, char *buf, size_t n)
         const char *sep = k ? "+" : "";
         if (p->kind == CFG_PASS_FINETUNE)
             snprintf(buf + k, n - k, "%sfinetune(%d%s)", sep, p->epochs, p->distill ? ",distill" : "");
+        else if (p->kind == CFG_PASS_CLUSTER)
+            snprintf(buf + k, n - k, "%scluster(%d)", sep, p->clusters);
         else if (p->kind >= CFG_PASS_QUANTIZE)
             snprintf(buf + k, n - k, "%s%s(int%d%s%s)", sep,
                      p->kind == CFG_PASS_QAT ? "qat" : "quantize", p->bits,
@@ -248,8 +250,25 @@ static int run_quantize(variant_run *u, const cfg_pass *p, kd_err *e)
     return KD_OK;
 }
 
+/* cluster: the model (masked dense or fp32) into shared-weight CSR layers; final. */
+static int run_cluster(variant_run *u, const cfg_pass *p, kd_err *e)
+{
+    compress_cluster_spec cs = {.clusters = p->clusters, .init = (cluster_init)p->cluster_init,
+                                .seed = u->seed};
+    nn_model *q = compress_cluster(u->m, &cs, e);
+    if (!q)
+        return e->code;
+    nn_model_free(u->m);
+    u->m = q;
+    u->sparse = 0; /* stored as shared CSR already */
+    u->quantized = 1;
+    return KD_OK;
+}
+
 static int run_pass(variant_run *u, const cfg_pass *p, kd_err *e)
 {
+    if (p->kind == CFG_PASS_CLUSTER)
+        return run_cluster(u, p, e);
     if (p->kind == CFG_PASS_QUANTIZE || p->kind == CFG_PASS_QAT)
         return run_quantize(u, p, e);
     if (p->kind == CFG_PASS_FINETUNE) {

@@ -21,7 +21,7 @@ uint32_t compress_csr_col(const compress_csr *a, uint32_t k)
     }
 }
 
-static void set_col(compress_csr *a, uint32_t k, uint32_t c)
+void compress_csr_set_col(compress_csr *a, uint32_t k, uint32_t c)
 {
     switch (a->idx_bytes) {
     case 1: ((uint8_t *)a->col)[k] = (uint8_t)c; break;
@@ -71,7 +71,7 @@ compress_csr *compress_csr_from_dense(const float *w, int rows, int cols, kd_err
         for (int c = 0; c < cols; c++)
             if (row[c] != 0.0f) {
                 a->val[k] = row[c];
-                set_col(a, k++, (uint32_t)c);
+                compress_csr_set_col(a, k++, (uint32_t)c);
             }
         a->rowptr[r + 1] = k;
     }

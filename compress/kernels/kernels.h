@@ -426,6 +426,8 @@ compress_csr *compress_csr_from_dense(const float *w, int rows, int cols, kd_err
 void compress_csr_free(compress_csr *a);
 /* Column index k of a (whatever idx_bytes is). */
 uint32_t compress_csr_col(const compress_csr *a, uint32_t k);
+/* Sets column index k of a to c (< a->cols). */
+void compress_csr_set_col(compress_csr *a, uint32_t k, uint32_t c);
 
 /* Y (n x rows) = X (n x cols) A^T + bias, X and Y row-major; bias may be
  * NULL.  The reference kernel is the specification: one row at a time,

@@ -7,7 +7,7 @@
 
 #include "internal.h"
 
-static int csr_setup(nn_layer *l, kd_err *e)
+int kcsr_setup(nn_layer *l, kd_err *e)
 {
     if (l->spec.units < 1)
         return kd_err_set(e, KD_ECONFIG, "units must be >= 1");
@@ -32,7 +32,7 @@ typedef struct {
     const compress_csr *src;
 } csr_priv;
 
-static void csr_release(nn_layer *l)
+void kcsr_release(nn_layer *l)
 {
     csr_priv *p = l->priv;
     if (p) {
@@ -44,9 +44,9 @@ static void csr_release(nn_layer *l)
     l->max_batch = 0;
 }
 
-static int csr_reserve(nn_layer *l, int max_batch, kd_err *e)
+int kcsr_reserve(nn_layer *l, int max_batch, kd_err *e)
 {
-    csr_release(l);
+    kcsr_release(l);
     csr_priv *p = kd_calloc(1, sizeof *p);
     if (!p)
         return kd_err_set(e, KD_ENOMEM, "out of memory for sparse scratch");
@@ -92,7 +92,7 @@ static void csr_part(void *arg, int part, int nparts)
                             j->p->scratch + (size_t)part * cols * CSR_NB);
 }
 
-static void csr_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
+void kcsr_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
 {
     const compress_csr *a = l->data;
     csr_priv *p = l->priv;
@@ -110,7 +110,7 @@ static void csr_forward(nn_layer *l, const float *x, float *y, int n, const nn_c
     }
 }
 
-static void csr_backward(nn_layer *l, const float *x, const float *y, const float *dy, float *dx,
+void kcsr_backward(nn_layer *l, const float *x, const float *y, const float *dy, float *dx,
                          int n, const nn_ctx *c)
 {
     (void)x;
@@ -132,7 +132,7 @@ static void csr_backward(nn_layer *l, const float *x, const float *y, const floa
     }
 }
 
-static double csr_macs(const nn_layer *l)
+double kcsr_macs(const nn_layer *l)
 {
     const compress_csr *a = l->data;
     return a ? (double)a->nnz : 0.0;
@@ -162,7 +162,7 @@ static void csr_save(const nn_layer *l, kd_buf *b)
 /* Offsets start at 0, never decrease, end at nnz (all checked before any
  * column is read); columns ascend within a row and stay below cols; values
  * are finite. */
-static int csr_valid(const compress_csr *a, kd_err *e)
+int kcsr_valid(const compress_csr *a, kd_err *e)
 {
     for (uint32_t k = 0; k < a->nnz; k++)
         if (!isfinite(a->val[k]))
@@ -201,7 +201,7 @@ static int csr_load(nn_layer *l, kd_rd *r, kd_err *e)
     kd_rd_get(r, a->rowptr, ((size_t)rows + 1) * sizeof *a->rowptr);
     kd_rd_get(r, a->val, (size_t)nnz * sizeof *a->val);
     kd_rd_get(r, a->col, (size_t)nnz * ib);
-    if (!r->ok || csr_valid(a, e) != KD_OK) {
+    if (!r->ok || kcsr_valid(a, e) != KD_OK) {
         compress_csr_free(a);
         return r->ok ? KD_EFORMAT : kd_err_set(e, KD_EFORMAT, "truncated sparse payload");
     }
@@ -210,7 +210,7 @@ static int csr_load(nn_layer *l, kd_rd *r, kd_err *e)
     return KD_OK;
 }
 
-static int csr_copy(nn_layer *dst, const nn_layer *src, kd_err *e)
+int kcsr_copy(nn_layer *dst, const nn_layer *src, kd_err *e)
 {
     compress_csr *a = src->data ? compress_csr_copy(src->data, e) : NULL;
     if (src->data && !a)
@@ -220,13 +220,13 @@ static int csr_copy(nn_layer *dst, const nn_layer *src, kd_err *e)
     return KD_OK;
 }
 
-static void csr_destroy(nn_layer *l)
+void kcsr_destroy(nn_layer *l)
 {
     compress_csr_free(l->data);
     l->data = NULL;
 }
 
-static void csr_count(const nn_layer *l, size_t *weights, size_t *nonzero)
+void kcsr_count(const nn_layer *l, size_t *weights, size_t *nonzero)
 {
     const compress_csr *a = l->data;
     *weights = (size_t)l->spec.units * nn_shape_size(l->in);
@@ -235,7 +235,7 @@ static void csr_count(const nn_layer *l, size_t *weights, size_t *nonzero)
         *nonzero += a->val[k] != 0.0f;
 }
 
-static void csr_dequant(const nn_layer *l, float *w)
+void kcsr_dequant(const nn_layer *l, float *w)
 {
     const size_t mk = (size_t)l->spec.units * nn_shape_size(l->in);
     memset(w, 0, mk * sizeof *w);
@@ -248,23 +248,23 @@ static void csr_dequant(const nn_layer *l, float *w)
 
 const nn_layer_ops compress_dense_csr_ops = {
     .name = "dense_csr",
-    .setup = csr_setup,
-    .reserve = csr_reserve,
-    .release = csr_release,
-    .forward = csr_forward,
+    .setup = kcsr_setup,
+    .reserve = kcsr_reserve,
+    .release = kcsr_release,
+    .forward = kcsr_forward,
     .threaded = 1,
-    .backward = csr_backward,
-    .macs = csr_macs,
+    .backward = kcsr_backward,
+    .macs = kcsr_macs,
     .format = "csr-fp32",
     .weight_bits = 32,
     .sparse = 1,
     .dense_like = 1,
-    .dequant = csr_dequant,
+    .dequant = kcsr_dequant,
     .save = csr_save,
     .load = csr_load,
-    .copy = csr_copy,
-    .destroy = csr_destroy,
-    .count = csr_count,
+    .copy = kcsr_copy,
+    .destroy = kcsr_destroy,
+    .count = kcsr_count,
 };
 
 const compress_csr *compress_layer_csr(const nn_layer *l)

@@ -13,4 +13,22 @@ void compress_qbackward(nn_layer *l, const float *x, const float *y, const float
                         int n, const nn_ctx *c);
 double compress_qmacs(const nn_layer *l);
 void compress_qrelease(nn_layer *l); /* kd_free(l->priv) */
+
+/* dense_csr's runtime (l->data a compress_csr, the bias flat), shared with
+ * dense_csr_shared, whose layers are such a CSR whose values come from a
+ * small codebook and differ only in how they are stored (dense_csr.c). */
+int kcsr_setup(nn_layer *l, kd_err *e);
+int kcsr_reserve(nn_layer *l, int max_batch, kd_err *e);
+void kcsr_release(nn_layer *l);
+void kcsr_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c);
+void kcsr_backward(nn_layer *l, const float *x, const float *y, const float *dy, float *dx,
+                   int n, const nn_ctx *c);
+double kcsr_macs(const nn_layer *l);
+int kcsr_copy(nn_layer *dst, const nn_layer *src, kd_err *e);
+void kcsr_destroy(nn_layer *l);
+void kcsr_count(const nn_layer *l, size_t *weights, size_t *nonzero);
+void kcsr_dequant(const nn_layer *l, float *w);
+/* A CSR's checks on load: offsets span the non-zeros in order, columns
+ * ascend within a row below cols, values finite (KD_EFORMAT naming it). */
+int kcsr_valid(const compress_csr *a, kd_err *e);
 #endif

@@ -54,6 +54,16 @@ static nn_model *variant(int v, nn_model *m, const data_set *d)
         nn_model_free(p);
         return q;
     }
+    if (v == 5) { /* 50% pruned, then 16 shared values a layer */
+        nn_model *p = nn_model_clone(m, &e);
+        compress_prune_spec ps = {.sparsity = 0.5f};
+        ck_assert_int_eq(compress_prune_magnitude(p, &ps, NULL, &e), KD_OK);
+        compress_cluster_spec cs = {.clusters = 16, .init = CLUSTER_INIT_LINEAR};
+        nn_model *q = compress_cluster(p, &cs, &e);
+        ck_assert_msg(q != NULL, "%s", e.msg);
+        nn_model_free(p);
+        return q;
+    }
     if (v == 4) {
         compress_quant_spec s = {.mode = COMPRESS_Q_STATIC8, .per_channel = 1};
         nn_model *q = compress_qat_prepare(m, &s, &e);
@@ -66,7 +76,9 @@ static nn_model *variant(int v, nn_model *m, const data_set *d)
     return qt_quantize(m, modes[v], d);
 }
 
-static const char *const formats[5] = {"int8", "int8-dyn", "int4", "csr-int8", "fp32-fakequant"};
+enum { NV = 6 };
+static const char *const formats[NV] = {"int8",     "int8-dyn",       "int4",
+                                        "csr-int8", "fp32-fakequant", "csr-shared+huff"};
 
 START_TEST(test_round_trip)
 {
@@ -80,8 +92,8 @@ START_TEST(test_round_trip)
     data_set d = qt_data(64, 100, 3, 22);
     save(m, fpath);
     /* file bytes vs fp32 (small layers: biases and int4 padding of k = 100 weigh) */
-    const double most[5] = {0.28, 0.28, 0.19, 0.30, 1.01};
-    for (int v = 0; v < 5; v++) {
+    const double most[NV] = {0.28, 0.28, 0.19, 0.30, 1.01, 0.15};
+    for (int v = 0; v < NV; v++) {
         nn_model *q = variant(v, m, &d);
         ck_assert_str_eq(nn_layer_format(&q->layers[2]), formats[v]);
         save(q, path);
@@ -118,7 +130,7 @@ START_TEST(test_truncation_and_corruption)
     snprintf(bad, sizeof bad, "%s/bad.kdm", dir);
     nn_model *m = qt_mlp(9, 12, 7, 3, 23);
     data_set d = qt_data(20, 9, 3, 24);
-    for (int v = 0; v < 5; v++) {
+    for (int v = 0; v < NV; v++) {
         nn_model *q = variant(v, m, &d);
         save(q, path);
         size_t n;
@@ -152,7 +164,7 @@ START_TEST(test_payload_flips)
     data_set d = qt_data(20, 9, 3, 26);
     int nk;
     const nn_layer_ops *const *kinds = compress_kinds(&nk);
-    for (int v = 0; v < 5; v++) {
+    for (int v = 0; v < NV; v++) {
         nn_model *q = variant(v, m, &d);
         kd_buf b = {0};
         nn_model_serialize(q, &b);
@@ -226,7 +238,7 @@ START_TEST(test_lying_values)
         }
     kd_buf_free(&p);
     /* a wrong length in every kind's payload */
-    for (int v = 0; v < 5; v++) {
+    for (int v = 0; v < NV; v++) {
         nn_model *k = variant(v, m, &d);
         nn_layer *kl = &k->layers[2];
         kd_buf c = {0};

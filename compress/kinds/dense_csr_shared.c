@@ -1,0 +1,243 @@
+/* dense_csr_shared (format "csr-shared+huff"): a pruned layer whose kept
+ * weights share a small codebook (Deep Compression's weight sharing), stored
+ * as the codebook plus two entropy-coded byte streams: the structure (per row
+ * its count, then the column gaps) and one codebook index per non-zero.
+ * In memory it is a plain CSR whose values are codebook entries, so it runs
+ * on dense_csr's kernels (decoded at load); the codebook is the set of
+ * distinct values, recovered when saving.
+ *
+ * Payload: u32 rows, cols, nnz, k (codebook entries, 0 when nnz = 0); k
+ * f32 entries, ascending and distinct; u32 structure bytes; the structure
+ * stream and the index stream, each as entropy_encode writes it.  Structure:
+ * per row a LEB128 count, then per non-zero its gap to the previous column
+ * (the first from -1) minus 1, as bytes of 255 while it is >= 255 and one
+ * final byte < 255. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* The distinct values of a, ascending, into book (at most CLUSTER_MAX); the
+ * count, or -1 when there are more. */
+static int codebook_of(const compress_csr *a, float *book)
+{
+    if (!a || a->nnz == 0)
+        return 0;
+    float *s = kd_malloc((size_t)a->nnz * sizeof *s);
+    if (!s)
+        return -1;
+    memcpy(s, a->val, (size_t)a->nnz * sizeof *s);
+    qsort(s, a->nnz, sizeof *s, cmp_float);
+    int k = 0;
+    for (uint32_t i = 0; i < a->nnz; i++)
+        if (k == 0 || s[i] != book[k - 1]) {
+            if (k == CLUSTER_MAX) {
+                k = -1;
+                break;
+            }
+            book[k++] = s[i];
+        }
+    kd_free(s);
+    return k;
+}
+
+static void put_leb(kd_buf *b, uint32_t v)
+{
+    do {
+        uint8_t c = (uint8_t)(v & 127);
+        v >>= 7;
+        kd_buf_put(b, &(uint8_t){(uint8_t)(c | (v ? 128 : 0))}, 1);
+    } while (v);
+}
+
+/* The structure and index streams of a (k entries in book). */
+static int streams(const compress_csr *a, const float *book, int k, kd_buf *st, uint8_t *idx)
+{
+    for (int r = 0; r < a->rows; r++) {
+        put_leb(st, a->rowptr[r + 1] - a->rowptr[r]);
+        long prev = -1;
+        for (uint32_t j = a->rowptr[r]; j < a->rowptr[r + 1]; j++) {
+            long c = (long)compress_csr_col(a, j);
+            for (long g = c - prev - 1; ; g -= 255) {
+                uint8_t byte = (uint8_t)(g >= 255 ? 255 : g);
+                kd_buf_put(st, &byte, 1);
+                if (g < 255)
+                    break;
+            }
+            prev = c;
+            idx[j] = (uint8_t)cluster_nearest(a->val[j], book, k);
+        }
+    }
+    return st->failed ? KD_ENOMEM : KD_OK;
+}
+
+/* save cannot fail in nn's interface: a layer whose values are not a codebook
+ * (never made by compress_cluster) is written with k = 0 and nnz = 0, which
+ * loads as an empty layer -- the buffer's failure flag reports no memory. */
+static void shared_save(const nn_layer *l, kd_buf *b)
+{
+    const compress_csr *a = l->data;
+    float book[CLUSTER_MAX];
+    int k = codebook_of(a, book);
+    kd_buf st = {0};
+    uint8_t *idx = a && a->nnz ? kd_malloc(a->nnz) : NULL;
+    int ok = k > 0 && idx && streams(a, book, k, &st, idx) == KD_OK;
+    kd_buf_u32(b, (uint32_t)l->spec.units);
+    kd_buf_u32(b, (uint32_t)nn_shape_size(l->in));
+    kd_buf_u32(b, ok ? a->nnz : 0);
+    kd_buf_u32(b, ok ? (uint32_t)k : 0);
+    kd_err e = {0};
+    if (ok) {
+        kd_buf_put(b, book, (size_t)k * sizeof *book);
+        kd_buf_u32(b, (uint32_t)st.len);
+        if (entropy_encode(st.p, st.len, b, &e) != KD_OK ||
+            entropy_encode(idx, a->nnz, b, &e) != KD_OK)
+            b->failed = 1;
+    } else {
+        kd_buf_u32(b, 0);
+        if (entropy_encode(NULL, 0, b, &e) != KD_OK || entropy_encode(NULL, 0, b, &e) != KD_OK)
+            b->failed = 1;
+        if (a && a->nnz)
+            b->failed = 1; /* values that are no codebook, or no memory */
+    }
+    kd_buf_free(&st);
+    kd_free(idx);
+}
+
+/* Rebuilds the CSR from the decoded streams, checking every count, gap
+ * and index. */
+static int rebuild(compress_csr *a, const uint8_t *st, size_t nst, const uint8_t *idx,
+                   const float *book, int k, kd_err *e)
+{
+    size_t p = 0;
+    uint32_t at = 0;
+    a->rowptr[0] = 0;
+    for (int r = 0; r < a->rows; r++) {
+        uint32_t cnt = 0;
+        for (int sh = 0;; sh += 7) {
+            if (p >= nst || sh > 28)
+                return kd_err_set(e, KD_EFORMAT, "shared layer: row %d count is cut or too long", r);
+            uint8_t c = st[p++];
+            cnt |= (uint32_t)(c & 127) << sh;
+            if (!(c & 128))
+                break;
+        }
+        if (cnt > (uint32_t)a->cols || cnt > a->nnz - at)
+            return kd_err_set(e, KD_EFORMAT, "shared layer: row %d claims %u non-zeros", r, cnt);
+        long prev = -1;
+        for (uint32_t j = 0; j < cnt; j++, at++) {
+            long g = 0;
+            for (;;) {
+                if (p >= nst)
+                    return kd_err_set(e, KD_EFORMAT, "shared layer: row %d gaps are cut", r);
+                uint8_t c = st[p++];
+                g += c;
+                if (c < 255)
+                    break;
+                if (g > a->cols)
+                    break;
+            }
+            long col = prev + 1 + g;
+            if (col >= a->cols)
+                return kd_err_set(e, KD_EFORMAT, "shared layer: row %d column %ld past %d", r, col,
+                                  a->cols);
+            if (idx[at] >= k)
+                return kd_err_set(e, KD_EFORMAT, "shared layer: index %u past the %d-entry "
+                                  "codebook", idx[at], k);
+            compress_csr_set_col(a, at, (uint32_t)col);
+            a->val[at] = book[idx[at]];
+            prev = col;
+        }
+        a->rowptr[r + 1] = at;
+    }
+    if (at != a->nnz || p != nst)
+        return kd_err_set(e, KD_EFORMAT, "shared layer: %u of %u non-zeros, %zu of %zu structure "
+                          "bytes used", at, a->nnz, p, nst);
+    return KD_OK;
+}
+
+static int shared_load(nn_layer *l, kd_rd *r, kd_err *e)
+{
+    uint32_t rows = kd_rd_u32(r), cols = kd_rd_u32(r), nnz = kd_rd_u32(r), k = kd_rd_u32(r);
+    if (!r->ok)
+        return kd_err_set(e, KD_EFORMAT, "truncated shared-weights header");
+    if (rows != (uint32_t)l->spec.units || cols != nn_shape_size(l->in) ||
+        (uint64_t)nnz > (uint64_t)rows * cols || k > CLUSTER_MAX || (nnz > 0) != (k > 0))
+        return kd_err_set(e, KD_EFORMAT, "shared-weights header (%u x %u, %u non-zeros, %u "
+                          "codebook entries) does not match the layer", rows, cols, nnz, k);
+    float book[CLUSTER_MAX];
+    kd_rd_get(r, book, (size_t)k * sizeof *book);
+    uint32_t nst = kd_rd_u32(r);
+    if (!r->ok)
+        return kd_err_set(e, KD_EFORMAT, "truncated codebook");
+    for (uint32_t i = 0; i < k; i++)
+        if (!isfinite(book[i]) || (i > 0 && !(book[i] > book[i - 1])))
+            return kd_err_set(e, KD_EFORMAT, "codebook entry %u is not finite or not ascending", i);
+    /* a row's count takes at most 5 bytes; a gap at most 1 + cols / 255 */
+    if ((uint64_t)nst > (uint64_t)rows * 5 + (uint64_t)nnz * (1 + cols / 255))
+        return kd_err_set(e, KD_EFORMAT, "shared layer: %u structure bytes for %u non-zeros",
+                          nst, nnz);
+    uint8_t *st = kd_malloc(nst ? nst : 1), *idx = kd_malloc(nnz ? nnz : 1);
+    compress_csr *a = compress_csr_alloc((int)rows, (int)cols, nnz, e);
+    int rc = st && idx && a ? KD_OK : KD_ENOMEM;
+    if (rc == KD_ENOMEM && (!st || !idx))
+        kd_err_set(e, KD_ENOMEM, "out of memory for a shared layer of %u non-zeros", nnz);
+    if (rc == KD_OK && ((rc = entropy_decode(r, st, nst, e)) != KD_OK ||
+                        (rc = entropy_decode(r, idx, nnz, e)) != KD_OK))
+        kd_err_prefix(e, "shared layer");
+    if (rc == KD_OK && r->pos != r->len)
+        rc = kd_err_set(e, KD_EFORMAT, "shared layer: %zu bytes after the streams",
+                        r->len - r->pos);
+    if (rc == KD_OK)
+        rc = rebuild(a, st, nst, idx, book, (int)k, e);
+    kd_free(st);
+    kd_free(idx);
+    if (rc != KD_OK) {
+        compress_csr_free(a);
+        return rc;
+    }
+    compress_csr_free(l->data);
+    l->data = a;
+    return KD_OK;
+}
+
+const nn_layer_ops compress_dense_csr_shared_ops = {
+    .name = "dense_csr_shared",
+    .setup = kcsr_setup,
+    .reserve = kcsr_reserve,
+    .release = kcsr_release,
+    .forward = kcsr_forward,
+    .threaded = 1,
+    .backward = kcsr_backward,
+    .macs = kcsr_macs,
+    .format = "csr-shared+huff",
+    .weight_bits = 8, /* at most: indices of a codebook of <= 256 (entropy-coded below that) */
+    .sparse = 1,
+    .dense_like = 1,
+    .dequant = kcsr_dequant,
+    .save = shared_save,
+    .load = shared_load,
+    .copy = kcsr_copy,
+    .destroy = kcsr_destroy,
+    .count = kcsr_count,
+};
+
+int compress_shared_attach(nn_layer *l, compress_csr *a, kd_err *e)
+{
+    float book[CLUSTER_MAX];
+    if (a && codebook_of(a, book) < 0) {
+        compress_csr_free(a);
+        return kd_err_set(e, KD_ECONFIG, "shared layer: more than %d distinct values",
+                          CLUSTER_MAX);
+    }
+    kcsr_destroy(l);
+    l->data = a;
+    return KD_OK;
+}
