@@ -288,4 +288,17 @@ typedef struct {
  * are copied.  m is not changed. */
 nn_model *compress_cluster(const nn_model *m, const compress_cluster_spec *s, kd_err *e);
 
+/* Fine-tuning the shared values: compress_tie_new clusters m's trainable
+ * fp32 dense layers in place (non-zero weights snapped to their k-means
+ * centroid, the assignment kept); compress_tie_apply, after each optimizer
+ * step, sets every centroid to the mean of its members' values and the
+ * members to it, and pruned (zero) weights back to zero.  With SGD a
+ * centroid then moves by -lr/|members| times the sum of its members'
+ * gradients.  A layer with at most `clusters` distinct values is kept as it
+ * is by compress_cluster, so the tied values become the codebook. */
+typedef struct compress_tie compress_tie;
+compress_tie *compress_tie_new(nn_model *m, const compress_cluster_spec *s, kd_err *e);
+void compress_tie_apply(compress_tie *t, nn_model *m);
+void compress_tie_free(compress_tie *t);
+
 #endif

@@ -79,6 +79,8 @@ static void dump_pass(FILE *f, const cfg_pass *p)
     if (p->kind == CFG_PASS_CLUSTER) {
         static const char *const inits[] = {"linear", "kmeans++", "density"};
         fprintf(f, ", clusters: %d, init: %s", p->clusters, inits[p->cluster_init]);
+        if (p->epochs > 0)
+            dump_training(f, p);
     } else if (p->kind >= CFG_PASS_QUANTIZE) {
         dump_quant(f, p);
     } else if (p->kind == CFG_PASS_PRUNE) {

@@ -58,7 +58,8 @@ typedef struct {
     compress_override ov[CFG_MAX_OVERRIDES];
     char passes[256];     /* readable: prune(global,0.90,agp)+finetune(3) */
     int sparse;           /* a magnitude pass ran: convert to CSR where faster */
-    int quantized;        /* a quantize or qat pass ran */
+    int quantized;        /* a quantize, qat or cluster pass ran */
+    compress_tie *tie;    /* a cluster pass's shared values while it fine-tunes them */
     char kept_dense[160]; /* pruned layers left dense by the storage choice, and why */
 } variant_run;
 
@@ -73,9 +74,11 @@ compress_prune_spec pl_prune_spec(const cfg_pass *p, compress_override *ov)
                                  .noverrides = p->noverrides};
 }
 
-/* Fine-tuning: the mask is held after every step; distillation optional. */
+/* Fine-tuning: the mask (and a cluster pass's shared values) held after
+ * every step; distillation optional. */
 typedef struct {
     compress_mask *mask;
+    compress_tie *tie;
     train_hooks inner; /* the distiller's hooks, if any */
 } fine_ctx;
 
@@ -85,6 +88,8 @@ static int fine_step(void *ctx, nn_model *m, float lr, kd_err *e)
     int rc = f->inner.on_step ? f->inner.on_step(f->inner.step_ctx, m, lr, e) : KD_OK;
     if (f->mask)
         compress_mask_apply(f->mask, m);
+    if (f->tie)
+        compress_tie_apply(f->tie, m);
     return rc;
 }
 
@@ -95,7 +100,7 @@ static int run_training(variant_run *u, const cfg_pass *p, kd_err *e)
     to.opt = (nn_opt_spec){.kind = NN_OPT_SGD, .lr = p->lr, .momentum = 0.9f, .nesterov = 1};
     to.sched = (nn_sched_spec){.kind = NN_SCHED_COSINE};
     student_distiller *d = NULL;
-    fine_ctx f = {.mask = u->mask};
+    fine_ctx f = {.mask = u->mask, .tie = u->tie};
     train_hooks h = {.on_epoch = pl_on_epoch, .cb_ctx = r, .progress = r->o->progress,
                      .quiet = r->o->quiet, .cancel = r->o->cancel, .label = u->v->name};
     if (p->distill) {
@@ -147,7 +152,8 @@ static void describe(const cfg_variant *v, char *buf, size_t n)
         if (p->kind == CFG_PASS_FINETUNE)
             snprintf(buf + k, n - k, "%sfinetune(%d%s)", sep, p->epochs, p->distill ? ",distill" : "");
         else if (p->kind == CFG_PASS_CLUSTER)
-            snprintf(buf + k, n - k, "%scluster(%d)", sep, p->clusters);
+            snprintf(buf + k, n - k, "%scluster(%d%s)", sep, p->clusters,
+                     p->epochs > 0 ? ",finetuned" : "");
         else if (p->kind >= CFG_PASS_QUANTIZE)
             snprintf(buf + k, n - k, "%s%s(int%d%s%s)", sep,
                      p->kind == CFG_PASS_QAT ? "qat" : "quantize", p->bits,
@@ -255,6 +261,15 @@ static int run_cluster(variant_run *u, const cfg_pass *p, kd_err *e)
 {
     compress_cluster_spec cs = {.clusters = p->clusters, .init = (cluster_init)p->cluster_init,
                                 .seed = u->seed};
+    if (p->epochs > 0) { /* the shared values fine-tuned, the assignments held */
+        if (!(u->tie = compress_tie_new(u->m, &cs, e)))
+            return e->code;
+        int rc = run_training(u, p, e);
+        compress_tie_free(u->tie);
+        u->tie = NULL;
+        if (rc != KD_OK)
+            return rc;
+    }
     nn_model *q = compress_cluster(u->m, &cs, e);
     if (!q)
         return e->code;

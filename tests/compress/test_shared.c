@@ -87,12 +87,65 @@ START_TEST(test_cluster_refusals)
 }
 END_TEST
 
+/* compress_tie: after an SGD step and tie_apply, each centroid moved by
+ * -lr/|members| times the sum of its members' gradients; pruned weights are
+ * zero again; compress_cluster then keeps the tied values as the codebook. */
+START_TEST(test_tie_step)
+{
+    nn_model *m = qt_mlp(30, 20, 12, 4, 35);
+    kd_err e = {0};
+    compress_prune_spec ps = {.sparsity = 0.6f};
+    ck_assert_int_eq(compress_prune_magnitude(m, &ps, NULL, &e), KD_OK);
+    compress_cluster_spec cs = {.clusters = 4, .init = CLUSTER_INIT_LINEAR};
+    compress_tie *t = compress_tie_new(m, &cs, &e);
+    ck_assert_msg(t != NULL, "%s", e.msg);
+    nn_layer *l = &m->layers[0];
+    size_t n = l->nw;
+    float *w0 = malloc(sizeof(float) * n), *g = malloc(sizeof(float) * n);
+    memcpy(w0, l->w, sizeof(float) * n);
+    nn_rng r = nn_rng_stream(36, 1);
+    const float lr = 0.1f;
+    for (size_t j = 0; j < n; j++) {
+        g[j] = nn_rng_normal(&r);
+        l->w[j] -= lr * g[j]; /* pruned weights move too: the tie puts them back */
+    }
+    compress_tie_apply(t, m);
+    for (size_t j = 0; j < n; j++) {
+        if (w0[j] == 0.0f) {
+            ck_assert_float_eq(l->w[j], 0.0f);
+            continue;
+        }
+        double sum = 0.0;
+        int members = 0;
+        for (size_t i = 0; i < n; i++)
+            if (w0[i] == w0[j]) {
+                sum += g[i];
+                members++;
+            }
+        double want = w0[j] - lr * sum / members;
+        ck_assert_msg(fabs(l->w[j] - want) < 1e-5, "weight %zu: %g, want %g", j, l->w[j], want);
+    }
+    nn_model *q = compress_cluster(m, &cs, &e);
+    ck_assert_msg(q != NULL, "%s", e.msg);
+    float *wq = malloc(sizeof(float) * n);
+    q->layers[0].ops->dequant(&q->layers[0], wq);
+    ck_assert_mem_eq(wq, l->w, sizeof(float) * n);
+    free(wq);
+    free(w0);
+    free(g);
+    nn_model_free(q);
+    compress_tie_free(t);
+    nn_model_free(m);
+}
+END_TEST
+
 Suite *suite_compress_shared(void)
 {
     Suite *s = suite_create("compress_shared");
     TCase *t = tcase_create("core");
     tcase_add_loop_test(t, test_cluster_pass, 0, 3); /* linear, k-means++, density */
     tcase_add_test(t, test_cluster_refusals);
+    tcase_add_test(t, test_tie_step);
     suite_add_tcase(s, t);
     return s;
 }

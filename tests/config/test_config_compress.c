@@ -124,6 +124,14 @@ static const bad_case bad[] = {
      "unknown key"},
     {P "    passes: [{type: quantize, bits: 4, act_order: false}]\n", 14, 51,
      "act_order is a setting of rounding: gptq"},
+    /* cluster: its count, its init, final, its keys */
+    {P "    passes: [{type: cluster, clusters: 1}]\n", 14, 40, "clusters: must be >= 2"},
+    {P "    passes: [{type: cluster, clusters: 300}]\n", 14, 40, "clusters: must be <= 256"},
+    {P "    passes: [{type: cluster, init: kmeans}]\n", 14, 36, "did you mean \"kmeans++\""},
+    {P "    passes: [{type: cluster}, {type: finetune, epochs: 1}]\n", 14, 31,
+     "a quantized or clustered model is final"},
+    {P "    passes: [{type: cluster, bits: 4}]\n", 14, 30, "unknown key for pass type cluster"},
+    {P "    passes: [{type: cluster, epochs: 0}]\n", 14, 38, "epochs: must be >= 1"},
     {P "    passes: [{type: finetune, epochs: 1, lr: 0}]\n", 14, 46, "lr: must be > 0"},
     {P "    passes: []\n", 14, 13, "expected a list of 1 to 8 passes"},
     {"  - name: p\n    source: nobody\n    passes: [{type: prune, sparsity: 0.5}]\n", 13, 13,
@@ -191,10 +199,18 @@ START_TEST(quantize_passes)
                          "    passes: [{type: quantize, bits: 4, rounding: gptq, damp: 0.05}]\n"
                          "  - name: g2\n"
                          "    source: teacher\n"
-                         "    passes: [{type: quantize, bits: [8, 4], rounding: gptq}]\n";
+                         "    passes: [{type: quantize, bits: [8, 4], rounding: gptq}]\n"
+                         "  - name: cl\n"
+                         "    source: teacher\n"
+                         "    passes: [{type: prune, sparsity: 0.9},\n"
+                         "             {type: cluster, clusters: 32, init: density, epochs: 2}]\n";
     int rc = load(y, &s, &e);
     ck_assert_msg(rc == KD_OK, "%d:%d %s", e.line, e.col, e.msg);
-    ck_assert_int_eq(s.nvariants, 7);
+    ck_assert_int_eq(s.nvariants, 8);
+    ck_assert_int_eq(s.variants[7].passes[1].kind, CFG_PASS_CLUSTER);
+    ck_assert_int_eq(s.variants[7].passes[1].clusters, 32);
+    ck_assert_int_eq(s.variants[7].passes[1].cluster_init, 2);
+    ck_assert_int_eq(s.variants[7].passes[1].epochs, 2);
     ck_assert_str_eq(s.variants[6].name, "g2/int4");
     ck_assert_int_eq(s.variants[6].passes[0].gptq, 1);
     ck_assert_int_eq(s.variants[4].passes[0].gptq, 1);
@@ -218,7 +234,10 @@ START_TEST(quantize_passes)
     fclose(f);
     rc = config_load_string("d.yaml", a, na, NULL, 0, &t, &e);
     ck_assert_msg(rc == KD_OK, "%d:%d %s\n%s", e.line, e.col, e.msg, a);
-    ck_assert_int_eq(t.nvariants, 7);
+    ck_assert_int_eq(t.nvariants, 8);
+    ck_assert_int_eq(t.variants[7].passes[1].clusters, 32);
+    ck_assert_int_eq(t.variants[7].passes[1].cluster_init, 2);
+    ck_assert_int_eq(t.variants[7].passes[1].epochs, 2);
     ck_assert_int_eq(t.variants[6].passes[0].gptq, 1);
     ck_assert_int_eq(t.variants[5].passes[0].gptq, 0); /* g2/int8 rounds nothing */
     ck_assert_int_eq(t.variants[1].passes[1].bits, 4);
