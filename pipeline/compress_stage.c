@@ -359,7 +359,12 @@ static int add_variant_row(variant_run *u, nn_model *m, const char *path, double
     rep_row_str(row, "format", fmt);
     if (u->kept_dense[0])
         rep_row_str(row, "kept_dense", u->kept_dense);
-    rep_row_num(row, "weight_bits", compress_model_weight_bits(m));
+    /* shared weights: bits per kept weight as stored (the file over the non-zeros),
+     * since indices and gaps are entropy-coded to a fraction of a byte */
+    if (strstr(fmt, "shared") && mr.nonzero_params)
+        rep_row_num(row, "weight_bits", 8.0 * (double)mr.size_bytes / (double)mr.nonzero_params);
+    else
+        rep_row_num(row, "weight_bits", compress_model_weight_bits(m));
     char spread[64] = ""; /* single-seed rows stay as they were */
     if (n > 1) {
         rep_row_num(row, "seeds", n);

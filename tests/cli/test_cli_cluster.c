@@ -52,6 +52,12 @@ START_TEST(cluster_end_to_end)
              "%s eval %s/r/compressed/shared.kdm --csv %s/d.csv >/dev/null",
              dir, dir, kdt_bin(), dir, kdt_bin(), dir, dir);
     ck_assert_msg(run(cmd) == 0, "no shared row, or the file does not load: %s", cmd);
+    /* weight_bits of a shared row: the file's bits per kept weight, a fraction */
+    snprintf(cmd, sizeof cmd,
+             "awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == \"weight_bits\") c = i } "
+             "$1 == \"shared\" { b = $c } END { exit !(c && b > 0 && b < 32 && b != int(b)) }' "
+             "%s/r/results.csv", dir);
+    ck_assert_msg(run(cmd) == 0, "weight_bits of the shared row is not a fraction: %s", cmd);
     snprintf(cmd, sizeof cmd, "test $(stat -c %%s %s/r/compressed/shared.kdm) -lt "
              "$(stat -c %%s %s/r/compressed/pruned.kdm)", dir, dir);
     ck_assert_msg(run(cmd) == 0, "the shared file is not smaller than the pruned one");
