@@ -81,6 +81,12 @@ static int build(const nn_layer *src, const compress_cluster_spec *s, nn_layer *
     return rc;
 }
 
+static int fill_shared(const void *ctx, const nn_model *m, int i, nn_layer *dst, kd_err *e)
+{
+    const nn_layer *l = &m->layers[i];
+    return clustered(l) ? build(l, ctx, dst, e) : compress_copy_layer(dst, l, e);
+}
+
 nn_model *compress_cluster(const nn_model *m, const compress_cluster_spec *s, kd_err *e)
 {
     if (s->clusters < 2 || s->clusters > CLUSTER_MAX ||
@@ -97,32 +103,15 @@ nn_model *compress_cluster(const nn_model *m, const compress_cluster_spec *s, kd
             return NULL;
         }
     }
-    nn_layer_spec *specs = kd_calloc((size_t)m->nlayers, sizeof *specs);
-    if (!specs) {
+    const nn_layer_ops **ops = kd_calloc((size_t)m->nlayers, sizeof *ops);
+    if (!ops) {
         kd_err_set(e, KD_ENOMEM, "out of memory");
         return NULL;
     }
-    for (int i = 0; i < m->nlayers; i++) {
-        specs[i] = m->layers[i].spec;
-        if (clustered(&m->layers[i]))
-            specs[i].ops = &compress_dense_csr_shared_ops;
-    }
-    nn_model *q = nn_model_new(m->in, specs, m->nlayers, NULL, e);
-    kd_free(specs);
-    for (int i = 0; q && i < m->nlayers; i++) {
-        const nn_layer *l = &m->layers[i];
-        int rc = clustered(l) ? build(l, s, &q->layers[i], e)
-                              : compress_copy_layer(&q->layers[i], l, e);
-        if (rc != KD_OK) {
-            kd_err_prefix(e, "layer %d (%s)", i, l->spec.name);
-            nn_model_free(q);
-            q = NULL;
-        }
-    }
-    if (q) {
-        q->in_mean = m->in_mean;
-        q->in_std = m->in_std;
-    }
+    for (int i = 0; i < m->nlayers; i++)
+        ops[i] = clustered(&m->layers[i]) ? &compress_dense_csr_shared_ops : NULL;
+    nn_model *q = compress_remodel(m, ops, fill_shared, s, e);
+    kd_free(ops);
     return q;
 }
 

@@ -47,6 +47,14 @@ int compress_is_dense_like(const nn_layer *l);
 /* Copies src's flat parameters, buffers and payload (when dst has the same
  * sizes and kind) into dst. */
 int compress_copy_layer(nn_layer *dst, const nn_layer *src, kd_err *e);
+
+/* A model like m (input, layer specs, normalisation) whose layer i has kind
+ * ops[i] (NULL: m's own), each filled by fill(ctx, m, i, dst, e); an error is
+ * prefixed with the layer's index and name (compress/remodel.c). */
+typedef int (*compress_fill_fn)(const void *ctx, const nn_model *m, int i, nn_layer *dst,
+                                kd_err *e);
+nn_model *compress_remodel(const nn_model *m, const nn_layer_ops *const *ops,
+                           compress_fill_fn fill, const void *ctx, kd_err *e);
 /* Its weights as it computes with them (ops->dequant, else the flat fp32
  * weights), units x fan_in floats. */
 void compress_layer_weights(const nn_layer *l, float *w);

@@ -22,35 +22,27 @@ static int simulated(const nn_model *m, const compress_quant_spec *s, int i)
     return compress_is_dense(&m->layers[i]) && (bits == 8 || bits == 4);
 }
 
+static int fill_fq(const void *ctx, const nn_model *m, int i, nn_layer *d, kd_err *e)
+{
+    const compress_quant_spec *s = ctx;
+    int rc = compress_copy_layer(d, &m->layers[i], e); /* fq: w and b; buffers stay 0 */
+    if (rc == KD_OK && simulated(m, s, i))
+        rc = compress_fq_attach(d, fq_of(m, s, i), e);
+    return rc;
+}
+
 nn_model *compress_qat_prepare(const nn_model *m, const compress_quant_spec *s, kd_err *e)
 {
     if (compress_quant_check(m, s, e) != KD_OK)
         return NULL;
-    nn_layer_spec *specs = kd_calloc((size_t)m->nlayers, sizeof *specs);
-    if (!specs) {
+    const nn_layer_ops **ops = kd_calloc((size_t)m->nlayers, sizeof *ops);
+    if (!ops) {
         kd_err_set(e, KD_ENOMEM, "out of memory");
         return NULL;
     }
-    for (int i = 0; i < m->nlayers; i++) {
-        specs[i] = m->layers[i].spec;
-        if (simulated(m, s, i))
-            specs[i].ops = &compress_dense_fq_ops;
-    }
-    nn_model *q = nn_model_new(m->in, specs, m->nlayers, NULL, e);
-    kd_free(specs);
-    for (int i = 0; q && i < m->nlayers; i++) {
-        nn_layer *d = &q->layers[i];
-        int rc = compress_copy_layer(d, &m->layers[i], e); /* fq: w and b; buffers stay 0 */
-        if (rc == KD_OK && simulated(m, s, i))
-            rc = compress_fq_attach(d, fq_of(m, s, i), e);
-        if (rc != KD_OK) {
-            nn_model_free(q);
-            q = NULL;
-        }
-    }
-    if (q) {
-        q->in_mean = m->in_mean;
-        q->in_std = m->in_std;
-    }
+    for (int i = 0; i < m->nlayers; i++)
+        ops[i] = simulated(m, s, i) ? &compress_dense_fq_ops : NULL;
+    nn_model *q = compress_remodel(m, ops, fill_fq, s, e);
+    kd_free(ops);
     return q;
 }

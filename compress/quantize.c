@@ -101,55 +101,83 @@ static int calib_check(const nn_model *m, const compress_quant_spec *s, const da
     return KD_OK;
 }
 
-/* Observes the inputs of the layers with need[i] over the calibration
- * batches; lo[i], hi[i] get their ranges. */
-static int calibrate(nn_model *m, const compress_quant_spec *s, const data_set *d,
-                     const int *need, float *lo, float *hi, kd_err *e)
+/* Runs m (eval mode) over the calibration batches of d, calling observe
+ * after each forward (m->act holds every layer's input). */
+typedef int (*observe_fn)(void *ctx, const nn_model *m, int n, kd_err *e);
+static int calib_forward(nn_model *m, const compress_quant_spec *s, const data_set *d,
+                         observe_fn observe, void *ctx, kd_err *e)
 {
     int rc = calib_check(m, s, d, e);
     if (rc != KD_OK)
         return rc;
-    const int bs = COMPRESS_CALIB_BATCH, L = m->nlayers;
-    quant_hist **h = kd_calloc((size_t)L, sizeof *h);
-    quant_minmax *mm = kd_calloc((size_t)L, sizeof *mm);
+    const int bs = COMPRESS_CALIB_BATCH;
     float *x = kd_afloat((size_t)bs * nn_shape_size(m->in));
     int *idx = kd_malloc(bs * sizeof *idx);
-    rc = h && mm && x && idx ? nn_model_reserve(m, bs, e)
-                             : kd_err_set(e, KD_ENOMEM, "out of memory for calibration");
-    int pct = s->calib == COMPRESS_CALIB_PERCENTILE;
-    for (int i = 0; rc == KD_OK && i < L; i++) {
-        quant_minmax_init(&mm[i]);
-        if (need[i] && pct && !(h[i] = quant_hist_new(HIST_BINS, e)))
-            rc = KD_ENOMEM;
-    }
-    nn_ctx ctx = {.train = 0};
+    rc = x && idx ? nn_model_reserve(m, bs, e)
+                  : kd_err_set(e, KD_ENOMEM, "out of memory for calibration");
+    nn_ctx ctx_eval = {.train = 0};
     for (int b = 0; rc == KD_OK && b < s->calib_batches; b++) {
         int n = d->n - b * bs < bs ? d->n - b * bs : bs;
         for (int j = 0; j < n; j++)
             idx[j] = b * bs + j;
         data_batch(d, idx, n, m->in_mean, m->in_std, x, NULL);
-        if (!nn_model_forward(m, x, n, &ctx))
+        if (!nn_model_forward(m, x, n, &ctx_eval))
             rc = kd_err_set(e, KD_ENOMEM, "out of memory for calibration");
-        for (int i = 0; rc == KD_OK && i < L; i++) {
-            size_t nx = (size_t)n * nn_shape_size(m->layers[i].in);
-            if (need[i] && pct)
-                quant_hist_update(h[i], m->act[i], nx);
-            else if (need[i])
-                quant_minmax_update(&mm[i], m->act[i], nx);
-        }
+        else
+            rc = observe(ctx, m, n, e);
     }
-    for (int i = 0; rc == KD_OK && i < L; i++) {
-        if (need[i] && pct)
-            quant_hist_range(h[i], s->percentile, &lo[i], &hi[i]);
-        else if (need[i])
-            lo[i] = mm[i].lo, hi[i] = mm[i].hi;
-    }
-    for (int i = 0; h && i < L; i++)
-        quant_hist_free(h[i]);
-    kd_free(h);
-    kd_free(mm);
     kd_afree(x);
     kd_free(idx);
+    return rc;
+}
+
+typedef struct {
+    const int *need;
+    int pct;
+    quant_hist **h;
+    quant_minmax *mm;
+} range_obs;
+
+static int observe_ranges(void *ctx, const nn_model *m, int n, kd_err *e)
+{
+    (void)e;
+    range_obs *o = ctx;
+    for (int i = 0; i < m->nlayers; i++) {
+        size_t nx = (size_t)n * nn_shape_size(m->layers[i].in);
+        if (o->need[i] && o->pct)
+            quant_hist_update(o->h[i], m->act[i], nx);
+        else if (o->need[i])
+            quant_minmax_update(&o->mm[i], m->act[i], nx);
+    }
+    return KD_OK;
+}
+
+/* Observes the inputs of the layers with need[i] over the calibration
+ * batches; lo[i], hi[i] get their ranges. */
+static int calibrate(nn_model *m, const compress_quant_spec *s, const data_set *d,
+                     const int *need, float *lo, float *hi, kd_err *e)
+{
+    const int L = m->nlayers;
+    range_obs o = {.need = need, .pct = s->calib == COMPRESS_CALIB_PERCENTILE,
+                   .h = kd_calloc((size_t)L, sizeof *o.h), .mm = kd_calloc((size_t)L, sizeof *o.mm)};
+    int rc = o.h && o.mm ? KD_OK : kd_err_set(e, KD_ENOMEM, "out of memory for calibration");
+    for (int i = 0; rc == KD_OK && i < L; i++) {
+        quant_minmax_init(&o.mm[i]);
+        if (need[i] && o.pct && !(o.h[i] = quant_hist_new(HIST_BINS, e)))
+            rc = KD_ENOMEM;
+    }
+    if (rc == KD_OK)
+        rc = calib_forward(m, s, d, observe_ranges, &o, e);
+    for (int i = 0; rc == KD_OK && i < L; i++) {
+        if (need[i] && o.pct)
+            quant_hist_range(o.h[i], s->percentile, &lo[i], &hi[i]);
+        else if (need[i])
+            lo[i] = o.mm[i].lo, hi[i] = o.mm[i].hi;
+    }
+    for (int i = 0; o.h && i < L; i++)
+        quant_hist_free(o.h[i]);
+    kd_free(o.h);
+    kd_free(o.mm);
     return rc;
 }
 
@@ -171,6 +199,28 @@ static int ranges(nn_model *m, const compress_quant_spec *s, const data_set *d, 
 
 /* GPTQ: h[i] = X^T X / n of the inputs of every 4-bit layer i over the
  * calibration batches (k_i x k_i doubles, NULL for the other layers). */
+typedef struct {
+    double **h;
+    double *xd; /* one batch of a layer's inputs as doubles */
+    long total;
+} gram_obs;
+
+static int observe_grams(void *ctx, const nn_model *m, int n, kd_err *e)
+{
+    (void)e;
+    gram_obs *o = ctx;
+    for (int i = 0; i < m->nlayers; i++) {
+        if (!o->h[i])
+            continue;
+        int ki = (int)nn_shape_size(m->layers[i].in);
+        for (size_t j = 0; j < (size_t)n * ki; j++)
+            o->xd[j] = m->act[i][j];
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, ki, n, 1.0, o->xd, ki, 1.0, o->h[i], ki);
+    }
+    o->total += n;
+    return KD_OK;
+}
+
 static int grams(nn_model *m, const compress_quant_spec *s, const data_set *d, const qkind *k,
                  double **h, kd_err *e)
 {
@@ -179,10 +229,6 @@ static int grams(nn_model *m, const compress_quant_spec *s, const data_set *d, c
         any |= k[i] == Q_4;
     if (!any || s->rounding != COMPRESS_ROUND_GPTQ)
         return KD_OK;
-    int rc = calib_check(m, s, d, e);
-    if (rc != KD_OK)
-        return rc;
-    const int bs = COMPRESS_CALIB_BATCH;
     size_t kmax = 0;
     for (int i = 0; i < m->nlayers; i++)
         if (k[i] == Q_4) {
@@ -191,39 +237,16 @@ static int grams(nn_model *m, const compress_quant_spec *s, const data_set *d, c
             if (!(h[i] = kd_calloc(ki * ki, sizeof **h)))
                 return kd_err_set(e, KD_ENOMEM, "out of memory for a %zu x %zu Gram matrix", ki, ki);
         }
-    float *x = kd_afloat((size_t)bs * nn_shape_size(m->in));
-    double *xd = kd_malloc((size_t)bs * kmax * sizeof *xd);
-    int *idx = kd_malloc(bs * sizeof *idx);
-    rc = x && xd && idx ? nn_model_reserve(m, bs, e)
-                        : kd_err_set(e, KD_ENOMEM, "out of memory for calibration");
-    nn_ctx ctx = {.train = 0};
-    long total = 0;
-    for (int b = 0; rc == KD_OK && b < s->calib_batches; b++) {
-        int n = d->n - b * bs < bs ? d->n - b * bs : bs;
-        for (int j = 0; j < n; j++)
-            idx[j] = b * bs + j;
-        data_batch(d, idx, n, m->in_mean, m->in_std, x, NULL);
-        if (!nn_model_forward(m, x, n, &ctx))
-            rc = kd_err_set(e, KD_ENOMEM, "out of memory for calibration");
-        for (int i = 0; rc == KD_OK && i < m->nlayers; i++) {
-            if (!h[i])
-                continue;
-            int ki = (int)nn_shape_size(m->layers[i].in);
-            for (size_t j = 0; j < (size_t)n * ki; j++)
-                xd[j] = m->act[i][j];
-            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, ki, n, 1.0, xd, ki, 1.0, h[i], ki);
-        }
-        total += n;
-    }
+    gram_obs o = {.h = h, .xd = kd_malloc((size_t)COMPRESS_CALIB_BATCH * kmax * sizeof *o.xd)};
+    int rc = o.xd ? calib_forward(m, s, d, observe_grams, &o, e)
+                  : kd_err_set(e, KD_ENOMEM, "out of memory for calibration");
     for (int i = 0; rc == KD_OK && i < m->nlayers; i++) {
         size_t ki = h[i] ? nn_shape_size(m->layers[i].in) : 0;
         for (size_t r = 0; r < ki; r++)
             for (size_t c = r; c < ki; c++)
-                h[i][c * ki + r] = h[i][r * ki + c] /= (double)total;
+                h[i][c * ki + r] = h[i][r * ki + c] /= (double)o.total;
     }
-    kd_afree(x);
-    kd_free(xd);
-    kd_free(idx);
+    kd_free(o.xd);
     return rc;
 }
 
@@ -329,34 +352,35 @@ static const nn_layer_ops *ops_of(qkind k, const nn_layer *l)
     return k == Q_KEEP ? l->spec.ops : table[k];
 }
 
-/* The new model's layers from k, lo, hi. */
+/* What assemble's layers are built from. */
+typedef struct {
+    const qkind *k;
+    const float *lo, *hi;
+    const compress_quant_spec *s;
+    double *const *gram;
+} build_ctx;
+
+static int fill_layer(const void *ctx, const nn_model *m, int i, nn_layer *dst, kd_err *e)
+{
+    const build_ctx *b = ctx;
+    return b->k[i] == Q_KEEP ? compress_copy_layer(dst, &m->layers[i], e)
+                             : build_layer(m, i, b->k, b->lo, b->hi, b->s, b->gram[i], dst, e);
+}
+
+/* The new model's layers from k, lo, hi (and the Gram matrices of gptq). */
 static nn_model *assemble(nn_model *m, const qkind *k, const float *lo, const float *hi,
                           const compress_quant_spec *s, double *const *gram, kd_err *e)
 {
-    nn_layer_spec *specs = kd_calloc((size_t)m->nlayers, sizeof *specs);
-    if (!specs) {
+    const nn_layer_ops **ops = kd_calloc((size_t)m->nlayers, sizeof *ops);
+    if (!ops) {
         kd_err_set(e, KD_ENOMEM, "out of memory");
         return NULL;
     }
-    for (int i = 0; i < m->nlayers; i++) {
-        specs[i] = m->layers[i].spec;
-        specs[i].ops = ops_of(k[i], &m->layers[i]);
-    }
-    nn_model *q = nn_model_new(m->in, specs, m->nlayers, NULL, e);
-    kd_free(specs);
-    for (int i = 0; q && i < m->nlayers; i++) {
-        int rc = k[i] == Q_KEEP ? compress_copy_layer(&q->layers[i], &m->layers[i], e)
-                                : build_layer(m, i, k, lo, hi, s, gram[i], &q->layers[i], e);
-        if (rc != KD_OK) {
-            kd_err_prefix(e, "layer %d (%s)", i, m->layers[i].spec.name);
-            nn_model_free(q);
-            q = NULL;
-        }
-    }
-    if (q) {
-        q->in_mean = m->in_mean;
-        q->in_std = m->in_std;
-    }
+    for (int i = 0; i < m->nlayers; i++)
+        ops[i] = ops_of(k[i], &m->layers[i]);
+    build_ctx b = {.k = k, .lo = lo, .hi = hi, .s = s, .gram = gram};
+    nn_model *q = compress_remodel(m, ops, fill_layer, &b, e);
+    kd_free(ops);
     return q;
 }
 
