@@ -200,7 +200,9 @@ static int plot_sparsity(rep_plotter *p, const csv *c, const rep_row *rows, int 
                        "  set yrange [0:105]\n  set grid ytics lc rgb '#dddddd'\n"
                        "  set style data histograms\n  set style histogram clustered gap 1\n"
                        "  set style fill solid 0.85 border rgb '#333333'\n"
-                       "  set boxwidth 0.9\n  set key below center horizontal\n"
+                       "  set boxwidth 0.9\n"
+                       /* beside the plot: below it, it met the x label */
+                       "  set key outside right top vertical\n"
                        "%s"
                        "  plot for [i=2:%d] 'sparsity.dat' using i:xtic(1) title columnheader(i)\n",
                 nl > 6 ? "  set xtics rotate by -30 left\n" : "", nv + 1);
@@ -237,7 +239,9 @@ static int plot_sensitivity(rep_plotter *p, const csv *c, kd_err *e)
     rep_bprintf(&body, "  set title 'Sensitivity: accuracy when one layer alone is pruned'\n"
                        "  set xlabel 'Sparsity of the layer (%%)'\n"
                        "  set ylabel 'Validation accuracy (%%)'\n"
-                       "  set grid lc rgb '#dddddd'\n  set key bottom left box opaque\n");
+                       "  set grid lc rgb '#dddddd'\n  set key bottom left box opaque\n"
+                       /* no point on the border */
+                       "  set offsets graph 0.03, graph 0.03, graph 0.05, graph 0.05\n");
     for (int l = 0; l < nl; l++) {
         rep_bprintf(&dat, "# ");
         rep_dat_str(&dat, layers[l]);

@@ -56,6 +56,7 @@ START_TEST(sensitivity_says_validation)
     char *gp = file(dir, "plots/sensitivity.gp"), *md = file(dir, "report.md");
     ck_assert_msg(strstr(gp, "set ylabel 'Validation accuracy (%)'"), "%s", gp);
     ck_assert_ptr_null(strstr(gp, "Test accuracy"));
+    ck_assert_msg(strstr(gp, "set offsets graph 0.03"), "%s", gp); /* no point on the border */
     ck_assert(!have || strstr(md, "Validation accuracy (test accuracy when"));
     kd_free(gp);
     kd_free(md);
@@ -245,6 +246,9 @@ START_TEST(sparsity_pruned_only)
     char *dat = file(dir, "plots/sparsity.dat"), *md = file(dir, "report.md");
     ck_assert_msg(!strncmp(dat, "layer \"agp\" \"prune_q\"\n", 22), "%s", dat);
     ck_assert_ptr_null(strstr(dat, "q4\""));
+    kd_free(dat);
+    dat = file(dir, "plots/sparsity.gp"); /* the key clear of the x label */
+    ck_assert_msg(strstr(dat, "set key outside right"), "%s", dat);
     ck_assert(!have || strstr(md, "for the pruned variants only"));
     kd_free(dat);
     kd_free(md);
