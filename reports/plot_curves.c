@@ -63,7 +63,9 @@ static void panel(kd_buf *b, const char *name, const char *models[], int nm, int
         const char *label = strchr(models[k], '/') ? strchr(models[k], '/') + 1 : models[k];
         const char *c = color_for(models[k], k);
         char t[160];
-        rep_bprintf(b, "%s'%s.dat' index %d using 1:%d with lines dt 2 lc rgb '%s' title ",
+        /* open points: a single epoch still shows (a line needs two) */
+        rep_bprintf(b, "%s'%s.dat' index %d using 1:%d with linespoints dt 2 pt 6 ps 0.7 "
+                       "lc rgb '%s' title ",
                     k ? ", \\\n    " : "  plot ", name, k, col_train, c);
         snprintf(t, sizeof t, "%s%straining", nm > 1 ? label : "", nm > 1 ? " " : "");
         rep_gp_str(b, t);

@@ -275,8 +275,36 @@ START_TEST(curves_ticks_and_key)
     ck_assert_ptr_null(strstr(gp, "set key bottom right"));
     ck_assert_msg(strstr(gp, "set key at screen"), "%s", gp);
     ck_assert_msg(strstr(gp, "set xrange [0.7:2.3]"), "%s", gp);
+    /* training values are points too: a one-epoch pass still shows them */
+    ck_assert_msg(strstr(gp, "using 1:2 with linespoints dt 2 pt 6"), "%s", gp);
     /* one model: the key names the line, not the model again */
     ck_assert_ptr_null(strstr(gp, "title 'v [pass 2] training"));
+    kd_free(gp);
+}
+END_TEST
+
+/* sizes and latencies within a decade: the log axes get 1-2-5 labels, not one */
+START_TEST(scatter_ticks_within_a_decade)
+{
+    char dir[256];
+    kdt_tmpdir(dir, sizeof dir);
+    rep_row rows[3];
+    const double size[3] = {52000, 100000, 310000}, p50[3] = {0.6, 1.1, 1.3};
+    for (int i = 0; i < 3; i++) {
+        rep_row_init(&rows[i], i ? "v" : "teacher", i ? "compressed" : "teacher");
+        rows[i].size_bytes = (long long)size[i];
+        rows[i].accuracy = 0.8 + 0.01 * i;
+        rows[i].latency_us_b1_p50 = p50[i];
+        rows[i].latency_us_b1_p99 = p50[i] * 1.2;
+    }
+    kd_err e = {0};
+    ck_assert_int_eq(rep_write_results(dir, "x", rows, 3, &e), 0);
+    report(dir);
+    char *gp = file(dir, "plots/acc_size.gp");
+    ck_assert_msg(strstr(gp, "set xtics (50000, 100000, 200000, 500000)"), "%s", gp);
+    kd_free(gp);
+    gp = file(dir, "plots/acc_latency.gp");
+    ck_assert_msg(strstr(gp, "set xtics (0.5, 1, 2)"), "%s", gp);
     kd_free(gp);
 }
 END_TEST
@@ -293,6 +321,7 @@ Suite *suite_reports_rough(void)
     tcase_add_test(t, details_percent_and_complete);
     tcase_add_test(t, sparsity_pruned_only);
     tcase_add_test(t, curves_ticks_and_key);
+    tcase_add_test(t, scatter_ticks_within_a_decade);
     suite_add_tcase(s, t);
     return s;
 }
