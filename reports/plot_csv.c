@@ -285,6 +285,7 @@ typedef struct {
     char variants[MAX_KEYS][96], layers[MAX_KEYS][96];
     int nv, nl, has_zeros, nv_all; /* nv_all: before the panel limit */
     double zeros[MAX_KEYS], total[MAX_KEYS]; /* per variant */
+    char shown[MAX_KEYS][MAX_KEYS]; /* [v][l]: drawn (a bin of it holds weights) */
 } hist_info;
 
 static void hist_scan(const csv *c, hist_info *h)
@@ -292,14 +293,18 @@ static void hist_scan(const csv *c, hist_info *h)
     memset(h, 0, sizeof *h);
     h->has_zeros = c->ncols == 6;
     char seen[MAX_KEYS][MAX_KEYS] = {{0}};
+    int per_variant[MAX_KEYS] = {0};
     for (int r = 0; r < c->nrows; r++) {
         int v = key_index(h->variants, &h->nv, c->f[r][0]);
         int l = key_index(h->layers, &h->nl, c->f[r][1]);
         double n, z;
         if (v < 0 || l < 0)
             continue;
-        if (num_field(c->f[r][4], &n))
+        if (num_field(c->f[r][4], &n)) {
             h->total[v] += n;
+            if (n > 0 && !h->shown[v][l] && per_variant[v] < HIST_MAX_LAYERS)
+                h->shown[v][l] = 1, per_variant[v]++;
+        }
         if (h->has_zeros && !seen[v][l] && num_field(c->f[r][5], &z)) {
             h->zeros[v] += z; /* the same on every row of a layer: once */
             h->total[v] += z;
@@ -308,7 +313,6 @@ static void hist_scan(const csv *c, hist_info *h)
     }
     h->nv_all = h->nv;
     h->nv = h->nv < HIST_MAX_PANELS ? h->nv : HIST_MAX_PANELS;
-    h->nl = h->nl < HIST_MAX_LAYERS ? h->nl : HIST_MAX_LAYERS;
 }
 
 /* block v * nl + l: bin centre, count (? when empty: nothing on a log axis), width */
@@ -316,7 +320,7 @@ static void hist_data(const csv *c, const hist_info *h, kd_buf *dat)
 {
     for (int v = 0; v < h->nv; v++)
         for (int l = 0; l < h->nl; l++) {
-            for (int r = 0; r < c->nrows; r++) {
+            for (int r = 0; r < c->nrows && h->shown[v][l]; r++) {
                 double lo, hi, n;
                 if (!strcmp(c->f[r][0], h->variants[v]) && !strcmp(c->f[r][1], h->layers[l]) &&
                     num_field(c->f[r][2], &lo) && num_field(c->f[r][3], &hi) &&
@@ -328,6 +332,9 @@ static void hist_data(const csv *c, const hist_info *h, kd_buf *dat)
         }
 }
 
+/* Only the blocks that hold weights are plotted (a panel of nothing but
+ * missing points is an error in gnuplot); the first panel carries the one
+ * key: every drawn layer's colour. */
 static void hist_panel(kd_buf *body, const hist_info *h, int v)
 {
     char title[200];
@@ -340,18 +347,31 @@ static void hist_panel(kd_buf *body, const hist_info *h, int v)
         snprintf(title, sizeof title, "%s (no exact zeros)", h->variants[v]);
     rep_bprintf(body, "  set title ");
     rep_gp_str(body, title);
-    rep_bprintf(body, " font ',10'\n");
+    int any = 0;
     for (int l = 0; l < h->nl; l++)
-        rep_bprintf(body, "%s'weights_hist.dat' index %d using 1:2:3 with boxes "
-                          "fs transparent solid 0.35 lt %d notitle",
-                    l ? ", \\\n    " : "  plot ", v * h->nl + l, l + 1);
-    if (v == 0) /* the one key, for every panel: layer colours */
-        for (int l = 0; l < h->nl; l++) {
-            rep_bprintf(body, ", \\\n    NaN with boxes fs transparent solid 0.35 lt %d title ",
-                        l + 1);
-            rep_gp_str(body, h->layers[l]);
-        }
+        any |= h->shown[v][l];
+    rep_bprintf(body, " font ',10'\n");
+    if (!any) /* nothing but zeros: an empty panel needs ranges of its own */
+        rep_bprintf(body, "  set xrange [-1:1]\n  set yrange [0.7:10]\n");
+    rep_bprintf(body, "  plot NaN notitle");
+    for (int l = 0; l < h->nl; l++)
+        if (h->shown[v][l])
+            rep_bprintf(body, ", \\\n    'weights_hist.dat' index %d using 1:2:3 with boxes "
+                              "fs transparent solid 0.35 lt %d notitle",
+                        v * h->nl + l, l + 1);
+    for (int l = 0; l < h->nl && v == 0; l++) {
+        int used = 0;
+        for (int k = 0; k < h->nv; k++)
+            used |= h->shown[k][l];
+        if (!used)
+            continue;
+        rep_bprintf(body, ", \\\n    NaN with boxes fs transparent solid 0.35 lt %d title ",
+                    l + 1);
+        rep_gp_str(body, h->layers[l]);
+    }
     rep_bprintf(body, "\n");
+    if (!any)
+        rep_bprintf(body, "  set autoscale x\n  set yrange [0.7:*]\n");
     if (v == 0)
         rep_bprintf(body, "  unset key\n");
 }

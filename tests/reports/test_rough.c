@@ -102,6 +102,33 @@ START_TEST(weights_hist_small_multiples)
 }
 END_TEST
 
+/* variants with layers of their own, more layers than a panel shows, and a
+ * layer of nothing but zeros: every panel is valid gnuplot */
+START_TEST(weights_hist_sparse_panels)
+{
+    if (!rfx_have_gnuplot())
+        KDT_SKIP("gnuplot not found");
+    char dir[256], line[200];
+    kdt_tmpdir(dir, sizeof dir);
+    rfx_write_run(dir, 0);
+    kd_buf b = {0};
+    rep_bprintf(&b, "variant,layer,bin_lo,bin_hi,count,zeros\n");
+    for (int v = 0; v < 3; v++)
+        for (int l = 0; l < 8; l++) {
+            snprintf(line, sizeof line, "v%d,l%d,-0.1,0,%d,0\nv%d,l%d,0,0.1,%d,0\n", v,
+                     v * 8 + l, v == 2 ? 0 : 5, v, v * 8 + l, v == 2 ? 0 : 7);
+            rep_bprintf(&b, "%s", line);
+        }
+    kd_buf_put(&b, "", 1);
+    put(dir, "weights_hist.csv", (const char *)b.p);
+    kd_buf_free(&b);
+    report_with(dir, 1); /* no warning: gnuplot drew it */
+    char *gp = file(dir, "plots/weights_hist.gp");
+    ck_assert_int_eq(count(gp, "with boxes fs transparent solid 0.35 lt"), 6 + 6 + 12);
+    kd_free(gp);
+}
+END_TEST
+
 /* no table line of report.md holds more than max columns */
 static void md_widths(const char *md, int max)
 {
@@ -316,6 +343,7 @@ Suite *suite_reports_rough(void)
     tcase_set_timeout(t, 60);
     tcase_add_test(t, sensitivity_says_validation);
     tcase_add_test(t, weights_hist_small_multiples);
+    tcase_add_test(t, weights_hist_sparse_panels);
     tcase_add_test(t, tables_fit_the_page);
     tcase_add_test(t, one_seed_no_sd);
     tcase_add_test(t, details_percent_and_complete);
