@@ -264,11 +264,12 @@ nn_model *compress_qat_prepare(const nn_model *m, const compress_quant_spec *s, 
 /* Weight bits of the model's weight layers, the majority weighted by weight
  * count (32, 8 or 4; dense_fq counts as 32: it stores fp32), for reports. */
 int compress_model_weight_bits(const nn_model *m);
-/* RUN_DIR/weights_hist.csv (header variant,layer,bin_lo,bin_hi,count),
+/* RUN_DIR/weights_hist.csv (header variant,layer,bin_lo,bin_hi,count,zeros),
  * atomically: per dense-shaped layer of each model, a histogram of its
  * weights as the layer computes with them (dequantized for quantized kinds,
- * fake-quantized for dense_fq, pruned zeros included), nbins (>= 1) equal
- * bins over the layer's [min, max]. */
+ * fake-quantized for dense_fq), nbins (>= 1) equal bins over the [min, max]
+ * of its non-zero weights; exact zeros (pruned or rounded) are not binned:
+ * every row of the layer gives their number in zeros. */
 int compress_write_weights_hist(const char *run_dir, const char *const *variants,
                                 const nn_model *const *models, int n, int nbins, kd_err *e);
 

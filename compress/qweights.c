@@ -48,15 +48,18 @@ static void put_line(kd_buf *b, const char *fmt, ...)
     kd_buf_put(b, line, n < (int)sizeof line ? (size_t)n : sizeof line - 1);
 }
 
-/* One layer's rows: nbins equal bins over [min, max] of its finite weights
- * (the last bin closed; a non-finite weight counts in the first bin); a
- * constant layer puts everything in its first bin. */
+/* One layer's rows: nbins equal bins over [min, max] of its finite non-zero
+ * weights (the last bin closed; a non-finite weight counts in the first bin);
+ * exact zeros (pruned, or rounded to zero) are not binned but counted in the
+ * zeros column, so a pruned layer's spike does not hide the rest; a layer
+ * with one distinct value puts everything in its first bin. */
 static void hist_rows(kd_buf *b, const char *variant, const char *layer, const float *w,
                       size_t n, int nbins, uint64_t *cnt)
 {
     float lo = INFINITY, hi = -INFINITY;
+    unsigned long long zeros = 0;
     for (size_t i = 0; i < n; i++)
-        if (isfinite(w[i])) {
+        if (isfinite(w[i]) && w[i] != 0.0f) {
             lo = fminf(lo, w[i]);
             hi = fmaxf(hi, w[i]);
         }
@@ -65,12 +68,17 @@ static void hist_rows(kd_buf *b, const char *variant, const char *layer, const f
     memset(cnt, 0, (size_t)nbins * sizeof *cnt);
     double width = ((double)hi - lo) / nbins;
     for (size_t i = 0; i < n; i++) {
+        if (w[i] == 0.0f) {
+            zeros++;
+            continue;
+        }
         long j = width > 0 && isfinite(w[i]) ? (long)(((double)w[i] - lo) / width) : 0;
         cnt[j < 0 ? 0 : j >= nbins ? nbins - 1 : j]++;
     }
     for (int j = 0; j < nbins; j++)
-        put_line(b, "%s,%s,%.9g,%.9g,%llu\n", variant, layer, lo + j * width,
-                 j == nbins - 1 ? (double)hi : lo + (j + 1) * width, (unsigned long long)cnt[j]);
+        put_line(b, "%s,%s,%.9g,%.9g,%llu,%llu\n", variant, layer, lo + j * width,
+                 j == nbins - 1 ? (double)hi : lo + (j + 1) * width, (unsigned long long)cnt[j],
+                 zeros);
 }
 
 static int layer_rows(kd_buf *b, const char *variant, const nn_layer *l, int nbins,
@@ -97,7 +105,7 @@ int compress_write_weights_hist(const char *run_dir, const char *const *variants
     uint64_t *cnt = kd_malloc((size_t)nbins * sizeof *cnt);
     kd_buf b = {0};
     int rc = cnt ? KD_OK : kd_err_set(e, KD_ENOMEM, "out of memory");
-    put_line(&b, "variant,layer,bin_lo,bin_hi,count\n");
+    put_line(&b, "variant,layer,bin_lo,bin_hi,count,zeros\n");
     for (int v = 0; rc == KD_OK && v < n; v++)
         for (int i = 0; rc == KD_OK && i < models[v]->nlayers; i++)
             if (compress_is_dense_like(&models[v]->layers[i]))

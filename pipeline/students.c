@@ -172,8 +172,8 @@ static int add_row(one_run *u, nn_model *m0, const seed_stats *ss, kd_err *e)
     rep_row_num(row, "epochs", ss->epochs);
     rep_row_str(row, "format", "fp32");
     rep_row_num(row, "weight_bits", 32);
-    rep_row_str(row, "teacher", "teacher");
-    if (u->mode == DISTILLED) {
+    if (u->mode == DISTILLED) { /* a scratch student has no teacher */
+        rep_row_str(row, "teacher", "teacher");
         rep_row_num(row, "temperature", cs->temperature);
         rep_row_num(row, "alpha", cs->alpha);
         if (cs->hint.student[0]) {

@@ -99,14 +99,21 @@ void rep_compare_table(const rep_row *rows, int n, int baseline, int style, kd_b
         compare_csv(rows, n, baseline, out);
         return;
     }
-    rep_table t;
-    kd_err e;
-    if (rep_results_table(rows, n, baseline, "baseline", &t, &e) != KD_OK) {
-        out->failed = 1;
-        return;
+    /* a terminal gets one table; a page two, each a page wide */
+    int first = style == REP_TABLE_TEXT ? REP_RT_ALL : REP_RT_ACCURACY;
+    int last = style == REP_TABLE_TEXT ? REP_RT_ALL : REP_RT_SPEED;
+    for (int part = first; part <= last; part++) {
+        rep_table t;
+        kd_err e;
+        if (rep_results_table(rows, n, baseline, "baseline", part, &t, &e) != KD_OK) {
+            out->failed = 1;
+            return;
+        }
+        if (part > first)
+            kd_buf_put(out, "\n", 1);
+        rep_table_render(&t, style, out);
+        rep_table_free(&t);
     }
-    rep_table_render(&t, style, out);
-    rep_table_free(&t);
 }
 
 static int write_buf(const char *dir, const char *name, kd_buf *b, kd_err *e)

@@ -24,31 +24,50 @@ static void env_values(const rep_env *v, char out[NENV][160])
     snprintf(out[9], 160, "%s", v->date);
 }
 
+/* "### title" in markdown, <h3> in HTML */
+static void subhead(kd_buf *b, int style, const char *title)
+{
+    if (style == REP_TABLE_MD)
+        rep_bprintf(b, "\n### %s\n\n", title);
+    else
+        rep_bprintf(b, "<h3>%s</h3>\n", title);
+}
+
+/* The results in two tables a page wide (accuracy and size; speed), then the
+ * variant details, one narrow table per theme. */
 static int tables(const rep_doc *d, int style, kd_buf *b, kd_err *e)
 {
     rep_table t;
-    char keys[REP_TCOLS][32];
-    int rc = rep_results_table(d->rows, d->nrows, d->teacher, "teacher", &t, e);
-    if (rc != KD_OK)
-        return rc;
-    rep_table_render(&t, style, b);
-    rep_table_free(&t);
-    if ((rc = rep_extras_table(d->rows, d->nrows, &t, keys, e)) != KD_OK)
-        return rc;
-    if (t.ncols) {
-        rep_bprintf(b, style == REP_TABLE_MD ? "\n### Variant details\n\n"
-                                             : "<h3>Variant details</h3>\n");
+    static const char *const part_title[] = {"Accuracy and size", "Speed"};
+    for (int part = REP_RT_ACCURACY; part <= REP_RT_SPEED; part++) {
+        int rc = rep_results_table(d->rows, d->nrows, d->teacher, "teacher", part, &t, e);
+        if (rc != KD_OK)
+            return rc;
+        subhead(b, style, part_title[part - REP_RT_ACCURACY]);
         rep_table_render(&t, style, b);
+        rep_table_free(&t);
     }
-    rep_table_free(&t);
+    rep_detail_group g[REP_DETAIL_MAX];
+    int ng = rep_detail_groups(d->rows, d->nrows, g);
+    for (int i = 0; i < ng; i++) {
+        int rc = rep_detail_table(d->rows, d->nrows, &g[i], &t, e);
+        if (rc != KD_OK)
+            return rc;
+        char title[96];
+        snprintf(title, sizeof title, "Variant details: %.47s", g[i].title);
+        subhead(b, style, title); /* ours: no escaping needed */
+        rep_table_render(&t, style, b);
+        rep_table_free(&t);
+    }
     return KD_OK;
 }
 
 static const char table_note[] =
-    "Accuracy is on the test set; Δ is in percentage points against the teacher. Bytes are "
-    "the size of the model file on disk; compression and speed-up are the teacher's bytes and "
-    "batch-1 p50 latency divided by the variant's. Latency is measured at batch 1 (p50, p99); "
-    "throughput at batch 256.";
+    "Accuracy is on the test set (mean ± standard deviation in points when a row averages "
+    "several seeds); Δ is in percentage points against the teacher. Bytes are the size of the "
+    "model file on disk; compression and speed-up are the teacher's bytes and batch-1 p50 "
+    "latency divided by the variant's. Latency is measured at batch 1 (p50, p99); throughput "
+    "at batch 256. Shares (sparsity, latency spread) are percentages.";
 
 /* ---- markdown ------------------------------------------------------------------- */
 
@@ -126,7 +145,8 @@ static const char css[] =
     "h1{font-size:1.6em;border-bottom:2px solid #ddd;padding-bottom:.3em}"
     "h2{font-size:1.3em;margin-top:1.8em;border-bottom:1px solid #eee}"
     "table{border-collapse:collapse;font-size:.9em;margin:.8em 0;display:block;overflow-x:auto}"
-    "th,td{padding:.35em .7em;border-bottom:1px solid #e4e4e4;white-space:nowrap}"
+    "th,td{padding:.35em .7em;border-bottom:1px solid #e4e4e4;vertical-align:top}"
+    "th,td.n{white-space:nowrap}td{max-width:28em;overflow-wrap:anywhere}"
     "th{background:#f4f4f4;text-align:left}td.n{text-align:right;"
     "font-variant-numeric:tabular-nums}tr:hover td{background:#fafafa}"
     "figure{margin:1.5em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}"

@@ -98,9 +98,11 @@ void rep_place_labels(const double *px, const double *py, const int *len, int n,
 int rep_plot_curves(rep_plotter *p, const rep_metric *m, int n, kd_err *e);
 
 /* ---- plot_csv.c ---- */
-/* Sparsity bars, sensitivity curves, weight histograms from the optional
- * CSV files in run_dir (a malformed file is a warning, not an error). */
-int rep_plot_csvs(rep_plotter *p, const char *run_dir, kd_err *e);
+/* Sparsity bars (of the variants rows show were pruned), sensitivity curves,
+ * weight histograms from the optional CSV files in run_dir (a malformed file
+ * is a warning, not an error). */
+int rep_plot_csvs(rep_plotter *p, const char *run_dir, const rep_row *rows, int nrows,
+                  kd_err *e);
 
 /* ---- table.c: one table model rendered as text, markdown, HTML or CSV ---- */
 #define REP_TCOLS 16
@@ -117,13 +119,31 @@ int rep_table_init(rep_table *t, int nrows, kd_err *e);
 void rep_table_free(rep_table *t);
 void rep_table_render(const rep_table *t, int style, kd_buf *out); /* REP_TABLE_* or HTML */
 #define REP_TABLE_HTML 3
-/* The results table: accuracy, delta vs rows[base] (points), params,
- * non-zeros, bytes, compression and speed-up vs base, latency p50/p99,
- * throughput.  base < 0: no deltas. */
-int rep_results_table(const rep_row *rows, int n, int base, const char *base_label,
+/* The results table: accuracy (± sd over several seeds), delta vs rows[base]
+ * (points), params, non-zeros, bytes, compression vs base (REP_RT_ACCURACY);
+ * batch-1 latency p50/p99, speed-up vs base, throughput (REP_RT_SPEED); or
+ * every column in one table (REP_RT_ALL, for a terminal).  base < 0: no deltas. */
+enum { REP_RT_ALL, REP_RT_ACCURACY, REP_RT_SPEED };
+int rep_results_table(const rep_row *rows, int n, int base, const char *base_label, int part,
                       rep_table *t, kd_err *e);
-/* The extras of every row (union of keys as columns); 0 columns when none. */
-int rep_extras_table(const rep_row *rows, int n, rep_table *t, char keys[][32], kd_err *e);
+/* ---- details.c: the extras of every row, as tables a page wide ---- */
+#define REP_DETAIL_COLS 6 /* keys per table, besides the variant's name */
+#define REP_DETAIL_MAX 8
+typedef struct {
+    char title[48];
+    int nkeys;
+    char keys[REP_DETAIL_COLS][32];
+} rep_detail_group;
+/* Sorts every extra key of rows (accuracy_std aside: it is in the results
+ * table) into groups of at most REP_DETAIL_COLS: known keys by theme
+ * (training, seeds, compression, measurement), the others in order of first
+ * appearance.  Returns the number of groups (at most REP_DETAIL_MAX; keys
+ * beyond are left out). */
+int rep_detail_groups(const rep_row *rows, int n, rep_detail_group *g);
+/* The table of group g: the rows that hold any of its keys; fractions
+ * (sparsity, latency spread, accuracies) as percentages. */
+int rep_detail_table(const rep_row *rows, int n, const rep_detail_group *g, rep_table *t,
+                     kd_err *e);
 /* Number formatting shared by the tables and the summary. */
 void rep_fmt_count(char *buf, size_t n, double v); /* 1,234,567 or "–" */
 void rep_fmt_pct(char *buf, size_t n, double acc);  /* 0.8912 -> "89.12%" or "–" */

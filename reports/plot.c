@@ -61,7 +61,11 @@ static void script(kd_buf *b, const rep_plot_spec *s, const char *body)
                    "  set linetype 4 lc rgb '#b2182b' lw 1.5\n"
                    "  set linetype 5 lc rgb '#762a83' lw 1.5\n"
                    "  set linetype 6 lc rgb '#35978f' lw 1.5\n"
-                   "  set linetype cycle 6\n",
+                   "  set linetype 7 lc rgb '#8c510a' lw 1.5\n"
+                   "  set linetype 8 lc rgb '#de77ae' lw 1.5\n"
+                   "  set linetype 9 lc rgb '#4d4d4d' lw 1.5\n"
+                   "  set linetype 10 lc rgb '#7fbc41' lw 1.5\n"
+                   "  set linetype cycle 10\n",
                 s->width, s->height, s->width, s->height, s->name);
     kd_buf_put(b, body, strlen(body));
     rep_bprintf(b, "  set output\n}\n");

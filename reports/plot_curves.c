@@ -54,26 +54,38 @@ static const char *color_for(const char *model, int k)
     return palette[k % (int)(sizeof palette / sizeof palette[0])];
 }
 
-/* one panel: for each model, the train column dashed and the val column solid */
+/* one panel: for each model, the train column dashed and the val column
+ * solid; the key names the line, not the model again when there is one */
 static void panel(kd_buf *b, const char *name, const char *models[], int nm, int col_train,
-                  int col_val, const char *what)
+                  int col_val)
 {
     for (int k = 0; k < nm; k++) {
         const char *label = strchr(models[k], '/') ? strchr(models[k], '/') + 1 : models[k];
         const char *c = color_for(models[k], k);
-        rep_bprintf(b, "%s'%s.dat' index %d using 1:%d with lines dt 2 lc rgb '%s' title ",
-                    k ? ", \\\n    " : "  plot ", name, k, col_train, c);
         char t[160];
-        snprintf(t, sizeof t, "%s training %s", label, what);
+        /* open points: a single epoch still shows (a line needs two) */
+        rep_bprintf(b, "%s'%s.dat' index %d using 1:%d with linespoints dt 2 pt 6 ps 0.7 "
+                       "lc rgb '%s' title ",
+                    k ? ", \\\n    " : "  plot ", name, k, col_train, c);
+        snprintf(t, sizeof t, "%s%straining", nm > 1 ? label : "", nm > 1 ? " " : "");
         rep_gp_str(b, t);
         rep_bprintf(b, ", \\\n    '%s.dat' index %d using 1:%d with linespoints pt 7 ps 0.8 "
                        "lc rgb '%s' title ", name, k, col_val, c);
-        snprintf(t, sizeof t, "%s validation %s", label, what);
+        snprintf(t, sizeof t, "%s%svalidation", nm > 1 ? label : "", nm > 1 ? " " : "");
         rep_gp_str(b, t);
     }
     rep_bprintf(b, "\n");
 }
 
+#define KEY_COLS 4 /* entries per row of the key under the panels */
+
+/* rows of the key: two entries (training, validation) per model */
+static int key_rows(int nm) { return (2 * nm + KEY_COLS - 1) / KEY_COLS; }
+
+/* Two panels with equal margins; one key for both, centred under them (the
+ * lines' styles are the same in both panels), never over the lines.  Tick
+ * labels print as %g, so close values never repeat a label; epochs are
+ * padded off the border. */
 static void curves_body(kd_buf *b, const char *name, const char *group, const char *models[],
                         int nm, int max_epoch)
 {
@@ -83,19 +95,23 @@ static void curves_body(kd_buf *b, const char *name, const char *group, const ch
                  nm == 2 ? "scratch vs distilled" : "variants");
     else
         snprintf(title, sizeof title, "Training curves: %.96s", group);
+    double pad = max_epoch <= 10 ? 0.3 : 0.03 * max_epoch;
     rep_bprintf(b, "  set datafile missing '?'\n  set multiplot layout 1,2 title ");
     rep_gp_str(b, title);
     rep_bprintf(b, " font ',13'\n"
                    "  set grid lc rgb '#dddddd'\n  set xlabel 'Epoch'\n"
-                   "  set key top right box opaque font ',9'\n"
-                   "%s"
+                   "  set xrange [%.6g:%.6g]\n%s"
+                   "  set offsets 0, 0, graph 0.05, graph 0.05\n"
+                   "  set format y '%%g'\n  set bmargin %.1f\n"
+                   "  set key at screen 0.5, 0.01 center bottom horizontal maxcols %d "
+                   "font ',10' samplen 3 spacing 1.1 width 2\n"
                    "  set title 'Loss (cross-entropy per sample)'\n  set ylabel 'Loss'\n",
+                1 - pad, max_epoch + pad,
                 /* integer epoch ticks while they fit */
-                max_epoch <= 15 ? "  set xtics 1\n" : "");
-    panel(b, name, models, nm, 2, 3, "loss");
-    rep_bprintf(b, "  set title 'Accuracy'\n  set ylabel 'Accuracy (%%)'\n"
-                   "  set key bottom right\n  set format y '%%.0f'\n");
-    panel(b, name, models, nm, 4, 5, "acc.");
+                max_epoch <= 15 ? "  set xtics 1\n" : "", 4.0 + 1.4 * key_rows(nm), KEY_COLS);
+    panel(b, name, models, nm, 2, 3);
+    rep_bprintf(b, "  set title 'Accuracy'\n  set ylabel 'Accuracy (%%)'\n  unset key\n");
+    panel(b, name, models, nm, 4, 5);
     rep_bprintf(b, "  unset multiplot\n");
 }
 
@@ -156,7 +172,7 @@ static int curves_group(rep_plotter *p, const rep_metric *m, int n, const char *
                                 "soft-target term, so compare validation curves."
                               : "Loss and accuracy per epoch, training (dashed) and validation "
                                 "(solid).",
-                       1200, 500};
+                       1200, 500 + 22 * key_rows(nm)};
     int rc = body.failed ? kd_err_set(e, KD_ENOMEM, "out of memory")
                          : rep_plot_draw(p, &s, &dat, (const char *)body.p, e);
     kd_buf_free(&dat);

@@ -214,6 +214,24 @@ static void blocks(const rep_row *rows, const pt *pts, int np, const int *front,
     rep_bprintf(cmd, "\n");
 }
 
+/* Under three decades gnuplot's log axis labels one or two powers of ten at
+ * most: label 1-2-5 steps instead. */
+static void log_tics(kd_buf *b, ranges r)
+{
+    if (r.lx1 - r.lx0 >= 3)
+        return;
+    static const double steps[3] = {1, 2, 5};
+    int n = 0;
+    rep_bprintf(b, "  set xtics (");
+    for (int k = (int)floor(r.lx0); k <= (int)ceil(r.lx1); k++)
+        for (int i = 0; i < 3; i++) {
+            double v = steps[i] * pow(10, k);
+            if (log10(v) >= r.lx0 && log10(v) <= r.lx1)
+                rep_bprintf(b, "%s%.6g", n++ ? ", " : "", v);
+        }
+    rep_bprintf(b, ")\n");
+}
+
 static int draw(rep_plotter *p, const rep_plot_spec *s, const rep_row *rows, pt *pts, int np,
                 const groups *g, const int *front, int latency, kd_err *e)
 {
@@ -233,6 +251,7 @@ static int draw(rep_plotter *p, const rep_plot_spec *s, const rep_row *rows, pt 
                 pow(10, r.lx0), pow(10, r.lx1), r.y0, r.y1);
     if (!latency)
         rep_bprintf(&body, "  set format x '%%.0s %%cB'\n");
+    log_tics(&body, r);
     blocks(rows, pts, np, front, r, g, file, latency, &dat, &body);
     kd_buf_put(&body, "", 1);
     int rc = body.failed ? kd_err_set(e, KD_ENOMEM, "out of memory")

@@ -66,32 +66,46 @@ static void ratio(char *buf, size_t n, double num, double den)
         snprintf(buf, n, DASH);
 }
 
-static void results_row(const rep_row *r, const rep_row *b, char cell[][REP_TCELL])
+/* mean ± sd only when the row averages several seeds (a "seeds" of 1 has sd 0) */
+static void accuracy_cell(const rep_row *r, char *cell)
 {
-    int c = 0;
-    snprintf(cell[c++], REP_TCELL, "%s", r->name);
-    snprintf(cell[c++], REP_TCELL, "%s", r->role);
-    rep_fmt_pct(cell[c], REP_TCELL, r->accuracy);
-    double sd = rep_row_get_num(r, "accuracy_std");
-    if (r->accuracy >= 0 && sd >= 0) /* several seeds: mean ± std */
-        snprintf(cell[c] + strlen(cell[c]), REP_TCELL - strlen(cell[c]), " ± %.2f", 100 * sd);
-    c++;
-    if (b && b != r && b->accuracy >= 0 && r->accuracy >= 0)
-        snprintf(cell[c], REP_TCELL, "%+.2f pts", 100 * (r->accuracy - b->accuracy));
-    else
-        snprintf(cell[c], REP_TCELL, DASH);
-    c++;
-    rep_fmt_count(cell[c++], REP_TCELL, (double)r->params);
-    rep_fmt_count(cell[c++], REP_TCELL, (double)r->nonzero_params);
-    rep_fmt_count(cell[c++], REP_TCELL, (double)r->size_bytes);
-    ratio(cell[c++], REP_TCELL, b ? (double)b->size_bytes : -1, (double)r->size_bytes);
-    ratio(cell[c++], REP_TCELL, b ? b->latency_us_b1_p50 : -1, r->latency_us_b1_p50);
-    fmt_num(cell[c++], REP_TCELL, "%.1f", r->latency_us_b1_p50);
-    fmt_num(cell[c++], REP_TCELL, "%.1f", r->latency_us_b1_p99);
-    rep_fmt_count(cell[c++], REP_TCELL, r->throughput_b256);
+    rep_fmt_pct(cell, REP_TCELL, r->accuracy);
+    double sd = rep_row_get_num(r, "accuracy_std"), seeds = rep_row_get_num(r, "seeds");
+    if (r->accuracy >= 0 && sd >= 0 && !(seeds >= 0 && seeds < 2))
+        snprintf(cell + strlen(cell), REP_TCELL - strlen(cell), " ± %.2f", 100 * sd);
 }
 
-int rep_results_table(const rep_row *rows, int n, int base, const char *base_label,
+/* the columns of each part, by number: see head[] below */
+static const int part_cols[3][13] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, -1}, /* REP_RT_ALL */
+    {0, 1, 2, 3, 4, 5, 6, 7, -1},               /* REP_RT_ACCURACY */
+    {0, 9, 10, 8, 11, -1},                      /* REP_RT_SPEED */
+};
+
+static void results_cell(const rep_row *r, const rep_row *b, int col, char *cell)
+{
+    switch (col) {
+    case 0: snprintf(cell, REP_TCELL, "%s", r->name); break;
+    case 1: snprintf(cell, REP_TCELL, "%s", r->role); break;
+    case 2: accuracy_cell(r, cell); break;
+    case 3:
+        if (b && b != r && b->accuracy >= 0 && r->accuracy >= 0)
+            snprintf(cell, REP_TCELL, "%+.2f pts", 100 * (r->accuracy - b->accuracy));
+        else
+            snprintf(cell, REP_TCELL, DASH);
+        break;
+    case 4: rep_fmt_count(cell, REP_TCELL, (double)r->params); break;
+    case 5: rep_fmt_count(cell, REP_TCELL, (double)r->nonzero_params); break;
+    case 6: rep_fmt_count(cell, REP_TCELL, (double)r->size_bytes); break;
+    case 7: ratio(cell, REP_TCELL, b ? (double)b->size_bytes : -1, (double)r->size_bytes); break;
+    case 8: ratio(cell, REP_TCELL, b ? b->latency_us_b1_p50 : -1, r->latency_us_b1_p50); break;
+    case 9: fmt_num(cell, REP_TCELL, "%.1f", r->latency_us_b1_p50); break;
+    case 10: fmt_num(cell, REP_TCELL, "%.1f", r->latency_us_b1_p99); break;
+    default: rep_fmt_count(cell, REP_TCELL, r->throughput_b256); break;
+    }
+}
+
+int rep_results_table(const rep_row *rows, int n, int base, const char *base_label, int part,
                       rep_table *t, kd_err *e)
 {
     static const char *const head[] = {
@@ -101,52 +115,15 @@ int rep_results_table(const rep_row *rows, int n, int base, const char *base_lab
     int rc = rep_table_init(t, n, e);
     if (rc != KD_OK)
         return rc;
-    t->ncols = (int)(sizeof head / sizeof head[0]);
-    for (int c = 0; c < t->ncols; c++) {
-        t->head[c] = head[c];
-        t->right[c] = c >= 2;
-    }
-    t->head[3] = delta_head[base_label && strcmp(base_label, "teacher") ? 1 : 0];
-    for (int i = 0; i < n; i++)
-        results_row(&rows[i], base >= 0 && base < n ? &rows[base] : NULL, t->cell[i]);
-    return KD_OK;
-}
-
-int rep_extras_table(const rep_row *rows, int n, rep_table *t, char keys[][32], kd_err *e)
-{
-    int nk = 0, rc = rep_table_init(t, n, e);
-    if (rc != KD_OK)
-        return rc;
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < rows[i].nextra && nk < REP_TCOLS - 1; j++) {
-            int seen = 0;
-            for (int k = 0; k < nk && !seen; k++)
-                seen = !strcmp(keys[k], rows[i].extra[j].key);
-            if (!seen && strcmp(rows[i].extra[j].key, "accuracy_std"))
-                snprintf(keys[nk++], 32, "%s", rows[i].extra[j].key);
-        }
-    t->ncols = nk ? nk + 1 : 0;
-    t->head[0] = "Variant";
-    for (int k = 0; k < nk; k++)
-        t->head[k + 1] = keys[k];
-    for (int k = 0; k < nk; k++) /* numbers right-aligned; a string anywhere: left */
-        t->right[k + 1] = 1;
-    for (int i = 0; i < n; i++) {
-        snprintf(t->cell[i][0], REP_TCELL, "%s", rows[i].name);
-        for (int k = 0; k < nk; k++) {
-            char *cell = t->cell[i][k + 1];
-            snprintf(cell, REP_TCELL, DASH);
-            for (int j = 0; j < rows[i].nextra; j++) {
-                if (strcmp(rows[i].extra[j].key, keys[k]))
-                    continue;
-                if (rows[i].extra[j].is_num) {
-                    fmt_num(cell, REP_TCELL, "%.6g", rows[i].extra[j].num);
-                } else {
-                    snprintf(cell, REP_TCELL, "%s", rows[i].extra[j].str);
-                    t->right[k + 1] = 0;
-                }
-            }
-        }
+    const int *cols = part_cols[part >= REP_RT_ALL && part <= REP_RT_SPEED ? part : REP_RT_ALL];
+    const rep_row *b = base >= 0 && base < n ? &rows[base] : NULL;
+    for (t->ncols = 0; cols[t->ncols] >= 0; t->ncols++) {
+        int c = cols[t->ncols];
+        t->head[t->ncols] = c == 3 ? delta_head[base_label && strcmp(base_label, "teacher") ? 1 : 0]
+                                   : head[c];
+        t->right[t->ncols] = c >= 2;
+        for (int i = 0; i < n; i++)
+            results_cell(&rows[i], b, c, t->cell[i][t->ncols]);
     }
     return KD_OK;
 }

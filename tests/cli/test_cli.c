@@ -114,6 +114,11 @@ START_TEST(quick_run_end_to_end)
              "grep -q 'prune(global,0.80,oneshot)+finetune(1)' %s/results.json",
              a, a);
     ck_assert_int_eq(system(pb), 0);
+    /* a scratch student names no teacher; the distilled one does */
+    snprintf(pb, sizeof pb, "! grep '\"mlp32/scratch\"' %s/results.json | grep -q '\"teacher\":' && "
+             "grep '\"mlp32/distilled\"' %s/results.json | grep -q '\"teacher\": \"teacher\"'",
+             a, a);
+    ck_assert_int_eq(system(pb), 0);
     /* int8: a quarter of the fp32 file, and the row says so */
     snprintf(pa, sizeof pa, "%s/compressed/teacher_int8.kdm", a);
     snprintf(pb, sizeof pb, "%s/teacher.kdm", a);

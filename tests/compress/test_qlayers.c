@@ -477,20 +477,26 @@ START_TEST(test_weights_hist)
     const char *names[2] = {"fp32", "int4"};
     const nn_model *models[2] = {m, q4};
     kd_err e = {0};
+    int first = 0; /* the fp32 model's first dense layer: five pruned weights */
+    while (!m->layers[first].nw)
+        first++;
+    for (int i = 0; i < 5; i++)
+        m->layers[first].w[7 * i] = 0.0f;
     ck_assert_int_eq(compress_write_weights_hist(dir, names, models, 2, 8, &e), KD_OK);
     snprintf(path, sizeof path, "%s/weights_hist.csv", dir);
     FILE *f = fopen(path, "r");
     ck_assert_ptr_nonnull(f);
     char line[256];
     ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
-    ck_assert_str_eq(line, "variant,layer,bin_lo,bin_hi,count\n");
+    ck_assert_str_eq(line, "variant,layer,bin_lo,bin_hi,count,zeros\n");
     long sum[2][3] = {{0}}, rows = 0;
     float first_lo = 0, prev_hi = 0;
     while (fgets(line, sizeof line, f)) {
         char v[16], l[16];
         float lo, hi;
-        long c;
-        ck_assert_int_eq(sscanf(line, "%15[^,],%15[^,],%f,%f,%ld", v, l, &lo, &hi, &c), 5);
+        long c, z;
+        ck_assert_int_eq(sscanf(line, "%15[^,],%15[^,],%f,%f,%ld,%ld", v, l, &lo, &hi, &c, &z),
+                         6);
         int vi = strcmp(v, "int4") == 0, li = l[5] - '1';
         ck_assert(li >= 0 && li < 3);
         if (rows % 8 == 0)
@@ -499,7 +505,9 @@ START_TEST(test_weights_hist)
             ck_assert(fabsf(lo - prev_hi) <= 1e-6f * (1 + fabsf(lo)));
         ck_assert(lo <= hi && c >= 0);
         prev_hi = hi;
-        sum[vi][li] += c;
+        sum[vi][li] += c + (rows % 8 == 0 ? z : 0); /* zeros: once per layer */
+        if (!vi && !li) /* exact zeros are counted apart, not binned */
+            ck_assert_int_eq(z, 5);
         rows++;
         (void)first_lo;
     }

@@ -109,7 +109,10 @@ static void check_tables(const char *dir)
                                      "small/distilled/int4, small/distilled, teacher/prune90, "
                                      "teacher/int8, teacher"));
     ck_assert_ptr_nonnull(strstr(md, "## Environment"));
-    ck_assert_ptr_nonnull(strstr(md, "| Variant | epochs | format |")); /* extras, generic */
+    /* extras, grouped by theme */
+    ck_assert_ptr_nonnull(strstr(md, "| Variant | epochs | teacher | temperature | alpha |"));
+    ck_assert_ptr_nonnull(strstr(md, "| Variant | source | sparsity | format | weight\\_bits |"));
+    ck_assert_ptr_nonnull(strstr(md, "| teacher/prune90 | teacher | 90.00% | – | – |"));
     kd_free(md);
     kd_free(html);
     kd_free(rows);
