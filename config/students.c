@@ -5,8 +5,6 @@
 
 #include "internal.h"
 
-#define DEFAULT_T 4.0f
-#define DEFAULT_ALPHA 0.9f
 #define MAX_CLASSES 256 /* student/distill.c's limit */
 
 /* The shape of the output of layer `name` in a model built from m, with
@@ -73,18 +71,15 @@ static int walk_hint(cfg_ctx *c, const cfg_node *dm, const char *dpath, const ex
 static int walk_distill(cfg_ctx *c, const cfg_node *sm, const char *spath, const exp_spec *s,
                         cfg_student *st)
 {
-    static const char *const keys[] = {"temperature", "alpha", "hint", NULL};
-    st->temperature = DEFAULT_T;
-    st->alpha = DEFAULT_ALPHA;
+    static const char *const keys[] = {"method", "temperature", "alpha", "beta", "gamma",
+                                       "warmup", "standardize", "modes", "hint", NULL};
     const cfg_node *m;
     char path[96];
     cfg_path(path, sizeof path, spath, "distill");
     int rc = cfg_section(c, sm, spath, "distill", 0, &m);
-    if (rc != KD_OK || !m || (rc = cfg_check_keys(c, m, path, keys, NULL)) != KD_OK)
-        return rc;
-    if ((rc = cfg_float(c, m, path, "temperature", 0, (cfg_range){0, 100, 1, 0},
-                        &st->temperature)) ||
-        (rc = cfg_float(c, m, path, "alpha", 0, (cfg_range){0, 1, 0, 0}, &st->alpha)))
+    if (rc == KD_OK && m)
+        rc = cfg_check_keys(c, m, path, keys, NULL);
+    if (rc != KD_OK || (rc = cfg_walk_distill_modes(c, m, path, st)) != KD_OK || !m)
         return rc;
     return walk_hint(c, m, path, s, st);
 }

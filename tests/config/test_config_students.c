@@ -45,8 +45,8 @@ START_TEST(student_defaults)
     ck_assert_str_eq(s.students[0].name, "s1");
     ck_assert_int_eq(s.students[0].nseeds, 1);
     ck_assert_uint_eq(s.students[0].seeds[0], 5); /* the experiment's seed */
-    ck_assert_float_eq(s.students[0].temperature, 4.0f);
-    ck_assert_float_eq(s.students[0].alpha, 0.9f);
+    ck_assert_float_eq(s.students[0].modes[0].temperature, 4.0f);
+    ck_assert_float_eq(s.students[0].modes[0].alpha, 0.9f);
     ck_assert_str_eq(s.students[0].hint.student, "");
     ck_assert_int_eq(s.students[0].model.nlayers, 4);
     ck_assert_int_eq(s.students[0].model.train.epochs, 2);
@@ -68,8 +68,8 @@ START_TEST(student_full)
     ck_assert_int_eq(st->nseeds, 3);
     ck_assert_uint_eq(st->seeds[0], 3);
     ck_assert_uint_eq(st->seeds[2], 2);
-    ck_assert_float_eq(st->temperature, 2.5f);
-    ck_assert_float_eq(st->alpha, 0.25f);
+    ck_assert_float_eq(st->modes[0].temperature, 2.5f);
+    ck_assert_float_eq(st->modes[0].alpha, 0.25f);
     ck_assert_str_eq(st->hint.student, "relu1");
     ck_assert_str_eq(st->hint.teacher, "drop1");
     ck_assert_float_eq(st->hint.weight, 0.5f);
@@ -195,7 +195,7 @@ START_TEST(override_student_key)
     const char *y = HEAD TEACHER STUDENT_HEAD "    distill: {temperature: 3}\n";
     int rc = config_load_string("s.yaml", y, strlen(y), ovr, 2, &s, &e);
     ck_assert_msg(rc == KD_OK, "%s:%d:%d %s", e.file, e.line, e.col, e.msg);
-    ck_assert_float_eq(s.students[0].alpha, 0.5f);
+    ck_assert_float_eq(s.students[0].modes[0].alpha, 0.5f);
     ck_assert_int_eq(s.students[0].nseeds, 2);
     const char *bad_ovr[] = {"students.0.distill.temperature=0"};
     ck_assert_int_eq(config_load_string("s.yaml", y, strlen(y), bad_ovr, 1, &s, &e), KD_ECONFIG);
