@@ -103,6 +103,10 @@ typedef struct {
     cfg_distill_mode modes[CFG_MAX_MODES];
     int nmodes, listed;
     cfg_hint hint;            /* distill.hint, optional; applies to every mode */
+    /* `teacher: NAME`: an earlier student whose first distilled mode (first
+     * seed) teaches this one (a teacher assistant chain); -1: the teacher */
+    int teacher_student;
+    cfg_pos teacher_pos;
     cfg_pos pos;
 } cfg_student;
 

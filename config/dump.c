@@ -194,13 +194,18 @@ static void dump_mode(const cfg_distill_mode *m, int named, FILE *f)
         fputs(", standardize: true", f);
 }
 
-static void dump_student(const cfg_student *s, FILE *f)
+static void dump_student(const cfg_student *s, const cfg_student *st_all, FILE *f)
 {
     put_key_str(f, "  - ", "name", s->name);
     fputs("    seeds: [", f);
     for (int i = 0; i < s->nseeds; i++)
         fprintf(f, "%s%llu", i ? ", " : "", (unsigned long long)s->seeds[i]);
-    fputs("]\n    distill: {", f);
+    fputc(']', f);
+    if (s->teacher_student >= 0) {
+        fputs("\n    teacher: ", f);
+        cfg_put_str(f, st_all[s->teacher_student].name);
+    }
+    fputs("\n    distill: {", f);
     if (!s->listed) {
         dump_mode(&s->modes[0], 0, f);
     } else {
@@ -259,7 +264,7 @@ int config_dump(const exp_spec *s, FILE *f)
     if (s->nstudents)
         fputs("students:\n", f);
     for (int i = 0; i < s->nstudents; i++)
-        dump_student(&s->students[i], f);
+        dump_student(&s->students[i], s->students, f);
     cfg_dump_compress(s, f);
     static const char *const formats[] = {"", "md", "html", "both"};
     fprintf(f, "report: {format: %s, plots: %s, ", formats[s->report.format],

@@ -37,6 +37,8 @@ typedef struct {
     run_ctx *r;
     const cfg_student *cs;
     const float *tlogits;
+    nn_model *teacher;        /* the run's teacher, or an assistant student's model */
+    const char *teacher_name; /* "teacher" or "<student>/<mode>" */
     int mode;
     uint64_t seed;
     char base[PL_PATH + 64]; /* run_dir/students/<name>/<mode>-seed<N> */
@@ -48,7 +50,7 @@ static int hint_taps(const one_run *u, nn_model *s, student_distill_opts *o)
     if (!u->cs->hint.student[0])
         return KD_OK;
     o->student_tap = nn_model_find(s, u->cs->hint.student);
-    o->teacher_tap = nn_model_find(u->r->teacher, u->cs->hint.teacher);
+    o->teacher_tap = nn_model_find(u->teacher, u->cs->hint.teacher);
     o->hint_weight = u->cs->hint.weight;
     return o->student_tap >= 0 && o->teacher_tap >= 0 ? KD_OK : KD_ECONFIG;
 }
@@ -109,7 +111,7 @@ static int train_one(one_run *u, nn_model **out, double *acc, seed_stats *ss, kd
         student_distill_opts dopt = mode_opts(&cs->modes[u->mode - 1]);
         if ((rc = hint_taps(u, st.model, &dopt)) != KD_OK)
             rc = kd_err_set(e, KD_ECONFIG, "%s: hint layers not found", name);
-        else if (!(d = student_distiller_new(st.model, r->teacher, u->tlogits, &r->train, &dopt,
+        else if (!(d = student_distiller_new(st.model, u->teacher, u->tlogits, &r->train, &dopt,
                                              &to.opt, to.batch_size, u->seed, e)))
             rc = e->code;
         if (rc == KD_OK && student_distiller_adapter(d)) {
@@ -211,7 +213,7 @@ static int add_row(one_run *u, nn_model *m0, const seed_stats *ss, kd_err *e)
     rep_row_num(row, "epochs", ss->epochs);
     rep_row_str(row, "format", "fp32");
     rep_row_num(row, "weight_bits", 32);
-    rep_row_str(row, "teacher", "teacher");
+    rep_row_str(row, "teacher", u->teacher_name);
     if (u->mode != SCRATCH)
         mode_fields(row, cs, &cs->modes[u->mode - 1]);
     rep_row_num(row, "seeds", cs->nseeds);
@@ -257,7 +259,8 @@ static void log_gains(run_ctx *r, const cfg_student *cs, const seed_stats *ss)
 
 /* The scratch twin, then each distilled mode, each once per seed: the same
  * seeds, hence the same initialisation, data order and budget. */
-static int run_student(run_ctx *r, int index, const float *tlogits, kd_err *e)
+static int run_student(run_ctx *r, int index, const float *tlogits, nn_model *teacher,
+                       const char *teacher_name, kd_err *e)
 {
     const cfg_student *cs = &r->spec->students[index];
     seed_stats ss[1 + CFG_MAX_MODES];
@@ -269,8 +272,8 @@ static int run_student(run_ctx *r, int index, const float *tlogits, kd_err *e)
     for (int mode = SCRATCH; rc == KD_OK && mode <= cs->nmodes; mode++) {
         nn_model *first = NULL;
         for (int k = 0; rc == KD_OK && k < cs->nseeds; k++) {
-            one_run u = {.r = r, .cs = cs, .tlogits = tlogits, .mode = mode,
-                         .seed = cs->seeds[k]};
+            one_run u = {.r = r, .cs = cs, .tlogits = tlogits, .teacher = teacher,
+                         .teacher_name = teacher_name, .mode = mode, .seed = cs->seeds[k]};
             nn_model *m = NULL;
             rc = pl_pathf(e, u.base, sizeof u.base, "%s/%s-seed%llu", dir, mode_name(cs, mode),
                           (unsigned long long)cs->seeds[k]);
@@ -281,7 +284,8 @@ static int run_student(run_ctx *r, int index, const float *tlogits, kd_err *e)
             else
                 nn_model_free(m);
         }
-        one_run u = {.r = r, .cs = cs, .mode = mode};
+        one_run u = {.r = r, .cs = cs, .teacher = teacher, .teacher_name = teacher_name,
+                     .mode = mode};
         if (rc == KD_OK)
             rc = add_row(&u, first, &ss[mode], e);
         nn_model_free(first);
@@ -305,6 +309,34 @@ const float *pl_teacher_logits(run_ctx *r, kd_err *e)
     return r->tlogits;
 }
 
+/* A student taught by an earlier student (a teacher assistant): that
+ * student's first distilled mode, first seed, is the teacher; its logits on
+ * the training set are computed once for this student. */
+static int run_assisted(run_ctx *r, int index, kd_err *e)
+{
+    const cfg_student *cs = &r->spec->students[index];
+    const cfg_student *ta = &r->spec->students[cs->teacher_student];
+    char path[PL_PATH + 256], name[96];
+    snprintf(name, sizeof name, "%s/%s", ta->name, ta->modes[0].name);
+    if (pl_pathf(e, path, sizeof path, "%s/students/%s/%s-seed%llu.kdm", r->dir, ta->name,
+                 ta->modes[0].name, (unsigned long long)ta->seeds[0]))
+        return e->code;
+    nn_model *m = compress_model_load(path, e);
+    if (!m)
+        return e->code;
+    double t0 = kd_now();
+    float *tl = student_teacher_logits(m, &r->train, 256, e);
+    int rc = tl ? KD_OK : e->code;
+    if (rc == KD_OK) {
+        kd_logf(&r->log, "%s: taught by %s (a teacher assistant); its logits computed in %.2f s",
+                cs->name, name, kd_now() - t0);
+        rc = run_student(r, index, tl, m, name, e);
+    }
+    kd_afree(tl);
+    nn_model_free(m);
+    return rc;
+}
+
 int pl_stage_students(run_ctx *r, kd_err *e)
 {
     if (r->train.nclasses > r->teacher->nclasses)
@@ -319,6 +351,8 @@ int pl_stage_students(run_ctx *r, kd_err *e)
                     r->spec->students[i].name);
     int rc = KD_OK;
     for (int i = 0; rc == KD_OK && i < r->spec->nstudents; i++)
-        rc = run_student(r, i, tl, e);
+        rc = r->spec->students[i].teacher_student < 0
+                 ? run_student(r, i, tl, r->teacher, "teacher", e)
+                 : run_assisted(r, i, e);
     return rc;
 }

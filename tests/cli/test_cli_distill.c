@@ -86,7 +86,9 @@ START_TEST(modes_rows_and_errors)
         "dense, units: 3}]\n  train: {epochs: 2, optimizer: {lr: 0.1}}\nstudents:\n  - name: s\n"
         "    seeds: [1, 2]\n    layers: [{type: dense, units: 3}]\n"
         "    train: {epochs: 2, optimizer: {lr: 0.1}}\n"
-        "    distill:\n      modes: [kd, dkd, dist, {method: kd, standardize: true}, %s]\n";
+        "    distill:\n      modes: [kd, dkd, dist, {method: kd, standardize: true}, %s]\n"
+        "  - name: ta\n    teacher: s\n    layers: [{type: dense, units: 3}]\n"
+        "    train: {epochs: 1, optimizer: {lr: 0.1}}\n";
     snprintf(path, sizeof path, "%s/ok.yaml", dir);
     f = fopen(path, "w");
     fprintf(f, body, dir, dir, "{method: dkd, warmup: 2, name: dkd_w}");
@@ -94,8 +96,9 @@ START_TEST(modes_rows_and_errors)
     snprintf(cmd, sizeof cmd, "%s run %s --quiet --out %s/ok > %s/ok.txt 2>&1", kdt_bin(), path,
              dir, dir);
     ck_assert_int_eq(run(cmd), 0);
-    const char *rows[] = {"s/scratch", "s/kd", "s/dkd", "s/dist", "s/kd-std", "s/dkd_w"};
-    for (int i = 0; i < 6; i++) {
+    const char *rows[] = {"s/scratch", "s/kd", "s/dkd", "s/dist", "s/kd-std", "s/dkd_w",
+                          "ta/scratch", "ta/distilled"};
+    for (int i = 0; i < 8; i++) {
         snprintf(cmd, sizeof cmd, "grep -q '^\"\\?%s\"\\?,' %s/ok/results.csv", rows[i], dir);
         ck_assert_msg(run(cmd) == 0, "no row %s", rows[i]);
     }
@@ -103,6 +106,10 @@ START_TEST(modes_rows_and_errors)
              "%s/ok/students/s/dkd_w-seed2.kdm && grep -q 's: scratch .*, dist .* gain' "
              "%s/ok/run.log", dir, dir, dir);
     ck_assert_msg(run(cmd) == 0, "files or log lines missing");
+    /* the assistant chain: ta learns from s's first mode, after s */
+    snprintf(cmd, sizeof cmd, "grep -q '^ta/distilled,.*,s/kd,' %s/ok/results.csv && grep -q "
+             "'ta: taught by s/kd (a teacher assistant)' %s/ok/run.log", dir, dir);
+    ck_assert_msg(run(cmd) == 0, "no teacher-assistant row or log line");
     /* a misspelt method: line 13, column 63 (the list's fifth item) */
     snprintf(path, sizeof path, "%s/bad.yaml", dir);
     f = fopen(path, "w");

@@ -152,6 +152,40 @@ START_TEST(distill_errors)
 }
 END_TEST
 
+/* Teacher assistants: a student names one above it as its teacher. */
+#define SECOND(extra)                                                                        \
+    "  - name: s2\n" extra "    layers: [{type: flatten}, {type: dense, units: 10}]\n"       \
+    "    train: {epochs: 1, optimizer: {lr: 0.1}}\n"
+
+START_TEST(teacher_assistant)
+{
+    exp_spec s;
+    kd_err e;
+    ck_assert_msg(load(SECOND("    teacher: s1\n"), &s, &e) == KD_OK, "%s", e.msg);
+    ck_assert_int_eq(s.students[0].teacher_student, -1);
+    ck_assert_int_eq(s.students[1].teacher_student, 0);
+    ck_assert_int_eq(s.students[1].teacher_pos.line, TAIL_LINE + 1);
+    /* a student defined later: a chain runs in file order, so no cycle */
+    int rc = load("    teacher: s2\n" SECOND(""), &s, &e);
+    ck_assert_int_eq(rc, KD_ECONFIG);
+    ck_assert_msg(e.line == TAIL_LINE && e.col == 14 && strstr(e.msg, "\"s2\" is defined later "
+                  "(students[1])"), "%d:%d %s", e.line, e.col, e.msg);
+    /* a misspelt name: the students above are suggested */
+    rc = load(SECOND("    teacher: s11\n"), &s, &e);
+    ck_assert_int_eq(rc, KD_ECONFIG);
+    ck_assert_msg(e.line == TAIL_LINE + 1 && e.col == 14 && strstr(e.msg, "did you mean \"s1\""),
+                  "%d:%d %s", e.line, e.col, e.msg);
+    /* hint layers name the experiment's teacher: not with a student teacher */
+    rc = load("  - name: s2\n    teacher: s1\n"
+              "    layers: [{type: flatten}, {type: dense, units: 8}, {type: relu},\n"
+              "             {type: dense, units: 10}]\n"
+              "    train: {epochs: 1, optimizer: {lr: 0.1}}\n"
+              "    distill: {hint: {student: relu1, teacher: relu1}}\n", &s, &e);
+    ck_assert_msg(rc == KD_ECONFIG && e.line == TAIL_LINE + 1 && strstr(e.msg, "distill.hint"),
+                  "%d:%d %s", e.line, e.col, e.msg);
+}
+END_TEST
+
 static char *dump_str(const exp_spec *s)
 {
     char *buf = NULL;
@@ -170,8 +204,9 @@ START_TEST(dump_round_trip)
         "    distill: {method: dkd, alpha: 0.5, standardize: true}\n",
         "    distill: {method: dist}\n",
         "    distill: {temperature: 3, alpha: 0.7}\n",
+        SECOND("    teacher: s1\n    distill: {modes: [dkd]}\n"),
     };
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         exp_spec a, b;
         kd_err e;
         ck_assert_msg(load(tails[i], &a, &e) == KD_OK, "%s", e.msg);
@@ -181,6 +216,8 @@ START_TEST(dump_round_trip)
         const cfg_student *x = &a.students[0], *y = &b.students[0];
         ck_assert_int_eq(x->nmodes, y->nmodes);
         ck_assert_int_eq(x->listed, y->listed);
+        ck_assert_int_eq(a.students[a.nstudents - 1].teacher_student,
+                         b.students[b.nstudents - 1].teacher_student);
         for (int m = 0; m < x->nmodes; m++) {
             ck_assert_str_eq(x->modes[m].name, y->modes[m].name);
             ck_assert_int_eq(x->modes[m].method, y->modes[m].method);
@@ -210,6 +247,7 @@ Suite *suite_config_distill(void)
     tcase_add_test(t, one_method_defaults);
     tcase_add_test(t, modes_list);
     tcase_add_loop_test(t, distill_errors, 0, (int)(sizeof bad / sizeof bad[0]));
+    tcase_add_test(t, teacher_assistant);
     tcase_add_test(t, dump_round_trip);
     suite_add_tcase(s, t);
     return s;

@@ -101,7 +101,10 @@ static const bad_case bad[] = {
     {"    seeds: [1, 1]\n", 19, 16, "seed 1 is listed twice"},
     {"    seeds: []\n", 19, 12, "students[0].seeds"},
     {"    seeds: [x]\n", 19, 13, "students[0].seeds[0]"},
-    {"    teacher: t\n", 19, 5, "students[0].teacher: unknown key for student"},
+    {"    teacher: t\n", 19, 14, "students[0].teacher: no student above is named \"t\""},
+    {"    teacher: s1\n", 19, 14, "\"s1\" names this student itself"},
+    {"    tacher: t\n", 19, 5, "students[0].tacher: unknown key for student (did you mean "
+     "\"teacher\"?)"},
     {"  - name: s1\n    layers: [{type: dense, units: 10}]\n    train: {epochs: 1, optimizer: "
      "{lr: 1}}\n", 19, 11, "\"s1\" is already the name of students[0]"},
     {"  - name: s2\n    layers: [{type: dense, units: 7}]\n    train: {epochs: 1, optimizer: "
