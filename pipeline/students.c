@@ -251,8 +251,10 @@ static void log_gains(run_ctx *r, const cfg_student *cs, const seed_stats *ss)
                 "%+.2f points%s; epoch %.2f s scratch, %.2f s %s (%.2fx)",
                 cs->name, 100 * ms, 100 * ss_, mode_name(cs, mode), 100 * md, 100 * sd,
                 cs->nseeds, 100 * (md - ms),
-                cs->nseeds < 2 ? "" : md - ms > noise ? ", larger than the noise"
-                                                      : ", within the noise",
+                cs->nseeds < 2          ? ""
+                : fabs(md - ms) <= noise ? ", within the noise"
+                : md > ms                ? ", larger than the noise"
+                                         : ", a loss larger than the noise",
                 es, ed, mode_name(cs, mode), es > 0 ? ed / es : 0);
     }
 }

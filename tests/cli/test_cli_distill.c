@@ -125,6 +125,35 @@ START_TEST(modes_rows_and_errors)
 }
 END_TEST
 
+/* The run log's verdict on a gain: a mode far below its scratch twin is "a
+ * loss larger than the noise" (it read "within the noise" for any loss). */
+START_TEST(gain_verdict_both_signs)
+{
+    char dir[256], path[512], cmd[4096];
+    kdt_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/d.csv", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < 90; i++) /* separable: feature 0 is twice the class */
+        fprintf(f, "%d,%d,%d,%d,%d\n", i % 3, i % 3 * 2, i % 5, i % 7, 1 - i % 3);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/n.yaml", dir);
+    f = fopen(path, "w");
+    fprintf(f, "name: n\ncache_dir: \"\"\ndata: {dataset: csv, train_csv: %s/d.csv, test_csv: "
+               "%s/d.csv, shape: [4, 1, 1], val_fraction: 0}\nteacher:\n  layers: [{type: dense, "
+               "units: 3}]\n  train: {epochs: 20, optimizer: {lr: 0.1}}\nstudents:\n  - name: s\n"
+               "    seeds: [1, 2]\n    layers: [{type: dense, units: 3}]\n    train: {epochs: 20, "
+               "optimizer: {lr: 0.1}}\n    distill: {modes: [{method: dkd, beta: 1000, "
+               "temperature: 100, name: wild}]}\n", dir, dir);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s run %s --quiet --out %s/o >/dev/null 2>&1", kdt_bin(), path, dir);
+    ck_assert_int_eq(run(cmd), 0);
+    snprintf(cmd, sizeof cmd, "grep -q 'wild .* gain -[0-9.]* points, a loss larger than the "
+             "noise' %s/o/run.log", dir);
+    ck_assert_msg(run(cmd) == 0, "no verdict on the loss");
+}
+END_TEST
+
 Suite *suite_cli_distill(void)
 {
     Suite *s = suite_create("cli_distill");
@@ -132,6 +161,7 @@ Suite *suite_cli_distill(void)
     tcase_set_timeout(t, 300);
     tcase_add_test(t, saved_teacher_checked_and_used);
     tcase_add_test(t, modes_rows_and_errors);
+    tcase_add_test(t, gain_verdict_both_signs);
     suite_add_tcase(s, t);
     return s;
 }
