@@ -68,14 +68,45 @@ typedef struct {
     cfg_pos teacher_pos;           /* of the teacher layer name (checked late for model files) */
 } cfg_hint;
 
+#define CFG_MAX_MODES 6
+
+typedef enum { CFG_METHOD_KD = 0, CFG_METHOD_DKD, CFG_METHOD_DIST } cfg_method;
+
+/* One distilled mode of a student: the logit loss and its parameters (the
+ * keys of one method only; defaults per method).  The same values as
+ * student_distill_opts. */
+typedef struct {
+    char name[24];            /* the result row is <student>/<name>: "distilled" without a
+                                 modes list; else `name:`, default the method (+ "-std") */
+    cfg_method method;        /* `method: kd | dkd | dist`, default kd */
+    float temperature;        /* kd, dkd: default 4; dist: default 1; (0, 100] */
+    float alpha;              /* kd: soft weight, default 0.9, [0, 1]; dkd: TCKD weight,
+                                 default 1, [0, 1000] */
+    float beta;               /* dkd: NCKD weight, default 8; dist: inter-class, default 1;
+                                 [0, 1000] */
+    float gamma;              /* dist: intra-class weight, default 1, [0, 1000] */
+    int warmup;               /* dkd: epochs of linear warm-up of its weight, default 0 (none) */
+    int standardize;          /* kd, dkd: z-score the logits first, default false */
+    cfg_pos pos;
+} cfg_distill_mode;
+
+/* "kd", "dkd" or "dist". */
+const char *config_distill_method(cfg_method m);
+
 typedef struct {
     char name[64];            /* required, unique; [A-Za-z0-9_.-]+ */
     cfg_model model;          /* layers + train (same keys as the teacher) */
     int nseeds;               /* `seeds: [..]`, default [seed] */
     uint64_t seeds[CFG_MAX_SEEDS];
-    float temperature;        /* distill.temperature, default 4, (0, 100] */
-    float alpha;              /* distill.alpha: weight of the soft loss, default 0.9, [0, 1] */
-    cfg_hint hint;            /* distill.hint, optional */
+    /* distill: one mode from the distill mapping's own keys (listed = 0, row
+     * "distilled"), or distill.modes: a list of 1..CFG_MAX_MODES (listed = 1) */
+    cfg_distill_mode modes[CFG_MAX_MODES];
+    int nmodes, listed;
+    cfg_hint hint;            /* distill.hint, optional; applies to every mode */
+    /* `teacher: NAME`: an earlier student whose first distilled mode (first
+     * seed) teaches this one (a teacher assistant chain); -1: the teacher */
+    int teacher_student;
+    cfg_pos teacher_pos;
     cfg_pos pos;
 } cfg_student;
 

@@ -169,15 +169,54 @@ static void dump_model(const cfg_model *m, const char *ind, FILE *f)
     dump_train(&m->train, ind, f);
 }
 
-static void dump_student(const cfg_student *s, FILE *f)
+/* A mode's keys (its method's only); an unlisted kd mode writes exactly the
+ * two keys it always had, so existing run keys do not change. */
+static void dump_mode(const cfg_distill_mode *m, int named, FILE *f)
+{
+    if (m->method != CFG_METHOD_KD || named) {
+        fprintf(f, "method: %s, ", cfg_distill_methods[m->method]);
+        if (named) {
+            fputs("name: ", f);
+            cfg_put_str(f, m->name);
+            fputs(", ", f);
+        }
+    }
+    put_key_float(f, "", "temperature", m->temperature);
+    if (m->method != CFG_METHOD_DIST)
+        put_key_float(f, ", ", "alpha", m->alpha);
+    if (m->method != CFG_METHOD_KD)
+        put_key_float(f, ", ", "beta", m->beta);
+    if (m->method == CFG_METHOD_DIST)
+        put_key_float(f, ", ", "gamma", m->gamma);
+    if (m->method == CFG_METHOD_DKD)
+        fprintf(f, ", warmup: %d", m->warmup);
+    if (m->standardize)
+        fputs(", standardize: true", f);
+}
+
+static void dump_student(const cfg_student *s, const cfg_student *st_all, FILE *f)
 {
     put_key_str(f, "  - ", "name", s->name);
     fputs("    seeds: [", f);
     for (int i = 0; i < s->nseeds; i++)
         fprintf(f, "%s%llu", i ? ", " : "", (unsigned long long)s->seeds[i]);
-    fputs("]\n    distill: {", f);
-    put_key_float(f, "", "temperature", s->temperature);
-    put_key_float(f, ", ", "alpha", s->alpha);
+    fputc(']', f);
+    if (s->teacher_student >= 0) {
+        fputs("\n    teacher: ", f);
+        cfg_put_str(f, st_all[s->teacher_student].name);
+    }
+    fputs("\n    distill: {", f);
+    if (!s->listed) {
+        dump_mode(&s->modes[0], 0, f);
+    } else {
+        fputs("modes: [", f);
+        for (int i = 0; i < s->nmodes; i++) {
+            fputs(i ? ", {" : "{", f);
+            dump_mode(&s->modes[i], 1, f);
+            fputc('}', f);
+        }
+        fputc(']', f);
+    }
     if (s->hint.student[0]) {
         fputs(", hint: {student: ", f);
         cfg_put_str(f, s->hint.student);
@@ -225,7 +264,7 @@ int config_dump(const exp_spec *s, FILE *f)
     if (s->nstudents)
         fputs("students:\n", f);
     for (int i = 0; i < s->nstudents; i++)
-        dump_student(&s->students[i], f);
+        dump_student(&s->students[i], s->students, f);
     cfg_dump_compress(s, f);
     static const char *const formats[] = {"", "md", "html", "both"};
     fprintf(f, "report: {format: %s, plots: %s, ", formats[s->report.format],

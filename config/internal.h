@@ -137,6 +137,11 @@ int cfg_walk_layers(cfg_ctx *c, const cfg_node *map, const char *path, const cfg
 /* A model section's `layers:` and `train:` (map is the section's mapping). */
 int cfg_walk_model(cfg_ctx *c, const cfg_node *map, const char *path, const cfg_data *d,
                    cfg_model *out);
+/* A student's distillation modes (distill.c): from the `distill` mapping dm
+ * (NULL: one kd mode with its defaults) into st->modes. */
+int cfg_walk_distill_modes(cfg_ctx *c, const cfg_node *dm, const char *path, cfg_student *st);
+/* The distillation method names, "kd", "dkd", "dist", by cfg_method. */
+extern const char *const cfg_distill_methods[3];
 /* The optional `students:` list (students.c); needs s->data and s->teacher. */
 int cfg_walk_students(cfg_ctx *c, const cfg_node *root, exp_spec *s);
 /* The optional `compress:` list and `sensitivity:` (compress.c); needs the

@@ -5,8 +5,6 @@
 
 #include "internal.h"
 
-#define DEFAULT_T 4.0f
-#define DEFAULT_ALPHA 0.9f
 #define MAX_CLASSES 256 /* student/distill.c's limit */
 
 /* The shape of the output of layer `name` in a model built from m, with
@@ -73,18 +71,15 @@ static int walk_hint(cfg_ctx *c, const cfg_node *dm, const char *dpath, const ex
 static int walk_distill(cfg_ctx *c, const cfg_node *sm, const char *spath, const exp_spec *s,
                         cfg_student *st)
 {
-    static const char *const keys[] = {"temperature", "alpha", "hint", NULL};
-    st->temperature = DEFAULT_T;
-    st->alpha = DEFAULT_ALPHA;
+    static const char *const keys[] = {"method", "temperature", "alpha", "beta", "gamma",
+                                       "warmup", "standardize", "modes", "hint", NULL};
     const cfg_node *m;
     char path[96];
     cfg_path(path, sizeof path, spath, "distill");
     int rc = cfg_section(c, sm, spath, "distill", 0, &m);
-    if (rc != KD_OK || !m || (rc = cfg_check_keys(c, m, path, keys, NULL)) != KD_OK)
-        return rc;
-    if ((rc = cfg_float(c, m, path, "temperature", 0, (cfg_range){0, 100, 1, 0},
-                        &st->temperature)) ||
-        (rc = cfg_float(c, m, path, "alpha", 0, (cfg_range){0, 1, 0, 0}, &st->alpha)))
+    if (rc == KD_OK && m)
+        rc = cfg_check_keys(c, m, path, keys, NULL);
+    if (rc != KD_OK || (rc = cfg_walk_distill_modes(c, m, path, st)) != KD_OK || !m)
         return rc;
     return walk_hint(c, m, path, s, st);
 }
@@ -109,9 +104,53 @@ static int check_outputs(cfg_ctx *c, const cfg_node *it, const char *path, const
     return KD_OK;
 }
 
-static int walk_student(cfg_ctx *c, const cfg_node *it, int i, exp_spec *s)
+/* `teacher: NAME`: a student defined above this one teaches it (Mirzadeh et
+ * al.'s teacher assistant); naming itself, a later or an unknown student is
+ * an error, so a chain runs in file order and cannot form a cycle. */
+static int walk_assistant(cfg_ctx *c, const cfg_node *all, const cfg_node *it, const char *path,
+                          exp_spec *s, int i)
 {
-    static const char *const keys[] = {"name", "layers", "train", "seeds", "distill", NULL};
+    cfg_student *st = &s->students[i];
+    st->teacher_student = -1;
+    const cfg_node *v = cfg_map_get(it, "teacher");
+    if (!v)
+        return KD_OK;
+    char name[64] = "", p[96];
+    int rc = cfg_str(c, it, path, "teacher", 0, name, sizeof name);
+    if (rc != KD_OK)
+        return rc;
+    cfg_path(p, sizeof p, path, "teacher");
+    st->teacher_pos = (cfg_pos){v->line, v->col};
+    if (!strcmp(name, st->name))
+        return cfg_err(c, v, p, "\"%s\" names this student itself; name a student above it",
+                       name);
+    const char *names[CFG_MAX_STUDENTS];
+    for (int j = 0; j < i; j++) {
+        names[j] = s->students[j].name;
+        if (!strcmp(name, names[j])) {
+            if (st->hint.student[0])
+                return cfg_err(c, v, p, "a student teacher cannot be used with distill.hint "
+                               "(hint layers name the experiment's teacher)");
+            st->teacher_student = j;
+            return KD_OK;
+        }
+    }
+    for (int j = i + 1; j < all->n; j++) {
+        const cfg_node *nv = all->kid[j]->kind == CFG_MAP ? cfg_map_get(all->kid[j], "name") : NULL;
+        if (nv && nv->kind == CFG_SCALAR && !strcmp(nv->s, name))
+            return cfg_err(c, v, p, "\"%s\" is defined later (students[%d]); a teacher "
+                           "assistant must come above the students it teaches", name, j);
+    }
+    const char *sug = cfg_suggest(name, names, i);
+    return cfg_err(c, v, p, "no student above is named \"%.64s\"%s%s%s", name,
+                   sug ? " (did you mean \"" : "", sug ? sug : "", sug ? "\"?)" : "");
+}
+
+static int walk_student(cfg_ctx *c, const cfg_node *all, int i, exp_spec *s)
+{
+    static const char *const keys[] = {"name", "layers", "train", "seeds", "teacher", "distill",
+                                       NULL};
+    const cfg_node *it = all->kid[i];
     char path[64];
     snprintf(path, sizeof path, "students[%d]", i);
     if (it->kind != CFG_MAP)
@@ -134,7 +173,9 @@ static int walk_student(cfg_ctx *c, const cfg_node *it, int i, exp_spec *s)
         (rc = check_outputs(c, it, path, s, &st->model)) ||
         (rc = cfg_seeds(c, it, path, s->seed, st->seeds, &st->nseeds)))
         return rc;
-    return walk_distill(c, it, path, s, st);
+    if ((rc = walk_distill(c, it, path, s, st)) != KD_OK)
+        return rc;
+    return walk_assistant(c, all, it, path, s, i);
 }
 
 int cfg_walk_students(cfg_ctx *c, const cfg_node *root, exp_spec *s)
@@ -146,7 +187,7 @@ int cfg_walk_students(cfg_ctx *c, const cfg_node *root, exp_spec *s)
         return cfg_err(c, v, "students", "expected a list of at most %d students",
                        CFG_MAX_STUDENTS);
     for (int i = 0; i < v->n; i++) {
-        int rc = walk_student(c, v->kid[i], i, s);
+        int rc = walk_student(c, v, i, s);
         if (rc != KD_OK)
             return rc;
         s->nstudents = i + 1;

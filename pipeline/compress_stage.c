@@ -24,7 +24,8 @@ static nn_model *load_source(run_ctx *r, cfg_source_kind kind, int student, int 
     if (kind == CFG_SRC_STUDENT) {
         const cfg_student *cs = &r->spec->students[student];
         bad = pl_pathf(e, path, sizeof path, "%s/students/%s/%s-seed%llu.kdm", r->dir, cs->name,
-                       scratch ? "scratch" : "distilled", (unsigned long long)cs->seeds[0]);
+                       scratch ? "scratch" : cs->modes[0].name, /* the first distilled mode */
+                       (unsigned long long)cs->seeds[0]);
     } else {
         bad = pl_pathf(e, path, sizeof path, "%s", file);
     }
@@ -349,7 +350,8 @@ static int add_variant_row(variant_run *u, nn_model *m, const char *path, double
         snprintf(src, sizeof src, "teacher");
     else if (v->source_kind == CFG_SRC_STUDENT)
         snprintf(src, sizeof src, "%s/%s", u->r->spec->students[v->source_student].name,
-                 v->source_scratch ? "scratch" : "distilled");
+                 v->source_scratch ? "scratch"
+                                   : u->r->spec->students[v->source_student].modes[0].name);
     else
         snprintf(src, sizeof src, "%s", v->source_path);
     formats_of(m, fmt, sizeof fmt);

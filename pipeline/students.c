@@ -8,8 +8,23 @@
 #include "../student/student.h"
 #include "internal.h"
 
-enum { SCRATCH = 0, DISTILLED = 1 };
-static const char *const mode_names[] = {"scratch", "distilled"};
+enum { SCRATCH = 0 }; /* mode i > 0 is the student's distilled mode i - 1 */
+
+/* "scratch", or the distilled mode's name ("distilled" without a modes list) */
+static const char *mode_name(const cfg_student *cs, int mode)
+{
+    return mode == SCRATCH ? "scratch" : cs->modes[mode - 1].name;
+}
+
+static student_distill_opts mode_opts(const cfg_distill_mode *m)
+{
+    static const student_method methods[] = {[CFG_METHOD_KD] = STUDENT_KD,
+                                             [CFG_METHOD_DKD] = STUDENT_DKD,
+                                             [CFG_METHOD_DIST] = STUDENT_DIST};
+    return (student_distill_opts){.method = methods[m->method], .temperature = m->temperature,
+                                  .alpha = m->alpha, .beta = m->beta, .gamma = m->gamma,
+                                  .warmup = m->warmup, .standardize = m->standardize};
+}
 
 /* What one student and mode gather over its seeds. */
 typedef struct {
@@ -22,6 +37,8 @@ typedef struct {
     run_ctx *r;
     const cfg_student *cs;
     const float *tlogits;
+    nn_model *teacher;        /* the run's teacher, or an assistant student's model */
+    const char *teacher_name; /* "teacher" or "<student>/<mode>" */
     int mode;
     uint64_t seed;
     char base[PL_PATH + 64]; /* run_dir/students/<name>/<mode>-seed<N> */
@@ -33,7 +50,7 @@ static int hint_taps(const one_run *u, nn_model *s, student_distill_opts *o)
     if (!u->cs->hint.student[0])
         return KD_OK;
     o->student_tap = nn_model_find(s, u->cs->hint.student);
-    o->teacher_tap = nn_model_find(u->r->teacher, u->cs->hint.teacher);
+    o->teacher_tap = nn_model_find(u->teacher, u->cs->hint.teacher);
     o->hint_weight = u->cs->hint.weight;
     return o->student_tap >= 0 && o->teacher_tap >= 0 ? KD_OK : KD_ECONFIG;
 }
@@ -80,7 +97,7 @@ static int train_one(one_run *u, nn_model **out, double *acc, seed_stats *ss, kd
         pl_pathf(e, actk, sizeof actk, "%s.adapter.ckpt", u->base) ||
         pl_pathf(e, kdm, sizeof kdm, "%s.kdm", u->base))
         return e->code;
-    snprintf(name, sizeof name, "%s/%s", cs->name, mode_names[u->mode]);
+    snprintf(name, sizeof name, "%s/%s", cs->name, mode_name(cs, u->mode));
     r->ckpt_path = ckpt;
     train_state st = {0};
     int resumed, rc = pl_start_state(r, &cs->model, &to, u->seed, r->o->resume, &st, &resumed, e);
@@ -90,11 +107,11 @@ static int train_one(one_run *u, nn_model **out, double *acc, seed_stats *ss, kd
     train_state as = {0};
     train_hooks h = {.on_epoch = pl_on_epoch, .cb_ctx = r, .progress = r->o->progress,
                      .quiet = r->o->quiet, .cancel = r->o->cancel, .label = name};
-    if (u->mode == DISTILLED) {
-        student_distill_opts dopt = {.temperature = cs->temperature, .alpha = cs->alpha};
+    if (u->mode != SCRATCH) {
+        student_distill_opts dopt = mode_opts(&cs->modes[u->mode - 1]);
         if ((rc = hint_taps(u, st.model, &dopt)) != KD_OK)
             rc = kd_err_set(e, KD_ECONFIG, "%s: hint layers not found", name);
-        else if (!(d = student_distiller_new(st.model, r->teacher, u->tlogits, &r->train, &dopt,
+        else if (!(d = student_distiller_new(st.model, u->teacher, u->tlogits, &r->train, &dopt,
                                              &to.opt, to.batch_size, u->seed, e)))
             rc = e->code;
         if (rc == KD_OK && student_distiller_adapter(d)) {
@@ -150,16 +167,40 @@ void pl_mean_std(const double *x, int n, double *mean, double *std)
     *std = n > 1 ? sqrt(v / (n - 1)) : 0; /* sample standard deviation */
 }
 
+/* A distilled row's method and parameters; an unlisted kd mode writes the
+ * temperature and alpha columns it always had, and no more. */
+static void mode_fields(rep_row *row, const cfg_student *cs, const cfg_distill_mode *m)
+{
+    if (cs->listed || m->method != CFG_METHOD_KD)
+        rep_row_str(row, "method", config_distill_method(m->method));
+    rep_row_num(row, "temperature", m->temperature);
+    if (m->method != CFG_METHOD_DIST)
+        rep_row_num(row, "alpha", m->alpha);
+    if (m->method != CFG_METHOD_KD)
+        rep_row_num(row, "beta", m->beta);
+    if (m->method == CFG_METHOD_DIST)
+        rep_row_num(row, "gamma", m->gamma);
+    if (m->method == CFG_METHOD_DKD)
+        rep_row_num(row, "warmup", m->warmup);
+    if (m->standardize)
+        rep_row_num(row, "standardize", 1);
+    if (cs->hint.student[0]) {
+        char hint[80];
+        snprintf(hint, sizeof hint, "%s->%s", cs->hint.student, cs->hint.teacher);
+        rep_row_str(row, "hint", hint);
+    }
+}
+
 /* The row of one student and mode: accuracy = mean over seeds; size and
  * speed measured on the first seed's model (every seed has the same shape). */
 static int add_row(one_run *u, nn_model *m0, const seed_stats *ss, kd_err *e)
 {
     const cfg_student *cs = u->cs;
     char name[96], kdm[PL_PATH + 128];
-    snprintf(name, sizeof name, "%s/%s", cs->name, mode_names[u->mode]);
+    snprintf(name, sizeof name, "%s/%s", cs->name, mode_name(cs, u->mode));
     measure_result mr;
     int rc = pl_pathf(e, kdm, sizeof kdm, "%s/students/%s/%s-seed%llu.kdm", u->r->dir, cs->name,
-                      mode_names[u->mode], (unsigned long long)cs->seeds[0]);
+                      mode_name(cs, u->mode), (unsigned long long)cs->seeds[0]);
     if (rc == KD_OK)
         rc = measure_model(m0, &u->r->test, kdm, NULL, &mr, e);
     rep_row *row = rc == KD_OK ? pl_row_add(u->r, name, "student") : NULL;
@@ -172,15 +213,9 @@ static int add_row(one_run *u, nn_model *m0, const seed_stats *ss, kd_err *e)
     rep_row_num(row, "epochs", ss->epochs);
     rep_row_str(row, "format", "fp32");
     rep_row_num(row, "weight_bits", 32);
-    if (u->mode == DISTILLED) { /* a scratch student has no teacher */
-        rep_row_str(row, "teacher", "teacher");
-        rep_row_num(row, "temperature", cs->temperature);
-        rep_row_num(row, "alpha", cs->alpha);
-        if (cs->hint.student[0]) {
-            char hint[80];
-            snprintf(hint, sizeof hint, "%s->%s", cs->hint.student, cs->hint.teacher);
-            rep_row_str(row, "hint", hint);
-        }
+    if (u->mode != SCRATCH) { /* a scratch student has no teacher */
+        rep_row_str(row, "teacher", u->teacher_name);
+        mode_fields(row, cs, &cs->modes[u->mode - 1]);
     }
     rep_row_num(row, "seeds", cs->nseeds);
     rep_row_num(row, "accuracy_std", std);
@@ -201,22 +236,49 @@ void pl_row_seed_lists(rep_row *row, const uint64_t *seeds, const double *acc, i
     rep_row_str(row, "accuracy_per_seed", al);
 }
 
-static int run_student(run_ctx *r, int index, const float *tlogits, kd_err *e)
+/* One log line per distilled mode: its gain over the scratch twin against
+ * the seeds' noise, and its epoch time against a scratch epoch. */
+static void log_gains(run_ctx *r, const cfg_student *cs, const seed_stats *ss)
+{
+    double ms, ss_;
+    pl_mean_std(ss[SCRATCH].acc, cs->nseeds, &ms, &ss_);
+    for (int mode = 1; mode <= cs->nmodes; mode++) {
+        double md, sd;
+        pl_mean_std(ss[mode].acc, cs->nseeds, &md, &sd);
+        double noise = ss_ > sd ? ss_ : sd, es = ss[SCRATCH].epoch_s / cs->nseeds;
+        double ed = ss[mode].epoch_s / cs->nseeds;
+        kd_logf(&r->log,
+                "%s: scratch %.2f%% (sd %.2f), %s %.2f%% (sd %.2f) over %d seed(s): gain "
+                "%+.2f points%s; epoch %.2f s scratch, %.2f s %s (%.2fx)",
+                cs->name, 100 * ms, 100 * ss_, mode_name(cs, mode), 100 * md, 100 * sd,
+                cs->nseeds, 100 * (md - ms),
+                cs->nseeds < 2          ? ""
+                : fabs(md - ms) <= noise ? ", within the noise"
+                : md > ms                ? ", larger than the noise"
+                                         : ", a loss larger than the noise",
+                es, ed, mode_name(cs, mode), es > 0 ? ed / es : 0);
+    }
+}
+
+/* The scratch twin, then each distilled mode, each once per seed: the same
+ * seeds, hence the same initialisation, data order and budget. */
+static int run_student(run_ctx *r, int index, const float *tlogits, nn_model *teacher,
+                       const char *teacher_name, kd_err *e)
 {
     const cfg_student *cs = &r->spec->students[index];
-    seed_stats ss[2];
+    seed_stats ss[1 + CFG_MAX_MODES];
     memset(ss, 0, sizeof ss);
     char dir[PL_PATH];
     int rc = pl_pathf(e, dir, sizeof dir, "%s/students/%s", r->dir, cs->name);
     if (rc == KD_OK)
         rc = kd_mkdirs(dir, e);
-    for (int mode = SCRATCH; rc == KD_OK && mode <= DISTILLED; mode++) {
+    for (int mode = SCRATCH; rc == KD_OK && mode <= cs->nmodes; mode++) {
         nn_model *first = NULL;
         for (int k = 0; rc == KD_OK && k < cs->nseeds; k++) {
-            one_run u = {.r = r, .cs = cs, .tlogits = tlogits, .mode = mode,
-                         .seed = cs->seeds[k]};
+            one_run u = {.r = r, .cs = cs, .tlogits = tlogits, .teacher = teacher,
+                         .teacher_name = teacher_name, .mode = mode, .seed = cs->seeds[k]};
             nn_model *m = NULL;
-            rc = pl_pathf(e, u.base, sizeof u.base, "%s/%s-seed%llu", dir, mode_names[mode],
+            rc = pl_pathf(e, u.base, sizeof u.base, "%s/%s-seed%llu", dir, mode_name(cs, mode),
                           (unsigned long long)cs->seeds[k]);
             if (rc == KD_OK)
                 rc = train_one(&u, &m, &ss[mode].acc[k], &ss[mode], e);
@@ -225,24 +287,15 @@ static int run_student(run_ctx *r, int index, const float *tlogits, kd_err *e)
             else
                 nn_model_free(m);
         }
-        one_run u = {.r = r, .cs = cs, .mode = mode};
+        one_run u = {.r = r, .cs = cs, .teacher = teacher, .teacher_name = teacher_name,
+                     .mode = mode};
         if (rc == KD_OK)
             rc = add_row(&u, first, &ss[mode], e);
         nn_model_free(first);
     }
-    if (rc != KD_OK)
-        return rc;
-    double ms, ss_, md, sd;
-    pl_mean_std(ss[SCRATCH].acc, cs->nseeds, &ms, &ss_);
-    pl_mean_std(ss[DISTILLED].acc, cs->nseeds, &md, &sd);
-    double noise = ss_ > sd ? ss_ : sd;
-    kd_logf(&r->log,
-            "%s: scratch %.2f%% (sd %.2f), distilled %.2f%% (sd %.2f) over %d seed(s): gain "
-            "%+.2f points%s; epoch %.2f s scratch, %.2f s distilled",
-            cs->name, 100 * ms, 100 * ss_, 100 * md, 100 * sd, cs->nseeds, 100 * (md - ms),
-            cs->nseeds < 2 ? "" : md - ms > noise ? ", larger than the noise" : ", within the noise",
-            ss[SCRATCH].epoch_s / cs->nseeds, ss[DISTILLED].epoch_s / cs->nseeds);
-    return KD_OK;
+    if (rc == KD_OK)
+        log_gains(r, cs, ss);
+    return rc;
 }
 
 const float *pl_teacher_logits(run_ctx *r, kd_err *e)
@@ -259,6 +312,34 @@ const float *pl_teacher_logits(run_ctx *r, kd_err *e)
     return r->tlogits;
 }
 
+/* A student taught by an earlier student (a teacher assistant): that
+ * student's first distilled mode, first seed, is the teacher; its logits on
+ * the training set are computed once for this student. */
+static int run_assisted(run_ctx *r, int index, kd_err *e)
+{
+    const cfg_student *cs = &r->spec->students[index];
+    const cfg_student *ta = &r->spec->students[cs->teacher_student];
+    char path[PL_PATH + 256], name[96];
+    snprintf(name, sizeof name, "%s/%s", ta->name, ta->modes[0].name);
+    if (pl_pathf(e, path, sizeof path, "%s/students/%s/%s-seed%llu.kdm", r->dir, ta->name,
+                 ta->modes[0].name, (unsigned long long)ta->seeds[0]))
+        return e->code;
+    nn_model *m = compress_model_load(path, e);
+    if (!m)
+        return e->code;
+    double t0 = kd_now();
+    float *tl = student_teacher_logits(m, &r->train, 256, e);
+    int rc = tl ? KD_OK : e->code;
+    if (rc == KD_OK) {
+        kd_logf(&r->log, "%s: taught by %s (a teacher assistant); its logits computed in %.2f s",
+                cs->name, name, kd_now() - t0);
+        rc = run_student(r, index, tl, m, name, e);
+    }
+    kd_afree(tl);
+    nn_model_free(m);
+    return rc;
+}
+
 int pl_stage_students(run_ctx *r, kd_err *e)
 {
     if (r->train.nclasses > r->teacher->nclasses)
@@ -273,6 +354,8 @@ int pl_stage_students(run_ctx *r, kd_err *e)
                     r->spec->students[i].name);
     int rc = KD_OK;
     for (int i = 0; rc == KD_OK && i < r->spec->nstudents; i++)
-        rc = run_student(r, i, tl, e);
+        rc = r->spec->students[i].teacher_student < 0
+                 ? run_student(r, i, tl, r->teacher, "teacher", e)
+                 : run_assisted(r, i, e);
     return rc;
 }

@@ -14,6 +14,8 @@ struct student_distiller {
     const float *tlogits;        /* borrowed, tr->n x k */
     const data_set *tr;          /* borrowed */
     float *tbatch;               /* k x batch gathered teacher logits */
+    float *work;                 /* student_logit_work(batch, k) floats */
+    int epoch;                   /* 1-based, from the begin_epoch hook */
     int cap;                     /* batch capacity of the scratch buffers */
     /* hint */
     nn_model *adapter;
@@ -27,8 +29,10 @@ static int ensure_cap(student_distiller *d, int n)
         return KD_OK;
     const int k = d->student->nclasses;
     kd_afree(d->tbatch);
+    kd_afree(d->work);
     d->tbatch = kd_afloat((size_t)n * k);
-    if (!d->tbatch)
+    d->work = kd_afloat(student_logit_work(n, k));
+    if (!d->tbatch || !d->work)
         return KD_ENOMEM;
     if (d->adapter) {
         kd_afree(d->tx);
@@ -72,11 +76,16 @@ static float distill_loss(void *ctx, const float *logits, const uint8_t *labels,
     assert(n <= d->cap); /* the training batch student_distiller_new was given */
     for (int i = 0; i < n; i++)
         memcpy(d->tbatch + (size_t)i * k, d->tlogits + (size_t)idx[i] * k, (size_t)k * sizeof(float));
-    float loss = student_kd_loss(logits, d->tbatch, labels, n, k, d->o.temperature, d->o.alpha,
-                                 dlogits);
+    float loss = student_logit_loss(&d->o, d->epoch, logits, d->tbatch, labels, n, k, dlogits,
+                                    d->work);
     if (d->adapter)
         loss += hint_term(d, idx, n);
     return loss;
+}
+
+static void distill_begin_epoch(void *ctx, int epoch)
+{
+    ((student_distiller *)ctx)->epoch = epoch;
 }
 
 static int distill_step(void *ctx, nn_model *m, float lr, kd_err *e)
@@ -120,7 +129,7 @@ student_distiller *student_distiller_new(nn_model *student, nn_model *teacher,
         return NULL;
     }
     *d = (student_distiller){.o = *o, .student = student, .teacher = teacher,
-                             .tlogits = tlogits, .tr = tr};
+                             .tlogits = tlogits, .tr = tr, .epoch = 1};
     char why[256];
     int rc = KD_OK;
     if (o->student_tap >= 0) {
@@ -144,6 +153,7 @@ void student_distiller_free(student_distiller *d)
     if (!d)
         return;
     kd_afree(d->tbatch);
+    kd_afree(d->work);
     kd_afree(d->tx);
     kd_afree(d->da);
     kd_afree(d->dtap);
@@ -156,6 +166,7 @@ void student_distiller_hooks(student_distiller *d, train_hooks *h)
 {
     h->loss = distill_loss;
     h->loss_ctx = d;
+    h->begin_epoch = distill_begin_epoch;
     h->on_step = distill_step;
     h->step_ctx = d;
     if (d->adapter) {

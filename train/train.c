@@ -107,6 +107,8 @@ static int run_epoch(train_state *st, const train_opts *o, const data_set *tr,
     nn_rng_shuffle(&shuf, perm, tr->n);
     nn_ctx c = {.train = 1, .rng = &drop};
     train_loss_fn lossf = h && h->loss ? h->loss : default_loss;
+    if (h && h->begin_epoch)
+        h->begin_epoch(h->loss_ctx, ep0 + 1);
     kd_progress pg;
     char label[64];
     snprintf(label, sizeof label, "%s epoch %d/%d", h && h->label ? h->label : "train", ep0 + 1,

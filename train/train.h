@@ -46,6 +46,10 @@ typedef struct {
 typedef struct {
     train_loss_fn loss;
     void *loss_ctx;
+    /* optional: called with loss_ctx and the 1-based epoch before the
+     * epoch's first batch (a loss whose weights follow the epoch: DKD's
+     * warm-up; a resumed run calls it with the epoch it resumes at) */
+    void (*begin_epoch)(void *loss_ctx, int epoch);
     /* called after every epoch (write metrics, checkpoint); non-zero stops */
     int (*on_epoch)(void *ctx, const train_state *st, const train_epoch *ep, kd_err *e);
     void *cb_ctx;

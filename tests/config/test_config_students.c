@@ -45,8 +45,8 @@ START_TEST(student_defaults)
     ck_assert_str_eq(s.students[0].name, "s1");
     ck_assert_int_eq(s.students[0].nseeds, 1);
     ck_assert_uint_eq(s.students[0].seeds[0], 5); /* the experiment's seed */
-    ck_assert_float_eq(s.students[0].temperature, 4.0f);
-    ck_assert_float_eq(s.students[0].alpha, 0.9f);
+    ck_assert_float_eq(s.students[0].modes[0].temperature, 4.0f);
+    ck_assert_float_eq(s.students[0].modes[0].alpha, 0.9f);
     ck_assert_str_eq(s.students[0].hint.student, "");
     ck_assert_int_eq(s.students[0].model.nlayers, 4);
     ck_assert_int_eq(s.students[0].model.train.epochs, 2);
@@ -68,8 +68,8 @@ START_TEST(student_full)
     ck_assert_int_eq(st->nseeds, 3);
     ck_assert_uint_eq(st->seeds[0], 3);
     ck_assert_uint_eq(st->seeds[2], 2);
-    ck_assert_float_eq(st->temperature, 2.5f);
-    ck_assert_float_eq(st->alpha, 0.25f);
+    ck_assert_float_eq(st->modes[0].temperature, 2.5f);
+    ck_assert_float_eq(st->modes[0].alpha, 0.25f);
     ck_assert_str_eq(st->hint.student, "relu1");
     ck_assert_str_eq(st->hint.teacher, "drop1");
     ck_assert_float_eq(st->hint.weight, 0.5f);
@@ -101,7 +101,10 @@ static const bad_case bad[] = {
     {"    seeds: [1, 1]\n", 19, 16, "seed 1 is listed twice"},
     {"    seeds: []\n", 19, 12, "students[0].seeds"},
     {"    seeds: [x]\n", 19, 13, "students[0].seeds[0]"},
-    {"    teacher: t\n", 19, 5, "students[0].teacher: unknown key for student"},
+    {"    teacher: t\n", 19, 14, "students[0].teacher: no student above is named \"t\""},
+    {"    teacher: s1\n", 19, 14, "\"s1\" names this student itself"},
+    {"    tacher: t\n", 19, 5, "students[0].tacher: unknown key for student (did you mean "
+     "\"teacher\"?)"},
     {"  - name: s1\n    layers: [{type: dense, units: 10}]\n    train: {epochs: 1, optimizer: "
      "{lr: 1}}\n", 19, 11, "\"s1\" is already the name of students[0]"},
     {"  - name: s2\n    layers: [{type: dense, units: 7}]\n    train: {epochs: 1, optimizer: "
@@ -195,7 +198,7 @@ START_TEST(override_student_key)
     const char *y = HEAD TEACHER STUDENT_HEAD "    distill: {temperature: 3}\n";
     int rc = config_load_string("s.yaml", y, strlen(y), ovr, 2, &s, &e);
     ck_assert_msg(rc == KD_OK, "%s:%d:%d %s", e.file, e.line, e.col, e.msg);
-    ck_assert_float_eq(s.students[0].alpha, 0.5f);
+    ck_assert_float_eq(s.students[0].modes[0].alpha, 0.5f);
     ck_assert_int_eq(s.students[0].nseeds, 2);
     const char *bad_ovr[] = {"students.0.distill.temperature=0"};
     ck_assert_int_eq(config_load_string("s.yaml", y, strlen(y), bad_ovr, 1, &s, &e), KD_ECONFIG);

@@ -215,6 +215,55 @@ START_TEST(test_resume_bit_identical)
 }
 END_TEST
 
+/* begin_epoch: called once per epoch, with the 1-based epoch, before its
+ * first batch; a fit that starts at epochs_done = 2 begins with epoch 3. */
+typedef struct {
+    int epochs[8], n, batches_at_begin, batches;
+} epoch_log;
+
+static void log_begin(void *ctx, int epoch)
+{
+    epoch_log *l = ctx;
+    l->batches_at_begin = l->batches;
+    l->epochs[l->n++] = epoch;
+}
+
+static float log_loss(void *ctx, const float *z, const uint8_t *y, const int *idx, int n, int k,
+                      float *dz)
+{
+    (void)idx;
+    epoch_log *l = ctx;
+    /* the hook ran before this epoch's first batch, not in the middle */
+    ck_assert_int_eq(l->batches - l->batches_at_begin, l->batches % 5);
+    l->batches++;
+    return nn_softmax_xent(z, y, n, k, dz);
+}
+
+START_TEST(test_begin_epoch_hook)
+{
+    data_set tr;
+    make_set(&tr, 101, 1, 0); /* 5 batches of at most 24 */
+    train_opts o = opts_adamw(4);
+    nn_model *m = mlp(0);
+    train_state st;
+    kd_err e = {0};
+    epoch_log l = {0};
+    train_hooks h = {.loss = log_loss, .loss_ctx = &l, .begin_epoch = log_begin, .quiet = 1};
+    ck_assert_int_eq(train_state_init(&st, m, &o, &e), KD_OK);
+    o.epochs = 2;
+    ck_assert_msg(train_fit(&st, &o, &tr, NULL, &h, &e) == KD_OK, "%s", e.msg);
+    o.epochs = 4; /* continues where it stopped, as a resumed run does */
+    ck_assert_msg(train_fit(&st, &o, &tr, NULL, &h, &e) == KD_OK, "%s", e.msg);
+    ck_assert_int_eq(l.n, 4);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(l.epochs[i], i + 1);
+    ck_assert_int_eq(l.batches, 4 * 5);
+    train_state_free(&st);
+    nn_model_free(m);
+    data_set_free(&tr);
+}
+END_TEST
+
 /* a small checkpoint file (SGD with momentum, 1 epoch) in memory */
 static void make_checkpoint(const char *path, const train_opts *o, uint8_t **p, size_t *n)
 {
@@ -460,6 +509,7 @@ Suite *suite_train(void)
     tcase_add_test(t, test_learns_u8);
     tcase_add_test(t, test_same_seed_bit_identical);
     tcase_add_test(t, test_resume_bit_identical);
+    tcase_add_test(t, test_begin_epoch_hook);
     tcase_add_test(t, test_checkpoint_truncated_or_corrupt);
     tcase_add_test(t, test_checkpoint_lies_and_mismatches);
     tcase_add_test(t, test_checkpoint_alloc_failures);
