@@ -251,13 +251,13 @@ static nn_model *mlp(int in, int h1, int h2, int out, uint64_t seed)
 }
 
 /* conv (pad 1) -> batchnorm (random running stats) -> relu -> maxpool ->
- * conv (stride 2) -> relu -> flatten -> dropout -> dense, on 1x9x9. */
+ * conv (4 channels in, pad 1) -> relu -> flatten -> dropout -> dense, on 1x9x9. */
 static nn_model *cnn(uint64_t seed)
 {
     const nn_layer_spec s[] = {
         {.kind = NN_CONV2D, .filters = 4, .kernel = 3, .pad = 1}, {.kind = NN_BATCHNORM},
         {.kind = NN_RELU}, {.kind = NN_MAXPOOL2D, .kernel = 2},
-        {.kind = NN_CONV2D, .filters = 5, .kernel = 2, .stride = 2}, {.kind = NN_RELU},
+        {.kind = NN_CONV2D, .filters = 5, .kernel = 3, .pad = 1}, {.kind = NN_RELU},
         {.kind = NN_FLATTEN}, {.kind = NN_DROPOUT, .rate = 0.2f},
         {.kind = NN_DENSE, .units = 6}};
     kd_err e = {0};
