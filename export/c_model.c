@@ -77,6 +77,12 @@ static void emit_top(kd_buf *b, const cg *g, const nn_model *m, const char *p, c
         "/* activations ping-pong between two buffers of the largest layer size */\n"
         "static float kd_act[2][%zu];\n",
         p, src, KD_VERSION, m->nlayers, p, p, g->max_act);
+    if (g->need & CG_DQ8)
+        cg_printf(b, "/* Dynamic int8 layers take each sample's own range, as kdbench does at\n"
+                     " * batch 1 (kdbench eval's batches of 256 share one range per batch). */\n");
+    if (g->need & CG_Q4)
+        cg_printf(b, "/* int4 layers compute kdbench's float specification (its scalar level);\n"
+                     " * on AVX2 hosts kdbench rounds activations to int8 per group (q4x8). */\n");
     if (g->max_q)
         cg_printf(b, "static int8_t kd_xq[%zu]; /* an int8 layer's input codes */\n", g->max_q);
     kd_buf_put(b, "\n", 1);
