@@ -304,109 +304,60 @@ static nn_model *sparse(nn_model *m)
     return s;
 }
 
-static void assert_format(const nn_model *m, int layer, const char *format)
-{
-    ck_assert_str_eq(nn_layer_format(&m->layers[layer]), format);
-}
+/* ---- every kind, exported and run ------------------------------------------------- */
 
-/* ---- the tests ---------------------------------------------------------------------- */
-
-START_TEST(test_fp32_mlp)
-{
-    kernels_isa_force(KD_ISA_SCALAR);
-    nn_model *m = mlp(36, 24, 16, 5, 1);
-    int differ;
-    EXPORT_RUN(m, CMP_TOL, 1e-5, differ);
-    (void)differ;
-    nn_model_free(m);
-}
-END_TEST
-
-START_TEST(test_fp32_cnn)
-{
-    kernels_isa_force(KD_ISA_SCALAR);
-    nn_model *m = cnn(2);
-    int differ;
-    EXPORT_RUN(m, CMP_TOL, 1e-5, differ);
-    (void)differ;
-    nn_model_free(m);
-}
-END_TEST
-
+static nn_model *fp32_mlp(void) { return mlp(36, 24, 16, 5, 1); }
+static nn_model *fp32_cnn(void) { return cnn(2); }
 /* 300 inputs: the first layer's columns need 2 bytes, the others 1 */
-START_TEST(test_csr_fp32)
+static nn_model *csr_fp32(void) { return sparse(mlp(300, 24, 16, 5, 3)); }
+static nn_model *int8_static(void) { return quantized(mlp(36, 24, 16, 5, 4), COMPRESS_Q_STATIC8); }
+static nn_model *int8_dynamic(void)
 {
-    kernels_isa_force(KD_ISA_SCALAR);
-    nn_model *m = sparse(mlp(300, 24, 16, 5, 3));
-    assert_format(m, 0, "csr-fp32");
-    int differ;
-    EXPORT_RUN(m, CMP_TOL, 1e-5, differ);
-    (void)differ;
-    nn_model_free(m);
+    return quantized(mlp(36, 24, 16, 5, 5), COMPRESS_Q_DYNAMIC8);
 }
-END_TEST
-
-START_TEST(test_int8_static_exact)
-{
-    kernels_isa_force(KD_ISA_SCALAR);
-    nn_model *m = quantized(mlp(36, 24, 16, 5, 4), COMPRESS_Q_STATIC8);
-    assert_format(m, 0, "int8");
-    assert_format(m, 5, "int8");
-    int differ;
-    EXPORT_RUN(m, CMP_EXACT, 0, differ);
-    ck_assert_int_eq(differ, 0);
-    nn_model_free(m);
-}
-END_TEST
-
-START_TEST(test_int8_dynamic_exact)
-{
-    kernels_isa_force(KD_ISA_SCALAR);
-    nn_model *m = quantized(mlp(36, 24, 16, 5, 5), COMPRESS_Q_DYNAMIC8);
-    assert_format(m, 0, "int8-dyn");
-    int differ;
-    EXPORT_RUN(m, CMP_EXACT, 0, differ);
-    ck_assert_int_eq(differ, 0);
-    nn_model_free(m);
-}
-END_TEST
-
 /* 50 inputs: the last group of a row holds 18 weights and 14 of padding */
-START_TEST(test_int4)
+static nn_model *int4(void) { return quantized(mlp(50, 40, 16, 5, 6), COMPRESS_Q_INT4); }
+static nn_model *csr_int8(void)
+{
+    return quantized(sparse(mlp(300, 24, 16, 5, 7)), COMPRESS_Q_STATIC8);
+}
+static nn_model *int8_after_conv(void) { return quantized(cnn(8), COMPRESS_Q_STATIC8); }
+
+/* A model, the format one of its layers must have, and how the C must agree. */
+static const struct {
+    const char *name;
+    nn_model *(*build)(void);
+    int layer;
+    const char *format;
+    cmp_mode mode;
+    double tol;
+} kinds[] = {
+    {"fp32 mlp", fp32_mlp, 0, "fp32", CMP_TOL, 1e-5},
+    {"fp32 cnn (conv2d, batchnorm, maxpool)", fp32_cnn, 0, "fp32", CMP_TOL, 1e-5},
+    {"csr-fp32", csr_fp32, 0, "csr-fp32", CMP_TOL, 1e-5},
+    {"int8 static", int8_static, 5, "int8", CMP_EXACT, 0},
+    {"int8 dynamic", int8_dynamic, 0, "int8-dyn", CMP_EXACT, 0},
+    {"int4", int4, 0, "int4", CMP_TOL, 1e-5},
+    {"csr-int8", csr_int8, 0, "csr-int8", CMP_TOL, 1e-5},
+    {"int8 after a float conv", int8_after_conv, 8, "int8", CMP_TOL, 1e-3},
+};
+#define NKINDS (int)(sizeof kinds / sizeof kinds[0])
+
+START_TEST(test_kind)
 {
     kernels_isa_force(KD_ISA_SCALAR);
-    nn_model *m = quantized(mlp(50, 40, 16, 5, 6), COMPRESS_Q_INT4);
-    assert_format(m, 0, "int4");
+    nn_model *m = kinds[_i].build();
+    fprintf(stderr, "export: %s\n", kinds[_i].name);
+    ck_assert_str_eq(nn_layer_format(&m->layers[kinds[_i].layer]), kinds[_i].format);
     int differ;
-    EXPORT_RUN(m, CMP_TOL, 1e-5, differ);
-    (void)differ;
+    EXPORT_RUN(m, kinds[_i].mode, kinds[_i].tol, differ);
+    if (kinds[_i].mode == CMP_EXACT)
+        ck_assert_int_eq(differ, 0);
     nn_model_free(m);
 }
 END_TEST
 
-START_TEST(test_csr_int8)
-{
-    kernels_isa_force(KD_ISA_SCALAR);
-    nn_model *m = quantized(sparse(mlp(300, 24, 16, 5, 7)), COMPRESS_Q_STATIC8);
-    assert_format(m, 0, "csr-int8");
-    int differ;
-    EXPORT_RUN(m, CMP_TOL, 1e-5, differ);
-    (void)differ;
-    nn_model_free(m);
-}
-END_TEST
-
-START_TEST(test_int8_after_conv)
-{
-    kernels_isa_force(KD_ISA_SCALAR);
-    nn_model *m = quantized(cnn(8), COMPRESS_Q_STATIC8);
-    assert_format(m, 8, "int8");
-    int differ;
-    EXPORT_RUN(m, CMP_TOL, 1e-3, differ);
-    (void)differ;
-    nn_model_free(m);
-}
-END_TEST
+/* ---- refusals ---------------------------------------------------------------------- */
 
 /* dense_fq (QAT's fake quant) is refused, naming the layer, kind and format */
 START_TEST(test_refuses_fakequant)
@@ -526,14 +477,7 @@ Suite *suite_export(void)
     Suite *s = suite_create("export");
     TCase *tc = tcase_create("c");
     tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_fp32_mlp);
-    tcase_add_test(tc, test_fp32_cnn);
-    tcase_add_test(tc, test_csr_fp32);
-    tcase_add_test(tc, test_int8_static_exact);
-    tcase_add_test(tc, test_int8_dynamic_exact);
-    tcase_add_test(tc, test_int4);
-    tcase_add_test(tc, test_csr_int8);
-    tcase_add_test(tc, test_int8_after_conv);
+    tcase_add_loop_test(tc, test_kind, 0, NKINDS);
     tcase_add_test(tc, test_refuses_fakequant);
     tcase_add_test(tc, test_prefix_rules);
     tcase_add_test(tc, test_cli_usage);
