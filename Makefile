@@ -13,7 +13,7 @@ TEST_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 
 BUILD ?= build
 # Library modules in dependency order (engine <- stages <- pipeline); cli is the binary.
-MODULES := util nn data config train teacher student compress measure reports pipeline
+MODULES := util nn data config train teacher student compress measure reports pipeline export
 LIB_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/*.c $(m)/*/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC := $(wildcard cli/*.c)

@@ -28,4 +28,7 @@ int cli_cmd_compare(int argc, char **argv);
 extern const char cli_run_usage[], cli_check_usage[], cli_eval_usage[], cli_inspect_usage[];
 extern const char cli_report_usage[], cli_compare_usage[];
 
+int cli_cmd_export(int argc, char **argv);
+extern const char cli_export_usage[];
+
 #endif

@@ -17,6 +17,7 @@ static const cli_command commands[] = {
      cli_report_usage},
     {"compare", cli_cmd_compare, "compare variants from several runs or model files",
      cli_compare_usage},
+    {"export", cli_cmd_export, "write a saved model as standalone C", cli_export_usage},
 };
 #define NCOMMANDS (int)(sizeof commands / sizeof commands[0])
 

@@ -1,0 +1,334 @@
+/* Compressed layers in the generated C, read from their payloads exactly as
+ * ops->save writes them into model files (the formats are documented above
+ * each kind's save function in compress/kinds/): so export needs no kind's
+ * private struct, and the arrays it writes are the bytes the file stores. */
+#include <math.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "../compress/compress.h"
+#include "internal.h"
+
+typedef struct {
+    cg *g;
+    const nn_layer *l;
+    int i;
+    char what[64]; /* "layer 3 (dense2)" for messages */
+} lay;
+
+static int bad(const lay *y, const char *why, kd_err *e)
+{
+    return kd_err_set(e, KD_EFORMAT, "%s: %s payload: %s", y->what, y->l->ops->name, why);
+}
+
+static void name(char *n, size_t cap, const lay *y, const char *suffix)
+{
+    snprintf(n, cap, "L%d_%s", y->i, suffix);
+}
+
+static void emit_floats(const lay *y, const char *suffix, const float *v, size_t count)
+{
+    char n[32];
+    name(n, sizeof n, y, suffix);
+    cg_floats(y->g, n, v, count, y->what);
+}
+
+static void emit_ints(const lay *y, cg_int_type t, const char *suffix, const void *v,
+                      size_t count)
+{
+    char n[32];
+    name(n, sizeof n, y, suffix);
+    cg_ints(y->g, t, n, v, count);
+}
+
+/* L<i>_b: the flat float bias (zeros when the layer has none). */
+static int emit_bias(const lay *y, kd_err *e)
+{
+    int u = y->l->spec.units;
+    if (y->l->b && y->l->nb == (size_t)u) {
+        emit_floats(y, "b", y->l->b, (size_t)u);
+        return KD_OK;
+    }
+    float *z = kd_calloc((size_t)u, sizeof *z);
+    if (!z)
+        return kd_err_set(e, KD_ENOMEM, "out of memory");
+    emit_floats(y, "b", z, (size_t)u);
+    kd_free(z);
+    return KD_OK;
+}
+
+/* n little-endian u32 / f32 values of r into out. */
+static void rd_u32s(kd_rd *r, uint32_t *out, size_t n)
+{
+    for (size_t j = 0; j < n; j++)
+        out[j] = kd_rd_u32(r);
+}
+
+static void rd_f32s(kd_rd *r, float *out, size_t n)
+{
+    for (size_t j = 0; j < n; j++)
+        out[j] = kd_rd_f32(r);
+}
+
+/* ---- csr-fp32: u32 rows, cols, nnz, index bytes; rowptr[rows + 1], val[nnz] f32,
+ * col[nnz] of 1, 2 or 4 bytes ---------------------------------------------------- */
+static int emit_csr(const lay *y, kd_rd *r, kd_err *e)
+{
+    uint32_t rows = kd_rd_u32(r), cols = kd_rd_u32(r), nnz = kd_rd_u32(r), ib = kd_rd_u32(r);
+    if (!r->ok || rows != (uint32_t)y->l->spec.units || cols != nn_shape_size(y->l->in) ||
+        (ib != 1 && ib != 2 && ib != 4) ||
+        r->len - r->pos != ((uint64_t)rows + 1) * 4 + (uint64_t)nnz * (4 + ib))
+        return bad(y, "sizes do not match the layer", e);
+    uint32_t *rp = kd_malloc(((size_t)rows + 1) * 4);
+    float *val = kd_malloc((size_t)nnz * 4 + 4);
+    uint8_t *col = kd_malloc((size_t)nnz * ib + 4);
+    int rc = rp && val && col ? KD_OK : kd_err_set(e, KD_ENOMEM, "out of memory");
+    if (rc == KD_OK) {
+        rd_u32s(r, rp, (size_t)rows + 1);
+        rd_f32s(r, val, nnz);
+        kd_rd_get(r, col, (size_t)nnz * ib); /* host order, as csr_save wrote it */
+        emit_ints(y, CG_U32, "rp", rp, (size_t)rows + 1);
+        emit_floats(y, "val", val, nnz);
+        emit_ints(y, ib == 1 ? CG_U8 : ib == 2 ? CG_U16 : CG_U32, "col", col, nnz);
+        rc = emit_bias(y, e);
+    }
+    kd_free(rp);
+    kd_free(val);
+    kd_free(col);
+    if (rc)
+        return rc;
+    const char *t = ib == 1 ? "uint8_t" : ib == 2 ? "uint16_t" : "uint32_t";
+    y->g->need |= ib == 1 ? CG_CSR8 : ib == 2 ? CG_CSR16 : CG_CSR32;
+    cg_printf(&y->g->run, "    kd_csr_%s(L%d_rp, L%d_col, L%d_val, L%d_b, %u, ", t, y->i, y->i,
+              y->i, y->i, rows);
+    cg_io_swap(y->g);
+    return KD_OK;
+}
+
+/* ---- int8 and int8-dyn: u32 rows, cols, flags (1 int8 output, 2 relu); f32 in
+ * scale, i32 in zero, f32 out scale, i32 out zero; f32 w_scale[rows];
+ * i32 bias[rows]; int8 w[rows * cols] ------------------------------------------- */
+typedef struct {
+    uint32_t m, k, flags;
+    float in_scale, out_scale;
+    int32_t in_zero, out_zero;
+    float *w_scale;
+    int32_t *bias, *row_sum, *mult, *shift;
+    int8_t *w;
+} q8_data;
+
+static void q8_free(q8_data *q)
+{
+    kd_free(q->w_scale);
+    kd_free(q->bias);
+    kd_free(q->row_sum);
+    kd_free(q->mult);
+    kd_free(q->shift);
+    kd_free(q->w);
+}
+
+static int q8_read(const lay *y, kd_rd *r, q8_data *q, kd_err *e)
+{
+    q->m = kd_rd_u32(r);
+    q->k = kd_rd_u32(r);
+    q->flags = kd_rd_u32(r);
+    q->in_scale = kd_rd_f32(r);
+    q->in_zero = (int32_t)kd_rd_u32(r);
+    q->out_scale = kd_rd_f32(r);
+    q->out_zero = (int32_t)kd_rd_u32(r);
+    if (!r->ok || q->m != (uint32_t)y->l->spec.units || q->k != nn_shape_size(y->l->in) ||
+        q->flags > 3 || r->len - r->pos != (uint64_t)q->m * (8 + q->k))
+        return bad(y, "sizes do not match the layer", e);
+    size_t m = q->m;
+    q->w_scale = kd_malloc(m * 4);
+    q->bias = kd_malloc(m * 4);
+    q->row_sum = kd_calloc(m, 4);
+    q->mult = kd_calloc(m, 4);
+    q->shift = kd_calloc(m, 4);
+    q->w = kd_malloc(m * q->k);
+    if (!q->w_scale || !q->bias || !q->row_sum || !q->mult || !q->shift || !q->w)
+        return kd_err_set(e, KD_ENOMEM, "out of memory");
+    rd_f32s(r, q->w_scale, m);
+    rd_u32s(r, (uint32_t *)q->bias, m);
+    kd_rd_get(r, q->w, m * q->k);
+    for (size_t row = 0; row < m; row++)
+        for (size_t c = 0; c < q->k; c++)
+            q->row_sum[row] += q->w[row * q->k + c];
+    /* the multipliers as the kind derives them at load (dense_derive) */
+    for (size_t row = 0; (q->flags & 1) && row < m; row++) {
+        double mr = (double)q->in_scale * q->w_scale[row] / q->out_scale;
+        if (quant_multiplier(mr, &q->mult[row], &q->shift[row], e))
+            return KD_EFORMAT;
+    }
+    return r->ok ? KD_OK : bad(y, "truncated", e);
+}
+
+static int emit_q8(const lay *y, kd_rd *r, int dynamic, kd_err *e)
+{
+    q8_data q = {0};
+    int rc = q8_read(y, r, &q, e);
+    if (rc == KD_OK && dynamic)
+        rc = emit_bias(y, e);
+    if (rc == KD_OK) {
+        int out_s8 = !dynamic && (q.flags & 1), relu = (q.flags >> 1) & 1, i = y->i;
+        emit_ints(y, CG_I8, "w", q.w, (size_t)q.m * q.k);
+        emit_ints(y, CG_I32, "rs", q.row_sum, q.m);
+        emit_floats(y, "ws", q.w_scale, q.m);
+        if (!dynamic)
+            emit_ints(y, CG_I32, "bias", q.bias, q.m);
+        if (out_s8) {
+            emit_ints(y, CG_I32, "mult", q.mult, q.m);
+            emit_ints(y, CG_I32, "shift", q.shift, q.m);
+        }
+        kd_buf *d = &y->g->data;
+        cg_printf(d, "static const kd_q8 L%d = {%u, %u, L%d_w, L%d_rs, ", i, q.m, q.k, i, i);
+        if (dynamic)
+            cg_printf(d, "NULL, NULL, NULL, L%d_ws, L%d_b, 1.0f, 0, 0, 1.0f, 0, -128};\n", i, i);
+        else {
+            cg_printf(d, "L%d_bias, ", i);
+            if (out_s8)
+                cg_printf(d, "L%d_mult, L%d_shift, ", i, i);
+            else
+                cg_printf(d, "NULL, NULL, ");
+            cg_printf(d, "L%d_ws, NULL, ", i);
+            cg_float(y->g, d, q.in_scale, y->what);
+            cg_printf(d, ", %ld, %d, ", (long)q.in_zero, out_s8);
+            cg_float(y->g, d, q.out_scale, y->what);
+            int32_t lo = relu && q.out_zero > -128 ? q.out_zero : -128;
+            cg_printf(d, ", %ld, %ld};\n", (long)q.out_zero, (long)lo);
+        }
+        y->g->need |= dynamic ? CG_DQ8 : CG_Q8;
+        y->g->max_q = q.k > y->g->max_q ? q.k : y->g->max_q;
+        cg_printf(&y->g->run, "    kd_q8_%s(&L%d, kd_act[%d], kd_xq, kd_act[%d]);\n",
+                  dynamic ? "dynamic" : "static", i, y->g->cur, 1 - y->g->cur);
+        y->g->cur = 1 - y->g->cur;
+    }
+    q8_free(&q);
+    return rc;
+}
+
+/* ---- int4: u32 rows, cols, group (32); rows x ceil(cols / 32) blocks of u16
+ * fp16 scale + 16 bytes of nibbles ------------------------------------------------ */
+static int emit_q4(const lay *y, kd_rd *r, kd_err *e)
+{
+    uint32_t m = kd_rd_u32(r), k = kd_rd_u32(r), grp = kd_rd_u32(r), nb = (k + 31) / 32;
+    if (!r->ok || m != (uint32_t)y->l->spec.units || k != nn_shape_size(y->l->in) || grp != 32 ||
+        r->len - r->pos != (uint64_t)m * nb * 18)
+        return bad(y, "sizes do not match the layer", e);
+    size_t blocks = (size_t)m * nb;
+    uint16_t *d = kd_malloc(blocks * 2);
+    uint8_t *q = kd_malloc(blocks * 16);
+    int rc = d && q ? KD_OK : kd_err_set(e, KD_ENOMEM, "out of memory");
+    for (size_t b = 0; rc == KD_OK && b < blocks; b++) {
+        uint8_t h[2];
+        kd_rd_get(r, h, 2);
+        d[b] = (uint16_t)(h[0] | h[1] << 8);
+        kd_rd_get(r, q + b * 16, 16);
+    }
+    if (rc == KD_OK && !r->ok)
+        rc = bad(y, "truncated", e);
+    if (rc == KD_OK) {
+        emit_ints(y, CG_U16, "d", d, blocks);
+        emit_ints(y, CG_U8, "q", q, blocks * 16);
+        rc = emit_bias(y, e);
+    }
+    kd_free(d);
+    kd_free(q);
+    if (rc)
+        return rc;
+    y->g->need |= CG_Q4;
+    cg_printf(&y->g->run, "    kd_q4(L%d_d, L%d_q, L%d_b, %u, %u, ", y->i, y->i, y->i, m, k);
+    cg_io_swap(y->g);
+    return KD_OK;
+}
+
+/* ---- csr-int8: u32 rows, cols, nnz; four zlib streams (u32 raw length, u32
+ * coded length, bytes): entries per row (u16 when cols <= 65535, else u32),
+ * delta[nnz], val[nnz], scale[rows] f32 -------------------------------------------- */
+static int inflate_next(const lay *y, kd_rd *r, void *dst, size_t n, kd_err *e)
+{
+    uint32_t raw = kd_rd_u32(r), coded = kd_rd_u32(r);
+    if (!r->ok || raw != n || coded > r->len - r->pos)
+        return bad(y, "stream sizes do not match", e);
+    uLongf out = (uLongf)n;
+    uint8_t spare;
+    if (uncompress(n ? dst : &spare, &out, r->p + r->pos, coded) != Z_OK || out != n)
+        return bad(y, "corrupt stream", e);
+    r->pos += coded;
+    return KD_OK;
+}
+
+static int emit_qcsr(const lay *y, kd_rd *r, kd_err *e)
+{
+    uint32_t m = kd_rd_u32(r), k = kd_rd_u32(r), nnz = kd_rd_u32(r);
+    if (!r->ok || m != (uint32_t)y->l->spec.units || k != nn_shape_size(y->l->in) ||
+        nnz > (uint64_t)m * k || nnz > INT32_MAX)
+        return bad(y, "sizes do not match the layer", e);
+    size_t w = k <= 65535 ? 2 : 4;
+    uint8_t *rows = kd_malloc(m * w), *delta = kd_malloc((size_t)nnz + 1);
+    int8_t *val = kd_malloc((size_t)nnz + 1);
+    float *scale = kd_malloc((size_t)m * 4);
+    int32_t *rp = kd_malloc(((size_t)m + 1) * 4);
+    int rc = rows && delta && val && scale && rp ? KD_OK : kd_err_set(e, KD_ENOMEM, "out of memory");
+    if (rc == KD_OK && (inflate_next(y, r, rows, m * w, e) || inflate_next(y, r, delta, nnz, e) ||
+                        inflate_next(y, r, val, nnz, e) || inflate_next(y, r, scale, (size_t)m * 4, e)))
+        rc = KD_EFORMAT;
+    int64_t at = 0;
+    for (uint32_t row = 0; rc == KD_OK && row < m; row++) {
+        uint32_t n = 0;
+        if (w == 2) {
+            uint16_t v;
+            memcpy(&v, rows + row * w, 2);
+            n = v;
+        } else {
+            memcpy(&n, rows + row * w, 4);
+        }
+        rp[row] = (int32_t)at;
+        at += n;
+    }
+    if (rc == KD_OK)
+        rp[m] = (int32_t)at;
+    if (rc == KD_OK && at != nnz)
+        rc = bad(y, "row lengths do not add up to the entries", e);
+    if (rc == KD_OK) {
+        emit_ints(y, CG_I32, "rp", rp, (size_t)m + 1);
+        emit_ints(y, CG_U8, "delta", delta, nnz);
+        emit_ints(y, CG_I8, "val", val, nnz);
+        emit_floats(y, "scale", scale, m);
+        rc = emit_bias(y, e);
+    }
+    kd_free(rows);
+    kd_free(delta);
+    kd_free(val);
+    kd_free(scale);
+    kd_free(rp);
+    if (rc)
+        return rc;
+    y->g->need |= CG_QCSR;
+    cg_printf(&y->g->run, "    kd_qcsr(L%d_rp, L%d_delta, L%d_val, L%d_scale, L%d_b, %u, ", y->i,
+              y->i, y->i, y->i, y->i, m);
+    cg_io_swap(y->g);
+    return KD_OK;
+}
+
+int cg_payload(cg *g, const nn_layer *l, int i, kd_err *e)
+{
+    lay y = {.g = g, .l = l, .i = i};
+    snprintf(y.what, sizeof y.what, "layer %d (%s)", i, l->spec.name);
+    kd_buf b = {0};
+    l->ops->save(l, &b);
+    if (b.failed) {
+        kd_buf_free(&b);
+        return kd_err_set(e, KD_ENOMEM, "%s: out of memory for its payload", y.what);
+    }
+    kd_rd r = {.p = b.p, .len = b.len, .ok = 1};
+    const char *f = l->ops->format;
+    int rc = !strcmp(f, "csr-fp32")   ? emit_csr(&y, &r, e)
+             : !strcmp(f, "int8")     ? emit_q8(&y, &r, 0, e)
+             : !strcmp(f, "int8-dyn") ? emit_q8(&y, &r, 1, e)
+             : !strcmp(f, "int4")     ? emit_q4(&y, &r, e)
+             : !strcmp(f, "csr-int8") ? emit_qcsr(&y, &r, e)
+                                      : kd_err_set(e, KD_ECONFIG, "%s: format %s", y.what, f);
+    kd_buf_free(&b);
+    return rc;
+}

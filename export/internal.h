@@ -1,0 +1,62 @@
+/* export's private shared declarations; never included from outside export/. */
+#ifndef KD_EXPORT_INTERNAL_H
+#define KD_EXPORT_INTERNAL_H
+
+#include <stdint.h>
+
+#include "export.h"
+
+/* Helpers the generated model.c may need; each is emitted only when a layer
+ * uses it (-Wunused-function would reject the file otherwise). */
+enum {
+    CG_DENSE = 1u << 0,
+    CG_CSR8 = 1u << 1,  /* fp32 CSR with uint8_t / uint16_t / uint32_t columns */
+    CG_CSR16 = 1u << 2,
+    CG_CSR32 = 1u << 3,
+    CG_Q8 = 1u << 4,    /* static int8 */
+    CG_DQ8 = 1u << 5,   /* dynamic int8 */
+    CG_Q4 = 1u << 6,
+    CG_QCSR = 1u << 7,
+    CG_CONV = 1u << 8,
+    CG_POOL = 1u << 9,
+    CG_BN = 1u << 10,
+    CG_RELU = 1u << 11,
+};
+
+/* The generator: model.c's arrays (data) and the body of PREFIX_logits
+ * (run), which moves the activation between two static buffers. */
+typedef struct {
+    kd_buf data, run;
+    unsigned need;   /* CG_* helpers used */
+    size_t max_act;  /* floats in the largest activation */
+    size_t max_q;    /* bytes of int8 input scratch */
+    int cur;         /* buffer (0 or 1) holding the current activation */
+    int bad;         /* a value could not be written (non-finite weight) */
+    char bad_what[128];
+} cg;
+
+/* printf appended to b (failure: b->failed). */
+void cg_printf(kd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A float as the shortest decimal C literal that reads back to the same
+ * float ("0.1f", "-3e-05f", "0"); NaN/inf set g->bad (what names it). */
+void cg_float(cg *g, kd_buf *b, float v, const char *what);
+/* static const arrays, 16 to 24 values per line. */
+void cg_floats(cg *g, const char *name, const float *v, size_t n, const char *what);
+typedef enum { CG_I8, CG_U8, CG_U16, CG_I32, CG_U32 } cg_int_type;
+void cg_ints(cg *g, cg_int_type t, const char *name, const void *v, size_t n);
+
+/* Emits layer i of m (arrays into data, calls into run); the caller checked
+ * it with cg_layer_check.  KD_ENOMEM / KD_EFORMAT (payload unreadable). */
+int cg_layer(cg *g, const nn_model *m, int i, kd_err *e);
+/* A compressed layer (cg_layer_check passed) from its payload. */
+int cg_payload(cg *g, const nn_layer *l, int i, kd_err *e);
+/* Appends ", kd_act[cur], kd_act[1 - cur]);" to the run and swaps. */
+void cg_io_swap(cg *g);
+/* 0, or KD_ECONFIG naming why layer i cannot be exported. */
+int cg_layer_check(const nn_model *m, int i, kd_err *e);
+/* main.c, the example program, for prefix p (P upper case). */
+void cg_main(kd_buf *b, const char *p, const char *P);
+/* The helper functions of g->need, as C text, appended to b. */
+void cg_helpers(kd_buf *b, unsigned need);
+
+#endif
