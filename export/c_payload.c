@@ -316,13 +316,18 @@ int cg_payload(cg *g, const nn_layer *l, int i, kd_err *e)
     lay y = {.g = g, .l = l, .i = i};
     snprintf(y.what, sizeof y.what, "layer %d (%s)", i, l->spec.name);
     kd_buf b = {0};
-    l->ops->save(l, &b);
+    const char *f = l->ops->format;
+    /* shared weights (csr-shared+huff) hold a plain CSR in memory, decoded at
+     * load: written as csr-fp32, their values being the codebook's */
+    int shared = !strcmp(f, "csr-shared+huff");
+    (shared ? compress_dense_csr_ops.save : l->ops->save)(l, &b);
+    if (shared)
+        f = "csr-fp32";
     if (b.failed) {
         kd_buf_free(&b);
         return kd_err_set(e, KD_ENOMEM, "%s: out of memory for its payload", y.what);
     }
     kd_rd r = {.p = b.p, .len = b.len, .ok = 1};
-    const char *f = l->ops->format;
     int rc = !strcmp(f, "csr-fp32")   ? emit_csr(&y, &r, e)
              : !strcmp(f, "int8")     ? emit_q8(&y, &r, 0, e)
              : !strcmp(f, "int8-dyn") ? emit_q8(&y, &r, 1, e)
