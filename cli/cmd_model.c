@@ -12,13 +12,14 @@
 #include "../compress/kernels/cpu.h"
 
 const char cli_eval_usage[] =
-    "usage: kdbench eval MODEL [--data DIR | --images F --labels F | --csv F] [--threads N]\n\n"
+    "usage: kdbench eval MODEL [--data DIR | --images F --labels F | --csv-data F]\n"
+    "                    [--threads N]\n\n"
     "Evaluates a saved model (.kdm, fp32 or compressed) on a test set and measures it:\n"
     "accuracy, loss, size, batch-1 latency p50/p99 and batch-256 throughput.\n\n"
     "  --data DIR     a folder with t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz\n"
     "                 (default: " DATA_FASHION_DIR ")\n"
     "  --images F --labels F   an IDX pair (raw or .gz)\n"
-    "  --csv F        a CSV file: label, then features\n"
+    "  --csv-data F   a CSV file: label, then features (--csv F: the same, the old name)\n"
     "  --threads N    OpenBLAS threads (default 0 = all cores)\n"
     "\nexit status: 0 success, 1 runtime failure, 2 usage error\n";
 
@@ -33,6 +34,7 @@ int cli_cmd_eval(int argc, char **argv)
     static const struct option opts[] = {
         {"data", required_argument, 0, 'd'}, {"images", required_argument, 0, 'i'},
         {"labels", required_argument, 0, 'l'}, {"csv", required_argument, 0, 'c'},
+        {"csv-data", required_argument, 0, 'c'},
         {"threads", required_argument, 0, 't'}, {0, 0, 0, 0},
     };
     const char *dir = DATA_FASHION_DIR, *images = NULL, *labels = NULL, *csv = NULL;

@@ -181,11 +181,8 @@ static int run_key(const run_ctx *r, kd_buf *b, kd_err *e)
     const data_set *sets[3] = {&r->train, &r->val, &r->test};
     static const char *const names[3] = {"train", "val", "test"};
     for (int i = 0; i < 3; i++) {
-        const data_set *d = sets[i];
-        size_t nx = (size_t)d->n * nn_shape_size(d->shape);
-        uint32_t crc = d->x8 ? kd_crc32(0, d->x8, nx) : d->xf ? kd_crc32(0, d->xf, nx * 4) : 0;
-        crc = d->y ? kd_crc32(crc, d->y, (size_t)d->n) : crc;
-        rep_bprintf(b, "data_loaded.%s=%d samples, crc32 %08x\n", names[i], d->n, (unsigned)crc);
+        rep_bprintf(b, "data_loaded.%s=%d samples, crc32 %08x\n", names[i], sets[i]->n,
+                    (unsigned)pipeline_data_crc(sets[i]));
     }
     if (rc != KD_OK || b->failed)
         return kd_err_set(e, rc != KD_OK ? rc : KD_ENOMEM, "cannot form the run key");
