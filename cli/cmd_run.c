@@ -105,8 +105,14 @@ int cli_cmd_check(int argc, char **argv)
         free(s);
         return cli_fail(&e);
     }
-    printf("%s: valid (experiment \"%s\", teacher of %d layers)\n", a.config, s->name,
-           s->teacher.nlayers);
+    if (s->teacher.model_path[0])
+        printf("%s: valid (experiment \"%s\", teacher from %s", a.config, s->name,
+               s->teacher.model_path);
+    else
+        printf("%s: valid (experiment \"%s\", teacher of %d layers", a.config, s->name,
+               s->teacher.nlayers);
+    printf(", %d student%s, %d compressed variant%s)\n", s->nstudents,
+           s->nstudents == 1 ? "" : "s", s->nvariants, s->nvariants == 1 ? "" : "s");
     free(s);
     return KD_EXIT_OK;
 }

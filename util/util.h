@@ -82,6 +82,11 @@ int kd_remove_stale_tmp(const char *dir, int *removed, kd_err *e);
 /* CRC-32 (zlib's polynomial); start with crc = 0. */
 uint32_t kd_crc32(uint32_t crc, const void *buf, size_t n);
 
+/* The candidate closest to word (optimal string alignment distance, at most
+ * two edits and fewer than the candidate's length), or NULL: the "did you
+ * mean" of config keys, commands and model names. */
+const char *kd_suggest(const char *word, const char *const *cands, int n);
+
 /* ---- growable output buffer and bounded reader (binary files) ----------- */
 typedef struct {
     uint8_t *p;

@@ -216,6 +216,63 @@ START_TEST(model_files)
 }
 END_TEST
 
+START_TEST(saved_teacher_students)
+{
+    /* check passed; run trained the students, then stopped with "the student has
+     * 12 outputs and the teacher 10", no position and no word of the data */
+    char dir[256], path[600], out[8192];
+    kdt_tmpdir(dir, sizeof dir);
+    write_idx(dir, "train", 60, 10);
+    write_idx(dir, "test", 20, 10);
+    write_model(dir, "t10.kdm", (nn_shape){1, 4, 4}, 10);
+    const char *c = idx_config(dir, "[1, 4, 4]", 10,
+                               "students:\n  - name: s\n"
+                               "    layers: [{type: flatten}, {type: dense, units: 12}]\n"
+                               "    train: {epochs: 1, optimizer: {lr: 0.1}}\n");
+    int rc = kdt_kdbench(out, sizeof out, "check %s --set 'teacher={model: %s/t10.kdm}'", c, dir);
+    expect_at(rc, out, "c.yaml:19:31: students[0].layers[1]", "saved teacher");
+    ck_assert_msg(strstr(out, "gives 10") && strstr(out, "10 classes"), "%s", out);
+    rc = kdt_kdbench(out, sizeof out, "run %s --set 'teacher={model: %s/t10.kdm}' --out %s/run "
+                     "--quiet", c, dir, dir);
+    expect_at(rc, out, "c.yaml:19:31: students[0].layers[1]", "saved teacher");
+    snprintf(path, sizeof path, "%s/run/students", dir);
+    ck_assert_msg(access(path, F_OK) != 0, "run trained before refusing the config");
+    /* a teacher from the config: the data's classes are named too */
+    c = idx_config(dir, "[1, 4, 4]", 12,
+                   "students:\n  - name: s\n"
+                   "    layers: [{type: flatten}, {type: dense, units: 10}]\n"
+                   "    train: {epochs: 1, optimizer: {lr: 0.1}}\n");
+    rc = kdt_kdbench(out, sizeof out, "check %s", c);
+    expect_at(rc, out, "c.yaml:19:31: students[0].layers[1]", "the data has 10 classes");
+    rc = kdt_kdbench(out, sizeof out, "check %s --set students.0.layers.1.units=12", c);
+    ck_assert_msg(rc == 0 && strstr(out, "1 student"), "exit %d: %s", rc, out);
+}
+END_TEST
+
+START_TEST(missing_sources)
+{
+    /* a source naming no model read as a file path: "cannot open", nothing more */
+    char dir[256], out[8192];
+    kdt_tmpdir(dir, sizeof dir);
+    write_idx(dir, "train", 60, 10);
+    write_idx(dir, "test", 20, 10);
+    const char *c = idx_config(dir, "[1, 4, 4]", 10,
+                               "students:\n  - name: mlp32\n"
+                               "    layers: [{type: flatten}, {type: dense, units: 10}]\n"
+                               "    train: {epochs: 1, optimizer: {lr: 0.1}}\n"
+                               "compress:\n  - name: p\n    source: mlp64/distilled\n"
+                               "    passes: [{type: prune, sparsity: 0.5}]\n");
+    int rc = kdt_kdbench(out, sizeof out, "check %s", c);
+    expect_at(rc, out, "c.yaml:23:13: compress (p).source", "did you mean \"mlp32\"");
+    rc = kdt_kdbench(out, sizeof out, "run %s --out %s/run --quiet", c, dir);
+    expect_at(rc, out, "c.yaml:23:13:", "no model of this config is named \"mlp64\"");
+    rc = kdt_kdbench(out, sizeof out, "check %s --set compress.0.source=mlp23", c);
+    expect_at(rc, out, "compress[0].source", "did you mean \"mlp32\"");
+    rc = kdt_kdbench(out, sizeof out, "check %s --set compress.0.source=techer", c);
+    expect_at(rc, out, "compress[0].source", "did you mean \"teacher\"");
+}
+END_TEST
+
 START_TEST(wide_models)
 {
     /* nine models of 41M parameters: check allocates none of them (the memory
@@ -249,6 +306,8 @@ Suite *suite_cli_check(void)
     tcase_add_test(t, class_count);
     tcase_add_test(t, sample_size_and_calibration);
     tcase_add_test(t, model_files);
+    tcase_add_test(t, saved_teacher_students);
+    tcase_add_test(t, missing_sources);
     tcase_add_test(t, wide_models);
     suite_add_tcase(s, t);
     return s;
