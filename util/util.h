@@ -118,14 +118,16 @@ int kd_rd_str(kd_rd *r, char *dst, size_t cap);
 double kd_now(void); /* monotonic seconds */
 
 /* ---- progress ------------------------------------------------------------
- * A one-line progress bar redrawn in place on a TTY, or plain lines every
- * ~10% when not a TTY; silent when quiet. */
+ * A one-line progress bar redrawn in place on a TTY, cut to the terminal's
+ * width (TIOCGWINSZ, else $COLUMNS, else 80) so that a redraw never leaves a
+ * wrapped line behind; plain lines every ~10% when not a TTY; silent when quiet. */
 typedef struct {
     FILE *out;
     int tty, quiet;
     long total, done;
     double t0, last;
     int last_pct;
+    int width;      /* columns a TTY line may use; 0: the terminal's, asked at each redraw */
     char label[64];
 } kd_progress;
 void kd_progress_start(kd_progress *p, FILE *out, int quiet, const char *label, long total);
