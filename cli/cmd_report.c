@@ -306,6 +306,12 @@ int cli_cmd_compare(int argc, char **argv)
     int rc = compare_parse(argc, argv, &a), n = 0;
     if (rc)
         return rc;
+    for (int i = 0; i < a.nsrc; i++) { /* a checkpoint is named with its model file */
+        struct stat st;
+        if (stat(a.srcs[i], &st) == 0 && !S_ISDIR(st.st_mode) &&
+            (rc = cli_model_arg("compare", a.srcs[i])))
+            return rc;
+    }
     nn_set_threads(a.threads);
     rep_row *rows = kd_calloc(MAX_ROWS, sizeof *rows);
     kd_err e = {0};

@@ -11,28 +11,6 @@
 
 #include "../kdtest.h"
 
-/* An IDX file pair of n 4x4 images with labels i % nclasses. */
-static void write_idx(const char *dir, const char *name, int n, int nclasses)
-{
-    char path[600];
-    uint8_t *b = calloc(1, 16 + (size_t)n * 16);
-    ck_assert_ptr_nonnull(b);
-    const uint8_t ih[16] = {0, 0, 8, 3, 0, 0, (uint8_t)(n >> 8), (uint8_t)n,
-                            0, 0, 0, 4, 0, 0, 0, 4};
-    memcpy(b, ih, 16);
-    for (int i = 0; i < n * 16; i++)
-        b[16 + i] = (uint8_t)(i * 37);
-    snprintf(path, sizeof path, "%s/%s-images", dir, name);
-    kdt_write(path, b, 16 + (size_t)n * 16);
-    const uint8_t lh[8] = {0, 0, 8, 1, 0, 0, (uint8_t)(n >> 8), (uint8_t)n};
-    memcpy(b, lh, 8);
-    for (int i = 0; i < n; i++)
-        b[8 + i] = (uint8_t)(i % nclasses);
-    snprintf(path, sizeof path, "%s/%s-labels", dir, name);
-    kdt_write(path, b, 8 + (size_t)n);
-    free(b);
-}
-
 /* dir/c.yaml: an idx experiment on dir's files; extra goes after the teacher. */
 static const char *idx_config(const char *dir, const char *shape, int units, const char *extra)
 {
@@ -91,8 +69,8 @@ START_TEST(int4_group)
     /* passed check, then run stopped after training with no position */
     char dir[256], path[600], out[8192];
     kdt_tmpdir(dir, sizeof dir);
-    write_idx(dir, "train", 300, 10);
-    write_idx(dir, "test", 50, 10);
+    kdt_write_idx(dir, "train", 300, 10);
+    kdt_write_idx(dir, "test", 50, 10);
     const char *c = idx_config(dir, "[1, 4, 4]", 10,
                                "compress:\n  - name: q4\n    source: teacher\n"
                                "    passes: [{type: quantize, bits: 4, group: 16}]\n");
@@ -109,8 +87,8 @@ START_TEST(class_count)
 {
     char dir[256], out[8192];
     kdt_tmpdir(dir, sizeof dir);
-    write_idx(dir, "train", 60, 12);
-    write_idx(dir, "test", 24, 12);
+    kdt_write_idx(dir, "train", 60, 12);
+    kdt_write_idx(dir, "test", 24, 12);
     const char *c = idx_config(dir, "[1, 4, 4]", 10, "");
     int rc = kdt_kdbench(out, sizeof out, "check %s", c);
     expect_at(rc, out, "c.yaml:14:7: teacher.layers[3]", "12 classes");
@@ -133,8 +111,8 @@ START_TEST(sample_size_and_calibration)
 {
     char dir[256], out[8192];
     kdt_tmpdir(dir, sizeof dir);
-    write_idx(dir, "train", 200, 10);
-    write_idx(dir, "test", 20, 10);
+    kdt_write_idx(dir, "train", 200, 10);
+    kdt_write_idx(dir, "test", 20, 10);
     const char *c = idx_config(dir, "[1, 5, 5]", 10, "");
     int rc = kdt_kdbench(out, sizeof out, "check %s", c);
     expect_at(rc, out, "c.yaml:8:10: data.shape", "16 values");
@@ -170,8 +148,8 @@ START_TEST(model_files)
     /* run met these at the compress stage, after training */
     char dir[256], extra[1024], out[8192];
     kdt_tmpdir(dir, sizeof dir);
-    write_idx(dir, "train", 60, 10);
-    write_idx(dir, "test", 20, 10);
+    kdt_write_idx(dir, "train", 60, 10);
+    kdt_write_idx(dir, "test", 20, 10);
     write_model(dir, "wide.kdm", (nn_shape){1, 5, 5}, 10);
     write_model(dir, "ok.kdm", (nn_shape){1, 4, 4}, 10);
     write_model(dir, "k12.kdm", (nn_shape){1, 4, 4}, 12);
@@ -222,8 +200,8 @@ START_TEST(saved_teacher_students)
      * 12 outputs and the teacher 10", no position and no word of the data */
     char dir[256], path[600], out[8192];
     kdt_tmpdir(dir, sizeof dir);
-    write_idx(dir, "train", 60, 10);
-    write_idx(dir, "test", 20, 10);
+    kdt_write_idx(dir, "train", 60, 10);
+    kdt_write_idx(dir, "test", 20, 10);
     write_model(dir, "t10.kdm", (nn_shape){1, 4, 4}, 10);
     const char *c = idx_config(dir, "[1, 4, 4]", 10,
                                "students:\n  - name: s\n"
@@ -254,8 +232,8 @@ START_TEST(missing_sources)
     /* a source naming no model read as a file path: "cannot open", nothing more */
     char dir[256], out[8192];
     kdt_tmpdir(dir, sizeof dir);
-    write_idx(dir, "train", 60, 10);
-    write_idx(dir, "test", 20, 10);
+    kdt_write_idx(dir, "train", 60, 10);
+    kdt_write_idx(dir, "test", 20, 10);
     const char *c = idx_config(dir, "[1, 4, 4]", 10,
                                "students:\n  - name: mlp32\n"
                                "    layers: [{type: flatten}, {type: dense, units: 10}]\n"
