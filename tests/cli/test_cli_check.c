@@ -51,13 +51,13 @@ START_TEST(small_training_sets)
 {
     /* the reported crashes (exit 139): calib_batches defaulted on 7 batches */
     char out[8192];
-    const char *sets[] = {"data.train_subset=900", "data.val_fraction=0.6"};
+    const char *sets[] = {"data.train_subset=900", "data.val_fraction=0.75"};
     int rc = kdt_kdbench(out, sizeof out, "check experiments/quick.yaml --set %s", sets[0]);
-    expect_at(rc, out, "experiments/quick.yaml:56:9: compress[2].passes[0].calib_batches",
+    expect_at(rc, out, "experiments/quick.yaml:71:9: compress[2].passes[0].calib_batches",
               "default");
-    /* val_fraction 0.6 of the 2,000-image subset leaves 800 */
+    /* val_fraction 0.75 of the 3,000-image subset leaves 750 */
     rc = kdt_kdbench(out, sizeof out, "check experiments/quick.yaml --set %s", sets[1]);
-    expect_at(rc, out, "experiments/quick.yaml:56:9:", "calib_batches");
+    expect_at(rc, out, "experiments/quick.yaml:71:9:", "calib_batches");
     rc = kdt_kdbench(out, sizeof out, "check experiments/quick.yaml --set %s "
                      "--set compress.2.passes.0.calib_batches=7", sets[0]);
     ck_assert_msg(rc == 0, "%s", out);
