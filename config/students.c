@@ -101,18 +101,11 @@ static int check_outputs(cfg_ctx *c, const cfg_node *it, const char *path, const
     if (m->nclasses > MAX_CLASSES)
         return cfg_err(c, last, p, "the model ends with %d outputs; distillation takes at most %d",
                        m->nclasses, MAX_CLASSES);
-    int data = cfg_data_classes(c, &s->data);
-    char classes[48] = "";
-    if (data)
-        snprintf(classes, sizeof classes, "; the data has %d classes", data);
-    /* without the data's facts (idx, csv) the walk runs again with them
-     * (pipeline_config_load): the message can then name the data's classes */
-    int later = !c->facts && !data;
-    if (!later && !s->teacher.model_path[0] && m->nclasses != s->teacher.nclasses)
+    if (!s->teacher.model_path[0] && m->nclasses != s->teacher.nclasses)
         return cfg_err(c, last, p,
                        "the model ends with %d outputs but the teacher's ends with %d "
-                       "(distillation matches them one for one%s)",
-                       m->nclasses, s->teacher.nclasses, classes);
+                       "(distillation matches them one for one)",
+                       m->nclasses, s->teacher.nclasses);
     return KD_OK;
 }
 

@@ -215,13 +215,13 @@ START_TEST(saved_teacher_students)
     expect_at(rc, out, "c.yaml:19:31: students[0].layers[1]", "saved teacher");
     snprintf(path, sizeof path, "%s/run/students", dir);
     ck_assert_msg(access(path, F_OK) != 0, "run trained before refusing the config");
-    /* a teacher from the config: the data's classes are named too */
+    /* a teacher from the config: held to it by the config walk */
     c = idx_config(dir, "[1, 4, 4]", 12,
                    "students:\n  - name: s\n"
                    "    layers: [{type: flatten}, {type: dense, units: 10}]\n"
                    "    train: {epochs: 1, optimizer: {lr: 0.1}}\n");
     rc = kdt_kdbench(out, sizeof out, "check %s", c);
-    expect_at(rc, out, "c.yaml:19:31: students[0].layers[1]", "the data has 10 classes");
+    expect_at(rc, out, "c.yaml:19:31: students[0].layers[1]", "teacher's ends with 12");
     rc = kdt_kdbench(out, sizeof out, "check %s --set students.0.layers.1.units=12", c);
     ck_assert_msg(rc == 0 && strstr(out, "1 student"), "exit %d: %s", rc, out);
 }
