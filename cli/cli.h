@@ -18,6 +18,11 @@ int cli_fail(const kd_err *e);
 /* Prints a usage error and returns 2. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A MODEL argument that is a run directory or a training checkpoint gets a
+ * usage error naming the model file(s) to use (returns 2); 0 otherwise
+ * (anything else is left to the loader's own errors). */
+int cli_model_arg(const char *cmd, const char *path);
+
 int cli_cmd_run(int argc, char **argv);
 int cli_cmd_check(int argc, char **argv);
 int cli_cmd_eval(int argc, char **argv);

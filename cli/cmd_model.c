@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../compress/compress.h"
 #include "../data/data.h"
@@ -12,13 +14,14 @@
 #include "../compress/kernels/cpu.h"
 
 const char cli_eval_usage[] =
-    "usage: kdbench eval MODEL [--data DIR | --images F --labels F | --csv F] [--threads N]\n\n"
+    "usage: kdbench eval MODEL [--data DIR | --images F --labels F | --csv-data F]\n"
+    "                    [--threads N]\n\n"
     "Evaluates a saved model (.kdm, fp32 or compressed) on a test set and measures it:\n"
     "accuracy, loss, size, batch-1 latency p50/p99 and batch-256 throughput.\n\n"
     "  --data DIR     a folder with t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz\n"
     "                 (default: " DATA_FASHION_DIR ")\n"
     "  --images F --labels F   an IDX pair (raw or .gz)\n"
-    "  --csv F        a CSV file: label, then features\n"
+    "  --csv-data F   a CSV file: label, then features (--csv F: the same, the old name)\n"
     "  --threads N    OpenBLAS threads (default 0 = all cores)\n"
     "\nexit status: 0 success, 1 runtime failure, 2 usage error\n";
 
@@ -28,11 +31,53 @@ const char cli_inspect_usage[] =
     "sparsity, bytes in the file, storage format such as fp32 or csr-fp32), its\n"
     "parameter count, MACs per sample and size on disk.\n";
 
+/* path with its last extension replaced by ext, into buf */
+static void with_ext(const char *path, const char *ext, char *buf, size_t n)
+{
+    const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
+    size_t len = dot && (!slash || dot > slash) ? (size_t)(dot - path) : strlen(path);
+    snprintf(buf, n, "%.*s%s", (int)len, path, ext);
+}
+
+int cli_model_arg(const char *cmd, const char *path)
+{
+    struct stat st;
+    char kdm[4200];
+    if (stat(path, &st) != 0)
+        return 0;
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(kdm, sizeof kdm, "%s/teacher.kdm", path);
+        int run = access(kdm, R_OK) == 0;
+        return cli_usage_error(cmd, "\"%s\" is a directory; %s takes a model file (.kdm)%s%s%s",
+                               path, cmd, run ? ", e.g. " : "", run ? kdm : "",
+                               run ? " or one of its compressed/*.kdm (kdbench compare RUN_DIR "
+                                     "shows a whole run)" : "");
+    }
+    char magic[4] = {0};
+    FILE *f = fopen(path, "rb");
+    size_t got = f ? fread(magic, 1, 4, f) : 0;
+    if (f)
+        fclose(f);
+    if (got != 4 || memcmp(magic, "KDCK", 4) != 0) /* train/'s checkpoint magic */
+        return 0;
+    /* "x.ckpt" -> "x.kdm"; "x.adapter.ckpt" (a hint's adapter) -> "x.kdm" too */
+    with_ext(path, "", kdm, sizeof kdm);
+    size_t n = strlen(kdm);
+    if (n > 8 && !strcmp(kdm + n - 8, ".adapter"))
+        kdm[n - 8] = 0;
+    snprintf(kdm + strlen(kdm), sizeof kdm - strlen(kdm), ".kdm");
+    int there = access(kdm, R_OK) == 0;
+    return cli_usage_error(cmd, "\"%s\" is a training checkpoint (what --resume continues from), "
+                           "not a model file: %s %s%s", path, there ? "use" : "its model would be",
+                           kdm, there ? "" : ", which is not there (that training did not finish)");
+}
+
 int cli_cmd_eval(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"data", required_argument, 0, 'd'}, {"images", required_argument, 0, 'i'},
         {"labels", required_argument, 0, 'l'}, {"csv", required_argument, 0, 'c'},
+        {"csv-data", required_argument, 0, 'c'},
         {"threads", required_argument, 0, 't'}, {0, 0, 0, 0},
     };
     const char *dir = DATA_FASHION_DIR, *images = NULL, *labels = NULL, *csv = NULL;
@@ -54,9 +99,12 @@ int cli_cmd_eval(int argc, char **argv)
         return cli_usage_error("eval", "one MODEL file expected");
     if (!images != !labels)
         return cli_usage_error("eval", "--images and --labels go together");
+    const char *path = argv[optind];
+    int bad = cli_model_arg("eval", path);
+    if (bad)
+        return bad;
     nn_set_threads(threads);
     kd_err e = {0};
-    const char *path = argv[optind];
     nn_model *m = compress_model_load(path, &e);
     if (!m)
         return cli_fail(&e);
@@ -109,6 +157,9 @@ int cli_cmd_inspect(int argc, char **argv)
 {
     if (argc != 2 || argv[1][0] == '-')
         return cli_usage_error("inspect", "one MODEL file expected");
+    int bad = cli_model_arg("inspect", argv[1]);
+    if (bad)
+        return bad;
     kd_err e = {0};
     nn_model *m = compress_model_load(argv[1], &e);
     if (!m)

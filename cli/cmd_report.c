@@ -12,6 +12,7 @@
 #include "../pipeline/pipeline.h"
 #include "../reports/reports.h"
 #include "cli.h"
+#include "compare.h"
 
 #define MAX_SOURCES 64
 #define MAX_ROWS 1024
@@ -31,19 +32,26 @@ const char cli_report_usage[] =
 
 const char cli_compare_usage[] =
     "usage: kdbench compare RUN_DIR|MODEL ... [--baseline NAME] [--csv] [--out DIR]\n"
-    "                       [--data DIR | --csv-data F] [--threads N] [--no-plots]\n"
+    "                       [--data DIR | --images F --labels F | --csv-data F]\n"
+    "                       [--allow-different-data] [--threads N] [--no-plots]\n"
     "                       [--gnuplot PROG]\n\n"
     "Puts the variants of several runs (their results.json) and model files (.kdm, evaluated\n"
     "on the spot) side by side, with accuracy, size and latency deltas against a baseline.\n"
     "Prints the table and writes DIR/compare.md, DIR/compare.csv and the combined plot\n"
     "DIR/plots/acc_size.{png,svg,dat,gp}.  With several sources, variants are named\n"
-    "SOURCE/VARIANT (SOURCE: the run folder's or model file's name).\n\n"
+    "SOURCE/VARIANT (SOURCE: the run folder's or model file's name).  Sources measured on\n"
+    "different test sets (samples or crc32 of run.key's data_loaded.test, or of the set\n"
+    "the model files were evaluated on) are listed and refused (exit 2).\n\n"
     "  --baseline NAME  a variant name, a unique VARIANT suffix, or a SOURCE (its teacher)\n"
-    "                   (default: the first teacher, else the first variant)\n"
+    "                   (default: the first teacher, else the first variant); a suffix\n"
+    "                   several variants share is refused with their names\n"
     "  --csv            print CSV instead of the aligned table\n"
     "  --out DIR        where compare.md, compare.csv and plots/ go (default: compare)\n"
     "  --data DIR       test set for MODEL files (default: " DATA_FASHION_DIR ")\n"
+    "  --images F --labels F  test set for MODEL files as an IDX pair (raw or .gz)\n"
     "  --csv-data F     test set for MODEL files as CSV (label, then features)\n"
+    "  --allow-different-data  compare sources measured on different test sets\n"
+    "                   (a warning instead of a refusal)\n"
     "  --threads N      OpenBLAS threads for MODEL files (default 0 = all cores)\n"
     "  --no-plots       no gnuplot; --gnuplot PROG: the program (default: gnuplot)\n"
     "\nexit status: 0 success, 1 runtime failure, 2 usage error\n";
@@ -157,9 +165,10 @@ int cli_cmd_report(int argc, char **argv)
 
 typedef struct {
     const char *srcs[MAX_SOURCES];
-    int nsrc, csv, threads;
-    const char *baseline, *out, *data, *csv_data;
+    int nsrc, csv, threads, allow_diff;
+    const char *baseline, *out, *data, *images, *labels, *csv_data;
     rep_report_opts ro;
+    cli_testset sets[MAX_SOURCES]; /* the test set behind each source */
 } compare_args;
 
 static int compare_parse(int argc, char **argv, compare_args *a)
@@ -169,7 +178,8 @@ static int compare_parse(int argc, char **argv, compare_args *a)
         {"out", required_argument, 0, 'o'},      {"data", required_argument, 0, 'd'},
         {"threads", required_argument, 0, 't'},  {"no-plots", no_argument, 0, 'n'},
         {"gnuplot", required_argument, 0, 'g'},  {"csv-data", required_argument, 0, 'v'},
-        {0, 0, 0, 0},
+        {"images", required_argument, 0, 'i'},   {"labels", required_argument, 0, 'l'},
+        {"allow-different-data", no_argument, 0, 'A'}, {0, 0, 0, 0},
     };
     int c;
     memset(a, 0, sizeof *a);
@@ -186,6 +196,9 @@ static int compare_parse(int argc, char **argv, compare_args *a)
         case 'o': a->out = optarg; break;
         case 'd': a->data = optarg; break;
         case 'v': a->csv_data = optarg; break;
+        case 'i': a->images = optarg; break;
+        case 'l': a->labels = optarg; break;
+        case 'A': a->allow_diff = 1; break;
         case 'n': a->ro.plots = 0; break;
         case 'g': a->ro.gnuplot = optarg; break;
         case 't':
@@ -197,6 +210,8 @@ static int compare_parse(int argc, char **argv, compare_args *a)
         default: return cli_usage_error("compare", "unknown option \"%s\"", argv[optind - 1]);
         }
     }
+    if (!a->images != !a->labels)
+        return cli_usage_error("compare", "--images and --labels go together");
     for (; optind < argc; optind++) {
         if (a->nsrc == MAX_SOURCES)
             return cli_usage_error("compare", "at most %d sources", MAX_SOURCES);
@@ -220,16 +235,19 @@ static void label_of(const char *src, char *out, size_t n)
     snprintf(out, n, "%.*s", (int)k, src + start);
 }
 
-static int eval_model(const char *path, const compare_args *a, rep_row *row, kd_err *e)
+static int eval_model(const char *path, const compare_args *a, rep_row *row, cli_testset *set,
+                      kd_err *e)
 {
     nn_model *m = compress_model_load(path, e); /* compressed variants too */
     if (!m)
         return e->code;
     data_set d = {0};
     measure_result r;
-    int rc = pipeline_load_eval_data(a->data, NULL, NULL, a->csv_data, m->in, &d, e);
-    if (rc == KD_OK)
+    int rc = pipeline_load_eval_data(a->data, a->images, a->labels, a->csv_data, m->in, &d, e);
+    if (rc == KD_OK) {
+        cli_testset_of_data(&d, a->data, a->images, a->csv_data, set);
         rc = measure_model(m, &d, path, NULL, &r, e);
+    }
     if (rc == KD_OK) {
         row->params = (long long)r.params;
         row->nonzero_params = (long long)r.nonzero_params;
@@ -246,9 +264,10 @@ static int eval_model(const char *path, const compare_args *a, rep_row *row, kd_
 }
 
 /* Appends the source's rows to rows[*n]; names prefixed with its label when asked. */
-static int add_source(const compare_args *a, const char *src, rep_row *rows, int *n, kd_err *e)
+static int add_source(compare_args *a, int k, rep_row *rows, int *n, kd_err *e)
 {
     char label[128], path[4200];
+    const char *src = a->srcs[k];
     struct stat st;
     label_of(src, label, sizeof label);
     if (stat(src, &st) != 0)
@@ -258,12 +277,13 @@ static int add_source(const compare_args *a, const char *src, rep_row *rows, int
             return kd_err_set(e, KD_ECONFIG, "more than %d variants", MAX_ROWS);
         rep_row_init(&rows[*n], label, "model");
         rep_row_str(&rows[*n], "source", src);
-        int rc = eval_model(src, a, &rows[*n], e);
+        int rc = eval_model(src, a, &rows[*n], &a->sets[k], e);
         *n += rc == KD_OK;
         return rc;
     }
     rep_row *got;
     int ng;
+    cli_testset_of_run(src, &a->sets[k]);
     snprintf(path, sizeof path, "%s/results.json", src);
     int rc = rep_read_results(path, NULL, 0, &got, &ng, e);
     for (int i = 0; rc == KD_OK && i < ng; i++) {
@@ -286,20 +306,35 @@ int cli_cmd_compare(int argc, char **argv)
     int rc = compare_parse(argc, argv, &a), n = 0;
     if (rc)
         return rc;
+    for (int i = 0; i < a.nsrc; i++) { /* a checkpoint is named with its model file */
+        struct stat st;
+        if (stat(a.srcs[i], &st) == 0 && !S_ISDIR(st.st_mode) &&
+            (rc = cli_model_arg("compare", a.srcs[i])))
+            return rc;
+    }
     nn_set_threads(a.threads);
     rep_row *rows = kd_calloc(MAX_ROWS, sizeof *rows);
     kd_err e = {0};
     if (!rows)
         return KD_EXIT_FAIL;
     for (int i = 0; i < a.nsrc && rc == KD_OK; i++)
-        rc = add_source(&a, a.srcs[i], rows, &n, &e);
+        rc = add_source(&a, i, rows, &n, &e);
     if (rc == KD_OK && n == 0) /* nothing to compare, nor a baseline to look for */
         rc = kd_err_set(&e, KD_EFORMAT, "no variants to compare: %s %s no rows",
                         a.nsrc == 1 ? a.srcs[0] : "the sources",
                         a.nsrc == 1 ? "has" : "have");
+    if (rc == KD_OK && (rc = cli_testsets_check(a.srcs, a.sets, a.nsrc, a.allow_diff))) {
+        kd_free(rows);
+        return rc;
+    }
     int base = rc == KD_OK ? rep_compare_baseline(rows, n, a.baseline) : 0;
     if (rc == KD_OK && base < 0) {
+        char list[1024];
+        int k = cli_baseline_candidates(rows, n, a.baseline, list, sizeof list);
         kd_free(rows);
+        if (k > 1)
+            return cli_usage_error("compare", "--baseline \"%s\" is ambiguous: %d variants end "
+                                   "with it (%s); name one as SOURCE/VARIANT", a.baseline, k, list);
         return cli_usage_error("compare", "--baseline \"%s\" matches no variant", a.baseline);
     }
     rep_warnings w = {0};

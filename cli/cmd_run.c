@@ -1,9 +1,11 @@
 /* kdbench run / kdbench check. */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../config/config.h"
 #include "../pipeline/pipeline.h"
@@ -14,10 +16,22 @@
 const char cli_run_usage[] =
     "usage: kdbench run CONFIG [--out DIR] [--threads N] [--set KEY=VALUE ...] [--resume] "
     "[--quiet]\n\n"
-    "Validates CONFIG, loads the data, trains the teacher (progress on stderr), evaluates it\n"
-    "and writes the run directory: config.yaml, run.key, run.log, teacher.kdm, teacher.ckpt,\n"
-    "metrics.jsonl, results.json, results.csv.  One run at a time per directory: a second\n"
-    "one fails at once (exit 1) naming the first's pid.\n\n"
+    "Runs an experiment end to end (try experiments/quick.yaml first: seconds):\n"
+    "  1. validates CONFIG and the data's headers as `kdbench check` does (exit 2 at\n"
+    "     FILE:LINE:COLUMN before anything trains);\n"
+    "  2. trains the teacher (or loads `teacher.model`, or takes it from the cache);\n"
+    "  3. trains each student twice per seed, from scratch and distilled from the\n"
+    "     teacher, with the same seed, data order and budget, so the gain is measured;\n"
+    "  4. runs each compression pipeline (prune, fine-tune, quantize, QAT ...) into a\n"
+    "     variant stored in its real compressed format, and the sensitivity sweep;\n"
+    "  5. measures every model the same way: test accuracy, bytes on disk, batch-1\n"
+    "     latency p50/p99, batch-256 throughput;\n"
+    "  6. writes results.json/.csv and the report (report/report.md, report.html, plots).\n"
+    "Each job starts with \"[k/N] what (about MM:SS left)\" on stderr, with a progress bar\n"
+    "on a terminal.  The run directory also keeps config.yaml, run.key, run.log, every\n"
+    "model (.kdm) and checkpoint (.ckpt), metrics.jsonl.  A folder that already holds a\n"
+    "run is moved aside to DIR.1 (DIR.2, ...) first, unless --resume continues it; one run\n"
+    "at a time per folder: a second fails at once (exit 1) naming the first's pid.\n\n"
     "  --out DIR        run directory (default: runs/<name>)\n"
     "  --threads N      OpenBLAS threads, overrides the config's `threads` (0 = all cores)\n"
     "  --set KEY=VALUE  override any config key by its dotted path, e.g.\n"
@@ -88,6 +102,13 @@ static int parse_args(const char *cmd, int argc, char **argv, run_args *a)
     if (optind != argc - 1)
         return cli_usage_error(cmd, optind >= argc ? "missing CONFIG" : "one CONFIG expected");
     a->config = argv[optind];
+    struct stat st;
+    if (stat(a->config, &st) != 0)
+        return cli_usage_error(cmd, "CONFIG \"%s\": %s (the experiments are YAML files such as "
+                               "experiments/quick.yaml)", a->config, strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return cli_usage_error(cmd, "CONFIG \"%s\" is a directory; %s takes an experiment's YAML "
+                               "file, e.g. experiments/quick.yaml", a->config, cmd);
     return 0;
 }
 
@@ -105,8 +126,14 @@ int cli_cmd_check(int argc, char **argv)
         free(s);
         return cli_fail(&e);
     }
-    printf("%s: valid (experiment \"%s\", teacher of %d layers)\n", a.config, s->name,
-           s->teacher.nlayers);
+    if (s->teacher.model_path[0])
+        printf("%s: valid (experiment \"%s\", teacher from %s", a.config, s->name,
+               s->teacher.model_path);
+    else
+        printf("%s: valid (experiment \"%s\", teacher of %d layers", a.config, s->name,
+               s->teacher.nlayers);
+    printf(", %d student%s, %d compressed variant%s)\n", s->nstudents,
+           s->nstudents == 1 ? "" : "s", s->nvariants, s->nvariants == 1 ? "" : "s");
     free(s);
     return KD_EXIT_OK;
 }

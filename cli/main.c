@@ -84,6 +84,15 @@ int main(int argc, char **argv)
                 }
             return commands[i].run(argc - 1, argv + 1);
         }
+    const char *names[NCOMMANDS];
+    for (int i = 0; i < NCOMMANDS; i++)
+        names[i] = commands[i].name;
+    const char *near = kd_suggest(cmd, names, NCOMMANDS);
+    if (near) {
+        fprintf(stderr, "kdbench: unknown command \"%s\" (did you mean \"%s\"?)\n"
+                        "(kdbench --help lists the commands)\n", cmd, near);
+        return KD_EXIT_USAGE;
+    }
     fprintf(stderr, "kdbench: unknown command \"%s\"\n\n", cmd);
     usage(stderr);
     return KD_EXIT_USAGE;

@@ -51,10 +51,14 @@ static int walk_source(cfg_ctx *c, const cfg_node *m, const char *path, const ex
         return KD_OK;
     }
     char p[128];
+    const char *names[CFG_MAX_STUDENTS + 1] = {"teacher"};
+    for (int i = 0; i < s->nstudents; i++)
+        names[i + 1] = s->students[i].name;
+    const char *near = cfg_suggest(src, names, s->nstudents + 1);
     return cfg_err(c, v, cfg_path(p, sizeof p, path, "source"),
-                   "no model is named \"%.64s\": use teacher, a student's name (with /scratch "
-                   "or /distilled), or a model file (.kdm)",
-                   src);
+                   "no model is named \"%.64s\"%s%s%s: use teacher, a student's name (with "
+                   "/scratch or /distilled), or a model file (.kdm)",
+                   src, near ? " (did you mean \"" : "", near ? near : "", near ? "\"?)" : "");
 }
 
 /* The layer specs of a source known from the config (NULL for a file). */

@@ -85,7 +85,7 @@ static int walk_distill(cfg_ctx *c, const cfg_node *sm, const char *spath, const
 }
 
 /* Distillation matches the student's logits to the teacher's, one for one
- * (a saved teacher's count is checked when it is loaded). */
+ * (a saved teacher's count is checked against its file by pipeline/check.c). */
 static int check_outputs(cfg_ctx *c, const cfg_node *it, const char *path, const exp_spec *s,
                          const cfg_model *m)
 {

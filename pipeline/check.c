@@ -29,6 +29,51 @@ static int check_passes(const exp_spec *s, const cfg_variant *v, const nn_model 
     return KD_OK;
 }
 
+/* Distillation matches a student's logits to the saved teacher's one for
+ * one (students of a teacher from the config are held to it by the walk). */
+static int check_students(const exp_spec *s, const cfg_data_facts *f, const nn_model *t,
+                          kd_err *e)
+{
+    for (int i = 0; i < s->nstudents; i++) {
+        const cfg_model *m = &s->students[i].model;
+        if (m->nclasses == t->nclasses)
+            continue;
+        cfg_pos at = m->layer_pos[m->nlayers - 1];
+        return kd_err_at(e, KD_ECONFIG, s->file, at.line, at.col,
+                         "students[%d].layers[%d]: the model ends with %d outputs but the saved "
+                         "teacher %s gives %d (distillation matches them one for one; the data "
+                         "has %d classes)",
+                         i, m->nlayers - 1, m->nclasses, s->teacher.model_path, t->nclasses,
+                         f->nclasses);
+    }
+    return KD_OK;
+}
+
+/* A source that is no file but reads like a model's name ("mlp64/distilled",
+ * "techer"): what the config does have, for the error. */
+static void source_hint(const exp_spec *s, const char *path, char *buf, size_t n)
+{
+    const char *names[CFG_MAX_STUDENTS + 1] = {"teacher"};
+    char base[CFG_PATH_MAX];
+    size_t len = 0;
+    snprintf(base, sizeof base, "%s", path);
+    char *slash = strrchr(base, '/');
+    buf[0] = 0;
+    if (slash && strcmp(slash, "/distilled") && strcmp(slash, "/scratch"))
+        return; /* a path, not a name */
+    if (slash)
+        *slash = 0;
+    len += (size_t)snprintf(buf, n, " (no model of this config is named \"%.64s\": teacher", base);
+    for (int i = 0; i < s->nstudents && len < n; i++) {
+        names[i + 1] = s->students[i].name;
+        len += (size_t)snprintf(buf + len, n - len, ", %s", s->students[i].name);
+    }
+    const char *near = kd_suggest(base, names, s->nstudents + 1);
+    if (len < n)
+        snprintf(buf + len, n - len, "%s%s%s)", near ? "; did you mean \"" : "",
+                 near ? near : "", near ? "\"?" : "");
+}
+
 /* A model file must take the data's samples and give its classes (exactly,
  * for a teacher; at least, for a compress source), as the stages require;
  * a compress source (v) must also suit the pipeline's passes. */
@@ -37,10 +82,13 @@ static int check_file(const exp_spec *s, const cfg_data_facts *f, const char *pa
 {
     /* as the stages load them: a teacher with nn's kinds, a source with compress's too */
     nn_model *m = exact ? nn_model_load(path, e) : compress_model_load(path, e);
-    if (!m)
+    if (!m) {
+        char hint[512];
+        source_hint(s, path, hint, sizeof hint);
         return e->code == KD_EIO ? kd_err_at(e, KD_ECONFIG, s->file, pos.line, pos.col,
-                                             "%s: %s: %s", what, path, e->msg)
+                                             "%s: %s: %s%s", what, path, e->msg, hint)
                                  : e->code;
+    }
     size_t in = nn_shape_size(m->in), want = nn_shape_size(s->data.shape);
     int k = m->nclasses, rc = KD_OK;
     if (in != want || (f->nclasses && (exact ? k != f->nclasses : k < f->nclasses)))
@@ -49,6 +97,8 @@ static int check_file(const exp_spec *s, const cfg_data_facts *f, const char *pa
                        what, path, in, k, want, f->nclasses);
     if (rc == KD_OK && v)
         rc = check_passes(s, v, m, e);
+    if (rc == KD_OK && exact)
+        rc = check_students(s, f, m, e);
     if (rc == KD_OK && exact)
         rc = teacher_check_hints(s, m, e);
     nn_model_free(m);

@@ -103,7 +103,7 @@ static int run_training(variant_run *u, const cfg_pass *p, kd_err *e)
     student_distiller *d = NULL;
     fine_ctx f = {.mask = u->mask, .tie = u->tie};
     train_hooks h = {.on_epoch = pl_on_epoch, .cb_ctx = r, .progress = r->o->progress,
-                     .quiet = r->o->quiet, .cancel = r->o->cancel, .label = u->v->name};
+                     .quiet = r->o->quiet, .cancel = r->o->cancel, .label = r->stage_label};
     if (p->distill) {
         const float *tl = pl_teacher_logits(r, e);
         student_distill_opts dopt = {.temperature = p->temperature, .alpha = p->alpha,
@@ -408,6 +408,7 @@ static int run_seed(variant_run *u, const char *path, const char *what, kd_err *
         snprintf(label, sizeof label, "%s seed %llu", v->name, (unsigned long long)u->seed);
     else
         snprintf(label, sizeof label, "%s", v->name);
+    pl_stage_begin(r, "%s", label);
     if (r->o->resume && access(path, R_OK) == 0 && (u->m = compress_model_load(path, e))) {
         kd_logf(&r->log, "%s: kept from the interrupted run (%s)", label, path);
         return KD_OK;
@@ -506,7 +507,9 @@ int pl_stage_compress(run_ctx *r, kd_err *e)
         rc = compress_write_weights_hist(r->dir, names, models, n, 40, e);
     for (int i = 1; i < n; i++)
         nn_model_free((nn_model *)models[i]);
-    if (rc == KD_OK && s->sensitivity.on)
+    if (rc == KD_OK && s->sensitivity.on) {
+        pl_stage_begin(r, "sensitivity");
         rc = sensitivity(r, e);
+    }
     return rc;
 }

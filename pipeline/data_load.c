@@ -98,6 +98,13 @@ int pipeline_data_facts(const cfg_data *d, cfg_data_facts *f, kd_err *e)
     return KD_OK;
 }
 
+uint32_t pipeline_data_crc(const data_set *d)
+{
+    size_t nx = (size_t)d->n * nn_shape_size(d->shape);
+    uint32_t crc = d->x8 ? kd_crc32(0, d->x8, nx) : d->xf ? kd_crc32(0, d->xf, nx * 4) : 0;
+    return d->y ? kd_crc32(crc, d->y, (size_t)d->n) : crc;
+}
+
 int pipeline_load_eval_data(const char *dir, const char *images, const char *labels,
                             const char *csv, nn_shape shape, data_set *out, kd_err *e)
 {

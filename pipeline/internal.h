@@ -42,6 +42,11 @@ typedef struct {
     train_state *adapter_state;
     nn_model *teacher; /* trained or loaded, for the students; owned by the run */
     float *tlogits;    /* the teacher's logits on the training set, once; owned */
+    /* the run's jobs (stages.c): weights, the one running, when the first began */
+    double *job_work; /* owned */
+    int njobs, job;
+    double jobs_t0;
+    char stage_label[128]; /* "[k/N] what": the running job's progress label */
 } run_ctx;
 
 /* dir/name into buf.  Cannot truncate: pl_open_run_dir bounds dir, and
@@ -92,6 +97,18 @@ const float *pl_teacher_logits(run_ctx *r, kd_err *e);
  * hold CFG_MAX_OVERRIDES and outlive the spec). */
 compress_prune_spec pl_prune_spec(const cfg_pass *p, compress_override *ov);
 compress_quant_spec pl_quant_spec(const cfg_pass *p, compress_qoverride *qo);
+
+/* The jobs of the run (stages.c), counted and weighed from the spec once the
+ * data is loaded: 0 or KD_ENOMEM. */
+int pl_stages_plan(run_ctx *r, kd_err *e);
+/* The next job begins: logs "[k/N] what (about MM:SS left)" (the estimate
+ * once a job is done) and returns that label for its progress bar, a view
+ * into r valid until the next call. */
+const char *pl_stage_begin(run_ctx *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The running job turned out to cost about this much (a cached teacher:
+ * only its measurement), in the weights' units: see pl_stage_measure_work. */
+void pl_stage_rework(run_ctx *r, double work);
+double pl_stage_measure_work(const run_ctx *r, const nn_model *m);
 
 /* The stages. */
 int pl_stage_teacher(run_ctx *r, kd_err *e);

@@ -242,7 +242,8 @@ int pipeline_run(const exp_spec *spec, const pipeline_opts *o, kd_err *e)
         (rc = pl_open_run_dir(&r, e)) == KD_OK) {
         kd_logf(&r.log, "kdbench run %s: %d train, %d validation, %d test samples; %d threads; %s",
                 spec->name, r.train.n, r.val.n, r.test.n, r.threads, nn_blas_info());
-        rc = pl_stage_teacher(&r, e);
+        if ((rc = pl_stages_plan(&r, e)) == KD_OK)
+            rc = pl_stage_teacher(&r, e);
     }
     if (rc == KD_OK && spec->nstudents && (rc = pl_cancelled(&r, e)) == KD_OK)
         rc = pl_stage_students(&r, e);
@@ -253,14 +254,17 @@ int pipeline_run(const exp_spec *spec, const pipeline_opts *o, kd_err *e)
         rc = rep_write_results(r.dir, spec->name, r.rows, r.nrows, e);
     if (rc == KD_OK)
         kd_logf(&r.log, "results: %s/results.json, %s/results.csv", r.dir, r.dir);
-    if (rc == KD_OK)
+    if (rc == KD_OK) {
+        pl_stage_begin(&r, "report");
         rc = write_report(&r, e);
+    }
     if (rc == KD_OK) /* a signal during the report: the results are whole, the report may not be */
         rc = pl_cancelled(&r, e);
     if (rc != KD_OK)
         log_error(&r, e);
     nn_model_free(r.teacher);
     kd_afree(r.tlogits);
+    kd_free(r.job_work);
     for (int i = 0; i < r.ncurves; i++)
         kd_free(r.curves[i].hist);
     kd_free(r.curves);

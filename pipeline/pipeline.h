@@ -41,6 +41,10 @@ int pipeline_data_facts(const cfg_data *d, cfg_data_facts *f, kd_err *e);
 int pipeline_config_load(const char *path, const char *const *overrides, int noverrides,
                          exp_spec *out, kd_err *e);
 
+/* A CRC-32 of a data set's samples and labels: what run.key records for each
+ * set (data_loaded.*) and what compare matches test sets by. */
+uint32_t pipeline_data_crc(const data_set *d);
+
 /* Loads a test set given on the command line (eval): a fashion-mnist-style
  * folder (t10k files), an images+labels IDX pair, or a CSV file. */
 int pipeline_load_eval_data(const char *dir, const char *images, const char *labels,

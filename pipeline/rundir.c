@@ -181,11 +181,8 @@ static int run_key(const run_ctx *r, kd_buf *b, kd_err *e)
     const data_set *sets[3] = {&r->train, &r->val, &r->test};
     static const char *const names[3] = {"train", "val", "test"};
     for (int i = 0; i < 3; i++) {
-        const data_set *d = sets[i];
-        size_t nx = (size_t)d->n * nn_shape_size(d->shape);
-        uint32_t crc = d->x8 ? kd_crc32(0, d->x8, nx) : d->xf ? kd_crc32(0, d->xf, nx * 4) : 0;
-        crc = d->y ? kd_crc32(crc, d->y, (size_t)d->n) : crc;
-        rep_bprintf(b, "data_loaded.%s=%d samples, crc32 %08x\n", names[i], d->n, (unsigned)crc);
+        rep_bprintf(b, "data_loaded.%s=%d samples, crc32 %08x\n", names[i], sets[i]->n,
+                    (unsigned)pipeline_data_crc(sets[i]));
     }
     if (rc != KD_OK || b->failed)
         return kd_err_set(e, rc != KD_OK ? rc : KD_ENOMEM, "cannot form the run key");
@@ -319,13 +316,61 @@ static int set_dir(run_ctx *r, kd_err *e)
     return KD_OK;
 }
 
+/* A folder an earlier run wrote (its run.key or results.json). */
+static int holds_run(const run_ctx *r)
+{
+    char path[PL_PATH];
+    pl_path(r, "run.key", path, sizeof path);
+    if (access(path, F_OK) == 0)
+        return 1;
+    pl_path(r, "results.json", path, sizeof path);
+    return access(path, F_OK) == 0;
+}
+
+/* Without --resume, an earlier run in the folder is moved aside to DIR.N
+ * (the first free N), never written over, and a fresh folder is locked in its
+ * place; aside gets DIR.N ("" when there was nothing to move).  Called with
+ * the folder locked, so a live run is never moved. */
+static int move_earlier_run(run_ctx *r, char *aside, size_t n, kd_err *e)
+{
+    char base[PL_PATH];
+    aside[0] = 0;
+    if (r->o->resume || !holds_run(r))
+        return KD_OK;
+    size_t len = strlen(r->dir);
+    while (len > 1 && r->dir[len - 1] == '/')
+        len--;
+    snprintf(base, sizeof base, "%.*s", (int)len, r->dir);
+    for (int i = 1; i < 10000 && !aside[0]; i++)
+        if (snprintf(aside, n, "%s.%d", base, i) >= (int)n || access(aside, F_OK) != 0)
+            break;
+        else
+            aside[0] = 0;
+    if (!aside[0] || rename(base, aside) != 0) {
+        int err = aside[0] ? errno : EEXIST;
+        aside[0] = 0;
+        return kd_err_at(e, KD_EIO, base, 0, 0,
+                         "holds an earlier run, which could not be moved aside (%s): continue it "
+                         "with --resume, or choose another --out",
+                         strerror(err));
+    }
+    int old = r->lock_fd, rc = kd_mkdirs(r->dir, e);
+    if (rc == KD_OK)
+        rc = kd_dir_lock(r->dir, &r->lock_fd, e);
+    kd_dir_unlock(old); /* the earlier run's folder, now at aside */
+    return rc;
+}
+
 int pl_open_run_dir(run_ctx *r, kd_err *e)
 {
+    char aside[PL_PATH];
     int rc = set_dir(r, e);
     if (rc == KD_OK)
         rc = kd_mkdirs(r->dir, e);
     if (rc == KD_OK)
         rc = kd_dir_lock(r->dir, &r->lock_fd, e);
+    if (rc == KD_OK)
+        rc = move_earlier_run(r, aside, sizeof aside, e);
     if (rc != KD_OK)
         return rc;
     kd_buf key = {0};
@@ -346,6 +391,10 @@ int pl_open_run_dir(run_ctx *r, kd_err *e)
     if (removed)
         kd_logf(&r->log, "resume: removed %d temporary file(s) of runs that no longer exist",
                 removed);
+    if (aside[0] && r->log.file)
+        pl_warn(r, "%s held an earlier run: moved to %s, nothing of it overwritten (--resume "
+                "continues a run in its own folder; remove %s when you no longer need it)",
+                r->dir, aside, aside);
     rep_env env;
     rep_env_detect(&env);
     env.threads = r->threads;

@@ -106,7 +106,7 @@ static int train_one(one_run *u, nn_model **out, double *acc, seed_stats *ss, kd
     student_distiller *d = NULL;
     train_state as = {0};
     train_hooks h = {.on_epoch = pl_on_epoch, .cb_ctx = r, .progress = r->o->progress,
-                     .quiet = r->o->quiet, .cancel = r->o->cancel, .label = name};
+                     .quiet = r->o->quiet, .cancel = r->o->cancel, .label = r->stage_label};
     if (u->mode != SCRATCH) {
         student_distill_opts dopt = mode_opts(&cs->modes[u->mode - 1]);
         if ((rc = hint_taps(u, st.model, &dopt)) != KD_OK)
@@ -278,6 +278,11 @@ static int run_student(run_ctx *r, int index, const float *tlogits, nn_model *te
             one_run u = {.r = r, .cs = cs, .tlogits = tlogits, .teacher = teacher,
                          .teacher_name = teacher_name, .mode = mode, .seed = cs->seeds[k]};
             nn_model *m = NULL;
+            if (cs->nseeds > 1)
+                pl_stage_begin(r, "%s/%s seed %llu", cs->name, mode_name(cs, mode),
+                               (unsigned long long)cs->seeds[k]);
+            else
+                pl_stage_begin(r, "%s/%s", cs->name, mode_name(cs, mode));
             rc = pl_pathf(e, u.base, sizeof u.base, "%s/%s-seed%llu", dir, mode_name(cs, mode),
                           (unsigned long long)cs->seeds[k]);
             if (rc == KD_OK)

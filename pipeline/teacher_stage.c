@@ -42,8 +42,11 @@ static int load_teacher(run_ctx *r, kd_err *e)
 int pl_stage_teacher(run_ctx *r, kd_err *e)
 {
     const cfg_model *cm = &r->spec->teacher;
-    if (cm->model_path[0])
+    if (cm->model_path[0]) {
+        pl_stage_begin(r, "teacher (from %s)", cm->model_path);
         return load_teacher(r, e);
+    }
+    pl_stage_begin(r, "teacher");
     train_opts to = teacher_train_opts(cm, r->spec->seed);
     char ckpt[PL_PATH], model_path[PL_PATH], cached[PL_PATH + 64];
     pl_path(r, "teacher.ckpt", ckpt, sizeof ckpt);
@@ -67,8 +70,10 @@ int pl_stage_teacher(run_ctx *r, kd_err *e)
     kd_logf(&r->log, "teacher: %d layers, %zu parameters, %.3g MMACs/sample", st.model->nlayers,
             st.model->nparams, nn_model_macs(st.model) / 1e6);
     int trained = st.epochs_done < to.epochs;
+    if (!trained) /* from the cache or a finished checkpoint: only measured */
+        pl_stage_rework(r, pl_stage_measure_work(r, st.model));
     train_hooks h = {.on_epoch = pl_on_epoch, .cb_ctx = r, .progress = r->o->progress,
-                     .quiet = r->o->quiet, .cancel = r->o->cancel, .label = "teacher"};
+                     .quiet = r->o->quiet, .cancel = r->o->cancel, .label = r->stage_label};
     rc = train_fit(&st, &to, &r->train, &r->val, &h, e);
     if (rc == KD_OK && !trained) /* the curve comes from the checkpoint */
         rc = pl_curve_record(r, &st, e);

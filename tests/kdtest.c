@@ -243,3 +243,24 @@ void kdt_log_summary(int run, int failed)
                skip_isa[i]);
     printf("\nkdtest: %d passed, %d failed, %d skipped\n", run - failed - skipped, failed, skipped);
 }
+
+void kdt_write_idx(const char *dir, const char *name, int n, int nclasses)
+{
+    char path[600];
+    uint8_t *b = calloc(1, 16 + (size_t)n * 16);
+    ck_assert_ptr_nonnull(b);
+    const uint8_t ih[16] = {0, 0, 8, 3, 0, 0, (uint8_t)(n >> 8), (uint8_t)n,
+                            0, 0, 0, 4, 0, 0, 0, 4};
+    memcpy(b, ih, 16);
+    for (int i = 0; i < n * 16; i++)
+        b[16 + i] = (uint8_t)(i * 37);
+    snprintf(path, sizeof path, "%s/%s-images", dir, name);
+    kdt_write(path, b, 16 + (size_t)n * 16);
+    const uint8_t lh[8] = {0, 0, 8, 1, 0, 0, (uint8_t)(n >> 8), (uint8_t)n};
+    memcpy(b, lh, 8);
+    for (int i = 0; i < n; i++)
+        b[8 + i] = (uint8_t)(i % nclasses);
+    snprintf(path, sizeof path, "%s/%s-labels", dir, name);
+    kdt_write(path, b, 8 + (size_t)n);
+    free(b);
+}

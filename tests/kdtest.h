@@ -12,6 +12,10 @@ const char *kdt_tmpdir(char *buf, size_t n);
 /* Writes n bytes to path (test fixtures). */
 void kdt_write(const char *path, const void *p, size_t n);
 
+/* dir/NAME-images and dir/NAME-labels: an IDX pair of n 4x4 images (pixels
+ * i * 37 mod 256) with labels i % nclasses. */
+void kdt_write_idx(const char *dir, const char *name, int n, int nclasses);
+
 /* The kdbench binary under test ($KD_BIN, set by make test; else bin/kdbench). */
 const char *kdt_bin(void);
 /* Runs "kdbench ARGS" through the shell; returns its exit status (128 when it

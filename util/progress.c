@@ -1,8 +1,33 @@
 /* Progress bar: redrawn in place on a TTY, plain lines (every ~10%) otherwise. */
 #include "util.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
+
+/* Columns of the terminal behind out: the window size, else $COLUMNS, else 80. */
+static int term_width(FILE *out)
+{
+    struct winsize ws;
+    if (ioctl(fileno(out), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col;
+    const char *c = getenv("COLUMNS");
+    long n = c ? strtol(c, NULL, 10) : 0;
+    return n > 0 && n < 10000 ? (int)n : 80;
+}
+
+/* Cuts line to at most max bytes, never inside a UTF-8 sequence. */
+static void fit(char *line, int max)
+{
+    size_t n = strlen(line);
+    if (max < 0 || n <= (size_t)max)
+        return;
+    n = (size_t)max;
+    while (n > 0 && ((unsigned char)line[n] & 0xC0) == 0x80)
+        n--;
+    line[n] = 0;
+}
 
 void kd_progress_start(kd_progress *p, FILE *out, int quiet, const char *label, long total)
 {
@@ -46,13 +71,21 @@ void kd_progress_update(kd_progress *p, long done, const char *extra, double sam
     char eta[32];
     fmt_eta(done > 0 ? el * (double)(p->total - done) / (double)done : -1, eta, sizeof eta);
     if (p->tty) {
-        char bar[26];
+        /* one screen line, or each redraw leaves the wrapped part behind: the
+         * bar goes first, then the end of the line */
+        char bar[26], line[512];
         int fill = (int)(25.0 * (double)done / (double)p->total);
+        int width = p->width > 0 ? p->width : term_width(p->out);
         for (int i = 0; i < 25; i++)
             bar[i] = i < fill ? '#' : '.';
         bar[25] = 0;
-        fprintf(p->out, "\r\033[K%s [%s] %3d%% %ld/%ld %s %.0f samples/s ETA %s", p->label, bar,
-                pct, done, p->total, extra ? extra : "", rate, eta);
+        int n = snprintf(line, sizeof line, "%s [%s] %3d%% %ld/%ld %s %.0f samples/s ETA %s",
+                         p->label, bar, pct, done, p->total, extra ? extra : "", rate, eta);
+        if (n >= width)
+            snprintf(line, sizeof line, "%s %3d%% %ld/%ld %s %.0f samples/s ETA %s", p->label,
+                     pct, done, p->total, extra ? extra : "", rate, eta);
+        fit(line, width - 1); /* the last column would wrap on some terminals */
+        fprintf(p->out, "\r\033[K%s", line);
     } else {
         fprintf(p->out, "%s %3d%% %ld/%ld %s %.0f samples/s ETA %s\n", p->label, pct, done,
                 p->total, extra ? extra : "", rate, eta);

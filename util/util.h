@@ -82,6 +82,11 @@ int kd_remove_stale_tmp(const char *dir, int *removed, kd_err *e);
 /* CRC-32 (zlib's polynomial); start with crc = 0. */
 uint32_t kd_crc32(uint32_t crc, const void *buf, size_t n);
 
+/* The candidate closest to word (optimal string alignment distance, at most
+ * two edits and fewer than the candidate's length), or NULL: the "did you
+ * mean" of config keys, commands and model names. */
+const char *kd_suggest(const char *word, const char *const *cands, int n);
+
 /* ---- growable output buffer and bounded reader (binary files) ----------- */
 typedef struct {
     uint8_t *p;
@@ -113,14 +118,16 @@ int kd_rd_str(kd_rd *r, char *dst, size_t cap);
 double kd_now(void); /* monotonic seconds */
 
 /* ---- progress ------------------------------------------------------------
- * A one-line progress bar redrawn in place on a TTY, or plain lines every
- * ~10% when not a TTY; silent when quiet. */
+ * A one-line progress bar redrawn in place on a TTY, cut to the terminal's
+ * width (TIOCGWINSZ, else $COLUMNS, else 80) so that a redraw never leaves a
+ * wrapped line behind; plain lines every ~10% when not a TTY; silent when quiet. */
 typedef struct {
     FILE *out;
     int tty, quiet;
     long total, done;
     double t0, last;
     int last_pct;
+    int width;      /* columns a TTY line may use; 0: the terminal's, asked at each redraw */
     char label[64];
 } kd_progress;
 void kd_progress_start(kd_progress *p, FILE *out, int quiet, const char *label, long total);

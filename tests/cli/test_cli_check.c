@@ -11,28 +11,6 @@
 
 #include "../kdtest.h"
 
-/* An IDX file pair of n 4x4 images with labels i % nclasses. */
-static void write_idx(const char *dir, const char *name, int n, int nclasses)
-{
-    char path[600];
-    uint8_t *b = calloc(1, 16 + (size_t)n * 16);
-    ck_assert_ptr_nonnull(b);
-    const uint8_t ih[16] = {0, 0, 8, 3, 0, 0, (uint8_t)(n >> 8), (uint8_t)n,
-                            0, 0, 0, 4, 0, 0, 0, 4};
-    memcpy(b, ih, 16);
-    for (int i = 0; i < n * 16; i++)
-        b[16 + i] = (uint8_t)(i * 37);
-    snprintf(path, sizeof path, "%s/%s-images", dir, name);
-    kdt_write(path, b, 16 + (size_t)n * 16);
-    const uint8_t lh[8] = {0, 0, 8, 1, 0, 0, (uint8_t)(n >> 8), (uint8_t)n};
-    memcpy(b, lh, 8);
-    for (int i = 0; i < n; i++)
-        b[8 + i] = (uint8_t)(i % nclasses);
-    snprintf(path, sizeof path, "%s/%s-labels", dir, name);
-    kdt_write(path, b, 8 + (size_t)n);
-    free(b);
-}
-
 /* dir/c.yaml: an idx experiment on dir's files; extra goes after the teacher. */
 static const char *idx_config(const char *dir, const char *shape, int units, const char *extra)
 {
@@ -73,13 +51,13 @@ START_TEST(small_training_sets)
 {
     /* the reported crashes (exit 139): calib_batches defaulted on 7 batches */
     char out[8192];
-    const char *sets[] = {"data.train_subset=900", "data.val_fraction=0.6"};
+    const char *sets[] = {"data.train_subset=900", "data.val_fraction=0.75"};
     int rc = kdt_kdbench(out, sizeof out, "check experiments/quick.yaml --set %s", sets[0]);
-    expect_at(rc, out, "experiments/quick.yaml:56:9: compress[2].passes[0].calib_batches",
+    expect_at(rc, out, "experiments/quick.yaml:71:9: compress[2].passes[0].calib_batches",
               "default");
-    /* val_fraction 0.6 of the 2,000-image subset leaves 800 */
+    /* val_fraction 0.75 of the 3,000-image subset leaves 750 */
     rc = kdt_kdbench(out, sizeof out, "check experiments/quick.yaml --set %s", sets[1]);
-    expect_at(rc, out, "experiments/quick.yaml:56:9:", "calib_batches");
+    expect_at(rc, out, "experiments/quick.yaml:71:9:", "calib_batches");
     rc = kdt_kdbench(out, sizeof out, "check experiments/quick.yaml --set %s "
                      "--set compress.2.passes.0.calib_batches=7", sets[0]);
     ck_assert_msg(rc == 0, "%s", out);
@@ -91,8 +69,8 @@ START_TEST(int4_group)
     /* passed check, then run stopped after training with no position */
     char dir[256], path[600], out[8192];
     kdt_tmpdir(dir, sizeof dir);
-    write_idx(dir, "train", 300, 10);
-    write_idx(dir, "test", 50, 10);
+    kdt_write_idx(dir, "train", 300, 10);
+    kdt_write_idx(dir, "test", 50, 10);
     const char *c = idx_config(dir, "[1, 4, 4]", 10,
                                "compress:\n  - name: q4\n    source: teacher\n"
                                "    passes: [{type: quantize, bits: 4, group: 16}]\n");
@@ -109,8 +87,8 @@ START_TEST(class_count)
 {
     char dir[256], out[8192];
     kdt_tmpdir(dir, sizeof dir);
-    write_idx(dir, "train", 60, 12);
-    write_idx(dir, "test", 24, 12);
+    kdt_write_idx(dir, "train", 60, 12);
+    kdt_write_idx(dir, "test", 24, 12);
     const char *c = idx_config(dir, "[1, 4, 4]", 10, "");
     int rc = kdt_kdbench(out, sizeof out, "check %s", c);
     expect_at(rc, out, "c.yaml:14:7: teacher.layers[3]", "12 classes");
@@ -133,8 +111,8 @@ START_TEST(sample_size_and_calibration)
 {
     char dir[256], out[8192];
     kdt_tmpdir(dir, sizeof dir);
-    write_idx(dir, "train", 200, 10);
-    write_idx(dir, "test", 20, 10);
+    kdt_write_idx(dir, "train", 200, 10);
+    kdt_write_idx(dir, "test", 20, 10);
     const char *c = idx_config(dir, "[1, 5, 5]", 10, "");
     int rc = kdt_kdbench(out, sizeof out, "check %s", c);
     expect_at(rc, out, "c.yaml:8:10: data.shape", "16 values");
@@ -170,8 +148,8 @@ START_TEST(model_files)
     /* run met these at the compress stage, after training */
     char dir[256], extra[1024], out[8192];
     kdt_tmpdir(dir, sizeof dir);
-    write_idx(dir, "train", 60, 10);
-    write_idx(dir, "test", 20, 10);
+    kdt_write_idx(dir, "train", 60, 10);
+    kdt_write_idx(dir, "test", 20, 10);
     write_model(dir, "wide.kdm", (nn_shape){1, 5, 5}, 10);
     write_model(dir, "ok.kdm", (nn_shape){1, 4, 4}, 10);
     write_model(dir, "k12.kdm", (nn_shape){1, 4, 4}, 12);
@@ -216,6 +194,63 @@ START_TEST(model_files)
 }
 END_TEST
 
+START_TEST(saved_teacher_students)
+{
+    /* check passed; run trained the students, then stopped with "the student has
+     * 12 outputs and the teacher 10", no position and no word of the data */
+    char dir[256], path[600], out[8192];
+    kdt_tmpdir(dir, sizeof dir);
+    kdt_write_idx(dir, "train", 60, 10);
+    kdt_write_idx(dir, "test", 20, 10);
+    write_model(dir, "t10.kdm", (nn_shape){1, 4, 4}, 10);
+    const char *c = idx_config(dir, "[1, 4, 4]", 10,
+                               "students:\n  - name: s\n"
+                               "    layers: [{type: flatten}, {type: dense, units: 12}]\n"
+                               "    train: {epochs: 1, optimizer: {lr: 0.1}}\n");
+    int rc = kdt_kdbench(out, sizeof out, "check %s --set 'teacher={model: %s/t10.kdm}'", c, dir);
+    expect_at(rc, out, "c.yaml:19:31: students[0].layers[1]", "saved teacher");
+    ck_assert_msg(strstr(out, "gives 10") && strstr(out, "10 classes"), "%s", out);
+    rc = kdt_kdbench(out, sizeof out, "run %s --set 'teacher={model: %s/t10.kdm}' --out %s/run "
+                     "--quiet", c, dir, dir);
+    expect_at(rc, out, "c.yaml:19:31: students[0].layers[1]", "saved teacher");
+    snprintf(path, sizeof path, "%s/run/students", dir);
+    ck_assert_msg(access(path, F_OK) != 0, "run trained before refusing the config");
+    /* a teacher from the config: held to it by the config walk */
+    c = idx_config(dir, "[1, 4, 4]", 12,
+                   "students:\n  - name: s\n"
+                   "    layers: [{type: flatten}, {type: dense, units: 10}]\n"
+                   "    train: {epochs: 1, optimizer: {lr: 0.1}}\n");
+    rc = kdt_kdbench(out, sizeof out, "check %s", c);
+    expect_at(rc, out, "c.yaml:19:31: students[0].layers[1]", "teacher's ends with 12");
+    rc = kdt_kdbench(out, sizeof out, "check %s --set students.0.layers.1.units=12", c);
+    ck_assert_msg(rc == 0 && strstr(out, "1 student"), "exit %d: %s", rc, out);
+}
+END_TEST
+
+START_TEST(missing_sources)
+{
+    /* a source naming no model read as a file path: "cannot open", nothing more */
+    char dir[256], out[8192];
+    kdt_tmpdir(dir, sizeof dir);
+    kdt_write_idx(dir, "train", 60, 10);
+    kdt_write_idx(dir, "test", 20, 10);
+    const char *c = idx_config(dir, "[1, 4, 4]", 10,
+                               "students:\n  - name: mlp32\n"
+                               "    layers: [{type: flatten}, {type: dense, units: 10}]\n"
+                               "    train: {epochs: 1, optimizer: {lr: 0.1}}\n"
+                               "compress:\n  - name: p\n    source: mlp64/distilled\n"
+                               "    passes: [{type: prune, sparsity: 0.5}]\n");
+    int rc = kdt_kdbench(out, sizeof out, "check %s", c);
+    expect_at(rc, out, "c.yaml:23:13: compress (p).source", "did you mean \"mlp32\"");
+    rc = kdt_kdbench(out, sizeof out, "run %s --out %s/run --quiet", c, dir);
+    expect_at(rc, out, "c.yaml:23:13:", "no model of this config is named \"mlp64\"");
+    rc = kdt_kdbench(out, sizeof out, "check %s --set compress.0.source=mlp23", c);
+    expect_at(rc, out, "compress[0].source", "did you mean \"mlp32\"");
+    rc = kdt_kdbench(out, sizeof out, "check %s --set compress.0.source=techer", c);
+    expect_at(rc, out, "compress[0].source", "did you mean \"teacher\"");
+}
+END_TEST
+
 START_TEST(wide_models)
 {
     /* nine models of 41M parameters: check allocates none of them (the memory
@@ -249,6 +284,8 @@ Suite *suite_cli_check(void)
     tcase_add_test(t, class_count);
     tcase_add_test(t, sample_size_and_calibration);
     tcase_add_test(t, model_files);
+    tcase_add_test(t, saved_teacher_students);
+    tcase_add_test(t, missing_sources);
     tcase_add_test(t, wide_models);
     suite_add_tcase(s, t);
     return s;
