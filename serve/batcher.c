@@ -1,0 +1,222 @@
+/* Dynamic batching: one worker thread per model gathers queued requests into
+ * one forward.  The worker takes whatever is queued (up to max_batch rows);
+ * with max_delay_us > 0 a batch that is not full waits that long after its
+ * oldest request for more.  A full queue refuses at once (the server answers
+ * 429), so no request waits without bound. */
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+struct serve_batcher {
+    nn_model *m;
+    serve_metrics *mx;
+    int max_batch, max_delay_us, max_queue;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    serve_job **q; /* ring of max_queue */
+    int head, count;
+    int stopping, started;
+    pthread_t thread;
+    /* the worker's own buffers, for max_batch rows */
+    float *x;
+    int xcap;
+};
+
+serve_batcher *serve_batcher_new(nn_model *m, int max_batch, int max_delay_us, int max_queue,
+                                 serve_metrics *mx, kd_err *e)
+{
+    serve_batcher *b = kd_calloc(1, sizeof *b);
+    if (!b || !(b->q = kd_calloc((size_t)max_queue, sizeof *b->q))) {
+        kd_free(b);
+        kd_err_set(e, KD_ENOMEM, "out of memory for a queue of %d", max_queue);
+        return NULL;
+    }
+    b->m = m;
+    b->mx = mx;
+    b->max_batch = max_batch;
+    b->max_delay_us = max_delay_us;
+    b->max_queue = max_queue;
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&b->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return b;
+}
+
+int serve_batcher_submit(serve_batcher *b, serve_job *j)
+{
+    pthread_mutex_lock(&b->mu);
+    int ok = !b->stopping && b->started && b->count < b->max_queue;
+    if (ok) {
+        b->q[(b->head + b->count) % b->max_queue] = j;
+        b->count++;
+        pthread_cond_signal(&b->cv);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return ok ? 0 : -1;
+}
+
+/* Rows of the queued jobs that fit one batch (at least the first job). */
+static int queued_fit(const serve_batcher *b, int *njobs)
+{
+    int rows = 0, k = 0;
+    while (k < b->count) {
+        int r = b->q[(b->head + k) % b->max_queue]->rows;
+        if (k > 0 && rows + r > b->max_batch)
+            break;
+        rows += r;
+        k++;
+        if (rows >= b->max_batch)
+            break;
+    }
+    *njobs = k;
+    return rows;
+}
+
+static void softmax_rows(const float *z, int rows, int k, float *p)
+{
+    for (int r = 0; r < rows; r++) {
+        const float *zr = z + (size_t)r * k;
+        float *pr = p + (size_t)r * k, mx = zr[0], s = 0;
+        for (int i = 1; i < k; i++)
+            mx = zr[i] > mx ? zr[i] : mx;
+        for (int i = 0; i < k; i++)
+            s += pr[i] = expf(zr[i] - mx);
+        for (int i = 0; i < k; i++)
+            pr[i] /= s;
+    }
+}
+
+/* Waits (mutex held) until a batch is ready or the batcher stops with an
+ * empty queue (returns 0 then). */
+static int wait_batch(serve_batcher *b, serve_job **jobs, int *njobs)
+{
+    while (b->count == 0 && !b->stopping)
+        pthread_cond_wait(&b->cv, &b->mu);
+    if (b->count == 0)
+        return 0;
+    if (b->max_delay_us > 0 && !b->stopping) {
+        double until = b->q[b->head]->t_submit + b->max_delay_us * 1e-6;
+        int k;
+        while (!b->stopping && queued_fit(b, &k) < b->max_batch && k == b->count) {
+            double left = until - kd_now();
+            if (left <= 0)
+                break;
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            long long ns = ts.tv_nsec + (long long)(left * 1e9);
+            ts.tv_sec += ns / 1000000000;
+            ts.tv_nsec = ns % 1000000000;
+            pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+        }
+    }
+    queued_fit(b, njobs);
+    for (int i = 0; i < *njobs; i++)
+        jobs[i] = b->q[(b->head + i) % b->max_queue];
+    b->head = (b->head + *njobs) % b->max_queue;
+    b->count -= *njobs;
+    return 1;
+}
+
+/* One batch: gather the inputs, one forward, softmax into each job. */
+static void run_batch(serve_batcher *b, serve_job **jobs, int njobs, double *queue_s)
+{
+    const size_t in = nn_shape_size(b->m->in);
+    const int k = b->m->nclasses;
+    int rows = 0;
+    double t0 = kd_now();
+    for (int i = 0; i < njobs; i++) {
+        queue_s[i] = t0 - jobs[i]->t_submit;
+        rows += jobs[i]->rows;
+    }
+    const float *x = jobs[0]->x;
+    if (njobs > 1) { /* a lone job is run from its own buffer */
+        if (rows > b->xcap) {
+            kd_afree(b->x);
+            b->xcap = 0;
+            if ((b->x = kd_afloat((size_t)rows * in)))
+                b->xcap = rows;
+        }
+        if (b->x) {
+            for (int i = 0, r = 0; i < njobs; r += jobs[i]->rows, i++)
+                memcpy(b->x + (size_t)r * in, jobs[i]->x, (size_t)jobs[i]->rows * in * sizeof(float));
+            x = b->x;
+        }
+    }
+    nn_ctx c = {0};
+    const float *z = NULL;
+    if (x == jobs[0]->x && njobs > 1) { /* no memory to gather: one at a time */
+        for (int i = 0; i < njobs; i++)
+            if ((z = nn_model_forward(b->m, jobs[i]->x, jobs[i]->rows, &c)))
+                softmax_rows(z, jobs[i]->rows, k, jobs[i]->probs);
+    } else if ((z = nn_model_forward(b->m, x, rows, &c))) {
+        for (int i = 0, r = 0; i < njobs; r += jobs[i]->rows, i++)
+            softmax_rows(z + (size_t)r * k, jobs[i]->rows, k, jobs[i]->probs);
+    }
+    if (!z) /* out of memory in forward: a NaN answer is refused by the server (500) */
+        for (int i = 0; i < njobs; i++)
+            jobs[i]->probs[0] = NAN;
+    serve_metrics_batch(b->mx, queue_s, njobs, rows, kd_now() - t0);
+    for (int i = 0; i < njobs; i++)
+        jobs[i]->done(jobs[i]);
+}
+
+static void *worker(void *arg)
+{
+    serve_batcher *b = arg;
+    serve_job **jobs = kd_calloc((size_t)b->max_queue, sizeof *jobs);
+    double *queue_s = kd_calloc((size_t)b->max_queue, sizeof *queue_s);
+    for (;;) {
+        int njobs = 0;
+        pthread_mutex_lock(&b->mu);
+        int more = jobs && queue_s ? wait_batch(b, jobs, &njobs) : 0;
+        pthread_mutex_unlock(&b->mu);
+        if (!more)
+            break;
+        run_batch(b, jobs, njobs, queue_s);
+    }
+    kd_free(jobs);
+    kd_free(queue_s);
+    return NULL;
+}
+
+int serve_batcher_start(serve_batcher *b, kd_err *e)
+{
+    if (nn_model_reserve(b->m, b->max_batch, e) != KD_OK)
+        return e ? e->code : KD_ENOMEM;
+    b->m->b1_threads = 1; /* a worker per model: batch-1 work stays on it */
+    b->started = 1;
+    if (pthread_create(&b->thread, NULL, worker, b) != 0) {
+        b->started = 0;
+        return kd_err_set(e, KD_ERUNTIME, "cannot start a model worker thread");
+    }
+    return KD_OK;
+}
+
+void serve_batcher_stop(serve_batcher *b)
+{
+    pthread_mutex_lock(&b->mu);
+    int join = b->started && !b->stopping;
+    b->stopping = 1;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    if (join)
+        pthread_join(b->thread, NULL);
+}
+
+void serve_batcher_free(serve_batcher *b)
+{
+    if (!b)
+        return;
+    serve_batcher_stop(b);
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv);
+    kd_afree(b->x);
+    kd_free(b->q);
+    kd_free(b);
+}
