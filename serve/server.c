@@ -192,6 +192,9 @@ static enum MHD_Result answer(serve_req *r, int status, const char *type, const 
                                 r->route == ROUTE_PREDICT || r->route == ROUTE_INFER ? "POST"
                                                                                      : "GET");
     r->status = status;
+    /* counted before the client can see the answer (a later /metrics shows it) */
+    if (r->model && r->route != ROUTE_META && r->route != ROUTE_MODEL_READY)
+        serve_metrics_request(&r->model->mx, status < 200 || status > 299, kd_now() - r->t0);
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)status, res);
     MHD_destroy_response(res);
     return ok;
@@ -453,8 +456,6 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     serve_req *r = *con_cls;
     if (!r)
         return;
-    if (r->model && r->route != ROUTE_META && r->route != ROUTE_MODEL_READY)
-        serve_metrics_request(&r->model->mx, r->status < 200 || r->status > 299, kd_now() - r->t0);
     kd_buf_free(&r->body);
     kd_afree(r->job.x);
     kd_free(r->job.probs);
