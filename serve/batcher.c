@@ -19,6 +19,7 @@ struct serve_batcher {
     serve_job **q; /* ring of max_queue */
     int head, count;
     int stopping, started;
+    int isolate; /* the model's answers depend on the batch: one forward per request */
     pthread_t thread;
     /* the worker's own buffers, for max_batch rows */
     float *x;
@@ -135,7 +136,7 @@ static void run_batch(serve_batcher *b, serve_job **jobs, int njobs, double *que
         rows += jobs[i]->rows;
     }
     const float *x = jobs[0]->x;
-    if (njobs > 1) { /* a lone job is run from its own buffer */
+    if (njobs > 1 && !b->isolate) { /* a lone job is run from its own buffer */
         if (rows > b->xcap) {
             kd_afree(b->x);
             b->xcap = 0;
@@ -150,7 +151,7 @@ static void run_batch(serve_batcher *b, serve_job **jobs, int njobs, double *que
     }
     nn_ctx c = {0};
     const float *z = NULL;
-    if (x == jobs[0]->x && njobs > 1) { /* no memory to gather: one at a time */
+    if (x == jobs[0]->x && njobs > 1) { /* isolated, or no memory to gather: one at a time */
         for (int i = 0; i < njobs; i++)
             if ((z = nn_model_forward(b->m, jobs[i]->x, jobs[i]->rows, &c)))
                 softmax_rows(z, jobs[i]->rows, k, jobs[i]->probs);
@@ -185,11 +186,43 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* Whether a row's answer depends on the other rows of its batch beyond
+ * rounding: two rows of very different scale run together and alone (a
+ * kind that quantizes its input per call over the whole batch, int8-dyn,
+ * does; fp32 GEMMs differ in the last bits only).  Such a model runs each
+ * request as its own forward, so no request's answer depends on another's. */
+static int batch_dependent(nn_model *m)
+{
+    const size_t in = nn_shape_size(m->in);
+    const int k = m->nclasses;
+    float *x = kd_afloat(2 * in), *zb = kd_afloat(2 * (size_t)k);
+    int dep = 0;
+    nn_ctx c = {0};
+    nn_rng r = nn_rng_stream(7, NN_STREAM_TEST);
+    const float *z;
+    if (x && zb && nn_model_reserve(m, 2, NULL) == KD_OK) {
+        for (size_t i = 0; i < 2 * in; i++)
+            x[i] = nn_rng_normal(&r) * (i < in ? 1.0f : 30.0f);
+        if ((z = nn_model_forward(m, x, 2, &c)))
+            memcpy(zb, z, 2 * (size_t)k * sizeof *zb);
+        for (int row = 0; z && row < 2; row++)
+            if ((z = nn_model_forward(m, x + row * in, 1, &c)))
+                for (int j = 0; j < k; j++)
+                    dep |= fabsf(z[j] - zb[row * k + j]) > 1e-4f * (1 + fabsf(z[j]));
+    }
+    kd_afree(x);
+    kd_afree(zb);
+    return dep;
+}
+
+int serve_batcher_isolated(const serve_batcher *b) { return b->isolate; }
+
 int serve_batcher_start(serve_batcher *b, kd_err *e)
 {
+    b->m->b1_threads = 1; /* a worker per model: batch-1 work stays on it */
+    b->isolate = b->max_batch > 1 && batch_dependent(b->m);
     if (nn_model_reserve(b->m, b->max_batch, e) != KD_OK)
         return e ? e->code : KD_ENOMEM;
-    b->m->b1_threads = 1; /* a worker per model: batch-1 work stays on it */
     b->started = 1;
     if (pthread_create(&b->thread, NULL, worker, b) != 0) {
         b->started = 0;

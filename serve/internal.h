@@ -67,7 +67,11 @@ typedef struct serve_batcher serve_batcher;
 /* m and mx are borrowed and must outlive the batcher. */
 serve_batcher *serve_batcher_new(nn_model *m, int max_batch, int max_delay_us, int max_queue,
                                  serve_metrics *mx, kd_err *e);
+/* Starts the worker.  A model whose answers depend on the rest of the batch
+ * (found by running two rows together and alone) runs one forward per
+ * request (serve_batcher_isolated says so). */
 int serve_batcher_start(serve_batcher *b, kd_err *e);
+int serve_batcher_isolated(const serve_batcher *b);
 /* Queues j: 0, or -1 when the queue is full or the batcher stops (429). */
 int serve_batcher_submit(serve_batcher *b, serve_job *j);
 /* Runs everything queued, then joins the worker; later submits fail. */
@@ -98,6 +102,7 @@ typedef struct {
     const nn_model *m;
     long long bytes;
     double accuracy;
+    int isolated; /* 1: one forward per request (batch-dependent kind) */
 } serve_model_info;
 char *serve_json_model_meta(const serve_model_info *i);
 char *serve_json_index(const serve_model_info *i, int n);

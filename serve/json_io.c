@@ -326,6 +326,7 @@ static cJSON *meta(const serve_model_info *i)
     int ok = o && ins && outs && ti && tp && tc && cJSON_AddStringToObject(o, "name", i->name) &&
              cJSON_AddStringToObject(o, "platform", "kdbench") &&
              cJSON_AddStringToObject(o, "format", fmt) &&
+             cJSON_AddStringToObject(o, "batching", i->isolated ? "per-request" : "shared") &&
              cJSON_AddNumberToObject(o, "bytes", (double)i->bytes) &&
              cJSON_AddNumberToObject(o, "parameters", (double)nn_model_params(m, NULL)) &&
              (i->accuracy < 0 || cJSON_AddNumberToObject(o, "accuracy", i->accuracy));

@@ -218,7 +218,8 @@ static enum MHD_Result answer_error(serve_req *r, int status, const char *msg)
 
 static serve_model_info info_of(const serve_entry *en)
 {
-    return (serve_model_info){en->name, en->m, en->bytes, en->accuracy};
+    return (serve_model_info){en->name, en->m, en->bytes, en->accuracy,
+                              serve_batcher_isolated(en->b)};
 }
 
 static enum MHD_Result answer_index(serve_req *r)
