@@ -33,6 +33,9 @@ const char cli_serve_usage[] =
     "  --max-body BYTES    request body limit, 413 above (default 8388608)\n"
     "  --max-connections N open connections at once; more are closed (default 1000)\n"
     "  --timeout S         an idle or stalled connection is closed after S s (default 10)\n"
+    "  --shadow NAME       also run every other model's requests on model NAME (usually\n"
+    "                      the teacher), after answering them; /metrics exports each\n"
+    "                      model's agreement with it (kdbench_shadow_agreement)\n"
     "\nexit status: 0 after a signal, 1 runtime failure (a bad model file), 2 usage error\n";
 
 const char cli_loadtest_usage[] =
@@ -138,7 +141,8 @@ int cli_cmd_serve(int argc, char **argv)
         {"api-key-file", required_argument, 0, 'k'}, {"max-batch", required_argument, 0, 'b'},
         {"max-delay-us", required_argument, 0, 'd'}, {"max-queue", required_argument, 0, 'q'},
         {"max-body", required_argument, 0, 'B'},     {"max-connections", required_argument, 0, 'C'},
-        {"timeout", required_argument, 0, 'T'},      {0, 0, 0, 0},
+        {"timeout", required_argument, 0, 'T'},      {"shadow", required_argument, 0, 'S'},
+        {0, 0, 0, 0},
     };
     serve_opts o = SERVE_DEFAULT_OPTS;
     const char *keyfile = NULL;
@@ -160,6 +164,7 @@ int cli_cmd_serve(int argc, char **argv)
         case 'B': bad = int_arg(optarg, 64, LONG_MAX, &v); o.max_body = (size_t)v; break;
         case 'C': bad = int_arg(optarg, 1, 1000000, &v); o.max_connections = (int)v; break;
         case 'T': bad = int_arg(optarg, 1, 3600, &v); o.timeout_s = (int)v; break;
+        case 'S': o.shadow = optarg; break;
         case ':': return cli_usage_error("serve", "%s needs a value", argv[optind - 1]);
         default: return cli_usage_error("serve", "unknown option \"%s\"", argv[optind - 1]);
         }

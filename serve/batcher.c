@@ -21,6 +21,7 @@ struct serve_batcher {
     int stopping, started;
     int isolate; /* the model's answers depend on the batch: one forward per request */
     pthread_t thread;
+    serve_batcher *shadow; /* NULL, or where every request is also run */
     /* the worker's own buffers, for max_batch rows */
     float *x;
     int xcap;
@@ -124,6 +125,63 @@ static int wait_batch(serve_batcher *b, serve_job **jobs, int *njobs)
     return 1;
 }
 
+/* ---- shadow ------------------------------------------------------------------
+ * A copy of a request run on the shadow model after the request is answered;
+ * its done compares classes and counts agreement in the primary's metrics. */
+typedef struct {
+    serve_job job;
+    serve_metrics *mx; /* the primary model's */
+    int *cls;          /* the primary model's classes */
+    int k;             /* the shadow's classes per row */
+} shadow_job;
+
+static void shadow_free(shadow_job *s)
+{
+    kd_afree(s->job.x);
+    kd_free(s->job.probs);
+    kd_free(s->cls);
+    kd_free(s);
+}
+
+static void shadow_done(serve_job *j)
+{
+    shadow_job *s = (shadow_job *)j;
+    int agree = 0;
+    if (!isnan(j->probs[0]))
+        for (int r = 0; r < j->rows; r++) {
+            int c;
+            serve_argmax(j->probs + (size_t)r * s->k, 1, s->k, &c);
+            agree += c == s->cls[r];
+        }
+    serve_metrics_shadow(s->mx, j->rows, agree);
+    shadow_free(s);
+}
+
+/* A shadow copy of j (answered by b's model), or NULL when out of memory. */
+static shadow_job *shadow_copy(const serve_batcher *b, const serve_job *j)
+{
+    const size_t in = nn_shape_size(b->m->in);
+    shadow_job *s = kd_calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->k = b->shadow->m->nclasses;
+    s->mx = b->mx;
+    s->job.rows = j->rows;
+    s->job.x = kd_afloat((size_t)j->rows * in);
+    s->job.probs = kd_malloc((size_t)j->rows * (size_t)s->k * sizeof(float));
+    s->cls = kd_malloc((size_t)j->rows * sizeof(int));
+    if (!s->job.x || !s->job.probs || !s->cls) {
+        shadow_free(s);
+        return NULL;
+    }
+    memcpy(s->job.x, j->x, (size_t)j->rows * in * sizeof(float));
+    serve_argmax(j->probs, j->rows, b->m->nclasses, s->cls);
+    s->job.done = shadow_done;
+    return s;
+}
+
+void serve_batcher_shadow(serve_batcher *b, serve_batcher *shadow) { b->shadow = shadow; }
+
 /* One batch: gather the inputs, one forward, softmax into each job. */
 static void run_batch(serve_batcher *b, serve_job **jobs, int njobs, double *queue_s)
 {
@@ -163,8 +221,20 @@ static void run_batch(serve_batcher *b, serve_job **jobs, int njobs, double *que
         for (int i = 0; i < njobs; i++)
             jobs[i]->probs[0] = NAN;
     serve_metrics_batch(b->mx, queue_s, njobs, rows, kd_now() - t0);
+    /* shadow copies are made before done: a job may be freed from there on */
+    shadow_job **sh = b->shadow && z ? kd_calloc((size_t)njobs, sizeof *sh) : NULL;
+    for (int i = 0; sh && i < njobs; i++)
+        sh[i] = shadow_copy(b, jobs[i]);
     for (int i = 0; i < njobs; i++)
         jobs[i]->done(jobs[i]);
+    for (int i = 0; sh && i < njobs; i++) {
+        if (!sh[i])
+            continue;
+        sh[i]->job.t_submit = kd_now();
+        if (serve_batcher_submit(b->shadow, &sh[i]->job) != 0)
+            shadow_free(sh[i]); /* the shadow's queue is full: this one is not compared */
+    }
+    kd_free(sh);
 }
 
 static void *worker(void *arg)

@@ -42,7 +42,9 @@ typedef struct {
     int max_connections; /* open connections at once (more are closed at accept) */
     int timeout_s;       /* an idle or stalled connection is closed after this (>= 1) */
     const char *api_key; /* NULL = no access control; else every endpoint but health */
-    const char *shadow;  /* NULL, or a served model that every request also runs on */
+    const char *shadow;  /* NULL, or a served model every other model's requests also
+                          * run on, off their path; /metrics gives each model's
+                          * agreement (same class) with it */
 } serve_opts;
 
 /* The defaults printed by --help. */

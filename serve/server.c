@@ -34,7 +34,7 @@ typedef struct {
 struct serve_server {
     serve_opts o;
     char host[64];
-    char *key;
+    char *key, *shadow;
     serve_entry **models; /* each its own allocation: batchers point into them */
     int n, cap;
     struct MHD_Daemon *d;
@@ -93,6 +93,13 @@ serve_server *serve_server_new(const serve_opts *o, kd_err *e)
     s->o.host = s->host;
     s->o.api_key = s->key;
     s->o.shadow = NULL;
+    if (o->shadow && !(s->shadow = kd_strdup(o->shadow))) {
+        kd_free(s->key);
+        kd_free(s);
+        kd_err_set(e, KD_ENOMEM, "out of memory");
+        return NULL;
+    }
+    s->o.shadow = s->shadow;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     return s;
@@ -470,10 +477,30 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* ---- start and stop ------------------------------------------------------------------ */
 
+/* Every model but the shadow also runs on it. */
+static int shadow_setup(serve_server *s, kd_err *e)
+{
+    serve_entry *sh = find_model(s, s->shadow, strlen(s->shadow));
+    if (!sh)
+        return kd_err_set(e, KD_ECONFIG, "--shadow %s: no model of that name", s->shadow);
+    for (int i = 0; i < s->n; i++) {
+        serve_entry *en = s->models[i];
+        if (en == sh)
+            continue;
+        if (nn_shape_size(en->m->in) != nn_shape_size(sh->m->in))
+            return kd_err_set(e, KD_ECONFIG, "--shadow %s: its input size differs from %s's",
+                              s->shadow, en->name);
+        serve_batcher_shadow(en->b, sh->b);
+    }
+    return KD_OK;
+}
+
 int serve_server_start(serve_server *s, kd_err *e)
 {
     if (s->n == 0)
         return kd_err_set(e, KD_ECONFIG, "no model to serve");
+    if (s->shadow && shadow_setup(s, e) != KD_OK)
+        return e ? e->code : KD_ECONFIG;
     for (int i = 0; i < s->n; i++)
         if (serve_batcher_start(s->models[i]->b, e) != KD_OK) {
             kd_err_prefix(e, "model %s", s->models[i]->name);
@@ -541,6 +568,7 @@ void serve_server_free(serve_server *s)
     }
     kd_free(s->models);
     kd_free(s->key);
+    kd_free(s->shadow);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     kd_free(s);

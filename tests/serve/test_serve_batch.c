@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include "../../serve/internal.h"
 #include "sfix.h"
 
 #define NCALLS 8
@@ -116,6 +117,60 @@ START_TEST(test_batched_csr)
 }
 END_TEST
 
+/* --shadow: b's requests also run on a, after they are answered; /metrics
+ * gives b's agreement with a, and a (the shadow) is not compared with itself. */
+START_TEST(test_shadow)
+{
+    nn_model *ma = sf_model(31), *mb = sf_model(32);
+    kd_err e = {0};
+    nn_model *ra = nn_model_clone(ma, &e), *rb = nn_model_clone(mb, &e);
+    nn_model *models[2] = {ma, mb};
+    const char *names[2] = {"a", "b"};
+    serve_opts o = sf_opts();
+    o.shadow = "a";
+    serve_server *s = sf_start(&o, models, names, 2);
+    int port = serve_server_port(s), agree = 0;
+    kd_buf a = {0}, b = {0};
+    for (int r = 0; r < NCALLS; r++) {
+        float x[S_IN], pa[S_OUT], pb[S_OUT];
+        int ca, cb;
+        sf_row(r, x);
+        sf_reference(ra, x, pa);
+        sf_reference(rb, x, pb);
+        serve_argmax(pa, 1, S_OUT, &ca);
+        serve_argmax(pb, 1, S_OUT, &cb);
+        agree += ca == cb;
+    }
+    sf_infer_body(&b, 0, NCALLS, 0); /* one request of NCALLS rows */
+    ck_assert_int_eq(sf_req(port, "POST", "/v2/models/b/infer", NULL, (char *)b.p, &a), 200);
+    sf_infer_body(&b, 0, 1, 0);
+    ck_assert_int_eq(sf_req(port, "POST", "/v2/models/a/infer", NULL, (char *)b.p, &a), 200);
+    double rows = 0;
+    for (double until = kd_now() + 5; rows < NCALLS && kd_now() < until; usleep(10000)) {
+        ck_assert_int_eq(sf_req(port, "GET", "/metrics", NULL, NULL, &a), 200);
+        rows = sf_metric((char *)a.p, "kdbench_shadow_rows_total{model=\"b\"}");
+    }
+    ck_assert_double_eq(rows, NCALLS);
+    ck_assert_double_eq_tol(sf_metric((char *)a.p, "kdbench_shadow_agreement{model=\"b\"}"),
+                            (double)agree / NCALLS, 1e-12);
+    ck_assert_double_eq(sf_metric((char *)a.p, "kdbench_shadow_rows_total{model=\"a\"}"), 0);
+    ck_assert_msg(agree > 0 && agree < NCALLS, "a weak test: %d of %d agree", agree, NCALLS);
+    kd_buf_free(&a);
+    kd_buf_free(&b);
+    serve_server_free(s);
+    nn_model_free(ra);
+    nn_model_free(rb);
+    /* a shadow that is not served is refused at start */
+    nn_model *m = sf_model(33);
+    const char *n1 = "m";
+    o.shadow = "teacher";
+    serve_server *s2 = serve_server_new(&o, &e);
+    ck_assert_int_eq(serve_server_add(s2, n1, m, 1, -1, &e), KD_OK);
+    ck_assert_int_eq(serve_server_start(s2, &e), KD_ECONFIG);
+    serve_server_free(s2);
+}
+END_TEST
+
 static void save(nn_model *m, const char *path)
 {
     kd_err e = {0};
@@ -191,6 +246,7 @@ Suite *suite_serve_batch(void)
     tcase_add_test(tc, test_batched_int8_dynamic);
     tcase_add_test(tc, test_batched_csr);
     tcase_add_test(tc, test_sources);
+    tcase_add_test(tc, test_shadow);
     suite_add_tcase(s, tc);
     return s;
 }
