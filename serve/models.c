@@ -49,7 +49,38 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The .kdm files of dir in name order: *names (kd_free each and the array). */
+/* Length of name without a "-seedN" suffix (N digits), or strlen(name). */
+static size_t seed_base(const char *name, unsigned long long *seed)
+{
+    const char *p = strstr(name, "-seed"), *q;
+    *seed = 0;
+    for (; p; p = strstr(p + 1, "-seed"))
+        if (p[5] && strspn(p + 5, "0123456789") == strlen(p + 5)) {
+            *seed = strtoull(p + 5, NULL, 10);
+            return (size_t)(p - name);
+        }
+    q = name + strlen(name);
+    return (size_t)(q - name);
+}
+
+/* Model files in serving order: names without a seed first, then by base
+ * name and numeric seed (so seed 2 comes before seed 10). */
+static int cmp_model(const void *a, const void *b)
+{
+    char *const x = *(char *const *)a, *const y = *(char *const *)b;
+    unsigned long long sx, sy;
+    size_t bx = seed_base(x, &sx), by = seed_base(y, &sy);
+    int hx = bx < strlen(x), hy = by < strlen(y);
+    if (hx != hy)
+        return hx - hy;
+    int c = strncmp(x, y, bx < by ? bx : by);
+    if (c || bx != by)
+        return c ? c : (bx < by ? -1 : 1);
+    return (sx > sy) - (sx < sy);
+}
+
+/* The .kdm files of dir (names without .kdm) in serving order: *names
+ * (kd_free each and the array). */
 static int list_kdm(const char *dir, char ***names, int *n)
 {
     *names = NULL;
@@ -71,11 +102,12 @@ static int list_kdm(const char *dir, char ***names, int *n)
         }
         if (!((*names)[*n] = kd_strdup(de->d_name)))
             break;
+        (*names)[*n][strlen(de->d_name) - 4] = 0; /* without .kdm */
         ++*n;
     }
     closedir(d);
     if (*n)
-        qsort(*names, (size_t)*n, sizeof **names, cmp_str);
+        qsort(*names, (size_t)*n, sizeof **names, cmp_model);
     return *n;
 }
 
@@ -86,26 +118,24 @@ static void free_names(char **names, int n)
     kd_free(names);
 }
 
-/* Models in dir (prefix + base name, "-seedN" dropped when that name is free). */
+/* Models in dir (prefix + file name without .kdm), a "-seedN" suffix dropped
+ * when that name is free: the first seed of a model takes the plain name. */
 static int add_folder(src_list *l, const char *dir, const char *prefix, kd_err *e)
 {
     char **names;
     int n, rc = KD_OK;
     list_kdm(dir, &names, &n);
     for (int i = 0; i < n && rc == KD_OK; i++) {
-        char name[SERVE_NAME_MAX * 2], path[2048], *seed;
-        snprintf(name, sizeof name, "%s%.*s", prefix, (int)(strlen(names[i]) - 4), names[i]);
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        int taken = 0;
-        if ((seed = strstr(name, "-seed")) && strspn(seed + 5, "0123456789") == strlen(seed + 5) &&
-            seed[5]) {
-            char base[sizeof name];
-            snprintf(base, sizeof base, "%.*s", (int)(seed - name), name);
-            for (int k = 0; k < l->n; k++)
-                taken |= !strcmp(l->v[k].name, base);
-            if (!taken)
-                *seed = 0;
-        }
+        char name[SERVE_NAME_MAX * 2], path[2048];
+        snprintf(name, sizeof name, "%s%s", prefix, names[i]);
+        snprintf(path, sizeof path, "%s/%s.kdm", dir, names[i]);
+        unsigned long long seed;
+        size_t base = seed_base(name, &seed);
+        int taken = base == strlen(name);
+        for (int k = 0; k < l->n && !taken; k++)
+            taken = strlen(l->v[k].name) == base && !strncmp(l->v[k].name, name, base);
+        if (!taken)
+            name[base] = 0;
         rc = push(l, name, path, e);
     }
     free_names(names, n);

@@ -189,9 +189,12 @@ START_TEST(test_sources)
     ck_assert_int_eq(kd_mkdirs(p, &e), KD_OK);
     snprintf(p, sizeof p, "%s/compressed", dir);
     ck_assert_int_eq(kd_mkdirs(p, &e), KD_OK);
-    const char *files[] = {"teacher.kdm", "students/s1/distilled-seed1.kdm",
-                           "students/s1/distilled-seed2.kdm", "compressed/x_int8.kdm"};
-    for (int i = 0; i < 4; i++) {
+    /* seeds in numeric order (2 before 10); compressed/x-seed2.kdm sorts
+     * before x.kdm by name but x keeps the plain name */
+    const char *files[] = {"teacher.kdm", "students/s1/distilled-seed2.kdm",
+                           "students/s1/distilled-seed10.kdm", "compressed/x_int8.kdm",
+                           "compressed/x_int8-seed2.kdm"};
+    for (int i = 0; i < 5; i++) {
         snprintf(p, sizeof p, "%s/%s", dir, files[i]);
         save(m, p);
     }
@@ -203,10 +206,12 @@ START_TEST(test_sources)
     int n;
     const char *args[] = {dir};
     ck_assert_msg(serve_sources(args, 1, &src, &n, &e) == KD_OK, "%s", e.msg);
-    ck_assert_int_eq(n, 4);
-    const char *want[] = {"teacher", "s1/distilled", "s1/distilled-seed2", "x_int8"};
-    for (int i = 0; i < 4; i++)
+    ck_assert_int_eq(n, 5);
+    const char *want[] = {"teacher", "s1/distilled", "s1/distilled-seed10", "x_int8",
+                          "x_int8-seed2"};
+    for (int i = 0; i < 5; i++)
         ck_assert_str_eq(src[i].name, want[i]);
+    ck_assert_ptr_nonnull(strstr(src[1].path, "distilled-seed2.kdm"));
     ck_assert_double_eq(src[0].accuracy, 0.9);
     ck_assert_double_eq(src[1].accuracy, 0.8);
     ck_assert_double_lt(src[3].accuracy, 0);
