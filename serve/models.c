@@ -52,15 +52,13 @@ static int cmp_str(const void *a, const void *b)
 /* Length of name without a "-seedN" suffix (N digits), or strlen(name). */
 static size_t seed_base(const char *name, unsigned long long *seed)
 {
-    const char *p = strstr(name, "-seed"), *q;
     *seed = 0;
-    for (; p; p = strstr(p + 1, "-seed"))
+    for (const char *p = strstr(name, "-seed"); p; p = strstr(p + 1, "-seed"))
         if (p[5] && strspn(p + 5, "0123456789") == strlen(p + 5)) {
             *seed = strtoull(p + 5, NULL, 10);
             return (size_t)(p - name);
         }
-    q = name + strlen(name);
-    return (size_t)(q - name);
+    return strlen(name);
 }
 
 /* Model files in serving order: names without a seed first, then by base
