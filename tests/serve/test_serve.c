@@ -352,6 +352,31 @@ START_TEST(test_drain)
 }
 END_TEST
 
+/* A port in use is an error at start, and the first server keeps serving. */
+START_TEST(test_port_in_use)
+{
+    nn_model *m = sf_model(7);
+    const char *name = "fp";
+    serve_opts o = sf_opts();
+    serve_server *s = sf_start(&o, &m, &name, 1);
+    o.port = serve_server_port(s);
+    kd_err e = {0};
+    serve_server *s2 = serve_server_new(&o, &e);
+    ck_assert_int_eq(serve_server_add(s2, name, sf_model(8), 1, -1, &e), KD_OK);
+    ck_assert_int_eq(serve_server_start(s2, &e), KD_ERUNTIME);
+    ck_assert_ptr_nonnull(strstr(e.msg, "cannot listen"));
+    serve_server_free(s2);
+    kd_buf a = {0};
+    ck_assert_int_eq(sf_req(o.port, "GET", "/v2/health/live", NULL, NULL, &a), 200);
+    kd_buf_free(&a);
+    serve_server_free(s);
+    /* options out of range are refused */
+    o.max_batch = 0;
+    ck_assert_ptr_null(serve_server_new(&o, &e));
+    ck_assert_int_eq(e.code, KD_ECONFIG);
+}
+END_TEST
+
 Suite *suite_serve(void)
 {
     Suite *s = suite_create("serve");
@@ -363,6 +388,7 @@ Suite *suite_serve(void)
     tcase_add_test(tc, test_stall_and_limit);
     tcase_add_test(tc, test_queue_full);
     tcase_add_test(tc, test_drain);
+    tcase_add_test(tc, test_port_in_use);
     suite_add_tcase(s, tc);
     return s;
 }
