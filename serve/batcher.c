@@ -50,10 +50,11 @@ serve_batcher *serve_batcher_new(nn_model *m, int max_batch, int max_delay_us, i
     return b;
 }
 
-int serve_batcher_submit(serve_batcher *b, serve_job *j)
+/* Queues j if fewer than cap jobs wait. */
+static int submit_below(serve_batcher *b, serve_job *j, int cap)
 {
     pthread_mutex_lock(&b->mu);
-    int ok = !b->stopping && b->started && b->count < b->max_queue;
+    int ok = !b->stopping && b->started && b->count < cap;
     if (ok) {
         b->q[(b->head + b->count) % b->max_queue] = j;
         b->count++;
@@ -61,6 +62,11 @@ int serve_batcher_submit(serve_batcher *b, serve_job *j)
     }
     pthread_mutex_unlock(&b->mu);
     return ok ? 0 : -1;
+}
+
+int serve_batcher_submit(serve_batcher *b, serve_job *j)
+{
+    return submit_below(b, j, b->max_queue);
 }
 
 /* Rows of the queued jobs that fit one batch (at least the first job). */
@@ -231,8 +237,10 @@ static void run_batch(serve_batcher *b, serve_job **jobs, int njobs, double *que
         if (!sh[i])
             continue;
         sh[i]->job.t_submit = kd_now();
-        if (serve_batcher_submit(b->shadow, &sh[i]->job) != 0)
-            shadow_free(sh[i]); /* the shadow's queue is full: this one is not compared */
+        /* shadow copies take at most half the shadow's queue: its own
+         * requests are not refused (429) for them */
+        if (submit_below(b->shadow, &sh[i]->job, (b->shadow->max_queue + 1) / 2) != 0)
+            shadow_free(sh[i]); /* not compared */
     }
     kd_free(sh);
 }
