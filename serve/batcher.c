@@ -209,7 +209,8 @@ static void run_batch(serve_batcher *b, serve_job **jobs, int njobs, double *que
         }
         if (b->x) {
             for (int i = 0, r = 0; i < njobs; r += jobs[i]->rows, i++)
-                memcpy(b->x + (size_t)r * in, jobs[i]->x, (size_t)jobs[i]->rows * in * sizeof(float));
+                memcpy(b->x + (size_t)r * in, jobs[i]->x,
+                       (size_t)jobs[i]->rows * in * sizeof(float));
             x = b->x;
         }
     }

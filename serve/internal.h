@@ -74,7 +74,8 @@ int serve_batcher_start(serve_batcher *b, kd_err *e);
 int serve_batcher_isolated(const serve_batcher *b);
 /* After each batch, b also queues a copy of every request on shadow (same
  * input size), off the requests' path (dropped when shadow's queue is half
- * full, so the shadow's own requests keep their room), and counts in b's metrics how many rows got the same class.
+ * full, so the shadow's own requests keep their room), and counts in b's
+ * metrics how many rows got the same class.
  * Before start. */
 void serve_batcher_shadow(serve_batcher *b, serve_batcher *shadow);
 /* Queues j: 0, or -1 when the queue is full or the batcher stops (429). */

@@ -163,7 +163,8 @@ static int infer_tensor(const cJSON *t, const serve_input_spec *s, float **x, in
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(t, "data");
     if (!cJSON_IsString(name) || strcmp(name->valuestring, "input"))
         return bad(why, nwhy, "the input tensor must be named \"input\"");
-    if (!cJSON_IsString(dt) || (strcmp(dt->valuestring, "FP32") && strcmp(dt->valuestring, "UINT8")))
+    if (!cJSON_IsString(dt) ||
+        (strcmp(dt->valuestring, "FP32") && strcmp(dt->valuestring, "UINT8")))
         return bad(why, nwhy, "\"datatype\" must be FP32 or UINT8");
     int rc = shape_rows(cJSON_GetObjectItemCaseSensitive(t, "shape"), size, rows, why, nwhy);
     if (rc)
@@ -316,7 +317,8 @@ static cJSON *meta(const serve_model_info *i)
     cJSON *o = cJSON_CreateObject(), *ins = cJSON_AddArrayToObject(o, "inputs");
     cJSON *outs = cJSON_AddArrayToObject(o, "outputs");
     cJSON *ti = tensor("input", "FP32", -1, (int)nn_shape_size(m->in));
-    cJSON *tp = tensor("probabilities", "FP32", -1, m->nclasses), *tc = tensor("class", "INT64", -1, 0);
+    cJSON *tp = tensor("probabilities", "FP32", -1, m->nclasses);
+    cJSON *tc = tensor("class", "INT64", -1, 0);
     const char *fmt = "fp32";
     for (int l = 0; l < m->nlayers; l++) /* the first weight layer's storage format */
         if (strcmp(nn_layer_format(&m->layers[l]), "-")) {

@@ -120,21 +120,20 @@ void serve_metrics_text(kd_buf *b, const serve_metrics_row *rows, int n)
         for (int i = 0; i < n; i++) {
             serve_metrics *m = rows[i].m;
             pthread_mutex_lock(&m->mu);
+            const char *fn = fam[f].name, *mn = rows[i].name;
             switch (f) {
-            case 0: counter(b, fam[f].name, rows[i].name, (double)m->requests); break;
-            case 1: counter(b, fam[f].name, rows[i].name, (double)m->failures); break;
-            case 2: counter(b, fam[f].name, rows[i].name, (double)rows[i].bytes); break;
-            case 3: counter(b, fam[f].name, rows[i].name, (double)m->shadow_runs); break;
+            case 0: counter(b, fn, mn, (double)m->requests); break;
+            case 1: counter(b, fn, mn, (double)m->failures); break;
+            case 2: counter(b, fn, mn, (double)rows[i].bytes); break;
+            case 3: counter(b, fn, mn, (double)m->shadow_runs); break;
             case 4:
                 if (m->shadow_runs)
-                    counter(b, fam[f].name, rows[i].name,
-                            (double)m->shadow_agree / (double)m->shadow_runs);
+                    counter(b, fn, mn, (double)m->shadow_agree / (double)m->shadow_runs);
                 break;
-            case 5: hist_text(b, fam[f].name, rows[i].name, &m->request_s, lat_le, SERVE_LAT_NB); break;
-            case 6: hist_text(b, fam[f].name, rows[i].name, &m->queue_s, lat_le, SERVE_LAT_NB); break;
-            case 7: hist_text(b, fam[f].name, rows[i].name, &m->compute_s, lat_le, SERVE_LAT_NB); break;
-            default:
-                hist_text(b, fam[f].name, rows[i].name, &m->batch_rows, batch_le, SERVE_BATCH_NB);
+            case 5: hist_text(b, fn, mn, &m->request_s, lat_le, SERVE_LAT_NB); break;
+            case 6: hist_text(b, fn, mn, &m->queue_s, lat_le, SERVE_LAT_NB); break;
+            case 7: hist_text(b, fn, mn, &m->compute_s, lat_le, SERVE_LAT_NB); break;
+            default: hist_text(b, fn, mn, &m->batch_rows, batch_le, SERVE_BATCH_NB);
             }
             pthread_mutex_unlock(&m->mu);
         }

@@ -396,8 +396,9 @@ static enum MHD_Result dispatch(serve_req *r)
     case ROUTE_LIVE: return answer(r, 200, "application/json", live, sizeof live - 1);
     case ROUTE_READY:
     case ROUTE_MODEL_READY:
-        return __atomic_load_n(&s->stopped, __ATOMIC_ACQUIRE) ? answer(r, 503, "application/json", unready, sizeof unready - 1)
-                          : answer(r, 200, "application/json", ready, sizeof ready - 1);
+        if (__atomic_load_n(&s->stopped, __ATOMIC_ACQUIRE))
+            return answer(r, 503, "application/json", unready, sizeof unready - 1);
+        return answer(r, 200, "application/json", ready, sizeof ready - 1);
     case ROUTE_INDEX: return answer_index(r);
     case ROUTE_METRICS: return answer_metrics(r);
     case ROUTE_META: {
