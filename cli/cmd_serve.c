@@ -20,6 +20,10 @@ const char cli_serve_usage[] =
     "verified (CRC, shapes) at start-up.  The first line on stdout is\n"
     "\"listening on http://HOST:PORT\".  SIGINT or SIGTERM drains in-flight requests and\n"
     "exits 0.\n\n"
+    "A name with '/' is the URL's path tail: /v2/models/mlp128/distilled/infer (or\n"
+    "mlp128%2Fdistilled).  Inputs: FP32 values on the model's float scale (pixels / 255\n"
+    "for image models) or UINT8 raw pixels; the server applies the model's own\n"
+    "normalisation.  Memory is bounded by max-connections x max-body (x ~3 once parsed).\n\n"
     "  --port P            TCP port; 0 = any free port (default 8080)\n"
     "  --host A            IPv4 address to bind (default 127.0.0.1)\n"
     "  --threads N         HTTP threads (default 2)\n"
@@ -31,7 +35,8 @@ const char cli_serve_usage[] =
     "                      (default 0: it takes what queued while the last one ran)\n"
     "  --max-queue Q       requests waiting per model before 429 (default 1024)\n"
     "  --max-body BYTES    request body limit, 413 above (default 8388608)\n"
-    "  --max-connections N open connections at once; more are closed (default 1000)\n"
+    "  --max-connections N open connections at once; more wait in the listen queue\n"
+    "                      until one closes (default 1000)\n"
     "  --timeout S         an idle or stalled connection is closed after S s (default 10)\n"
     "  --shadow NAME       also run every other model's requests on model NAME (usually\n"
     "                      the teacher), after answering them; /metrics exports each\n"
@@ -50,7 +55,9 @@ const char cli_loadtest_usage[] =
     "  --concurrency C     client threads (default 8)\n"
     "  --requests N        requests per model (default 0: bounded by --seconds only)\n"
     "  --seconds S         seconds per model at most (default 10, at most 3600)\n"
-    "\nexit status: 0 success, 1 no answer from the server, 2 usage error\n";
+    "  --api-key-file F    send \"Authorization: Bearer KEY\", KEY being F's first line\n"
+    "  --predict           POST /predict instead of v2 infer\n"
+    "\nexit status: 0 success, 1 no request answered, 2 usage error\n";
 
 /* A whole-string integer in [lo, hi]; 0 or -1. */
 static int int_arg(const char *s, long lo, long hi, long *out)
