@@ -39,7 +39,7 @@ typedef struct {
     int max_delay_us;    /* how long a batch waits for more requests (0 = only what queued) */
     int max_queue;       /* requests queued per model before 429 >= 1 */
     size_t max_body;     /* request body limit in bytes (413 above) */
-    int max_connections; /* open connections at once (more are closed at accept) */
+    int max_connections; /* open connections at once (more wait in the listen queue) */
     int timeout_s;       /* an idle or stalled connection is closed after this (>= 1) */
     const char *api_key; /* NULL = no access control; else every endpoint but health */
     const char *shadow;  /* NULL, or a served model every other model's requests also
