@@ -42,6 +42,7 @@ START_TEST(test_endpoints)
     for (int i = 0; i < S_IN; i++)
         rep_bprintf(&b, "%s%.9g", i ? "," : "", (double)x[i]);
     rep_bprintf(&b, "]]}");
+    sf_nul(&b);
     ck_assert_int_eq(sf_req(port, "POST", "/predict", NULL, (char *)b.p, &a), 200);
     sf_reference(ref, x, want);
     cJSON *j = cJSON_Parse((char *)a.p);
