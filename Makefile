@@ -1,8 +1,8 @@
 # kdbench — build, test, run.  `make run` and `make test` are all a newcomer needs.
 PREFIX ?= /usr/local
 CC ?= cc
-PKGS := openblas yaml-0.1 zlib
-DEBS := libopenblas-dev libyaml-dev check zlib1g-dev pkg-config gnuplot-nox dataset-fashion-mnist
+PKGS := openblas yaml-0.1 zlib libmicrohttpd libcjson
+DEBS := libopenblas-dev libyaml-dev check zlib1g-dev pkg-config gnuplot-nox dataset-fashion-mnist libmicrohttpd-dev libcjson-dev
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
 OPT ?= -O3 -g
@@ -13,7 +13,7 @@ TEST_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 
 BUILD ?= build
 # Library modules in dependency order (engine <- stages <- pipeline); cli is the binary.
-MODULES := util nn data config train teacher student compress measure reports pipeline export
+MODULES := util nn data config train teacher student compress measure reports pipeline export serve
 LIB_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/*.c $(m)/*/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC := $(wildcard cli/*.c)

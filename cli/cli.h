@@ -29,9 +29,11 @@ int cli_cmd_eval(int argc, char **argv);
 int cli_cmd_inspect(int argc, char **argv);
 int cli_cmd_report(int argc, char **argv);
 int cli_cmd_compare(int argc, char **argv);
+int cli_cmd_serve(int argc, char **argv);
+int cli_cmd_loadtest(int argc, char **argv);
 
 extern const char cli_run_usage[], cli_check_usage[], cli_eval_usage[], cli_inspect_usage[];
-extern const char cli_report_usage[], cli_compare_usage[];
+extern const char cli_report_usage[], cli_compare_usage[], cli_serve_usage[], cli_loadtest_usage[];
 
 int cli_cmd_export(int argc, char **argv);
 extern const char cli_export_usage[];

@@ -1,0 +1,267 @@
+/* kdbench serve / kdbench loadtest: models behind HTTP, and load on them. */
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../serve/serve.h"
+#include "cli.h"
+
+const char cli_serve_usage[] =
+    "usage: kdbench serve MODEL.kdm... | RUN_DIR [options]\n\n"
+    "Serves models over HTTP: POST /predict (the first model), the v2 inference protocol\n"
+    "(GET /v2/health/live, /v2/health/ready, /v2/models, /v2/models/NAME,\n"
+    "POST /v2/models/NAME/infer) and GET /metrics (Prometheus text).  A RUN_DIR serves\n"
+    "teacher.kdm as \"teacher\", students/S/MODE-seedN.kdm as \"S/MODE\" and\n"
+    "compressed/X.kdm as \"X\"; a model file is named by its base name.  Model files are\n"
+    "verified (CRC, shapes) at start-up.  The first line on stdout is\n"
+    "\"listening on http://HOST:PORT\".  SIGINT or SIGTERM drains in-flight requests and\n"
+    "exits 0.\n\n"
+    "A name with '/' is the URL's path tail: /v2/models/mlp128/distilled/infer (or\n"
+    "mlp128%2Fdistilled).  Inputs: FP32 values on the model's float scale (pixels / 255\n"
+    "for image models) or UINT8 raw pixels; the server applies the model's own\n"
+    "normalisation.  Memory is bounded by max-connections x max-body (x ~3 once parsed).\n\n"
+    "  --port P            TCP port; 0 = any free port (default 8080)\n"
+    "  --host A            IPv4 address to bind (default 127.0.0.1)\n"
+    "  --threads N         HTTP threads (default 2)\n"
+    "  --compute-threads N threads per model forward (default 1: one worker per model)\n"
+    "  --api-key-file F    every endpoint but health needs \"Authorization: Bearer KEY\",\n"
+    "                      KEY being F's first line\n"
+    "  --max-batch B       rows per batched forward; 1 = batching off (default 64)\n"
+    "  --max-delay-us U    a batch that is not full waits U us for more requests\n"
+    "                      (default 0: it takes what queued while the last one ran)\n"
+    "  --max-queue Q       requests waiting per model before 429 (default 1024)\n"
+    "  --max-body BYTES    request body limit, 413 above (default 8388608)\n"
+    "  --max-connections N open connections at once; more wait in the listen queue\n"
+    "                      until one closes (default 1000)\n"
+    "  --timeout S         an idle or stalled connection is closed after S s (default 10)\n"
+    "  --shadow NAME       also run every other model's requests on model NAME (usually\n"
+    "                      the teacher), after answering them; /metrics exports each\n"
+    "                      model's agreement with it (kdbench_shadow_agreement)\n"
+    "\nexit status: 0 after a signal, 1 runtime failure (a bad model file), 2 usage error\n";
+
+const char cli_loadtest_usage[] =
+    "usage: kdbench loadtest URL [--model NAME] [--concurrency C] [--requests N]\n"
+    "                        [--seconds S] [--api-key-file F] [--predict]\n\n"
+    "Loads a kdbench server (URL http://127.0.0.1:PORT) with batch-1 requests from C\n"
+    "threads, each on its own keep-alive connection, for N requests or S seconds per\n"
+    "model, whichever comes first, and prints per model requests/s and latency\n"
+    "p50/p90/p99.  Requests are v2 infer calls with UINT8 pixels (--predict: POST\n"
+    "/predict with FP32 features, the default model).\n\n"
+    "  --model NAME        one model (default: every model the server lists, in turn)\n"
+    "  --concurrency C     client threads (default 8)\n"
+    "  --requests N        requests per model (default 0: bounded by --seconds only)\n"
+    "  --seconds S         seconds per model at most (default 10, at most 3600)\n"
+    "  --api-key-file F    send \"Authorization: Bearer KEY\", KEY being F's first line\n"
+    "  --predict           POST /predict instead of v2 infer\n"
+    "\nexit status: 0 success, 1 no request answered, 2 usage error\n";
+
+/* A whole-string integer in [lo, hi]; 0 or -1. */
+static int int_arg(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* The key: the file's first line, without surrounding blanks; printable
+ * ASCII only.  NULL with a message in why. */
+static char *read_key(const char *path, char *why, size_t n)
+{
+    uint8_t *p;
+    size_t len;
+    kd_err e = {0};
+    if (kd_read_file(path, 4096, &p, &len, &e) != KD_OK) {
+        snprintf(why, n, "%.400s", e.msg);
+        return NULL;
+    }
+    size_t a = 0, b = 0;
+    while (a < len && (p[a] == ' ' || p[a] == '\t'))
+        a++;
+    b = a;
+    while (b < len && p[b] != '\n' && p[b] != '\r')
+        b++;
+    while (b > a && (p[b - 1] == ' ' || p[b - 1] == '\t'))
+        b--;
+    char *key = NULL;
+    int ok = b > a;
+    for (size_t i = a; ok && i < b; i++)
+        ok = p[i] > 32 && p[i] < 127;
+    if (!ok)
+        snprintf(why, n, "%s: the first line must hold the key (printable, no spaces)", path);
+    else if ((key = kd_malloc(b - a + 1))) {
+        memcpy(key, p + a, b - a);
+        key[b - a] = 0;
+    }
+    kd_free(p);
+    return key;
+}
+
+static int serve_main(serve_opts *o, const char *const *args, int nargs, int compute_threads)
+{
+    kd_err e = {0};
+    serve_source *src = NULL;
+    int n = 0;
+    if (serve_sources(args, nargs, &src, &n, &e) != KD_OK)
+        return cli_fail(&e);
+    nn_set_threads(compute_threads);
+    serve_server *s = serve_server_new(o, &e);
+    int rc = s ? serve_server_add_sources(s, src, n, &e) : e.code;
+    /* signals are taken by sigwait below: block them before any thread starts */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (rc == KD_OK)
+        rc = serve_server_start(s, &e);
+    if (rc != KD_OK) {
+        serve_server_free(s);
+        kd_free(src);
+        return cli_fail(&e);
+    }
+    printf("listening on http://%s:%d\n", o->host, serve_server_port(s));
+    for (int i = 0; i < n; i++)
+        printf("model %s%s  %s\n", src[i].name, i == 0 ? " (default)" : "", src[i].path);
+    fflush(stdout);
+    int sig = 0;
+    sigwait(&set, &sig);
+    fprintf(stderr, "kdbench serve: %s, draining\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    serve_server_stop(s, 10);
+    serve_server_free(s);
+    kd_free(src);
+    return KD_EXIT_OK;
+}
+
+int cli_cmd_serve(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"port", required_argument, 0, 'p'},         {"host", required_argument, 0, 'H'},
+        {"threads", required_argument, 0, 't'},      {"compute-threads", required_argument, 0, 'c'},
+        {"api-key-file", required_argument, 0, 'k'}, {"max-batch", required_argument, 0, 'b'},
+        {"max-delay-us", required_argument, 0, 'd'}, {"max-queue", required_argument, 0, 'q'},
+        {"max-body", required_argument, 0, 'B'},     {"max-connections", required_argument, 0, 'C'},
+        {"timeout", required_argument, 0, 'T'},      {"shadow", required_argument, 0, 'S'},
+        {0, 0, 0, 0},
+    };
+    serve_opts o = SERVE_DEFAULT_OPTS;
+    const char *keyfile = NULL;
+    long v = 0, compute = 1;
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        int bad = 0;
+        switch (c) {
+        case 'p': bad = int_arg(optarg, 0, 65535, &v); o.port = (int)v; break;
+        case 'H': o.host = optarg; break;
+        case 't': bad = int_arg(optarg, 1, 256, &v); o.threads = (int)v; break;
+        case 'c': bad = int_arg(optarg, 1, 256, &compute); break;
+        case 'k': keyfile = optarg; break;
+        case 'b': bad = int_arg(optarg, 1, 4096, &v); o.max_batch = (int)v; break;
+        case 'd': bad = int_arg(optarg, 0, 10000000, &v); o.max_delay_us = (int)v; break;
+        case 'q': bad = int_arg(optarg, 1, 1000000, &v); o.max_queue = (int)v; break;
+        case 'B': bad = int_arg(optarg, 64, LONG_MAX, &v); o.max_body = (size_t)v; break;
+        case 'C': bad = int_arg(optarg, 1, 1000000, &v); o.max_connections = (int)v; break;
+        case 'T': bad = int_arg(optarg, 1, 3600, &v); o.timeout_s = (int)v; break;
+        case 'S': o.shadow = optarg; break;
+        case ':': return cli_usage_error("serve", "%s needs a value", argv[optind - 1]);
+        default: return cli_usage_error("serve", "unknown option \"%s\"", argv[optind - 1]);
+        }
+        if (bad)
+            return cli_usage_error("serve", "%s: \"%s\" is not a valid value", argv[optind - 2],
+                                   optarg);
+    }
+    if (optind >= argc)
+        return cli_usage_error("serve", "a MODEL file or RUN_DIR expected");
+    char why[512], *key = NULL;
+    if (keyfile && !(key = read_key(keyfile, why, sizeof why)))
+        return cli_usage_error("serve", "--api-key-file %s", why);
+    o.api_key = key;
+    int rc = serve_main(&o, (const char *const *)argv + optind, argc - optind, (int)compute);
+    kd_free(key);
+    return rc;
+}
+
+/* http://A.B.C.D:PORT[/...] */
+static int parse_url(const char *url, char *host, size_t nhost, int *port)
+{
+    const char *p = !strncmp(url, "http://", 7) ? url + 7 : NULL;
+    const char *colon = p ? strchr(p, ':') : NULL;
+    long v;
+    char num[16];
+    if (!colon || (size_t)(colon - p) >= nhost)
+        return -1;
+    snprintf(host, nhost, "%.*s", (int)(colon - p), p);
+    size_t k = strcspn(colon + 1, "/");
+    if (k == 0 || k >= sizeof num)
+        return -1;
+    snprintf(num, sizeof num, "%.*s", (int)k, colon + 1);
+    if (int_arg(num, 1, 65535, &v))
+        return -1;
+    *port = (int)v;
+    return 0;
+}
+
+int cli_cmd_loadtest(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},    {"concurrency", required_argument, 0, 'c'},
+        {"requests", required_argument, 0, 'n'}, {"seconds", required_argument, 0, 's'},
+        {"api-key-file", required_argument, 0, 'k'}, {"predict", no_argument, 0, 'P'},
+        {0, 0, 0, 0},
+    };
+    serve_load_opts o = {.concurrency = 8, .seconds = 10};
+    const char *keyfile = NULL;
+    long v = 0;
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        int bad = 0;
+        switch (c) {
+        case 'm': o.model = optarg; break;
+        case 'c': bad = int_arg(optarg, 1, 4096, &v); o.concurrency = (int)v; break;
+        case 'n': bad = int_arg(optarg, 0, 1000000000, &v); o.requests = v; break;
+        case 's': bad = int_arg(optarg, 1, 3600, &v); o.seconds = (double)v; break;
+        case 'k': keyfile = optarg; break;
+        case 'P': o.predict = 1; break;
+        case ':': return cli_usage_error("loadtest", "%s needs a value", argv[optind - 1]);
+        default: return cli_usage_error("loadtest", "unknown option \"%s\"", argv[optind - 1]);
+        }
+        if (bad)
+            return cli_usage_error("loadtest", "%s: \"%s\" is not a valid value",
+                                   argv[optind - 2], optarg);
+    }
+    char host[64], why[512], *key = NULL;
+    if (optind != argc - 1 || parse_url(argv[optind], host, sizeof host, &o.port))
+        return cli_usage_error("loadtest", "one URL http://ADDRESS:PORT expected");
+    if (o.predict && o.model)
+        return cli_usage_error("loadtest", "--predict loads the default model: no --model");
+    if (keyfile && !(key = read_key(keyfile, why, sizeof why)))
+        return cli_usage_error("loadtest", "--api-key-file %s", why);
+    o.host = host;
+    o.api_key = key;
+    signal(SIGPIPE, SIG_IGN);
+    kd_err e = {0};
+    serve_load_row *rows = NULL;
+    int n = 0, rc = serve_loadtest(&o, &rows, &n, &e);
+    kd_free(key);
+    if (rc != KD_OK)
+        return cli_fail(&e);
+    printf("%-28s %5s %9s %9s %8s %10s %8s %8s %8s\n", "model", "conc", "requests", "failed",
+           "seconds", "req/s", "p50 ms", "p90 ms", "p99 ms");
+    for (int i = 0; i < n; i++)
+        printf("%-28s %5d %9ld %9ld %8.2f %10.0f %8.3f %8.3f %8.3f\n", rows[i].model,
+               o.concurrency, rows[i].ok, rows[i].failed, rows[i].seconds, rows[i].rps,
+               rows[i].p50_ms, rows[i].p90_ms, rows[i].p99_ms);
+    kd_free(rows);
+    return KD_EXIT_OK;
+}
