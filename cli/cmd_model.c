@@ -168,16 +168,26 @@ int cli_cmd_inspect(int argc, char **argv)
     shape_str(m->in, in, sizeof in);
     printf("model %s: input %s, %d classes, normalisation mean %.4f std %.4f\n\n", argv[1], in,
            m->nclasses, (double)m->in_mean, (double)m->in_std);
-    printf("  #  %-10s %-10s %-12s %-12s %12s %8s %12s %9s\n", "kind", "name", "input", "output",
-           "params", "sparsity", "bytes", "format");
+    int kw = 10, fw = 9; /* kind and format columns fit the longest (dense_csr_shared) */
+    for (int i = 0; i < m->nlayers; i++) {
+        int n = (int)strlen(m->layers[i].ops->name), f = (int)strlen(nn_layer_format(&m->layers[i]));
+        kw = n > kw ? n : kw;
+        fw = f > fw ? f : fw;
+    }
+    printf("  #  %-*s %-10s %-12s %-12s %12s %8s %12s %*s %6s\n", kw, "kind", "name", "input",
+           "output", "params", "sparsity", "bytes", fw, "format", "bits/w");
     for (int i = 0; i < m->nlayers; i++) {
         const nn_layer *l = &m->layers[i];
         shape_str(l->in, in, sizeof in);
         shape_str(l->out, out, sizeof out);
         size_t nz, np = nn_layer_params(l, &nz);
         snprintf(sp, sizeof sp, np ? "%.3f" : "-", np ? 1.0 - (double)nz / (double)np : 0.0);
-        printf("%3d  %-10s %-10s %-12s %-12s %12zu %8s %12zu %9s\n", i, l->ops->name,
-               l->spec.name, in, out, np, sp, layer_bytes(l), nn_layer_format(l));
+        /* bits per kept weight as stored (payload bytes over the non-zeros) */
+        char bw[16] = "-";
+        if (nz && !nn_layer_is_builtin(l))
+            snprintf(bw, sizeof bw, "%.2f", 8.0 * (double)layer_bytes(l) / (double)nz);
+        printf("%3d  %-*s %-10s %-12s %-12s %12zu %8s %12zu %*s %6s\n", i, kw, l->ops->name,
+               l->spec.name, in, out, np, sp, layer_bytes(l), fw, nn_layer_format(l), bw);
     }
     size_t nz, np = nn_model_params(m, &nz);
     printf("\nparameters %zu (%zu non-zero, sparsity %.3f), %.3f MMACs per sample, file %lld "

@@ -48,7 +48,8 @@ START_TEST(cluster_end_to_end)
     ck_assert_msg(run(cmd) == 0, "run failed (see %s/out.txt)", dir);
     snprintf(cmd, sizeof cmd,
              "grep -q '^shared,.*csr-shared+huff' %s/r/results.csv && grep -q 'cluster(4,finetuned)' "
-             "%s/r/results.csv && %s inspect %s/r/compressed/shared.kdm | grep -q csr-shared+huff && "
+             "%s/r/results.csv && %s inspect %s/r/compressed/shared.kdm | grep -Eq "
+             "'csr-shared\\+huff +[0-9]+\\.[0-9]{2}$' && "
              "%s eval %s/r/compressed/shared.kdm --csv %s/d.csv >/dev/null",
              dir, dir, kdt_bin(), dir, kdt_bin(), dir, dir);
     ck_assert_msg(run(cmd) == 0, "no shared row, or the file does not load: %s", cmd);
