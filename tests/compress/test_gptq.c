@@ -14,7 +14,7 @@
 static void make_inputs(int n, int k, uint64_t seed, float *x, double *h)
 {
     nn_rng r = nn_rng_stream(seed, 1);
-    float *a = malloc(sizeof(float) * k * k), *z = malloc(sizeof(float) * k);
+    float *a = malloc(sizeof(float) * (size_t)k * (size_t)k), *z = malloc(sizeof(float) * (size_t)(k));
     for (int i = 0; i < k * k; i++)
         a[i] = nn_rng_normal(&r) * (i % (k + 1) == 0 ? 1.0f : 0.4f);
     for (int s = 0; s < n; s++) {
@@ -42,7 +42,8 @@ static void make_inputs(int n, int k, uint64_t seed, float *x, double *h)
  * Gauss-Jordan, into inv (nf x nf). */
 static void sub_inverse(const double *a, int k, const int *f, int nf, double *inv)
 {
-    double *t = malloc(sizeof(double) * nf * 2 * nf);
+    size_t w = 2 * (size_t)(nf > 0 ? nf : 1);
+    double *t = malloc(sizeof(double) * w * w / 2);
     for (int i = 0; i < nf; i++)
         for (int j = 0; j < 2 * nf; j++)
             t[i * 2 * nf + j] = j < nf ? a[(size_t)f[i] * k + f[j]] : (j - nf == i);
@@ -80,13 +81,13 @@ static void sub_inverse(const double *a, int k, const int *f, int nf, double *in
 static void gptq_reference(const float *w, int m, int k, const double *h, double damp,
                            int act_order, float *out)
 {
-    double *hd = malloc(sizeof(double) * k * k), mean = 0.0;
+    double *hd = malloc(sizeof(double) * (size_t)k * (size_t)k), mean = 0.0;
     memcpy(hd, h, sizeof(double) * k * k);
     for (int j = 0; j < k; j++)
         mean += h[(size_t)j * k + j] / k;
     for (int j = 0; j < k; j++)
         hd[(size_t)j * k + j] += damp * mean;
-    int *f = malloc(sizeof(int) * k), *order = malloc(sizeof(int) * k);
+    int *f = malloc(sizeof(int) * (size_t)(k)), *order = malloc(sizeof(int) * (size_t)(k));
     for (int j = 0; j < k; j++)
         order[j] = j;
     for (int a = 0; act_order && a < k; a++) { /* selection of the largest h_jj left, */
@@ -100,7 +101,7 @@ static void gptq_reference(const float *w, int m, int k, const double *h, double
         order[a] = order[best];
         order[best] = t;
     }
-    double *inv = malloc(sizeof(double) * k * k), *wr = malloc(sizeof(double) * k);
+    double *inv = malloc(sizeof(double) * (size_t)k * (size_t)k), *wr = malloc(sizeof(double) * (size_t)(k));
     float *scale = malloc(sizeof(float) * ((k + QUANT_Q4_GROUP - 1) / QUANT_Q4_GROUP));
     for (int r = 0; r < m; r++) {
         for (int c = 0; c < k; c++)
@@ -163,9 +164,9 @@ static double output_error(const float *w, const float *q, int m, int k, const f
 START_TEST(test_gptq_matches_reference)
 {
     const int m = 3, k = 40, n = 200; /* two groups, the second of 8 */
-    float *x = malloc(sizeof(float) * n * k), *w = malloc(sizeof(float) * m * k);
-    float *want = malloc(sizeof(float) * m * k), *got = malloc(sizeof(float) * m * k);
-    double *h = malloc(sizeof(double) * k * k);
+    float *x = malloc(sizeof(float) * (size_t)n * (size_t)k), *w = malloc(sizeof(float) * (size_t)m * (size_t)k);
+    float *want = malloc(sizeof(float) * (size_t)m * (size_t)k), *got = malloc(sizeof(float) * (size_t)m * (size_t)k);
+    double *h = malloc(sizeof(double) * (size_t)k * (size_t)k);
     for (uint64_t seed = 1; seed <= 6; seed++) {
         int ao = seed > 3; /* act-order on the last three */
         make_inputs(n, k, seed, x, h);
@@ -196,9 +197,9 @@ END_TEST
 START_TEST(test_gptq_beats_nearest)
 {
     const int m = 24, k = 96, n = 400;
-    float *x = malloc(sizeof(float) * n * k), *w = malloc(sizeof(float) * m * k);
-    float *qn = malloc(sizeof(float) * m * k), *qg = malloc(sizeof(float) * m * k);
-    double *h = malloc(sizeof(double) * k * k);
+    float *x = malloc(sizeof(float) * (size_t)n * (size_t)k), *w = malloc(sizeof(float) * (size_t)m * (size_t)k);
+    float *qn = malloc(sizeof(float) * (size_t)m * (size_t)k), *qg = malloc(sizeof(float) * (size_t)m * (size_t)k);
+    double *h = malloc(sizeof(double) * (size_t)k * (size_t)k);
     make_inputs(n, k, 9, x, h);
     nn_rng r = nn_rng_stream(10, 1);
     for (int i = 0; i < m * k; i++)
