@@ -12,7 +12,6 @@
  * members' gradients: the centroid's own gradient (the sum, as in the
  * paper), scaled per cluster so that a cluster of 20,000 weights does not
  * take a step 20,000 times a weight's. */
-#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -23,28 +22,6 @@ static int clustered(const nn_layer *l)
 {
     const char *f = nn_layer_format(l);
     return compress_is_dense_like(l) && (!strcmp(f, "fp32") || !strcmp(f, "csr-fp32"));
-}
-
-static int cmp_float(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
-/* The distinct values of v (sorted in place) into book when there are at
- * most k of them (a layer tied by compress_tie keeps exactly its centroids);
- * 0 otherwise. */
-static int distinct_values(float *v, size_t n, int k, float *book)
-{
-    qsort(v, n, sizeof *v, cmp_float);
-    int nb = 0;
-    for (size_t i = 0; i < n; i++)
-        if (nb == 0 || v[i] != book[nb - 1]) {
-            if (nb == k)
-                return 0;
-            book[nb++] = v[i];
-        }
-    return nb;
 }
 
 static int build(const nn_layer *src, const compress_cluster_spec *s, nn_layer *dst, kd_err *e)
@@ -60,7 +37,8 @@ static int build(const nn_layer *src, const compress_cluster_spec *s, nn_layer *
             if (w[i] != 0.0f)
                 v[nz++] = w[i];
     }
-    int nb = rc == KD_OK && nz > 0 ? distinct_values(v, nz, s->clusters, book) : 0;
+    /* at most `clusters` values already (tied by compress_tie): they are the codebook */
+    int nb = rc == KD_OK && nz > 0 ? cluster_distinct(v, nz, s->clusters, book) : 0;
     if (rc == KD_OK && nz > 0 && nb == 0) { /* more values than clusters: k-means */
         int want = (size_t)s->clusters < nz ? s->clusters : (int)(nz > 1 ? nz : 2);
         nb = cluster_kmeans_1d(v, nz, want, s->init, s->seed, book, e);

@@ -7,10 +7,11 @@
  * search, and each centroid moves to its run's mean (prefix sums in double),
  * so an iteration costs O(k log n), not O(n k).
  *
- * Entropy coding is zlib's raw deflate with strategy Z_HUFFMAN_ONLY: no
- * LZ77 matching, only dynamic Huffman codes per block, which is what the
- * paper codes indices and gaps with (zlib is a dependency already; a
- * hand-written Huffman coder would only repeat it). */
+ * Entropy coding is zlib's deflate with strategy Z_HUFFMAN_ONLY: no LZ77
+ * matching, only dynamic Huffman codes per block, which is what the paper
+ * codes indices and gaps with (zlib is a dependency already; a hand-written
+ * Huffman coder would only repeat it).  csr-int8's four streams and the
+ * shared kind's two use the one coder here. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,19 @@ static int cmp_float(const void *a, const void *b)
 {
     float x = *(const float *)a, y = *(const float *)b;
     return (x > y) - (x < y);
+}
+
+int cluster_distinct(float *v, size_t n, int k, float *book)
+{
+    qsort(v, n, sizeof *v, cmp_float);
+    int nb = 0;
+    for (size_t i = 0; i < n; i++)
+        if (nb == 0 || v[i] != book[nb - 1]) {
+            if (nb == k)
+                return 0;
+            book[nb++] = v[i];
+        }
+    return nb;
 }
 
 /* The first index of s[0..n) with s[i] >= v. */
@@ -157,53 +171,82 @@ int cluster_nearest(float v, const float *c, int k)
 
 /* ---- entropy coding ------------------------------------------------------------ */
 
-int entropy_encode(const uint8_t *src, size_t n, kd_buf *out, kd_err *e)
+/* zlib allocates through kdbench's hook, so tests can fail it too. */
+static voidpf ent_zalloc(voidpf opaque, uInt items, uInt size)
 {
-    z_stream z = {0};
-    if (deflateInit2(&z, 9, Z_DEFLATED, -15, 9, Z_HUFFMAN_ONLY) != Z_OK)
-        return kd_err_set(e, KD_ENOMEM, "entropy coder: cannot start zlib");
-    uLong bound = deflateBound(&z, (uLong)n);
-    uint8_t *tmp = kd_malloc(bound ? bound : 1);
-    if (!tmp) {
-        deflateEnd(&z);
-        return kd_err_set(e, KD_ENOMEM, "entropy coder: out of memory");
-    }
-    z.next_in = (Bytef *)src;
-    z.avail_in = (uInt)n;
-    z.next_out = tmp;
-    z.avail_out = (uInt)bound;
-    int rc = deflate(&z, Z_FINISH);
-    size_t len = bound - z.avail_out;
-    deflateEnd(&z);
-    if (rc != Z_STREAM_END) {
-        kd_free(tmp);
-        return kd_err_set(e, KD_ERUNTIME, "entropy coder: zlib failed (%d)", rc);
-    }
-    kd_buf_u32(out, (uint32_t)len);
-    kd_buf_put(out, tmp, len);
-    kd_free(tmp);
-    return KD_OK;
+    (void)opaque;
+    return kd_calloc(items, size);
 }
 
-int entropy_decode(kd_rd *r, uint8_t *dst, size_t want, kd_err *e)
+static void ent_zfree(voidpf opaque, voidpf p)
 {
-    uint32_t len = kd_rd_u32(r);
-    if (!r->ok || len > r->len - r->pos)
-        return kd_err_set(e, KD_EFORMAT, "entropy stream: truncated (length %u)", len);
-    z_stream z = {0};
-    if (inflateInit2(&z, -15) != Z_OK)
-        return kd_err_set(e, KD_ENOMEM, "entropy stream: cannot start zlib");
+    (void)opaque;
+    kd_free(p);
+}
+
+void entropy_encode(kd_buf *b, const void *src, size_t n)
+{
+    if (b->failed)
+        return;
+    z_stream z = {.zalloc = ent_zalloc, .zfree = ent_zfree};
+    if (deflateInit2(&z, 9, Z_DEFLATED, 15, 9, Z_HUFFMAN_ONLY) != Z_OK) {
+        b->failed = 1;
+        return;
+    }
+    uLong cap = deflateBound(&z, (uLong)n);
+    uint8_t *out = kd_malloc(cap);
+    int rc = Z_MEM_ERROR;
+    if (out) {
+        z.next_in = (Bytef *)src;
+        z.avail_in = (uInt)n;
+        z.next_out = out;
+        z.avail_out = (uInt)cap;
+        rc = deflate(&z, Z_FINISH);
+    }
+    if (rc == Z_STREAM_END) {
+        kd_buf_u32(b, (uint32_t)n);
+        kd_buf_u32(b, (uint32_t)z.total_out);
+        kd_buf_put(b, out, z.total_out);
+    } else {
+        b->failed = 1; /* with a bound-sized output only memory can fail */
+    }
+    deflateEnd(&z);
+    kd_free(out);
+}
+
+int entropy_decode(kd_rd *r, void *dst, size_t n, const char *what, kd_err *e)
+{
+    uint32_t raw = kd_rd_u32(r), coded = kd_rd_u32(r);
+    if (!r->ok)
+        return kd_err_set(e, KD_EFORMAT, "truncated %s stream header", what);
+    if (raw != n)
+        return kd_err_set(e, KD_EFORMAT, "%s stream of %u bytes, %zu expected", what, raw, n);
+    if (coded > r->len - r->pos)
+        return kd_err_set(e, KD_EFORMAT, "%s stream of %u coded bytes, %zu left", what, coded,
+                          r->len - r->pos);
+    z_stream z = {.zalloc = ent_zalloc, .zfree = ent_zfree};
+    if (inflateInit(&z) != Z_OK)
+        return kd_err_set(e, KD_ENOMEM, "out of memory for the %s stream", what);
+    uint8_t spare; /* zlib wants an output pointer even for 0 bytes */
     z.next_in = (Bytef *)(r->p + r->pos);
-    z.avail_in = len;
-    z.next_out = dst;
-    z.avail_out = (uInt)want;
+    z.avail_in = coded;
+    z.next_out = n ? dst : &spare;
+    z.avail_out = (uInt)n;
     int rc = inflate(&z, Z_FINISH);
-    size_t got = want - z.avail_out;
-    int used_all = z.avail_in == 0;
+    const char *zmsg = z.msg ? z.msg : "bad data";
+    size_t left_in = z.avail_in, left_out = z.avail_out;
     inflateEnd(&z);
-    if (rc != Z_STREAM_END || got != want || !used_all)
-        return kd_err_set(e, KD_EFORMAT, "entropy stream: %s (%zu of %zu bytes decoded)",
-                          rc == Z_STREAM_END ? "wrong length" : "corrupt or truncated", got, want);
-    r->pos += len;
+    if (rc == Z_MEM_ERROR)
+        return kd_err_set(e, KD_ENOMEM, "out of memory for the %s stream", what);
+    if (rc == Z_STREAM_END && left_out)
+        return kd_err_set(e, KD_EFORMAT, "%s stream ends %zu bytes early", what, left_out);
+    if (rc == Z_STREAM_END && left_in)
+        return kd_err_set(e, KD_EFORMAT, "%zu stray bytes after the %s stream", left_in, what);
+    if (rc == Z_DATA_ERROR || rc == Z_NEED_DICT)
+        return kd_err_set(e, KD_EFORMAT, "corrupt %s stream (%s)", what, zmsg);
+    if (rc != Z_STREAM_END)
+        return kd_err_set(e, KD_EFORMAT, "%s stream %s", what,
+                          left_out ? "truncated" : "longer than declared");
+    r->pos += coded;
     return KD_OK;
 }

@@ -351,11 +351,18 @@ int cluster_kmeans_1d(const float *v, size_t n, int k, cluster_init init, uint64
 /* The index of the centroid nearest v in c[0..k) ascending (ties: lower). */
 int cluster_nearest(float v, const float *c, int k);
 
-/* Entropy coding of a byte stream (zlib raw deflate, Huffman only): appends
- * u32 length + the coded bytes.  decode reads one such stream from r and
- * must produce exactly want bytes from exactly its length, else KD_EFORMAT. */
-int entropy_encode(const uint8_t *src, size_t n, kd_buf *out, kd_err *e);
-int entropy_decode(kd_rd *r, uint8_t *dst, size_t want, kd_err *e);
+/* The distinct values of v[0..n) (sorted in place) into book, ascending,
+ * when there are at most k of them; 0 otherwise. */
+int cluster_distinct(float *v, size_t n, int k, float *book);
+
+/* Entropy coding of a byte stream (zlib, Huffman only; as Deep Compression
+ * codes its indices): encode appends u32 n, u32 coded length and the coded
+ * bytes (b->failed on no memory).  decode reads one stream from r into dst,
+ * which must take exactly n bytes: another declared length, a stream past
+ * r's end, corrupt data, an early or late end, or stray bytes are KD_EFORMAT
+ * naming `what`. */
+void entropy_encode(kd_buf *b, const void *src, size_t n);
+int entropy_decode(kd_rd *r, void *dst, size_t n, const char *what, kd_err *e);
 
 /* ==== sparse int8 (CSR) ===================================================== */
 

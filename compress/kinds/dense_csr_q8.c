@@ -8,8 +8,6 @@
 #include <math.h>
 #include <string.h>
 
-#define ZLIB_CONST /* next_in points to const bytes */
-#include <zlib.h>
 
 #include "internal.h"
 
@@ -151,60 +149,15 @@ int compress_qcsr_attach(nn_layer *l, quant_csr *q, kd_err *e)
  * the 90%-pruned MLP a delta takes ~4.5 bits and a value ~7.3 instead of 8
  * each.  The streams stay apart because deltas and values have different
  * statistics; load inflates them into the runtime quant_csr, so the kernels
- * never see zlib.  Z_HUFFMAN_ONLY coded smallest on that model (LZ77 matches
- * only add cost on these near-i.i.d. bytes): 366,879 stream bytes against
+ * never see zlib (the coder is kernels.h's entropy_encode).  Z_HUFFMAN_ONLY
+ * coded smallest on that model (LZ77 matches only add cost on these
+ * near-i.i.d. bytes): 366,879 stream bytes against
  * 369,209 (Z_FILTERED) and 382,079 (Z_DEFAULT_STRATEGY) at level 9. ------ */
-#define QCSR_ZLEVEL 9
-#define QCSR_ZSTRATEGY Z_HUFFMAN_ONLY
 /* Deflate never codes more than 1032 output bytes per input byte, so a raw
  * length beyond that is a lie caught before allocating for it. */
 #define QCSR_ZMAX_RATIO 1032u
 
-/* zlib allocates through kdbench's hook, so tests can fail it too. */
-static voidpf qcsr_zalloc(voidpf opaque, uInt items, uInt size)
-{
-    (void)opaque;
-    return kd_calloc(items, size);
-}
-
-static void qcsr_zfree(voidpf opaque, voidpf p)
-{
-    (void)opaque;
-    kd_free(p);
-}
-
 static int qcsr_rowlen_bytes(int k) { return k <= UINT16_MAX ? 2 : 4; }
-
-/* Appends u32 n, u32 coded length and the deflated bytes of src[0..n). */
-static void qcsr_put_stream(kd_buf *b, const void *src, size_t n)
-{
-    if (b->failed)
-        return;
-    z_stream z = {.zalloc = qcsr_zalloc, .zfree = qcsr_zfree};
-    if (deflateInit2(&z, QCSR_ZLEVEL, Z_DEFLATED, 15, 9, QCSR_ZSTRATEGY) != Z_OK) {
-        b->failed = 1;
-        return;
-    }
-    uLong cap = deflateBound(&z, (uLong)n);
-    uint8_t *out = kd_malloc(cap);
-    int rc = Z_MEM_ERROR;
-    if (out) {
-        z.next_in = src;
-        z.avail_in = (uInt)n;
-        z.next_out = out;
-        z.avail_out = (uInt)cap;
-        rc = deflate(&z, Z_FINISH);
-    }
-    if (rc == Z_STREAM_END) {
-        kd_buf_u32(b, (uint32_t)n);
-        kd_buf_u32(b, (uint32_t)z.total_out);
-        kd_buf_put(b, out, z.total_out);
-    } else {
-        b->failed = 1; /* with a bound-sized output only memory can fail */
-    }
-    deflateEnd(&z);
-    kd_free(out);
-}
 
 static void qcsr_save(const nn_layer *l, kd_buf *b)
 {
@@ -230,10 +183,10 @@ static void qcsr_save(const nn_layer *l, kd_buf *b)
         for (int r = 0; !q && r < m; r++)
             ones[r] = 1.0f;
         size_t nnz = q ? (size_t)q->nnz : 0;
-        qcsr_put_stream(b, rows, (size_t)m * w);
-        qcsr_put_stream(b, q ? q->delta : NULL, nnz);
-        qcsr_put_stream(b, q ? q->val : NULL, nnz);
-        qcsr_put_stream(b, q ? q->scale : ones, (size_t)m * sizeof(float));
+        entropy_encode(b, rows, (size_t)m * w);
+        entropy_encode(b, q ? q->delta : NULL, nnz);
+        entropy_encode(b, q ? q->val : NULL, nnz);
+        entropy_encode(b, q ? q->scale : ones, (size_t)m * sizeof(float));
     }
     kd_free(rows);
     kd_free(ones);
@@ -263,47 +216,13 @@ static int qcsr_valid(const quant_csr *q, kd_err *e)
     return KD_OK;
 }
 
-/* Inflates the next stream into dst, which must take exactly n bytes: a
- * different declared length, a stream past the payload, corrupt data, a
- * stream ending early or late, or bytes after its end are refused. */
+/* The next stream into dst (exactly n bytes), errors named as int8 CSR's. */
 static int qcsr_get_stream(kd_rd *r, void *dst, size_t n, const char *what, kd_err *e)
 {
-    uint32_t raw = kd_rd_u32(r), coded = kd_rd_u32(r);
-    if (!r->ok)
-        return kd_err_set(e, KD_EFORMAT, "int8 CSR: truncated %s stream header", what);
-    if (raw != n)
-        return kd_err_set(e, KD_EFORMAT, "int8 CSR: %s stream of %u bytes, %zu expected", what,
-                          raw, n);
-    if (coded > r->len - r->pos)
-        return kd_err_set(e, KD_EFORMAT, "int8 CSR: %s stream of %u coded bytes, %zu left", what,
-                          coded, r->len - r->pos);
-    z_stream z = {.zalloc = qcsr_zalloc, .zfree = qcsr_zfree};
-    if (inflateInit(&z) != Z_OK)
-        return kd_err_set(e, KD_ENOMEM, "out of memory for int8 CSR");
-    uint8_t spare; /* zlib wants an output pointer even for 0 bytes */
-    z.next_in = r->p + r->pos;
-    z.avail_in = coded;
-    z.next_out = n ? dst : &spare;
-    z.avail_out = (uInt)n;
-    int rc = inflate(&z, Z_FINISH);
-    const char *zmsg = z.msg ? z.msg : "bad data";
-    size_t left_in = z.avail_in, left_out = z.avail_out;
-    inflateEnd(&z);
-    if (rc == Z_MEM_ERROR)
-        return kd_err_set(e, KD_ENOMEM, "out of memory for int8 CSR");
-    if (rc == Z_STREAM_END && left_out)
-        return kd_err_set(e, KD_EFORMAT, "int8 CSR: %s stream ends %zu bytes early", what,
-                          left_out);
-    if (rc == Z_STREAM_END && left_in)
-        return kd_err_set(e, KD_EFORMAT, "int8 CSR: %zu stray bytes after the %s stream",
-                          left_in, what);
-    if (rc == Z_DATA_ERROR || rc == Z_NEED_DICT)
-        return kd_err_set(e, KD_EFORMAT, "int8 CSR: corrupt %s stream (%s)", what, zmsg);
-    if (rc != Z_STREAM_END)
-        return kd_err_set(e, KD_EFORMAT, "int8 CSR: %s stream %s", what,
-                          left_out ? "truncated" : "longer than declared");
-    r->pos += coded;
-    return KD_OK;
+    int rc = entropy_decode(r, dst, n, what, e);
+    if (rc != KD_OK)
+        kd_err_prefix(e, "int8 CSR");
+    return rc;
 }
 
 static int qcsr_load(nn_layer *l, kd_rd *r, kd_err *e)

@@ -8,21 +8,15 @@
  *
  * Payload: u32 rows, cols, nnz, k (codebook entries, 0 when nnz = 0); k
  * f32 entries, ascending and distinct; u32 structure bytes; the structure
- * stream and the index stream, each as entropy_encode writes it.  Structure:
+ * stream and the index stream, each as entropy_encode writes it (u32 raw
+ * and coded lengths, zlib Huffman-only).  Structure:
  * per row a LEB128 count, then per non-zero its gap to the previous column
  * (the first from -1) minus 1, as bytes of 255 while it is >= 255 and one
  * final byte < 255. */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
-
-static int cmp_float(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
 
 /* The distinct values of a, ascending, into book (at most CLUSTER_MAX); the
  * count, or -1 when there are more. */
@@ -34,18 +28,9 @@ static int codebook_of(const compress_csr *a, float *book)
     if (!s)
         return -1;
     memcpy(s, a->val, (size_t)a->nnz * sizeof *s);
-    qsort(s, a->nnz, sizeof *s, cmp_float);
-    int k = 0;
-    for (uint32_t i = 0; i < a->nnz; i++)
-        if (k == 0 || s[i] != book[k - 1]) {
-            if (k == CLUSTER_MAX) {
-                k = -1;
-                break;
-            }
-            book[k++] = s[i];
-        }
+    int k = cluster_distinct(s, a->nnz, CLUSTER_MAX, book);
     kd_free(s);
-    return k;
+    return k > 0 ? k : -1;
 }
 
 static void put_leb(kd_buf *b, uint32_t v)
@@ -93,17 +78,15 @@ static void shared_save(const nn_layer *l, kd_buf *b)
     kd_buf_u32(b, (uint32_t)nn_shape_size(l->in));
     kd_buf_u32(b, ok ? a->nnz : 0);
     kd_buf_u32(b, ok ? (uint32_t)k : 0);
-    kd_err e = {0};
     if (ok) {
         kd_buf_put(b, book, (size_t)k * sizeof *book);
         kd_buf_u32(b, (uint32_t)st.len);
-        if (entropy_encode(st.p, st.len, b, &e) != KD_OK ||
-            entropy_encode(idx, a->nnz, b, &e) != KD_OK)
-            b->failed = 1;
+        entropy_encode(b, st.p, st.len);
+        entropy_encode(b, idx, a->nnz);
     } else {
         kd_buf_u32(b, 0);
-        if (entropy_encode(NULL, 0, b, &e) != KD_OK || entropy_encode(NULL, 0, b, &e) != KD_OK)
-            b->failed = 1;
+        entropy_encode(b, NULL, 0);
+        entropy_encode(b, NULL, 0);
         if (a && a->nnz)
             b->failed = 1; /* values that are no codebook, or no memory */
     }
@@ -189,8 +172,8 @@ static int shared_load(nn_layer *l, kd_rd *r, kd_err *e)
     int rc = st && idx && a ? KD_OK : KD_ENOMEM;
     if (rc == KD_ENOMEM && (!st || !idx))
         kd_err_set(e, KD_ENOMEM, "out of memory for a shared layer of %u non-zeros", nnz);
-    if (rc == KD_OK && ((rc = entropy_decode(r, st, nst, e)) != KD_OK ||
-                        (rc = entropy_decode(r, idx, nnz, e)) != KD_OK))
+    if (rc == KD_OK && ((rc = entropy_decode(r, st, nst, "structure", e)) != KD_OK ||
+                        (rc = entropy_decode(r, idx, nnz, "index", e)) != KD_OK))
         kd_err_prefix(e, "shared layer");
     if (rc == KD_OK && r->pos != r->len)
         rc = kd_err_set(e, KD_EFORMAT, "shared layer: %zu bytes after the streams",
