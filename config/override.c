@@ -192,6 +192,16 @@ int cfg_override(cfg_ctx *c, cfg_node *root, int i)
     for (int k = 0; k + 1 < n; k++) {
         show_step(shown, sizeof shown, &st[k]);
         cfg_node **slot = find_slot(cur, &st[k]);
+        if (!slot && cur->kind == CFG_MAP && st[k].key && st[k + 1].key) {
+            /* a section the file lacks ("report.plots=false" without a
+             * report:) is created empty; the schema walk then checks its
+             * name and keys like the file's own */
+            cfg_node *m = cfg_node_new(c, CFG_MAP, 0, 0, i);
+            int rc = m ? add_key(c, cur, &st[k], m, i) : c->e->code;
+            if (rc != KD_OK)
+                return rc;
+            slot = find_slot(cur, &st[k]);
+        }
         if (!slot)
             return step_error(c, i, cur, &st[k], shown);
         cur = *slot;

@@ -419,6 +419,12 @@ START_TEST(test_override_ok)
     rc = load_ovr(HEAD LAYERS "  train: {optimizer: {lr: 0.1}}\n", fix, 1, &s, &e);
     ck_assert_msg(rc == KD_OK, "%s", e.msg);
     ck_assert_int_eq(s.teacher.train.epochs, 2);
+
+    /* ... including a whole section: report.plots=false without a report: */
+    const char *sec[] = {"report.plots=false"};
+    rc = load_ovr(FULL, sec, 1, &s, &e);
+    ck_assert_msg(rc == KD_OK, "%s", e.msg);
+    ck_assert_int_eq(s.report.plots, 0);
 }
 END_TEST
 
@@ -434,8 +440,10 @@ static const bad_override bad_ovr[] = {
     {"teacher.train.epoch=3",
      "--set teacher.train.epoch=3: teacher.train.epoch: unknown key (did you mean \"epochs\"?)"},
     {"teacher.trian.epochs=3",
-     "--set teacher.trian.epochs=3: teacher.trian: no such key (did you mean \"train\"?)"},
-    {"student.train.epochs=3", "--set student.train.epochs=3: student: no such key"},
+     "--set teacher.trian.epochs=3: teacher.trian: unknown key (did you mean \"train\"?)"},
+    {"student.train.epochs=3",
+     "--set student.train.epochs=3: student: unknown key (did you mean \"students\"?)"},
+    {"teacher.layers.x.y=3", "--set teacher.layers.x.y=3: teacher.layers.x: is inside a list*"},
     {"teacher.layers.9.units=3",
      "--set teacher.layers.9.units=3: teacher.layers[9]: index out of range (the list has 5 "
      "items)"},
