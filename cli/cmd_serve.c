@@ -7,11 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../config/config.h"
 #include "../serve/serve.h"
 #include "cli.h"
 
 const char cli_serve_usage[] =
-    "usage: kdbench serve MODEL.kdm... | RUN_DIR [options]\n\n"
+    "usage: kdbench serve MODEL.kdm... | RUN_DIR | EXPERIMENT.yaml [options]\n\n"
     "Serves models over HTTP: POST /predict (the first model), the v2 inference protocol\n"
     "(GET /v2/health/live, /v2/health/ready, /v2/models, /v2/models/NAME,\n"
     "POST /v2/models/NAME/infer) and GET /metrics (Prometheus text).  A RUN_DIR serves\n"
@@ -24,6 +25,9 @@ const char cli_serve_usage[] =
     "mlp128%2Fdistilled).  Inputs: FP32 values on the model's float scale (pixels / 255\n"
     "for image models) or UINT8 raw pixels; the server applies the model's own\n"
     "normalisation.  Memory is bounded by max-connections x max-body (x ~3 once parsed).\n\n"
+    "Settings come from the `serve:` section of EXPERIMENT.yaml (which serves its run\n"
+    "folder runs/NAME) or of RUN_DIR/config.yaml, with the same keys as the options below\n"
+    "('-' as '_', api_key_file, timeout in seconds); an option given here overrides it.\n\n"
     "  --port P            TCP port; 0 = any free port (default 8080)\n"
     "  --host A            IPv4 address to bind (default 127.0.0.1)\n"
     "  --threads N         HTTP threads (default 2)\n"
@@ -140,6 +144,85 @@ static int serve_main(serve_opts *o, const char *const *args, int nargs, int com
     return KD_EXIT_OK;
 }
 
+/* The serve settings of the operands: an experiment YAML (validated whole;
+ * its run folder runs/NAME is served) or a run folder with a config.yaml
+ * (its serve section); else the defaults.  *dir gets the folder to serve
+ * when the operand was a YAML (static storage).  0 or an exit status. */
+static int base_settings(const char *arg, cfg_serve *c, const char **dir)
+{
+    static char run_dir[CFG_PATH_MAX + 8];
+    kd_err e = {0};
+    size_t n = strlen(arg);
+    config_serve_defaults(c);
+    if ((n > 5 && !strcmp(arg + n - 5, ".yaml")) || (n > 4 && !strcmp(arg + n - 4, ".yml"))) {
+        exp_spec *s = kd_calloc(1, sizeof *s);
+        if (!s)
+            return cli_fail(&(kd_err){.code = KD_ENOMEM, .msg = "out of memory"});
+        int rc = config_load(arg, NULL, 0, s, &e);
+        if (rc == KD_OK) {
+            *c = s->serve;
+            snprintf(run_dir, sizeof run_dir, "runs/%s", s->name);
+            *dir = run_dir;
+        }
+        kd_free(s);
+        return rc == KD_OK ? 0 : cli_fail(&e);
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.yaml", arg);
+    if (kd_file_size(path) >= 0 && config_load_serve(path, c, &e) != KD_OK)
+        return cli_fail(&e);
+    return 0;
+}
+
+/* Flags given on the command line, by their option letter, override c. */
+typedef struct {
+    cfg_serve v;
+    const char *keyfile;
+    char given[128];
+} serve_flags;
+
+static void apply_flags(const serve_flags *f, cfg_serve *c, const char **keyfile)
+{
+    const cfg_serve *v = &f->v;
+    if (f->given['p']) c->port = v->port;
+    if (f->given['H']) snprintf(c->host, sizeof c->host, "%s", v->host);
+    if (f->given['t']) c->threads = v->threads;
+    if (f->given['c']) c->compute_threads = v->compute_threads;
+    if (f->given['b']) c->max_batch = v->max_batch;
+    if (f->given['d']) c->max_delay_us = v->max_delay_us;
+    if (f->given['q']) c->max_queue = v->max_queue;
+    if (f->given['B']) c->max_body = v->max_body;
+    if (f->given['C']) c->max_connections = v->max_connections;
+    if (f->given['T']) c->timeout = v->timeout;
+    if (f->given['S']) snprintf(c->shadow, sizeof c->shadow, "%s", v->shadow);
+    *keyfile = f->given['k'] ? f->keyfile : c->api_key_file[0] ? c->api_key_file : NULL;
+}
+
+/* One option into f; 0, or -1 on a bad value. */
+static int take_flag(serve_flags *f, int c, const char *arg)
+{
+    long v = 0;
+    int bad = 0;
+    cfg_serve *o = &f->v;
+    switch (c) {
+    case 'p': bad = int_arg(arg, 0, 65535, &v); o->port = (int)v; break;
+    case 'H': bad = strlen(arg) >= sizeof o->host; snprintf(o->host, sizeof o->host, "%s", arg); break;
+    case 't': bad = int_arg(arg, 1, 256, &v); o->threads = (int)v; break;
+    case 'c': bad = int_arg(arg, 1, 256, &v); o->compute_threads = (int)v; break;
+    case 'k': f->keyfile = arg; break;
+    case 'b': bad = int_arg(arg, 1, 4096, &v); o->max_batch = (int)v; break;
+    case 'd': bad = int_arg(arg, 0, 10000000, &v); o->max_delay_us = (int)v; break;
+    case 'q': bad = int_arg(arg, 1, 1000000, &v); o->max_queue = (int)v; break;
+    case 'B': bad = int_arg(arg, 64, 1 << 30, &v); o->max_body = (int)v; break;
+    case 'C': bad = int_arg(arg, 1, 1000000, &v); o->max_connections = (int)v; break;
+    case 'T': bad = int_arg(arg, 1, 3600, &v); o->timeout = (int)v; break;
+    case 'S': bad = strlen(arg) >= sizeof o->shadow; snprintf(o->shadow, sizeof o->shadow, "%s", arg); break;
+    default: return -1;
+    }
+    f->given[c] = 1;
+    return bad ? -1 : 0;
+}
+
 int cli_cmd_serve(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -151,41 +234,41 @@ int cli_cmd_serve(int argc, char **argv)
         {"timeout", required_argument, 0, 'T'},      {"shadow", required_argument, 0, 'S'},
         {0, 0, 0, 0},
     };
-    serve_opts o = SERVE_DEFAULT_OPTS;
-    const char *keyfile = NULL;
-    long v = 0, compute = 1;
+    serve_flags f = {0};
     int c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        int bad = 0;
-        switch (c) {
-        case 'p': bad = int_arg(optarg, 0, 65535, &v); o.port = (int)v; break;
-        case 'H': o.host = optarg; break;
-        case 't': bad = int_arg(optarg, 1, 256, &v); o.threads = (int)v; break;
-        case 'c': bad = int_arg(optarg, 1, 256, &compute); break;
-        case 'k': keyfile = optarg; break;
-        case 'b': bad = int_arg(optarg, 1, 4096, &v); o.max_batch = (int)v; break;
-        case 'd': bad = int_arg(optarg, 0, 10000000, &v); o.max_delay_us = (int)v; break;
-        case 'q': bad = int_arg(optarg, 1, 1000000, &v); o.max_queue = (int)v; break;
-        case 'B': bad = int_arg(optarg, 64, LONG_MAX, &v); o.max_body = (size_t)v; break;
-        case 'C': bad = int_arg(optarg, 1, 1000000, &v); o.max_connections = (int)v; break;
-        case 'T': bad = int_arg(optarg, 1, 3600, &v); o.timeout_s = (int)v; break;
-        case 'S': o.shadow = optarg; break;
-        case ':': return cli_usage_error("serve", "%s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("serve", "unknown option \"%s\"", argv[optind - 1]);
-        }
-        if (bad)
+        if (c == ':')
+            return cli_usage_error("serve", "%s needs a value", argv[optind - 1]);
+        if (c == '?')
+            return cli_usage_error("serve", "unknown option \"%s\"", argv[optind - 1]);
+        if (take_flag(&f, c, optarg))
             return cli_usage_error("serve", "%s: \"%s\" is not a valid value", argv[optind - 2],
                                    optarg);
     }
     if (optind >= argc)
-        return cli_usage_error("serve", "a MODEL file or RUN_DIR expected");
+        return cli_usage_error("serve", "a MODEL file, RUN_DIR or experiment YAML expected");
+    cfg_serve cs;
+    const char *keyfile = NULL, *dir = NULL;
+    int st = base_settings(argv[optind], &cs, &dir);
+    if (st)
+        return st;
+    if (dir && argc - optind > 1)
+        return cli_usage_error("serve", "an experiment YAML is served alone (its run folder)");
+    apply_flags(&f, &cs, &keyfile);
     char why[512], *key = NULL;
     if (keyfile && !(key = read_key(keyfile, why, sizeof why)))
-        return cli_usage_error("serve", "--api-key-file %s", why);
-    o.api_key = key;
-    int rc = serve_main(&o, (const char *const *)argv + optind, argc - optind, (int)compute);
+        return cli_usage_error("serve", "api key file %s", why);
+    serve_opts o = {.host = cs.host, .port = cs.port, .threads = cs.threads,
+                    .max_batch = cs.max_batch, .max_delay_us = cs.max_delay_us,
+                    .max_queue = cs.max_queue, .max_body = (size_t)cs.max_body,
+                    .max_connections = cs.max_connections, .timeout_s = cs.timeout,
+                    .api_key = key, .shadow = cs.shadow[0] ? cs.shadow : NULL};
+    const char *one[1] = {dir};
+    int rc = dir ? serve_main(&o, one, 1, cs.compute_threads)
+                 : serve_main(&o, (const char *const *)argv + optind, argc - optind,
+                              cs.compute_threads);
     kd_free(key);
     return rc;
 }

@@ -97,7 +97,14 @@ typedef struct {
     long requests;       /* per model; 0 = bounded by seconds alone */
     double seconds;      /* per model; the run stops at whichever comes first */
     int predict;         /* 1: POST /predict (default model) instead of v2 infer */
+    /* NULL, or nimages images of image_size pixels each, sent round-robin (at
+     * most SERVE_LOAD_BODIES of them) to a model whose input size is
+     * image_size; other models, and no images, get fixed random pixels */
+    const uint8_t *images;
+    int nimages;
+    size_t image_size;
 } serve_load_opts;
+#define SERVE_LOAD_BODIES 256
 
 typedef struct {
     char model[SERVE_NAME_MAX];
