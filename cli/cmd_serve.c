@@ -6,8 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../config/config.h"
+#include "../data/data.h"
 #include "../serve/serve.h"
 #include "cli.h"
 
@@ -54,13 +56,16 @@ const char cli_loadtest_usage[] =
     "threads, each on its own keep-alive connection, for N requests or S seconds per\n"
     "model, whichever comes first, and prints per model requests/s and latency\n"
     "p50/p90/p99.  Requests are v2 infer calls with UINT8 pixels (--predict: POST\n"
-    "/predict with FP32 features, the default model).\n\n"
+    "/predict with FP32 features, the default model).  A model that takes 784 inputs gets\n"
+    "the Fashion-MNIST test images round-robin (the first 256; Debian's\n"
+    "dataset-fashion-mnist), any other fixed random pixels.\n\n"
     "  --model NAME        one model (default: every model the server lists, in turn)\n"
     "  --concurrency C     client threads (default 8)\n"
     "  --requests N        requests per model (default 0: bounded by --seconds only)\n"
     "  --seconds S         seconds per model at most (default 10, at most 3600)\n"
     "  --api-key-file F    send \"Authorization: Bearer KEY\", KEY being F's first line\n"
     "  --predict           POST /predict instead of v2 infer\n"
+    "  --random            fixed random pixels even when test images are there\n"
     "\nexit status: 0 success, 1 no request answered, 2 usage error\n";
 
 /* A whole-string integer in [lo, hi]; 0 or -1. */
@@ -107,23 +112,64 @@ static char *read_key(const char *path, char *why, size_t n)
     return key;
 }
 
+/* SIGINT and SIGTERM write their number to a pipe the main thread reads.  A
+ * handler, not sigwait: OpenBLAS starts its threads before main, with every
+ * signal unblocked, and a signal the kernel gives one of them would kill the
+ * process under sigwait; a handler runs wherever the signal lands. */
+static int stop_pipe[2] = {-1, -1};
+
+static void on_stop(int sig)
+{
+    unsigned char b = (unsigned char)sig;
+    ssize_t k = write(stop_pipe[1], &b, 1);
+    (void)k;
+}
+
+/* Installs the handlers; 0 or -1. */
+static int catch_stop(void)
+{
+    if (pipe(stop_pipe) != 0)
+        return -1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    return 0;
+}
+
+/* The signal's number, once one came. */
+static int wait_stop(void)
+{
+    unsigned char b = 0;
+    while (read(stop_pipe[0], &b, 1) != 1)
+        ;
+    return b;
+}
+
 static int serve_main(serve_opts *o, const char *const *args, int nargs, int compute_threads)
 {
     kd_err e = {0};
-    serve_source *src = NULL;
-    int n = 0;
-    if (serve_sources(args, nargs, &src, &n, &e) != KD_OK)
-        return cli_fail(&e);
-    nn_set_threads(compute_threads);
-    serve_server *s = serve_server_new(o, &e);
-    int rc = s ? serve_server_add_sources(s, src, n, &e) : e.code;
-    /* signals are taken by sigwait below: block them before any thread starts */
+    /* blocked in every thread made from here on (the HTTP pool, the model
+     * workers); the main thread unblocks them once the server runs */
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (catch_stop() != 0)
+        return cli_fail(&(kd_err){.code = KD_ERUNTIME, .msg = "cannot make a pipe"});
+    serve_source *src = NULL;
+    int n = 0;
+    if (serve_sources(args, nargs, &src, &n, &e) != KD_OK)
+        return cli_fail(&e);
+    o->compute_threads = compute_threads;
+    nn_set_threads(1); /* OpenBLAS stays serial: each model has its own team (serve.h) */
+    serve_server *s = serve_server_new(o, &e);
+    int rc = s ? serve_server_add_sources(s, src, n, &e) : e.code;
     if (rc == KD_OK)
         rc = serve_server_start(s, &e);
     if (rc != KD_OK) {
@@ -135,8 +181,8 @@ static int serve_main(serve_opts *o, const char *const *args, int nargs, int com
     for (int i = 0; i < n; i++)
         printf("model %s%s  %s\n", src[i].name, i == 0 ? " (default)" : "", src[i].path);
     fflush(stdout);
-    int sig = 0;
-    sigwait(&set, &sig);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    int sig = wait_stop();
     fprintf(stderr, "kdbench serve: %s, draining\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     serve_server_stop(s, 10);
     serve_server_free(s);
@@ -299,10 +345,11 @@ int cli_cmd_loadtest(int argc, char **argv)
         {"model", required_argument, 0, 'm'},    {"concurrency", required_argument, 0, 'c'},
         {"requests", required_argument, 0, 'n'}, {"seconds", required_argument, 0, 's'},
         {"api-key-file", required_argument, 0, 'k'}, {"predict", no_argument, 0, 'P'},
-        {0, 0, 0, 0},
+        {"random", no_argument, 0, 'R'},             {0, 0, 0, 0},
     };
     serve_load_opts o = {.concurrency = 8, .seconds = 10};
     const char *keyfile = NULL;
+    int random = 0;
     long v = 0;
     int c;
     optind = 1;
@@ -316,6 +363,7 @@ int cli_cmd_loadtest(int argc, char **argv)
         case 's': bad = int_arg(optarg, 1, 3600, &v); o.seconds = (double)v; break;
         case 'k': keyfile = optarg; break;
         case 'P': o.predict = 1; break;
+        case 'R': random = 1; break;
         case ':': return cli_usage_error("loadtest", "%s needs a value", argv[optind - 1]);
         default: return cli_usage_error("loadtest", "unknown option \"%s\"", argv[optind - 1]);
         }
@@ -334,8 +382,17 @@ int cli_cmd_loadtest(int argc, char **argv)
     o.api_key = key;
     signal(SIGPIPE, SIG_IGN);
     kd_err e = {0};
+    data_set test = {0};
+    if (!random && data_idx_load(DATA_FASHION_DIR "/t10k-images-idx3-ubyte.gz",
+                                 DATA_FASHION_DIR "/t10k-labels-idx1-ubyte.gz", SERVE_LOAD_BODIES,
+                                 &test, &e) == KD_OK && test.x8) {
+        o.images = test.x8;
+        o.nimages = test.n;
+        o.image_size = nn_shape_size(test.shape);
+    }
     serve_load_row *rows = NULL;
     int n = 0, rc = serve_loadtest(&o, &rows, &n, &e);
+    data_set_free(&test);
     kd_free(key);
     if (rc != KD_OK)
         return cli_fail(&e);

@@ -43,6 +43,7 @@ static int serve_cells(run_ctx *r, const serve_source *src, int n, int batching,
 {
     const cfg_serve *c = &r->spec->serve;
     serve_opts so = {.host = "127.0.0.1", .port = 0, .threads = c->threads,
+                     .compute_threads = c->compute_threads,
                      .max_batch = batching ? c->max_batch : 1, .max_delay_us = c->max_delay_us,
                      .max_queue = c->max_queue, .max_body = (size_t)c->max_body,
                      .max_connections = c->max_connections, .timeout_s = c->timeout};
@@ -99,10 +100,13 @@ int pl_stage_serving(run_ctx *r, kd_err *e)
     int nrows = 0;
     if (rc == KD_OK && !rows)
         rc = kd_err_set(e, KD_ENOMEM, "out of memory");
-    /* both: unbatched first, then batched, on two servers */
+    /* both: unbatched first, then batched, on two servers; OpenBLAS serial
+     * meanwhile (each model's worker is its thread; serve.h) */
+    nn_set_threads(1);
     for (int p = 0; rc == KD_OK && p < passes; p++)
         rc = serve_cells(r, src, n, c->batching == 1 ? 0 : c->batching == 2 ? p : 1, rows,
                          &nrows, e);
+    nn_set_threads(r->threads);
     if (rc == KD_OK)
         rc = rep_write_serving(r->dir, r->spec->name, rows, nrows, e);
     if (rc == KD_OK)

@@ -3,13 +3,99 @@
  * FP32 features in the model's float scale (pixels / 255 for image models)
  * and UINT8 raw pixels first divided by 255. */
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <cJSON.h>
 
 #include "internal.h"
+
+/* ---- a per-thread arena for parsing --------------------------------------------
+ * cJSON makes one node per value (784 for one image) and a string per key, each
+ * a malloc, then frees them one by one: most of a small request's time.  Its
+ * only allocator interface is process-wide (cJSON_InitHooks), so the hooks are
+ * set once, and they bump-allocate from the calling thread's arena while that
+ * thread is inside a parse (arena_begin/arena_end); anywhere else, and when
+ * the arena is full, they are malloc and free.  free of an arena pointer is a
+ * no-op; the arena is reset at arena_end and freed when its thread exits. */
+#define ARENA_BYTES (512u << 10)
+typedef struct {
+    char *base;
+    size_t used;
+    int active;
+} json_arena;
+
+static _Thread_local json_arena *t_arena;
+static pthread_key_t arena_key;
+static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
+
+static void arena_destroy(void *p)
+{
+    json_arena *a = p;
+    free(a->base);
+    free(a);
+}
+
+static void *hook_malloc(size_t n)
+{
+    json_arena *a = t_arena;
+    if (a && a->active) {
+        size_t at = (a->used + 15) & ~(size_t)15;
+        if (n <= ARENA_BYTES && at <= ARENA_BYTES - n) {
+            a->used = at + n;
+            return a->base + at;
+        }
+    }
+    return malloc(n);
+}
+
+static void hook_free(void *p)
+{
+    json_arena *a = t_arena;
+    if (a && (char *)p >= a->base && (char *)p < a->base + ARENA_BYTES)
+        return;
+    free(p);
+}
+
+static void arena_init(void)
+{
+    pthread_key_create(&arena_key, arena_destroy);
+    cJSON_Hooks h = {hook_malloc, hook_free};
+    cJSON_InitHooks(&h);
+}
+
+void serve_json_init(void) { pthread_once(&arena_once, arena_init); }
+
+/* Parses go to this thread's arena from here on (made on first use; without
+ * memory, they stay on malloc). */
+static void arena_begin(void)
+{
+    serve_json_init();
+    if (!t_arena) {
+        json_arena *a = malloc(sizeof *a);
+        if (!a || !(a->base = malloc(ARENA_BYTES))) {
+            free(a);
+            return;
+        }
+        a->used = 0;
+        a->active = 0;
+        t_arena = a;
+        pthread_setspecific(arena_key, a);
+    }
+    t_arena->active = 1;
+}
+
+/* After the parse's cJSON_Delete: the arena is empty again. */
+static void arena_end(void)
+{
+    if (t_arena) {
+        t_arena->active = 0;
+        t_arena->used = 0;
+    }
+}
 
 static int bad(char *why, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int bad(char *why, size_t n, const char *fmt, ...)
@@ -65,9 +151,12 @@ int serve_json_predict_in(const char *body, size_t len, const serve_input_spec *
                           int *rows, char *why, size_t nwhy)
 {
     *x = NULL;
+    arena_begin();
     cJSON *j = parse(body, len, why, nwhy);
-    if (!j)
+    if (!j) {
+        arena_end();
         return 400;
+    }
     const size_t size = nn_shape_size(s->in);
     const cJSON *in = cJSON_GetObjectItemCaseSensitive(j, "input");
     int n = cJSON_IsArray(in) ? cJSON_GetArraySize(in) : 0, rc = 0;
@@ -96,6 +185,7 @@ int serve_json_predict_in(const char *body, size_t len, const serve_input_spec *
         r++;
     }
     cJSON_Delete(j);
+    arena_end();
     if (rc) {
         kd_afree(*x);
         *x = NULL;
@@ -185,9 +275,12 @@ int serve_json_infer_in(const char *body, size_t len, const serve_input_spec *s,
 {
     *x = NULL;
     id[0] = 0;
+    arena_begin();
     cJSON *j = parse(body, len, why, nwhy);
-    if (!j)
+    if (!j) {
+        arena_end();
         return 400;
+    }
     const cJSON *jid = cJSON_GetObjectItemCaseSensitive(j, "id");
     const cJSON *inputs = cJSON_GetObjectItemCaseSensitive(j, "inputs");
     int rc = 0;
@@ -202,6 +295,7 @@ int serve_json_infer_in(const char *body, size_t len, const serve_input_spec *s,
         rc = infer_tensor(cJSON_GetArrayItem(inputs, 0), s, x, rows, why, nwhy);
     }
     cJSON_Delete(j);
+    arena_end();
     if (rc) {
         kd_afree(*x);
         *x = NULL;
