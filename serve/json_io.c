@@ -323,21 +323,46 @@ static char *print_free(cJSON *j)
     return s;
 }
 
+/* rows x k probabilities as one raw JSON array (nested: one array per row),
+ * each as %.9g (a float read back exactly): cJSON would print each number
+ * twice over and read it back to choose a width.  NULL when out of memory. */
+static cJSON *probs_raw(const float *p, int rows, int k, int nested)
+{
+    kd_buf b = {0};
+    kd_buf_put(&b, "[", 1);
+    for (int r = 0; r < rows; r++) {
+        if (nested)
+            kd_buf_put(&b, r ? ",[" : "[", r ? 2 : 1);
+        for (int i = 0; i < k; i++) {
+            char num[32];
+            int n = snprintf(num + 1, sizeof num - 1, "%.9g", (double)p[(size_t)r * k + i]);
+            num[0] = ',';
+            int first = i == 0 && (nested || r == 0);
+            kd_buf_put(&b, num + first, (size_t)n + !first);
+        }
+        if (nested)
+            kd_buf_put(&b, "]", 1);
+    }
+    kd_buf_put(&b, "]", 2); /* with the NUL */
+    cJSON *j = b.failed ? NULL : cJSON_CreateRaw((const char *)b.p);
+    kd_buf_free(&b);
+    return j;
+}
+
 /* Adds rows x k probabilities (nested when nested, else flat) and their
  * classes under the given keys; 0 or -1 (out of memory). */
 static int add_probs(cJSON *o, const char *pkey, const char *ckey, const float *p, int rows,
                      int k, int nested)
 {
-    cJSON *pa = cJSON_AddArrayToObject(o, pkey), *ca = cJSON_AddArrayToObject(o, ckey);
-    if (!pa || !ca)
+    cJSON *pa = probs_raw(p, rows, k, nested);
+    if (!pa || !cJSON_AddItemToObject(o, pkey, pa)) {
+        cJSON_Delete(pa);
+        return -1;
+    }
+    cJSON *ca = cJSON_AddArrayToObject(o, ckey);
+    if (!ca)
         return -1;
     for (int r = 0; r < rows; r++) {
-        cJSON *row = nested ? cJSON_CreateFloatArray(p + (size_t)r * k, k) : pa;
-        if (!row || (nested && !cJSON_AddItemToArray(pa, row)))
-            return -1;
-        for (int i = 0; !nested && i < k; i++)
-            if (!cJSON_AddItemToArray(pa, cJSON_CreateNumber(p[(size_t)r * k + i])))
-                return -1;
         int c;
         serve_argmax(p + (size_t)r * k, 1, k, &c);
         if (!cJSON_AddItemToArray(ca, cJSON_CreateNumber(c)))
