@@ -295,7 +295,8 @@ START_TEST(test_sources)
         save(m, p);
     }
     const char *res = "{\"rows\": [{\"name\": \"teacher\", \"accuracy\": 0.9},"
-                      " {\"name\": \"s1/distilled\", \"accuracy\": 0.8}]}";
+                      " {\"name\": \"s1/distilled\", \"accuracy\": 0.8},"
+                      " {\"name\": \"x/int8\", \"accuracy\": 0.7}]}";
     snprintf(p, sizeof p, "%s/results.json", dir);
     kdt_write(p, res, strlen(res));
     serve_source *src;
@@ -310,7 +311,8 @@ START_TEST(test_sources)
     ck_assert_ptr_nonnull(strstr(src[1].path, "distilled-seed2.kdm"));
     ck_assert_double_eq(src[0].accuracy, 0.9);
     ck_assert_double_eq(src[1].accuracy, 0.8);
-    ck_assert_double_lt(src[3].accuracy, 0);
+    ck_assert_double_eq(src[3].accuracy, 0.7); /* row x/int8, file x_int8.kdm */
+    ck_assert_double_lt(src[4].accuracy, 0);
     kd_free(src);
     /* a file and the same name twice; a folder with no model; a missing path */
     snprintf(p, sizeof p, "%s/teacher.kdm", dir);
