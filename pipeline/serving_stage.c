@@ -71,7 +71,7 @@ static int serve_cells(run_ctx *r, const serve_source *src, int n, int batching,
                                    .seconds = row->seconds, .rps = row->rps,
                                    .p50_ms = row->p50_ms, .p90_ms = row->p90_ms,
                                    .p99_ms = row->p99_ms};
-            snprintf(o->variant, sizeof o->variant, "%s", src[i].name);
+            snprintf(o->variant, sizeof o->variant, "%.95s", src[i].name);
             kd_logf(&r->log, "serving %s, %d client%s, batching %s: %.0f requests/s, p99 %.2f ms"
                     "%s", o->variant, o->concurrency, o->concurrency == 1 ? "" : "s",
                     o->batching ? "on" : "off", o->rps, o->p99_ms,
