@@ -200,6 +200,10 @@ int main(int argc, char **argv)
         bench_qaccuracy();
         return 0;
     }
+    if (argc > 1 && strcmp(argv[1], "serve") == 0) { /* kdbench serve under load */
+        bench_serve();
+        return 0;
+    }
     if (argc > 1 && strcmp(argv[1], "qmodels") == 0) { /* the quantized kernels and models */
         bench_quant();
         bench_qmodels();
@@ -227,6 +231,7 @@ int main(int argc, char **argv)
     bench_quant();
     bench_qmodels();
     bench_formats();
+    bench_serve();
     bench_peak_memory();
     nn_model_free(m);
     nn_model_free(c);

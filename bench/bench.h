@@ -18,4 +18,8 @@ void bench_qaccuracy(void);
  * speed-up over fp32 against its target, per kernel level of this host. */
 void bench_formats(void);
 
+/* bench_serve.c: kdbench serve under load in-process (requests/s, p99,
+ * the issue's ratios); `kdbench-bench serve` runs it alone. */
+void bench_serve(void);
+
 #endif

@@ -207,6 +207,46 @@ typedef struct {
     float timeout;   /* seconds per plot, default 30, (0, 3600] */
 } cfg_report;
 
+/* `serve:` — the keys of `kdbench serve` (the same names as its flags, '-'
+ * as '_'), and the serving loadtest `kdbench run` ends with.  serve.c. */
+#define CFG_MAX_CONC 8
+#define CFG_MAX_SERVE_MODELS 16
+#define CFG_SERVE_NAME 96
+typedef struct {
+    int port;                 /* default 8080, [0, 65535] */
+    char host[64];            /* IPv4 address, default 127.0.0.1 */
+    int threads;              /* HTTP threads, default 2, [1, 256] */
+    int compute_threads;      /* threads per model forward, default 1, [1, 256] */
+    char api_key_file[CFG_PATH_MAX]; /* "" = no access control */
+    int max_batch;            /* default 64, [1, 4096]; 1 = batching off */
+    int max_delay_us;         /* default 0, [0, 10000000] */
+    int max_queue;            /* default 1024, [1, 1000000] */
+    int max_body;             /* bytes, default 8 MiB, [64, 2^30] */
+    int max_connections;      /* default 1000, [1, 1000000] */
+    int timeout;              /* seconds, default 10, [1, 3600] */
+    char shadow[CFG_SERVE_NAME]; /* "" = none; a served model's name */
+    /* the loadtest at the end of kdbench run (127.0.0.1, an ephemeral port) */
+    int loadtest;             /* default false */
+    int concurrency[CFG_MAX_CONC]; /* default [1, 8, 64]; each in [1, 1024] */
+    int nconcurrency;
+    int requests;             /* per variant and level, default 2000, [1, 10000000] */
+    float seconds;            /* ... at most this long, default 1, (0, 600] */
+    int batching;             /* 0 on (default), 1 off, 2 both (each level twice) */
+    char models[CFG_MAX_SERVE_MODELS][CFG_SERVE_NAME]; /* served names; none = every variant */
+    int nmodels;
+    cfg_pos pos;              /* of the `serve` key ({0,0}: absent) */
+} cfg_serve;
+
+/* The defaults of cfg_serve (also kdbench serve's without a config). */
+void config_serve_defaults(cfg_serve *s);
+/* "on", "off", "both" by cfg_serve.batching. */
+const char *config_serve_batching(int b);
+/* Reads just the `serve:` section of a config file (an experiment YAML, or a
+ * run directory's config.yaml) into out, with the same checks and messages as
+ * config_load (the rest of the file is parsed, not validated).  Absent: the
+ * defaults.  0, KD_ECONFIG, KD_EIO or KD_ENOMEM. */
+int config_load_serve(const char *path, cfg_serve *out, kd_err *e);
+
 typedef struct {
     char file[CFG_PATH_MAX]; /* the config file path (for messages) */
     char name[128];          /* required; [A-Za-z0-9_.-]+ (used as the run folder name) */
@@ -221,6 +261,7 @@ typedef struct {
     int nvariants;
     cfg_sensitivity sensitivity;             /* optional */
     cfg_report report;
+    cfg_serve serve;                         /* optional `serve:` */
 } exp_spec;
 
 /* What the data files say, for the rules that need them: the class count

@@ -271,5 +271,6 @@ int config_dump(const exp_spec *s, FILE *f)
             s->report.plots ? "true" : "false");
     put_key_float(f, "", "timeout", s->report.timeout);
     fputs("}\n", f);
+    cfg_dump_serve(&s->serve, f);
     return ferror(f) ? KD_EIO : KD_OK;
 }

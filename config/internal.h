@@ -147,6 +147,10 @@ int cfg_walk_students(cfg_ctx *c, const cfg_node *root, exp_spec *s);
 /* The optional `compress:` list and `sensitivity:` (compress.c); needs the
  * teacher and students walked. */
 int cfg_walk_compress(cfg_ctx *c, const cfg_node *root, exp_spec *s);
+/* The optional `serve:` section (serve.c); needs the students and variants
+ * walked (model names are checked against them).  Its YAML (dump). */
+int cfg_walk_serve(cfg_ctx *c, const cfg_node *root, exp_spec *s);
+void cfg_dump_serve(const cfg_serve *s, FILE *f);
 /* A prune or quantize pass against its source's layers (compress_layers.c):
  * the pass applies, each override matches a layer it can change, and
  * structured pruning is not asked to shrink an output layer. */

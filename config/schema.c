@@ -323,7 +323,7 @@ int cfg_walk(cfg_ctx *c, const cfg_node *root, exp_spec *s)
 {
     static const char *const keys[] = {"name",     "seed",     "threads",     "cache_dir",
                                        "data",     "teacher",  "students",    "compress",
-                                       "sensitivity", "report", NULL};
+                                       "sensitivity", "report", "serve", NULL};
     int rc = cfg_check_keys(c, root, "", keys, NULL);
     if (rc != KD_OK || (rc = walk_name(c, root, s)) != KD_OK)
         return rc;
@@ -334,7 +334,8 @@ int cfg_walk(cfg_ctx *c, const cfg_node *root, exp_spec *s)
         (rc = cfg_int(c, root, "", "threads", 0, 0, 256, &s->threads)) ||
         (rc = cfg_str(c, root, "", "cache_dir", 0, s->cache_dir, sizeof s->cache_dir)) ||
         (rc = walk_data(c, root, &s->data)) || (rc = walk_teacher(c, root, &s->data, &s->teacher)) ||
-        (rc = cfg_walk_students(c, root, s)) || (rc = cfg_walk_compress(c, root, s)))
+        (rc = cfg_walk_students(c, root, s)) || (rc = cfg_walk_compress(c, root, s)) ||
+        (rc = walk_report(c, root, &s->report)))
         return rc;
-    return walk_report(c, root, &s->report);
+    return cfg_walk_serve(c, root, s);
 }

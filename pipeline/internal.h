@@ -114,5 +114,7 @@ double pl_stage_measure_work(const run_ctx *r, const nn_model *m);
 int pl_stage_teacher(run_ctx *r, kd_err *e);
 int pl_stage_students(run_ctx *r, kd_err *e);
 int pl_stage_compress(run_ctx *r, kd_err *e);
+/* serve.loadtest: serving.json/.csv (serving_stage.c); after results.json. */
+int pl_stage_serving(run_ctx *r, kd_err *e);
 
 #endif

@@ -254,6 +254,8 @@ int pipeline_run(const exp_spec *spec, const pipeline_opts *o, kd_err *e)
         rc = rep_write_results(r.dir, spec->name, r.rows, r.nrows, e);
     if (rc == KD_OK)
         kd_logf(&r.log, "results: %s/results.json, %s/results.csv", r.dir, r.dir);
+    if (rc == KD_OK && spec->serve.loadtest && (rc = pl_cancelled(&r, e)) == KD_OK)
+        rc = pl_stage_serving(&r, e);
     if (rc == KD_OK) {
         pl_stage_begin(&r, "report");
         rc = write_report(&r, e);

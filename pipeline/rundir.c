@@ -191,12 +191,12 @@ static int run_key(const run_ctx *r, kd_buf *b, kd_err *e)
 
 /* ---- comparing two keys ----------------------------------------------------- */
 /* Keys a resume may change: they decide no byte of a checkpoint or model
- * (the output's name and the report's settings). */
+ * (the output's name, the report's and the serving loadtest's settings). */
 static int harmless(const char *path, size_t n)
 {
     /* threads: the count in use is its own key (0 means all cores) */
-    static const char *const names[] = {"name", "cache_dir", "report", "threads"};
-    for (int i = 0; i < 4; i++) {
+    static const char *const names[] = {"name", "cache_dir", "report", "threads", "serve"};
+    for (int i = 0; i < 5; i++) {
         size_t k = strlen(names[i]);
         if (n >= k && !strncmp(path, names[i], k) && (n == k || path[k] == '.'))
             return 1;

@@ -79,7 +79,7 @@ static void add(run_ctx *r, double w)
 int pl_stages_plan(run_ctx *r, kd_err *e)
 {
     const exp_spec *s = r->spec;
-    int n = 1 + 1 + (s->sensitivity.on ? 1 : 0);
+    int n = 1 + 1 + (s->sensitivity.on ? 1 : 0) + (s->serve.loadtest ? 1 : 0);
     for (int i = 0; i < s->nstudents; i++)
         n += (1 + s->students[i].nmodes) * s->students[i].nseeds; /* scratch + each mode */
     for (int i = 0; i < s->nvariants; i++)
@@ -108,6 +108,10 @@ int pl_stages_plan(run_ctx *r, kd_err *e)
         double m = source_macs(r, t->source_kind, t->source_student, t->source_path, tm);
         add(r, 3.0 * t->nsparsities * m * (r->val.n ? r->val.n : r->test.n) / NOMINAL_MACS_S);
     }
+    if (s->serve.loadtest) /* each cell: its seconds at most, plus starting the clients */
+        add(r, (s->serve.nmodels ? s->serve.nmodels : 1 + s->nstudents * 2 + s->nvariants) *
+                   s->serve.nconcurrency * (s->serve.batching == 2 ? 2 : 1) *
+                   (s->serve.seconds + 0.05));
     add(r, s->report.plots ? REPORT_S : REPORT_S / 10);
     r->job = -1;
     r->jobs_t0 = kd_now();

@@ -163,6 +163,8 @@ typedef struct {
     rep_env env;
     int has_env;
     rep_plotter plots;
+    rep_serving_row *serving; /* serving.json's rows (owned), or NULL */
+    int nserving;
     char sum[REP_DOC_LINES][512]; /* summary lines, plain text */
     int nsum;
     const rep_warnings *w;
@@ -171,5 +173,13 @@ typedef struct {
  * into b. */
 int rep_doc_md(const rep_doc *d, kd_buf *b, kd_err *e);
 int rep_doc_html(const rep_doc *d, kd_buf *b, kd_err *e);
+
+/* ---- serving.c: the Serving section (from serving.json) ---- */
+/* Reads d->dir/serving.json when there is one (a bad one is a warning). */
+void rep_serving_load(rep_doc *d, rep_warnings *w);
+/* The p99-vs-throughput plot (stem "serving"); nothing without rows. */
+int rep_serving_plot(rep_doc *d, rep_plotter *p, kd_err *e);
+/* "## Serving" with its table and note (markdown or HTML); nothing without rows. */
+int rep_serving_section(const rep_doc *d, int style, kd_buf *b, kd_err *e);
 
 #endif

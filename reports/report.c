@@ -80,6 +80,7 @@ static int load_doc(rep_doc *d, const char *run_dir, rep_warnings *w, kd_err *e)
         if (!strcmp(d->rows[i].role, "teacher"))
             d->teacher = i;
     optional_inputs(d, w);
+    rep_serving_load(d, w);
     latency_notes(d, w);
     return KD_OK;
 }
@@ -88,6 +89,7 @@ static void free_doc(rep_doc *d)
 {
     kd_free(d->rows);
     kd_free(d->m);
+    kd_free(d->serving);
 }
 
 /* ---- summary lines ------------------------------------------------------------ */
@@ -223,8 +225,9 @@ static int draw_plots(rep_doc *d, const rep_report_opts *o, rep_warnings *w, kd_
     rep_plotter_init(&d->plots, pdir, o, w);
     if ((rc = rep_plot_acc_size(&d->plots, d->rows, d->nrows, 0, e)) == KD_OK &&
         (rc = rep_plot_acc_latency(&d->plots, d->rows, d->nrows, e)) == KD_OK &&
-        (rc = rep_plot_curves(&d->plots, d->m, d->nm, e)) == KD_OK)
-        rc = rep_plot_csvs(&d->plots, d->dir, d->rows, d->nrows, e);
+        (rc = rep_plot_curves(&d->plots, d->m, d->nm, e)) == KD_OK &&
+        (rc = rep_plot_csvs(&d->plots, d->dir, d->rows, d->nrows, e)) == KD_OK)
+        rc = rep_serving_plot(d, &d->plots, e);
     rep_plotter_finish(&d->plots);
     return rc;
 }

@@ -131,6 +131,24 @@ int rep_read_env(const char *path, rep_env *env, kd_err *e);
  * Returns the number of points on the front. */
 int rep_pareto(const double *size, const double *acc, int n, int *on_front);
 
+/* ---- serving.json / serving.csv (serving.c) ---------------------------------
+ * The serving loadtest kdbench run ends with: per variant, concurrency level
+ * and batching setting, what batch-1 requests over loopback HTTP measured. */
+typedef struct {
+    char variant[96];
+    int concurrency;
+    int batching; /* 1 on (max_batch > 1), 0 off */
+    long requests, failures;
+    double seconds, rps, p50_ms, p90_ms, p99_ms;
+} rep_serving_row;
+
+/* Writes dir/serving.json ({"experiment", "rows": [...]}) and dir/serving.csv,
+ * each atomically. */
+int rep_write_serving(const char *dir, const char *experiment, const rep_serving_row *rows,
+                      int n, kd_err *e);
+/* Reads a serving.json back (*rows new, kd_free it). */
+int rep_read_serving(const char *path, rep_serving_row **rows, int *n, kd_err *e);
+
 /* ---- report (report.c) and comparison (compare.c) --------------------------- */
 enum { REP_FMT_MD = 1, REP_FMT_HTML = 2, REP_FMT_BOTH = 3 };
 
@@ -154,7 +172,8 @@ typedef struct {
 
 /* Writes RUN_DIR/report/: report.md and/or report.html, plots/ with each plot's
  * .dat, .gp, .png and .svg.  Reads results.json (required), metrics.jsonl,
- * env.json, sparsity.csv, sensitivity.csv, weights_hist.csv (each optional).
+ * env.json, sparsity.csv, sensitivity.csv, weights_hist.csv, serving.json
+ * (each optional; serving.json adds a Serving section).
  * A plot that cannot be drawn adds a line to w (may be NULL) and is not an
  * error; a missing or malformed results.json is.  o may be NULL (defaults). */
 int rep_report_write(const char *run_dir, const rep_report_opts *o, rep_warnings *w, kd_err *e);

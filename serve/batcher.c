@@ -19,21 +19,28 @@ struct serve_batcher {
     serve_job **q; /* ring of max_queue */
     int head, count;
     int stopping, started;
+    int busy;    /* a forward runs (the worker's, or a caller's: serve_batcher_try_run) */
     int isolate; /* the model's answers depend on the batch: one forward per request */
     pthread_t thread;
     serve_batcher *shadow; /* NULL, or where every request is also run */
+    nn_team *team;         /* NULL, or the model's own team (compute_threads > 1) */
     /* the worker's own buffers, for max_batch rows */
     float *x;
     int xcap;
 };
 
 serve_batcher *serve_batcher_new(nn_model *m, int max_batch, int max_delay_us, int max_queue,
-                                 serve_metrics *mx, kd_err *e)
+                                 int compute_threads, serve_metrics *mx, kd_err *e)
 {
     serve_batcher *b = kd_calloc(1, sizeof *b);
     if (!b || !(b->q = kd_calloc((size_t)max_queue, sizeof *b->q))) {
         kd_free(b);
         kd_err_set(e, KD_ENOMEM, "out of memory for a queue of %d", max_queue);
+        return NULL;
+    }
+    if (compute_threads > 1 && !(b->team = nn_team_new(compute_threads, e))) {
+        kd_free(b->q);
+        kd_free(b);
         return NULL;
     }
     b->m = m;
@@ -68,6 +75,7 @@ int serve_batcher_submit(serve_batcher *b, serve_job *j)
 {
     return submit_below(b, j, b->max_queue);
 }
+
 
 /* Rows of the queued jobs that fit one batch (at least the first job). */
 static int queued_fit(const serve_batcher *b, int *njobs)
@@ -104,7 +112,7 @@ static void softmax_rows(const float *z, int rows, int k, float *p)
  * empty queue (returns 0 then). */
 static int wait_batch(serve_batcher *b, serve_job **jobs, int *njobs)
 {
-    while (b->count == 0 && !b->stopping)
+    while ((b->count == 0 || b->busy) && !(b->stopping && !b->busy))
         pthread_cond_wait(&b->cv, &b->mu);
     if (b->count == 0)
         return 0;
@@ -128,7 +136,18 @@ static int wait_batch(serve_batcher *b, serve_job **jobs, int *njobs)
         jobs[i] = b->q[(b->head + i) % b->max_queue];
     b->head = (b->head + *njobs) % b->max_queue;
     b->count -= *njobs;
+    b->busy = 1;
     return 1;
+}
+
+/* The forward is free again: the worker may take what queued meanwhile. */
+static void release(serve_batcher *b)
+{
+    pthread_mutex_lock(&b->mu);
+    b->busy = 0;
+    if (b->count || b->stopping) /* the worker waits for the forward to be free */
+        pthread_cond_signal(&b->cv);
+    pthread_mutex_unlock(&b->mu);
 }
 
 /* ---- shadow ------------------------------------------------------------------
@@ -214,7 +233,7 @@ static void run_batch(serve_batcher *b, serve_job **jobs, int njobs, double *que
             x = b->x;
         }
     }
-    nn_ctx c = {0};
+    nn_ctx c = {.team = b->team};
     const float *z = NULL;
     if (x == jobs[0]->x && njobs > 1) { /* isolated, or no memory to gather: one at a time */
         for (int i = 0; i < njobs; i++)
@@ -259,6 +278,7 @@ static void *worker(void *arg)
         if (!more)
             break;
         run_batch(b, jobs, njobs, queue_s);
+        release(b);
     }
     kd_free(jobs);
     kd_free(queue_s);
@@ -298,7 +318,8 @@ int serve_batcher_isolated(const serve_batcher *b) { return b->isolate; }
 
 int serve_batcher_start(serve_batcher *b, kd_err *e)
 {
-    b->m->b1_threads = 1; /* a worker per model: batch-1 work stays on it */
+    /* a worker per model: batch-1 work stays on it, unless it has a team */
+    b->m->b1_threads = b->team ? 0 : 1;
     b->isolate = b->max_batch > 1 && batch_dependent(b->m);
     if (nn_model_reserve(b->m, b->max_batch, e) != KD_OK)
         return e ? e->code : KD_ENOMEM;
@@ -330,5 +351,22 @@ void serve_batcher_free(serve_batcher *b)
     pthread_cond_destroy(&b->cv);
     kd_afree(b->x);
     kd_free(b->q);
+    nn_team_free(b->team);
     kd_free(b);
+}
+
+int serve_batcher_try_run(serve_batcher *b, serve_job *j)
+{
+    pthread_mutex_lock(&b->mu);
+    /* with max_delay_us, a lone request waits for company instead */
+    int mine = b->max_delay_us == 0 && b->started && !b->stopping && !b->busy && b->count == 0;
+    if (mine)
+        b->busy = 1;
+    pthread_mutex_unlock(&b->mu);
+    if (!mine)
+        return 0;
+    double queue_s;
+    run_batch(b, &j, 1, &queue_s);
+    release(b);
+    return 1;
 }

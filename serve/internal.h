@@ -64,9 +64,10 @@ struct serve_job {
 };
 
 typedef struct serve_batcher serve_batcher;
-/* m and mx are borrowed and must outlive the batcher. */
+/* m and mx are borrowed and must outlive the batcher.  compute_threads > 1:
+ * the batcher owns a team of that many for m's threaded layers. */
 serve_batcher *serve_batcher_new(nn_model *m, int max_batch, int max_delay_us, int max_queue,
-                                 serve_metrics *mx, kd_err *e);
+                                 int compute_threads, serve_metrics *mx, kd_err *e);
 /* Starts the worker.  A model whose answers depend on the rest of the batch
  * (found by running two rows together and alone) runs one forward per
  * request (serve_batcher_isolated says so). */
@@ -78,6 +79,12 @@ int serve_batcher_isolated(const serve_batcher *b);
  * metrics how many rows got the same class.
  * Before start. */
 void serve_batcher_shadow(serve_batcher *b, serve_batcher *shadow);
+/* Runs j at once on the calling thread when the model is idle, nothing is
+ * queued and max_delay_us is 0 (no hand-over to the worker, no waiting: a lone request gains
+ * nothing from a batch), calling j->done before it returns 1; else 0 and j
+ * is untouched (queue it).  Requests that arrive meanwhile queue and are
+ * batched by the worker once this forward ends. */
+int serve_batcher_try_run(serve_batcher *b, serve_job *j);
 /* Queues j: 0, or -1 when the queue is full or the batcher stops (429). */
 int serve_batcher_submit(serve_batcher *b, serve_job *j);
 /* Runs everything queued, then joins the worker; later submits fail. */
@@ -91,6 +98,9 @@ typedef struct {
     float mean, std;
 } serve_input_spec;
 
+/* Sets cJSON's allocation hooks once (parses use a per-thread arena; see
+ * json_io.c); called before the server's threads start.  Idempotent. */
+void serve_json_init(void);
 /* {"input": [[f, ...], ...]} -> *x (rows x size, normalised; kd_free it). */
 int serve_json_predict_in(const char *body, size_t len, const serve_input_spec *s, float **x,
                           int *rows, char *why, size_t nwhy);

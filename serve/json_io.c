@@ -3,13 +3,99 @@
  * FP32 features in the model's float scale (pixels / 255 for image models)
  * and UINT8 raw pixels first divided by 255. */
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <cJSON.h>
 
 #include "internal.h"
+
+/* ---- a per-thread arena for parsing --------------------------------------------
+ * cJSON makes one node per value (784 for one image) and a string per key, each
+ * a malloc, then frees them one by one: most of a small request's time.  Its
+ * only allocator interface is process-wide (cJSON_InitHooks), so the hooks are
+ * set once, and they bump-allocate from the calling thread's arena while that
+ * thread is inside a parse (arena_begin/arena_end); anywhere else, and when
+ * the arena is full, they are malloc and free.  free of an arena pointer is a
+ * no-op; the arena is reset at arena_end and freed when its thread exits. */
+#define ARENA_BYTES (512u << 10)
+typedef struct {
+    char *base;
+    size_t used;
+    int active;
+} json_arena;
+
+static _Thread_local json_arena *t_arena;
+static pthread_key_t arena_key;
+static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
+
+static void arena_destroy(void *p)
+{
+    json_arena *a = p;
+    free(a->base);
+    free(a);
+}
+
+static void *hook_malloc(size_t n)
+{
+    json_arena *a = t_arena;
+    if (a && a->active) {
+        size_t at = (a->used + 15) & ~(size_t)15;
+        if (n <= ARENA_BYTES && at <= ARENA_BYTES - n) {
+            a->used = at + n;
+            return a->base + at;
+        }
+    }
+    return malloc(n);
+}
+
+static void hook_free(void *p)
+{
+    json_arena *a = t_arena;
+    if (a && (char *)p >= a->base && (char *)p < a->base + ARENA_BYTES)
+        return;
+    free(p);
+}
+
+static void arena_init(void)
+{
+    pthread_key_create(&arena_key, arena_destroy);
+    cJSON_Hooks h = {hook_malloc, hook_free};
+    cJSON_InitHooks(&h);
+}
+
+void serve_json_init(void) { pthread_once(&arena_once, arena_init); }
+
+/* Parses go to this thread's arena from here on (made on first use; without
+ * memory, they stay on malloc). */
+static void arena_begin(void)
+{
+    serve_json_init();
+    if (!t_arena) {
+        json_arena *a = malloc(sizeof *a);
+        if (!a || !(a->base = malloc(ARENA_BYTES))) {
+            free(a);
+            return;
+        }
+        a->used = 0;
+        a->active = 0;
+        t_arena = a;
+        pthread_setspecific(arena_key, a);
+    }
+    t_arena->active = 1;
+}
+
+/* After the parse's cJSON_Delete: the arena is empty again. */
+static void arena_end(void)
+{
+    if (t_arena) {
+        t_arena->active = 0;
+        t_arena->used = 0;
+    }
+}
 
 static int bad(char *why, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int bad(char *why, size_t n, const char *fmt, ...)
@@ -65,9 +151,12 @@ int serve_json_predict_in(const char *body, size_t len, const serve_input_spec *
                           int *rows, char *why, size_t nwhy)
 {
     *x = NULL;
+    arena_begin();
     cJSON *j = parse(body, len, why, nwhy);
-    if (!j)
+    if (!j) {
+        arena_end();
         return 400;
+    }
     const size_t size = nn_shape_size(s->in);
     const cJSON *in = cJSON_GetObjectItemCaseSensitive(j, "input");
     int n = cJSON_IsArray(in) ? cJSON_GetArraySize(in) : 0, rc = 0;
@@ -96,6 +185,7 @@ int serve_json_predict_in(const char *body, size_t len, const serve_input_spec *
         r++;
     }
     cJSON_Delete(j);
+    arena_end();
     if (rc) {
         kd_afree(*x);
         *x = NULL;
@@ -185,9 +275,12 @@ int serve_json_infer_in(const char *body, size_t len, const serve_input_spec *s,
 {
     *x = NULL;
     id[0] = 0;
+    arena_begin();
     cJSON *j = parse(body, len, why, nwhy);
-    if (!j)
+    if (!j) {
+        arena_end();
         return 400;
+    }
     const cJSON *jid = cJSON_GetObjectItemCaseSensitive(j, "id");
     const cJSON *inputs = cJSON_GetObjectItemCaseSensitive(j, "inputs");
     int rc = 0;
@@ -202,6 +295,7 @@ int serve_json_infer_in(const char *body, size_t len, const serve_input_spec *s,
         rc = infer_tensor(cJSON_GetArrayItem(inputs, 0), s, x, rows, why, nwhy);
     }
     cJSON_Delete(j);
+    arena_end();
     if (rc) {
         kd_afree(*x);
         *x = NULL;
@@ -229,21 +323,46 @@ static char *print_free(cJSON *j)
     return s;
 }
 
+/* rows x k probabilities as one raw JSON array (nested: one array per row),
+ * each as %.9g (a float read back exactly): cJSON would print each number
+ * twice over and read it back to choose a width.  NULL when out of memory. */
+static cJSON *probs_raw(const float *p, int rows, int k, int nested)
+{
+    kd_buf b = {0};
+    kd_buf_put(&b, "[", 1);
+    for (int r = 0; r < rows; r++) {
+        if (nested)
+            kd_buf_put(&b, r ? ",[" : "[", r ? 2 : 1);
+        for (int i = 0; i < k; i++) {
+            char num[32];
+            int n = snprintf(num + 1, sizeof num - 1, "%.9g", (double)p[(size_t)r * k + i]);
+            num[0] = ',';
+            int first = i == 0 && (nested || r == 0);
+            kd_buf_put(&b, num + first, (size_t)n + !first);
+        }
+        if (nested)
+            kd_buf_put(&b, "]", 1);
+    }
+    kd_buf_put(&b, "]", 2); /* with the NUL */
+    cJSON *j = b.failed ? NULL : cJSON_CreateRaw((const char *)b.p);
+    kd_buf_free(&b);
+    return j;
+}
+
 /* Adds rows x k probabilities (nested when nested, else flat) and their
  * classes under the given keys; 0 or -1 (out of memory). */
 static int add_probs(cJSON *o, const char *pkey, const char *ckey, const float *p, int rows,
                      int k, int nested)
 {
-    cJSON *pa = cJSON_AddArrayToObject(o, pkey), *ca = cJSON_AddArrayToObject(o, ckey);
-    if (!pa || !ca)
+    cJSON *pa = probs_raw(p, rows, k, nested);
+    if (!pa || !cJSON_AddItemToObject(o, pkey, pa)) {
+        cJSON_Delete(pa);
+        return -1;
+    }
+    cJSON *ca = cJSON_AddArrayToObject(o, ckey);
+    if (!ca)
         return -1;
     for (int r = 0; r < rows; r++) {
-        cJSON *row = nested ? cJSON_CreateFloatArray(p + (size_t)r * k, k) : pa;
-        if (!row || (nested && !cJSON_AddItemToArray(pa, row)))
-            return -1;
-        for (int i = 0; !nested && i < k; i++)
-            if (!cJSON_AddItemToArray(pa, cJSON_CreateNumber(p[(size_t)r * k + i])))
-                return -1;
         int c;
         serve_argmax(p + (size_t)r * k, 1, k, &c);
         if (!cJSON_AddItemToArray(ca, cJSON_CreateNumber(c)))

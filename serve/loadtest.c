@@ -13,7 +13,8 @@
 typedef struct {
     const serve_load_opts *o;
     const char *path, *headers;
-    const kd_buf *body;
+    const kd_buf *body; /* nbody request bodies, sent round-robin */
+    int nbody;
     long *issued; /* shared, atomic */
     double until;
     double *lat; /* this thread's latencies (ms) */
@@ -31,9 +32,10 @@ static void *load_run(void *arg)
         if ((t->o->requests > 0 && k >= t->o->requests) || kd_now() >= t->until)
             break;
         int status = 0;
+        const kd_buf *body = &t->body[k % t->nbody];
         double t0 = kd_now();
-        if (serve_client_request(c, "POST", t->path, t->headers, (const char *)t->body->p,
-                                 t->body->len, &status, &ans, &t->err) != KD_OK ||
+        if (serve_client_request(c, "POST", t->path, t->headers, (const char *)body->p,
+                                 body->len, &status, &ans, &t->err) != KD_OK ||
             status != 200) {
             t->failed++;
             continue;
@@ -70,7 +72,7 @@ static double pct(const double *v, long n, double p)
 
 /* One model's run into row. */
 static int load_one(const serve_load_opts *o, const char *path, const char *headers,
-                    const kd_buf *body, serve_load_row *row, kd_err *e)
+                    const kd_buf *body, int nbody, serve_load_row *row, kd_err *e)
 {
     int nt = o->concurrency;
     load_thread *t = kd_calloc((size_t)nt, sizeof *t);
@@ -85,7 +87,7 @@ static int load_one(const serve_load_opts *o, const char *path, const char *head
     int started = 0;
     for (int i = 0; i < nt; i++) {
         t[i] = (load_thread){.o = o, .path = path, .headers = headers, .body = body,
-                             .issued = &issued, .until = t0 + o->seconds};
+                             .nbody = nbody, .issued = &issued, .until = t0 + o->seconds};
         if (pthread_create(&th[i], NULL, load_run, &t[i]) != 0)
             break;
         started++;
@@ -159,15 +161,15 @@ static int index_of(const serve_load_opts *o, const char *headers, char (**names
     return rc;
 }
 
-/* A batch-1 body of size deterministic pixels. */
-static void make_body(kd_buf *b, int predict, int size)
+/* A batch-1 body of size pixels: px, or deterministic random ones when NULL. */
+static void make_body(kd_buf *b, int predict, int size, const uint8_t *px)
 {
     nn_rng r = nn_rng_stream(1, NN_STREAM_TEST);
     b->len = 0;
     rep_bprintf(b, predict ? "{\"input\":[[" : "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,%d],"
                                                "\"datatype\":\"UINT8\",\"data\":[", size);
     for (int i = 0; i < size; i++) {
-        unsigned v = nn_rng_below(&r, 256);
+        unsigned v = px ? px[i] : nn_rng_below(&r, 256);
         if (predict)
             rep_bprintf(b, "%s%.4f", i ? "," : "", v / 255.0);
         else
@@ -199,18 +201,24 @@ int serve_loadtest(const serve_load_opts *o, serve_load_row **rows, int *nrows, 
     *rows = rc == KD_OK ? kd_calloc((size_t)n, sizeof **rows) : NULL;
     if (rc == KD_OK && !*rows)
         rc = kd_err_set(e, KD_ENOMEM, "out of memory");
-    kd_buf body = {0};
+    kd_buf body[SERVE_LOAD_BODIES] = {{0}};
     for (int i = 0; rc == KD_OK && i < n; i++) {
         char path[SERVE_NAME_MAX + 32];
         snprintf(path, sizeof path, o->predict ? "/predict" : "/v2/models/%s/infer", names[i]);
-        make_body(&body, o->predict, sizes[i]);
+        int real = o->images && o->nimages > 0 && (size_t)sizes[i] == o->image_size;
+        int nb = real ? (o->nimages < SERVE_LOAD_BODIES ? o->nimages : SERVE_LOAD_BODIES) : 1, bad = 0;
+        for (int k = 0; k < nb; k++) {
+            make_body(&body[k], o->predict, sizes[i], real ? o->images + k * o->image_size : NULL);
+            bad |= body[k].failed;
+        }
         snprintf((*rows)[i].model, SERVE_NAME_MAX, "%s", names[i]);
-        rc = body.failed ? kd_err_set(e, KD_ENOMEM, "out of memory")
-                         : load_one(o, path, headers, &body, &(*rows)[i], e);
+        rc = bad ? kd_err_set(e, KD_ENOMEM, "out of memory")
+                 : load_one(o, path, headers, body, nb, &(*rows)[i], e);
         if (rc != KD_OK)
             kd_err_prefix(e, "%s", names[i]);
     }
-    kd_buf_free(&body);
+    for (int k = 0; k < SERVE_LOAD_BODIES; k++)
+        kd_buf_free(&body[k]);
     kd_free(names);
     kd_free(sizes);
     if (rc != KD_OK) {

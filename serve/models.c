@@ -157,8 +157,13 @@ static void read_accuracy(src_list *l, int from, const char *dir)
         const cJSON *acc = cJSON_GetObjectItemCaseSensitive(row, "accuracy");
         if (!cJSON_IsString(name) || !cJSON_IsNumber(acc))
             continue;
+        /* a variant's file (and so its served name) has '_' for its '/' */
+        char flat[SERVE_NAME_MAX];
+        snprintf(flat, sizeof flat, "%s", name->valuestring);
+        for (char *c = flat; *c; c++)
+            *c = *c == '/' ? '_' : *c;
         for (int i = from; i < l->n; i++)
-            if (!strcmp(l->v[i].name, name->valuestring))
+            if (!strcmp(l->v[i].name, name->valuestring) || !strcmp(l->v[i].name, flat))
                 l->v[i].accuracy = acc->valuedouble;
     }
     cJSON_Delete(j);

@@ -35,6 +35,11 @@ typedef struct {
     const char *host;    /* IPv4 address to bind; NULL = 127.0.0.1 */
     int port;            /* 0 = an ephemeral port (serve_server_port tells which) */
     int threads;         /* HTTP threads (libmicrohttpd's pool) >= 1 */
+    int compute_threads; /* per model: a team of this many for its threaded (compressed)
+                          * layers; 0 or 1 = the model's worker alone.  OpenBLAS's own
+                          * thread count is the caller's (serve never changes it while
+                          * it runs): keep it at 1 (nn_set_threads) so two pools do not
+                          * compete, and so concurrent forwards never resize it */
     int max_batch;       /* rows per forward >= 1 (1 = batching off) */
     int max_delay_us;    /* how long a batch waits for more requests (0 = only what queued) */
     int max_queue;       /* requests queued per model before 429 >= 1 */
@@ -49,7 +54,8 @@ typedef struct {
 
 /* The defaults printed by --help. */
 #define SERVE_DEFAULT_OPTS                                                                         \
-    {.host = "127.0.0.1", .port = 8080, .threads = 2, .max_batch = 64, .max_delay_us = 0,        \
+    {.host = "127.0.0.1", .port = 8080, .threads = 2, .compute_threads = 1, .max_batch = 64,    \
+     .max_delay_us = 0,                                                                            \
      .max_queue = 1024, .max_body = 8u << 20, .max_connections = 1000, .timeout_s = 10}
 
 typedef struct serve_server serve_server;
@@ -97,7 +103,14 @@ typedef struct {
     long requests;       /* per model; 0 = bounded by seconds alone */
     double seconds;      /* per model; the run stops at whichever comes first */
     int predict;         /* 1: POST /predict (default model) instead of v2 infer */
+    /* NULL, or nimages images of image_size pixels each, sent round-robin (at
+     * most SERVE_LOAD_BODIES of them) to a model whose input size is
+     * image_size; other models, and no images, get fixed random pixels */
+    const uint8_t *images;
+    int nimages;
+    size_t image_size;
 } serve_load_opts;
+#define SERVE_LOAD_BODIES 256
 
 typedef struct {
     char model[SERVE_NAME_MAX];

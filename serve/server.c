@@ -73,10 +73,12 @@ serve_server *serve_server_new(const serve_opts *o, kd_err *e)
         return NULL;
     }
     if (o->port < 0 || o->port > 65535 || o->threads < 1 || o->threads > 256 ||
+        o->compute_threads < 0 || o->compute_threads > 256 ||
         o->max_batch < 1 || o->max_batch > SERVE_MAX_ROWS || o->max_delay_us < 0 ||
         o->max_delay_us > 10000000 || o->max_queue < 1 || o->max_queue > 1000000 ||
         o->max_body < 64 || o->max_connections < 1 || o->timeout_s < 1) {
         kd_err_set(e, KD_ECONFIG, "a serve option is out of range (port 0-65535, threads 1-256, "
+                                  "compute threads 0-256, "
                                   "max-batch 1-%d, max-delay-us 0-10000000, max-queue "
                                   "1-1000000, max-body >= 64, max-connections >= 1, timeout >= 1)",
                    SERVE_MAX_ROWS);
@@ -155,7 +157,7 @@ int serve_server_add(serve_server *s, const char *name, nn_model *m, long long b
     en->accuracy = accuracy;
     serve_metrics_init(&en->mx);
     if (!(en->b = serve_batcher_new(m, s->o.max_batch, s->o.max_delay_us, s->o.max_queue,
-                                    &en->mx, e))) {
+                                    s->o.compute_threads, &en->mx, e))) {
         serve_metrics_destroy(&en->mx);
         nn_model_free(m);
         kd_free(en);
@@ -332,6 +334,8 @@ static void route(serve_req *r, const char *url, const char *method)
 
 /* ---- running a model ---------------------------------------------------------------- */
 
+static void inline_done(serve_job *j) { (void)j; }
+
 static void job_done(serve_job *j)
 {
     serve_req *r = j->arg;
@@ -339,7 +343,10 @@ static void job_done(serve_job *j)
     MHD_resume_connection(r->conn); /* the last touch: r may be answered from here on */
 }
 
-/* Parses the body into a job and queues it; answers at once on an error. */
+static enum MHD_Result finish_model(serve_req *r);
+
+/* Parses the body into a job and runs it at once when its model is idle, else
+ * queues it; answers at once on an error. */
 static enum MHD_Result submit(serve_req *r)
 {
     serve_entry *en = r->model;
@@ -355,9 +362,12 @@ static enum MHD_Result submit(serve_req *r)
     r->job.rows = rows;
     if (!(r->job.probs = kd_malloc((size_t)rows * (size_t)en->m->nclasses * sizeof(float))))
         return answer_error(r, 500, "out of memory");
-    r->job.done = job_done;
     r->job.arg = r;
     r->job.t_submit = kd_now();
+    r->job.done = inline_done;
+    if (serve_batcher_try_run(en->b, &r->job)) /* the model was idle: answered here */
+        return finish_model(r);
+    r->job.done = job_done;
     r->state = ST_WAIT;
     MHD_suspend_connection(r->conn); /* before submit: resume must follow suspend */
     if (serve_batcher_submit(en->b, &r->job) != 0) {
@@ -500,6 +510,7 @@ int serve_server_start(serve_server *s, kd_err *e)
 {
     if (s->n == 0)
         return kd_err_set(e, KD_ECONFIG, "no model to serve");
+    serve_json_init();
     if (s->shadow && shadow_setup(s, e) != KD_OK)
         return e ? e->code : KD_ECONFIG;
     for (int i = 0; i < s->n; i++)
@@ -517,6 +528,9 @@ int serve_server_start(serve_server *s, kd_err *e)
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->o.threads, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)s->o.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->o.timeout_s,
         MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+        /* each connection's memory pool (headers, read buffer) is zeroed at every
+         * request: 16 KiB, not the default 32, is ample for our headers */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
         MHD_OPTION_END);
     if (!s->d)
         return kd_err_set(e, KD_ERUNTIME, "cannot listen on %s:%d (in use, or not allowed)",

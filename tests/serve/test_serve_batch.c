@@ -117,6 +117,102 @@ START_TEST(test_batched_csr)
 }
 END_TEST
 
+/* Concurrent requests on three models, each run by its worker with a team
+ * of compute_threads, OpenBLAS at blas threads: every answer equals the
+ * reference's; the worst difference is returned. */
+#define CT_CALLERS 6
+#define CT_CALLS 24
+typedef struct {
+    int port, id;
+    double worst;
+    int failed;
+    nn_model *ref[3];
+} ct_caller;
+
+static void *ct_run(void *arg)
+{
+    ct_caller *c = arg;
+    static const char *const paths[3] = {"/v2/models/fp/infer", "/v2/models/csr/infer",
+                                         "/v2/models/q8/infer"};
+    kd_buf b = {0}, a = {0};
+    for (int k = 0; k < CT_CALLS; k++) {
+        int m = (k + c->id) % 3, r0 = c->id * CT_CALLS + k, rows = 1 + k % 3;
+        sf_infer_body(&b, r0, rows, 0);
+        if (sf_req(c->port, "POST", paths[m], NULL, (char *)b.p, &a) != 200) {
+            c->failed++;
+            continue;
+        }
+        float p[3 * S_OUT];
+        sf_infer_probs((char *)a.p, p, rows, NULL);
+        for (int r = 0; r < rows; r++) {
+            float x[S_IN], want[S_OUT];
+            sf_row(r0 + r, x);
+            sf_reference(c->ref[m], x, want);
+            for (int j = 0; j < S_OUT; j++)
+                c->worst = fmax(c->worst, fabs((double)p[r * S_OUT + j] - want[j]));
+        }
+    }
+    kd_buf_free(&a);
+    kd_buf_free(&b);
+    return NULL;
+}
+
+static double concurrent_worst(int compute_threads, int blas)
+{
+    kd_err e = {0};
+    nn_model *fp = sf_model(41), *dense = sf_model(42), *q = sf_model(43);
+    compress_prune_spec ps = {.sparsity = 0.8f};
+    ck_assert_int_eq(compress_prune_magnitude(dense, &ps, NULL, &e), KD_OK);
+    compress_sparse_opts all = {.policy = COMPRESS_SPARSE_ALWAYS};
+    nn_model *csr = compress_to_sparse(dense, &all, NULL, &e);
+    data_set d = qt_data(COMPRESS_CALIB_BATCH, S_IN, S_OUT, 3);
+    nn_model *q8 = qt_quantize(q, COMPRESS_Q_STATIC8, &d);
+    ck_assert(csr && q8);
+    ct_caller c[CT_CALLERS];
+    nn_model *models[3] = {fp, csr, q8};
+    const char *names[3] = {"fp", "csr", "q8"};
+    for (int i = 0; i < CT_CALLERS; i++) {
+        c[i] = (ct_caller){.id = i};
+        for (int m = 0; m < 3; m++) {
+            c[i].ref[m] = nn_model_clone(models[m], &e);
+            c[i].ref[m]->b1_threads = 1;
+        }
+    }
+    nn_set_threads(blas);
+    serve_opts o = sf_opts();
+    o.compute_threads = compute_threads;
+    serve_server *s = sf_start(&o, models, names, 3);
+    pthread_t t[CT_CALLERS];
+    for (int i = 0; i < CT_CALLERS; i++) {
+        c[i].port = serve_server_port(s);
+        ck_assert_int_eq(pthread_create(&t[i], NULL, ct_run, &c[i]), 0);
+    }
+    double worst = 0;
+    for (int i = 0; i < CT_CALLERS; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_int_eq(c[i].failed, 0);
+        worst = fmax(worst, c[i].worst);
+        for (int m = 0; m < 3; m++)
+            nn_model_free(c[i].ref[m]);
+    }
+    ck_assert_int_eq(nn_threads(), blas); /* serve never resized OpenBLAS's pool */
+    serve_server_free(s);
+    data_set_free(&d);
+    nn_model_free(dense);
+    nn_model_free(q);
+    return worst;
+}
+
+/* --compute-threads 2: each model's threaded layers split over its own team,
+ * OpenBLAS serial; answers under concurrent load equal the single-threaded
+ * reference's. */
+START_TEST(test_compute_threads)
+{
+    double worst = concurrent_worst(2, 1);
+    ck_assert_msg(worst <= 1e-5, "answers differ by %g under concurrency", worst);
+}
+END_TEST
+
 /* --shadow: b's requests also run on a, after they are answered; /metrics
  * gives b's agreement with a, and a (the shadow) is not compared with itself. */
 START_TEST(test_shadow)
@@ -199,7 +295,8 @@ START_TEST(test_sources)
         save(m, p);
     }
     const char *res = "{\"rows\": [{\"name\": \"teacher\", \"accuracy\": 0.9},"
-                      " {\"name\": \"s1/distilled\", \"accuracy\": 0.8}]}";
+                      " {\"name\": \"s1/distilled\", \"accuracy\": 0.8},"
+                      " {\"name\": \"x/int8\", \"accuracy\": 0.7}]}";
     snprintf(p, sizeof p, "%s/results.json", dir);
     kdt_write(p, res, strlen(res));
     serve_source *src;
@@ -214,7 +311,8 @@ START_TEST(test_sources)
     ck_assert_ptr_nonnull(strstr(src[1].path, "distilled-seed2.kdm"));
     ck_assert_double_eq(src[0].accuracy, 0.9);
     ck_assert_double_eq(src[1].accuracy, 0.8);
-    ck_assert_double_lt(src[3].accuracy, 0);
+    ck_assert_double_eq(src[3].accuracy, 0.7); /* row x/int8, file x_int8.kdm */
+    ck_assert_double_lt(src[4].accuracy, 0);
     kd_free(src);
     /* a file and the same name twice; a folder with no model; a missing path */
     snprintf(p, sizeof p, "%s/teacher.kdm", dir);
@@ -250,6 +348,7 @@ Suite *suite_serve_batch(void)
     tcase_add_test(tc, test_batched_int8_int4);
     tcase_add_test(tc, test_batched_int8_dynamic);
     tcase_add_test(tc, test_batched_csr);
+    tcase_add_test(tc, test_compute_threads);
     tcase_add_test(tc, test_sources);
     tcase_add_test(tc, test_shadow);
     suite_add_tcase(s, tc);

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -72,6 +73,57 @@ static int child_stop(sf_child *c, int sig)
     close(c->out);
     return -1;
 }
+
+/* A thread of pid other than the main one that does not block SIGTERM (one
+ * of OpenBLAS's, started before main), or 0. */
+static pid_t unblocked_thread(pid_t pid)
+{
+    char path[128], line[256];
+    for (pid_t tid = pid + 1; tid < pid + 64; tid++) {
+        snprintf(path, sizeof path, "/proc/%d/task/%d/status", (int)pid, (int)tid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        unsigned long long blk = ~0ull;
+        while (fgets(line, sizeof line, f))
+            if (!strncmp(line, "SigBlk:", 7))
+                blk = strtoull(line + 7, NULL, 16);
+        fclose(f);
+        if (!(blk & (1ull << (SIGTERM - 1))))
+            return tid;
+    }
+    return 0;
+}
+
+/* SIGTERM delivered to whichever thread the kernel picks still drains and
+ * exits 0: here, sent to a thread that does not block it. */
+START_TEST(test_cli_serve_signal_any_thread)
+{
+    char dir[256], model[512];
+    kdt_tmpdir(dir, sizeof dir);
+    snprintf(model, sizeof model, "%s/small.kdm", dir);
+    nn_model *m = sf_model(24);
+    kd_err e = {0};
+    ck_assert_int_eq(nn_model_save(m, model, &e), KD_OK);
+    nn_model_free(m);
+    const char *args[] = {model};
+    sf_child c;
+    child_start(&c, args, 1);
+    pid_t tid = unblocked_thread(c.pid);
+    if (!tid) {
+        child_stop(&c, SIGTERM);
+        KDT_SKIP("no thread of the server leaves SIGTERM unblocked (OpenBLAS without a pool)");
+    }
+    ck_assert_int_eq(syscall(SYS_tgkill, c.pid, tid, SIGTERM), 0);
+    int st = 0;
+    double until = kd_now() + 10;
+    while (waitpid(c.pid, &st, WNOHANG) != c.pid && kd_now() < until)
+        usleep(20000);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x (signal %d)", st,
+                  WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    close(c.out);
+}
+END_TEST
 
 START_TEST(test_cli_serve)
 {
@@ -162,6 +214,80 @@ START_TEST(test_cli_serve_usage)
 }
 END_TEST
 
+/* A minimal valid experiment named NAME with the given serve section. */
+static void write_exp(const char *path, const char *name, const char *serve)
+{
+    char y[2048];
+    int n = snprintf(y, sizeof y,
+                     "name: %s\ndata: {dataset: fashion-mnist}\nteacher:\n  layers:\n"
+                     "    - {type: flatten}\n    - {type: dense, units: 10}\n"
+                     "  train: {epochs: 1, optimizer: {kind: sgd, lr: 0.1}}\n%s",
+                     name, serve);
+    kdt_write(path, y, (size_t)n);
+}
+
+/* kdbench serve RUN_DIR takes RUN_DIR/config.yaml's serve section, and
+ * kdbench serve X.yaml serves runs/NAME with X's; a flag overrides a key. */
+START_TEST(test_cli_serve_config)
+{
+    char dir[256], path[512], keyf[512], other[512], cfg[1200];
+    kdt_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/runs", dir);
+    kd_err e = {0};
+    ck_assert_int_eq(kd_mkdirs(path, &e), KD_OK);
+    snprintf(path, sizeof path, "%s/runs/exp1", dir);
+    ck_assert_int_eq(kd_mkdirs(path, &e), KD_OK);
+    snprintf(path, sizeof path, "%s/runs/exp1/teacher.kdm", dir);
+    nn_model *m = sf_model(23);
+    ck_assert_int_eq(nn_model_save(m, path, &e), KD_OK);
+    nn_model_free(m);
+    snprintf(keyf, sizeof keyf, "%s/key", dir);
+    snprintf(other, sizeof other, "%s/other", dir);
+    kdt_write(keyf, "from-yaml\n", 10);
+    kdt_write(other, "from-flag\n", 10);
+    snprintf(cfg, sizeof cfg, "serve: {api_key_file: \"%s\", max_batch: 1, port: 1}\n", keyf);
+    snprintf(path, sizeof path, "%s/runs/exp1/config.yaml", dir);
+    write_exp(path, "exp1", cfg);
+    snprintf(path, sizeof path, "%s/runs/exp1", dir);
+    const char *yk = "Authorization: Bearer from-yaml\r\n", *fk = "Authorization: Bearer from-flag\r\n";
+    kd_buf a = {0};
+    const char *args1[] = {path};
+    sf_child c;
+    child_start(&c, args1, 1); /* --port 0 (appended) overrides port: 1 */
+    ck_assert_int_eq(sf_req(c.port, "GET", "/v2/models/teacher", NULL, NULL, &a), 401);
+    ck_assert_int_eq(sf_req(c.port, "GET", "/v2/models/teacher", yk, NULL, &a), 200);
+    ck_assert_msg(strstr((char *)a.p, "\"batching\":\"shared\""), "%s", (char *)a.p);
+    ck_assert_int_eq(child_stop(&c, SIGTERM), 0);
+    const char *args2[] = {path, "--api-key-file", other};
+    child_start(&c, args2, 3);
+    ck_assert_int_eq(sf_req(c.port, "GET", "/v2/models/teacher", yk, NULL, &a), 401);
+    ck_assert_int_eq(sf_req(c.port, "GET", "/v2/models/teacher", fk, NULL, &a), 200);
+    ck_assert_int_eq(child_stop(&c, SIGTERM), 0);
+    /* the experiment YAML: its run folder, from the working directory */
+    ck_assert_int_eq(chdir(dir), 0);
+    snprintf(path, sizeof path, "%s/x.yaml", dir);
+    write_exp(path, "exp1", "serve:\n  api_key_file: other\n");
+    const char *args3[] = {"x.yaml"};
+    child_start(&c, args3, 1);
+    ck_assert_int_eq(sf_req(c.port, "GET", "/v2/models/teacher", NULL, NULL, &a), 401);
+    ck_assert_int_eq(sf_req(c.port, "GET", "/v2/models/teacher", fk, NULL, &a), 200);
+    ck_assert_int_eq(child_stop(&c, SIGTERM), 0);
+    kd_buf_free(&a);
+    /* a bad serve key: FILE:LINE:COL with a did-you-mean, exit 2 before serving */
+    char out[4096];
+    write_exp(path, "exp1", "serve:\n  max_batch: 8\n  max_bacth: 4\n");
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "serve x.yaml --port 0"), 2);
+    ck_assert_msg(strstr(out, "x.yaml:10:3") && strstr(out, "max_batch"), "%s", out);
+    write_exp(path, "exp1", "serve: {max_queue: 0}\n");
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "serve x.yaml --port 0"), 2);
+    ck_assert_msg(strstr(out, "x.yaml:8:") && strstr(out, "serve.max_queue"), "%s", out);
+    snprintf(path, sizeof path, "%s/runs/exp1/config.yaml", dir);
+    write_exp(path, "exp1", "serve: {host: nowhere}\n");
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "serve runs/exp1 --port 0"), 2);
+    ck_assert_msg(strstr(out, "config.yaml:8:") && strstr(out, "serve.host"), "%s", out);
+}
+END_TEST
+
 Suite *suite_serve_cli(void)
 {
     Suite *s = suite_create("serve_cli");
@@ -169,6 +295,8 @@ Suite *suite_serve_cli(void)
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, test_cli_serve);
     tcase_add_test(tc, test_cli_serve_usage);
+    tcase_add_test(tc, test_cli_serve_config);
+    tcase_add_test(tc, test_cli_serve_signal_any_thread);
     suite_add_tcase(s, tc);
     return s;
 }
