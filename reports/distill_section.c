@@ -298,7 +298,7 @@ static void table_row(const rep_distill_line *l, char (*c)[REP_TCELL])
         snprintf(c[5], REP_TCELL, "%+.2f (%.2f)", l->vs_kd, l->pooled_sd);
     else
         snprintf(c[5], REP_TCELL, "%+.2f (–)", l->vs_kd);
-    snprintf(c[6], REP_TCELL, "%s", l->scratch || l->kd_ref || !isfinite(l->vs_kd) ? "–"
+    snprintf(c[6], REP_TCELL, "%s", l->scratch || l->kd_ref || !isfinite(l->pooled_sd) ? "–"
                                     : l->beats_kd ? "yes" : "no");
     if (isfinite(l->epoch_ratio))
         snprintf(c[7], REP_TCELL, "%.2f", l->epoch_ratio);
