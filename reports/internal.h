@@ -104,6 +104,32 @@ int rep_plot_curves(rep_plotter *p, const rep_metric *m, int n, kd_err *e);
 int rep_plot_csvs(rep_plotter *p, const char *run_dir, const rep_row *rows, int nrows,
                   kd_err *e);
 
+/* ---- distill_section.c: the distillation section ---- */
+#define REP_DISTILL_SEEDS 32
+#define REP_DISTILL_LINES 64
+/* One student row of a distillation comparison: <student>/scratch, or one
+ * of its modes <student>/<mode>.  Accuracies in points; NAN: not known. */
+typedef struct {
+    char student[96], mode[64];
+    int row, scratch;             /* index in rows; 1 for the scratch line */
+    int nseeds;                   /* per-seed figures read (0: only the row's mean) */
+    double seed[REP_DISTILL_SEEDS], acc[REP_DISTILL_SEEDS];
+    double mean, sd;
+    int npaired;                  /* seeds shared with scratch */
+    double gain, gain_sd;         /* mean, sd of the per-seed (mode - scratch) */
+    int kd_ref;                   /* this line is the student's plain KD */
+    double vs_kd, pooled_sd;      /* mean - plain KD's mean; pooled sd of the two */
+    int beats_kd;                 /* vs_kd > pooled_sd (both over 2 seeds or more) */
+    double epoch_ratio;           /* epoch_seconds / scratch's */
+} rep_distill_line;
+/* Every student that has a scratch row and at least one other mode: its
+ * scratch line then its modes, in row order; plain KD is the first mode with
+ * method kd (or none, as rows before methods), no standardize, no hint.
+ * Returns the number of lines written (at most max). */
+int rep_distill_lines(const rep_row *rows, int n, rep_distill_line *out, int max);
+/* One dot plot per such student: distill_<student>. */
+int rep_plot_distill(rep_plotter *p, const rep_row *rows, int n, kd_err *e);
+
 /* ---- table.c: one table model rendered as text, markdown, HTML or CSV ---- */
 #define REP_TCOLS 16
 #define REP_TCELL 96
@@ -173,6 +199,10 @@ typedef struct {
  * into b. */
 int rep_doc_md(const rep_doc *d, kd_buf *b, kd_err *e);
 int rep_doc_html(const rep_doc *d, kd_buf *b, kd_err *e);
+/* The "Distillation" section (distill_section.c): the gain table and one
+ * verdict per student, in REP_TABLE_MD or REP_TABLE_HTML; nothing when no
+ * student has a scratch row beside a distilled one. */
+int rep_distill_section(const rep_doc *d, int style, kd_buf *b, kd_err *e);
 
 /* ---- serving.c: the Serving section (from serving.json) ---- */
 /* Reads d->dir/serving.json when there is one (a bad one is a warning). */

@@ -226,6 +226,7 @@ static int draw_plots(rep_doc *d, const rep_report_opts *o, rep_warnings *w, kd_
     if ((rc = rep_plot_acc_size(&d->plots, d->rows, d->nrows, 0, e)) == KD_OK &&
         (rc = rep_plot_acc_latency(&d->plots, d->rows, d->nrows, e)) == KD_OK &&
         (rc = rep_plot_curves(&d->plots, d->m, d->nm, e)) == KD_OK &&
+        (rc = rep_plot_distill(&d->plots, d->rows, d->nrows, e)) == KD_OK &&
         (rc = rep_plot_csvs(&d->plots, d->dir, d->rows, d->nrows, e)) == KD_OK)
         rc = rep_serving_plot(d, &d->plots, e);
     rep_plotter_finish(&d->plots);

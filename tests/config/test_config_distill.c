@@ -43,7 +43,7 @@ START_TEST(one_method_defaults)
     ck_assert_str_eq(st->modes[0].name, "distilled"); /* no list: the row keeps its name */
     ck_assert_int_eq(st->modes[0].method, CFG_METHOD_DKD);
     ck_assert_float_eq(st->modes[0].alpha, 1.0f);
-    ck_assert_float_eq(st->modes[0].beta, 8.0f);
+    ck_assert_float_eq(st->modes[0].beta, 1.0f); /* not 8: see config/distill.c */
     ck_assert_float_eq(st->modes[0].temperature, 4.0f);
     ck_assert_int_eq(st->modes[0].warmup, 0);
     ck_assert_msg(load("    distill: {method: dist, gamma: 2}\n", &s, &e) == KD_OK, "%s", e.msg);
@@ -170,6 +170,16 @@ START_TEST(teacher_assistant)
     ck_assert_int_eq(rc, KD_ECONFIG);
     ck_assert_msg(e.line == TAIL_LINE && e.col == 14 && strstr(e.msg, "\"s2\" is defined later "
                   "(students[1])"), "%d:%d %s", e.line, e.col, e.msg);
+    /* itself */
+    rc = load("    teacher: s1\n", &s, &e);
+    ck_assert_int_eq(rc, KD_ECONFIG);
+    ck_assert_msg(e.line == TAIL_LINE && e.col == 14 && strstr(e.msg, "students[0].teacher: "
+                  "\"s1\" names this student itself"), "%d:%d %s", e.line, e.col, e.msg);
+    /* a cycle (s1 -> s2 -> s1): its first edge points below, so it is refused there */
+    rc = load("    teacher: s2\n" SECOND("    teacher: s1\n"), &s, &e);
+    ck_assert_int_eq(rc, KD_ECONFIG);
+    ck_assert_msg(e.line == TAIL_LINE && e.col == 14 && strstr(e.msg, "\"s2\" is defined later"),
+                  "%d:%d %s", e.line, e.col, e.msg);
     /* a misspelt name: the students above are suggested */
     rc = load(SECOND("    teacher: s11\n"), &s, &e);
     ck_assert_int_eq(rc, KD_ECONFIG);

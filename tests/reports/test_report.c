@@ -14,7 +14,7 @@
 #include "fixture.h"
 
 static const char *const plots[] = {"acc_size", "acc_latency", "curves_teacher", "curves_small",
-                                    "sparsity", "sensitivity", "weights_hist"};
+                                    "distill_small", "sparsity", "sensitivity", "weights_hist"};
 #define NPLOTS (int)(sizeof plots / sizeof plots[0])
 
 static int exists(const char *dir, const char *name, const char *ext)
@@ -258,7 +258,7 @@ START_TEST(report_gnuplot_fails_or_hangs)
 {
     char dir[256], prog[400];
     kdt_tmpdir(dir, sizeof dir);
-    rfx_write_run(dir, 0); /* results only: two plots */
+    rfx_write_run(dir, 0); /* results only: three plots */
     rep_warnings w = {0};
     kd_err e = {0};
     snprintf(prog, sizeof prog, "%s/fakeplot", dir);
@@ -267,10 +267,11 @@ START_TEST(report_gnuplot_fails_or_hangs)
     chmod(prog, 0755);
     rep_report_opts o = {.format = REP_FMT_MD, .plots = 1, .gnuplot = prog};
     ck_assert_int_eq(rep_report_write(dir, &o, &w, &e), 0);
-    ck_assert_int_eq(w.n, 2); /* one line per plot, naming it and the cause */
+    ck_assert_int_eq(w.n, 3); /* one line per plot, naming it and the cause */
     ck_assert_msg(strstr(w.msg[0], "plot acc_size") && strstr(w.msg[0], "exit 3") &&
                       strstr(w.msg[0], "unknown terminal type"), "%s", w.msg[0]);
     ck_assert_ptr_nonnull(strstr(w.msg[1], "plot acc_latency"));
+    ck_assert_ptr_nonnull(strstr(w.msg[2], "plot distill_small"));
     {
         char path[600];
         snprintf(path, sizeof path, "%s/report/report.md", dir);
@@ -283,7 +284,7 @@ START_TEST(report_gnuplot_fails_or_hangs)
     memset(&w, 0, sizeof w);
     o.timeout_s = 0.3;
     ck_assert_int_eq(rep_report_write(dir, &o, &w, &e), 0);
-    ck_assert_int_eq(w.n, 2);
+    ck_assert_int_eq(w.n, 3);
     ck_assert_msg(strstr(w.msg[0], "did not finish"), "%s", w.msg[0]);
 }
 END_TEST
