@@ -1,6 +1,7 @@
 /* kdbench serve and loadtest as a user runs them: a child process on port 0,
  * its port read from its first line, requests, SIGTERM, exit 0; usage errors
  * and a bad model file at start-up.  Every wait is bounded. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -79,7 +80,14 @@ static int child_stop(sf_child *c, int sig)
 static pid_t unblocked_thread(pid_t pid)
 {
     char path[128], line[256];
-    for (pid_t tid = pid + 1; tid < pid + 64; tid++) {
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    struct dirent *de;
+    pid_t found = 0;
+    while (d && !found && (de = readdir(d))) {
+        pid_t tid = (pid_t)atoi(de->d_name);
+        if (tid <= 0 || tid == pid)
+            continue;
         snprintf(path, sizeof path, "/proc/%d/task/%d/status", (int)pid, (int)tid);
         FILE *f = fopen(path, "r");
         if (!f)
@@ -90,9 +98,11 @@ static pid_t unblocked_thread(pid_t pid)
                 blk = strtoull(line + 7, NULL, 16);
         fclose(f);
         if (!(blk & (1ull << (SIGTERM - 1))))
-            return tid;
+            found = tid;
     }
-    return 0;
+    if (d)
+        closedir(d);
+    return found;
 }
 
 /* SIGTERM delivered to whichever thread the kernel picks still drains and
