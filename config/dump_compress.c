@@ -66,6 +66,8 @@ static void dump_quant(FILE *f, const cfg_pass *p)
             cfg_put_float(f, p->damp);
             fprintf(f, ", act_order: %s", p->act_order ? "true" : "false");
         }
+        if (p->bits <= 4)
+            fprintf(f, ", bias_correction: %s", p->bias_correction ? "true" : "false");
     }
     fprintf(f, ", group: %d", p->group);
     dump_overrides(f, p, 1);

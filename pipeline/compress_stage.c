@@ -215,7 +215,8 @@ compress_quant_spec pl_quant_spec(const cfg_pass *p, compress_qoverride *qo)
         qo[i].bits = p->overrides[i].bits;
     }
     return (compress_quant_spec){
-        .mode = p->bits == 4 ? COMPRESS_Q_INT4 : p->dynamic ? COMPRESS_Q_DYNAMIC8 : COMPRESS_Q_STATIC8,
+        .mode = p->bits <= 4 ? COMPRESS_Q_INT4 : p->dynamic ? COMPRESS_Q_DYNAMIC8 : COMPRESS_Q_STATIC8,
+        .wbits = p->bits <= 4 ? p->bits : 0, .bias_correction = p->bias_correction,
         .per_channel = p->per_channel,
         .calib = p->percentile_calib ? COMPRESS_CALIB_PERCENTILE : COMPRESS_CALIB_MINMAX,
         .percentile = p->percentile, .calib_batches = p->calib_batches, .group = p->group,
@@ -232,10 +233,13 @@ static int run_quantize(variant_run *u, const cfg_pass *p, kd_err *e)
     compress_qoverride qo[CFG_MAX_OVERRIDES];
     compress_quant_spec qs = pl_quant_spec(p, qo);
     int rc = KD_OK;
+    if (p->bits < 4) /* int2/int3 are dense: a pruned layer's zeros are one of its levels */
+        u->sparse = 0;
     if (p->kind == CFG_PASS_QUANTIZE && u->sparse && (rc = to_sparse(u, e)) != KD_OK)
         return rc;
     if (p->kind == CFG_PASS_QAT) {
-        nn_model *fq = compress_qat_prepare(u->m, &qs, e);
+        nn_model *fq = p->bits < 4 ? compress_lsq_prepare(u->m, &qs, e) /* learned steps */
+                                   : compress_qat_prepare(u->m, &qs, e);
         if (!fq)
             return e->code;
         nn_model_free(u->m);
