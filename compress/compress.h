@@ -315,6 +315,9 @@ typedef struct {
  * Quantized layers are refused (KD_ECONFIG naming the layer); other layers
  * are copied.  m is not changed. */
 nn_model *compress_cluster(const nn_model *m, const compress_cluster_spec *s, kd_err *e);
+/* compress_cluster's refusals without the work (clusters outside [2, 256], an
+ * unknown init, a layer already quantized or shared): checks before training. */
+int compress_cluster_check(const nn_model *m, const compress_cluster_spec *s, kd_err *e);
 
 /* Fine-tuning the shared values: compress_tie_new clusters m's trainable
  * fp32 dense layers in place (non-zero weights snapped to their k-means
