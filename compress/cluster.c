@@ -90,7 +90,8 @@ nn_model *compress_cluster(const nn_model *m, const compress_cluster_spec *s, kd
         return NULL;
     }
     for (int i = 0; i < m->nlayers; i++)
-        ops[i] = clustered(&m->layers[i]) ? &compress_dense_csr_shared_ops : NULL;
+        ops[i] = !clustered(&m->layers[i]) ? NULL
+                 : s->uncoded ? &compress_dense_csr_shared_raw_ops : &compress_dense_csr_shared_ops;
     nn_model *q = compress_remodel(m, ops, fill_shared, s, e);
     kd_free(ops);
     return q;

@@ -194,6 +194,8 @@ int compress_write_sparsity_csv(const char *run_dir, const char *const *variants
  *                  weights share a codebook of <= 256 values (compress_cluster),
  *                  stored as the codebook and Huffman-coded gaps and indices,
  *                  run as csr-fp32.
+ *   "dense_csr_shared_raw" format "csr-shared": the same without entropy
+ *                  coding (indices at ceil(log2 k) bits, gaps as bytes).
  *   "dense_q2", "dense_q3" formats "int2", "int3": weight-only 2- and 3-bit
  *                  weights, 32-weight groups with fp16 scales, codes in bit
  *                  planes (kernels/quant_lowbit.h); dense layers only.
@@ -203,7 +205,8 @@ int compress_write_sparsity_csv(const char *run_dir, const char *const *variants
  * dx = 0.  conv2d layers stay fp32 in every mode. */
 extern const nn_layer_ops compress_dense_q8_ops, compress_dense_dq8_ops, compress_dense_q4_ops,
     compress_dense_csr_q8_ops, compress_dense_fq_ops, compress_dense_csr_shared_ops,
-    compress_dense_q2_ops, compress_dense_q3_ops, compress_dense_lsq_ops;
+    compress_dense_q2_ops, compress_dense_q3_ops, compress_dense_lsq_ops,
+    compress_dense_csr_shared_raw_ops;
 
 typedef enum { COMPRESS_Q_STATIC8 = 0, COMPRESS_Q_DYNAMIC8, COMPRESS_Q_INT4 } compress_qmode;
 typedef enum { COMPRESS_CALIB_MINMAX = 0, COMPRESS_CALIB_PERCENTILE } compress_calib;
@@ -289,7 +292,8 @@ void compress_lsq_grad(const float *w, size_t n, int bits, float step, const flo
                        float *gstep);
 
 /* Weight bits of the model's weight layers, the majority weighted by weight
- * count (32, 8 or 4; dense_fq counts as 32: it stores fp32), for reports. */
+ * count (32, 8, 4, 3 or 2; dense_fq and dense_lsq count as 32: they store
+ * fp32), for reports. */
 int compress_model_weight_bits(const nn_model *m);
 /* RUN_DIR/weights_hist.csv (header variant,layer,bin_lo,bin_hi,count,zeros),
  * atomically: per dense-shaped layer of each model, a histogram of its
@@ -306,6 +310,8 @@ typedef struct {
     int clusters;      /* codebook entries per layer, 2..256 */
     cluster_init init; /* linear (Han's best), k-means++ (seeded), density */
     uint64_t seed;     /* k-means++ */
+    int uncoded;       /* store as dense_csr_shared_raw ("csr-shared": indices bit-packed,
+                          gaps as bytes, no entropy coding) for the ladder's middle rung */
 } compress_cluster_spec;
 
 /* A new model equal to m whose fp32 dense-like layers (dense, dense_csr)

@@ -334,13 +334,15 @@ static int walk_quantize(cfg_ctx *c, const cfg_node *pm, const char *path, const
  * optionally the training keys: epochs > 0 fine-tunes the shared values. */
 static int walk_cluster(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass *ps)
 {
-    static const char *const keys[] = {"type", "clusters", "init", "epochs", "lr", "batch_size",
-                                       "distill", "temperature", "alpha", NULL};
+    static const char *const keys[] = {"type", "clusters", "init", "coding", "epochs", "lr",
+                                       "batch_size", "distill", "temperature", "alpha", NULL};
     static const char *const inits[] = {"linear", "kmeans++", "density"};
+    static const char *const codings[] = {"huffman", "none"};
     ps->clusters = 16;
     int rc = cfg_check_keys(c, pm, path, keys, "pass type cluster");
     if (rc || (rc = cfg_int(c, pm, path, "clusters", 0, 2, 256, &ps->clusters)) ||
-        (rc = cfg_enum(c, pm, path, "init", 0, inits, 3, &ps->cluster_init)))
+        (rc = cfg_enum(c, pm, path, "init", 0, inits, 3, &ps->cluster_init)) ||
+        (rc = cfg_enum(c, pm, path, "coding", 0, codings, 2, &ps->cluster_raw)))
         return rc;
     return walk_training(c, pm, path, 0, ps);
 }

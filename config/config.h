@@ -170,6 +170,7 @@ typedef struct {
     /* cluster */
     int clusters;            /* shared values per layer, 2..256, default 16 */
     int cluster_init;        /* linear (0, default) | kmeans++ (1) | density (2) */
+    int cluster_raw;         /* coding: huffman (0, default) | none (1) */
 } cfg_pass;
 
 typedef enum { CFG_SRC_TEACHER = 0, CFG_SRC_STUDENT, CFG_SRC_FILE } cfg_source_kind;

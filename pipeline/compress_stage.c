@@ -153,8 +153,8 @@ static void describe(const cfg_variant *v, char *buf, size_t n)
         if (p->kind == CFG_PASS_FINETUNE)
             snprintf(buf + k, n - k, "%sfinetune(%d%s)", sep, p->epochs, p->distill ? ",distill" : "");
         else if (p->kind == CFG_PASS_CLUSTER)
-            snprintf(buf + k, n - k, "%scluster(%d%s)", sep, p->clusters,
-                     p->epochs > 0 ? ",finetuned" : "");
+            snprintf(buf + k, n - k, "%scluster(%d%s%s)", sep, p->clusters,
+                     p->epochs > 0 ? ",finetuned" : "", p->cluster_raw ? ",uncoded" : "");
         else if (p->kind >= CFG_PASS_QUANTIZE)
             snprintf(buf + k, n - k, "%s%s(int%d%s%s)", sep,
                      p->kind == CFG_PASS_QAT ? "qat" : "quantize", p->bits,
@@ -265,7 +265,7 @@ static int run_quantize(variant_run *u, const cfg_pass *p, kd_err *e)
 static int run_cluster(variant_run *u, const cfg_pass *p, kd_err *e)
 {
     compress_cluster_spec cs = {.clusters = p->clusters, .init = (cluster_init)p->cluster_init,
-                                .seed = u->seed};
+                                .seed = u->seed, .uncoded = p->cluster_raw};
     if (p->epochs > 0) { /* the shared values fine-tuned, the assignments held */
         if (!(u->tie = compress_tie_new(u->m, &cs, e)))
             return e->code;

@@ -295,6 +295,8 @@ START_TEST(lsq_layer_backward)
     nn_model *p = compress_quantize(q, &s2, NULL, &e);
     ck_assert_msg(p != NULL, "%s", e.msg);
     ck_assert_str_eq(nn_layer_format(&p->layers[0]), "int2");
+    ck_assert_int_eq(compress_model_weight_bits(p), 2); /* was 4: int2 counted as int4 */
+    ck_assert_int_eq(compress_model_weight_bits(q), 32);
     float wp[8 * 40];
     p->layers[0].ops->dequant(&p->layers[0], wp);
     ck_assert_mem_eq(wp, wq, sizeof wp);
