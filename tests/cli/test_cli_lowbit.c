@@ -71,6 +71,9 @@ START_TEST(lowbit_end_to_end)
         ck_assert_msg(run(cmd) == 0, "%s: no %s row or the file does not load: %s", rows[i][0],
                       rows[i][1], cmd);
     }
+    snprintf(cmd, sizeof cmd, "grep -q '^lsq2,.*qat(int2,weights,lsq)' %s/r/results.csv && "
+             "grep -q '^q4bc,.*quantize(int4,weights,bc)' %s/r/results.csv", dir, dir);
+    ck_assert_msg(run(cmd) == 0, "the passes column does not say lsq / bc: %s", cmd);
     /* bits 2 on the pruned CSR file; clustering the int4 file: exit 2 at the pass */
     const char *bad[][3] = {
         {"pruned", "{type: quantize, bits: 2}", "stored sparse"},
