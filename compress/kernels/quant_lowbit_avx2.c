@@ -46,27 +46,56 @@ INL float hsum8(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+/* Rows r .. r + nr - 1 (nr <= 4): each row its own accumulator, so the
+ * FMA chains of the rows overlap and each group of activations is loaded
+ * once per block of rows. */
+INL void rows_block(const quant_ql *q, const int8_t *xq, const float *dx, const float *corr,
+                    const float *b, float *y, int r, int nr, int bits)
+{
+    const size_t cb = (size_t)QUANT_QL_CODE_BYTES(bits);
+    const float cf = (float)quant_ql_qn(bits) / 8.0f;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4];
+    float cs[4];
+    for (int j = 0; j < nr; j++) {
+        acc[j] = _mm256_setzero_ps();
+        cs[j] = 0.0f;
+    }
+    for (int g = 0; g < q->nb; g++) {
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + g * G));
+        for (int j = 0; j < nr; j++) {
+            size_t gi = (size_t)(r + j) * q->nb + g;
+            __m256i c = decode(q->code + gi * cb, bits);
+            __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(c, xv), ones);
+            float d = _cvtsh_ss(q->d[gi]);
+            acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(d * dx[g]), acc[j]);
+            cs[j] += d * corr[g] * cf;
+        }
+    }
+    for (int j = 0; j < nr; j++)
+        y[r + j] = hsum8(acc[j]) - cs[j] + (b ? b[r + j] : 0.0f);
+}
+
+/* All rows of [r0, r1) at a constant bit width (the decode specialised). */
+INL void rows_bits(const quant_ql *q, const int8_t *xq, const float *dx, const float *corr,
+                   const float *b, float *y, int r0, int r1, int bits)
+{
+    int r = r0;
+    for (; r + 4 <= r1; r += 4)
+        rows_block(q, xq, dx, corr, b, y, r, 4, bits);
+    for (; r < r1; r++)
+        rows_block(q, xq, dx, corr, b, y, r, 1, bits);
+}
+
 AVX2 void quant_ql_rows_avx2(const quant_ql *q, const int8_t *xq, const float *dx,
                              const float *corr, const float *b, float *y, int r0, int r1)
 {
-    const size_t cb = (size_t)QUANT_QL_CODE_BYTES(q->bits);
-    const float cf = (float)quant_ql_qn(q->bits) / 8.0f;
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int r = r0; r < r1; r++) {
-        __m256 acc = _mm256_setzero_ps();
-        float cs = 0.0f;
-        const uint16_t *dr = q->d + (size_t)r * q->nb;
-        const uint8_t *cr = q->code + (size_t)r * q->nb * cb;
-        for (int g = 0; g < q->nb; g++) {
-            __m256i c = decode(cr + g * cb, q->bits);
-            __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + g * G));
-            __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(c, xv), ones);
-            float d = _cvtsh_ss(dr[g]);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(d * dx[g]), acc);
-            cs += d * corr[g] * cf;
-        }
-        y[r] = hsum8(acc) - cs + (b ? b[r] : 0.0f);
-    }
+    if (q->bits == 2)
+        rows_bits(q, xq, dx, corr, b, y, r0, r1, 2);
+    else if (q->bits == 3)
+        rows_bits(q, xq, dx, corr, b, y, r0, r1, 3);
+    else
+        rows_bits(q, xq, dx, corr, b, y, r0, r1, 4);
 }
 
 AVX2 void quant_ql_row_f32_avx2(const quant_ql *q, int r, float *out)
