@@ -65,29 +65,33 @@ static int fill_shared(const void *ctx, const nn_model *m, int i, nn_layer *dst,
     return clustered(l) ? build(l, ctx, dst, e) : compress_copy_layer(dst, l, e);
 }
 
-nn_model *compress_cluster(const nn_model *m, const compress_cluster_spec *s, kd_err *e)
+int compress_cluster_check(const nn_model *m, const compress_cluster_spec *s, kd_err *e)
 {
     if (s->clusters < 2 || s->clusters > CLUSTER_MAX ||
-        (unsigned)s->init > CLUSTER_INIT_DENSITY) {
-        kd_err_set(e, KD_ECONFIG, "cluster: %d clusters (2..%d) or an unknown init", s->clusters,
-                   CLUSTER_MAX);
-        return NULL;
-    }
+        (unsigned)s->init > CLUSTER_INIT_DENSITY)
+        return kd_err_set(e, KD_ECONFIG, "cluster: %d clusters (2..%d) or an unknown init",
+                          s->clusters, CLUSTER_MAX);
     for (int i = 0; i < m->nlayers; i++) {
         const nn_layer *l = &m->layers[i];
-        if (compress_is_dense_like(l) && !clustered(l)) {
-            kd_err_set(e, KD_ECONFIG, "cluster: layer %d (%s) is %s, already quantized", i,
-                       l->spec.name, nn_layer_format(l));
-            return NULL;
-        }
+        if (compress_is_dense_like(l) && !clustered(l))
+            return kd_err_set(e, KD_ECONFIG, "cluster: layer %d (%s) is %s, already quantized", i,
+                              l->spec.name, nn_layer_format(l));
     }
+    return KD_OK;
+}
+
+nn_model *compress_cluster(const nn_model *m, const compress_cluster_spec *s, kd_err *e)
+{
+    if (compress_cluster_check(m, s, e) != KD_OK)
+        return NULL;
     const nn_layer_ops **ops = kd_calloc((size_t)m->nlayers, sizeof *ops);
     if (!ops) {
         kd_err_set(e, KD_ENOMEM, "out of memory");
         return NULL;
     }
     for (int i = 0; i < m->nlayers; i++)
-        ops[i] = clustered(&m->layers[i]) ? &compress_dense_csr_shared_ops : NULL;
+        ops[i] = !clustered(&m->layers[i]) ? NULL
+                 : s->uncoded ? &compress_dense_csr_shared_raw_ops : &compress_dense_csr_shared_ops;
     nn_model *q = compress_remodel(m, ops, fill_shared, s, e);
     kd_free(ops);
     return q;

@@ -194,10 +194,19 @@ int compress_write_sparsity_csv(const char *run_dir, const char *const *variants
  *                  weights share a codebook of <= 256 values (compress_cluster),
  *                  stored as the codebook and Huffman-coded gaps and indices,
  *                  run as csr-fp32.
+ *   "dense_csr_shared_raw" format "csr-shared": the same without entropy
+ *                  coding (indices at ceil(log2 k) bits, gaps as bytes).
+ *   "dense_q2", "dense_q3" formats "int2", "int3": weight-only 2- and 3-bit
+ *                  weights, 32-weight groups with fp16 scales, codes in bit
+ *                  planes (kernels/quant_lowbit.h); dense layers only.
+ *   "dense_lsq"    format "fp32-lsq": trainable dense layer whose 2/3-bit
+ *                  weights and step size are learned by LSQ (QAT).
  * The quantized kinds are for inference: backward gives bias gradients only and
  * dx = 0.  conv2d layers stay fp32 in every mode. */
 extern const nn_layer_ops compress_dense_q8_ops, compress_dense_dq8_ops, compress_dense_q4_ops,
-    compress_dense_csr_q8_ops, compress_dense_fq_ops, compress_dense_csr_shared_ops;
+    compress_dense_csr_q8_ops, compress_dense_fq_ops, compress_dense_csr_shared_ops,
+    compress_dense_q2_ops, compress_dense_q3_ops, compress_dense_lsq_ops,
+    compress_dense_csr_shared_raw_ops;
 
 typedef enum { COMPRESS_Q_STATIC8 = 0, COMPRESS_Q_DYNAMIC8, COMPRESS_Q_INT4 } compress_qmode;
 typedef enum { COMPRESS_CALIB_MINMAX = 0, COMPRESS_CALIB_PERCENTILE } compress_calib;
@@ -206,7 +215,8 @@ typedef enum { COMPRESS_CALIB_MINMAX = 0, COMPRESS_CALIB_PERCENTILE } compress_c
  * the inverse Gram matrix of the layer's inputs on the calibration data). */
 typedef enum { COMPRESS_ROUND_NEAREST = 0, COMPRESS_ROUND_GPTQ } compress_rounding;
 /* A layer name or fnmatch(3) glob and the weight bits of the dense layers it
- * matches (the last matching override wins): 32 keeps fp32, 8 int8, 4 int4. */
+ * matches (the last matching override wins): 32 keeps fp32, 8 int8, 4 int4,
+ * 3 int3, 2 int2. */
 typedef struct {
     char pattern[64];
     int bits;
@@ -225,15 +235,18 @@ typedef struct {
     compress_rounding rounding; /* 4-bit layers */
     float damp;            /* GPTQ: damping, a fraction of mean(diag H), in (0, 1] */
     int act_order;         /* GPTQ: columns by decreasing input energy, static group scales */
+    int wbits;             /* INT4 mode: the weight bits, 4 (0 means 4), 3 or 2 */
+    int bias_correction;   /* 2/3/4-bit layers: bias -= mean output error on calib */
     const compress_qoverride *overrides;
     int noverrides;
 } compress_quant_spec;
 
-/* Checks s against m: mode, override bits in {32, 8, 4}, every override
- * matching a dense layer (dense, dense_csr, dense_fq), group, percentile.
- * KD_ECONFIG naming the problem. */
+/* Checks s against m: mode, wbits, override bits in {32, 8, 4, 3, 2}, every
+ * override matching a dense layer (dense, dense_csr, dense_fq, dense_lsq),
+ * group, percentile; a layer given 2 or 3 bits must be stored dense (a CSR
+ * layer cannot hold them).  KD_ECONFIG naming the problem. */
 int compress_quant_check(const nn_model *m, const compress_quant_spec *s, kd_err *e);
-/* The weight bits s gives layer i (32, 8 or 4), or 0 if i is not a dense layer. */
+/* The weight bits s gives layer i (32, 8, 4, 3 or 2), or 0 if i is not a dense layer. */
 int compress_quant_bits(const nn_model *m, const compress_quant_spec *s, int i);
 
 /* A new model equal to m with its dense (and dense_csr, dense_fq) layers
@@ -261,8 +274,26 @@ nn_model *compress_quantize(nn_model *m, const compress_quant_spec *s, const dat
  * (conv2d, dense_csr, ...) are copied as they are.  m is not changed. */
 nn_model *compress_qat_prepare(const nn_model *m, const compress_quant_spec *s, kd_err *e);
 
+/* LSQ (compress/lsq.c): like compress_qat_prepare, but the dense layers that
+ * s gives 2 or 3 bits become dense_lsq (weights and a per-layer step trained,
+ * the step started at the least-squares step); 8- and 4-bit layers become
+ * dense_fq.  compress_quantize then stores the learned levels exactly. */
+nn_model *compress_lsq_prepare(const nn_model *m, const compress_quant_spec *s, kd_err *e);
+/* LSQ's pieces (kinds/dense_lsq.c), exposed for tests:
+ * the step as stored (fp16 of |s|, kept normal); the fake-quantized weights
+ * s * clamp(round(w/s), -Qn, Qp); the step of least squared error among
+ * mean|w| * t, t in [0.1, 4]; and the backward: gw += dL/dw_hat where
+ * w/s is in range, *gstep += g * sum dL/dw_hat * (round(w/s) - w/s | -Qn |
+ * Qp), g = 1 / sqrt(n * Qp). */
+float compress_lsq_step_of(float s);
+void compress_lsq_fake(const float *w, size_t n, int bits, float step, float *out);
+float compress_lsq_step_init(const float *w, size_t n, int bits);
+void compress_lsq_grad(const float *w, size_t n, int bits, float step, const float *gwq, float *gw,
+                       float *gstep);
+
 /* Weight bits of the model's weight layers, the majority weighted by weight
- * count (32, 8 or 4; dense_fq counts as 32: it stores fp32), for reports. */
+ * count (32, 8, 4, 3 or 2; dense_fq and dense_lsq count as 32: they store
+ * fp32), for reports. */
 int compress_model_weight_bits(const nn_model *m);
 /* RUN_DIR/weights_hist.csv (header variant,layer,bin_lo,bin_hi,count,zeros),
  * atomically: per dense-shaped layer of each model, a histogram of its
@@ -279,6 +310,8 @@ typedef struct {
     int clusters;      /* codebook entries per layer, 2..256 */
     cluster_init init; /* linear (Han's best), k-means++ (seeded), density */
     uint64_t seed;     /* k-means++ */
+    int uncoded;       /* store as dense_csr_shared_raw ("csr-shared": indices bit-packed,
+                          gaps as bytes, no entropy coding) for the ladder's middle rung */
 } compress_cluster_spec;
 
 /* A new model equal to m whose fp32 dense-like layers (dense, dense_csr)
@@ -288,6 +321,9 @@ typedef struct {
  * Quantized layers are refused (KD_ECONFIG naming the layer); other layers
  * are copied.  m is not changed. */
 nn_model *compress_cluster(const nn_model *m, const compress_cluster_spec *s, kd_err *e);
+/* compress_cluster's refusals without the work (clusters outside [2, 256], an
+ * unknown init, a layer already quantized or shared): checks before training. */
+int compress_cluster_check(const nn_model *m, const compress_cluster_spec *s, kd_err *e);
 
 /* Fine-tuning the shared values: compress_tie_new clusters m's trainable
  * fp32 dense layers in place (non-zero weights snapped to their k-means

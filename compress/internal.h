@@ -39,6 +39,14 @@ int compress_qcsr_attach(nn_layer *l, quant_csr *q, kd_err *e);
 /* dense_csr_shared's payload: a CSR of at most CLUSTER_MAX distinct values. */
 int compress_shared_attach(nn_layer *l, compress_csr *a, kd_err *e);
 int compress_fq_attach(nn_layer *l, compress_fq f, kd_err *e);
+/* dense_q2 / dense_q3: q's bits must be the kind's and its shape the
+ * layer's (KD_EFORMAT otherwise); q is taken even on failure. */
+struct quant_ql;
+int compress_ql_attach(nn_layer *l, struct quant_ql *q, kd_err *e);
+/* dense_lsq: its bits (2, 3 or 4). */
+int compress_lsq_attach(nn_layer *l, int bits, kd_err *e);
+/* A dense_lsq layer's bits and *step (its learned step), or 0 for another kind. */
+int compress_lsq_bits(const nn_layer *l, float *step);
 /* A trained static dense_fq layer's frozen input range: 1 and *lo, *hi, or
  * 0 (another kind, dynamic, or never trained). */
 int compress_fq_range(const nn_layer *l, float *lo, float *hi);

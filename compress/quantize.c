@@ -8,11 +8,15 @@
 #include <string.h>
 
 #include "internal.h"
+#include "kernels/quant_lowbit.h"
 
 enum { HIST_BINS = 2048 };
 
 /* What a layer becomes. */
-typedef enum { Q_KEEP = 0, Q_FP32, Q_S8, Q_D8, Q_4, Q_CSR8 } qkind;
+typedef enum { Q_KEEP = 0, Q_FP32, Q_S8, Q_D8, Q_4, Q_CSR8, Q_2, Q_3 } qkind;
+
+/* Weight-only kinds below 8 bits (bias correction applies to them). */
+static int low_bits(qkind k) { return k == Q_4 || k == Q_2 || k == Q_3; }
 
 int compress_is_dense_like(const nn_layer *l)
 {
@@ -36,7 +40,7 @@ int compress_quant_bits(const nn_model *m, const compress_quant_spec *s, int i)
 {
     if (i < 0 || i >= m->nlayers || !convertible(&m->layers[i]))
         return 0;
-    int bits = s->mode == COMPRESS_Q_INT4 ? 4 : 8;
+    int bits = s->mode != COMPRESS_Q_INT4 ? 8 : s->wbits ? s->wbits : 4;
     for (int j = 0; j < s->noverrides; j++)
         if (fnmatch(s->overrides[j].pattern, m->layers[i].spec.name, 0) == 0)
             bits = s->overrides[j].bits;
@@ -52,19 +56,29 @@ int compress_quant_check(const nn_model *m, const compress_quant_spec *s, kd_err
         return kd_err_set(e, KD_ECONFIG, "gptq damping %g outside (0, 1]", (double)s->damp);
     if (s->calib == COMPRESS_CALIB_PERCENTILE && !(s->percentile > 0.0f && s->percentile <= 100.0f))
         return kd_err_set(e, KD_ECONFIG, "percentile %g is outside (0, 100]", (double)s->percentile);
+    if (s->wbits != 0 && (s->wbits < 2 || s->wbits > 4))
+        return kd_err_set(e, KD_ECONFIG, "weight bits %d not in {4, 3, 2}", s->wbits);
     if (s->group != 0 && s->group != QUANT_Q4_GROUP)
         return kd_err_set(e, KD_ECONFIG, "int4 group %d: only %d is supported", s->group,
                           QUANT_Q4_GROUP);
     for (int j = 0; j < s->noverrides; j++) {
         const compress_qoverride *o = &s->overrides[j];
-        if (o->bits != 32 && o->bits != 8 && o->bits != 4)
-            return kd_err_set(e, KD_ECONFIG, "override \"%s\": bits %d not in {32, 8, 4}",
+        if (o->bits != 32 && o->bits != 8 && (o->bits < 2 || o->bits > 4))
+            return kd_err_set(e, KD_ECONFIG, "override \"%s\": bits %d not in {32, 8, 4, 3, 2}",
                               o->pattern, o->bits);
         int hit = 0;
         for (int i = 0; i < m->nlayers && !hit; i++)
             hit = convertible(&m->layers[i]) && fnmatch(o->pattern, m->layers[i].spec.name, 0) == 0;
         if (!hit)
             return kd_err_set(e, KD_ECONFIG, "override \"%s\" matches no dense layer", o->pattern);
+    }
+    for (int i = 0; i < m->nlayers; i++) {
+        const nn_layer *l = &m->layers[i];
+        int bits = compress_quant_bits(m, s, i);
+        if ((bits == 2 || bits == 3) && l->ops->sparse)
+            return kd_err_set(e, KD_ECONFIG, "layer %s is stored sparse (%s): %d-bit weights are "
+                              "stored dense (int%d has no sparse form); use bits 8 or 4 (csr-int8)",
+                              l->spec.name, nn_layer_format(l), bits, bits);
     }
     return KD_OK;
 }
@@ -77,6 +91,8 @@ static qkind decide(const nn_model *m, const compress_quant_spec *s, int i)
         return Q_KEEP;
     if (bits == 32)
         return l->ops->trainable ? Q_FP32 : Q_KEEP; /* dense_fq -> plain dense */
+    if (bits == 2 || bits == 3) /* dense only (compress_quant_check) */
+        return bits == 2 ? Q_2 : Q_3;
     if (l->ops->sparse)
         return Q_CSR8;
     if (bits == 4)
@@ -90,7 +106,8 @@ static int calib_check(const nn_model *m, const compress_quant_spec *s, const da
                        kd_err *e)
 {
     if (!d)
-        return kd_err_set(e, KD_ECONFIG, "static int8 and gptq need calibration data");
+        return kd_err_set(e, KD_ECONFIG, "static int8, gptq and bias correction need "
+                          "calibration data");
     if (s->calib_batches < 1 ||
         (long)(s->calib_batches - 1) * COMPRESS_CALIB_BATCH >= (long)d->n)
         return kd_err_set(e, KD_ECONFIG, "%d calibration batches of %d: the data has %d samples",
@@ -250,6 +267,65 @@ static int grams(nn_model *m, const compress_quant_spec *s, const data_set *d, c
     return rc;
 }
 
+/* Bias correction: mu[i] = the mean input of every low-bit layer i over the
+ * calibration batches (inputs of the fp32 model m, as for GPTQ), so that
+ * b' = b + (W - W_q) mu removes the layer's mean output error there. */
+typedef struct {
+    double **mu;
+    long total;
+} mean_obs;
+
+static int observe_means(void *ctx, const nn_model *m, int n, kd_err *e)
+{
+    (void)e;
+    mean_obs *o = ctx;
+    for (int i = 0; i < m->nlayers; i++) {
+        size_t ki = o->mu[i] ? nn_shape_size(m->layers[i].in) : 0;
+        for (size_t j = 0; j < (size_t)n * ki; j++)
+            o->mu[i][j % ki] += m->act[i][j];
+    }
+    o->total += n;
+    return KD_OK;
+}
+
+static int means(nn_model *m, const compress_quant_spec *s, const data_set *d, const qkind *k,
+                 double **mu, kd_err *e)
+{
+    int any = 0;
+    for (int i = 0; i < m->nlayers && s->bias_correction; i++)
+        if (low_bits(k[i])) {
+            any = 1;
+            if (!(mu[i] = kd_calloc(nn_shape_size(m->layers[i].in), sizeof **mu)))
+                return kd_err_set(e, KD_ENOMEM, "out of memory for bias correction");
+        }
+    if (!any)
+        return KD_OK;
+    mean_obs o = {.mu = mu};
+    int rc = calib_forward(m, s, d, observe_means, &o, e);
+    for (int i = 0; rc == KD_OK && i < m->nlayers; i++)
+        for (size_t c = 0; mu[i] && c < nn_shape_size(m->layers[i].in); c++)
+            mu[i][c] /= (double)o.total;
+    return rc;
+}
+
+/* dst->b += (w - dequant(dst)) mu: the mean output error on the calibration data. */
+static int correct_bias(nn_layer *dst, const float *w, const double *mu, kd_err *e)
+{
+    const int u = dst->spec.units, kin = (int)nn_shape_size(dst->in);
+    float *wq = kd_malloc((size_t)u * kin * sizeof *wq);
+    if (!wq)
+        return kd_err_set(e, KD_ENOMEM, "out of memory for bias correction");
+    dst->ops->dequant(dst, wq);
+    for (int r = 0; r < u && dst->nb; r++) {
+        double err = 0.0;
+        for (int c = 0; c < kin; c++)
+            err += ((double)w[(size_t)r * kin + c] - wq[(size_t)r * kin + c]) * mu[c];
+        dst->b[r] += (float)err;
+    }
+    kd_free(wq);
+    return KD_OK;
+}
+
 /* ---- building the layers ---------------------------------------------------- */
 
 /* The layer after i that consumes its output through relu, dropout and
@@ -299,7 +375,7 @@ static int build_s8(const nn_model *src, int i, const qkind *k, const float *lo,
 
 static int build_layer(const nn_model *src, int i, const qkind *k, const float *lo,
                        const float *hi, const compress_quant_spec *s, const double *gram,
-                       nn_layer *dst, kd_err *e)
+                       const double *mu, nn_layer *dst, kd_err *e)
 {
     const nn_layer *l = &src->layers[i];
     const int u = l->spec.units, kin = (int)nn_shape_size(l->in);
@@ -317,6 +393,11 @@ static int build_layer(const nn_model *src, int i, const qkind *k, const float *
         quant_q4 *q = gram ? quant_q4_gptq(w, u, kin, gram, s->damp, s->act_order, e)
                            : quant_q4_pack(w, u, kin, e);
         rc = q ? compress_q4_attach(dst, q, e) : KD_ENOMEM;
+    } else if (k[i] == Q_2 || k[i] == Q_3) {
+        float step = 0.0f; /* a trained LSQ layer's step, else the least-squares one per group */
+        int lb = compress_lsq_bits(l, &step), bits = k[i] == Q_2 ? 2 : 3;
+        quant_ql *q = quant_ql_pack(w, u, kin, bits, lb == bits ? step : 0.0f, e);
+        rc = q ? compress_ql_attach(dst, q, e) : KD_ENOMEM;
     } else if (k[i] == Q_CSR8) {
         quant_csr *q = quant_csr_from_dense(w, u, kin, e);
         rc = q ? compress_qcsr_attach(dst, q, e) : KD_ENOMEM;
@@ -325,6 +406,8 @@ static int build_layer(const nn_model *src, int i, const qkind *k, const float *
     }
     if (rc == KD_OK && dst->nb)
         memcpy(dst->b, l->b, dst->nb * sizeof *dst->b);
+    if (rc == KD_OK && mu)
+        rc = correct_bias(dst, w, mu, e);
     kd_free(w);
     return rc;
 }
@@ -347,7 +430,8 @@ static const nn_layer_ops *ops_of(qkind k, const nn_layer *l)
     static const nn_layer_ops *const table[] = {
         [Q_FP32] = &nn_dense_ops,           [Q_S8] = &compress_dense_q8_ops,
         [Q_D8] = &compress_dense_dq8_ops,   [Q_4] = &compress_dense_q4_ops,
-        [Q_CSR8] = &compress_dense_csr_q8_ops,
+        [Q_CSR8] = &compress_dense_csr_q8_ops, [Q_2] = &compress_dense_q2_ops,
+        [Q_3] = &compress_dense_q3_ops,
     };
     return k == Q_KEEP ? l->spec.ops : table[k];
 }
@@ -357,19 +441,21 @@ typedef struct {
     const qkind *k;
     const float *lo, *hi;
     const compress_quant_spec *s;
-    double *const *gram;
+    double *const *gram, *const *mu;
 } build_ctx;
 
 static int fill_layer(const void *ctx, const nn_model *m, int i, nn_layer *dst, kd_err *e)
 {
     const build_ctx *b = ctx;
     return b->k[i] == Q_KEEP ? compress_copy_layer(dst, &m->layers[i], e)
-                             : build_layer(m, i, b->k, b->lo, b->hi, b->s, b->gram[i], dst, e);
+                             : build_layer(m, i, b->k, b->lo, b->hi, b->s, b->gram[i], b->mu[i],
+                                           dst, e);
 }
 
 /* The new model's layers from k, lo, hi (and the Gram matrices of gptq). */
 static nn_model *assemble(nn_model *m, const qkind *k, const float *lo, const float *hi,
-                          const compress_quant_spec *s, double *const *gram, kd_err *e)
+                          const compress_quant_spec *s, double *const *gram, double *const *mu,
+                          kd_err *e)
 {
     const nn_layer_ops **ops = kd_calloc((size_t)m->nlayers, sizeof *ops);
     if (!ops) {
@@ -378,7 +464,7 @@ static nn_model *assemble(nn_model *m, const qkind *k, const float *lo, const fl
     }
     for (int i = 0; i < m->nlayers; i++)
         ops[i] = ops_of(k[i], &m->layers[i]);
-    build_ctx b = {.k = k, .lo = lo, .hi = hi, .s = s, .gram = gram};
+    build_ctx b = {.k = k, .lo = lo, .hi = hi, .s = s, .gram = gram, .mu = mu};
     nn_model *q = compress_remodel(m, ops, fill_layer, &b, e);
     kd_free(ops);
     return q;
@@ -391,7 +477,7 @@ nn_model *compress_quantize(nn_model *m, const compress_quant_spec *s, const dat
         return NULL;
     qkind *k = kd_calloc((size_t)m->nlayers, sizeof *k);
     float *lo = kd_calloc((size_t)m->nlayers * 2, sizeof *lo);
-    double **gram = kd_calloc((size_t)m->nlayers, sizeof *gram);
+    double **gram = kd_calloc((size_t)m->nlayers * 2, sizeof *gram), **mu = gram + m->nlayers;
     nn_model *q = NULL;
     if (!k || !lo || !gram) {
         kd_err_set(e, KD_ENOMEM, "out of memory");
@@ -399,10 +485,10 @@ nn_model *compress_quantize(nn_model *m, const compress_quant_spec *s, const dat
         for (int i = 0; i < m->nlayers; i++)
             k[i] = decide(m, s, i);
         if (ranges(m, s, calib, k, lo, lo + m->nlayers, e) == KD_OK &&
-            grams(m, s, calib, k, gram, e) == KD_OK)
-            q = assemble(m, k, lo, lo + m->nlayers, s, gram, e);
+            grams(m, s, calib, k, gram, e) == KD_OK && means(m, s, calib, k, mu, e) == KD_OK)
+            q = assemble(m, k, lo, lo + m->nlayers, s, gram, mu, e);
     }
-    for (int i = 0; gram && i < m->nlayers; i++)
+    for (int i = 0; gram && i < 2 * m->nlayers; i++)
         kd_free(gram[i]);
     kd_free(gram);
     kd_free(k);

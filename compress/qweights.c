@@ -22,16 +22,23 @@ static int layer_bits(const nn_layer *l) { return l->ops->weight_bits ? l->ops->
 
 int compress_model_weight_bits(const nn_model *m)
 {
-    double n[3] = {0, 0, 0}; /* 32, 8, 4 */
+    static const int bits[5] = {32, 8, 4, 3, 2};
+    double n[5] = {0, 0, 0, 0, 0};
     for (int i = 0; i < m->nlayers; i++) {
         const nn_layer *l = &m->layers[i];
         size_t pw = 0, pnz;
         if (l->ops->count)
             l->ops->count(l, &pw, &pnz);
-        int b = layer_bits(l);
-        n[b == 32 ? 0 : b == 8 ? 1 : 2] += (double)(l->nw + pw);
+        int b = layer_bits(l), k = 0;
+        while (k < 4 && bits[k] != b)
+            k++;
+        n[k] += (double)(l->nw + pw);
     }
-    return n[2] > n[0] && n[2] > n[1] ? 4 : n[1] > n[0] ? 8 : 32;
+    int best = 0; /* the majority by weight count; ties go to the wider */
+    for (int k = 1; k < 5; k++)
+        if (n[k] > n[best])
+            best = k;
+    return bits[best];
 }
 
 /* ---- weights_hist.csv ------------------------------------------------------------ */

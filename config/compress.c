@@ -209,7 +209,7 @@ static int walk_finetune(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_p
     return rc != KD_OK ? rc : walk_training(c, pm, path, 1, ps);
 }
 
-/* bits: 8 | 4 or a list of them into vals; *n = the list's length, 0 for a scalar. */
+/* bits: 8 | 4 | 3 | 2 or a list of them into vals; *n = the list's length, 0 for a scalar. */
 static int walk_bits(cfg_ctx *c, const cfg_node *pm, const char *path, float *vals, int *n)
 {
     const cfg_node *v = cfg_map_get(pm, "bits");
@@ -229,8 +229,8 @@ static int walk_bits(cfg_ctx *c, const cfg_node *pm, const char *path, float *va
         int b, rc = cfg_int_node(c, it, q, 1, 64, &b);
         if (rc != KD_OK)
             return rc;
-        if (b != 8 && b != 4)
-            return cfg_err(c, it, q, "%d bits is not supported (8 or 4)", b);
+        if (b != 8 && (b < 2 || b > 4))
+            return cfg_err(c, it, q, "%d bits is not supported (8, 4, 3 or 2)", b);
         vals[i] = (float)b;
     }
     *n = v->kind == CFG_SEQ ? cnt : 0;
@@ -251,7 +251,8 @@ static int check_calib(cfg_ctx *c, const cfg_node *pm, const char *path, const e
     for (int i = 0; i < ps->noverrides; i++)
         eight |= ps->overrides[i].bits == 8;
     long n = cfg_train_samples(c, &s->data);
-    if ((ps->dynamic || !eight) && !ps->gptq) /* gptq calibrates its Gram matrices */
+    /* gptq calibrates its Gram matrices, bias correction its mean inputs */
+    if ((ps->dynamic || !eight) && !ps->gptq && !ps->bias_correction)
         return KD_OK;
     if (n <= 0)
         return KD_OK;
@@ -293,7 +294,8 @@ static int walk_quantize(cfg_ctx *c, const cfg_node *pm, const char *path, const
 {
     static const char *const keys[] = {"type", "bits", "mode", "per_channel", "calibration",
                                        "percentile", "calib_batches", "group", "rounding",
-                                       "damp", "act_order", "overrides", NULL};
+                                       "damp", "act_order", "bias_correction", "overrides",
+                                       NULL};
     static const char *const modes[] = {"static", "dynamic"};
     static const char *const roundings[] = {"nearest", "gptq"};
     int rc = cfg_check_keys(c, pm, path, keys, "pass type quantize");
@@ -303,16 +305,21 @@ static int walk_quantize(cfg_ctx *c, const cfg_node *pm, const char *path, const
         (rc = cfg_enum(c, pm, path, "mode", 0, modes, 2, &ps->dynamic)) ||
         (rc = cfg_enum(c, pm, path, "rounding", 0, roundings, 2, &ps->gptq)) ||
         (rc = cfg_float(c, pm, path, "damp", 0, LO_OPEN(0, 1), &ps->damp)) ||
-        (rc = cfg_bool(c, pm, path, "act_order", &ps->act_order)))
+        (rc = cfg_bool(c, pm, path, "act_order", &ps->act_order)) ||
+        (rc = cfg_bool(c, pm, path, "bias_correction", &ps->bias_correction)))
         return rc;
     ps->bits = (int)sweep[0];
     if ((rc = walk_quant_common(c, pm, path, ps)))
         return rc;
-    int four = 0;
+    int four = 0, low = 0;
     for (int i = 0; i < (*nsweep ? *nsweep : 1); i++)
-        four |= sweep[i] == 4;
+        four |= sweep[i] == 4, low |= sweep[i] <= 4;
     for (int i = 0; i < ps->noverrides; i++)
         four |= ps->overrides[i].bits == 4;
+    if (ps->bias_correction && !low)
+        return cfg_err_key(c, pm, "bias_correction", path,
+                           "bias correction applies to 4-, 3- and 2-bit weights, and this pass "
+                           "gives none");
     if (ps->gptq && !four)
         return cfg_err_key(c, pm, "rounding", path,
                            "gptq rounds 4-bit weights, and this pass gives no layer 4 bits");
@@ -327,13 +334,15 @@ static int walk_quantize(cfg_ctx *c, const cfg_node *pm, const char *path, const
  * optionally the training keys: epochs > 0 fine-tunes the shared values. */
 static int walk_cluster(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass *ps)
 {
-    static const char *const keys[] = {"type", "clusters", "init", "epochs", "lr", "batch_size",
-                                       "distill", "temperature", "alpha", NULL};
+    static const char *const keys[] = {"type", "clusters", "init", "coding", "epochs", "lr",
+                                       "batch_size", "distill", "temperature", "alpha", NULL};
     static const char *const inits[] = {"linear", "kmeans++", "density"};
+    static const char *const codings[] = {"huffman", "none"};
     ps->clusters = 16;
     int rc = cfg_check_keys(c, pm, path, keys, "pass type cluster");
     if (rc || (rc = cfg_int(c, pm, path, "clusters", 0, 2, 256, &ps->clusters)) ||
-        (rc = cfg_enum(c, pm, path, "init", 0, inits, 3, &ps->cluster_init)))
+        (rc = cfg_enum(c, pm, path, "init", 0, inits, 3, &ps->cluster_init)) ||
+        (rc = cfg_enum(c, pm, path, "coding", 0, codings, 2, &ps->cluster_raw)))
         return rc;
     return walk_training(c, pm, path, 0, ps);
 }

@@ -155,7 +155,8 @@ typedef struct {
     int distill;             /* soft targets from the teacher instead of the labels */
     float temperature, alpha;
     /* quantize, qat */
-    int bits;                /* 8 or 4; a list in the file expands into variants */
+    int bits;                /* 8, 4, 3 or 2; a list in the file expands into variants
+                                (qat at 3 or 2 bits learns the step size: LSQ) */
     int dynamic;             /* bits 8: activations quantized per batch at run time */
     int per_channel;         /* weight scales per output channel (default) or per tensor */
     int percentile_calib;    /* calibration: minmax (0) | percentile (1) */
@@ -165,9 +166,11 @@ typedef struct {
     int gptq;                /* quantize: rounding of 4-bit weights: nearest (0) | gptq (1) */
     float damp;              /* gptq: damping, fraction of mean(diag H), default 0.01, (0, 1] */
     int act_order;           /* gptq: columns by decreasing input energy (default true) */
+    int bias_correction;     /* quantize: 4/3/2-bit layers' bias corrected on calibration data */
     /* cluster */
     int clusters;            /* shared values per layer, 2..256, default 16 */
     int cluster_init;        /* linear (0, default) | kmeans++ (1) | density (2) */
+    int cluster_raw;         /* coding: huffman (0, default) | none (1) */
 } cfg_pass;
 
 typedef enum { CFG_SRC_TEACHER = 0, CFG_SRC_STUDENT, CFG_SRC_FILE } cfg_source_kind;

@@ -66,6 +66,8 @@ static void dump_quant(FILE *f, const cfg_pass *p)
             cfg_put_float(f, p->damp);
             fprintf(f, ", act_order: %s", p->act_order ? "true" : "false");
         }
+        if (p->bits <= 4)
+            fprintf(f, ", bias_correction: %s", p->bias_correction ? "true" : "false");
     }
     fprintf(f, ", group: %d", p->group);
     dump_overrides(f, p, 1);
@@ -78,7 +80,8 @@ static void dump_pass(FILE *f, const cfg_pass *p)
     fprintf(f, "      - {type: %s", cfg_pass_names[p->kind]);
     if (p->kind == CFG_PASS_CLUSTER) {
         static const char *const inits[] = {"linear", "kmeans++", "density"};
-        fprintf(f, ", clusters: %d, init: %s", p->clusters, inits[p->cluster_init]);
+        fprintf(f, ", clusters: %d, init: %s, coding: %s", p->clusters, inits[p->cluster_init],
+                p->cluster_raw ? "none" : "huffman");
         if (p->epochs > 0)
             dump_training(f, p);
     } else if (p->kind >= CFG_PASS_QUANTIZE) {

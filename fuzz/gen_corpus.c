@@ -146,6 +146,25 @@ static void models(void)
     if (!fq)
         die("qat", &e);
     save_model("fq.kdm", fq);
+    for (int bits = 2; bits <= 3; bits++) { /* int2, int3, and LSQ's trainable layer */
+        compress_quant_spec ls = {.mode = COMPRESS_Q_INT4, .wbits = bits};
+        nn_model *q = compress_quantize(m, &ls, NULL, &e);
+        if (!q)
+            die("quantize", &e);
+        save_model(bits == 2 ? "q2.kdm" : "q3.kdm", q);
+    }
+    compress_quant_spec ls = {.mode = COMPRESS_Q_INT4, .wbits = 2};
+    nn_model *lsq = compress_lsq_prepare(m, &ls, &e);
+    if (!lsq)
+        die("lsq", &e);
+    save_model("lsq.kdm", lsq);
+    for (int raw = 0; raw < 2; raw++) { /* shared weights, Huffman-coded and not */
+        compress_cluster_spec cs = {.clusters = 5, .uncoded = raw};
+        nn_model *sh = compress_cluster(sp, &cs, &e);
+        if (!sh)
+            die("cluster", &e);
+        save_model(raw ? "shared_raw.kdm" : "shared.kdm", sh);
+    }
     save_model("csr.kdm", sp);
     nn_model_free(m);
     data_set_free(&calib);

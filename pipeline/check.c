@@ -21,6 +21,10 @@ static int check_passes(const exp_spec *s, const cfg_variant *v, const nn_model 
             rc = compress_prune_check(m, &ps, e);
         else if (p->kind == CFG_PASS_QUANTIZE || p->kind == CFG_PASS_QAT)
             rc = compress_quant_check(m, &qs, e);
+        else if (p->kind == CFG_PASS_CLUSTER)
+            rc = compress_cluster_check(
+                m, &(compress_cluster_spec){.clusters = p->clusters,
+                                            .init = (cluster_init)p->cluster_init}, e);
         if (rc != KD_OK)
             return kd_err_at(e, KD_ECONFIG, s->file, p->pos.line, p->pos.col,
                              "compress (%s) passes[%d], on %s: %s", v->pipeline, i, v->source_path,

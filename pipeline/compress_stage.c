@@ -153,13 +153,14 @@ static void describe(const cfg_variant *v, char *buf, size_t n)
         if (p->kind == CFG_PASS_FINETUNE)
             snprintf(buf + k, n - k, "%sfinetune(%d%s)", sep, p->epochs, p->distill ? ",distill" : "");
         else if (p->kind == CFG_PASS_CLUSTER)
-            snprintf(buf + k, n - k, "%scluster(%d%s)", sep, p->clusters,
-                     p->epochs > 0 ? ",finetuned" : "");
+            snprintf(buf + k, n - k, "%scluster(%d%s%s)", sep, p->clusters,
+                     p->epochs > 0 ? ",finetuned" : "", p->cluster_raw ? ",uncoded" : "");
         else if (p->kind >= CFG_PASS_QUANTIZE)
             snprintf(buf + k, n - k, "%s%s(int%d%s%s)", sep,
                      p->kind == CFG_PASS_QAT ? "qat" : "quantize", p->bits,
-                     p->bits == 8 ? (p->dynamic ? ",dynamic" : ",static") : ",weights",
-                     p->kind == CFG_PASS_QAT ? "" : p->bits == 4 ? "" :
+                     p->bits == 8 ? (p->dynamic ? ",dynamic" : ",static")
+                     : p->kind == CFG_PASS_QAT && p->bits < 4 ? ",weights,lsq" : ",weights",
+                     p->kind == CFG_PASS_QAT ? "" : p->bits <= 4 ? (p->bias_correction ? ",bc" : "") :
                      p->dynamic ? "" : p->percentile_calib ? ",percentile" : ",minmax");
         else if (p->method != CFG_PRUNE_MAGNITUDE)
             snprintf(buf + k, n - k, "%sprune(%s,l%d,%.2f)", sep, method[p->method], p->norm,
@@ -215,7 +216,8 @@ compress_quant_spec pl_quant_spec(const cfg_pass *p, compress_qoverride *qo)
         qo[i].bits = p->overrides[i].bits;
     }
     return (compress_quant_spec){
-        .mode = p->bits == 4 ? COMPRESS_Q_INT4 : p->dynamic ? COMPRESS_Q_DYNAMIC8 : COMPRESS_Q_STATIC8,
+        .mode = p->bits <= 4 ? COMPRESS_Q_INT4 : p->dynamic ? COMPRESS_Q_DYNAMIC8 : COMPRESS_Q_STATIC8,
+        .wbits = p->bits <= 4 ? p->bits : 0, .bias_correction = p->bias_correction,
         .per_channel = p->per_channel,
         .calib = p->percentile_calib ? COMPRESS_CALIB_PERCENTILE : COMPRESS_CALIB_MINMAX,
         .percentile = p->percentile, .calib_batches = p->calib_batches, .group = p->group,
@@ -232,10 +234,13 @@ static int run_quantize(variant_run *u, const cfg_pass *p, kd_err *e)
     compress_qoverride qo[CFG_MAX_OVERRIDES];
     compress_quant_spec qs = pl_quant_spec(p, qo);
     int rc = KD_OK;
+    if (p->bits < 4) /* int2/int3 are dense: a pruned layer's zeros are one of its levels */
+        u->sparse = 0;
     if (p->kind == CFG_PASS_QUANTIZE && u->sparse && (rc = to_sparse(u, e)) != KD_OK)
         return rc;
     if (p->kind == CFG_PASS_QAT) {
-        nn_model *fq = compress_qat_prepare(u->m, &qs, e);
+        nn_model *fq = p->bits < 4 ? compress_lsq_prepare(u->m, &qs, e) /* learned steps */
+                                   : compress_qat_prepare(u->m, &qs, e);
         if (!fq)
             return e->code;
         nn_model_free(u->m);
@@ -261,7 +266,7 @@ static int run_quantize(variant_run *u, const cfg_pass *p, kd_err *e)
 static int run_cluster(variant_run *u, const cfg_pass *p, kd_err *e)
 {
     compress_cluster_spec cs = {.clusters = p->clusters, .init = (cluster_init)p->cluster_init,
-                                .seed = u->seed};
+                                .seed = u->seed, .uncoded = p->cluster_raw};
     if (p->epochs > 0) { /* the shared values fine-tuned, the assignments held */
         if (!(u->tie = compress_tie_new(u->m, &cs, e)))
             return e->code;

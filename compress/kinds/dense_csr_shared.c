@@ -1,4 +1,6 @@
-/* dense_csr_shared (format "csr-shared+huff"): a pruned layer whose kept
+/* dense_csr_shared (format "csr-shared+huff") and dense_csr_shared_raw
+ * (format "csr-shared", Deep Compression's step before Huffman coding, so
+ * that each rung of the ladder is a file of its own): a pruned layer whose kept
  * weights share a small codebook (Deep Compression's weight sharing), stored
  * as the codebook plus two entropy-coded byte streams: the structure (per row
  * its count, then the column gaps) and one codebook index per non-zero.
@@ -12,7 +14,9 @@
  * and coded lengths, zlib Huffman-only).  Structure:
  * per row a LEB128 count, then per non-zero its gap to the previous column
  * (the first from -1) minus 1, as bytes of 255 while it is >= 255 and one
- * final byte < 255. */
+ * final byte < 255.  The raw kind stores the structure bytes as they are
+ * (u32 length, bytes) and the indices bit-packed at ceil(log2 k) bits each,
+ * least significant bit first (ceil(nnz * bits / 8) bytes, 0 bits for k = 1). */
 #include <math.h>
 #include <string.h>
 
@@ -63,6 +67,81 @@ static int streams(const compress_csr *a, const float *book, int k, kd_buf *st, 
     return st->failed ? KD_ENOMEM : KD_OK;
 }
 
+static int is_raw(const nn_layer *l) { return l->ops == &compress_dense_csr_shared_raw_ops; }
+
+/* Bits per raw index for a k-entry codebook. */
+static int index_bits(uint32_t k)
+{
+    int b = 0;
+    while ((1u << b) < k)
+        b++;
+    return b;
+}
+
+static void put_stream(kd_buf *b, int raw, const uint8_t *src, size_t n)
+{
+    if (!raw) {
+        entropy_encode(b, src, n);
+        return;
+    }
+    kd_buf_u32(b, (uint32_t)n);
+    kd_buf_put(b, src, n);
+}
+
+/* n indices of `bits` bits each, packed LSB first. */
+static void put_indices(kd_buf *b, int raw, const uint8_t *idx, size_t n, int bits)
+{
+    if (!raw) {
+        entropy_encode(b, idx, n);
+        return;
+    }
+    size_t nbytes = (n * (size_t)bits + 7) / 8;
+    uint8_t *p = kd_calloc(nbytes ? nbytes : 1, 1);
+    if (!p) {
+        b->failed = 1;
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (int t = 0; t < bits; t++)
+            p[(i * bits + t) / 8] |= (uint8_t)((idx[i] >> t & 1) << ((i * bits + t) % 8));
+    kd_buf_put(b, p, nbytes);
+    kd_free(p);
+}
+
+static int get_stream(kd_rd *r, int raw, uint8_t *dst, size_t n, const char *what, kd_err *e)
+{
+    if (!raw)
+        return entropy_decode(r, dst, n, what, e);
+    uint32_t len = kd_rd_u32(r);
+    if (!r->ok || len != n || n > r->len - r->pos)
+        return kd_err_set(e, KD_EFORMAT, "%s bytes: %u declared, %zu expected, %zu left", what,
+                          len, n, r->ok ? r->len - r->pos : 0);
+    kd_rd_get(r, dst, n);
+    return KD_OK;
+}
+
+static int get_indices(kd_rd *r, int raw, uint8_t *idx, size_t n, int bits, kd_err *e)
+{
+    if (!raw)
+        return entropy_decode(r, idx, n, "index", e);
+    size_t nbytes = (n * (size_t)bits + 7) / 8;
+    if (nbytes > r->len - r->pos)
+        return kd_err_set(e, KD_EFORMAT, "index bits cut: %zu bytes, %zu left", nbytes,
+                          r->len - r->pos);
+    const uint8_t *p = r->p + r->pos;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v = 0;
+        for (int t = 0; t < bits; t++)
+            v |= (unsigned)(p[(i * bits + t) / 8] >> ((i * bits + t) % 8) & 1) << t;
+        idx[i] = (uint8_t)v;
+    }
+    size_t used = n * (size_t)bits;
+    if (used % 8 && p[nbytes - 1] >> (used % 8))
+        return kd_err_set(e, KD_EFORMAT, "index bits: non-zero padding");
+    r->pos += nbytes;
+    return KD_OK;
+}
+
 /* save cannot fail in nn's interface: a layer whose values are not a codebook
  * (never made by compress_cluster) is written with k = 0 and nnz = 0, which
  * loads as an empty layer -- the buffer's failure flag reports no memory. */
@@ -81,12 +160,12 @@ static void shared_save(const nn_layer *l, kd_buf *b)
     if (ok) {
         kd_buf_put(b, book, (size_t)k * sizeof *book);
         kd_buf_u32(b, (uint32_t)st.len);
-        entropy_encode(b, st.p, st.len);
-        entropy_encode(b, idx, a->nnz);
+        put_stream(b, is_raw(l), st.p, st.len);
+        put_indices(b, is_raw(l), idx, a->nnz, index_bits((uint32_t)k));
     } else {
         kd_buf_u32(b, 0);
-        entropy_encode(b, NULL, 0);
-        entropy_encode(b, NULL, 0);
+        put_stream(b, is_raw(l), NULL, 0);
+        put_indices(b, is_raw(l), NULL, 0, 0);
         if (a && a->nnz)
             b->failed = 1; /* values that are no codebook, or no memory */
     }
@@ -172,8 +251,8 @@ static int shared_load(nn_layer *l, kd_rd *r, kd_err *e)
     int rc = st && idx && a ? KD_OK : KD_ENOMEM;
     if (rc == KD_ENOMEM && (!st || !idx))
         kd_err_set(e, KD_ENOMEM, "out of memory for a shared layer of %u non-zeros", nnz);
-    if (rc == KD_OK && ((rc = entropy_decode(r, st, nst, "structure", e)) != KD_OK ||
-                        (rc = entropy_decode(r, idx, nnz, "index", e)) != KD_OK))
+    if (rc == KD_OK && ((rc = get_stream(r, is_raw(l), st, nst, "structure", e)) != KD_OK ||
+                        (rc = get_indices(r, is_raw(l), idx, nnz, index_bits(k), e)) != KD_OK))
         kd_err_prefix(e, "shared layer");
     if (rc == KD_OK && r->pos != r->len)
         rc = kd_err_set(e, KD_EFORMAT, "shared layer: %zu bytes after the streams",
@@ -191,26 +270,20 @@ static int shared_load(nn_layer *l, kd_rd *r, kd_err *e)
     return KD_OK;
 }
 
-const nn_layer_ops compress_dense_csr_shared_ops = {
-    .name = "dense_csr_shared",
-    .setup = kcsr_setup,
-    .reserve = kcsr_reserve,
-    .release = kcsr_release,
-    .forward = kcsr_forward,
-    .threaded = 1,
-    .backward = kcsr_backward,
-    .macs = kcsr_macs,
-    .format = "csr-shared+huff",
-    .weight_bits = 8, /* at most: indices of a codebook of <= 256 (entropy-coded below that) */
-    .sparse = 1,
-    .dense_like = 1,
-    .dequant = kcsr_dequant,
-    .save = shared_save,
-    .load = shared_load,
-    .copy = kcsr_copy,
-    .destroy = kcsr_destroy,
-    .count = kcsr_count,
-};
+#define SHARED_OPS(NAME, FORMAT)                                                               \
+    {                                                                                          \
+        .name = NAME, .setup = kcsr_setup, .reserve = kcsr_reserve, .release = kcsr_release,   \
+        .forward = kcsr_forward, .threaded = 1, .backward = kcsr_backward, .macs = kcsr_macs,  \
+        .format = FORMAT, .weight_bits = 8, .sparse = 1, .dense_like = 1,                      \
+        .dequant = kcsr_dequant, .save = shared_save, .load = shared_load, .copy = kcsr_copy,  \
+        .destroy = kcsr_destroy, .count = kcsr_count,                                          \
+    }
+
+/* weight_bits 8: at most, indices of a codebook of <= 256 (fewer bits below that) */
+const nn_layer_ops compress_dense_csr_shared_ops = SHARED_OPS("dense_csr_shared",
+                                                              "csr-shared+huff");
+const nn_layer_ops compress_dense_csr_shared_raw_ops = SHARED_OPS("dense_csr_shared_raw",
+                                                                  "csr-shared");
 
 int compress_shared_attach(nn_layer *l, compress_csr *a, kd_err *e)
 {

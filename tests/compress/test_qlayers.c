@@ -428,10 +428,12 @@ START_TEST(test_kind_facts)
     for (int i = 0; i < n; i++) {
         ck_assert_msg(k[i]->format && k[i]->dequant && k[i]->dense_like, "%s", k[i]->name);
         int b = k[i]->weight_bits;
-        ck_assert_msg(b == 32 || b == 8 || b == 4, "%s: %d bits", k[i]->name, b);
+        ck_assert_msg(b == 32 || b == 8 || (b >= 2 && b <= 4), "%s: %d bits", k[i]->name, b);
         ck_assert_msg(!k[i]->sparse || !k[i]->trainable, "%s", k[i]->name);
     }
     ck_assert_int_eq(compress_dense_q4_ops.weight_bits, 4);
+    ck_assert_int_eq(compress_dense_q3_ops.weight_bits, 3);
+    ck_assert_int_eq(compress_dense_q2_ops.weight_bits, 2);
     ck_assert(compress_dense_csr_ops.sparse && compress_dense_csr_q8_ops.sparse);
     ck_assert(compress_dense_fq_ops.trainable);
     nn_model *m = qt_mlp(8, 6, 5, 3, 9);

@@ -39,7 +39,7 @@ static void same_outputs(nn_model *a, nn_model *b, int k)
     }
 }
 
-/* The four kinds of PTQ plus dense_fq, each in a model of its own. */
+/* The kinds of PTQ plus dense_fq and dense_lsq, each in a model of its own. */
 static nn_model *variant(int v, nn_model *m, const data_set *d)
 {
     kd_err e = {0};
@@ -54,11 +54,12 @@ static nn_model *variant(int v, nn_model *m, const data_set *d)
         nn_model_free(p);
         return q;
     }
-    if (v == 5) { /* 50% pruned, then 16 shared values a layer */
+    if (v == 5 || v == 9) { /* 50% pruned, then 16 shared values a layer (9: not coded) */
         nn_model *p = nn_model_clone(m, &e);
         compress_prune_spec ps = {.sparsity = 0.5f};
         ck_assert_int_eq(compress_prune_magnitude(p, &ps, NULL, &e), KD_OK);
-        compress_cluster_spec cs = {.clusters = 16, .init = CLUSTER_INIT_LINEAR};
+        compress_cluster_spec cs = {.clusters = v == 9 ? 5 : 16, .init = CLUSTER_INIT_LINEAR,
+                                    .uncoded = v == 9};
         nn_model *q = compress_cluster(p, &cs, &e);
         ck_assert_msg(q != NULL, "%s", e.msg);
         nn_model_free(p);
@@ -72,13 +73,27 @@ static nn_model *variant(int v, nn_model *m, const data_set *d)
         ck_assert_ptr_nonnull(nn_model_forward(q, d->xf, d->n, &c)); /* sets the EMA ranges */
         return q;
     }
+    if (v == 6 || v == 7) { /* 2 and 3 bits */
+        compress_quant_spec s = {.mode = COMPRESS_Q_INT4, .wbits = v == 6 ? 2 : 3};
+        nn_model *q = compress_quantize(m, &s, NULL, &e);
+        ck_assert_msg(q != NULL, "%s", e.msg);
+        return q;
+    }
+    if (v == 8) { /* LSQ at 2 bits */
+        compress_quant_spec s = {.mode = COMPRESS_Q_INT4, .wbits = 2};
+        nn_model *q = compress_lsq_prepare(m, &s, &e);
+        ck_assert_msg(q != NULL, "%s", e.msg);
+        return q;
+    }
     const compress_qmode modes[3] = {COMPRESS_Q_STATIC8, COMPRESS_Q_DYNAMIC8, COMPRESS_Q_INT4};
     return qt_quantize(m, modes[v], d);
 }
 
-enum { NV = 6 };
+enum { NV = 10 };
 static const char *const formats[NV] = {"int8",     "int8-dyn",       "int4",
-                                        "csr-int8", "fp32-fakequant", "csr-shared+huff"};
+                                        "csr-int8", "fp32-fakequant", "csr-shared+huff",
+                                        "int2",     "int3",           "fp32-lsq",
+                                        "csr-shared"};
 
 START_TEST(test_round_trip)
 {
@@ -92,7 +107,7 @@ START_TEST(test_round_trip)
     data_set d = qt_data(64, 100, 3, 22);
     save(m, fpath);
     /* file bytes vs fp32 (small layers: biases and int4 padding of k = 100 weigh) */
-    const double most[NV] = {0.28, 0.28, 0.19, 0.30, 1.01, 0.15};
+    const double most[NV] = {0.28, 0.28, 0.19, 0.30, 1.01, 0.15, 0.12, 0.16, 1.01, 0.20};
     for (int v = 0; v < NV; v++) {
         nn_model *q = variant(v, m, &d);
         ck_assert_str_eq(nn_layer_format(&q->layers[2]), formats[v]);

@@ -124,6 +124,14 @@ static const bad_case bad[] = {
      "unknown key"},
     {P "    passes: [{type: quantize, bits: 4, act_order: false}]\n", 14, 51,
      "act_order is a setting of rounding: gptq"},
+    /* low bits: 8, 4, 3 or 2; bias correction only where some layer gets <= 4 bits */
+    {P "    passes: [{type: quantize, bits: 5}]\n", 14, 37, "5 bits is not supported (8, 4, 3 or 2)"},
+    {P "    passes: [{type: qat, bits: [2, 1], epochs: 1}]\n", 14, 36, "bits[1]: 1 bits is not supported"},
+    {P "    passes: [{type: quantize, bits: 8, bias_correction: true}]\n", 14, 57,
+     "bias correction applies to 4-, 3- and 2-bit weights"},
+    {P "    passes: [{type: quantize, bits: 2, rounding: gptq}]\n", 14, 50, "no layer 4 bits"},
+    {P "    passes: [{type: qat, bits: 2, epochs: 1, bias_correction: true}]\n", 14, 46,
+     "unknown key"},
     /* cluster: its count, its init, final, its keys */
     {P "    passes: [{type: cluster, clusters: 1}]\n", 14, 40, "clusters: must be >= 2"},
     {P "    passes: [{type: cluster, clusters: 300}]\n", 14, 40, "clusters: must be <= 256"},
@@ -247,9 +255,29 @@ START_TEST(quantize_passes)
     const char *after = BASE P "    passes: [{type: quantize}, {type: finetune, epochs: 1}]\n";
     ck_assert_int_eq(load(after, &s, &e), KD_ECONFIG);
     ck_assert_ptr_nonnull(strstr(e.msg, "a quantized or clustered model is final"));
-    const char *bits = BASE P "    passes: [{type: quantize, bits: 2}]\n";
+    const char *bits = BASE P "    passes: [{type: quantize, bits: 7}]\n";
     ck_assert_int_eq(load(bits, &s, &e), KD_ECONFIG);
-    ck_assert_ptr_nonnull(strstr(e.msg, "2 bits is not supported"));
+    ck_assert_ptr_nonnull(strstr(e.msg, "7 bits is not supported"));
+    /* 2 and 3 bits, bias correction: parsed, and dumped so that they reload */
+    const char *low = BASE P "    passes: [{type: quantize, bits: [3, 2], bias_correction: true}]\n"
+                      "  - name: l\n    source: st/distilled\n"
+                      "    passes: [{type: qat, bits: 2, epochs: 1, distill: true}]\n";
+    ck_assert_msg(load(low, &s, &e) == KD_OK, "%s", e.msg);
+    ck_assert_int_eq(s.nvariants, 3);
+    ck_assert_int_eq(s.variants[0].passes[0].bits, 3);
+    ck_assert_int_eq(s.variants[1].passes[0].bits, 2);
+    ck_assert_int_eq(s.variants[1].passes[0].bias_correction, 1);
+    ck_assert_int_eq(s.variants[2].passes[0].bits, 2);
+    char *dump = NULL;
+    size_t dn = 0;
+    FILE *df = open_memstream(&dump, &dn);
+    config_dump(&s, df);
+    fclose(df);
+    ck_assert_msg(strstr(dump, "bits: 2, mode: static") && strstr(dump, "bias_correction: true"),
+                  "%s", dump);
+    ck_assert_msg(load(dump, &t, &e) == KD_OK, "%s\n%s", e.msg, dump);
+    ck_assert_int_eq(t.variants[1].passes[0].bias_correction, 1);
+    free(dump);
     const char *cal = BASE P "    passes: [{type: quantize, calib_batches: 9999}]\n";
     ck_assert_int_eq(load(cal, &s, &e), KD_ECONFIG);
     ck_assert_ptr_nonnull(strstr(e.msg, "more than the 422"));
