@@ -69,6 +69,8 @@ typedef struct {
     int npj;
     int borrowed;
     int workers_waiting; /* rank 0: the other ranks wait for jobs or the end */
+    int dp_sent;         /* rank 0: the data-parallel teacher's state was broadcast */
+    int workers_gone;    /* rank 0: the other ranks were told the run failed */
 } run_ctx;
 
 /* dir/name into buf.  Cannot truncate: pl_open_run_dir bounds dir, and
@@ -172,6 +174,23 @@ int pl_spread_worker(const exp_spec *spec, const pipeline_opts *o, kd_err *e);
 /* Rank 0, when the run fails before or after the jobs: tells the other ranks
  * to stop with rc (0 after a run that went well). */
 void pl_spread_stop(run_ctx *r, int rc);
+
+/* ---- dp.c: data-parallel teacher training ---- */
+/* h's shard and reduce for this rank of d (ctx: kd_free after training);
+ * reduce sums gradients in rank order, or by MPI_Allreduce when fast, and
+ * stops every rank at the same batch once cancel is set on any. */
+int pl_dp_hooks(dist_comm *d, int fast, const volatile sig_atomic_t *cancel, train_hooks *h,
+                void **ctx, kd_err *e);
+/* teacher.train.parallel: data, a teacher to train, and more than one rank. */
+int pl_dp_on(const exp_spec *spec, const dist_comm *d);
+/* Rank 0, before train_fit: sends st to the other ranks and sets h's
+ * shard/reduce (ctx: kd_free after training).  A failure is sent too. */
+int pl_dp_start(run_ctx *r, const train_state *st, train_hooks *h, void **ctx, kd_err *e);
+/* Rank 0, when the teacher stage failed before pl_dp_start: tells the others. */
+void pl_dp_fail(run_ctx *r, int rc);
+/* Rank 0, when data-parallel training failed midway (the others wait in a
+ * reduce): the error in run.log and on stderr, then MPI_Abort on all ranks. */
+void pl_dp_abort(run_ctx *r, const kd_err *e);
 
 /* The stages. */
 int pl_stage_teacher(run_ctx *r, kd_err *e);

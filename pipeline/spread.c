@@ -320,7 +320,7 @@ static void mark_kept(run_ctx *r, spread *s)
 int pl_spread_jobs(run_ctx *r, int rc, kd_err *e)
 {
     dist_comm *d = r->o->dist;
-    if (dist_size(d) < 2)
+    if (dist_size(d) < 2 || r->workers_gone)
         return rc;
     pl_worker w;
     if (rc == KD_OK)
@@ -430,9 +430,25 @@ int pl_spread_worker(const exp_spec *spec, const pipeline_opts *o, kd_err *e)
     kd_err we = {0};
     if (pl_worker_open(&w, spec, o, dist_rank(d), NULL, &we) != KD_OK)
         w.failed = we; /* answered to every job: rank 0 reports it */
+    int rc = KD_OK;
+    if (pl_dp_on(spec, d) && (rc = pl_dp_worker(&w, spec, d, e)) != KD_OK) {
+        if (rc != KD_ECANCELED && e->msg[0]) {
+            /* rank 0 waits in a reduce for this rank: say why, end them all
+             * (MPI_Abort ends the process, so this rank prints it itself) */
+            char buf[1200];
+            fprintf(stderr, "kdbench (rank %d): %s\n", dist_rank(d), kd_err_str(e, buf, sizeof buf));
+            dist_abort(d, 1);
+        }
+        if (rc != KD_ECANCELED) { /* rank 0 failed before training, and reports it */
+            pl_worker_close(&w);
+            return rc;
+        }
+        rc = KD_OK; /* stopped with rank 0 at the same batch: it says what follows */
+    }
     void *p = NULL;
     size_t n = 0;
-    int rc = dist_bcast(d, &p, &n, 0, e);
+    if (rc == KD_OK)
+        rc = dist_bcast(d, &p, &n, 0, e);
     kd_rd rd = {.p = p, .len = n, .ok = 1};
     int status = rc == KD_OK ? (int)kd_rd_u32(&rd) : rc;
     if (rc == KD_OK && !rd.ok)

@@ -27,6 +27,12 @@ void pl_worker_close(pl_worker *w);
  * grow.  The job's own failure travels in the message. */
 int pl_worker_run(pl_worker *w, const run_ctx *plan, int job, int resume, kd_buf *out);
 
+/* Another rank's part in data-parallel teacher training (dp.c): the state
+ * from rank 0, then train_fit on this rank's shards.  Returns 0 or
+ * KD_ECANCELED to go on (rank 0 then says how the run goes), else an error
+ * (e set; empty message when rank 0 failed and reports it). */
+int pl_dp_worker(pl_worker *w, const exp_spec *spec, dist_comm *d, kd_err *e);
+
 /* A file in a message: name, u64 length, bytes. */
 void pl_pack_file(kd_buf *b, const char *name, const uint8_t *p, size_t n);
 /* count files from rd into dir (folders made); KD_EFORMAT on a lying message. */
