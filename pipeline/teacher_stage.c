@@ -59,6 +59,9 @@ int pl_stage_teacher(run_ctx *r, kd_err *e)
     /* a data-parallel teacher depends on the rank count, which the cache key
      * does not hold: trained afresh (and resumable) in the run directory */
     const int dp = pl_dp_on(r->spec, r->o->dist);
+    if (cm->train.parallel && !dp)
+        kd_logf(&r->log, "teacher: train.parallel: data takes effect under mpirun -np N (N > 1); "
+                "training in this one process");
     if (r->spec->cache_dir[0] && !dp)
         hit = teacher_cache_fetch(cached, ckpt, r->o->resume, &r->log);
     r->ckpt_path = ckpt;

@@ -170,8 +170,8 @@ START_TEST(killed_rank_fails_the_run_and_resume_finishes_it)
     ck_assert_int_ge(child, 0);
     if (child == 0) {
         char cmd[2048];
-        snprintf(cmd, sizeof cmd, "KDT_MPI_TAG=%s " MPIRUN "\"%s\" run %s --out %s --quiet "
-                 "> %s/killed.log 2>&1", tag, kdt_bin(), cfg, run, dir);
+        snprintf(cmd, sizeof cmd, "TMPDIR=%s KDT_MPI_TAG=%s " MPIRUN "\"%s\" run %s --out %s --quiet "
+                 "> %s/killed.log 2>&1", dir, tag, kdt_bin(), cfg, run, dir);
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
@@ -202,11 +202,37 @@ START_TEST(killed_rank_fails_the_run_and_resume_finishes_it)
 }
 END_TEST
 
+/* The data-parallel keys are the teacher's; on a student they are refused at
+ * the key, MPI or not; on the teacher without mpirun the run says so. */
+START_TEST(parallel_is_for_the_teacher)
+{
+    char dir[256], cfg[300], out[16384], want[340];
+    kdt_tmpdir(dir, sizeof dir);
+    snprintf(cfg, sizeof cfg, "%s/m.yaml", dir);
+    ck_assert_int_eq(kdt_mpi_experiment(cfg, 1), 0);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "check %s --set students.0.train.parallel=data",
+                                 cfg), 2);
+    snprintf(want, sizeof want, "students.0.train.parallel");
+    ck_assert_msg(strstr(out, "data-parallel training is for the teacher") && strstr(out, want),
+                  "%s", out);
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "check %s --set teacher.train.reduce=sum", cfg),
+                     2);
+    ck_assert_msg(strstr(out, "teacher.train.reduce"), "%s", out);
+    if (access(DATA_FASHION_DIR "/train-images-idx3-ubyte.gz", R_OK) != 0)
+        KDT_SKIP("dataset-fashion-mnist is not installed");
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "run %s --out %s/run --set "
+                                 "teacher.train.parallel=data --set teacher.train.reduce=fast",
+                                 cfg, dir), 0);
+    ck_assert_msg(strstr(out, "takes effect under mpirun"), "%s", out);
+}
+END_TEST
+
 Suite *suite_cli_mpi(void)
 {
     Suite *s = suite_create("cli_mpi");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, parallel_is_for_the_teacher);
     tcase_add_test(tc, config_error_once_exit_2_on_every_rank);
     tcase_add_test(tc, killed_rank_fails_the_run_and_resume_finishes_it);
     suite_add_tcase(s, tc);
