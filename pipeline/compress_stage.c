@@ -335,7 +335,9 @@ static int add_variant_row(variant_run *u, nn_model *m, const char *path, double
                            kd_err *e)
 {
     measure_result mr;
-    int rc = measure_model(m, &u->r->test, path, NULL, &mr, e);
+    int rc = KD_OK;
+    if (!pl_job_measured(u->r, PL_JOB_VARIANT, (int)(u->v - u->r->spec->variants), 0, &mr))
+        rc = measure_model(m, &u->r->test, path, NULL, &mr, e); /* else measured on its rank */
     rep_row *row = rc == KD_OK ? pl_row_add(u->r, u->v->name, "compressed") : NULL;
     if (!row)
         return rc != KD_OK ? rc : kd_err_set(e, KD_ERUNTIME, "too many result rows");

@@ -32,6 +32,8 @@ typedef struct {
     int rank;           /* the rank that ran it */
     pl_curve *curves;   /* the training curves it sent back (owned), for the replay */
     int ncurves;
+    measure_result mr;  /* a first seed's model, measured where it was made */
+    int measured;
 } pl_job;
 enum { PL_JOB_TODO, PL_JOB_RUNNING, PL_JOB_DONE };
 
@@ -142,6 +144,9 @@ void pl_jobs_free(run_ctx *r);
 /* The rank that ran this job and sent its files back (its files are in the
  * run directory), or -1: the stage then runs it here, as one process does. */
 int pl_job_delivered(const run_ctx *r, pl_job_kind kind, int index, int mode, int k);
+/* A delivered first-seed job's measurement (*mr) for its row: 1, or 0 when
+ * the stage measures the model itself. */
+int pl_job_measured(const run_ctx *r, pl_job_kind kind, int index, int mode, measure_result *mr);
 /* The job's files relative to the run directory: own = what it writes,
  * else what it reads (its dependency's model).  Returns how many (<= 3). */
 int pl_job_files(const run_ctx *r, const pl_job *j, int own, char names[][PL_PATH / 2]);

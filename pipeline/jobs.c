@@ -86,6 +86,15 @@ int pl_job_delivered(const run_ctx *r, pl_job_kind kind, int index, int mode, in
     return i >= 0 && r->jobs[i].state == PL_JOB_DONE ? r->jobs[i].rank : -1;
 }
 
+int pl_job_measured(const run_ctx *r, pl_job_kind kind, int index, int mode, measure_result *mr)
+{
+    int i = r->jobs ? find(r, kind, index, mode, 0) : -1;
+    if (i < 0 || r->jobs[i].state != PL_JOB_DONE || !r->jobs[i].measured)
+        return 0;
+    *mr = r->jobs[i].mr;
+    return 1;
+}
+
 static void student_file(const run_ctx *r, int index, int mode, int k, const char *ext,
                          char *buf)
 {

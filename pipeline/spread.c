@@ -159,6 +159,9 @@ static void deliver(spread *s, int rank, const uint8_t *p, size_t n)
     pl_job *j = bad ? NULL : &r->jobs[job];
     if (j && rc == KD_OK && read_curves(&rd, j) != KD_OK)
         bad = 1;
+    if (j && rc == KD_OK && !bad && (j->measured = (int)kd_rd_u32(&rd)) != 0)
+        kd_rd_get(&rd, &j->mr, sizeof j->mr);
+    bad |= !rd.ok;
     uint64_t loglen = rd.ok ? kd_rd_u64(&rd) : 0;
     if (!bad && rd.ok && loglen <= rd.len - rd.pos)
         log_lines(r, rank, (const char *)rd.p + rd.pos, (size_t)loglen);

@@ -207,7 +207,8 @@ static int add_row(one_run *u, nn_model *m0, const seed_stats *ss, kd_err *e)
     measure_result mr;
     int rc = pl_pathf(e, kdm, sizeof kdm, "%s/students/%s/%s-seed%llu.kdm", u->r->dir, cs->name,
                       mode_name(cs, u->mode), (unsigned long long)cs->seeds[0]);
-    if (rc == KD_OK)
+    if (rc == KD_OK && !pl_job_measured(u->r, PL_JOB_STUDENT, (int)(cs - u->r->spec->students),
+                                        u->mode, &mr)) /* else measured on its rank */
         rc = measure_model(m0, &u->r->test, kdm, NULL, &mr, e);
     rep_row *row = rc == KD_OK ? pl_row_add(u->r, name, "student") : NULL;
     if (!row)

@@ -157,7 +157,7 @@ int pl_unpack_files(kd_rd *rd, const char *dir, int count, kd_err *e)
 /* ---- one job -------------------------------------------------------------------- */
 /* The result message: job, status and error, own files, curves, log text. */
 static void pack_result(pl_worker *w, const pl_job *j, int job, int rc, const kd_err *e,
-                        const char *log, size_t loglen, kd_buf *b)
+                        const measure_result *mr, const char *log, size_t loglen, kd_buf *b)
 {
     run_ctx *r = &w->r;
     kd_buf_u32(b, (uint32_t)job);
@@ -196,8 +196,23 @@ static void pack_result(pl_worker *w, const pl_job *j, int job, int rc, const kd
     kd_free(r->curves);
     r->curves = NULL;
     r->ncurves = 0;
+    kd_buf_u32(b, mr != NULL);
+    if (mr)
+        kd_buf_put(b, mr, sizeof *mr);
     kd_buf_u64(b, loglen);
     kd_buf_put(b, log, loglen);
+}
+
+/* The job's model, loaded from its file and measured as its row is. */
+static int measure_job(pl_worker *w, const pl_job *j, measure_result *mr, kd_err *e)
+{
+    char names[3][PL_PATH / 2], path[PL_PATH + PL_PATH / 2];
+    pl_job_files(&w->r, j, 1, names); /* the model file comes first */
+    pl_path(&w->r, names[0], path, sizeof path);
+    nn_model *m = compress_model_load(path, e);
+    int rc = m ? measure_model(m, &w->r.test, path, NULL, mr, e) : e->code;
+    nn_model_free(m);
+    return rc;
 }
 
 int pl_worker_run(pl_worker *w, const run_ctx *plan, int job, int resume, kd_buf *out)
@@ -216,10 +231,16 @@ int pl_worker_run(pl_worker *w, const run_ctx *plan, int job, int resume, kd_buf
     }
     if (rc == KD_OK)
         rc = pl_job_run(r, j, &e);
+    /* a first seed's model is measured here too, so rank 0 does not measure
+     * every model one after another */
+    measure_result mr, *pm = NULL;
+    if (rc == KD_OK && j->k == 0 && j->kind != PL_JOB_SENSITIVITY &&
+        (rc = measure_job(w, j, &mr, &e)) == KD_OK)
+        pm = &mr;
     if (r->log.file)
         fclose(r->log.file);
     r->log.file = NULL;
-    pack_result(w, j, job, rc, &e, log ? log : "", log ? loglen : 0, out);
+    pack_result(w, j, job, rc, &e, pm, log ? log : "", log ? loglen : 0, out);
     free(log);
     /* the scratch folder keeps nothing between jobs */
     int n = pl_job_files(plan, j, 0, names);
