@@ -34,6 +34,7 @@ typedef struct {
     int ncurves;
     measure_result mr;  /* a first seed's model, measured where it was made */
     int measured;
+    double t0;          /* when rank 0 handed it out */
 } pl_job;
 enum { PL_JOB_TODO, PL_JOB_RUNNING, PL_JOB_DONE };
 

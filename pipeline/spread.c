@@ -59,6 +59,7 @@ static void take(spread *s, int job, int rank)
     char name[160];
     s->r->jobs[job].state = PL_JOB_RUNNING;
     s->r->jobs[job].rank = rank;
+    s->r->jobs[job].t0 = kd_now();
     s->busy[rank] = job;
     s->running++;
     pl_job_name(s->r, &s->r->jobs[job], name, sizeof name);
@@ -165,6 +166,7 @@ static void deliver(spread *s, int rank, const uint8_t *p, size_t n)
     uint64_t loglen = rd.ok ? kd_rd_u64(&rd) : 0;
     if (!bad && rd.ok && loglen <= rd.len - rd.pos)
         log_lines(r, rank, (const char *)rd.p + rd.pos, (size_t)loglen);
+    rd.pos += rd.ok && loglen <= rd.len - rd.pos ? (size_t)loglen : 0;
     if (bad && !s->err.code) {
         s->err = fe.code ? fe : je;
         if (!fe.code)
@@ -172,6 +174,15 @@ static void deliver(spread *s, int rank, const uint8_t *p, size_t n)
     } else if (!bad && rc != KD_OK && !s->err.code) {
         s->err = je;
         s->failed_rank = rank;
+    }
+    double secs = 0;
+    if (rd.ok && !bad)
+        kd_rd_get(&rd, &secs, sizeof secs);
+    if (j && rc == KD_OK && !bad) { /* what the hand-out and the way back cost */
+        double round = kd_now() - j->t0;
+        kd_logf(&r->log, "[job %d/%d] done on rank %d: %.2f s there, %.2f s handed out to "
+                "delivered (%.0f ms more), %zu bytes back", job + 1, r->npj, rank, secs, round,
+                1e3 * (round - secs), n);
     }
     if (j)
         j->state = rc == KD_OK && !bad ? PL_JOB_DONE : PL_JOB_TODO;

@@ -201,6 +201,7 @@ static void pack_result(pl_worker *w, const pl_job *j, int job, int rc, const kd
         kd_buf_put(b, mr, sizeof *mr);
     kd_buf_u64(b, loglen);
     kd_buf_put(b, log, loglen);
+    kd_buf_u64(b, 0); /* the job's seconds: patched in by pl_worker_run */
 }
 
 /* The job's model, loaded from its file and measured as its row is. */
@@ -224,6 +225,7 @@ int pl_worker_run(pl_worker *w, const run_ctx *plan, int job, int resume, kd_buf
     size_t loglen = 0;
     w->opts.resume = resume;
     r->log.file = open_memstream(&log, &loglen);
+    double t0 = kd_now();
     int rc = r->log.file ? KD_OK : kd_err_set(&e, KD_ENOMEM, "out of memory");
     if (rc == KD_OK && w->failed.code) { /* this rank could not load its data or teacher */
         e = w->failed;
@@ -242,6 +244,9 @@ int pl_worker_run(pl_worker *w, const run_ctx *plan, int job, int resume, kd_buf
     r->log.file = NULL;
     pack_result(w, j, job, rc, &e, pm, log ? log : "", log ? loglen : 0, out);
     free(log);
+    double secs = kd_now() - t0;
+    if (!out->failed) /* the last 8 bytes: how long the job took here */
+        memcpy(out->p + out->len - sizeof secs, &secs, sizeof secs);
     /* the scratch folder keeps nothing between jobs */
     int n = pl_job_files(plan, j, 0, names);
     for (int i = 0; i < n; i++) {

@@ -150,6 +150,7 @@ START_TEST(two_ranks_write_what_one_writes)
     log[len] = 0;
     ck_assert_msg(strstr((char *)log, "[rank 1] "), "no line from rank 1 in run.log");
     ck_assert(strstr((char *)log, "MPI: 2 ranks"));
+    ck_assert_msg(strstr((char *)log, "done on rank 1: "), "no per-job cost line for rank 1");
     kd_free(log);
 }
 END_TEST
