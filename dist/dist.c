@@ -36,6 +36,11 @@ dist_comm *dist_open(int *argc, char ***argv, kd_err *e)
     e->code = KD_OK;
     if (!dist_launched())
         return NULL;
+    /* a rank waiting in a collective yields its core instead of spinning:
+     * rank 0's helper thread and ranks sharing cores leave them to the ranks
+     * computing (measured on a loaded 2-core host: data-parallel epochs 2x
+     * faster); the user's own setting wins */
+    setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0);
     int provided = 0, rc = MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided);
     if (rc != MPI_SUCCESS) {
         mpi_fail(e, rc, "MPI_Init_thread");
