@@ -43,6 +43,11 @@ const char cli_run_usage[] =
     "                   (anything but name, cache_dir, threads and report; or the thread\n"
     "                   count in use, or the data's content)\n"
     "  --quiet          no progress bar or log echo on stderr\n"
+    "\nOn MPI ranks (a build with Open MPI): `mpirun -np N kdbench run CONFIG ...` runs\n"
+    "the same experiment with the same flags; rank 0 owns the run directory, trains the\n"
+    "teacher (on every rank with teacher.train.parallel: data) and hands each student\n"
+    "mode x seed, variant x seed and the sensitivity sweep to whichever rank is free;\n"
+    "the files are those one process writes, with the same numbers (timings aside).\n"
     "\nSIGINT, SIGTERM and SIGHUP stop the run at the next batch: \"interrupted; resume\n"
     "with --resume\" on stderr and in run.log, any plotting child stopped, exit status\n"
     "128 + the signal (130, 143, 129); a second signal ends it at once.\n"
@@ -161,28 +166,57 @@ static void catch_stop_signals(void)
     sigaction(SIGHUP, &sa, NULL);
 }
 
-int cli_cmd_run(int argc, char **argv)
+/* Under mpirun every rank runs this; only rank 0 prints an error (the other
+ * ranks get rank 0's status with no message, or failed identically on the
+ * same config), and every rank exits with the same status. */
+static int run_fail(const dist_comm *d, const kd_err *e)
 {
-    run_args a;
-    int rc = parse_args("run", argc, argv, &a);
-    if (rc)
-        return rc;
+    if (dist_rank(d) == 0 || e->msg[0] == 0)
+        return dist_rank(d) == 0 ? cli_fail(e) : e->code == KD_ECONFIG ? KD_EXIT_USAGE
+                                                                       : KD_EXIT_FAIL;
+    /* this rank's own failure (its data, MPI): said once, with the rank */
+    char buf[2048];
+    fprintf(stderr, "kdbench (rank %d): %s\n", dist_rank(d), kd_err_str(e, buf, sizeof buf));
+    return e->code == KD_ECONFIG ? KD_EXIT_USAGE : KD_EXIT_FAIL;
+}
+
+static int run_spec(run_args *a, dist_comm *d)
+{
     exp_spec *s = calloc(1, sizeof *s);
     kd_err e = {0};
     if (!s)
         return KD_EXIT_FAIL;
-    if (pipeline_config_load(a.config, a.sets, a.nsets, s, &e) != KD_OK) {
+    int rc;
+    if (pipeline_config_load(a->config, a->sets, a->nsets, s, &e) != KD_OK) {
+        /* every rank reads the same file: rank 0 says it, all exit 2 */
         free(s);
-        return cli_fail(&e);
+        return dist_rank(d) == 0 ? cli_fail(&e) : e.code == KD_ECONFIG ? KD_EXIT_USAGE
+                                                                         : KD_EXIT_FAIL;
     }
-    if (a.threads >= 0)
-        s->threads = a.threads;
-    pipeline_opts po = {.out_dir = a.out, .resume = a.resume, .quiet = a.quiet,
-                        .progress = stderr, .cancel = &stop_signal};
+    if (a->threads >= 0)
+        s->threads = a->threads;
+    pipeline_opts po = {.out_dir = a->out, .resume = a->resume,
+                        .quiet = a->quiet || dist_rank(d) != 0, /* progress on rank 0 only */
+                        .progress = stderr, .cancel = &stop_signal, .dist = d};
     catch_stop_signals();
-    rc = pipeline_run(s, &po, &e) == KD_OK ? KD_EXIT_OK : cli_fail(&e);
+    rc = pipeline_run(s, &po, &e) == KD_OK ? KD_EXIT_OK : run_fail(d, &e);
     if (rc != KD_EXIT_OK && e.code == KD_ECANCELED && stop_signal)
         rc = 128 + stop_signal;
     free(s);
+    return rc;
+}
+
+int cli_cmd_run(int argc, char **argv)
+{
+    run_args a;
+    kd_err e = {0};
+    /* one process, or a rank of `mpirun -np N kdbench run ...` */
+    dist_comm *d = dist_open(&argc, &argv, &e);
+    if (e.code != KD_OK)
+        return cli_fail(&e);
+    int rc = parse_args("run", argc, argv, &a);
+    if (rc == 0)
+        rc = run_spec(&a, d);
+    dist_close(d);
     return rc;
 }

@@ -40,6 +40,12 @@ typedef struct {
                                  weight_decay, beta1, beta2, eps}` */
     nn_sched_spec sched;      /* `schedule: {kind: constant|step|cosine, warmup_epochs,
                                  step_epochs, gamma, min_lr}` */
+    /* teacher only, under mpirun: `parallel: data` trains on every rank, each
+     * on a shard of every batch; `reduce: ordered` (default: gradients summed
+     * on rank 0 in rank order, bit-identical run after run for a given N) or
+     * `fast` (MPI_Allreduce, the library's order) */
+    int parallel;             /* 0 none, 1 data */
+    int reduce_fast;
     cfg_pos pos;
 } cfg_train;
 

@@ -137,6 +137,9 @@ static void dump_train(const cfg_train *t, const char *ind, FILE *f)
     const nn_opt_spec *o = &t->opt;
     fprintf(f, "%strain:\n%s  epochs: %d\n%s  batch_size: %d\n", ind, ind, t->epochs, ind,
             t->batch_size);
+    if (t->parallel) /* only when set: run keys without it stay as they were */
+        fprintf(f, "%s  parallel: data\n%s  reduce: %s\n", ind, ind,
+                t->reduce_fast ? "fast" : "ordered");
     fprintf(f, "%s  optimizer: {kind: %s", ind, o->kind == NN_OPT_ADAMW ? "adamw" : "sgd");
     put_key_float(f, ", ", "lr", o->lr);
     if (o->kind == NN_OPT_SGD) {

@@ -252,7 +252,9 @@ static int walk_sched(cfg_ctx *c, const cfg_node *train, const char *tpath, floa
 
 static int walk_train(cfg_ctx *c, const cfg_node *model, const char *mpath, cfg_train *t)
 {
-    static const char *const keys[] = {"epochs", "batch_size", "optimizer", "schedule", NULL};
+    static const char *const keys[] = {"epochs",   "batch_size", "optimizer", "schedule",
+                                       "parallel", "reduce",     NULL};
+    static const char *const par[] = {"none", "data"}, *const red[] = {"ordered", "fast"};
     char path[64];
     cfg_path(path, sizeof path, mpath, "train");
     const cfg_node *m;
@@ -263,8 +265,15 @@ static int walk_train(cfg_ctx *c, const cfg_node *model, const char *mpath, cfg_
     t->batch_size = 128;
     if ((rc = cfg_int(c, m, path, "epochs", 1, 1, 10000, &t->epochs)) ||
         (rc = cfg_int(c, m, path, "batch_size", 0, 1, 65536, &t->batch_size)) ||
+        (rc = cfg_enum(c, m, path, "parallel", 0, par, 2, &t->parallel)) ||
+        (rc = cfg_enum(c, m, path, "reduce", 0, red, 2, &t->reduce_fast)) ||
         (rc = walk_opt(c, m, path, &t->opt)))
         return rc;
+    const char *only = cfg_map_get(m, "parallel") ? "parallel"
+                       : cfg_map_get(m, "reduce") ? "reduce" : NULL;
+    if (only && strcmp(mpath, "teacher") != 0) /* one long job; students are many jobs */
+        return cfg_err_key(c, m, only, path, "data-parallel training is for the teacher "
+                           "(students and variants are spread over ranks as whole jobs)");
     return walk_sched(c, m, path, t->opt.lr, &t->sched);
 }
 

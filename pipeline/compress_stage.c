@@ -54,6 +54,7 @@ typedef struct {
     run_ctx *r;
     const cfg_variant *v;
     uint64_t seed;        /* one of v->seeds: orders fine-tuning batches, seeds the distiller */
+    int k;                /* the seed's index */
     nn_model *m;          /* owned; replaced by structured pruning */
     compress_mask *mask;  /* over m's parameters; NULL until a magnitude pass */
     compress_override ov[CFG_MAX_OVERRIDES];
@@ -339,7 +340,9 @@ static int add_variant_row(variant_run *u, nn_model *m, const char *path, double
                            kd_err *e)
 {
     measure_result mr;
-    int rc = measure_model(m, &u->r->test, path, NULL, &mr, e);
+    int rc = KD_OK;
+    if (!pl_job_measured(u->r, PL_JOB_VARIANT, (int)(u->v - u->r->spec->variants), 0, &mr))
+        rc = measure_model(m, &u->r->test, path, NULL, &mr, e); /* else measured on its rank */
     rep_row *row = rc == KD_OK ? pl_row_add(u->r, u->v->name, "compressed") : NULL;
     if (!row)
         return rc != KD_OK ? rc : kd_err_set(e, KD_ERUNTIME, "too many result rows");
@@ -389,17 +392,24 @@ static int add_variant_row(variant_run *u, nn_model *m, const char *path, double
 
 /* The file of a variant: compressed/<name with '/' as '_'>.kdm, and for
  * seeds after the first (k > 0) compressed/<name>-seed<N>.kdm. */
-static int variant_path(const run_ctx *r, const cfg_variant *v, int k, char *buf, size_t n,
-                        kd_err *e)
+void pl_variant_file(const cfg_variant *v, int k, char *buf, size_t n)
 {
     char name[sizeof v->name];
     snprintf(name, sizeof name, "%s", v->name);
     for (char *p = name; *p; p++)
         *p = *p == '/' ? '_' : *p;
     if (k > 0)
-        return pl_pathf(e, buf, n, "%s/compressed/%s-seed%llu.kdm", r->dir, name,
-                        (unsigned long long)v->seeds[k]);
-    return pl_pathf(e, buf, n, "%s/compressed/%s.kdm", r->dir, name);
+        snprintf(buf, n, "compressed/%s-seed%llu.kdm", name, (unsigned long long)v->seeds[k]);
+    else
+        snprintf(buf, n, "compressed/%s.kdm", name);
+}
+
+static int variant_path(const run_ctx *r, const cfg_variant *v, int k, char *buf, size_t n,
+                        kd_err *e)
+{
+    char rel[sizeof v->name + 64];
+    pl_variant_file(v, k, rel, sizeof rel);
+    return pl_pathf(e, buf, n, "%s/%s", r->dir, rel);
 }
 
 /* One seed: the passes from a fresh copy of the source, saved at path; or,
@@ -414,9 +424,17 @@ static int run_seed(variant_run *u, const char *path, const char *what, kd_err *
     else
         snprintf(label, sizeof label, "%s", v->name);
     pl_stage_begin(r, "%s", label);
-    if (r->o->resume && access(path, R_OK) == 0 && (u->m = compress_model_load(path, e))) {
-        kd_logf(&r->log, "%s: kept from the interrupted run (%s)", label, path);
-        return KD_OK;
+    int ran = pl_job_delivered(r, PL_JOB_VARIANT, (int)(v - r->spec->variants), u->k, u->k);
+    if ((r->o->resume || ran >= 0) && access(path, R_OK) == 0 &&
+        (u->m = compress_model_load(path, e))) {
+        if (ran >= 0)
+            kd_logf(&r->log, "%s: computed on rank %d", label, ran);
+        else
+            kd_logf(&r->log, "%s: kept from the interrupted run (%s)", label, path);
+        /* its fine-tuning curves, where one process writes them */
+        return ran >= 0 ? pl_job_take_curves(r, PL_JOB_VARIANT, (int)(v - r->spec->variants),
+                                             u->k, e)
+                        : KD_OK;
     }
     if (!(u->m = load_source(r, v->source_kind, v->source_student, v->source_scratch,
                              v->source_path, v->source_pos, what, e)))
@@ -443,7 +461,7 @@ static int run_variant(run_ctx *r, const cfg_variant *v, nn_model **out, kd_err 
     describe(v, u0.passes, sizeof u0.passes);
     int rc = KD_OK;
     for (int k = 0; rc == KD_OK && k < v->nseeds; k++) {
-        variant_run uk = {.r = r, .v = v, .seed = v->seeds[k]};
+        variant_run uk = {.r = r, .v = v, .seed = v->seeds[k], .k = k};
         variant_run *u = k ? &uk : &u0;
         if ((rc = variant_path(r, v, k, path, sizeof path, e)) == KD_OK)
             rc = run_seed(u, path, what, e);
@@ -466,9 +484,30 @@ static int run_variant(run_ctx *r, const cfg_variant *v, nn_model **out, kd_err 
     return rc;
 }
 
+int pl_variant_job(run_ctx *r, int index, int k, kd_err *e)
+{
+    const cfg_variant *v = &r->spec->variants[index];
+    char path[PL_PATH + 128], what[64];
+    snprintf(what, sizeof what, "compress (%s)", v->pipeline);
+    variant_run u = {.r = r, .v = v, .seed = v->seeds[k], .k = k};
+    describe(v, u.passes, sizeof u.passes);
+    int rc = pl_pathf(e, path, sizeof path, "%s/compressed", r->dir);
+    if (rc == KD_OK && (rc = kd_mkdirs(path, e)) == KD_OK &&
+        (rc = variant_path(r, v, k, path, sizeof path, e)) == KD_OK)
+        rc = run_seed(&u, path, what, e);
+    compress_mask_free(u.mask);
+    nn_model_free(u.m);
+    return rc;
+}
+
 /* ---- the stage ---------------------------------------------------------------------- */
 static int sensitivity(run_ctx *r, kd_err *e)
 {
+    int ran = pl_job_delivered(r, PL_JOB_SENSITIVITY, 0, 0, 0);
+    if (ran >= 0) {
+        kd_logf(&r->log, "sensitivity: computed on rank %d -> %s/sensitivity.csv", ran, r->dir);
+        return KD_OK;
+    }
     const cfg_sensitivity *t = &r->spec->sensitivity;
     nn_model *m = load_source(r, t->source_kind, t->source_student, t->source_scratch,
                               t->source_path, t->source_pos, "sensitivity", e);
@@ -485,6 +524,12 @@ static int sensitivity(run_ctx *r, kd_err *e)
     kd_free(rows);
     nn_model_free(m);
     return rc;
+}
+
+int pl_sensitivity_job(run_ctx *r, kd_err *e)
+{
+    pl_stage_begin(r, "sensitivity");
+    return sensitivity(r, e);
 }
 
 int pl_stage_compress(run_ctx *r, kd_err *e)

@@ -21,6 +21,23 @@ typedef struct {
     int n;
 } pl_curve;
 
+/* One job an MPI run hands to a rank (jobs.c): a student in one mode with
+ * one seed, a compress variant with one seed, or the sensitivity sweep. */
+typedef enum { PL_JOB_STUDENT, PL_JOB_VARIANT, PL_JOB_SENSITIVITY } pl_job_kind;
+typedef struct {
+    pl_job_kind kind;
+    int index, mode, k; /* student or variant index; student mode (0 scratch); seed index */
+    int dep;            /* the job whose model this one starts from, or -1 */
+    int state;          /* PL_JOB_TODO, _RUNNING, _DONE */
+    int rank;           /* the rank that ran it */
+    pl_curve *curves;   /* the training curves it sent back (owned), for the replay */
+    int ncurves;
+    measure_result mr;  /* a first seed's model, measured where it was made */
+    int measured;
+    double t0;          /* when rank 0 handed it out */
+} pl_job;
+enum { PL_JOB_TODO, PL_JOB_RUNNING, PL_JOB_DONE };
+
 /* Everything one run holds; lives on pipeline_run's stack. */
 typedef struct {
     const exp_spec *spec;
@@ -47,6 +64,16 @@ typedef struct {
     int njobs, job;
     double jobs_t0;
     char stage_label[128]; /* "[k/N] what": the running job's progress label */
+    /* MPI (jobs.c, spread.c): this process's rank; on rank 0 the jobs the
+     * ranks ran (NULL in a one-process run); a worker's context borrows
+     * its data, teacher and logits from rank 0's run when `borrowed` */
+    int rank;
+    pl_job *jobs;
+    int npj;
+    int borrowed;
+    int workers_waiting; /* rank 0: the other ranks wait for jobs or the end */
+    int dp_sent;         /* rank 0: the data-parallel teacher's state was broadcast */
+    int workers_gone;    /* rank 0: the other ranks were told the run failed */
 } run_ctx;
 
 /* dir/name into buf.  Cannot truncate: pl_open_run_dir bounds dir, and
@@ -109,6 +136,67 @@ const char *pl_stage_begin(run_ctx *r, const char *fmt, ...) __attribute__((form
  * only its measurement), in the weights' units: see pl_stage_measure_work. */
 void pl_stage_rework(run_ctx *r, double work);
 double pl_stage_measure_work(const run_ctx *r, const nn_model *m);
+
+/* ---- jobs (jobs.c): the run cut into independent jobs for MPI ranks ---- */
+/* The jobs of spec in dependency order (students, variants, sensitivity);
+ * 0 or KD_ENOMEM. */
+int pl_jobs_plan(run_ctx *r, kd_err *e);
+void pl_jobs_free(run_ctx *r);
+/* The rank that ran this job and sent its files back (its files are in the
+ * run directory), or -1: the stage then runs it here, as one process does. */
+int pl_job_delivered(const run_ctx *r, pl_job_kind kind, int index, int mode, int k);
+/* A delivered first-seed job's measurement (*mr) for its row: 1, or 0 when
+ * the stage measures the model itself. */
+int pl_job_measured(const run_ctx *r, pl_job_kind kind, int index, int mode, measure_result *mr);
+/* The job's files relative to the run directory: own = what it writes,
+ * else what it reads (its dependency's model).  Returns how many (<= 3). */
+int pl_job_files(const run_ctx *r, const pl_job *j, int own, char names[][PL_PATH / 2]);
+/* Runs one job in r (a worker's context). */
+int pl_job_run(run_ctx *r, const pl_job *j, kd_err *e);
+/* A short name: "small/kd seed 2", "prune90 seed 1", "sensitivity". */
+void pl_job_name(const run_ctx *r, const pl_job *j, char *buf, size_t n);
+/* A delivered variant's curves appended to the run's (metrics.jsonl order
+ * as in one process); 0 or KD_ENOMEM. */
+int pl_job_take_curves(run_ctx *r, pl_job_kind kind, int index, int k, kd_err *e);
+
+/* Per-job entry points (students.c, compress_stage.c). */
+int pl_student_job(run_ctx *r, int index, int mode, int k, kd_err *e);
+int pl_variant_job(run_ctx *r, int index, int k, kd_err *e);
+int pl_sensitivity_job(run_ctx *r, kd_err *e);
+/* compressed/<name with '/' as '_'>[-seed<N>].kdm, relative to the run dir */
+void pl_variant_file(const cfg_variant *v, int k, char *buf, size_t n);
+
+/* ---- spread.c: the run on MPI ranks ---- */
+/* Rank 0, after the teacher stage (rc: how it went; a failure is passed on
+ * to the other ranks and returned): sends the teacher to the other ranks,
+ * runs every job on whichever rank is free (itself included), writes the
+ * files that come back into the run directory.  A one-process run returns
+ * at once. */
+int pl_spread_jobs(run_ctx *r, int rc, kd_err *e);
+/* Every other rank: loads the data, takes the teacher, runs the jobs it is
+ * handed until rank 0 says stop; returns the run's status as rank 0 tells
+ * it (e->code set, message empty: rank 0 reports it). */
+int pl_spread_worker(const exp_spec *spec, const pipeline_opts *o, kd_err *e);
+/* Rank 0, when the run fails before or after the jobs: tells the other ranks
+ * to stop with rc (0 after a run that went well). */
+void pl_spread_stop(run_ctx *r, int rc);
+
+/* ---- dp.c: data-parallel teacher training ---- */
+/* h's shard and reduce for this rank of d (ctx: kd_free after training);
+ * reduce sums gradients in rank order, or by MPI_Allreduce when fast, and
+ * stops every rank at the same batch once cancel is set on any. */
+int pl_dp_hooks(dist_comm *d, int fast, const volatile sig_atomic_t *cancel, train_hooks *h,
+                void **ctx, kd_err *e);
+/* teacher.train.parallel: data, a teacher to train, and more than one rank. */
+int pl_dp_on(const exp_spec *spec, const dist_comm *d);
+/* Rank 0, before train_fit: sends st to the other ranks and sets h's
+ * shard/reduce (ctx: kd_free after training).  A failure is sent too. */
+int pl_dp_start(run_ctx *r, const train_state *st, train_hooks *h, void **ctx, kd_err *e);
+/* Rank 0, when the teacher stage failed before pl_dp_start: tells the others. */
+void pl_dp_fail(run_ctx *r, int rc);
+/* Rank 0, when data-parallel training failed midway (the others wait in a
+ * reduce): the error in run.log and on stderr, then MPI_Abort on all ranks. */
+void pl_dp_abort(run_ctx *r, const kd_err *e);
 
 /* The stages. */
 int pl_stage_teacher(run_ctx *r, kd_err *e);

@@ -235,6 +235,8 @@ static void log_error(run_ctx *r, const kd_err *e)
 
 int pipeline_run(const exp_spec *spec, const pipeline_opts *o, kd_err *e)
 {
+    if (dist_rank(o->dist) != 0) /* another rank: runs the jobs rank 0 hands it */
+        return pl_spread_worker(spec, o, e);
     run_ctx r = {.spec = spec, .o = o, .lock_fd = -1};
     r.threads = nn_set_threads(spec->threads);
     int rc = pipeline_load_data(&spec->data, spec->seed, &r.train, &r.val, &r.test, e);
@@ -245,6 +247,9 @@ int pipeline_run(const exp_spec *spec, const pipeline_opts *o, kd_err *e)
         if ((rc = pl_stages_plan(&r, e)) == KD_OK)
             rc = pl_stage_teacher(&r, e);
     }
+    if (rc != KD_OK) /* ranks waiting to train the teacher with this one are told */
+        pl_dp_fail(&r, rc);
+    rc = pl_spread_jobs(&r, rc, e); /* MPI: every job on whichever rank is free */
     if (rc == KD_OK && spec->nstudents && (rc = pl_cancelled(&r, e)) == KD_OK)
         rc = pl_stage_students(&r, e);
     if (rc == KD_OK && (spec->nvariants || spec->sensitivity.on) &&
@@ -262,8 +267,10 @@ int pipeline_run(const exp_spec *spec, const pipeline_opts *o, kd_err *e)
     }
     if (rc == KD_OK) /* a signal during the report: the results are whole, the report may not be */
         rc = pl_cancelled(&r, e);
+    pl_spread_stop(&r, rc);
     if (rc != KD_OK)
         log_error(&r, e);
+    pl_jobs_free(&r);
     nn_model_free(r.teacher);
     kd_afree(r.tlogits);
     kd_free(r.job_work);

@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include "../config/config.h"
+#include "../dist/dist.h"
 #include "../data/data.h"
 
 typedef struct {
@@ -18,6 +19,10 @@ typedef struct {
      * safe point — between batches, models or stages — with KD_ECANCELED;
      * the checkpoints on disk stay the resume point */
     const volatile sig_atomic_t *cancel;
+    /* the MPI job this process is a rank of (NULL: one process).  Every rank
+     * calls pipeline_run; rank 0 owns the run directory and writes what one
+     * process writes, the others run the jobs it hands them */
+    dist_comm *dist;
 } pipeline_opts;
 
 /* Runs spec end to end; the run directory is written only after the data

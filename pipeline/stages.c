@@ -143,8 +143,12 @@ const char *pl_stage_begin(run_ctx *r, const char *fmt, ...)
         fmt_left(rest * el / done, t, sizeof t);
         snprintf(left, sizeof left, " (about %s left)", t);
     }
-    snprintf(r->stage_label, sizeof r->stage_label, "[%d/%d] %s", r->job + 1, r->njobs, what);
-    kd_logf(&r->log, "%s%s", r->stage_label, left);
+    if (r->njobs == 0) /* a job on an MPI rank: its rank, not a count */
+        snprintf(r->stage_label, sizeof r->stage_label, "[rank %d] %s", r->rank, what);
+    else
+        snprintf(r->stage_label, sizeof r->stage_label, "[%d/%d] %s", r->job + 1, r->njobs,
+                 what);
+    kd_logf(&r->log, "%s%s", r->njobs ? r->stage_label : what, left); /* a rank's lines carry it */
     return r->stage_label;
 }
 

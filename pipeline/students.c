@@ -39,7 +39,7 @@ typedef struct {
     const float *tlogits;
     nn_model *teacher;        /* the run's teacher, or an assistant student's model */
     const char *teacher_name; /* "teacher" or "<student>/<mode>" */
-    int mode;
+    int mode, k; /* k: the seed's index */
     uint64_t seed;
     char base[PL_PATH + 64]; /* run_dir/students/<name>/<mode>-seed<N> */
 } one_run;
@@ -100,7 +100,13 @@ static int train_one(one_run *u, nn_model **out, double *acc, seed_stats *ss, kd
     snprintf(name, sizeof name, "%s/%s", cs->name, mode_name(cs, u->mode));
     r->ckpt_path = ckpt;
     train_state st = {0};
-    int resumed, rc = pl_start_state(r, &cs->model, &to, u->seed, r->o->resume, &st, &resumed, e);
+    /* trained on another rank: its checkpoint and model are here, finished */
+    int ran = pl_job_delivered(r, PL_JOB_STUDENT, (int)(cs - r->spec->students), u->mode, u->k);
+    if (ran >= 0)
+        kd_logf(&r->log, "%s seed %llu: trained on rank %d", name, (unsigned long long)u->seed,
+                ran);
+    int resumed, rc = pl_start_state(r, &cs->model, &to, u->seed, r->o->resume || ran >= 0, &st,
+                                     &resumed, e);
     if (rc != KD_OK)
         return rc;
     student_distiller *d = NULL;
@@ -201,7 +207,8 @@ static int add_row(one_run *u, nn_model *m0, const seed_stats *ss, kd_err *e)
     measure_result mr;
     int rc = pl_pathf(e, kdm, sizeof kdm, "%s/students/%s/%s-seed%llu.kdm", u->r->dir, cs->name,
                       mode_name(cs, u->mode), (unsigned long long)cs->seeds[0]);
-    if (rc == KD_OK)
+    if (rc == KD_OK && !pl_job_measured(u->r, PL_JOB_STUDENT, (int)(cs - u->r->spec->students),
+                                        u->mode, &mr)) /* else measured on its rank */
         rc = measure_model(m0, &u->r->test, kdm, NULL, &mr, e);
     rep_row *row = rc == KD_OK ? pl_row_add(u->r, name, "student") : NULL;
     if (!row)
@@ -276,7 +283,8 @@ static int run_student(run_ctx *r, int index, const float *tlogits, nn_model *te
         nn_model *first = NULL;
         for (int k = 0; rc == KD_OK && k < cs->nseeds; k++) {
             one_run u = {.r = r, .cs = cs, .tlogits = tlogits, .teacher = teacher,
-                         .teacher_name = teacher_name, .mode = mode, .seed = cs->seeds[k]};
+                         .teacher_name = teacher_name, .mode = mode, .k = k,
+                         .seed = cs->seeds[k]};
             nn_model *m = NULL;
             if (cs->nseeds > 1)
                 pl_stage_begin(r, "%s/%s seed %llu", cs->name, mode_name(cs, mode),
@@ -318,30 +326,75 @@ const float *pl_teacher_logits(run_ctx *r, kd_err *e)
 }
 
 /* A student taught by an earlier student (a teacher assistant): that
- * student's first distilled mode, first seed, is the teacher; its logits on
- * the training set are computed once for this student. */
-static int run_assisted(run_ctx *r, int index, kd_err *e)
+ * student's first distilled mode, first seed, is the teacher (*m, its name
+ * in name[96]); its logits on the training set (*tl, kd_afree) computed. */
+static int load_assistant(run_ctx *r, int index, nn_model **m, float **tl, char *name,
+                          kd_err *e)
 {
     const cfg_student *cs = &r->spec->students[index];
     const cfg_student *ta = &r->spec->students[cs->teacher_student];
-    char path[PL_PATH + 256], name[96];
-    snprintf(name, sizeof name, "%s/%s", ta->name, ta->modes[0].name);
+    char path[PL_PATH + 256];
+    snprintf(name, 96, "%s/%s", ta->name, ta->modes[0].name);
     if (pl_pathf(e, path, sizeof path, "%s/students/%s/%s-seed%llu.kdm", r->dir, ta->name,
                  ta->modes[0].name, (unsigned long long)ta->seeds[0]))
         return e->code;
-    nn_model *m = compress_model_load(path, e);
-    if (!m)
+    if (!(*m = compress_model_load(path, e)))
         return e->code;
     double t0 = kd_now();
-    float *tl = student_teacher_logits(m, &r->train, 256, e);
-    int rc = tl ? KD_OK : e->code;
-    if (rc == KD_OK) {
-        kd_logf(&r->log, "%s: taught by %s (a teacher assistant); its logits computed in %.2f s",
-                cs->name, name, kd_now() - t0);
-        rc = run_student(r, index, tl, m, name, e);
+    if (!(*tl = student_teacher_logits(*m, &r->train, 256, e))) {
+        nn_model_free(*m);
+        *m = NULL;
+        return e->code;
     }
+    kd_logf(&r->log, "%s: taught by %s (a teacher assistant); its logits computed in %.2f s",
+            cs->name, name, kd_now() - t0);
+    return KD_OK;
+}
+
+static int run_assisted(run_ctx *r, int index, kd_err *e)
+{
+    nn_model *m = NULL;
+    float *tl = NULL;
+    char name[96];
+    int rc = load_assistant(r, index, &m, &tl, name, e);
+    if (rc == KD_OK)
+        rc = run_student(r, index, tl, m, name, e);
     kd_afree(tl);
     nn_model_free(m);
+    return rc;
+}
+
+int pl_student_job(run_ctx *r, int index, int mode, int k, kd_err *e)
+{
+    const cfg_student *cs = &r->spec->students[index];
+    one_run u = {.r = r, .cs = cs, .teacher = r->teacher, .teacher_name = "teacher",
+                 .mode = mode, .k = k, .seed = cs->seeds[k]};
+    nn_model *ta = NULL, *m = NULL;
+    float *tal = NULL;
+    char name[96], dir[PL_PATH];
+    int rc = pl_pathf(e, dir, sizeof dir, "%s/students/%s", r->dir, cs->name);
+    if (rc == KD_OK)
+        rc = kd_mkdirs(dir, e);
+    if (rc == KD_OK && cs->teacher_student >= 0 &&
+        (rc = load_assistant(r, index, &ta, &tal, name, e)) == KD_OK) {
+        u.teacher = ta;
+        u.tlogits = tal;
+        u.teacher_name = name;
+    } else if (rc == KD_OK && !(u.tlogits = pl_teacher_logits(r, e))) {
+        rc = e->code;
+    }
+    pl_stage_begin(r, "%s/%s seed %llu", cs->name, mode_name(cs, mode),
+                   (unsigned long long)u.seed);
+    seed_stats ss = {0};
+    double acc;
+    if (rc == KD_OK)
+        rc = pl_pathf(e, u.base, sizeof u.base, "%s/%s-seed%llu", dir, mode_name(cs, mode),
+                      (unsigned long long)u.seed);
+    if (rc == KD_OK)
+        rc = train_one(&u, &m, &acc, &ss, e);
+    nn_model_free(m);
+    nn_model_free(ta);
+    kd_afree(tal);
     return rc;
 }
 

@@ -56,7 +56,13 @@ int pl_stage_teacher(run_ctx *r, kd_err *e)
         resumed = 0;
     if (rc != KD_OK)
         return rc;
-    if (r->spec->cache_dir[0])
+    /* a data-parallel teacher depends on the rank count, which the cache key
+     * does not hold: trained afresh (and resumable) in the run directory */
+    const int dp = pl_dp_on(r->spec, r->o->dist);
+    if (cm->train.parallel && !dp)
+        kd_logf(&r->log, "teacher: train.parallel: data takes effect under mpirun -np N (N > 1); "
+                "training in this one process");
+    if (r->spec->cache_dir[0] && !dp)
         hit = teacher_cache_fetch(cached, ckpt, r->o->resume, &r->log);
     r->ckpt_path = ckpt;
     train_state st = {0};
@@ -74,10 +80,23 @@ int pl_stage_teacher(run_ctx *r, kd_err *e)
         pl_stage_rework(r, pl_stage_measure_work(r, st.model));
     train_hooks h = {.on_epoch = pl_on_epoch, .cb_ctx = r, .progress = r->o->progress,
                      .quiet = r->o->quiet, .cancel = r->o->cancel, .label = r->stage_label};
+    void *dpc = NULL;
+    if (dp && (rc = pl_dp_start(r, &st, &h, &dpc, e)) != KD_OK) {
+        train_state_free(&st);
+        return rc;
+    }
     rc = train_fit(&st, &to, &r->train, &r->val, &h, e);
+    kd_free(dpc);
+    if (dp && rc != KD_OK && rc != KD_ECANCELED)
+        pl_dp_abort(r, e); /* the other ranks wait in the next reduce: end them all */
+    if (dp && rc == KD_OK && trained && st.epochs_done > 0)
+        kd_logf(&r->log, "teacher: data-parallel, last epoch %.0f samples/s over %d ranks, "
+                "%.0f per rank", st.history[st.epochs_done - 1].samples_per_s,
+                dist_size(r->o->dist),
+                st.history[st.epochs_done - 1].samples_per_s / dist_size(r->o->dist));
     if (rc == KD_OK && !trained) /* the curve comes from the checkpoint */
         rc = pl_curve_record(r, &st, e);
-    if (rc == KD_OK && trained && !hit && r->spec->cache_dir[0])
+    if (rc == KD_OK && trained && !hit && !dp && r->spec->cache_dir[0])
         teacher_cache_store(r->spec->cache_dir, cached, ckpt, &r->log);
     if (rc == KD_OK && (rc = nn_model_save(st.model, model_path, e)) == KD_OK)
         rc = add_teacher_row(r, st.model, model_path, st.seconds, st.epochs_done, e);

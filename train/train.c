@@ -121,17 +121,32 @@ static int run_epoch(train_state *st, const train_opts *o, const data_set *tr,
             kd_progress_end(&pg, NULL);
             return kd_err_set(e, KD_ECANCELED, "interrupted; resume with --resume");
         }
-        int s = (int)(bi * bs), n = tr->n - s < bs ? tr->n - s : bs;
-        data_batch(tr, perm + s, n, m->in_mean, m->in_std, b->x, b->y);
-        const float *z = nn_model_forward(m, b->x, n, &c);
-        float l = lossf(h ? h->loss_ctx : NULL, z, b->y, perm + s, n, k, b->dl);
-        total += (double)l * n;
-        correct += nn_count_correct(z, b->y, n, k);
+        int s = (int)(bi * bs), n = tr->n - s < bs ? tr->n - s : bs, lo = 0, hi = n;
+        if (h && h->shard) /* data-parallel: this process's share of the batch */
+            h->shard(h->par_ctx, n, &lo, &hi);
+        double stats[2] = {0, 0};
         nn_model_zero_grad(m);
-        if (h && h->dtap)
-            nn_model_backward_ex(m, b->dl, h->tap, h->dtap, NULL, n, &c);
-        else
-            nn_model_backward(m, b->dl, n, &c);
+        if (hi > lo) {
+            const int nl = hi - lo;
+            data_batch(tr, perm + s + lo, nl, m->in_mean, m->in_std, b->x, b->y);
+            const float *z = nn_model_forward(m, b->x, nl, &c);
+            float l = lossf(h ? h->loss_ctx : NULL, z, b->y, perm + s + lo, nl, k, b->dl);
+            stats[0] = (double)l * nl;
+            stats[1] = nn_count_correct(z, b->y, nl, k);
+            if (h && h->dtap)
+                nn_model_backward_ex(m, b->dl, h->tap, h->dtap, NULL, nl, &c);
+            else
+                nn_model_backward(m, b->dl, nl, &c);
+        }
+        if (h && h->reduce) {
+            int rc = h->reduce(h->par_ctx, m, hi - lo, n, stats, e);
+            if (rc != KD_OK) {
+                kd_progress_end(&pg, NULL);
+                return rc;
+            }
+        }
+        total += stats[0];
+        correct += (long)stats[1];
         lr = nn_sched_lr(&o->sched, o->opt.lr, ep0 + (double)bi / nb, o->epochs);
         nn_optim_step(st->opt, m, (float)lr);
         int rc = h && h->on_step ? h->on_step(h->step_ctx, m, (float)lr, e) : KD_OK;

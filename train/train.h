@@ -66,6 +66,15 @@ typedef struct {
      * training stops before the next batch with KD_ECANCELED; the epoch in
      * progress is abandoned, so the last checkpoint stays the resume point */
     const volatile sig_atomic_t *cancel;
+    /* optional, data-parallel training (one process of several): shard gives
+     * this process's samples [*lo, *hi) of each batch of n; after backward,
+     * reduce turns the process's gradient over hi - lo samples into the whole
+     * batch's, the same on every process, and sums stats[0..2) (the batch's
+     * loss x samples, correct predictions) over the processes; non-zero stops
+     * training with that code (on every process at the same batch) */
+    void (*shard)(void *ctx, int n, int *lo, int *hi);
+    int (*reduce)(void *ctx, nn_model *m, int n_local, int n, double *stats, kd_err *e);
+    void *par_ctx;
     FILE *progress; /* NULL = silent */
     int quiet;
     const char *label; /* e.g. "teacher" */
