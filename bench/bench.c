@@ -40,91 +40,6 @@ static data_set synthetic(int n)
     return d;
 }
 
-/* One GEMM of the training step, replayed alone for the ceiling. */
-typedef struct {
-    int m, n, k;
-} gemm;
-
-static double time_gemms(const gemm *g, int ng, int reps)
-{
-    size_t maxa = 0, maxb = 0, maxc = 0;
-    for (int i = 0; i < ng; i++) {
-        size_t a = (size_t)g[i].m * g[i].k, b = (size_t)g[i].k * g[i].n, c = (size_t)g[i].m * g[i].n;
-        maxa = a > maxa ? a : maxa;
-        maxb = b > maxb ? b : maxb;
-        maxc = c > maxc ? c : maxc;
-    }
-    float *A = kd_afloat(maxa), *B = kd_afloat(maxb), *C = kd_afloat(maxc);
-    for (size_t i = 0; i < maxa; i++)
-        A[i] = 0.01f * (float)(i % 97);
-    for (size_t i = 0; i < maxb; i++)
-        B[i] = 0.01f * (float)(i % 89);
-    double best = 1e30;
-    for (int r = 0; r < reps; r++) {
-        double t0 = kd_now();
-        for (int i = 0; i < ng; i++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g[i].m, g[i].n, g[i].k, 1.0f, A,
-                        g[i].k, B, g[i].n, 0.0f, C, g[i].n);
-        double t = kd_now() - t0;
-        best = t < best ? t : best;
-    }
-    kd_afree(A);
-    kd_afree(B);
-    kd_afree(C);
-    return best;
-}
-
-/* The GEMMs a training step of m at batch n performs: forward, weight
- * gradient, input gradient (not for the first layer). */
-static int step_gemms(const nn_model *m, int n, gemm *g)
-{
-    int ng = 0;
-    for (int i = 0; i < m->nlayers; i++) {
-        const nn_layer *l = &m->layers[i];
-        if (l->spec.kind == NN_DENSE) {
-            int k = (int)nn_shape_size(l->in), u = l->spec.units;
-            g[ng++] = (gemm){n, u, k};
-            g[ng++] = (gemm){u, k, n};
-            if (i > 0)
-                g[ng++] = (gemm){n, k, u};
-        } else if (l->spec.kind == NN_CONV2D) {
-            int f = l->spec.filters, ckk = l->in.c * l->spec.kernel * l->spec.kernel;
-            int p = n * l->out.h * l->out.w;
-            g[ng++] = (gemm){f, p, ckk};
-            g[ng++] = (gemm){f, ckk, p};
-            if (i > 0)
-                g[ng++] = (gemm){ckk, p, f};
-        }
-    }
-    return ng;
-}
-
-static double train_rate(nn_model *m, const data_set *d)
-{
-    train_opts o = {.epochs = 1, .batch_size = BATCH,
-                    .opt = {.kind = NN_OPT_SGD, .lr = 0.01f, .momentum = 0.9f}, .seed = 1};
-    train_state st;
-    kd_err e = {0};
-    train_state_init(&st, m, &o, &e);
-    o.epochs = 1; /* warm-up epoch, then a timed one */
-    train_fit(&st, &o, d, NULL, NULL, &e);
-    o.epochs = 2;
-    train_fit(&st, &o, d, NULL, NULL, &e);
-    double rate = st.history[1].samples_per_s;
-    train_state_free(&st);
-    return rate;
-}
-
-static void bench_training(const char *name, nn_model *m, const data_set *d)
-{
-    gemm g[64];
-    int ng = step_gemms(m, BATCH, g);
-    double rate = train_rate(m, d);
-    double t = time_gemms(g, ng, 20), ceiling = BATCH / t;
-    printf("%-4s training  %8.0f samples/s   GEMMs alone %8.0f samples/s   ratio %.2f\n", name,
-           rate, ceiling, rate / ceiling);
-}
-
 static void bench_inference(const char *name, nn_model *m, const data_set *d)
 {
     measure_result r;
@@ -222,8 +137,13 @@ int main(int argc, char **argv)
         {.kind = NN_DENSE, .units = 10}};
     data_set d = synthetic(NSAMPLES);
     nn_model *m = build(mlp, 8), *c = build(cnn, 13);
-    bench_training("MLP", m, &d);
-    bench_training("CNN", c, &d);
+    if (argc > 1 && strcmp(argv[1], "train") == 0) { /* issue 12's ratios alone */
+        bench_torch_peer(bench_train(m, &d), threads);
+        bench_train_cnn(c, &d);
+        return 0;
+    }
+    bench_torch_peer(bench_train(m, &d), threads);
+    bench_train_cnn(c, &d);
     bench_inference("MLP", m, &d);
     bench_sgemv_ceiling(m, &d);
     bench_inference("CNN", c, &d);

@@ -89,9 +89,9 @@ void compress_mask_free(compress_mask *k)
 void compress_mask_apply(const compress_mask *k, nn_model *m)
 {
     size_t n = k->n < m->nparams ? k->n : m->nparams;
+    /* a select, not a branch: vectorizes (it runs after every step) */
     for (size_t i = 0; i < n; i++)
-        if (!k->keep[i])
-            m->params[i] = 0.0f;
+        m->params[i] = k->keep[i] ? m->params[i] : 0.0f;
 }
 
 /* ---- selection -------------------------------------------------------------- */

@@ -47,10 +47,11 @@ static void dense_rows(const nn_layer *l, const float *x, float *y, int n, int u
                     y + u0, u);
 }
 
-/* In a model with a thread team (its compressed layers use one), the team
- * runs the dense layers too, each part a serial OpenBLAS call on a block of
- * output units (nn_model_forward keeps OpenBLAS serial meanwhile): one pool,
- * not two fighting over the cores.  Small layers are not worth a hand-off. */
+/* In a model with a thread team (its compressed layers use one, and training
+ * makes one: nn_model_train_team_begin), the team runs the dense layers too,
+ * each part a serial OpenBLAS call on a block of output units (forward and
+ * backward keep OpenBLAS serial meanwhile): one pool, not two fighting over
+ * the cores.  Small layers are not worth a hand-off. */
 enum { DENSE_SPLIT_MIN_MACS = 1 << 16 };
 
 typedef struct {
@@ -73,7 +74,7 @@ static void dense_part(void *arg, int part, int nparts)
 static void dense_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
 {
     const size_t k = nn_shape_size(l->in), u = (size_t)l->spec.units;
-    if (c && nn_team_size(c->team) > 1 && !c->train && u * k >= DENSE_SPLIT_MIN_MACS) {
+    if (c && nn_team_size(c->team) > 1 && u * k >= DENSE_SPLIT_MIN_MACS) {
         dense_job j = {.l = l, .x = x, .y = y, .n = n};
         nn_team_run(c->team, dense_part, &j);
         return;
@@ -81,23 +82,55 @@ static void dense_forward(nn_layer *l, const float *x, float *y, int n, const nn
     dense_rows(l, x, y, n, 0, (int)u);
 }
 
+/* Part of backward: dW[u0:u1] += dy[:, u0:u1]^T x and db[u0:u1] += column
+ * sums (rows of the weight gradient), then dx[:, k0:k1] = dy W[:, k0:k1]
+ * (columns of the input gradient).  Every output element is written by one
+ * part, in the same order for a given split, so results repeat. */
+static void dense_back_rows(const nn_layer *l, const float *x, const float *dy, float *dx, int n,
+                            int u0, int u1, int k0, int k1)
+{
+    const int k = (int)nn_shape_size(l->in), u = l->spec.units;
+    if (u1 > u0) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, u1 - u0, k, n, 1.0f, dy + u0, u, x, k,
+                    1.0f, l->gw + (size_t)u0 * k, k);
+        for (int i = 0; i < n; i++) {
+            const float *row = dy + (size_t)i * u;
+            for (int j = u0; j < u1; j++)
+                l->gb[j] += row[j];
+        }
+    }
+    if (dx && k1 > k0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, k1 - k0, u, 1.0f, dy, u,
+                    l->w + k0, k, 0.0f, dx + k0, k);
+}
+
+typedef struct {
+    const nn_layer *l;
+    const float *x, *dy;
+    float *dx;
+    int n;
+} dense_back_job;
+
+static void dense_back_part(void *arg, int part, int nparts)
+{
+    const dense_back_job *j = arg;
+    size_t u0, u1, k0, k1;
+    nn_team_range((size_t)j->l->spec.units, part, nparts, &u0, &u1);
+    nn_team_range(nn_shape_size(j->l->in), part, nparts, &k0, &k1);
+    dense_back_rows(j->l, j->x, j->dy, j->dx, j->n, (int)u0, (int)u1, (int)k0, (int)k1);
+}
+
 static void dense_backward(nn_layer *l, const float *x, const float *y, const float *dy,
                            float *dx, int n, const nn_ctx *c)
 {
     (void)y;
-    (void)c;
-    const int k = (int)nn_shape_size(l->in), u = l->spec.units;
-    /* dW += dy^T x ; db += column sums of dy ; dx = dy W */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, u, k, n, 1.0f, dy, u, x, k, 1.0f, l->gw,
-                k);
-    for (int i = 0; i < n; i++) {
-        const float *row = dy + (size_t)i * u;
-        for (int j = 0; j < u; j++)
-            l->gb[j] += row[j];
+    const size_t k = nn_shape_size(l->in), u = (size_t)l->spec.units;
+    if (c && nn_team_size(c->team) > 1 && u * k >= DENSE_SPLIT_MIN_MACS) {
+        dense_back_job j = {.l = l, .x = x, .dy = dy, .dx = dx, .n = n};
+        nn_team_run(c->team, dense_back_part, &j);
+        return;
     }
-    if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, k, u, 1.0f, dy, u, l->w, k,
-                    0.0f, dx, k);
+    dense_back_rows(l, x, dy, dx, n, 0, (int)u, 0, (int)k);
 }
 
 static double dense_macs(const nn_layer *l) { return (double)l->nw; }

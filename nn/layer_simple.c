@@ -17,13 +17,56 @@ static double no_macs(const nn_layer *l)
     return 0;
 }
 
+/* ---- element-wise passes, split over c->team when large -------------------- */
+typedef enum { EW_RELU, EW_RELU_BACK, EW_MUL } ew_op;
+
+typedef struct {
+    ew_op op;
+    const float *a, *b; /* relu: x; relu_back: y, dy; mul: x, mask */
+    float *out;
+    size_t m;
+} ew_job;
+
+static void ew_range(const ew_job *j, size_t lo, size_t hi)
+{
+    const float *a = j->a, *b = j->b; /* no restrict: out may alias a or b (in place) */
+    float *out = j->out;
+    switch (j->op) {
+    case EW_RELU:
+        for (size_t i = lo; i < hi; i++)
+            out[i] = a[i] > 0 ? a[i] : 0;
+        break;
+    case EW_RELU_BACK: /* y > 0 exactly where x > 0, so y may alias x */
+        for (size_t i = lo; i < hi; i++)
+            out[i] = a[i] > 0 ? b[i] : 0;
+        break;
+    case EW_MUL:
+        for (size_t i = lo; i < hi; i++)
+            out[i] = a[i] * b[i];
+        break;
+    }
+}
+
+static void ew_part(void *arg, int part, int nparts)
+{
+    const ew_job *j = arg;
+    size_t lo, hi;
+    nn_team_range(j->m, part, nparts, &lo, &hi);
+    ew_range(j, lo, hi);
+}
+
+static void ew_run(const nn_ctx *c, ew_job j)
+{
+    if (c && j.m >= NN_SPLIT_MIN && nn_team_size(c->team) > 1)
+        nn_team_run(c->team, ew_part, &j);
+    else
+        ew_range(&j, 0, j.m);
+}
+
 /* ---- relu ------------------------------------------------------------------ */
 static void relu_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
 {
-    (void)c;
-    size_t m = (size_t)n * nn_shape_size(l->in);
-    for (size_t i = 0; i < m; i++)
-        y[i] = x[i] > 0 ? x[i] : 0;
+    ew_run(c, (ew_job){EW_RELU, x, NULL, y, (size_t)n * nn_shape_size(l->in)});
 }
 
 /* uses y (> 0 exactly where x > 0), so it also works when y aliases x */
@@ -31,12 +74,8 @@ static void relu_backward(nn_layer *l, const float *x, const float *y, const flo
                           float *dx, int n, const nn_ctx *c)
 {
     (void)x;
-    (void)c;
-    if (!dx)
-        return;
-    size_t m = (size_t)n * nn_shape_size(l->in);
-    for (size_t i = 0; i < m; i++)
-        dx[i] = y[i] > 0 ? dy[i] : 0;
+    if (dx)
+        ew_run(c, (ew_job){EW_RELU_BACK, y, dy, dx, (size_t)n * nn_shape_size(l->in)});
 }
 
 const nn_layer_ops nn_relu_ops = {
@@ -85,14 +124,10 @@ static void dropout_forward(nn_layer *l, const float *x, float *y, int n, const 
     }
     float *mask = l->priv, scale = 1.0f / (1.0f - l->spec.rate);
     uint32_t thresh = (uint32_t)((double)l->spec.rate * 4294967296.0);
-    for (size_t i = 0; i < m; i += 2) { /* two 32-bit draws per 64-bit number */
-        uint64_t r = nn_rng_u64(c->rng);
-        mask[i] = (uint32_t)r >= thresh ? scale : 0.0f;
-        if (i + 1 < m)
-            mask[i + 1] = (uint32_t)(r >> 32) >= thresh ? scale : 0.0f;
-    }
-    for (size_t i = 0; i < m; i++)
-        y[i] = x[i] * mask[i];
+    /* the draws are one stream, in order (a seed reproduces them); the
+     * product splits */
+    nn_rng_keep_mask(c->rng, mask, m, thresh, scale);
+    ew_run(c, (ew_job){EW_MUL, x, mask, y, m});
 }
 
 static void dropout_backward(nn_layer *l, const float *x, const float *y, const float *dy,
@@ -108,9 +143,7 @@ static void dropout_backward(nn_layer *l, const float *x, const float *y, const 
             memmove(dx, dy, m * sizeof *dx);
         return;
     }
-    const float *mask = l->priv;
-    for (size_t i = 0; i < m; i++)
-        dx[i] = dy[i] * mask[i];
+    ew_run(c, (ew_job){EW_MUL, dy, l->priv, dx, m});
 }
 
 const nn_layer_ops nn_dropout_ops = {

@@ -276,6 +276,11 @@ const float *nn_model_forward(nn_model *m, const float *x, int n, const nn_ctx *
 void nn_model_backward_ex(nn_model *m, const float *dlogits, int tap, const float *dtap,
                           float *dx, int n, const nn_ctx *c)
 {
+    nn_ctx cc = *c; /* the model's team, as in forward */
+    if (!cc.team)
+        cc.team = m->team;
+    int serial = nn_team_size(cc.team) > 1;
+    int blas = serial ? nn_blas_serial_begin() : 0;
     const float *dy = dlogits;
     int which = 0;
     for (int i = m->nlayers - 1; i >= 0; i--) {
@@ -288,10 +293,12 @@ void nn_model_backward_ex(nn_model *m, const float *dlogits, int tap, const floa
                 g[j] += dtap[j];
         }
         float *dxi = i > 0 ? m->dact[which] : dx;
-        l->ops->backward(l, m->act[i], m->act[i + 1], dy, dxi, n, c);
+        l->ops->backward(l, m->act[i], m->act[i + 1], dy, dxi, n, &cc);
         dy = dxi;
         which ^= 1;
     }
+    if (serial)
+        nn_blas_serial_end(blas);
 }
 
 void nn_model_backward(nn_model *m, const float *dlogits, int n, const nn_ctx *c)
@@ -320,10 +327,48 @@ int nn_model_tap_check(const nn_model *m, int i, char *why, size_t n)
     return KD_OK;
 }
 
+static void zero_part(void *arg, int part, int nparts)
+{
+    nn_model *m = arg;
+    size_t lo, hi;
+    nn_team_range(m->nparams, part, nparts, &lo, &hi);
+    if (hi > lo)
+        memset(m->grads + lo, 0, (hi - lo) * sizeof *m->grads);
+}
+
 void nn_model_zero_grad(nn_model *m)
 {
-    if (m->nparams)
+    if (m->nparams >= NN_SPLIT_MIN)
+        nn_team_run(m->team, zero_part, m);
+    else if (m->nparams)
         memset(m->grads, 0, m->nparams * sizeof *m->grads);
+}
+
+/* Kinds whose training work splits over c->team (see nn_model_train_team_begin). */
+static int splits_in_training(const nn_layer *l)
+{
+    nn_kind k = l->spec.kind;
+    return (l->ops == nn_layer_ops_of(k) || (k == NN_DENSE && l->ops->dense_like && l->ops->trainable)) &&
+           (k == NN_DENSE || k == NN_RELU || k == NN_DROPOUT || k == NN_FLATTEN);
+}
+
+int nn_model_train_team_begin(nn_model *m)
+{
+    if (m->team || nn_threads() < 2)
+        return 0;
+    for (int i = 0; i < m->nlayers; i++)
+        if (!splits_in_training(&m->layers[i]))
+            return 0;
+    m->team = nn_team_new(nn_threads() < NN_TEAM_MAX ? nn_threads() : NN_TEAM_MAX, NULL);
+    return m->team != NULL;
+}
+
+void nn_model_train_team_end(nn_model *m, int made)
+{
+    if (!made)
+        return;
+    nn_team_free(m->team);
+    m->team = NULL;
 }
 
 nn_model *nn_model_clone(const nn_model *m, kd_err *e)

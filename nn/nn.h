@@ -19,6 +19,9 @@ enum { NN_STREAM_INIT = 1, NN_STREAM_SHUFFLE = 2, NN_STREAM_DROPOUT = 3, NN_STRE
        NN_STREAM_DATA = 5, NN_STREAM_TEST = 6 };
 nn_rng nn_rng_stream(uint64_t seed, uint64_t stream);
 uint64_t nn_rng_u64(nn_rng *r);
+/* Dropout's keep mask: mask[i] = scale when draw i >= thresh, else 0, where
+ * draws 2j and 2j+1 are the low and high halves of the j-th nn_rng_u64. */
+void nn_rng_keep_mask(nn_rng *r, float *mask, size_t m, uint32_t thresh, float scale);
 uint32_t nn_rng_below(nn_rng *r, uint32_t n); /* uniform in [0, n), n > 0 */
 float nn_rng_uniform(nn_rng *r);              /* [0, 1) */
 float nn_rng_normal(nn_rng *r);               /* N(0, 1) */
@@ -86,6 +89,12 @@ nn_team *nn_team_new(int nthreads, kd_err *e); /* NULL with e on a bad count or 
 void nn_team_free(nn_team *t);                 /* accepts NULL */
 int nn_team_size(const nn_team *t);            /* 1 for NULL */
 void nn_team_run(nn_team *t, nn_team_fn fn, void *arg);
+/* Part `part` of nparts of [0, n): [*lo, *hi), in blocks of 16 floats so
+ * that parts never share a cache line; the same split for the same counts. */
+void nn_team_range(size_t n, int part, int nparts, size_t *lo, size_t *hi);
+/* Element-wise passes over fewer floats than this stay on the calling
+ * thread: a hand-off costs about what 32k floats of memory traffic do. */
+#define NN_SPLIT_MIN ((size_t)1 << 15)
 
 /* Per-call context: train mode, the dropout stream, and the thread team
  * (nn_model_forward lends the model's team when team is NULL). */
@@ -187,7 +196,8 @@ typedef struct {
      * dact[0..1] ping-pong gradient buffers; all sized for cap samples */
     int cap;
     float **act, *dact[2];
-    nn_team *team; /* when a layer is threaded and nn_threads() > 1 (reserve); else NULL */
+    nn_team *team; /* when a layer is threaded and nn_threads() > 1 (reserve), or
+                    * while training (nn_model_train_team_begin); else NULL */
     /* Threads a single-sample forward uses: 0 = all (the team, threaded
      * OpenBLAS), 1 = the calling thread alone with OpenBLAS serial.  Chosen
      * by measuring both (measure_latency), since splitting one sample pays
@@ -234,7 +244,18 @@ int nn_model_tap_check(const nn_model *m, int i, char *why, size_t n);
  * KD_ECONFIG with the reason. */
 #define NN_ADAPTER_MAX_PARAMS (4u << 20)
 int nn_adapter_spec(nn_shape from, nn_shape to, nn_layer_spec *out, kd_err *e);
+/* Zeroes m->grads (split over m->team when there is one). */
 void nn_model_zero_grad(nn_model *m);
+/* Training's threading (issue 12): one pool, not two.  When nn_threads() > 1
+ * and every layer of m is dense, relu, dropout or flatten (kinds that split
+ * their training work over c->team), this makes m's team; forward, backward,
+ * zero_grad and the optimiser then split dense GEMMs (each part a serial
+ * OpenBLAS call), element-wise passes and the update over it, and OpenBLAS's
+ * own pool stays idle.  Other models (conv2d, batchnorm, pooling) keep
+ * OpenBLAS's threads.  Returns 1 when it made the team (the caller ends it
+ * with nn_model_train_team_end(m, 1)), 0 when it did not. */
+int nn_model_train_team_begin(nn_model *m);
+void nn_model_train_team_end(nn_model *m, int made);
 /* A deep copy (parameters, buffers, specs; no activations). */
 nn_model *nn_model_clone(const nn_model *m, kd_err *e);
 /* Counts: weights of a layer or model, flat parameters plus compressed

@@ -74,28 +74,50 @@ static void adamw_range(nn_optim *o, float *p, const float *g, float *m1, float 
     }
 }
 
-void nn_optim_step(nn_optim *o, nn_model *m, float lr)
+typedef struct {
+    nn_optim *o;
+    nn_model *m;
+    float lr, c1, c2;
+} step_job;
+
+/* The update of part `part` of every parameter range (each element's
+ * arithmetic is the same however the ranges are split). */
+static void step_part(void *arg, int part, int nparts)
 {
-    o->step++;
-    float c1 = 1 - powf(o->spec.beta1, (float)o->step);
-    float c2 = 1 - powf(o->spec.beta2, (float)o->step);
+    const step_job *j = arg;
+    nn_optim *o = j->o;
+    nn_model *m = j->m;
     for (int i = 0; i < m->nlayers; i++) {
         nn_layer *l = &m->layers[i];
         /* decay conv/dense weights only: not biases, not batchnorm's gamma/beta */
         int decay_w = l->spec.kind == NN_DENSE || l->spec.kind == NN_CONV2D;
-        for (int part = 0; part < 2; part++) {
-            float *p = part ? l->b : l->w, *g = part ? l->gb : l->gw;
-            size_t n = part ? l->nb : l->nw;
-            if (!n)
+        for (int w = 0; w < 2; w++) {
+            float *p = w ? l->b : l->w, *g = w ? l->gb : l->gw;
+            size_t n = w ? l->nb : l->nw, lo, hi;
+            nn_team_range(n, part, nparts, &lo, &hi);
+            if (hi <= lo)
                 continue;
-            size_t off = (size_t)(p - m->params);
-            float wd = (!part && decay_w) ? o->spec.weight_decay : 0.0f;
+            size_t off = (size_t)(p - m->params) + lo;
+            float wd = (!w && decay_w) ? o->spec.weight_decay : 0.0f;
             if (o->spec.kind == NN_OPT_ADAMW)
-                adamw_range(o, p, g, o->m + off, o->v + off, n, lr, wd, c1, c2);
+                adamw_range(o, p + lo, g + lo, o->m + off, o->v + off, hi - lo, j->lr, wd, j->c1,
+                            j->c2);
             else
-                sgd_range(o, p, g, o->m + off, n, lr, wd);
+                sgd_range(o, p + lo, g + lo, o->m + off, hi - lo, j->lr, wd);
         }
     }
+}
+
+void nn_optim_step(nn_optim *o, nn_model *m, float lr)
+{
+    o->step++;
+    step_job j = {.o = o, .m = m, .lr = lr};
+    j.c1 = 1 - powf(o->spec.beta1, (float)o->step);
+    j.c2 = 1 - powf(o->spec.beta2, (float)o->step);
+    if (m->nparams >= NN_SPLIT_MIN) /* m's team, when it has one (training) */
+        nn_team_run(m->team, step_part, &j);
+    else
+        step_part(&j, 0, 1);
 }
 
 float nn_sched_lr(const nn_sched_spec *s, float base_lr, double epoch, int total_epochs)

@@ -35,6 +35,19 @@ uint64_t nn_rng_u64(nn_rng *r)
     return out;
 }
 
+void nn_rng_keep_mask(nn_rng *r, float *mask, size_t m, uint32_t thresh, float scale)
+{
+    nn_rng s = *r; /* a local copy stays in registers */
+    for (size_t i = 0; i + 1 < m; i += 2) {
+        uint64_t x = nn_rng_u64(&s);
+        mask[i] = (uint32_t)x >= thresh ? scale : 0.0f;
+        mask[i + 1] = (uint32_t)(x >> 32) >= thresh ? scale : 0.0f;
+    }
+    if (m % 2)
+        mask[m - 1] = (uint32_t)nn_rng_u64(&s) >= thresh ? scale : 0.0f;
+    *r = s;
+}
+
 uint32_t nn_rng_below(nn_rng *r, uint32_t n)
 {
     /* Lemire's multiply-shift with rejection: unbiased */

@@ -8,10 +8,11 @@
  *
  * Workers wait for a new job generation by spinning (a layer takes tens of
  * microseconds, far less than a sleep/wake round trip), then sleep on a
- * condition variable when no job came for a while. */
+ * condition variable when no job came for a while; the caller waits for the
+ * parts the same way (spin, then sleep on done_cv). */
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
+#include <time.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define TEAM_CPU_PAUSE() _mm_pause()
@@ -21,18 +22,31 @@
 
 #include "nn.h"
 
-/* Spin iterations (each a pause, ~10-100 ns) before a worker sleeps; past
- * TEAM_YIELD of them every wait also yields, so that on a busy machine a
- * spinning thread hands its core to the one it waits for. */
-#define TEAM_SPIN 20000
-#define TEAM_YIELD 256
+/* A waiting thread spins (a pause per turn) for up to TEAM_SPIN_NS, then
+ * sleeps on a condition variable.  No sched_yield: on 2 cores a yielding
+ * spinner turned 17-25% of a training run into kernel time (issue 12), while
+ * the gaps between the jobs of a training step are a few microseconds and the
+ * gap between steps (loss, next batch) well under the spin window. */
+#define TEAM_SPIN_NS 200000L
 
-static void team_pause(int i)
+static long team_now_ns(void)
 {
-    if (i < TEAM_YIELD)
-        TEAM_CPU_PAUSE();
-    else
-        sched_yield();
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no system call */
+    return ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+/* Pauses once; returns 0 once the spin window that began at *t0 is over
+ * (the clock is read every 64 turns; *t0 = 0 starts the window). */
+static int team_spin(int i, long *t0)
+{
+    TEAM_CPU_PAUSE();
+    if (i % 64)
+        return 1;
+    long now = team_now_ns();
+    if (!*t0)
+        *t0 = now;
+    return now - *t0 < TEAM_SPIN_NS;
 }
 
 typedef struct {
@@ -49,8 +63,9 @@ struct nn_team {
     _Atomic int pending;  /* workers still on the current job */
     _Atomic int sleepers; /* workers on (or about to wait on) cv */
     _Atomic int quit;
+    _Atomic int waiting;  /* the caller sleeps (or is about to) on done_cv */
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv, done_cv;
     /* the current job, written before gen is bumped */
     nn_team_fn fn;
     void *arg;
@@ -59,11 +74,13 @@ struct nn_team {
 /* Returns the generation after `seen` once it is published (or quit is set). */
 static unsigned team_wait(nn_team *t, unsigned seen)
 {
-    for (int i = 0; i < TEAM_SPIN; i++) {
+    long t0 = 0;
+    for (int i = 0;; i++) {
         unsigned g = atomic_load(&t->gen);
         if (g != seen)
             return g;
-        team_pause(i);
+        if (!team_spin(i, &t0))
+            break;
     }
     atomic_fetch_add(&t->sleepers, 1);
     pthread_mutex_lock(&t->mu);
@@ -84,7 +101,12 @@ static void *team_worker(void *arg)
         if (atomic_load(&t->quit))
             return NULL;
         t->fn(t->arg, a->idx, t->n);
-        atomic_fetch_sub(&t->pending, 1);
+        /* the last part wakes a sleeping caller (see team_join) */
+        if (atomic_fetch_sub(&t->pending, 1) == 1 && atomic_load(&t->waiting)) {
+            pthread_mutex_lock(&t->mu);
+            pthread_cond_signal(&t->done_cv);
+            pthread_mutex_unlock(&t->mu);
+        }
     }
 }
 
@@ -111,6 +133,7 @@ void nn_team_free(nn_team *t)
         pthread_join(t->th[i], NULL);
     pthread_mutex_destroy(&t->mu);
     pthread_cond_destroy(&t->cv);
+    pthread_cond_destroy(&t->done_cv);
     kd_free(t->th);
     kd_free(t->args);
     kd_free(t);
@@ -134,6 +157,7 @@ nn_team *nn_team_new(int nthreads, kd_err *e)
     t->n = nthreads;
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
+    pthread_cond_init(&t->done_cv, NULL);
     for (int i = 1; i < nthreads; i++) {
         t->args[i] = (team_arg){.t = t, .idx = i};
         int rc = pthread_create(&t->th[t->started], NULL, team_worker, &t->args[i]);
@@ -150,6 +174,24 @@ nn_team *nn_team_new(int nthreads, kd_err *e)
 
 int nn_team_size(const nn_team *t) { return t ? t->n : 1; }
 
+/* Waits until every worker finished its part.  A worker that takes the
+ * pending count to zero after we set `waiting` signals under the mutex, and
+ * we re-check pending under it (all seq_cst), so no wake-up is lost. */
+static void team_join(nn_team *t)
+{
+    long t0 = 0;
+    for (int i = 0; atomic_load(&t->pending) > 0; i++)
+        if (!team_spin(i, &t0)) {
+            atomic_store(&t->waiting, 1);
+            pthread_mutex_lock(&t->mu);
+            while (atomic_load(&t->pending) > 0)
+                pthread_cond_wait(&t->done_cv, &t->mu);
+            pthread_mutex_unlock(&t->mu);
+            atomic_store(&t->waiting, 0);
+            return;
+        }
+}
+
 void nn_team_run(nn_team *t, nn_team_fn fn, void *arg)
 {
     if (!t || t->n == 1) {
@@ -161,6 +203,14 @@ void nn_team_run(nn_team *t, nn_team_fn fn, void *arg)
     atomic_store(&t->pending, t->n - 1);
     team_publish(t);
     fn(arg, 0, t->n);
-    for (int i = 0; atomic_load(&t->pending) > 0; i++)
-        team_pause(i);
+    team_join(t);
+}
+
+void nn_team_range(size_t n, int part, int nparts, size_t *lo, size_t *hi)
+{
+    size_t blocks = (n + 15) / 16; /* 64-byte blocks of floats: parts share no cache line */
+    *lo = blocks * (size_t)part / (size_t)nparts * 16;
+    *hi = blocks * (size_t)(part + 1) / (size_t)nparts * 16;
+    *lo = *lo < n ? *lo : n;
+    *hi = *hi < n ? *hi : n;
 }

@@ -203,7 +203,10 @@ int train_fit(train_state *st, const train_opts *o, const data_set *tr, const da
               const train_hooks *h, kd_err *e)
 {
     fpmode f = fpmode_flush();
+    /* one pool: the model's team with OpenBLAS serial inside (nn.h) */
+    int team = nn_model_train_team_begin(st->model);
     int rc = fit(st, o, tr, val, h, e);
+    nn_model_train_team_end(st->model, team);
     fpmode_restore(f);
     return rc;
 }

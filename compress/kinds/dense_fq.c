@@ -74,24 +74,56 @@ static void fq_group4(const float *w, int len, float *out)
     quant_q4_block_dequant(&b, len, out);
 }
 
-static void fq_weights(const nn_layer *l, float *w, float *scale, int8_t *qtmp)
+/* Rows [r0, r1) of the weights forward computes with (int8: after
+ * quant_weights_s8 filled scale and qtmp). */
+static void fq_rows(const nn_layer *l, float *w, const float *scale, const int8_t *qtmp, int r0,
+                    int r1)
 {
     const compress_fq *f = l->data;
-    const int m = l->spec.units, k = (int)nn_shape_size(l->in);
+    const int k = (int)nn_shape_size(l->in);
     if (!f) {
-        memcpy(w, l->w, l->nw * sizeof *w);
+        memcpy(w + (size_t)r0 * k, l->w + (size_t)r0 * k, (size_t)(r1 - r0) * k * sizeof *w);
     } else if (f->wbits == 4) {
-        for (int r = 0; r < m; r++)
+        for (int r = r0; r < r1; r++)
             for (int c = 0; c < k; c += QUANT_Q4_GROUP) {
                 size_t at = (size_t)r * k + c;
                 fq_group4(l->w + at, k - c < QUANT_Q4_GROUP ? k - c : QUANT_Q4_GROUP, w + at);
             }
     } else {
-        quant_weights_s8(l->w, m, k, f->per_channel, scale, qtmp);
-        for (int r = 0; r < m; r++)
+        for (int r = r0; r < r1; r++)
             for (int c = 0; c < k; c++)
                 w[(size_t)r * k + c] = (float)qtmp[(size_t)r * k + c] * scale[r];
     }
+}
+
+typedef struct {
+    const nn_layer *l;
+    float *w;
+    const float *scale;
+    const int8_t *qtmp;
+} fq_rows_job;
+
+static void fq_rows_part(void *arg, int part, int nparts)
+{
+    const fq_rows_job *j = arg;
+    int m = j->l->spec.units;
+    fq_rows(j->l, j->w, j->scale, j->qtmp, m * part / nparts, m * (part + 1) / nparts);
+}
+
+/* The fake-quantized weights, rows split over team (NULL: the caller alone;
+ * each row is computed the same way either way).  Run once per forward, so
+ * on the teacher it is a pass over every weight per step (issue 12). */
+static void fq_weights(const nn_layer *l, float *w, float *scale, int8_t *qtmp, nn_team *team)
+{
+    const compress_fq *f = l->data;
+    if (f && f->wbits != 4)
+        quant_weights_s8(l->w, l->spec.units, (int)nn_shape_size(l->in), f->per_channel, scale,
+                         qtmp);
+    fq_rows_job j = {.l = l, .w = w, .scale = scale, .qtmp = qtmp};
+    if (l->nw >= NN_SPLIT_MIN)
+        nn_team_run(team, fq_rows_part, &j);
+    else
+        fq_rows_part(&j, 0, 1);
 }
 
 static void fq_dequant(const nn_layer *l, float *w)
@@ -100,7 +132,7 @@ static void fq_dequant(const nn_layer *l, float *w)
     float *scale = kd_malloc((size_t)m * sizeof *scale);
     int8_t *q = kd_malloc((size_t)m * k);
     if (scale && q)
-        fq_weights(l, w, scale, q);
+        fq_weights(l, w, scale, q, NULL);
     else /* no memory: the raw weights, rather than nothing */
         memcpy(w, l->w, l->nw * sizeof *w);
     kd_free(scale);
@@ -135,7 +167,7 @@ static void fq_forward(nn_layer *l, const float *x, float *y, int n, const nn_ct
     const compress_fq *f = l->data;
     fq_priv *p = l->priv;
     size_t nx = (size_t)n * nn_shape_size(l->in);
-    fq_weights(l, p->wq, p->scale, p->qtmp);
+    fq_weights(l, p->wq, p->scale, p->qtmp, c->team);
     p->act_on = f && f->act != COMPRESS_FQ_ACT_NONE;
     if (p->act_on) {
         p->act = fq_act(l, x, nx, c);

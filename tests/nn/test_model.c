@@ -353,6 +353,73 @@ START_TEST(test_alloc_failures)
 }
 END_TEST
 
+/* Training's team (nn_model_train_team_begin): dense GEMMs, element-wise
+ * passes, zero_grad and the optimiser split over two threads give the
+ * gradients and the updated parameters of the one-thread run (to float
+ * rounding: OpenBLAS's blocking may differ between a part and the whole),
+ * and a model with a conv2d layer gets no team. */
+static nn_model *team_mlp(void)
+{
+    const nn_layer_spec s[] = {{.kind = NN_DENSE, .units = 256}, {.kind = NN_RELU},
+                               {.kind = NN_DROPOUT, .rate = 0.25f}, {.kind = NN_DENSE, .units = 300},
+                               {.kind = NN_RELU}, {.kind = NN_DENSE, .units = 10}};
+    nn_model *m = nn_model_new((nn_shape){300, 1, 1}, s, 6, NULL, NULL);
+    ck_assert_ptr_nonnull(m);
+    nn_model_init(m, 7);
+    return m;
+}
+
+static void team_step(nn_model *m, int use_team)
+{
+    const int n = 160;
+    float *x = kd_afloat((size_t)n * 300), *dl = kd_afloat((size_t)n * 10);
+    for (int i = 0; i < n * 300; i++)
+        x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+    for (int i = 0; i < n * 10; i++)
+        dl[i] = (float)((i * 13) % 7) / 7.0f - 0.4f;
+    int made = use_team ? nn_model_train_team_begin(m) : 0;
+    ck_assert_int_eq(made, use_team);
+    ck_assert_int_eq(nn_team_size(m->team), use_team ? 2 : 1);
+    nn_rng r = nn_rng_stream(3, NN_STREAM_DROPOUT);
+    nn_ctx c = {.train = 1, .rng = &r};
+    nn_opt_spec os = {.kind = NN_OPT_SGD, .lr = 0.1f, .momentum = 0.9f, .weight_decay = 1e-3f};
+    nn_optim *o = nn_optim_new(&os, m->nparams, NULL);
+    for (int step = 0; step < 1; step++) { /* one: later steps amplify rounding through relu */
+        nn_model_forward(m, x, n, &c);
+        nn_model_zero_grad(m);
+        nn_model_backward(m, dl, n, &c);
+        nn_optim_step(o, m, 0.1f);
+    }
+    nn_model_train_team_end(m, made);
+    ck_assert_ptr_null(m->team);
+    nn_optim_free(o);
+    kd_afree(x);
+    kd_afree(dl);
+}
+
+START_TEST(test_train_team_matches_serial)
+{
+    nn_set_threads(2);
+    nn_model *a = team_mlp(), *b = team_mlp();
+    team_step(a, 0);
+    team_step(b, 1);
+    for (size_t i = 0; i < a->nparams; i++) {
+        ck_assert_msg(fabsf(a->grads[i] - b->grads[i]) <= 1e-5f * (1 + fabsf(a->grads[i])),
+                      "grad %zu: %g vs %g", i, (double)a->grads[i], (double)b->grads[i]);
+        ck_assert_msg(fabsf(a->params[i] - b->params[i]) <= 1e-5f * (1 + fabsf(a->params[i])),
+                      "param %zu: %g vs %g", i, (double)a->params[i], (double)b->params[i]);
+    }
+    nn_model_free(a);
+    nn_model_free(b);
+    const nn_layer_spec cs[] = {{.kind = NN_CONV2D, .filters = 4, .kernel = 3},
+                                {.kind = NN_FLATTEN}, {.kind = NN_DENSE, .units = 10}};
+    nn_model *c = nn_model_new((nn_shape){1, 8, 8}, cs, 3, NULL, NULL);
+    ck_assert_int_eq(nn_model_train_team_begin(c), 0);
+    ck_assert_ptr_null(c->team);
+    nn_model_free(c);
+}
+END_TEST
+
 Suite *suite_nn_model(void)
 {
     Suite *s = suite_create("nn_model");
@@ -364,6 +431,7 @@ Suite *suite_nn_model(void)
     tcase_add_test(t, test_model_backward_inplace_chain);
     tcase_add_test(t, test_model_gradcheck_smooth_chain);
     tcase_add_test(t, test_alloc_failures);
+    tcase_add_test(t, test_train_team_matches_serial);
     suite_add_tcase(s, t);
     return s;
 }

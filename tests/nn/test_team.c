@@ -57,6 +57,50 @@ START_TEST(test_team_parts)
 }
 END_TEST
 
+/* The caller's own wait: a part that outlasts the spin window makes the
+ * caller sleep on the done condition; it must wake for that part, every time. */
+static void slow_part(void *arg, int part, int nparts)
+{
+    (void)nparts;
+    if (part == 1)
+        usleep(3000); /* > the 200 us spin */
+    atomic_fetch_add((_Atomic int *)arg, 1);
+}
+
+START_TEST(test_team_caller_sleeps)
+{
+    nn_team *t = nn_team_new(2, NULL);
+    ck_assert_ptr_nonnull(t);
+    for (int i = 0; i < 50; i++) {
+        _Atomic int done = 0;
+        nn_team_run(t, slow_part, &done);
+        ck_assert_int_eq(atomic_load(&done), 2);
+    }
+    nn_team_free(t);
+}
+END_TEST
+
+/* nn_team_range: the parts tile [0, n) in order, start on 16-float blocks,
+ * and are the same for the same counts. */
+START_TEST(test_team_range)
+{
+    const size_t ns[] = {0, 1, 15, 16, 17, 1000, 153600};
+    for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
+        for (int np = 1; np <= 5; np++) {
+            size_t next = 0;
+            for (int p = 0; p < np; p++) {
+                size_t lo, hi;
+                nn_team_range(ns[a], p, np, &lo, &hi);
+                ck_assert_uint_eq(lo, next);
+                ck_assert(hi >= lo && hi <= ns[a]);
+                ck_assert(lo % 16 == 0 || lo == ns[a]);
+                next = hi;
+            }
+            ck_assert_uint_eq(next, ns[a]);
+        }
+}
+END_TEST
+
 START_TEST(test_team_errors)
 {
     kd_err e = {0};
@@ -79,6 +123,8 @@ Suite *suite_nn_team(void)
     TCase *t = tcase_create("team");
     tcase_add_test(t, test_team_parts);
     tcase_add_test(t, test_team_errors);
+    tcase_add_test(t, test_team_caller_sleeps);
+    tcase_add_test(t, test_team_range);
     suite_add_tcase(s, t);
     return s;
 }
