@@ -1,7 +1,9 @@
 // Runs ONNX models exported by kdbench in ONNX Runtime's WebAssembly build
-// (onnxruntime-web under Node, no browser) on the inputs the test wrote, one
-// sample at a time (batch 1, as the test's kdbench reference runs), and
-// writes each model's probabilities and logits as little-endian float32.
+// (onnxruntime-web under Node, no browser) on the inputs the test wrote, all
+// N samples in one batch (as the test's kdbench reference runs them: dynamic
+// int8 takes one range per batch on both sides), prints the first sample's
+// probabilities, and writes each model's probabilities and logits as
+// little-endian float32.
 //
 // usage: node ort_run.mjs ORT_DIR INPUT.f32 N FEATURES OUT_DIR NAME=DIMS...
 //   ORT_DIR   the folder npm installed onnxruntime-web into (has node_modules/)
@@ -33,17 +35,12 @@ for (const spec of models) {
   const [name, dimsText] = spec.split('=');
   const dims = dimsText.split(',').map(Number);
   const session = await ort.InferenceSession.create(join(outDir, name + '.onnx'));
-  let probs = null, logits = null;
-  for (let i = 0; i < n; i++) {
-    const input = new ort.Tensor('float32', x.slice(i * feat, (i + 1) * feat), [1, ...dims]);
-    const r = await session.run({ input });
-    const k = r.probs.data.length;
-    if (!probs) { probs = new Float32Array(n * k); logits = new Float32Array(n * k); }
-    probs.set(r.probs.data, i * k);
-    logits.set(r.logits.data, i * k);
-  }
-  writeFileSync(join(outDir, name + '.probs.f32'), Buffer.from(probs.buffer));
-  writeFileSync(join(outDir, name + '.logits.f32'), Buffer.from(logits.buffer));
+  const r = await session.run({ input: new ort.Tensor('float32', x, [n, ...dims]) });
+  const probs = r.probs.data, logits = r.logits.data;
+  if (probs.length % n || logits.length !== probs.length)
+    throw new Error(`${name}: ${probs.length} probabilities for ${n} samples`);
+  writeFileSync(join(outDir, name + '.probs.f32'), Buffer.from(probs.buffer, probs.byteOffset, probs.byteLength));
+  writeFileSync(join(outDir, name + '.logits.f32'), Buffer.from(logits.buffer, logits.byteOffset, logits.byteLength));
   await session.release();
   console.log(`ort ${ort.env.versions.web}: ${name}: ${n} samples, probs[0] = ` +
               Array.from(probs.slice(0, probs.length / n), (v) => v.toFixed(4)).join(' '));

@@ -4,7 +4,7 @@
  *   - ONNX Runtime's WebAssembly build (onnxruntime-web ORT_WEB_VERSION under
  *     Node, installed once by npm into a cache folder) runs every export on
  *     NS real Fashion-MNIST test images (random bytes when the dataset is
- *     missing), one sample at a time, compared with kdbench's batch-1 forward
+ *     missing) in one batch, compared with kdbench's forward on the same batch
  *     at the scalar kernel level: argmax identical on >= 99.9% of samples;
  *     probabilities within 1e-4 for the float exports (fp32, pruned, shared,
  *     csr-int8 and int4 as fp32) and, for int8, within what one quantization
@@ -482,8 +482,8 @@ static double int8_step(const nn_model *m)
     return 0;
 }
 
-/* Compares model j's ONNX Runtime outputs in dir with kdbench's batch-1
- * forward on the same NS samples. */
+/* Compares model j's ONNX Runtime outputs in dir with kdbench's forward on
+ * the same NS samples in one batch. */
 static void compare_ort(int j, nn_model *m, const data_set *d, const char *dir)
 {
     const int k = m->nclasses;
@@ -492,16 +492,20 @@ static void compare_ort(int j, nn_model *m, const data_set *d, const char *dir)
     float *q = read_f32(path, (size_t)NS * k);
     snprintf(path, sizeof path, "%s/%s.logits.f32", dir, models[j].name);
     float *lq = read_f32(path, (size_t)NS * k);
-    float *x = kd_malloc(nn_shape_size(m->in) * sizeof *x), p[64];
+    float *x = kd_malloc((size_t)NS * nn_shape_size(m->in) * sizeof *x), p[64];
     ck_assert(x && k <= 64);
+    int idx[NS];
+    for (int i = 0; i < NS; i++)
+        idx[i] = i;
+    data_batch(d, idx, NS, m->in_mean, m->in_std, x, NULL);
     nn_ctx c = {.train = 0};
+    const float *zs = nn_model_forward(m, x, NS, &c);
+    ck_assert_ptr_nonnull(zs);
     double tol = models[j].cmp == K_FLOAT ? 1e-4 : 1e-4 + int8_step(m);
     double worst_p = 0, worst_z = 0;
     int disagree = 0, over_1e4 = 0;
     for (int i = 0; i < NS; i++) {
-        data_batch(d, &i, 1, m->in_mean, m->in_std, x, NULL);
-        const float *z = nn_model_forward(m, x, 1, &c);
-        ck_assert_ptr_nonnull(z);
+        const float *z = zs + (size_t)i * k;
         softmax(z, k, p);
         disagree += argmax(z, k) != argmax(q + (size_t)i * k, k);
         double sample_p = 0;
