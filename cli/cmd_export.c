@@ -92,7 +92,7 @@ int cli_cmd_export(int argc, char **argv)
         if (rc == KD_OK)
             print_onnx_notes(onnx, m, &notes);
         else
-            kd_err_prefix(&e, "%s", onnx);
+            kd_err_prefix(&e, "writing the ONNX model");
     }
     if (rc == KD_OK && dir) {
         rc = export_c(m, dir, prefix, path, &e);
