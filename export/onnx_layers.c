@@ -5,7 +5,10 @@
  *                  Cast -> Mul(in_scale * w_scale[r]) [-> QuantizeLinear(out)
  *                  -> DequantizeLinear(out) when kdbench outputs int8]: the
  *                  integer accumulators kdbench's int8 GEMM forms, then the
- *                  float rescale of its epilogue;
+ *                  float rescale of its epilogue.  The activation codes enter
+ *                  MatMulInteger as uint8 (kdbench's int8 code + 128 with the
+ *                  zero point + 128: the same q - zero, the same clamp), the
+ *                  uint8 x int8 form every runtime's integer kernels take;
  *   int8-dyn       DynamicQuantizeLinear -> MatMulInteger -> Cast ->
  *                  Mul(x_scale * w_scale[r]) -> Add(bias): kdbench's dynamic
  *                  codes are ONNX's uint8 ones shifted by 128 (same scale,
@@ -221,7 +224,7 @@ static int emit_q8_static(ox *x, const nn_layer *l, const export_q8 *q, kd_err *
     for (size_t r = 0; r < q->m; r++)
         sc[r] = q->in_scale * q->w_scale[r]; /* the epilogue's float product */
     onnx_graph_scalar_f32(x->g, nm(sn, sizeof sn, l, "x_scale"), q->in_scale);
-    onnx_graph_scalar_i8(x->g, nm(zn, sizeof zn, l, "x_zero"), (int8_t)q->in_zero);
+    onnx_graph_scalar_u8(x->g, nm(zn, sizeof zn, l, "x_zero"), (uint8_t)(q->in_zero + 128));
     onnx_graph_i32(x->g, nm(bn, sizeof bn, l, "bias_q"), md, 1, q->bias);
     onnx_graph_f32(x->g, nm(scn, sizeof scn, l, "scale"), md, 1, sc);
     kd_free(sc);

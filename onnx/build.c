@@ -231,6 +231,16 @@ void onnx_graph_scalar_i8(onnx_graph *g, const char *name, int8_t v)
     onnx_graph_i8(g, name, NULL, 0, &v);
 }
 
+void onnx_graph_scalar_u8(onnx_graph *g, const char *name, uint8_t v)
+{
+    uint8_t *raw;
+    Onnx__TensorProto *t = tensor_new(g, name, ONNX__TENSOR_PROTO__DATA_TYPE__UINT8, NULL, 0,
+                                      1, &raw);
+    if (t)
+        raw[0] = v;
+    list_add(g, &g->inits, t);
+}
+
 /* ---- graph inputs and outputs ------------------------------------------------------ */
 
 static Onnx__ValueInfoProto *value_info(onnx_graph *g, const char *name, int elem,

@@ -33,6 +33,7 @@ void onnx_graph_i64(onnx_graph *g, const char *name, const int64_t *dims, int nd
 /* Scalars (rank 0). */
 void onnx_graph_scalar_f32(onnx_graph *g, const char *name, float v);
 void onnx_graph_scalar_i8(onnx_graph *g, const char *name, int8_t v);
+void onnx_graph_scalar_u8(onnx_graph *g, const char *name, uint8_t v);
 
 /* A graph input or output of element type elem (ONNX__TENSOR_PROTO__DATA_TYPE__*)
  * and shape dims (ONNX_DIM_N for the batch). */

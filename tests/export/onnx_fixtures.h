@@ -16,16 +16,20 @@
 
 /* ---- data: Fashion-MNIST's first NS + NCAL test images ------------------------- */
 
-static inline data_set images(void)
+/* verbose: say where the images came from. */
+static inline data_set images(int verbose)
 {
     data_set d;
     kd_err e = {0};
     if (data_idx_load(DATA_FASHION_DIR "/t10k-images-idx3-ubyte.gz",
                       DATA_FASHION_DIR "/t10k-labels-idx1-ubyte.gz", NS + NCAL, &d, &e) == KD_OK) {
-        fprintf(stderr, "onnx export: %d Fashion-MNIST test images (%d compared)\n", d.n, NS);
+        if (verbose)
+            fprintf(stderr, "onnx export: Fashion-MNIST: the first %d test images compared, "
+                            "the next %d calibrate the int8 models\n", NS, NCAL);
         return d;
     }
-    fprintf(stderr, "onnx export: no Fashion-MNIST (%s): random 28x28 bytes instead\n", e.msg);
+    if (verbose)
+        fprintf(stderr, "onnx export: no Fashion-MNIST (%s): random 28x28 bytes instead\n", e.msg);
     d = (data_set){.n = NS + NCAL, .shape = {1, 28, 28}, .nclasses = 10};
     d.x8 = kd_malloc((size_t)d.n * 784);
     d.y = kd_calloc((size_t)d.n, 1);
