@@ -105,6 +105,15 @@ static inline nn_model *cnn(uint64_t seed)
     return build((nn_shape){1, 28, 28}, s, 12, seed);
 }
 
+/* a 1x1 conv over a vector input (the graph reshapes [N, 784] to
+ * [N, 784, 1, 1]) -> relu -> dense */
+static inline nn_model *conv_on_vector(uint64_t seed)
+{
+    const nn_layer_spec s[] = {{.kind = NN_CONV2D, .filters = 8, .kernel = 1},
+                               {.kind = NN_RELU}, {.kind = NN_DENSE, .units = 10}};
+    return build((nn_shape){784, 1, 1}, s, 3, seed);
+}
+
 static inline nn_model *quantized(nn_model *m, compress_qmode mode, int per_channel, const data_set *d)
 {
     data_set cal = calib_of(d);
@@ -146,6 +155,7 @@ typedef enum { K_FLOAT, K_INT8 } cmp_kind;
 static inline nn_model *m_fp32(const data_set *d) { (void)d; return mlp(1); }
 static inline nn_model *m_fp32_bn(const data_set *d) { (void)d; return mlp_bn(2); }
 static inline nn_model *m_cnn(const data_set *d) { (void)d; return cnn(3); }
+static inline nn_model *m_conv_vec(const data_set *d) { (void)d; return conv_on_vector(12); }
 static inline nn_model *m_pruned(const data_set *d) { (void)d; return sparse(mlp(4)); }
 static inline nn_model *m_shared(const data_set *d) { (void)d; return shared(mlp(5)); }
 static inline nn_model *m_int8(const data_set *d) { return quantized(mlp(6), COMPRESS_Q_STATIC8, 1, d); }
@@ -173,6 +183,7 @@ static const struct {
     {"fp32", m_fp32, 0, "fp32", "Gemm", K_FLOAT},
     {"fp32_bn", m_fp32_bn, 1, "fp32", "BatchNormalization", K_FLOAT},
     {"cnn", m_cnn, 0, "fp32", "Conv", K_FLOAT},
+    {"conv_vec", m_conv_vec, 0, "fp32", "Reshape", K_FLOAT},
     {"pruned", m_pruned, 0, "csr-fp32", "Gemm", K_FLOAT},
     {"shared", m_shared, 0, "csr-shared+huff", "Gemm", K_FLOAT},
     {"int8", m_int8, 2, "int8", "MatMulInteger", K_INT8},
