@@ -17,7 +17,7 @@ static const cli_command commands[] = {
      cli_report_usage},
     {"compare", cli_cmd_compare, "compare variants from several runs or model files",
      cli_compare_usage},
-    {"export", cli_cmd_export, "write a saved model as standalone C", cli_export_usage},
+    {"export", cli_cmd_export, "write a saved model as ONNX or standalone C", cli_export_usage},
     {"serve", cli_cmd_serve, "serve models over HTTP (v2 protocol, /predict, /metrics)",
      cli_serve_usage},
     {"loadtest", cli_cmd_loadtest, "load a kdbench server; requests/s and latency percentiles",

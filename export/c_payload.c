@@ -105,68 +105,11 @@ static int emit_csr(const lay *y, kd_rd *r, kd_err *e)
     return KD_OK;
 }
 
-/* ---- int8 and int8-dyn: u32 rows, cols, flags (1 int8 output, 2 relu); f32 in
- * scale, i32 in zero, f32 out scale, i32 out zero; f32 w_scale[rows];
- * i32 bias[rows]; int8 w[rows * cols] ------------------------------------------- */
-typedef struct {
-    uint32_t m, k, flags;
-    float in_scale, out_scale;
-    int32_t in_zero, out_zero;
-    float *w_scale;
-    int32_t *bias, *row_sum, *mult, *shift;
-    int8_t *w;
-} q8_data;
-
-static void q8_free(q8_data *q)
+/* ---- int8 and int8-dyn (export_q8_read, payload_q8.c) ------------------------- */
+static int emit_q8(const lay *y, int dynamic, kd_err *e)
 {
-    kd_free(q->w_scale);
-    kd_free(q->bias);
-    kd_free(q->row_sum);
-    kd_free(q->mult);
-    kd_free(q->shift);
-    kd_free(q->w);
-}
-
-static int q8_read(const lay *y, kd_rd *r, q8_data *q, kd_err *e)
-{
-    q->m = kd_rd_u32(r);
-    q->k = kd_rd_u32(r);
-    q->flags = kd_rd_u32(r);
-    q->in_scale = kd_rd_f32(r);
-    q->in_zero = (int32_t)kd_rd_u32(r);
-    q->out_scale = kd_rd_f32(r);
-    q->out_zero = (int32_t)kd_rd_u32(r);
-    if (!r->ok || q->m != (uint32_t)y->l->spec.units || q->k != nn_shape_size(y->l->in) ||
-        q->flags > 3 || r->len - r->pos != (uint64_t)q->m * (8 + q->k))
-        return bad(y, "sizes do not match the layer", e);
-    size_t m = q->m;
-    q->w_scale = kd_malloc(m * 4);
-    q->bias = kd_malloc(m * 4);
-    q->row_sum = kd_calloc(m, 4);
-    q->mult = kd_calloc(m, 4);
-    q->shift = kd_calloc(m, 4);
-    q->w = kd_malloc(m * q->k);
-    if (!q->w_scale || !q->bias || !q->row_sum || !q->mult || !q->shift || !q->w)
-        return kd_err_set(e, KD_ENOMEM, "out of memory");
-    rd_f32s(r, q->w_scale, m);
-    rd_u32s(r, (uint32_t *)q->bias, m);
-    kd_rd_get(r, q->w, m * q->k);
-    for (size_t row = 0; row < m; row++)
-        for (size_t c = 0; c < q->k; c++)
-            q->row_sum[row] += q->w[row * q->k + c];
-    /* the multipliers as the kind derives them at load (dense_derive) */
-    for (size_t row = 0; (q->flags & 1) && row < m; row++) {
-        double mr = (double)q->in_scale * q->w_scale[row] / q->out_scale;
-        if (quant_multiplier(mr, &q->mult[row], &q->shift[row], e))
-            return KD_EFORMAT;
-    }
-    return r->ok ? KD_OK : bad(y, "truncated", e);
-}
-
-static int emit_q8(const lay *y, kd_rd *r, int dynamic, kd_err *e)
-{
-    q8_data q = {0};
-    int rc = q8_read(y, r, &q, e);
+    export_q8 q;
+    int rc = export_q8_read(y->l, y->what, &q, e);
     if (rc == KD_OK && dynamic)
         rc = emit_bias(y, e);
     if (rc == KD_OK) {
@@ -203,7 +146,7 @@ static int emit_q8(const lay *y, kd_rd *r, int dynamic, kd_err *e)
                   dynamic ? "dynamic" : "static", i, y->g->cur, 1 - y->g->cur);
         y->g->cur = 1 - y->g->cur;
     }
-    q8_free(&q);
+    export_q8_free(&q);
     return rc;
 }
 
@@ -329,8 +272,8 @@ int cg_payload(cg *g, const nn_layer *l, int i, kd_err *e)
     }
     kd_rd r = {.p = b.p, .len = b.len, .ok = 1};
     int rc = !strcmp(f, "csr-fp32")   ? emit_csr(&y, &r, e)
-             : !strcmp(f, "int8")     ? emit_q8(&y, &r, 0, e)
-             : !strcmp(f, "int8-dyn") ? emit_q8(&y, &r, 1, e)
+             : !strcmp(f, "int8")     ? emit_q8(&y, 0, e)
+             : !strcmp(f, "int8-dyn") ? emit_q8(&y, 1, e)
              : !strcmp(f, "int4")     ? emit_q4(&y, &r, e)
              : !strcmp(f, "csr-int8") ? emit_qcsr(&y, &r, e)
                                       : kd_err_set(e, KD_ECONFIG, "%s: format %s", y.what, f);

@@ -59,4 +59,45 @@ void cg_main(kd_buf *b, const char *p, const char *P);
 /* The helper functions of g->need, as C text, appended to b. */
 void cg_helpers(kd_buf *b, unsigned need);
 
+/* ---- shared by both exports ------------------------------------------------------ */
+
+/* An int8 / int8-dyn layer's payload (payload_q8.c), plus what the C needs
+ * derived from it: row sums and the requantization multipliers. */
+typedef struct {
+    uint32_t m, k, flags; /* flags: 1 int8 output, 2 relu fused */
+    float in_scale, out_scale;
+    int32_t in_zero, out_zero;
+    float *w_scale;
+    int32_t *bias, *row_sum, *mult, *shift;
+    int8_t *w; /* m x k row-major */
+} export_q8;
+
+/* Reads l's payload through l->ops->save (what names the layer in
+ * messages); KD_EFORMAT / KD_ENOMEM, q zeroed on failure.  Free with
+ * export_q8_free (accepts a zeroed q). */
+int export_q8_read(const nn_layer *l, const char *what, export_q8 *q, kd_err *e);
+void export_q8_free(export_q8 *q);
+
+/* ---- ONNX (onnx_model.c, onnx_layers.c) ---------------------------------------- */
+
+struct onnx_graph;
+struct Onnx__NodeProto;
+
+/* The graph being built and where the activation stands. */
+typedef struct {
+    struct onnx_graph *g;
+    char cur[96];                /* the current activation's tensor name */
+    int rank;                    /* 2 ([N, F]) or 4 ([N, C, H, W]) */
+    nn_shape shape;              /* its per-sample shape */
+    struct Onnx__NodeProto *last; /* the node that produced cur */
+    export_onnx_notes *notes;
+} ox;
+
+/* 0, or KD_ECONFIG naming why layer i cannot be exported to ONNX. */
+int ox_layer_check(const nn_model *m, int i, kd_err *e);
+/* Emits layer i (checked); KD_ENOMEM / KD_EFORMAT. */
+int ox_layer(ox *x, const nn_model *m, int i, kd_err *e);
+/* Flattens a rank-4 activation to [N, C*H*W] (nothing when rank 2). */
+void ox_flatten(ox *x, const char *name);
+
 #endif
