@@ -319,8 +319,8 @@ static int walk_teacher(cfg_ctx *c, const cfg_node *root, const cfg_data *d, cfg
     for (int i = 4; i < 6 && (!file || strcmp(file, "onnx")); i++)
         if (cfg_map_get(m, keys[i]))
             return cfg_err_key(c, m, keys[i], "teacher",
-                               "teacher.%s goes with teacher.onnx (a model of kdbench carries its "
-                               "own preprocessing)", keys[i]);
+                               "goes with teacher.onnx (a model of kdbench carries its "
+                               "own preprocessing)");
     if (!file)
         return cfg_walk_model(c, m, "teacher", d, out);
     if (!strcmp(file, "onnx"))

@@ -146,8 +146,7 @@ nn_model *teacher_file_load(const exp_spec *spec, kd_err *e)
     if (!m && (e->code == KD_EIO || (cm->onnx && e->code != KD_ENOMEM)))
         kd_err_at(e, KD_ECONFIG, spec->file, cm->model_pos.line, cm->model_pos.col,
                   "teacher.%s: %s%s%s", cm->onnx ? "onnx" : "model",
-                  e->code == KD_EIO ? "" : cm->model_path, e->code == KD_EIO ? "" : ": ",
-                  e->msg);
+                  cm->onnx ? cm->model_path : "", cm->onnx ? ": " : "", e->msg);
     return m;
 }
 
