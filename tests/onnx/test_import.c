@@ -468,6 +468,34 @@ START_TEST(file_errors_name_the_path)
 }
 END_TEST
 
+/* Every allocation of an import made to fail in turn: an error (no memory),
+ * never a crash or a leak (make asan). */
+START_TEST(allocation_failures)
+{
+    onnx_build *b = torch_graph(13);
+    uint8_t *p;
+    size_t n;
+    pack(b, &p, &n);
+    int ok = 0;
+    for (long k = 0; k < 400 && !ok; k++) {
+        kd_err e = {0};
+        kd_alloc_fail_after(k);
+        onnx_file *f = onnx_file_unpack(p, n, 0, &e);
+        nn_model *m = f ? onnx_import(onnx_file_model(f), 0, 1, &e) : NULL;
+        kd_alloc_fail_after(-1);
+        ok = m != NULL;
+        if (!m)
+            ck_assert_msg(e.code == KD_ENOMEM || e.code == KD_EFORMAT, "step %ld: %d %s", k,
+                          e.code, e.msg);
+        nn_model_free(m);
+        onnx_file_free(f);
+    }
+    ck_assert_msg(ok, "never imported within 400 allocations");
+    kd_free(p);
+    onnx_build_free(b);
+}
+END_TEST
+
 Suite *suite_onnx_import(void)
 {
     Suite *s = suite_create("onnx_import");
@@ -483,6 +511,7 @@ Suite *suite_onnx_import(void)
     tcase_add_test(t, truncated_and_wrong_magic);
     tcase_add_test(t, every_byte_flipped);
     tcase_add_test(t, file_errors_name_the_path);
+    tcase_add_test(t, allocation_failures);
     tcase_set_timeout(t, 60);
     suite_add_tcase(s, t);
     return s;
