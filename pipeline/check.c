@@ -4,6 +4,7 @@
  * would refuse later, at the key's position. */
 #include <string.h>
 
+#include "../onnx/import.h"
 #include "internal.h"
 
 /* compress's own checks of each pass against a source given as a file (a
@@ -87,9 +88,12 @@ static int check_file(const exp_spec *s, const cfg_data_facts *f, const char *pa
             return e->code; /* positioned by teacher_file_load */
         char hint[512];
         source_hint(s, path, hint, sizeof hint);
-        return e->code == KD_EIO ? kd_err_at(e, KD_ECONFIG, s->file, pos.line, pos.col,
-                                             "%s: %s: %s%s", what, path, e->msg, hint)
-                                 : e->code;
+        /* an ONNX graph kdbench cannot run is the config's error too */
+        int onnx = onnx_is_onnx_path(path) && e->code != KD_ENOMEM;
+        return e->code == KD_EIO || onnx
+                   ? kd_err_at(e, KD_ECONFIG, s->file, pos.line, pos.col, "%s: %s: %s%s", what,
+                               path, e->msg, e->code == KD_EIO ? hint : "")
+                   : e->code;
     }
     size_t in = nn_shape_size(m->in), want = nn_shape_size(s->data.shape);
     int k = m->nclasses, rc = KD_OK;

@@ -109,6 +109,12 @@ START_TEST(config_errors_positioned)
            "exclude each other");
     snprintf(t, sizeof t, "  onnx: %s/ok.onnx\n  input_mean: 0.5\n  input_std: 0.25\n", dir);
     expect(kdt_kdbench(out, sizeof out, "check %s", config(dir, t, "")), 0, out, NULL, NULL);
+    /* a compress source naming an .onnx file kdbench cannot run: at its line */
+    char extra[1024];
+    snprintf(extra, sizeof extra, "compress:\n  - name: q\n    source: %s/bad.onnx\n"
+             "    passes: [{type: prune, sparsity: 0.5}]\n", dir);
+    expect(kdt_kdbench(out, sizeof out, "check %s", config(dir, t, extra)), 2, out,
+           "c.yaml:17:13: compress (q).source", "node 'sig' (Sigmoid)");
 }
 END_TEST
 
