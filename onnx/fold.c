@@ -14,12 +14,12 @@ static ox_value *const_out(ox_ctx *c, const Onnx__NodeProto *n, ox_kind kind, si
         kd_err_set(e, KD_EFORMAT, "must have one output");
         return NULL;
     }
-    ox_value *v = ox_add(c, n->output[0], e);
+    size_t bytes = (count ? count : 1) * (kind == OX_FLOAT ? sizeof(float) : sizeof(int64_t));
+    ox_value *v = ox_fold_budget(c, bytes, e) == KD_OK ? ox_add(c, n->output[0], e) : NULL;
     if (!v)
         return NULL;
     v->kind = kind;
     v->n = count;
-    size_t bytes = (count ? count : 1) * (kind == OX_FLOAT ? sizeof(float) : sizeof(int64_t));
     void *p = kd_malloc(bytes);
     if (!p) {
         kd_err_set(e, KD_ENOMEM, "out of memory for %zu values", count);

@@ -10,6 +10,9 @@
 #define OX_MAX_NODES 10000   /* a larger graph is refused (lookups are linear) */
 #define OX_MAX_LAYERS 256
 #define OX_MAX_ELEMS ((size_t)1 << 28) /* values in one tensor (1 GiB of floats) */
+/* Bytes of constants made at load (copies by Identity, Unsqueeze ...), so a
+ * file that copies one large tensor many times is refused, not obeyed. */
+#define OX_MAX_FOLDED ((size_t)1 << 30)
 /* The batch dimension inside a folded shape (Shape of the live tensor): a
  * Reshape may name it, nothing may compute with it. */
 #define OX_BATCH INT64_MIN
@@ -51,6 +54,7 @@ typedef struct {
     int64_t batch;
     int bias_layer; /* the layer whose output the live value is (Add folds into it), or -1 */
     int ended;      /* a final Softmax was seen */
+    size_t folded;  /* bytes of constants made by folding (at most OX_MAX_FOLDED) */
     const char *softmax_out;
 } ox_ctx;
 
@@ -61,6 +65,8 @@ ox_value *ox_find(ox_ctx *c, const char *name);
  * name set, or NULL with e. */
 ox_value *ox_add(ox_ctx *c, const char *name, kd_err *e);
 void ox_values_free(ox_ctx *c);
+/* Counts bytes of a folded constant against OX_MAX_FOLDED; KD_EFORMAT beyond. */
+int ox_fold_budget(ox_ctx *c, size_t bytes, kd_err *e);
 /* Decodes an initializer or a Constant's tensor into v (float or int64,
  * float_data/int64_data or little-endian raw_data whose length must agree
  * with the dims); what names it in errors. */

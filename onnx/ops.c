@@ -407,6 +407,8 @@ static int op_identity(ox_ctx *c, const Onnx__NodeProto *n, kd_err *e)
     y->f = NULL;
     y->i = NULL;
     size_t bytes = x->n * (x->kind == OX_FLOAT ? sizeof(float) : sizeof(int64_t));
+    if (x->kind != OX_LIVE && ox_fold_budget(c, bytes, e) != KD_OK)
+        return e->code;
     if (x->kind == OX_FLOAT && !(y->f = kd_malloc(bytes ? bytes : 1)))
         return kd_err_set(e, KD_ENOMEM, "out of memory");
     if (x->kind == OX_INT && !(y->i = kd_malloc(bytes ? bytes : 1)))

@@ -58,6 +58,15 @@ void ox_values_free(ox_ctx *c)
     c->nv = c->capv = 0;
 }
 
+int ox_fold_budget(ox_ctx *c, size_t bytes, kd_err *e)
+{
+    if (bytes > OX_MAX_FOLDED - c->folded)
+        return kd_err_set(e, KD_EFORMAT, "constants made at load exceed %zu bytes",
+                          OX_MAX_FOLDED);
+    c->folded += bytes;
+    return KD_OK;
+}
+
 /* ---- tensors ------------------------------------------------------------------- */
 
 static int dims_of(const Onnx__TensorProto *t, const char *what, ox_value *v, kd_err *e)

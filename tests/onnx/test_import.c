@@ -13,6 +13,7 @@
 
 #include "../../onnx/build.h"
 #include "../../onnx/import.h"
+#include "../../onnx/internal.h"
 #include "../kdtest.h"
 
 #define F32 ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT
@@ -468,6 +469,20 @@ START_TEST(file_errors_name_the_path)
 }
 END_TEST
 
+/* Copies of constants (Identity, Unsqueeze ...) count against one budget:
+ * a file cannot make the import copy one tensor without end. */
+START_TEST(folding_budget)
+{
+    ox_ctx c = {0};
+    kd_err e = {0};
+    ck_assert_int_eq(ox_fold_budget(&c, OX_MAX_FOLDED - 8, &e), KD_OK);
+    ck_assert_int_eq(ox_fold_budget(&c, 8, &e), KD_OK);
+    ck_assert_int_eq(ox_fold_budget(&c, 1, &e), KD_EFORMAT);
+    ck_assert_int_eq(ox_fold_budget(&c, SIZE_MAX, &e), KD_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(e.msg, "constants made at load"));
+}
+END_TEST
+
 /* Every allocation of an import made to fail in turn: an error (no memory),
  * never a crash or a leak (make asan). */
 START_TEST(allocation_failures)
@@ -512,6 +527,7 @@ Suite *suite_onnx_import(void)
     tcase_add_test(t, every_byte_flipped);
     tcase_add_test(t, file_errors_name_the_path);
     tcase_add_test(t, allocation_failures);
+    tcase_add_test(t, folding_budget);
     tcase_set_timeout(t, 60);
     suite_add_tcase(s, t);
     return s;
