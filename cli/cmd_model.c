@@ -1,5 +1,7 @@
 /* kdbench eval / kdbench inspect: commands on a saved model file. */
+#include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,25 +11,29 @@
 #include "../compress/compress.h"
 #include "../data/data.h"
 #include "../measure/measure.h"
+#include "../onnx/import.h"
 #include "../pipeline/pipeline.h"
 #include "cli.h"
 #include "../compress/kernels/cpu.h"
 
 const char cli_eval_usage[] =
     "usage: kdbench eval MODEL [--data DIR | --images F --labels F | --csv-data F]\n"
-    "                    [--threads N]\n\n"
-    "Evaluates a saved model (.kdm, fp32 or compressed) on a test set and measures it:\n"
-    "accuracy, loss, size, batch-1 latency p50/p99 and batch-256 throughput.\n\n"
+    "                    [--threads N] [--input-mean M --input-std S]\n\n"
+    "Evaluates a saved model (.kdm, fp32 or compressed, or an ONNX model .onnx) on a\n"
+    "test set and measures it: accuracy, loss, size, batch-1 latency p50/p99 and\n"
+    "batch-256 throughput.\n\n"
     "  --data DIR     a folder with t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz\n"
     "                 (default: " DATA_FASHION_DIR ")\n"
     "  --images F --labels F   an IDX pair (raw or .gz)\n"
     "  --csv-data F   a CSV file: label, then features (--csv F: the same, the old name)\n"
     "  --threads N    OpenBLAS threads (default 0 = all cores)\n"
+    "  --input-mean M --input-std S   an .onnx model's preprocessing: pixels x/255,\n"
+    "                 then (x - M) / S (default 0 and 1); a .kdm carries its own\n"
     "\nexit status: 0 success, 1 runtime failure, 2 usage error\n";
 
 const char cli_inspect_usage[] =
     "usage: kdbench inspect MODEL\n\n"
-    "Prints a model file's layers (kind, name, input and output shapes, parameters,\n"
+    "Prints a model file's (.kdm, or .onnx imported) layers (kind, name, input and output shapes, parameters,\n"
     "sparsity, bytes in the file, storage format such as fp32 or csr-fp32), its\n"
     "parameter count, MACs per sample and size on disk.\n";
 
@@ -72,15 +78,29 @@ int cli_model_arg(const char *cmd, const char *path)
                            kdm, there ? "" : ", which is not there (that training did not finish)");
 }
 
+/* a finite float, the whole of s */
+static int parse_float(const char *s, float *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || fabs(v) > 1e6)
+        return -1;
+    *out = (float)v;
+    return 0;
+}
+
 int cli_cmd_eval(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"data", required_argument, 0, 'd'}, {"images", required_argument, 0, 'i'},
         {"labels", required_argument, 0, 'l'}, {"csv", required_argument, 0, 'c'},
         {"csv-data", required_argument, 0, 'c'},
-        {"threads", required_argument, 0, 't'}, {0, 0, 0, 0},
+        {"threads", required_argument, 0, 't'}, {"input-mean", required_argument, 0, 'm'},
+        {"input-std", required_argument, 0, 's'}, {0, 0, 0, 0},
     };
     const char *dir = DATA_FASHION_DIR, *images = NULL, *labels = NULL, *csv = NULL;
+    const char *mean_s = NULL, *std_s = NULL;
     int threads = 0, c;
     optind = 1;
     opterr = 0;
@@ -91,6 +111,8 @@ int cli_cmd_eval(int argc, char **argv)
         case 'l': labels = optarg; break;
         case 'c': csv = optarg; break;
         case 't': threads = atoi(optarg); break;
+        case 'm': mean_s = optarg; break;
+        case 's': std_s = optarg; break;
         case ':': return cli_usage_error("eval", "%s needs a value", argv[optind - 1]);
         default: return cli_usage_error("eval", "unknown option \"%s\"", argv[optind - 1]);
         }
@@ -103,9 +125,16 @@ int cli_cmd_eval(int argc, char **argv)
     int bad = cli_model_arg("eval", path);
     if (bad)
         return bad;
+    float mean = 0, sd = 1;
+    if ((mean_s || std_s) && !onnx_is_onnx_path(path))
+        return cli_usage_error("eval", "--input-mean and --input-std go with an .onnx model (a "
+                               ".kdm carries its own preprocessing)");
+    if ((mean_s && parse_float(mean_s, &mean)) || (std_s && (parse_float(std_s, &sd) || !(sd > 0))))
+        return cli_usage_error("eval", "--input-mean takes a number and --input-std one > 0");
     nn_set_threads(threads);
     kd_err e = {0};
-    nn_model *m = compress_model_load(path, &e);
+    nn_model *m = onnx_is_onnx_path(path) ? onnx_import_file(path, mean, sd, &e)
+                                          : compress_model_load(path, &e);
     if (!m)
         return cli_fail(&e);
     data_set d = {0};

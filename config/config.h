@@ -54,6 +54,12 @@ typedef struct {
      * is unset */
     char model_path[CFG_PATH_MAX];
     cfg_pos model_pos;
+    /* `onnx: PATH` instead of `model:` (teacher only): an ONNX model imported
+     * at load (model_path is PATH), whose inputs are pixels x/255, then
+     * (x - input_mean) / input_std (`input_mean` default 0, `input_std`
+     * default 1, > 0) */
+    int onnx;
+    float input_mean, input_std;
     nn_layer_spec layers[CFG_MAX_LAYERS];
     cfg_pos layer_pos[CFG_MAX_LAYERS]; /* where each layer item starts */
     int nlayers;

@@ -241,7 +241,12 @@ static void dump_head(const exp_spec *s, FILE *f)
     put_key_str(f, "", "cache_dir", s->cache_dir);
     dump_data(&s->data, f);
     fputs("teacher:\n", f);
-    if (s->teacher.model_path[0])
+    if (s->teacher.onnx) {
+        put_key_str(f, "  ", "onnx", s->teacher.model_path);
+        put_key_float(f, "  ", "input_mean", s->teacher.input_mean);
+        put_key_float(f, "\n  ", "input_std", s->teacher.input_std);
+        fputc('\n', f);
+    } else if (s->teacher.model_path[0])
         put_key_str(f, "  ", "model", s->teacher.model_path);
     else
         dump_model(&s->teacher, "  ", f);

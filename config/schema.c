@@ -285,25 +285,56 @@ int cfg_walk_model(cfg_ctx *c, const cfg_node *m, const char *path, const cfg_da
     return rc != KD_OK ? rc : walk_train(c, m, path, &out->train);
 }
 
-/* `teacher:` is either layers + train, or `model: PATH` (a saved model file,
- * checked against the data once the data is loaded). */
+/* `teacher: {onnx: PATH, input_mean: M, input_std: S}`: an imported ONNX
+ * model, with the preprocessing it was trained with. */
+static int walk_onnx(cfg_ctx *c, const cfg_node *m, cfg_model *out)
+{
+    const cfg_node *v = cfg_map_get(m, "onnx");
+    int rc;
+    out->input_mean = 0;
+    out->input_std = 1;
+    if ((rc = cfg_str(c, m, "teacher", "onnx", 1, out->model_path, sizeof out->model_path)) ||
+        (rc = cfg_float(c, m, "teacher", "input_mean", 0, (cfg_range){-1e6, 1e6, 0, 0},
+                        &out->input_mean)) ||
+        (rc = cfg_float(c, m, "teacher", "input_std", 0, (cfg_range){0, 1e6, 1, 0},
+                        &out->input_std)))
+        return rc;
+    if (!out->model_path[0])
+        return cfg_err(c, v, "teacher.onnx", "must not be empty");
+    out->model_pos = (cfg_pos){v->line, v->col};
+    out->onnx = 1;
+    return KD_OK;
+}
+
+/* `teacher:` is layers + train, `model: PATH` (a saved model file), or
+ * `onnx: PATH` (an ONNX model), the files checked against the data once the
+ * data is loaded. */
 static int walk_teacher(cfg_ctx *c, const cfg_node *root, const cfg_data *d, cfg_model *out)
 {
-    static const char *const keys[] = {"layers", "train", "model", NULL};
+    static const char *const keys[] = {"layers", "train", "model", "onnx", "input_mean",
+                                       "input_std", NULL};
     const cfg_node *m;
     int rc = cfg_section(c, root, "", "teacher", 1, &m);
     if (rc != KD_OK || (rc = cfg_check_keys(c, m, "teacher", keys, NULL)) != KD_OK)
         return rc;
     out->pos = cfg_key_pos(root, "teacher");
-    const cfg_node *mv = cfg_map_get(m, "model");
-    if (!mv)
+    const char *file = cfg_map_get(m, "onnx") ? "onnx" : cfg_map_get(m, "model") ? "model" : NULL;
+    for (int i = 0; file && i < 4; i++) /* a file excludes layers, train and the other file */
+        if (strcmp(keys[i], file) && cfg_map_get(m, keys[i]))
+            return cfg_err_key(c, m, keys[i], "teacher",
+                               "teacher.%s (%s) and teacher.%s exclude each other", file,
+                               strcmp(file, "onnx") ? "a saved teacher" : "an ONNX teacher",
+                               keys[i]);
+    for (int i = 4; i < 6 && (!file || strcmp(file, "onnx")); i++)
+        if (cfg_map_get(m, keys[i]))
+            return cfg_err_key(c, m, keys[i], "teacher",
+                               "goes with teacher.onnx (a model of kdbench carries its "
+                               "own preprocessing)");
+    if (!file)
         return cfg_walk_model(c, m, "teacher", d, out);
-    for (const char *const *k = keys; strcmp(*k, "model"); k++)
-        if (cfg_map_get(m, *k)) {
-            return cfg_err_key(c, m, *k, "teacher",
-                               "teacher.model (a saved teacher) and teacher.%s exclude each other",
-                               *k);
-        }
+    if (!strcmp(file, "onnx"))
+        return walk_onnx(c, m, out);
+    const cfg_node *mv = cfg_map_get(m, "model");
     if ((rc = cfg_str(c, m, "teacher", "model", 1, out->model_path, sizeof out->model_path)))
         return rc;
     if (!out->model_path[0])

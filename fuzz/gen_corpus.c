@@ -12,6 +12,7 @@
 #include <zlib.h>
 
 #include "../compress/compress.h"
+#include "../onnx/compose.h"
 #include "../reports/reports.h"
 #include "fuzz.h"
 
@@ -381,6 +382,96 @@ static void configs(void)
     kd_free(p);
 }
 
+/* ---- ONNX models (onnx/build): the forms the importer folds ---------------- */
+
+static void put_onnx(const char *name, onnx_build *b)
+{
+    uint8_t *p;
+    size_t n;
+    kd_err e = {0};
+    if (!b || onnx_build_pack(b, &p, &n, &e) != KD_OK)
+        die(name, &e);
+    put("onnx", name, p, n);
+    kd_free(p);
+    onnx_build_free(b);
+}
+
+static void weights(onnx_build *b, const char *name, int64_t d0, int64_t d1, int64_t d2,
+                    int64_t d3, int rank)
+{
+    const int64_t dims[4] = {d0, d1, d2, d3};
+    float w[256];
+    size_t n = 1;
+    for (int i = 0; i < rank; i++)
+        n *= (size_t)dims[i];
+    for (size_t i = 0; i < n && i < 256; i++)
+        w[i] = (float)((i * 37) % 11) * 0.1f - 0.5f;
+    onnx_build_weights(b, name, dims, rank, w);
+}
+
+/* x (N,6) -> Gemm -> Relu -> Dropout -> MatMul + Add -> Softmax */
+static onnx_build *onnx_mlp(void)
+{
+    onnx_build *b = onnx_build_new(13);
+    onnx_build_input(b, "x", (const int64_t[]){-1, 6}, 2);
+    weights(b, "w1", 5, 6, 0, 0, 2);
+    weights(b, "b1", 5, 0, 0, 0, 1);
+    weights(b, "w2", 5, 3, 0, 0, 2);
+    weights(b, "b2", 3, 0, 0, 0, 1);
+    Onnx__NodeProto *n = onnx_build_node(b, "Gemm", "fc1", "x,w1,b1", "h");
+    onnx_build_attr_i(b, n, "transB", 1);
+    onnx_build_node(b, "Relu", "relu", "h", "r");
+    onnx_build_node(b, "Dropout", "drop", "r", "d");
+    onnx_build_node(b, "MatMul", "mm", "d,w2", "m");
+    onnx_build_node(b, "Add", "add", "m,b2", "z");
+    onnx_build_node(b, "Softmax", "sm", "z", "p");
+    onnx_build_output(b, "p");
+    return b;
+}
+
+/* x (N,1,6,6) -> Conv -> BatchNormalization -> Relu -> MaxPool -> PyTorch's
+ * Shape/Gather/Unsqueeze/Concat/Reshape flatten -> Gemm */
+static onnx_build *onnx_cnn(void)
+{
+    onnx_build *b = onnx_build_new(13);
+    onnx_build_input(b, "x", (const int64_t[]){-1, 1, 6, 6}, 4);
+    weights(b, "w", 2, 1, 3, 3, 4);
+    weights(b, "wb", 2, 0, 0, 0, 1);
+    const char *bn[4] = {"g", "be", "mu", "var"};
+    for (int i = 0; i < 4; i++)
+        onnx_build_weights(b, bn[i], (const int64_t[]){2}, 1, (const float[]){0.5f, 1.5f});
+    weights(b, "fc", 3, 18, 0, 0, 2);
+    Onnx__NodeProto *n = onnx_build_node(b, "Conv", "conv", "x,w,wb", "c");
+    onnx_build_attr_ints(b, n, "pads", (const int64_t[]){1, 1, 1, 1}, 4);
+    onnx_build_node(b, "BatchNormalization", "bn", "c,g,be,mu,var", "n");
+    onnx_build_node(b, "Relu", "relu", "n", "r");
+    n = onnx_build_node(b, "MaxPool", "pool", "r", "p");
+    onnx_build_attr_ints(b, n, "kernel_shape", (const int64_t[]){2, 2}, 2);
+    onnx_build_attr_ints(b, n, "strides", (const int64_t[]){2, 2}, 2);
+    onnx_build_node(b, "Shape", "shape", "p", "s");
+    n = onnx_build_node(b, "Constant", "c0", "", "zero");
+    onnx_build_attr_t(b, n, "value", onnx_build_tensor(b, "", ONNX__TENSOR_PROTO__DATA_TYPE__INT64,
+                                                       NULL, 0, (const int64_t[]){0}, 1));
+    onnx_build_node(b, "Gather", "gather", "s,zero", "g0");
+    n = onnx_build_node(b, "Constant", "c1", "", "axes");
+    onnx_build_attr_ints(b, n, "value_ints", (const int64_t[]){0}, 1);
+    onnx_build_node(b, "Unsqueeze", "unsq", "g0,axes", "u");
+    n = onnx_build_node(b, "Constant", "c2", "", "m1");
+    onnx_build_attr_ints(b, n, "value_ints", (const int64_t[]){-1}, 1);
+    onnx_build_node(b, "Concat", "cat", "u,m1", "t");
+    onnx_build_node(b, "Reshape", "reshape", "p,t", "f");
+    n = onnx_build_node(b, "Gemm", "fc", "f,fc", "z");
+    onnx_build_attr_i(b, n, "transB", 1);
+    onnx_build_output(b, "z");
+    return b;
+}
+
+static void onnx_models(void)
+{
+    put_onnx("mlp.onnx", onnx_mlp());
+    put_onnx("cnn.onnx", onnx_cnn());
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -398,6 +489,7 @@ int main(int argc, char **argv)
     csvs();
     rundir();
     configs();
+    onnx_models();
     printf("gen_corpus: seeds written to %s\n", root);
     return 0;
 }

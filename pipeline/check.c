@@ -4,6 +4,7 @@
  * would refuse later, at the key's position. */
 #include <string.h>
 
+#include "../onnx/import.h"
 #include "internal.h"
 
 /* compress's own checks of each pass against a source given as a file (a
@@ -85,13 +86,18 @@ static int check_file(const exp_spec *s, const cfg_data_facts *f, const char *pa
                       const char *what, int exact, const cfg_variant *v, kd_err *e)
 {
     /* as the stages load them: a teacher with nn's kinds, a source with compress's too */
-    nn_model *m = exact ? nn_model_load(path, e) : compress_model_load(path, e);
+    nn_model *m = exact ? teacher_file_load(s, e) : compress_model_load(path, e);
     if (!m) {
+        if (exact)
+            return e->code; /* positioned by teacher_file_load */
         char hint[512];
         source_hint(s, path, hint, sizeof hint);
-        return e->code == KD_EIO ? kd_err_at(e, KD_ECONFIG, s->file, pos.line, pos.col,
-                                             "%s: %s: %s%s", what, path, e->msg, hint)
-                                 : e->code;
+        /* an ONNX graph kdbench cannot run is the config's error too */
+        int onnx = onnx_is_onnx_path(path) && e->code != KD_ENOMEM;
+        return e->code == KD_EIO || onnx
+                   ? kd_err_at(e, KD_ECONFIG, s->file, pos.line, pos.col, "%s: %s: %s%s", what,
+                               path, e->msg, e->code == KD_EIO ? hint : "")
+                   : e->code;
     }
     size_t in = nn_shape_size(m->in), want = nn_shape_size(s->data.shape);
     int k = m->nclasses, rc = KD_OK;
@@ -113,8 +119,8 @@ static int check_files(const exp_spec *s, const cfg_data_facts *f, kd_err *e)
 {
     int rc = KD_OK;
     if (s->teacher.model_path[0])
-        rc = check_file(s, f, s->teacher.model_path, s->teacher.model_pos, "teacher.model", 1, NULL,
-                        e);
+        rc = check_file(s, f, s->teacher.model_path, s->teacher.model_pos,
+                        s->teacher.onnx ? "teacher.onnx" : "teacher.model", 1, NULL, e);
     for (int i = 0; rc == KD_OK && i < s->nvariants; i++) {
         const cfg_variant *v = &s->variants[i];
         int seen = 0; /* a swept pipeline's variants share one source */

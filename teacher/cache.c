@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../onnx/import.h"
 #include "teacher.h"
 
 /* ---- the cache ------------------------------------------------------------------ */
@@ -130,29 +131,37 @@ static int check_loaded(const exp_spec *spec, const nn_model *m, nn_shape in, in
     const cfg_model *cm = &spec->teacher;
     if (nn_shape_size(m->in) != nn_shape_size(in) || m->nclasses != nclasses)
         return kd_err_at(e, KD_ECONFIG, spec->file, cm->model_pos.line, cm->model_pos.col,
-                         "teacher.model: %s takes %zu inputs and gives %d classes; the data has "
-                         "%zu and %d", cm->model_path, nn_shape_size(m->in), m->nclasses,
-                         nn_shape_size(in), nclasses);
+                         "teacher.%s: %s takes %zu inputs (%dx%dx%d) and gives %d classes; the "
+                         "data has %zu (%dx%dx%d) and %d", cm->onnx ? "onnx" : "model",
+                         cm->model_path, nn_shape_size(m->in), m->in.c, m->in.h, m->in.w,
+                         m->nclasses, nn_shape_size(in), in.c, in.h, in.w, nclasses);
     return teacher_check_hints(spec, m, e);
+}
+
+nn_model *teacher_file_load(const exp_spec *spec, kd_err *e)
+{
+    const cfg_model *cm = &spec->teacher;
+    nn_model *m = cm->onnx ? onnx_import_file(cm->model_path, cm->input_mean, cm->input_std, e)
+                           : nn_model_load(cm->model_path, e);
+    if (!m && (e->code == KD_EIO || (cm->onnx && e->code != KD_ENOMEM)))
+        kd_err_at(e, KD_ECONFIG, spec->file, cm->model_pos.line, cm->model_pos.col,
+                  "teacher.%s: %s%s%s", cm->onnx ? "onnx" : "model",
+                  cm->onnx ? cm->model_path : "", cm->onnx ? ": " : "", e->msg);
+    return m;
 }
 
 /* A saved teacher: it must fit the data and every student's hint. */
 nn_model *teacher_load(const exp_spec *spec, nn_shape in, int nclasses, kd_log *log, kd_err *e)
 {
     const cfg_model *cm = &spec->teacher;
-    const char *file = spec->file;
-    nn_model *m = nn_model_load(cm->model_path, e);
-    if (!m) {
-        if (e->code == KD_EIO)
-            kd_err_at(e, KD_ECONFIG, file, cm->model_pos.line, cm->model_pos.col,
-                      "teacher.model: %s", e->msg);
+    nn_model *m = teacher_file_load(spec, e);
+    if (!m)
         return NULL;
-    }
     if (check_loaded(spec, m, in, nclasses, e) != KD_OK) {
         nn_model_free(m);
         return NULL;
     }
-    kd_logf(log, "teacher: loaded %s (%d layers, %zu parameters); not trained", cm->model_path,
-            m->nlayers, m->nparams);
+    kd_logf(log, "teacher: %s %s (%d layers, %zu parameters); not trained",
+            cm->onnx ? "imported" : "loaded", cm->model_path, m->nlayers, m->nparams);
     return m;
 }

@@ -25,6 +25,11 @@ int teacher_cache_path(const exp_spec *spec, int threads, const data_set *train,
 int teacher_cache_fetch(const char *cached, const char *ckpt, int resume, kd_log *log);
 /* Copies a newly trained checkpoint into the cache (a failure is logged). */
 void teacher_cache_store(const char *cache_dir, const char *cached, const char *ckpt, kd_log *log);
+/* The teacher's file as the run loads it: spec->teacher.model_path, a model
+ * of kdbench (nn's kinds) or, with teacher.onnx, an imported ONNX model with
+ * the config's input_mean / input_std.  A file that cannot be read (or an
+ * ONNX file that cannot be imported) is KD_ECONFIG at the key's position. */
+nn_model *teacher_file_load(const exp_spec *spec, kd_err *e);
 /* Loads spec->teacher.model_path and checks it takes inputs of in's size,
  * gives nclasses classes and has every layer the students' hints name
  * (KD_ECONFIG at the config position otherwise); NULL with e on failure. */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "../../onnx/import.h"
 
 /* ---- the table ---------------------------------------------------------------- */
 
@@ -24,6 +25,8 @@ const nn_layer_ops *const *compress_kinds(int *n)
 
 nn_model *compress_model_load(const char *path, kd_err *e)
 {
+    if (onnx_is_onnx_path(path)) /* an imported model: pixels x/255, no standardization */
+        return onnx_import_file(path, 0, 1, e);
     int n;
     const nn_layer_ops *const *k = compress_kinds(&n);
     return nn_model_load_with(path, k, n, e);
