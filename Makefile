@@ -7,6 +7,10 @@ PKGS := openblas yaml-0.1 zlib libmicrohttpd libcjson libprotobuf-c
 DEBS := libopenblas-dev libyaml-dev check zlib1g-dev pkg-config gnuplot-nox dataset-fashion-mnist libmicrohttpd-dev libcjson-dev \
         libprotobuf-c-dev protobuf-c-compiler libonnx-dev python3-torch python3-onnx \
         libopenmpi-dev openmpi-bin
+# Node.js and npm run ONNX Runtime's WebAssembly build in the export tests; taken
+# from Debian only when npm is missing (a Node.js from elsewhere keeps its own npm,
+# which Debian's npm package would conflict with).
+DEBS += $(if $(shell command -v npm 2>/dev/null),,nodejs npm)
 # MPI: on when Open MPI's pkg-config `ompi` is found; `make MPI=0` forces it off
 # (the binary then runs one process, and refuses to start under mpirun).  Only
 # dist/ sees the difference (KD_WITH_MPI); the rest of the code has no #ifdef.

@@ -110,7 +110,14 @@ int cli_cmd_eval(int argc, char **argv)
         case 'i': images = optarg; break;
         case 'l': labels = optarg; break;
         case 'c': csv = optarg; break;
-        case 't': threads = atoi(optarg); break;
+        case 't': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (end == optarg || *end || v < 0 || v > 256)
+                return cli_usage_error("eval", "--threads takes 0 to 256, not \"%s\"", optarg);
+            threads = (int)v;
+            break;
+        }
         case 'm': mean_s = optarg; break;
         case 's': std_s = optarg; break;
         case ':': return cli_usage_error("eval", "%s needs a value", argv[optind - 1]);

@@ -45,6 +45,10 @@ START_TEST(help_everywhere)
     ck_assert_int_eq(kdt_kdbench(out, sizeof out, "run"), 2);
     ck_assert_int_eq(kdt_kdbench(out, sizeof out, "run experiments/quick.yaml --bogus"), 2);
     ck_assert_int_eq(kdt_kdbench(out, sizeof out, "run experiments/quick.yaml --threads x"), 2);
+    /* eval's --threads is checked before the model is opened (it was atoi: "x" meant 0) */
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "eval no-such.kdm --threads x"), 2);
+    ck_assert_ptr_nonnull(strstr(out, "--threads takes 0 to 256"));
+    ck_assert_int_eq(kdt_kdbench(out, sizeof out, "eval no-such.kdm --threads -3"), 2);
 }
 END_TEST
 
