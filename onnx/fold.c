@@ -54,8 +54,9 @@ static int op_constant(ox_ctx *c, const Onnx__NodeProto *n, kd_err *e)
         size_t k = is_f ? a->n_floats : a->n_ints;
         if (!(v = const_out(c, n, is_f ? OX_FLOAT : OX_INT, k, e)))
             return e->code;
-        memcpy(is_f ? (void *)v->f : (void *)v->i, is_f ? (void *)a->floats : (void *)a->ints,
-               k * (is_f ? sizeof(float) : sizeof(int64_t)));
+        if (k) /* an empty list has no array (memcpy from NULL is undefined even for 0 bytes) */
+            memcpy(is_f ? (void *)v->f : (void *)v->i, is_f ? (void *)a->floats : (void *)a->ints,
+                   k * (is_f ? sizeof(float) : sizeof(int64_t)));
         v->rank = 1;
         v->dims[0] = (int64_t)k;
     } else {
