@@ -141,9 +141,10 @@ static int op_unsqueeze(ox_ctx *c, const Onnx__NodeProto *n, kd_err *e)
     ox_value *v = const_out(c, n, x->kind, x->n, e);
     if (!v)
         return e->code;
-    memcpy(x->kind == OX_FLOAT ? (void *)v->f : (void *)v->i,
-           x->kind == OX_FLOAT ? (void *)x->f : (void *)x->i,
-           x->n * (x->kind == OX_FLOAT ? sizeof(float) : sizeof(int64_t)));
+    if (x->n)
+        memcpy(x->kind == OX_FLOAT ? (void *)v->f : (void *)v->i,
+               x->kind == OX_FLOAT ? (void *)x->f : (void *)x->i,
+               x->n * (x->kind == OX_FLOAT ? sizeof(float) : sizeof(int64_t)));
     v->rank = r;
     for (int k = 0, j = 0; k < r; k++)
         v->dims[k] = one[k] ? 1 : x->dims[j++];
@@ -172,7 +173,8 @@ static int op_concat(ox_ctx *c, const Onnx__NodeProto *n, kd_err *e)
     v->dims[0] = (int64_t)total;
     for (size_t k = 0, at = 0; k < n->n_input; k++) {
         const ox_value *x = ox_find(c, n->input[k]);
-        memcpy(v->i + at, x->i, x->n * sizeof *v->i);
+        if (x->n)
+            memcpy(v->i + at, x->i, x->n * sizeof *v->i);
         at += x->n;
     }
     return KD_OK;

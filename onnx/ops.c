@@ -413,7 +413,7 @@ static int op_identity(ox_ctx *c, const Onnx__NodeProto *n, kd_err *e)
         return kd_err_set(e, KD_ENOMEM, "out of memory");
     if (x->kind == OX_INT && !(y->i = kd_malloc(bytes ? bytes : 1)))
         return kd_err_set(e, KD_ENOMEM, "out of memory");
-    if (x->kind != OX_LIVE)
+    if (x->kind != OX_LIVE && bytes)
         memcpy(x->kind == OX_FLOAT ? (void *)y->f : (void *)y->i,
                x->kind == OX_FLOAT ? (void *)x->f : (void *)x->i, bytes);
     return KD_OK;

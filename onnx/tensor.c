@@ -162,7 +162,8 @@ int ox_ints(const ox_value *v, int64_t *out, int cap, const char *what, kd_err *
     if (v->kind != OX_INT || v->rank > 1 || v->n > (size_t)cap)
         return kd_err_set(e, KD_ECONFIG, "%s must be a constant list of at most %d int64", what,
                           cap);
-    memcpy(out, v->i, v->n * sizeof *out);
+    if (v->n) /* an empty value may have no array: memcpy from NULL is undefined */
+        memcpy(out, v->i, v->n * sizeof *out);
     return KD_OK;
 }
 
@@ -195,6 +196,7 @@ int ox_attr_ints(const Onnx__NodeProto *n, const char *name, int64_t *out, int c
         return 0;
     if (a->n_ints > (size_t)cap)
         return -1;
-    memcpy(out, a->ints, a->n_ints * sizeof *out);
+    if (a->n_ints) /* protobuf-c leaves an empty list's array NULL */
+        memcpy(out, a->ints, a->n_ints * sizeof *out);
     return (int)a->n_ints;
 }
