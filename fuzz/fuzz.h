@@ -8,10 +8,16 @@
 #ifndef KD_FUZZ_H
 #define KD_FUZZ_H
 
+#include "../nn/nn.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* One forward pass of m on a fixed input at batch 1, skipped when the
+ * model's activations would exceed 2^20 floats (a loaded model must run). */
+void fuzz_run_forward(nn_model *m);
 
 /* The process's temporary folder (aborts if it cannot be made). */
 const char *fuzz_dir(void);

@@ -8,26 +8,6 @@
 #include "../compress/compress.h"
 #include "fuzz.h"
 
-#define MAX_ACT ((size_t)1 << 20) /* floats over all layer outputs */
-
-static void run_forward(nn_model *m)
-{
-    size_t act = nn_shape_size(m->in);
-    for (int i = 0; i < m->nlayers; i++)
-        act += nn_shape_size(m->layers[i].out);
-    if (act > MAX_ACT)
-        return;
-    size_t n = nn_shape_size(m->in);
-    float *x = malloc((n ? n : 1) * sizeof *x);
-    if (!x)
-        return;
-    for (size_t i = 0; i < n; i++)
-        x[i] = (float)(i % 7) * 0.25f - 0.5f;
-    nn_ctx c = {0};
-    nn_model_forward(m, x, 1, &c);
-    free(x);
-}
-
 static void load(const char *path)
 {
     int nk;
@@ -35,7 +15,7 @@ static void load(const char *path)
     kd_err e = {0};
     nn_model *m = nn_model_load_with(path, kinds, nk, &e);
     if (m) {
-        run_forward(m);
+        fuzz_run_forward(m);
         nn_model_free(m);
     }
 }

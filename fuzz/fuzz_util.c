@@ -89,3 +89,23 @@ int fuzz_split(const uint8_t *data, size_t size, const uint8_t **part, size_t *l
     }
     return k + 1;
 }
+
+#define MAX_ACT ((size_t)1 << 20) /* floats over all layer outputs */
+
+void fuzz_run_forward(nn_model *m)
+{
+    size_t act = nn_shape_size(m->in);
+    for (int i = 0; i < m->nlayers; i++)
+        act += nn_shape_size(m->layers[i].out);
+    if (act > MAX_ACT)
+        return;
+    size_t n = nn_shape_size(m->in);
+    float *x = malloc((n ? n : 1) * sizeof *x);
+    if (!x)
+        return;
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(i % 7) * 0.25f - 0.5f;
+    nn_ctx c = {0};
+    nn_model_forward(m, x, 1, &c);
+    free(x);
+}
