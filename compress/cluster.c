@@ -84,11 +84,9 @@ nn_model *compress_cluster(const nn_model *m, const compress_cluster_spec *s, kd
 {
     if (compress_cluster_check(m, s, e) != KD_OK)
         return NULL;
-    const nn_layer_ops **ops = kd_calloc((size_t)m->nlayers, sizeof *ops);
-    if (!ops) {
-        kd_err_set(e, KD_ENOMEM, "out of memory");
+    const nn_layer_ops **ops = compress_ops_new(m, e);
+    if (!ops)
         return NULL;
-    }
     for (int i = 0; i < m->nlayers; i++)
         ops[i] = !clustered(&m->layers[i]) ? NULL
                  : s->uncoded ? &compress_dense_csr_shared_raw_ops : &compress_dense_csr_shared_ops;

@@ -63,6 +63,9 @@ typedef int (*compress_fill_fn)(const void *ctx, const nn_model *m, int i, nn_la
                                 kd_err *e);
 nn_model *compress_remodel(const nn_model *m, const nn_layer_ops *const *ops,
                            compress_fill_fn fill, const void *ctx, kd_err *e);
+/* A zeroed table of m->nlayers kinds for compress_remodel (kd_free it); NULL
+ * with e set when out of memory. */
+const nn_layer_ops **compress_ops_new(const nn_model *m, kd_err *e);
 /* Its weights as it computes with them (ops->dequant, else the flat fp32
  * weights), units x fan_in floats. */
 void compress_layer_weights(const nn_layer *l, float *w);

@@ -46,11 +46,9 @@ nn_model *compress_lsq_prepare(const nn_model *m, const compress_quant_spec *s, 
 {
     if (compress_quant_check(m, s, e) != KD_OK)
         return NULL;
-    const nn_layer_ops **ops = kd_calloc((size_t)m->nlayers, sizeof *ops);
-    if (!ops) {
-        kd_err_set(e, KD_ENOMEM, "out of memory");
+    const nn_layer_ops **ops = compress_ops_new(m, e);
+    if (!ops)
         return NULL;
-    }
     for (int i = 0; i < m->nlayers; i++)
         ops[i] = lsq_layer(m, s, i) ? &compress_dense_lsq_ops
                  : fq_layer(m, s, i) ? &compress_dense_fq_ops : NULL;

@@ -457,11 +457,9 @@ static nn_model *assemble(nn_model *m, const qkind *k, const float *lo, const fl
                           const compress_quant_spec *s, double *const *gram, double *const *mu,
                           kd_err *e)
 {
-    const nn_layer_ops **ops = kd_calloc((size_t)m->nlayers, sizeof *ops);
-    if (!ops) {
-        kd_err_set(e, KD_ENOMEM, "out of memory");
+    const nn_layer_ops **ops = compress_ops_new(m, e);
+    if (!ops)
         return NULL;
-    }
     for (int i = 0; i < m->nlayers; i++)
         ops[i] = ops_of(k[i], &m->layers[i]);
     build_ctx b = {.k = k, .lo = lo, .hi = hi, .s = s, .gram = gram, .mu = mu};

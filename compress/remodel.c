@@ -3,6 +3,14 @@
  * each layer filled, the input normalisation kept). */
 #include "internal.h"
 
+const nn_layer_ops **compress_ops_new(const nn_model *m, kd_err *e)
+{
+    const nn_layer_ops **ops = kd_calloc((size_t)m->nlayers, sizeof *ops);
+    if (!ops)
+        kd_err_set(e, KD_ENOMEM, "out of memory");
+    return ops;
+}
+
 nn_model *compress_remodel(const nn_model *m, const nn_layer_ops *const *ops,
                            compress_fill_fn fill, const void *ctx, kd_err *e)
 {
