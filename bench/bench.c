@@ -99,27 +99,55 @@ static void bench_peak_memory(void)
            ru.ru_maxrss / 1024.0, rc ? " (run failed)" : "");
 }
 
+static const char *const usage =
+    "usage: kdbench-bench [PART]\n"
+    "Benchmarks of kdbench, printed as ratios measured in this one run.\n"
+    "With no PART, every part below in turn (what `make bench` runs).\n"
+    "  train      issue 12: MLP/CNN training against the GEMM ceiling, epoch ratios\n"
+    "  qat        QAT and held-mask epochs against a plain epoch (part of train)\n"
+    "  sparse     pruned MLP: CSR against dense\n"
+    "  formats    issue 11: each compressed format against fp32, per kernel path\n"
+    "  qmodels    the quantized kernels and models against fp32\n"
+    "  qaccuracy  accuracy of the quantized variants of a trained MLP (Fashion-MNIST)\n"
+    "  serve      kdbench serve under load, in process\n"
+    "Environment: KD_THREADS (default: all cores), KD_ISA (scalar|avx2|avx512),\n"
+    "KD_BIN (the kdbench binary for the peak-memory run).\n";
+
 int main(int argc, char **argv)
 {
+    const char *part = argc > 1 ? argv[1] : "";
+    static const char *const parts[] = {"", "train", "qat", "sparse", "formats", "qmodels",
+                                        "qaccuracy", "serve"};
+    int known = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++)
+        known |= strcmp(part, parts[i]) == 0;
+    if (argc > 1 && (!strcmp(part, "--help") || !strcmp(part, "-h"))) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (argc > 2 || !known) {
+        fprintf(stderr, "kdbench-bench: unknown part '%s'\n%s", argc > 2 ? argv[2] : part, usage);
+        return 2;
+    }
     int threads = nn_set_threads(getenv("KD_THREADS") ? atoi(getenv("KD_THREADS")) : 0);
     printf("kdbench bench: %d threads, %s, batch %d\n", threads, nn_blas_info(), BATCH);
-    if (argc > 1 && strcmp(argv[1], "sparse") == 0) { /* kdbench-bench sparse: that part alone */
+    if (strcmp(part, "sparse") == 0) { /* kdbench-bench sparse: that part alone */
         bench_sparse();
         return 0;
     }
-    if (argc > 1 && strcmp(argv[1], "formats") == 0) { /* issue 11's table for this host */
+    if (strcmp(part, "formats") == 0) { /* issue 11's table for this host */
         bench_formats();
         return 0;
     }
-    if (argc > 1 && strcmp(argv[1], "qaccuracy") == 0) {
+    if (strcmp(part, "qaccuracy") == 0) {
         bench_qaccuracy();
         return 0;
     }
-    if (argc > 1 && strcmp(argv[1], "serve") == 0) { /* kdbench serve under load */
+    if (strcmp(part, "serve") == 0) { /* kdbench serve under load */
         bench_serve();
         return 0;
     }
-    if (argc > 1 && strcmp(argv[1], "qmodels") == 0) { /* the quantized kernels and models */
+    if (strcmp(part, "qmodels") == 0) { /* the quantized kernels and models */
         bench_quant();
         bench_qmodels();
         return 0;
@@ -137,7 +165,11 @@ int main(int argc, char **argv)
         {.kind = NN_DENSE, .units = 10}};
     data_set d = synthetic(NSAMPLES);
     nn_model *m = build(mlp, 8), *c = build(cnn, 13);
-    if (argc > 1 && strcmp(argv[1], "train") == 0) { /* issue 12's ratios alone */
+    if (strcmp(part, "qat") == 0) { /* the fine-tuning epochs alone */
+        bench_train_qat(m, &d);
+        return 0;
+    }
+    if (strcmp(part, "train") == 0) { /* issue 12's ratios alone */
         bench_torch_peer(bench_train(m, &d), threads);
         bench_train_cnn(c, &d);
         return 0;

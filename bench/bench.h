@@ -30,6 +30,8 @@ void bench_serve(void);
  * MLP's training samples/s.  bench_train_cnn: the CNN against its ceiling. */
 double bench_train(nn_model *m, const data_set *d);
 void bench_train_cnn(nn_model *m, const data_set *d);
+/* The held-mask and QAT epoch ratios of bench_train alone. */
+void bench_train_qat(nn_model *m, const data_set *d);
 /* Runs bench/torch_peer.py with Debian's /usr/bin/python3 and prints
  * kdbench / PyTorch for the same network, or why it is skipped. */
 void bench_torch_peer(double kdbench_rate, int threads);

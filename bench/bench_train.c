@@ -188,6 +188,21 @@ static void student_epochs(nn_model *teacher, const data_set *d, double *scratch
     nn_model_free(b);
 }
 
+/* Held-mask and QAT epochs against a plain epoch of plain seconds. */
+static void finetune_ratios(const nn_model *m, const data_set *d, double plain)
+{
+    double agp = masked_epoch(m, d), q4 = qat_epoch(m, d, COMPRESS_Q_INT4);
+    double q8 = qat_epoch(m, d, COMPRESS_Q_STATIC8);
+    printf("MLP  epoch ratios to a plain epoch (%.2f s): held-mask after AGP %.2f (goal <= 1.15); "
+           "QAT int4 %.2f, int8 %.2f (goal <= 1.5)\n",
+           plain, agp / plain, q4 / plain, q8 / plain);
+}
+
+void bench_train_qat(nn_model *m, const data_set *d)
+{
+    finetune_ratios(m, d, epoch_seconds(m, d, 3, NULL));
+}
+
 double bench_train(nn_model *m, const data_set *d)
 {
     gemm g[64];
@@ -200,11 +215,7 @@ double bench_train(nn_model *m, const data_set *d)
            rate, ceiling, rate / ceiling);
     printf("MLP  training: kernel (sys) time %.1f%% of its CPU time (goal <= 5%%)\n",
            100 * sys / (user + sys > 0 ? user + sys : 1));
-    double agp = masked_epoch(m, d), q4 = qat_epoch(m, d, COMPRESS_Q_INT4);
-    double q8 = qat_epoch(m, d, COMPRESS_Q_STATIC8);
-    printf("MLP  epoch ratios to a plain epoch (%.2f s): held-mask after AGP %.2f (goal <= 1.15); "
-           "QAT int4 %.2f, int8 %.2f (goal <= 1.5)\n",
-           plain, agp / plain, q4 / plain, q8 / plain);
+    finetune_ratios(m, d, plain);
     double sc, kd;
     student_epochs(m, d, &sc, &kd);
     printf("student 784-128-10: distilled epoch / scratch epoch %.2f (%.3f s / %.3f s; goal <= 1.3)\n",
