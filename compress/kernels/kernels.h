@@ -417,6 +417,22 @@ void quant_fake_backward(const float *x, const float *dy, int rows, int cols,
                          const float *scale, const int32_t *zero, int per_row, int32_t qmin,
                          int32_t qmax, float *dx);
 
+/* QAT's per-step passes (fakequant.c), rows [r0, r1) of an m x k matrix at a
+ * time so a layer can split them over its team; each dispatched kernel gives
+ * the bits of its _ref.  absmax: mx[r] = max |w[r,:]| (NaN ignored, as
+ * fmaxf).  fake_s8: out = clamp(round(w / scale[r]), -127, 127) * scale[r] in
+ * double as quant_weights_s8 (NaN codes as 0).  fake_q4: each 32-group
+ * through quant_q4_block and quant_q4_block_dequant.  act: quant_fake_forward
+ * and quant_fake_backward over n values with one (scale, zero). */
+void quant_absmax_rows_ref(const float *w, int k, int r0, int r1, float *mx);
+void quant_absmax_rows(const float *w, int k, int r0, int r1, float *mx);
+void quant_fake_s8_rows_ref(const float *w, int k, int r0, int r1, const float *scale, float *out);
+void quant_fake_s8_rows(const float *w, int k, int r0, int r1, const float *scale, float *out);
+void quant_fake_q4_rows_ref(const float *w, int k, int r0, int r1, float *out);
+void quant_fake_q4_rows(const float *w, int k, int r0, int r1, float *out);
+void quant_fake_act_forward(const float *x, size_t n, quant_params p, float *y);
+void quant_fake_act_backward(const float *x, const float *dy, size_t n, quant_params p, float *dx);
+
 /* ==== CSR matrices (fp32) ================================================== */
 typedef struct {
     int rows, cols;

@@ -19,7 +19,6 @@
 
 typedef struct {
     float *wq, *scale, *xq;
-    int8_t *qtmp;
     quant_params act; /* of the last forward's input */
     int act_on;
 } fq_priv;
@@ -40,7 +39,6 @@ static void fq_release(nn_layer *l)
         kd_afree(p->wq);
         kd_afree(p->xq);
         kd_free(p->scale);
-        kd_free(p->qtmp);
         kd_free(p);
     }
     l->priv = NULL;
@@ -56,110 +54,105 @@ static int fq_reserve(nn_layer *l, int max_batch, kd_err *e)
         p->wq = kd_afloat(m * k);
         p->xq = kd_afloat((size_t)max_batch * k);
         p->scale = kd_malloc(m * sizeof *p->scale);
-        p->qtmp = kd_malloc(m * k);
     }
     l->priv = p;
-    if (!p || !p->wq || !p->xq || !p->scale || !p->qtmp)
+    if (!p || !p->wq || !p->xq || !p->scale)
         return kd_err_set(e, KD_ENOMEM, "out of memory for fake-quant scratch");
     l->max_batch = max_batch;
     return KD_OK;
 }
 
-/* One group of len weights as quant_q4_pack stores and dequantizes it: the
- * same quantizer, so QAT simulates PTQ's int4 bit for bit. */
-static void fq_group4(const float *w, int len, float *out)
-{
-    quant_block_q4 b;
-    quant_q4_block(w, len, &b);
-    quant_q4_block_dequant(&b, len, out);
-}
-
-/* Rows [r0, r1) of the weights forward computes with (int8: after
- * quant_weights_s8 filled scale and qtmp). */
-static void fq_rows(const nn_layer *l, float *w, const float *scale, const int8_t *qtmp, int r0,
-                    int r1)
-{
-    const compress_fq *f = l->data;
-    const int k = (int)nn_shape_size(l->in);
-    if (!f) {
-        memcpy(w + (size_t)r0 * k, l->w + (size_t)r0 * k, (size_t)(r1 - r0) * k * sizeof *w);
-    } else if (f->wbits == 4) {
-        for (int r = r0; r < r1; r++)
-            for (int c = 0; c < k; c += QUANT_Q4_GROUP) {
-                size_t at = (size_t)r * k + c;
-                fq_group4(l->w + at, k - c < QUANT_Q4_GROUP ? k - c : QUANT_Q4_GROUP, w + at);
-            }
-    } else {
-        for (int r = r0; r < r1; r++)
-            for (int c = 0; c < k; c++)
-                w[(size_t)r * k + c] = (float)qtmp[(size_t)r * k + c] * scale[r];
-    }
-}
-
+/* The weights forward computes with, rows split over a team: int4 groups as
+ * quant_q4_pack stores them, int8 as quant_weights_s8 quantizes them (the
+ * same bits: compress/kernels/fakequant.c), so QAT simulates PTQ exactly.
+ * int8 runs two phases: the row maxima (the scales; per tensor, their max),
+ * then the rows. */
 typedef struct {
     const nn_layer *l;
-    float *w;
-    const float *scale;
-    const int8_t *qtmp;
+    float *w, *scale;
+    int phase; /* 0: copy / int4 / int8 rows; 1: int8 row maxima */
 } fq_rows_job;
 
 static void fq_rows_part(void *arg, int part, int nparts)
 {
     const fq_rows_job *j = arg;
-    int m = j->l->spec.units;
-    fq_rows(j->l, j->w, j->scale, j->qtmp, m * part / nparts, m * (part + 1) / nparts);
+    const nn_layer *l = j->l;
+    const compress_fq *f = l->data;
+    const int m = l->spec.units, k = (int)nn_shape_size(l->in);
+    const int r0 = m * part / nparts, r1 = m * (part + 1) / nparts;
+    if (j->phase == 1) {
+        quant_absmax_rows(l->w, k, r0, r1, j->scale);
+        if (f->per_channel)
+            for (int r = r0; r < r1; r++)
+                j->scale[r] = j->scale[r] > 0.0f ? j->scale[r] / 127.0f : 1.0f;
+    } else if (!f) {
+        memcpy(j->w + (size_t)r0 * k, l->w + (size_t)r0 * k, (size_t)(r1 - r0) * k * sizeof *j->w);
+    } else if (f->wbits == 4) {
+        quant_fake_q4_rows(l->w, k, r0, r1, j->w);
+    } else {
+        quant_fake_s8_rows(l->w, k, r0, r1, j->scale, j->w);
+    }
 }
 
-/* The fake-quantized weights, rows split over team (NULL: the caller alone;
- * each row is computed the same way either way).  Run once per forward, so
- * on the teacher it is a pass over every weight per step (issue 12). */
-static void fq_weights(const nn_layer *l, float *w, float *scale, int8_t *qtmp, nn_team *team)
+static void fq_run(fq_rows_job *j, nn_team *team)
+{
+    if (j->l->nw >= NN_SPLIT_MIN)
+        nn_team_run(team, fq_rows_part, j);
+    else
+        fq_rows_part(j, 0, 1);
+}
+
+/* The fake-quantized weights into w (scale: m floats of scratch), rows split
+ * over team (NULL: the caller alone; each row is computed the same way
+ * either way).  Run once per forward. */
+static void fq_weights(const nn_layer *l, float *w, float *scale, nn_team *team)
 {
     const compress_fq *f = l->data;
-    if (f && f->wbits != 4)
-        quant_weights_s8(l->w, l->spec.units, (int)nn_shape_size(l->in), f->per_channel, scale,
-                         qtmp);
-    fq_rows_job j = {.l = l, .w = w, .scale = scale, .qtmp = qtmp};
-    if (l->nw >= NN_SPLIT_MIN)
-        nn_team_run(team, fq_rows_part, &j);
-    else
-        fq_rows_part(&j, 0, 1);
+    fq_rows_job j = {.l = l, .w = w, .scale = scale, .phase = 1};
+    if (f && f->wbits != 4) {
+        fq_run(&j, team);
+        if (!f->per_channel) {
+            float mx = 0.0f;
+            for (int r = 0; r < l->spec.units; r++)
+                mx = fmaxf(mx, scale[r]);
+            for (int r = 0; r < l->spec.units; r++)
+                scale[r] = mx > 0.0f ? mx / 127.0f : 1.0f;
+        }
+    }
+    j.phase = 0;
+    fq_run(&j, team);
 }
 
 static void fq_dequant(const nn_layer *l, float *w)
 {
-    const int m = l->spec.units, k = (int)nn_shape_size(l->in);
-    float *scale = kd_malloc((size_t)m * sizeof *scale);
-    int8_t *q = kd_malloc((size_t)m * k);
-    if (scale && q)
-        fq_weights(l, w, scale, q, NULL);
+    float *scale = kd_malloc((size_t)l->spec.units * sizeof *scale);
+    if (scale)
+        fq_weights(l, w, scale, NULL);
     else /* no memory: the raw weights, rather than nothing */
         memcpy(w, l->w, l->nw * sizeof *w);
     kd_free(scale);
-    kd_free(q);
 }
 
 /* The input's quantizer: the EMA range (updated in train mode) or, for
  * dynamic layers and a static layer that never saw a training batch, the
- * batch's own range. */
+ * batch's own range (finite values only). */
 static quant_params fq_act(nn_layer *l, const float *x, size_t nx, const nn_ctx *c)
 {
     const compress_fq *f = l->data;
-    quant_minmax mm;
-    quant_minmax_init(&mm);
+    float lo = INFINITY, hi = -INFINITY;
     float *b = l->buf;
     int use_ema = f->act == COMPRESS_FQ_ACT_STATIC && (c->train || b[COMPRESS_FQ_SEEN] != 0.0f);
     if (!use_ema || c->train)
-        quant_minmax_update(&mm, x, nx);
-    if (use_ema && c->train && mm.count) {
+        kernels_minmax_team(c->team, x, nx, &lo, &hi);
+    if (use_ema && c->train && lo <= hi) {
         int seen = b[COMPRESS_FQ_SEEN] != 0.0f;
-        b[COMPRESS_FQ_LO] = seen ? b[COMPRESS_FQ_LO] + FQ_EMA * (mm.lo - b[COMPRESS_FQ_LO]) : mm.lo;
-        b[COMPRESS_FQ_HI] = seen ? b[COMPRESS_FQ_HI] + FQ_EMA * (mm.hi - b[COMPRESS_FQ_HI]) : mm.hi;
+        b[COMPRESS_FQ_LO] = seen ? b[COMPRESS_FQ_LO] + FQ_EMA * (lo - b[COMPRESS_FQ_LO]) : lo;
+        b[COMPRESS_FQ_HI] = seen ? b[COMPRESS_FQ_HI] + FQ_EMA * (hi - b[COMPRESS_FQ_HI]) : hi;
         b[COMPRESS_FQ_SEEN] = 1.0f;
     }
     if (use_ema)
         return quant_params_asym(b[COMPRESS_FQ_LO], b[COMPRESS_FQ_HI], QUANT_S8);
-    return quant_params_asym(mm.lo, mm.hi, QUANT_S8);
+    return quant_params_asym(lo, hi, QUANT_S8);
 }
 
 static void fq_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
@@ -167,12 +160,11 @@ static void fq_forward(nn_layer *l, const float *x, float *y, int n, const nn_ct
     const compress_fq *f = l->data;
     fq_priv *p = l->priv;
     size_t nx = (size_t)n * nn_shape_size(l->in);
-    fq_weights(l, p->wq, p->scale, p->qtmp, c->team);
+    fq_weights(l, p->wq, p->scale, c->team);
     p->act_on = f && f->act != COMPRESS_FQ_ACT_NONE;
     if (p->act_on) {
         p->act = fq_act(l, x, nx, c);
-        quant_fake_forward(x, 1, (int)nx, &p->act.scale, &p->act.zero, 0, p->act.qmin,
-                           p->act.qmax, p->xq);
+        quant_fake_act_forward(x, nx, p->act, p->xq);
     }
     nn_layer t = *l;
     t.w = p->wq;
@@ -187,8 +179,7 @@ static void fq_backward(nn_layer *l, const float *x, const float *y, const float
     t.w = p->wq; /* from the forward on this batch; gradients go to l->gw, l->gb */
     nn_dense_ops.backward(&t, p->act_on ? p->xq : x, y, dy, dx, n, c);
     if (dx && p->act_on)
-        quant_fake_backward(x, dx, 1, (int)((size_t)n * nn_shape_size(l->in)), &p->act.scale,
-                            &p->act.zero, 0, p->act.qmin, p->act.qmax, dx);
+        quant_fake_act_backward(x, dx, (size_t)n * nn_shape_size(l->in), p->act, dx);
 }
 
 /* ---- payload: u32 weight bits, per channel, activation mode ------------- */
