@@ -7,6 +7,7 @@
  * so QAT still simulates the deployed model exactly.  Before these, QAT ran
  * libm round() and a double division per weight on one thread per step. */
 #include "kernels.h"
+#include "round_avx2.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -54,26 +55,6 @@ void quant_fake_q4_rows_ref(const float *w, int k, int r0, int r1, float *out)
 
 /* ---- AVX2 -------------------------------------------------------------------------------- */
 
-/* Round half away from zero, exactly: trunc, then +-1 where the dropped
- * fraction (exact in floating point) is >= 0.5. */
-INL __m256d round_away_pd(__m256d v)
-{
-    __m256d t = _mm256_round_pd(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    __m256d sign = _mm256_and_pd(v, _mm256_set1_pd(-0.0));
-    __m256d frac = _mm256_andnot_pd(_mm256_set1_pd(-0.0), _mm256_sub_pd(v, t));
-    __m256d up = _mm256_cmp_pd(frac, _mm256_set1_pd(0.5), _CMP_GE_OQ);
-    return _mm256_add_pd(t, _mm256_and_pd(up, _mm256_or_pd(sign, _mm256_set1_pd(1.0))));
-}
-
-INL __m256 round_away_ps(__m256 v)
-{
-    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    __m256 sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0f));
-    __m256 frac = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(v, t));
-    __m256 up = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
-    return _mm256_add_ps(t, _mm256_and_ps(up, _mm256_or_ps(sign, _mm256_set1_ps(1.0f))));
-}
-
 /* fmaxf(m, |x|) lane by lane: max_ps returns its second operand when the
  * first is NaN, so a NaN weight leaves the running max as fmaxf does. */
 INL float hmax8(__m256 v)
@@ -110,7 +91,7 @@ static AVX2 void absmax_rows_avx2(const float *w, int k, int r0, int r1, float *
 /* 4 weights: clamp(round(w / s), -127, 127) * s, the division in double. */
 INL __m128 fq8_4(__m128 w, __m256d s, __m128 sf)
 {
-    __m256d v = round_away_pd(_mm256_div_pd(_mm256_cvtps_pd(w), s));
+    __m256d v = kq_round_away_pd(_mm256_div_pd(_mm256_cvtps_pd(w), s));
     v = _mm256_and_pd(v, _mm256_cmp_pd(v, v, _CMP_ORD_Q)); /* NaN codes as 0 */
     v = _mm256_min_pd(_mm256_max_pd(v, _mm256_set1_pd(-127.0)), _mm256_set1_pd(127.0));
     return _mm_mul_ps(_mm256_cvtpd_ps(v), sf);
@@ -164,7 +145,7 @@ INL void fake_q4_group(const float *x, int len, float *y)
     }
     __m256 vd = _mm256_set1_ps(d), lo = _mm256_set1_ps(-8.0f), hi = _mm256_set1_ps(7.0f);
     for (int j = 0; j < G; j += 8) {
-        __m256 v = round_away_ps(_mm256_div_ps(_mm256_loadu_ps(x + j), vd));
+        __m256 v = kq_round_away_ps(_mm256_div_ps(_mm256_loadu_ps(x + j), vd));
         v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q)); /* NaN: code 0 */
         v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
         _mm256_storeu_ps(y + j, _mm256_mul_ps(vd, v));
@@ -185,7 +166,7 @@ static AVX2 void fake_q4_rows_avx2(const float *w, int k, int r0, int r1, float 
 /* Codes round(x / s) + z in double, clamped; NaN as clamp(0). */
 INL __m256d act_code(__m128 x, __m256d s, __m256d z)
 {
-    return _mm256_add_pd(round_away_pd(_mm256_div_pd(_mm256_cvtps_pd(x), s)), z);
+    return _mm256_add_pd(kq_round_away_pd(_mm256_div_pd(_mm256_cvtps_pd(x), s)), z);
 }
 
 static AVX2 void fake_act_forward_avx2(const float *x, size_t n, quant_params p, float *y)

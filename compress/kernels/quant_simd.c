@@ -1,23 +1,18 @@
 /* AVX2 float -> int8 quantization (the input of every static and dynamic int8
  * layer), bit-identical to quant_quantize_s8_ref. */
 #include "kernels.h"
+#include "round_avx2.h"
 
 #include <immintrin.h>
 
 #define AVX2 __attribute__((target("avx2")))
 #define INL static inline __attribute__((always_inline)) AVX2
 
-/* 8 floats to 8 clamped int32 codes: trunc, then +-1 where the dropped
- * fraction is >= 0.5 (exact: v - trunc(v) is exact in float), so ties go away
- * from zero like roundf.  max_ps returns its second operand for NaN: qmin. */
+/* 8 floats to 8 clamped int32 codes, rounded as roundf (round_avx2.h);
+ * max_ps returns its second operand for NaN: qmin. */
 INL __m256i quantize8(__m256 x, __m256 s, __m256 zero, __m256 lo, __m256 hi)
 {
-    __m256 v = _mm256_div_ps(x, s);
-    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    __m256 sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0f));
-    __m256 frac = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(v, t));
-    __m256 up = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
-    __m256 r = _mm256_add_ps(t, _mm256_and_ps(up, _mm256_or_ps(sign, _mm256_set1_ps(1.0f))));
+    __m256 r = kq_round_away_ps(_mm256_div_ps(x, s));
     r = _mm256_max_ps(_mm256_add_ps(r, zero), lo);
     return _mm256_cvttps_epi32(_mm256_min_ps(r, hi));
 }
