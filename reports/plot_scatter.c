@@ -273,9 +273,27 @@ static void log_tics(kd_buf *b, ranges r)
     rep_bprintf(b, ")\n");
 }
 
+/* The key below the plot: its columns (as many of at most four as the
+ * longest title allows) and rows; the bottom margin grows with the rows so
+ * the key never covers the axis label. */
+#define KEY_CHAR_W 7.5 /* pixels per character of the 11-point key */
+static void key_layout(const groups *g, const int *front, const lines *ln, int *cols, int *nrows)
+{
+    int n = g->n + (front != NULL), longest = front ? 12 : 0;
+    for (int k = 0; k < g->n; k++)
+        longest = (int)fmax(longest, (double)strlen(g->title[k]));
+    for (int l = 0; ln && l < ln->n; l++, n++)
+        longest = (int)fmax(longest, (double)strlen(ln->name[l]));
+    *cols = (int)((WIDTH - 40) / ((longest + 8) * KEY_CHAR_W));
+    *cols = *cols < 1 ? 1 : *cols > 4 ? 4 : *cols;
+    *nrows = n ? (n + *cols - 1) / *cols : 1;
+}
+
 static int draw(rep_plotter *p, const rep_plot_spec *s, const rep_row *rows, pt *pts, int np,
                 const groups *g, const int *front, const lines *ln, int latency, kd_err *e)
 {
+    int cols, krows;
+    key_layout(g, front, ln, &cols, &krows);
     kd_buf dat = {0}, body = {0};
     char file[80];
     ranges r = ranges_of(pts, np);
@@ -283,13 +301,14 @@ static int draw(rep_plotter *p, const rep_plot_spec *s, const rep_row *rows, pt 
     rep_bprintf(&body, "  set title '%s'\n  set xlabel '%s'\n  set ylabel 'Test accuracy (%%)'\n"
                        "  set logscale x\n  set xrange [%.6g:%.6g]\n  set yrange [%.6g:%.6g]\n"
                        "  set format y '%%.1f'\n  set grid xtics mxtics ytics lc rgb '#e4e4e4'\n"
-                       "  set key below center horizontal spacing 1.2\n  set bmargin 5.5\n",
+                       "  set key at screen 0.5, 0.01 center bottom horizontal maxcols %d "
+                       "spacing 1.2\n  set bmargin %.1f\n",
                 latency ? "Accuracy vs batch-1 latency (bars reach p99)"
                 : front ? "Accuracy vs model size (dashed: Pareto front)"
                         : "Accuracy vs model size",
                 latency ? "Batch-1 latency, p50 (µs, log scale)"
                         : "Model file size (bytes, log scale)",
-                pow(10, r.lx0), pow(10, r.lx1), r.y0, r.y1);
+                pow(10, r.lx0), pow(10, r.lx1), r.y0, r.y1, cols, 4.0 + 1.5 * krows);
     if (!latency)
         rep_bprintf(&body, "  set format x '%%.0s %%cB'\n");
     log_tics(&body, r);

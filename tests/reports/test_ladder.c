@@ -150,6 +150,10 @@ START_TEST(ladder_plot_in_row_order)
     snprintf(path, sizeof path, "%s/report/plots/acc_size.dat", dir);
     char *dat = rfx_slurp(path), *dat2 = rfx_slurp(path);
     ck_assert_ptr_nonnull(strstr(gp, "set logscale x")); /* the axis stays logarithmic */
+    /* six key entries (three roles, the front, two ladders): two rows of four, and
+     * the margin below grows so the key stays off the axis label */
+    ck_assert_ptr_nonnull(strstr(gp, "horizontal maxcols 4 "));
+    ck_assert_ptr_nonnull(strstr(gp, "set bmargin 7.0\n"));
     char *b = ladder_block(gp, dat, "title 'Deep Compression'");
     ck_assert_msg(!strcmp(b, "2.14381e+06 89.47\n281000 88.1\n27300 84.52\n"), "%s", b);
     b = ladder_block(gp, dat2, "title 'odd | order'"); /* the ladder's order, not by size */
