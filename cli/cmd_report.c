@@ -169,6 +169,8 @@ typedef struct {
     const char *baseline, *out, *data, *images, *labels, *csv_data;
     rep_report_opts ro;
     cli_testset sets[MAX_SOURCES]; /* the test set behind each source */
+    rep_ladder ladders[REP_MAX_LADDERS]; /* the runs' ladders, named like their rows */
+    int nladders, ladders_left;
 } compare_args;
 
 static int compare_parse(int argc, char **argv, compare_args *a)
@@ -263,6 +265,34 @@ static int eval_model(const char *path, const compare_args *a, rep_row *row, cli
     return rc;
 }
 
+/* The run's ladders (results.json), their names and steps prefixed like its
+ * rows; a malformed member or one past REP_MAX_LADDERS is a warning. */
+static void add_ladders(compare_args *a, const char *path, const char *label)
+{
+    rep_ladder got[REP_MAX_LADDERS];
+    int ng = 0;
+    kd_err e = {0};
+    char buf[1200], clean[1200];
+    if (rep_read_ladders(path, got, &ng, &e) != KD_OK) {
+        rep_text_clean(clean, sizeof clean, kd_err_str(&e, buf, sizeof buf));
+        fprintf(stderr, "kdbench compare: warning: ladders skipped: %s\n", clean);
+        return;
+    }
+    for (int i = 0; i < ng; i++) {
+        if (a->nladders == REP_MAX_LADDERS) {
+            a->ladders_left++;
+            continue;
+        }
+        rep_ladder *l = &a->ladders[a->nladders++];
+        *l = got[i];
+        if (a->nsrc < 2)
+            continue;
+        snprintf(l->name, sizeof l->name, "%.20s: %.40s", label, got[i].name);
+        for (int k = 0; k < l->nsteps; k++) /* as add_source names the rows */
+            snprintf(l->step[k], sizeof l->step[k], "%.40s/%.50s", label, got[i].step[k]);
+    }
+}
+
 /* Appends the source's rows to rows[*n]; names prefixed with its label when asked. */
 static int add_source(compare_args *a, int k, rep_row *rows, int *n, kd_err *e)
 {
@@ -286,6 +316,8 @@ static int add_source(compare_args *a, int k, rep_row *rows, int *n, kd_err *e)
     cli_testset_of_run(src, &a->sets[k]);
     snprintf(path, sizeof path, "%s/results.json", src);
     int rc = rep_read_results(path, NULL, 0, &got, &ng, e);
+    if (rc == KD_OK)
+        add_ladders(a, path, label);
     for (int i = 0; rc == KD_OK && i < ng; i++) {
         if (*n == MAX_ROWS) {
             rc = kd_err_set(e, KD_ECONFIG, "more than %d variants", MAX_ROWS);
@@ -342,7 +374,11 @@ int cli_cmd_compare(int argc, char **argv)
     catch_signals(old);
     a.ro.stop = &caught;
     if (rc == KD_OK)
-        rc = rep_compare_write(a.out, rows, n, base, a.nsrc > 1, &a.ro, &w, &e);
+        rc = rep_compare_write(a.out, rows, n, base, a.nsrc > 1, a.ladders, a.nladders, &a.ro,
+                               &w, &e);
+    if (a.ladders_left)
+        rep_warn(&w, "%d ladder%s not drawn (at most %d on one plot)", a.ladders_left,
+                 a.ladders_left == 1 ? "" : "s", REP_MAX_LADDERS);
     restore_signals(old);
     if (caught) {
         kd_free(rows);

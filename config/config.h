@@ -215,12 +215,28 @@ typedef struct {
     int nsparsities;
 } cfg_sensitivity;
 
+/* `report.ladders`: named, ordered lists of result rows (e.g. Deep
+ * Compression's pruned, + shared, + coded) that the report draws as a line
+ * on the accuracy-vs-size plot and tables step by step.  report.c. */
+#define CFG_MAX_LADDERS 8
+#define CFG_LADDER_STEPS 16
+#define CFG_ROW_NAME 96 /* a row name of results.json, as rep_row's */
+typedef struct {
+    char name[64];                            /* required, unique, non-empty */
+    char rows[CFG_LADDER_STEPS][CFG_ROW_NAME]; /* 2..CFG_LADDER_STEPS distinct row names */
+    int nrows;
+    cfg_pos pos;                              /* of the ladder's mapping */
+} cfg_ladder;
+
 /* `report:` — what kdbench run writes into RUN_DIR/report/ at the end. */
 typedef struct {
     int format;      /* 1 md, 2 html, 3 both (default) */
     int plots;       /* default true: gnuplot plots beside the tables */
     float timeout;   /* seconds per plot, default 30, (0, 3600] */
+    cfg_ladder ladders[CFG_MAX_LADDERS]; /* `ladders: [{name, rows}]`, default none */
+    int nladders;
 } cfg_report;
+
 
 /* `serve:` — the keys of `kdbench serve` (the same names as its flags, '-'
  * as '_'), and the serving loadtest `kdbench run` ends with.  serve.c. */

@@ -274,11 +274,7 @@ int config_dump(const exp_spec *s, FILE *f)
     for (int i = 0; i < s->nstudents; i++)
         dump_student(&s->students[i], s->students, f);
     cfg_dump_compress(s, f);
-    static const char *const formats[] = {"", "md", "html", "both"};
-    fprintf(f, "report: {format: %s, plots: %s, ", formats[s->report.format],
-            s->report.plots ? "true" : "false");
-    put_key_float(f, "", "timeout", s->report.timeout);
-    fputs("}\n", f);
+    cfg_dump_report(&s->report, f);
     cfg_dump_serve(&s->serve, f);
     return ferror(f) ? KD_EIO : KD_OK;
 }

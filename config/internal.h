@@ -151,6 +151,16 @@ int cfg_walk_compress(cfg_ctx *c, const cfg_node *root, exp_spec *s);
  * walked (model names are checked against them).  Its YAML (dump). */
 int cfg_walk_serve(cfg_ctx *c, const cfg_node *root, exp_spec *s);
 void cfg_dump_serve(const cfg_serve *s, FILE *f);
+/* The `report:` section (report.c), ladders included; needs the students
+ * and variants walked (row names are checked against them).  Its YAML. */
+int cfg_walk_report(cfg_ctx *c, const cfg_node *root, exp_spec *s);
+void cfg_dump_report(const cfg_report *r, FILE *f);
+/* The names results.json gives the run's rows, in the order rows are
+ * written: teacher, STUDENT/scratch and STUDENT/MODE per student, then each
+ * compress variant (sweeps expanded, e.g. "prune/s0.9").  Returns how many
+ * were written to out (at most cap; CFG_MAX_ROWS holds them all). */
+#define CFG_MAX_ROWS (1 + CFG_MAX_STUDENTS * (1 + CFG_MAX_MODES) + CFG_MAX_VARIANTS)
+int cfg_row_names(const exp_spec *s, char (*out)[CFG_ROW_NAME], int cap);
 /* A prune or quantize pass against its source's layers (compress_layers.c):
  * the pass applies, each override matches a layer it can change, and
  * structured pruning is not asked to shrink an output layer. */

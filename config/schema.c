@@ -343,22 +343,6 @@ static int walk_teacher(cfg_ctx *c, const cfg_node *root, const cfg_data *d, cfg
     return KD_OK;
 }
 
-static int walk_report(cfg_ctx *c, const cfg_node *root, cfg_report *r)
-{
-    static const char *const keys[] = {"format", "plots", "timeout", NULL};
-    static const char *const formats[] = {"md", "html", "both"};
-    *r = (cfg_report){.format = 3, .plots = 1, .timeout = 30};
-    const cfg_node *m;
-    int rc = cfg_section(c, root, "", "report", 0, &m), f = 2;
-    if (rc != KD_OK || !m || (rc = cfg_check_keys(c, m, "report", keys, NULL)) != KD_OK)
-        return rc;
-    if ((rc = cfg_enum(c, m, "report", "format", 0, formats, 3, &f)) ||
-        (rc = cfg_bool(c, m, "report", "plots", &r->plots)))
-        return rc;
-    r->format = f + 1;
-    return cfg_float(c, m, "report", "timeout", 0, LO_OPEN(0, 3600), &r->timeout);
-}
-
 int cfg_walk(cfg_ctx *c, const cfg_node *root, exp_spec *s)
 {
     static const char *const keys[] = {"name",     "seed",     "threads",     "cache_dir",
@@ -375,7 +359,7 @@ int cfg_walk(cfg_ctx *c, const cfg_node *root, exp_spec *s)
         (rc = cfg_str(c, root, "", "cache_dir", 0, s->cache_dir, sizeof s->cache_dir)) ||
         (rc = walk_data(c, root, &s->data)) || (rc = walk_teacher(c, root, &s->data, &s->teacher)) ||
         (rc = cfg_walk_students(c, root, s)) || (rc = cfg_walk_compress(c, root, s)) ||
-        (rc = walk_report(c, root, &s->report)))
+        (rc = cfg_walk_report(c, root, s)))
         return rc;
     return cfg_walk_serve(c, root, s);
 }

@@ -22,24 +22,16 @@ void config_serve_defaults(cfg_serve *s)
     snprintf(s->host, sizeof s->host, "127.0.0.1");
 }
 
-/* The names kdbench serve gives a run's models: teacher, STUDENT/scratch,
- * STUDENT/MODE, and each variant with '/' as '_' (its file's name). */
+/* The names kdbench serve gives a run's models: its rows' names (teacher,
+ * STUDENT/scratch, STUDENT/MODE, then each variant), a variant's with '/' as
+ * '_' (its file's name). */
 static int served_names(const exp_spec *s, char (*out)[CFG_SERVE_NAME], int cap)
 {
-    int n = 0;
-    snprintf(out[n++], CFG_SERVE_NAME, "teacher");
-    for (int i = 0; i < s->nstudents && n < cap; i++) {
-        const cfg_student *st = &s->students[i];
-        snprintf(out[n++], CFG_SERVE_NAME, "%.60s/scratch", st->name);
-        for (int k = 0; k < st->nmodes && n < cap; k++)
-            snprintf(out[n++], CFG_SERVE_NAME, "%.60s/%s", st->name, st->modes[k].name);
-    }
-    for (int i = 0; i < s->nvariants && n < cap; i++) {
-        snprintf(out[n], CFG_SERVE_NAME, "%s", s->variants[i].name);
-        for (char *p = out[n]; *p; p++)
+    _Static_assert(CFG_SERVE_NAME == CFG_ROW_NAME, "a served name is a row name");
+    int n = cfg_row_names(s, out, cap);
+    for (int i = n - s->nvariants; i < n; i++)
+        for (char *p = out[i]; *p; p++)
             *p = *p == '/' ? '_' : *p;
-        n++;
-    }
     return n;
 }
 
@@ -52,7 +44,7 @@ static int model_name(cfg_ctx *c, const exp_spec *s, const cfg_node *v, const ch
     snprintf(out, CFG_SERVE_NAME, "%s", v->s);
     if (!s)
         return KD_OK;
-    enum { CAP = 1 + CFG_MAX_STUDENTS * (1 + CFG_MAX_MODES) + CFG_MAX_VARIANTS };
+    enum { CAP = CFG_MAX_ROWS };
     char names[CAP][CFG_SERVE_NAME], flat[CFG_SERVE_NAME];
     const char *cand[CAP];
     int n = served_names(s, names, CAP);

@@ -16,7 +16,7 @@ static const char *const FILES[] = {"results.json",  "metrics.jsonl",   "env.jso
                                     "results.csv"};
 #define NFILES ((int)(sizeof FILES / sizeof *FILES))
 
-static void compare(const char *dir, const rep_row *rows, int n)
+static void compare(const char *dir, const rep_row *rows, int n, const rep_ladder *lad, int nl)
 {
     kd_buf b = {0};
     int base = rep_compare_baseline(rows, n, NULL);
@@ -30,7 +30,7 @@ static void compare(const char *dir, const rep_row *rows, int n)
     snprintf(out, sizeof out, "%s/compare", dir);
     rep_report_opts o = {.format = REP_FMT_BOTH, .plots = 0};
     kd_err e = {0};
-    rep_compare_write(out, rows, n, base, 1, &o, NULL, &e);
+    rep_compare_write(out, rows, n, base, 1, lad, nl, &o, NULL, &e);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -55,8 +55,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rep_row *rows = NULL;
     int nrows = 0;
     snprintf(path, sizeof path, "%s/results.json", dir);
+    rep_ladder lad[REP_MAX_LADDERS];
+    int nl = 0;
+    if (rep_read_ladders(path, lad, &nl, &e) != KD_OK)
+        nl = 0;
     if (rep_read_results(path, exp, sizeof exp, &rows, &nrows, &e) == KD_OK) {
-        compare(dir, rows, nrows);
+        compare(dir, rows, nrows, lad, nl);
         kd_free(rows);
     }
     rep_metric *mt = NULL;

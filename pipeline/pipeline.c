@@ -233,6 +233,27 @@ static void log_error(run_ctx *r, const kd_err *e)
     fflush(r->log.file);
 }
 
+/* results.json and results.csv, with the config's ladders (report.ladders) */
+static int write_results(run_ctx *r, kd_err *e)
+{
+    _Static_assert(CFG_MAX_LADDERS == REP_MAX_LADDERS && CFG_LADDER_STEPS == REP_LADDER_STEPS,
+                   "one limit for ladders");
+    const cfg_report *c = &r->spec->report;
+    rep_ladder *l = kd_calloc(REP_MAX_LADDERS, sizeof *l);
+    if (!l)
+        return kd_err_set(e, KD_ENOMEM, "out of memory");
+    for (int i = 0; i < c->nladders; i++) {
+        snprintf(l[i].name, sizeof l[i].name, "%s", c->ladders[i].name);
+        for (int k = 0; k < c->ladders[i].nrows; k++)
+            snprintf(l[i].step[k], sizeof l[i].step[k], "%s", c->ladders[i].rows[k]);
+        l[i].nsteps = c->ladders[i].nrows;
+    }
+    int rc = rep_write_results_ladders(r->dir, r->spec->name, r->rows, r->nrows, l, c->nladders,
+                                       e);
+    kd_free(l);
+    return rc;
+}
+
 int pipeline_run(const exp_spec *spec, const pipeline_opts *o, kd_err *e)
 {
     if (dist_rank(o->dist) != 0) /* another rank: runs the jobs rank 0 hands it */
@@ -256,7 +277,7 @@ int pipeline_run(const exp_spec *spec, const pipeline_opts *o, kd_err *e)
         (rc = pl_cancelled(&r, e)) == KD_OK)
         rc = pl_stage_compress(&r, e);
     if (rc == KD_OK && (rc = pl_cancelled(&r, e)) == KD_OK)
-        rc = rep_write_results(r.dir, spec->name, r.rows, r.nrows, e);
+        rc = write_results(&r, e);
     if (rc == KD_OK)
         kd_logf(&r.log, "results: %s/results.json, %s/results.csv", r.dir, r.dir);
     if (rc == KD_OK && spec->serve.loadtest && (rc = pl_cancelled(&r, e)) == KD_OK)

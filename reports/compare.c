@@ -127,7 +127,8 @@ static int write_buf(const char *dir, const char *name, kd_buf *b, kd_err *e)
 }
 
 int rep_compare_write(const char *out_dir, const rep_row *rows, int n, int baseline,
-                      int by_source, const rep_report_opts *o, rep_warnings *w, kd_err *e)
+                      int by_source, const rep_ladder *ladders, int nladders,
+                      const rep_report_opts *o, rep_warnings *w, kd_err *e)
 {
     char pdir[4400];
     snprintf(pdir, sizeof pdir, "%s/plots", out_dir);
@@ -138,7 +139,7 @@ int rep_compare_write(const char *out_dir, const rep_row *rows, int n, int basel
     if (!p)
         return kd_err_set(e, KD_ENOMEM, "out of memory");
     rep_plotter_init(p, pdir, o, w);
-    rc = rep_plot_acc_size(p, rows, n, by_source, e);
+    rc = rep_plot_acc_size(p, rows, n, by_source, ladders, nladders, e);
     rep_plotter_finish(p);
     kd_buf b = {0};
     if (rc == KD_OK) {

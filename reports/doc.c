@@ -127,7 +127,8 @@ int rep_doc_md(const rep_doc *d, kd_buf *b, kd_err *e)
     if (rc != KD_OK)
         return rc;
     rep_bprintf(b, "\n%s\n", table_note);
-    if ((rc = rep_distill_section(d, REP_TABLE_MD, b, e)) != KD_OK ||
+    if ((rc = rep_ladder_section(d, REP_TABLE_MD, b, e)) != KD_OK ||
+        (rc = rep_distill_section(d, REP_TABLE_MD, b, e)) != KD_OK ||
         (rc = rep_serving_section(d, REP_TABLE_MD, b, e)) != KD_OK)
         return rc;
     md_env(d, b);
@@ -247,7 +248,8 @@ int rep_doc_html(const rep_doc *d, kd_buf *b, kd_err *e)
     if (rc != KD_OK)
         return rc;
     rep_bprintf(b, "<p class=\"note\">%s</p>\n", table_note);
-    if ((rc = rep_distill_section(d, REP_TABLE_HTML, b, e)) != KD_OK ||
+    if ((rc = rep_ladder_section(d, REP_TABLE_HTML, b, e)) != KD_OK ||
+        (rc = rep_distill_section(d, REP_TABLE_HTML, b, e)) != KD_OK ||
         (rc = rep_serving_section(d, REP_TABLE_HTML, b, e)) != KD_OK)
         return rc;
     html_env(d, b);

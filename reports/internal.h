@@ -77,8 +77,11 @@ int rep_plot_draw(rep_plotter *p, const rep_plot_spec *s, const kd_buf *data, co
 
 /* ---- plot_scatter.c, labels.c ---- */
 /* Accuracy vs size with the Pareto front, points grouped by role, or by source
- * (the name before '/') when comparing; accuracy vs batch-1 latency. */
-int rep_plot_acc_size(rep_plotter *p, const rep_row *rows, int n, int by_source, kd_err *e);
+ * (the name before '/') when comparing, and each ladder as a line through its
+ * rows in order (steps with no measured row are skipped); accuracy vs
+ * batch-1 latency. */
+int rep_plot_acc_size(rep_plotter *p, const rep_row *rows, int n, int by_source,
+                      const rep_ladder *ladders, int nladders, kd_err *e);
 int rep_plot_acc_latency(rep_plotter *p, const rep_row *rows, int n, kd_err *e);
 /* Something a label should not cover, in [0,1] plot coordinates. */
 typedef struct {
@@ -191,6 +194,8 @@ typedef struct {
     rep_plotter plots;
     rep_serving_row *serving; /* serving.json's rows (owned), or NULL */
     int nserving;
+    rep_ladder ladders[REP_MAX_LADDERS]; /* results.json's ladders */
+    int nladders;
     char sum[REP_DOC_LINES][512]; /* summary lines, plain text */
     int nsum;
     const rep_warnings *w;
@@ -203,6 +208,17 @@ int rep_doc_html(const rep_doc *d, kd_buf *b, kd_err *e);
  * verdict per student, in REP_TABLE_MD or REP_TABLE_HTML; nothing when no
  * student has a scratch row beside a distilled one. */
 int rep_distill_section(const rep_doc *d, int style, kd_buf *b, kd_err *e);
+
+/* ---- ladder.c: the Ladders section ---- */
+/* Reads results.json's ladders into d (a malformed member is a warning);
+ * warns once per step that names no row. */
+void rep_ladder_load(rep_doc *d, rep_warnings *w);
+/* One summary line per ladder: first to last measured step, size ratio and
+ * accuracy change, into line (empty when fewer than two steps were measured). */
+void rep_ladder_summary(const rep_doc *d, int i, char *line, size_t n);
+/* "## Ladders": per ladder its name and a table of its steps (markdown or
+ * HTML); nothing without ladders. */
+int rep_ladder_section(const rep_doc *d, int style, kd_buf *b, kd_err *e);
 
 /* ---- serving.c: the Serving section (from serving.json) ---- */
 /* Reads d->dir/serving.json when there is one (a bad one is a warning). */

@@ -21,6 +21,8 @@ static const char *const role_title[4] = {"teacher", "students", "compressed", "
 static const char *const colors[MAX_GROUPS] = {"#b2182b", "#2166ac", "#1b7837", "#762a83",
                                                "#e08214", "#35978f", "#8c510a", "#555555"};
 static const int point_types[MAX_GROUPS] = {5, 7, 9, 13, 11, 15, 5, 7};
+static const char *const ladder_colors[REP_MAX_LADDERS] = {
+    "#ff7f00", "#984ea3", "#e7298a", "#a6761d", "#1f78b4", "#66a61e", "#e6ab02", "#000000"};
 
 /* The legend's groups: roles (one run), or sources (the part of the name
  * before '/', when comparing runs); the last group takes any overflow. */
@@ -38,6 +40,15 @@ typedef struct {
 typedef struct {
     double lx0, lx1, y0, y1; /* log10 x range, y range */
 } ranges;
+
+/* The ladders drawn: each with two measured steps or more, as indices into
+ * the points in the ladder's order. */
+typedef struct {
+    int n;
+    const char *name[REP_MAX_LADDERS];
+    int len[REP_MAX_LADDERS];
+    int pt[REP_MAX_LADDERS][REP_LADDER_STEPS];
+} lines;
 
 static int role_group(const char *role)
 {
@@ -111,11 +122,24 @@ static ranges ranges_of(pt *pts, int np)
     return r;
 }
 
-#define MAX_OBST (REP_DOC_MAXPTS * 12)
 #define SEG_STEPS 10
+#define MAX_OBST (REP_DOC_MAXPTS * 12 + REP_MAX_LADDERS * REP_LADDER_STEPS * SEG_STEPS)
 
-/* what labels must not cover: the points, the latency bars, the front's segments */
-static int obstacles(const pt *pts, int np, const int *front, ranges r, rep_box *o)
+/* the segment from a to b as small boxes */
+static int segment(const pt *a, const pt *b, double dx, double dy, rep_box *o)
+{
+    for (int k = 1; k < SEG_STEPS; k++) {
+        double t = (double)k / SEG_STEPS;
+        double x = a->nx + t * (b->nx - a->nx), y = a->ny + t * (b->ny - a->ny);
+        o[k - 1] = (rep_box){x - dx / 3, y - dy / 3, x + dx / 3, y + dy / 3};
+    }
+    return SEG_STEPS - 1;
+}
+
+/* what labels must not cover: the points, the latency bars, the segments of
+ * the front and of the ladders */
+static int obstacles(const pt *pts, int np, const int *front, const lines *ln, ranges r,
+                     rep_box *o)
 {
     int n = 0;
     double dx = 1.2 * CHAR_W / AREA_W, dy = 1.2 * CHAR_W / AREA_H;
@@ -127,28 +151,28 @@ static int obstacles(const pt *pts, int np, const int *front, ranges r, rep_box 
             o[n++] = (rep_box){pts[i].nx, pts[i].ny - dy / 2, x99, pts[i].ny + dy / 2};
         }
         if (front && front[i]) {
-            for (int k = 1; prev >= 0 && k < SEG_STEPS; k++) { /* the segment as small boxes */
-                double t = (double)k / SEG_STEPS;
-                double x = pts[prev].nx + t * (pts[i].nx - pts[prev].nx);
-                double y = pts[prev].ny + t * (pts[i].ny - pts[prev].ny);
-                o[n++] = (rep_box){x - dx / 3, y - dy / 3, x + dx / 3, y + dy / 3};
-            }
+            if (prev >= 0)
+                n += segment(&pts[prev], &pts[i], dx, dy, o + n);
             prev = i;
         }
     }
+    for (int l = 0; ln && l < ln->n; l++)
+        for (int k = 1; k < ln->len[l]; k++)
+            n += segment(&pts[ln->pt[l][k - 1]], &pts[ln->pt[l][k]], dx, dy, o + n);
     return n;
 }
 
 /* the labels as three blocks (left-aligned, right-aligned, centred) */
 static void label_blocks(const rep_row *rows, const pt *pts, int np, const int *front,
-                         ranges r, kd_buf *dat, kd_buf *cmd, int *block, const char *file)
+                         const lines *ln, ranges r, kd_buf *dat, kd_buf *cmd, int *block,
+                         const char *file)
 {
     rep_box *obst = kd_calloc(MAX_OBST, sizeof *obst);
     if (!obst) {
         dat->failed = 1;
         return;
     }
-    int nobst = obstacles(pts, np, front, r, obst);
+    int nobst = obstacles(pts, np, front, ln, r, obst);
     double px[REP_DOC_MAXPTS], py[REP_DOC_MAXPTS], lx[REP_DOC_MAXPTS], ly[REP_DOC_MAXPTS];
     int len[REP_DOC_MAXPTS], align[REP_DOC_MAXPTS];
     for (int i = 0; i < np; i++) {
@@ -179,10 +203,26 @@ static void label_blocks(const rep_row *rows, const pt *pts, int np, const int *
     }
 }
 
+/* each ladder: a solid line through its steps in order, open circles on
+ * its points, a key entry with its name */
+static void ladder_blocks(const pt *pts, const lines *ln, const char *file, int *block,
+                          kd_buf *dat, kd_buf *cmd)
+{
+    for (int l = 0; ln && l < ln->n; l++) {
+        for (int k = 0; k < ln->len[l]; k++)
+            rep_bprintf(dat, "%.6g %.6g\n", pts[ln->pt[l][k]].x, pts[ln->pt[l][k]].y);
+        rep_bprintf(dat, "\n\n");
+        rep_bprintf(cmd, ", \\\n    '%s' index %d using 1:2 with linespoints lw 2.5 pt 6 ps 2.2 "
+                         "lc rgb '%s' title ", file, (*block)++, ladder_colors[l]);
+        rep_gp_str(cmd, ln->name[l]);
+    }
+}
+
 /* Data blocks, one per role group present, the Pareto front (when front is
- * not NULL) and the labels; the plot command in cmd. */
-static void blocks(const rep_row *rows, const pt *pts, int np, const int *front, ranges r,
-                   const groups *gr, const char *file, int latency, kd_buf *dat, kd_buf *cmd)
+ * not NULL), the ladders (ln may be NULL) and the labels; the plot command in cmd. */
+static void blocks(const rep_row *rows, const pt *pts, int np, const int *front,
+                   const lines *ln, ranges r, const groups *gr, const char *file, int latency,
+                   kd_buf *dat, kd_buf *cmd)
 {
     int block = 0;
     rep_bprintf(cmd, "  plot 1/0 notitle");
@@ -210,7 +250,8 @@ static void blocks(const rep_row *rows, const pt *pts, int np, const int *front,
         rep_bprintf(cmd, ", \\\n    '%s' index %d using 1:2 with lines dt 2 lw 1.5 "
                          "lc rgb '#777777' title 'Pareto front'", file, block++);
     }
-    label_blocks(rows, pts, np, front, r, dat, cmd, &block, file);
+    ladder_blocks(pts, ln, file, &block, dat, cmd); /* over the points and the front */
+    label_blocks(rows, pts, np, front, ln, r, dat, cmd, &block, file);
     rep_bprintf(cmd, "\n");
 }
 
@@ -232,9 +273,27 @@ static void log_tics(kd_buf *b, ranges r)
     rep_bprintf(b, ")\n");
 }
 
-static int draw(rep_plotter *p, const rep_plot_spec *s, const rep_row *rows, pt *pts, int np,
-                const groups *g, const int *front, int latency, kd_err *e)
+/* The key below the plot: its columns (as many of at most four as the
+ * longest title allows) and rows; the bottom margin grows with the rows so
+ * the key never covers the axis label. */
+#define KEY_CHAR_W 7.5 /* pixels per character of the 11-point key */
+static void key_layout(const groups *g, const int *front, const lines *ln, int *cols, int *nrows)
 {
+    int n = g->n + (front != NULL), longest = front ? 12 : 0;
+    for (int k = 0; k < g->n; k++)
+        longest = (int)fmax(longest, (double)strlen(g->title[k]));
+    for (int l = 0; ln && l < ln->n; l++, n++)
+        longest = (int)fmax(longest, (double)strlen(ln->name[l]));
+    *cols = (int)((WIDTH - 40) / ((longest + 8) * KEY_CHAR_W));
+    *cols = *cols < 1 ? 1 : *cols > 4 ? 4 : *cols;
+    *nrows = n ? (n + *cols - 1) / *cols : 1;
+}
+
+static int draw(rep_plotter *p, const rep_plot_spec *s, const rep_row *rows, pt *pts, int np,
+                const groups *g, const int *front, const lines *ln, int latency, kd_err *e)
+{
+    int cols, krows;
+    key_layout(g, front, ln, &cols, &krows);
     kd_buf dat = {0}, body = {0};
     char file[80];
     ranges r = ranges_of(pts, np);
@@ -242,17 +301,18 @@ static int draw(rep_plotter *p, const rep_plot_spec *s, const rep_row *rows, pt 
     rep_bprintf(&body, "  set title '%s'\n  set xlabel '%s'\n  set ylabel 'Test accuracy (%%)'\n"
                        "  set logscale x\n  set xrange [%.6g:%.6g]\n  set yrange [%.6g:%.6g]\n"
                        "  set format y '%%.1f'\n  set grid xtics mxtics ytics lc rgb '#e4e4e4'\n"
-                       "  set key below center horizontal spacing 1.2\n  set bmargin 5.5\n",
+                       "  set key at screen 0.5, 0.01 center bottom horizontal maxcols %d "
+                       "spacing 1.2\n  set bmargin %.1f\n",
                 latency ? "Accuracy vs batch-1 latency (bars reach p99)"
                 : front ? "Accuracy vs model size (dashed: Pareto front)"
                         : "Accuracy vs model size",
                 latency ? "Batch-1 latency, p50 (µs, log scale)"
                         : "Model file size (bytes, log scale)",
-                pow(10, r.lx0), pow(10, r.lx1), r.y0, r.y1);
+                pow(10, r.lx0), pow(10, r.lx1), r.y0, r.y1, cols, 4.0 + 1.5 * krows);
     if (!latency)
         rep_bprintf(&body, "  set format x '%%.0s %%cB'\n");
     log_tics(&body, r);
-    blocks(rows, pts, np, front, r, g, file, latency, &dat, &body);
+    blocks(rows, pts, np, front, ln, r, g, file, latency, &dat, &body);
     kd_buf_put(&body, "", 1);
     int rc = body.failed ? kd_err_set(e, KD_ENOMEM, "out of memory")
                          : rep_plot_draw(p, s, &dat, (const char *)body.p, e);
@@ -261,7 +321,34 @@ static int draw(rep_plotter *p, const rep_plot_spec *s, const rep_row *rows, pt 
     return rc;
 }
 
-int rep_plot_acc_size(rep_plotter *p, const rep_row *rows, int n, int by_source, kd_err *e)
+/* the points of each ladder's steps that have one (a row named by the step
+ * and measured), in the ladder's order */
+static void ladder_lines(const rep_row *rows, int n, const pt *pts, int np, const rep_ladder *l,
+                         int nl, lines *out)
+{
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < nl && i < REP_MAX_LADDERS; i++) {
+        int k = out->n, m = 0;
+        for (int s = 0; s < l[i].nsteps && s < REP_LADDER_STEPS; s++) {
+            int row = -1;
+            for (int j = 0; j < n && row < 0; j++)
+                row = strcmp(rows[j].name, l[i].step[s]) ? -1 : j;
+            for (int q = 0; row >= 0 && q < np; q++)
+                if (pts[q].row == row) {
+                    out->pt[k][m++] = q;
+                    break;
+                }
+        }
+        if (m >= 2) { /* a line needs two points */
+            out->name[k] = l[i].name;
+            out->len[k] = m;
+            out->n++;
+        }
+    }
+}
+
+int rep_plot_acc_size(rep_plotter *p, const rep_row *rows, int n, int by_source,
+                      const rep_ladder *ladders, int nladders, kd_err *e)
 {
     pt *pts = kd_calloc(REP_DOC_MAXPTS, sizeof *pts);
     if (!pts)
@@ -275,12 +362,23 @@ int rep_plot_acc_size(rep_plotter *p, const rep_row *rows, int n, int by_source,
         sy[i] = pts[i].y;
     }
     int nfront = rep_pareto(sx, sy, np, front);
+    lines *ln = kd_calloc(1, sizeof *ln);
+    if (!ln) {
+        kd_free(pts);
+        return kd_err_set(e, KD_ENOMEM, "out of memory");
+    }
+    ladder_lines(rows, n, pts, np, ladders, nladders, ln);
     rep_plot_spec s = {"acc_size", "Accuracy vs model size",
-                       "Test accuracy against the size of the model file on disk (log scale). "
-                       "The dashed line joins the Pareto front: no other variant is both "
-                       "smaller and more accurate.", WIDTH, HEIGHT};
-    if (np > 0)
-        rc = draw(p, &s, rows, pts, np, &g, nfront > 1 ? front : NULL, 0, e); /* a line: two */
+                       ln->n ? "Test accuracy against the size of the model file on disk (log "
+                               "scale). The dashed line joins the Pareto front: no other variant "
+                               "is both smaller and more accurate. Each solid line is a ladder "
+                               "(report.ladders) through its steps in order."
+                             : "Test accuracy against the size of the model file on disk (log "
+                               "scale). The dashed line joins the Pareto front: no other variant "
+                               "is both smaller and more accurate.", WIDTH, HEIGHT};
+    if (np > 0) /* a front is drawn when it has two points */
+        rc = draw(p, &s, rows, pts, np, &g, nfront > 1 ? front : NULL, ln, 0, e);
+    kd_free(ln);
     kd_free(pts);
     return rc;
 }
@@ -296,7 +394,7 @@ int rep_plot_acc_latency(rep_plotter *p, const rep_row *rows, int n, kd_err *e)
                        "Test accuracy against the measured batch-1 latency: the point is the "
                        "median (p50), the bar reaches the 99th percentile.", WIDTH, HEIGHT};
     if (np > 0)
-        rc = draw(p, &s, rows, pts, np, &g, NULL, 1, e);
+        rc = draw(p, &s, rows, pts, np, &g, NULL, NULL, 1, e);
     kd_free(pts);
     return rc;
 }

@@ -80,6 +80,7 @@ static int load_doc(rep_doc *d, const char *run_dir, rep_warnings *w, kd_err *e)
         if (!strcmp(d->rows[i].role, "teacher"))
             d->teacher = i;
     optional_inputs(d, w);
+    rep_ladder_load(d, w);
     rep_serving_load(d, w);
     latency_notes(d, w);
     return KD_OK;
@@ -198,6 +199,12 @@ static void summary(rep_doc *d)
     }
     best_lines(d);
     distill_lines(d);
+    for (int i = 0; i < d->nladders; i++) {
+        char line[sizeof d->sum[0]];
+        rep_ladder_summary(d, i, line, sizeof line);
+        if (line[0])
+            add_line(d, "%s", line);
+    }
     sorted_points(d, sx, sy, idx, &np);
     if (np > 1)
         front_line(d, sx, sy, idx, np);
@@ -223,7 +230,7 @@ static int draw_plots(rep_doc *d, const rep_report_opts *o, rep_warnings *w, kd_
     if (rc != KD_OK)
         return rc;
     rep_plotter_init(&d->plots, pdir, o, w);
-    if ((rc = rep_plot_acc_size(&d->plots, d->rows, d->nrows, 0, e)) == KD_OK &&
+    if ((rc = rep_plot_acc_size(&d->plots, d->rows, d->nrows, 0, d->ladders, d->nladders, e)) == KD_OK &&
         (rc = rep_plot_acc_latency(&d->plots, d->rows, d->nrows, e)) == KD_OK &&
         (rc = rep_plot_curves(&d->plots, d->m, d->nm, e)) == KD_OK &&
         (rc = rep_plot_distill(&d->plots, d->rows, d->nrows, e)) == KD_OK &&

@@ -40,6 +40,27 @@ double rep_row_get_num(const rep_row *r, const char *key);
 int rep_write_results(const char *dir, const char *experiment, const rep_row *rows, int n,
                       kd_err *e);
 
+/* ---- ladders (ladder.c) ------------------------------------------------------
+ * A ladder: rows named in order (Deep Compression's pruned, + shared, +
+ * coded), kept as results.json's "ladders" member, drawn as one line on the
+ * accuracy-vs-size plot and tabled step by step in the report. */
+#define REP_MAX_LADDERS 8
+#define REP_LADDER_STEPS 16
+typedef struct {
+    char name[64];
+    int nsteps;                      /* 2..REP_LADDER_STEPS */
+    char step[REP_LADDER_STEPS][96]; /* row names (rep_row.name), in the ladder's order */
+} rep_ladder;
+
+/* rep_write_results with the ladders as results.json's "ladders" member,
+ * [{"name": ..., "rows": [...]}, ...] (nladders 0: no member). */
+int rep_write_results_ladders(const char *dir, const char *experiment, const rep_row *rows, int n,
+                              const rep_ladder *ladders, int nladders, kd_err *e);
+/* Reads the "ladders" member of a results.json into out[0..*n) (at most
+ * REP_MAX_LADDERS; no member: *n = 0).  Anything but a list of {"name":
+ * string, "rows": [2..REP_LADDER_STEPS strings]} is KD_EFORMAT, *n = 0. */
+int rep_read_ladders(const char *path, rep_ladder *out, int *n, kd_err *e);
+
 /* JSON string escaping into a kd_buf (shared by every JSON writer). */
 void rep_json_str(kd_buf *b, const char *s);
 /* A JSON number (%.6g), or null for NaN and inf (which JSON cannot hold). */
@@ -192,8 +213,10 @@ void rep_compare_table(const rep_row *rows, int n, int baseline, int style, kd_b
 int rep_compare_baseline(const rep_row *rows, int n, const char *name);
 /* Writes out_dir/compare.md, compare.csv and plots/acc_size.{dat,gp,png,svg}
  * (the combined accuracy-vs-size plot, its points coloured by role, or by
- * source when by_source: names are "SOURCE/VARIANT"; failures go to w). */
+ * source when by_source: names are "SOURCE/VARIANT"; each ladder a line
+ * through the rows its steps name; failures go to w). */
 int rep_compare_write(const char *out_dir, const rep_row *rows, int n, int baseline,
-                      int by_source, const rep_report_opts *o, rep_warnings *w, kd_err *e);
+                      int by_source, const rep_ladder *ladders, int nladders,
+                      const rep_report_opts *o, rep_warnings *w, kd_err *e);
 
 #endif

@@ -182,13 +182,39 @@ static void write_csv(kd_buf *b, const rep_row *rows, int n)
     }
 }
 
+/* "ladders": [{"name": ..., "rows": [...]}, ...], on one line each */
+static void json_ladders(kd_buf *b, const rep_ladder *l, int n)
+{
+    rep_bprintf(b, ",\n  \"ladders\": [");
+    for (int i = 0; i < n; i++) {
+        rep_bprintf(b, "%s\n    {\"name\": ", i ? "," : "");
+        rep_json_str(b, l[i].name);
+        rep_bprintf(b, ", \"rows\": [");
+        for (int k = 0; k < l[i].nsteps; k++) {
+            if (k)
+                kd_buf_put(b, ", ", 2);
+            rep_json_str(b, l[i].step[k]);
+        }
+        rep_bprintf(b, "]}");
+    }
+    rep_bprintf(b, "\n  ]");
+}
+
 int rep_write_results(const char *dir, const char *experiment, const rep_row *rows, int n,
                       kd_err *e)
+{
+    return rep_write_results_ladders(dir, experiment, rows, n, NULL, 0, e);
+}
+
+int rep_write_results_ladders(const char *dir, const char *experiment, const rep_row *rows, int n,
+                              const rep_ladder *ladders, int nladders, kd_err *e)
 {
     char path[4096];
     kd_buf b = {0};
     rep_bprintf(&b, "{\n  \"experiment\": ");
     rep_json_str(&b, experiment);
+    if (nladders > 0)
+        json_ladders(&b, ladders, nladders);
     rep_bprintf(&b, ",\n  \"rows\": [\n");
     for (int i = 0; i < n; i++) {
         json_row(&b, &rows[i]);

@@ -105,8 +105,23 @@ static void write_run(const char *dir, const char *t)
         rep_row_str(&rows[i], "source", p[(i + 1) % n]);
         rep_row_str(&rows[i], "k|`<b>\n!x", p[(i + 2) % n]); /* a hostile column name */
     }
+    /* ladders with hostile names through hostile rows (issue 17): a name
+     * reaches the plot's key, the Ladders table and its heading */
+    static const char *const lnames[3] = {
+        "L\x01\x1b[31m\x7f'\nsystem 'cd ..;cd ..;cd ..;touch PWNED_m'\n",
+        "| `x` <b>&amp; *y* _z_ \\ {/Symbol a} @m $(touch PWNED_n)",
+        "\xc2\x85!cd ..;cd ..;cd ..;touch PWNED_o\xe2\x80\xa8\"; \";'"};
+    rep_ladder lad[3];
+    memset(lad, 0, sizeof lad);
+    for (int l = 0; l < 3; l++) {
+        snprintf(lad[l].name, sizeof lad[l].name, "%s", lnames[l]);
+        ck_assert_uint_eq(strlen(lad[l].name), strlen(lnames[l])); /* not cut */
+        for (int k = 0; k < 4; k++) /* rows named by every payload, out of size order */
+            snprintf(lad[l].step[k], sizeof lad[l].step[k], "%s", rows[(l + 5 * k) % n].name);
+        lad[l].nsteps = 4;
+    }
     kd_err e = {0};
-    ck_assert_int_eq(rep_write_results(dir, p[1], rows, n, &e), 0);
+    ck_assert_int_eq(rep_write_results_ladders(dir, p[1], rows, n, lad, 3, &e), 0);
     rep_env env;
     memset(&env, 0, sizeof env);
     snprintf(env.cpu, sizeof env.cpu, "%.100s", p[1]);
@@ -345,6 +360,24 @@ static void check_md(const char *path)
     kd_free(s);
 }
 
+static int count_in(const char *s, const char *what)
+{
+    int n = 0;
+    for (const char *p = strstr(s, what); p; p = strstr(p + 1, what))
+        n++;
+    return n;
+}
+
+/* the accuracy-vs-size script draws want ladder lines (titled: a key entry each) */
+static void ladders_drawn(const char *plots, int want)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/acc_size.gp", plots);
+    char *gp = slurp(path);
+    ck_assert_int_eq(count_in(gp, "with linespoints lw 2.5 pt 6 ps 2.2 lc rgb '#"), want);
+    kd_free(gp);
+}
+
 /* no process still works in the test's folder */
 static void no_process_in(const char *t)
 {
@@ -417,11 +450,17 @@ START_TEST(hostile_run_directory)
         ck_assert_msg(*c != 0x1b && *c != 0x07 && *c != '\r', "a control byte in the CSV: %.300s",
                       csv);
     ck_assert_int_ge(check_scripts(plots), 4);
+    ladders_drawn(plots, 3);
     snprintf(plots, sizeof plots, "%s/plots", cmp);
     ck_assert_int_ge(check_scripts(plots), 1);
+    ladders_drawn(plots, 3);
     char md[700];
     snprintf(md, sizeof md, "%s/report.md", rep);
     check_md(md);
+    char *text = slurp(md); /* the Ladders section is there to be checked */
+    ck_assert_ptr_nonnull(strstr(text, "## Ladders"));
+    ck_assert_int_ge(count_in(text, "| Step | Variant |"), 3);
+    kd_free(text);
     snprintf(md, sizeof md, "%s/compare.md", cmp);
     check_md(md);
     if (have_gnuplot()) { /* the names did not stop the plots */

@@ -323,7 +323,7 @@ START_TEST(compare_writes_files)
     rep_warnings w = {0};
     kd_err e = {0};
     rep_report_opts o = {.plots = 0};
-    ck_assert_int_eq(rep_compare_write(dir, rows, RFX_NROWS, 0, 0, &o, &w, &e), 0);
+    ck_assert_int_eq(rep_compare_write(dir, rows, RFX_NROWS, 0, 0, NULL, 0, &o, &w, &e), 0);
     snprintf(path, sizeof path, "%s/compare.md", dir);
     char *md = rfx_slurp(path);
     ck_assert_ptr_nonnull(strstr(md, "Baseline: **teacher**"));
