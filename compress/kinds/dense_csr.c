@@ -98,13 +98,15 @@ void kcsr_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
     csr_priv *p = l->priv;
     const int u = l->spec.units;
     csr_job j = {.l = l, .p = p, .x = x, .y = y, .n = n};
+    /* 10 bytes a non-zero (the AVX2 panels; fp32 CSR reads 6-8) */
+    nn_team *t = a ? nn_team_for(c->team, 10.0 * a->nnz * n) : NULL;
     if (!a) {
         for (int i = 0; i < n; i++)
             memcpy(y + (size_t)i * u, l->b, (size_t)u * sizeof *y);
     } else if (n == 1 && p && p->panels && p->src == a) {
-        nn_team_run(c->team, csr_part, &j);
-    } else if (n > 1 && p && p->scratch && nn_team_size(c->team) > 1) {
-        nn_team_run(c->team, csr_part, &j);
+        nn_team_run(t, csr_part, &j);
+    } else if (n > 1 && p && p->scratch && nn_team_size(t) > 1) {
+        nn_team_run(t, csr_part, &j);
     } else {
         compress_csr_matmul(a, l->b, x, y, n, p ? p->scratch : NULL);
     }

@@ -104,8 +104,9 @@ static void qcsr_forward(nn_layer *l, const float *x, float *y, int n, const nn_
         qcsr_job j = {.q = q, .x = x, .b = l->b, .y = y, .n = n};
         if (n == 1 && p && p->panels && p->src == q)
             j.panels = p->panels;
-        if (nn_team_size(c->team) > 1)
-            nn_team_run(c->team, qcsr_part, &j);
+        nn_team *t = nn_team_for(c->team, 4.0 * q->nnz * n); /* ~4 bytes a non-zero */
+        if (nn_team_size(t) > 1)
+            nn_team_run(t, qcsr_part, &j);
         else if (j.panels)
             compress_panels_spmv(j.panels, l->b, x, y);
         else

@@ -60,12 +60,13 @@ static void q4_forward(nn_layer *l, const float *x, float *y, int n, const nn_ct
         return;
     }
     q4_job j = {.q = q, .x = x, .b = l->b, .y = y, .n = n};
+    nn_team *t = nn_team_for(c->team, (double)q->m * q->nb * sizeof *q->blocks * n);
     /* the level is asked again: a test may force a lower one after reserve */
     if (n > 1 && l->priv && n <= l->max_batch && quant_q4_prep_bytes(q->k, n)) {
         j.prep = l->priv;
-        nn_team_run(c->team, q4_prep_part, &j);
+        nn_team_run(t, q4_prep_part, &j);
     }
-    nn_team_run(c->team, q4_part, &j);
+    nn_team_run(t, q4_part, &j);
 }
 
 static void q4_destroy(nn_layer *l)

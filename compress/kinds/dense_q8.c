@@ -142,12 +142,13 @@ static void q8_forward(nn_layer *l, const float *x, float *y, int n, const nn_ct
         return;
     }
     const quant_dense *d = q->d;
-    team_quantize(c->team, x, (size_t)n * d->k, d->in, p->xq);
+    nn_team *t = nn_team_for(c->team, (double)d->m * d->k * n);
+    team_quantize(t, x, (size_t)n * d->k, d->in, p->xq);
     if (q->out_s8) {
-        quant_dense_forward(d, p->isa, c->team, p->xq, n, p->yq);
-        team_dequantize(c->team, p->yq, (size_t)n * d->m, d->out, y);
+        quant_dense_forward(d, p->isa, t, p->xq, n, p->yq);
+        team_dequantize(t, p->yq, (size_t)n * d->m, d->out, y);
     } else {
-        quant_dense_forward_f32(d, p->isa, c->team, p->xq, n, y);
+        quant_dense_forward_f32(d, p->isa, t, p->xq, n, y);
     }
 }
 
@@ -162,13 +163,14 @@ static void dq8_forward(nn_layer *l, const float *x, float *y, int n, const nn_c
     }
     const quant_dense *d = q->d;
     size_t nx = (size_t)n * d->k;
+    nn_team *t = nn_team_for(c->team, (double)d->m * d->k * n);
     float lo = INFINITY, hi = -INFINITY;
-    kernels_minmax_team(c->team, x, nx, &lo, &hi);
+    kernels_minmax_team(t, x, nx, &lo, &hi);
     quant_params in = quant_params_asym(lo, hi, QUANT_S8);
-    team_quantize(c->team, x, nx, in, p->xq);
+    team_quantize(t, x, nx, in, p->xq);
     qgemm_epi ep = {.x_zero = in.zero, .out_f32 = 1, .w_scale = d->w_scale, .x_scale = in.scale,
                     .fbias = l->b};
-    qgemm_team_run(c->team, p->isa, d->packed, p->xq, n, &ep, y);
+    qgemm_team_run(t, p->isa, d->packed, p->xq, n, &ep, y);
 }
 
 /* ---- payload ----------------------------------------------------------------

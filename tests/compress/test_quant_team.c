@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../../compress/compress.h"
 #include "../../compress/kernels/kernels.h"
 #include "../kdtest.h"
 
@@ -108,6 +109,67 @@ START_TEST(test_team_dense)
 }
 END_TEST
 
+/* A layer splits a batch-1 forward across the team only when it reads
+ * enough bytes to pay the hand-off (nn_team_for): the 400-to-10 output
+ * layer of every threaded kind runs on the caller, the 600-to-400 layer is
+ * split (dense_csr: where it has panels), and both give what the caller
+ * alone gives, bit for bit.  Before nn_team_for the output layer was split
+ * too (jobs counted 1). */
+START_TEST(test_team_small_layers_alone)
+{
+    KDT_ISA_BEGIN(_i);
+    const nn_layer_spec mlp[] = {{.kind = NN_DENSE, .units = 400}, {.kind = NN_RELU},
+                                 {.kind = NN_DENSE, .units = 10}};
+    kd_err e = {0};
+    nn_model *m = nn_model_new((nn_shape){600, 1, 1}, mlp, 3, NULL, &e);
+    ck_assert_msg(m != NULL, "%s", e.msg);
+    nn_model_init(m, 5);
+    data_set calib = {.n = 32, .shape = {600, 1, 1}, .nclasses = 10};
+    calib.xf = kd_malloc(sizeof(float) * 32 * 600);
+    nn_rng r = nn_rng_stream(6, NN_STREAM_TEST);
+    for (int i = 0; i < 32 * 600; i++)
+        calib.xf[i] = nn_rng_normal(&r);
+    nn_model *v[4] = {0};
+    const compress_qmode modes[3] = {COMPRESS_Q_STATIC8, COMPRESS_Q_INT4, COMPRESS_Q_DYNAMIC8};
+    for (int i = 0; i < 3; i++) {
+        compress_quant_spec qs = {.mode = modes[i], .per_channel = 1, .calib_batches = 1};
+        v[i] = compress_quantize(m, &qs, &calib, &e);
+        ck_assert_msg(v[i] != NULL, "%s", e.msg);
+    }
+    compress_prune_spec ps = {.scope = COMPRESS_LAYERWISE, .sparsity = 0.5f};
+    compress_sparse_opts all = {.policy = COMPRESS_SPARSE_ALWAYS};
+    ck_assert_int_eq(compress_prune_magnitude(m, &ps, NULL, &e), KD_OK);
+    v[3] = compress_to_sparse(m, &all, NULL, &e);
+    ck_assert_msg(v[3] != NULL, "%s", e.msg);
+    nn_team *t = nn_team_new(2, &e);
+    ck_assert_msg(t != NULL, "%s", e.msg);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(nn_model_reserve(v[i], 1, &e), KD_OK);
+        nn_ctx alone = {.train = 0}, team = {.train = 0, .team = t};
+        nn_model_forward(v[i], calib.xf, 1, &alone); /* activations of the layers' inputs */
+        for (int li = 0; li < 3; li += 2) {
+            nn_layer *l = &v[i]->layers[li];
+            ck_assert(l->ops->threaded);
+            float want[400], got[400];
+            l->ops->forward(l, v[i]->act[li], want, 1, &alone);
+            unsigned long before = nn_team_jobs(t);
+            l->ops->forward(l, v[i]->act[li], got, 1, &team);
+            /* (dense_csr splits batch 1 only through its panels: none on scalar) */
+            int split = li == 0 && (i < 3 || compress_panels_supported());
+            ck_assert_msg(nn_team_jobs(t) - before == (split ? 1u : 0u),
+                          "%s layer %d: %lu team jobs", l->ops->name, li,
+                          nn_team_jobs(t) - before);
+            ck_assert(memcmp(want, got, (size_t)l->spec.units * sizeof *got) == 0);
+        }
+    }
+    nn_team_free(t);
+    for (int i = 0; i < 4; i++)
+        nn_model_free(v[i]);
+    nn_model_free(m);
+    data_set_free(&calib);
+}
+END_TEST
+
 Suite *suite_compress_qgemm_team(void)
 {
     Suite *s = suite_create("compress_qgemm_team");
@@ -115,6 +177,7 @@ Suite *suite_compress_qgemm_team(void)
     tcase_add_test(tc, test_team_vs_ref);
     tcase_add_test(tc, test_team_wakes_sleepers);
     KDT_ISA_LOOP(tc, test_team_dense);
+    KDT_ISA_LOOP(tc, test_team_small_layers_alone);
     suite_add_tcase(s, tc);
     return s;
 }
