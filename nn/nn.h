@@ -109,6 +109,9 @@ typedef struct {
     int train;
     nn_rng *rng;   /* used by dropout in train mode */
     nn_team *team; /* for layers with ops->threaded; NULL = the calling thread only */
+    /* forward also applies ReLU to y (y = x > 0 ? x : 0 of its result); set
+     * by nn_model_forward, only for a layer whose ops->fuses_relu is set */
+    int relu;
 } nn_ctx;
 
 /* One table per layer kind.  x is the layer's input batch, y its output
@@ -134,6 +137,10 @@ struct nn_layer_ops {
     /* forward splits its work across c->team: a model with such a layer owns
      * a team of nn_threads() threads (made at reserve) */
     int threaded;
+    /* forward honours nn_ctx.relu, each part on the rows it wrote (so a ReLU
+     * after it costs no pass of its own and no cache line changes core):
+     * inference forwards fold the in-place ReLU layer that follows into it */
+    int fuses_relu;
 
     /* ---- compressed kinds only (NULL in nn's own kinds) ----------------------
      * Their weights live in l->data, a payload owned by the layer, instead of
