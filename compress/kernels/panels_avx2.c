@@ -86,7 +86,11 @@ static size_t slice_steps(const compress_panels8_src *a, compress_panels8 *p, in
                 w = src_col(a, k[j]);
         if (w == UINT32_MAX)
             return t - base;
-        uint32_t w0 = p->cols >= 8 && w + 8 > (uint32_t)p->cols ? (uint32_t)p->cols - 8 : w;
+        /* fewer than 8 columns: the kernel reads a zero-padded copy of x of 8
+         * floats, so the window must start at 0 (starting at w read past it) */
+        uint32_t w0 = p->cols < 8                       ? 0
+                      : w + 8 > (uint32_t)p->cols ? (uint32_t)p->cols - 8
+                                                  : w;
         for (int j = 0; j < nr; j++) {
             if (k[j] >= end[j] || src_col(a, k[j]) >= w + 8)
                 continue;
