@@ -177,6 +177,52 @@ static double bi_qcsr_bytes(const nn_model *m)
     return b;
 }
 
+/* Where a batch-1 figure goes: each dense layer alone (its input from one
+ * forward, its output to a scratch row, so no layer sees another's
+ * effects), best of BI_LAYER_REPS, on the calling thread and split over the
+ * model's team (fp32: OpenBLAS's own threads), then the whole model on one
+ * thread (median).  The team column against the table's figure is what the
+ * hand-offs, the caches and the layer boundaries add. */
+static void bi_layers(nn_model *m, const float *x, const char *name)
+{
+    enum { BI_LAYER_REPS = 300, BI_MAX_UNITS = 4096 };
+    static float out[BI_MAX_UNITS];
+    nn_ctx c = {.train = 0};
+    if (nn_model_reserve(m, 1, NULL) != KD_OK)
+        return;
+    m->b1_threads = 1;
+    double t1[BI_LAYER_REPS], sum[2] = {0, 0};
+    for (int r = 0; r < BI_LAYER_REPS; r++) {
+        double t0 = kd_now();
+        nn_model_forward(m, x, 1, &c);
+        t1[r] = (kd_now() - t0) * 1e6;
+    }
+    m->b1_threads = 0;
+    printf("  %-13s", name);
+    for (int i = 0; i < m->nlayers; i++) {
+        nn_layer *l = &m->layers[i];
+        if (l->spec.kind != NN_DENSE || l->spec.units > BI_MAX_UNITS)
+            continue;
+        double best[2] = {1e30, 1e30};
+        for (int t = 0; t < 2; t++) {
+            nn_ctx lc = {.train = 0, .team = t ? m->team : NULL};
+            int blas = t ? 0 : nn_blas_serial_begin(); /* fp32's 1-thread column too */
+            for (int r = 0; r < BI_LAYER_REPS; r++) {
+                double t0 = kd_now();
+                l->ops->forward(l, m->act[i], out, 1, &lc);
+                double d = (kd_now() - t0) * 1e6;
+                best[t] = d < best[t] ? d : best[t];
+            }
+            if (!t)
+                nn_blas_serial_end(blas);
+            sum[t] += best[t];
+        }
+        printf(" %s %.1f/%.1f", l->spec.name, best[0], best[1]);
+    }
+    printf("; sum %.1f/%.1f us; model on 1 thread %.1f us\n", sum[0], sum[1],
+           median(t1, BI_LAYER_REPS));
+}
+
 static void bi_level(nn_model *m, const data_set *calib, double bw)
 {
     kd_err e = {0};
@@ -212,6 +258,10 @@ static void bi_level(nn_model *m, const data_set *calib, double bw)
                bi_fmt[f].b1, t256, x256, bi_fmt[f].b256,
                ok1 && ok256 ? "yes" : ok1 ? "no (batch 256)" : ok256 ? "no (batch 1)" : "no");
     }
+    printf("  dense layers at batch 1 alone, best of 300 (1 thread / split), then the whole "
+           "model on 1 thread:\n");
+    for (int f = 0; f < BI_NFMT; f++)
+        bi_layers(v[f], calib->xf, bi_fmt[f].name);
     double csr = bi_csr_bytes(v[1]), q8 = bi_qcsr_bytes(v[2]);
     double dense = 4.0 * (double)nn_model_params(m, NULL);
     printf("  batch-1 bytes and their limit at %.0f GB/s (cache-resident read): fp32 %.2f MB "

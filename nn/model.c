@@ -247,6 +247,15 @@ int nn_model_reserve(nn_model *m, int n, kd_err *e)
     return KD_OK;
 }
 
+/* Whether layer i's inference forward takes the ReLU after it: the next
+ * layer is nn's relu, running in place on i's output (so its output is
+ * i's), and i's kind fuses it. */
+static int fuses_next_relu(const nn_model *m, int i, int train)
+{
+    return !train && i + 1 < m->nlayers && m->layers[i].ops->fuses_relu &&
+           m->layers[i + 1].ops == &nn_relu_ops && m->act[i + 2] == m->act[i + 1];
+}
+
 const float *nn_model_forward(nn_model *m, const float *x, int n, const nn_ctx *c)
 {
     /* (!m->act: a first call with n = 0 still needs the buffers to return one) */
@@ -266,7 +275,9 @@ const float *nn_model_forward(nn_model *m, const float *x, int n, const nn_ctx *
     int blas = serial ? nn_blas_serial_begin() : 0;
     for (int i = 0; n > 0 && i < m->nlayers; i++) { /* n = 0: no statistics of nothing */
         nn_layer *l = &m->layers[i];
+        cc.relu = fuses_next_relu(m, i, c->train);
         l->ops->forward(l, m->act[i], m->act[i + 1], n, &cc);
+        i += cc.relu; /* the ReLU ran in l's epilogue */
     }
     if (serial)
         nn_blas_serial_end(blas);

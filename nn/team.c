@@ -69,6 +69,7 @@ struct nn_team {
     /* the current job, written before gen is bumped */
     nn_team_fn fn;
     void *arg;
+    unsigned long jobs; /* split jobs run (the caller's, one at a time) */
 };
 
 /* Returns the generation after `seen` once it is published (or quit is set). */
@@ -174,6 +175,8 @@ nn_team *nn_team_new(int nthreads, kd_err *e)
 
 int nn_team_size(const nn_team *t) { return t ? t->n : 1; }
 
+unsigned long nn_team_jobs(const nn_team *t) { return t ? t->jobs : 0; }
+
 /* Waits until every worker finished its part.  A worker that takes the
  * pending count to zero after we set `waiting` signals under the mutex, and
  * we re-check pending under it (all seq_cst), so no wake-up is lost. */
@@ -200,10 +203,16 @@ void nn_team_run(nn_team *t, nn_team_fn fn, void *arg)
     }
     t->fn = fn;
     t->arg = arg;
+    t->jobs++;
     atomic_store(&t->pending, t->n - 1);
     team_publish(t);
     fn(arg, 0, t->n);
     team_join(t);
+}
+
+nn_team *nn_team_for(nn_team *t, double bytes)
+{
+    return bytes >= NN_TEAM_SPLIT_BYTES ? t : NULL;
 }
 
 void nn_team_range(size_t n, int part, int nparts, size_t *lo, size_t *hi)

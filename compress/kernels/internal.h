@@ -29,7 +29,7 @@ compress_panels8 *compress_panels8_new(const compress_panels8_src *a, kd_err *e)
 void compress_panels8_free(compress_panels8 *p);
 size_t compress_panels8_bytes(const compress_panels8 *p);
 void compress_panels8_spmv_part(const compress_panels8 *p, const float *bias, const float *x,
-                                float *y, int part, int nparts);
+                                float *y, int part, int nparts, int relu);
 
 /* AVX2 + FMA batched kernels (csr_avx2.c): blocks of CSR_NB transposed
  * samples, one broadcast and four FMAs per non-zero.  Batch 1 falls back to
@@ -76,7 +76,8 @@ static inline void qgemm_store1(const qgemm_epi *ep, int32_t acc, int32_t row_su
     if (ep->out_f32) {
         float s = ep->x_scale * ep->w_scale[r];
         float v = (float)a * s;
-        ((float *)y)[idx] = ep->fbias ? v + ep->fbias[r] : v;
+        v = ep->fbias ? v + ep->fbias[r] : v;
+        ((float *)y)[idx] = ep->relu && !(v > 0) ? 0.0f : v;
     } else {
         ((int8_t *)y)[idx] =
             (int8_t)quant_requant(a, ep->mult[r], ep->shift[r], ep->y_zero, ep->lo, ep->hi);

@@ -154,6 +154,7 @@ typedef struct {
     const float *w_scale;
     float x_scale;
     const float *fbias;
+    int relu; /* out_f32: y = max(0, y) (NaN -> 0), each part on its rows */
 } qgemm_epi;
 
 /* The specification: plain row-major W (m x k), X (n x k), Y (n x m) of int8
@@ -496,6 +497,11 @@ void compress_panels_spmv(const compress_panels *p, const float *bias, const flo
  * at once, and together write all of y. */
 void compress_panels_spmv_part(const compress_panels *p, const float *bias, const float *x,
                                float *y, int part, int nparts);
+/* The same with relu != 0: y = max(0, A x + bias) (NaN -> 0, as nn's relu),
+ * applied as each part stores its rows, so a ReLU after the layer costs no
+ * pass of its own and no cache line changes core. */
+void compress_panels_spmv_part_relu(const compress_panels *p, const float *bias, const float *x,
+                                    float *y, int part, int nparts, int relu);
 
 /* A CSR of rows x cols with room for nnz entries, rowptr zeroed. */
 compress_csr *compress_csr_alloc(int rows, int cols, uint32_t nnz, kd_err *e);

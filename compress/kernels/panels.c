@@ -351,7 +351,7 @@ TGT static inline void load_panel(const float *x, int cols, int q, __m512 *lo, _
 
 /* Slices [s0, s1) of y = A x + bias. */
 TGT static void spmv(const compress_panels *p, const float *bias, const float *x, float *y, int s0,
-                     int s1)
+                     int s1, int relu)
 {
     const __m512i sh = _mm512_set_epi32(24, 24, 24, 24, 16, 16, 16, 16, 8, 8, 8, 8, 0, 0, 0, 0);
     size_t t0 = p->slice_at[s0];
@@ -368,6 +368,8 @@ TGT static void spmv(const compress_panels *p, const float *bias, const float *x
             acc = p->compact ? steps_compact(acc, lo, hi, sh, &v, &ix, &mk, *st)
                              : steps_padded(acc, lo, hi, sh, &v, &ix, *st);
         }
+        if (relu) /* max returns its second operand for NaN: 0, as nn's relu */
+            acc = _mm512_max_ps(acc, _mm512_setzero_ps());
         _mm512_mask_storeu_ps(y + r0, m, acc);
     }
 }
@@ -385,7 +387,7 @@ TGT static void spmv(const compress_panels *p, const float *bias, const float *x
  * FMA); fp32's padded panels run at about the same speed, limited by their
  * 80 bytes a step instead. */
 TGT static void spmv_q8(const compress_panels *p, const float *bias, const float *x, float *y,
-                        int s0, int s1)
+                        int s0, int s1, int relu)
 {
     const __m512i sh = _mm512_set_epi32(24, 24, 24, 24, 16, 16, 16, 16, 8, 8, 8, 8, 0, 0, 0, 0);
     size_t t0 = p->slice_at[s0];
@@ -432,6 +434,8 @@ TGT static void spmv_q8(const compress_panels *p, const float *bias, const float
         __m512 acc = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
         __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + r0) : _mm512_setzero_ps();
         acc = _mm512_fmadd_ps(acc, _mm512_load_ps(p->scale + r0), b);
+        if (relu)
+            acc = _mm512_max_ps(acc, _mm512_setzero_ps());
         _mm512_mask_storeu_ps(y + r0, m, acc);
     }
 }
@@ -452,26 +456,27 @@ static int part_start(const compress_panels *p, int part, int nparts)
     return s;
 }
 
-void compress_panels_spmv_part(const compress_panels *p, const float *bias, const float *x,
-                               float *y, int part, int nparts)
+void compress_panels_spmv_part_relu(const compress_panels *p, const float *bias, const float *x,
+                                    float *y, int part, int nparts, int relu)
 {
     if (p->p8) {
-        compress_panels8_spmv_part(p->p8, bias, x, y, part, nparts);
+        compress_panels8_spmv_part(p->p8, bias, x, y, part, nparts, relu);
         return;
     }
     int s0 = part_start(p, part, nparts), s1 = part_start(p, part + 1, nparts);
     if (s0 < s1 && p->q8)
-        spmv_q8(p, bias, x, y, s0, s1);
+        spmv_q8(p, bias, x, y, s0, s1, relu);
     else if (s0 < s1)
-        spmv(p, bias, x, y, s0, s1);
+        spmv(p, bias, x, y, s0, s1, relu);
+}
+
+void compress_panels_spmv_part(const compress_panels *p, const float *bias, const float *x,
+                               float *y, int part, int nparts)
+{
+    compress_panels_spmv_part_relu(p, bias, x, y, part, nparts, 0);
 }
 
 void compress_panels_spmv(const compress_panels *p, const float *bias, const float *x, float *y)
 {
-    if (p->p8)
-        compress_panels8_spmv_part(p->p8, bias, x, y, 0, 1);
-    else if (p->q8)
-        spmv_q8(p, bias, x, y, 0, p->nslice);
-    else
-        spmv(p, bias, x, y, 0, p->nslice);
+    compress_panels_spmv_part_relu(p, bias, x, y, 0, 1, 0);
 }

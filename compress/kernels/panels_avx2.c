@@ -86,7 +86,11 @@ static size_t slice_steps(const compress_panels8_src *a, compress_panels8 *p, in
                 w = src_col(a, k[j]);
         if (w == UINT32_MAX)
             return t - base;
-        uint32_t w0 = p->cols >= 8 && w + 8 > (uint32_t)p->cols ? (uint32_t)p->cols - 8 : w;
+        /* fewer than 8 columns: the kernel reads a zero-padded copy of x of 8
+         * floats, so the window must start at 0 (starting at w read past it) */
+        uint32_t w0 = p->cols < 8                       ? 0
+                      : w + 8 > (uint32_t)p->cols ? (uint32_t)p->cols - 8
+                                                  : w;
         for (int j = 0; j < nr; j++) {
             if (k[j] >= end[j] || src_col(a, k[j]) >= w + 8)
                 continue;
@@ -151,12 +155,14 @@ TGT static inline __m256i rows_mask(int n)
 /* y[8s, 8s + 8) = acc (times the row scales for int8) + bias, rows past
  * the last left alone. */
 TGT static inline void finish(const compress_panels8 *p, int s, __m256 acc, const float *bias,
-                              float *y)
+                              float *y, int relu)
 {
     int r0 = s * 8, left = p->rows - r0;
     __m256i m = rows_mask(left);
     __m256 b = bias ? _mm256_maskload_ps(bias + r0, m) : _mm256_setzero_ps();
     acc = p->q8 ? _mm256_fmadd_ps(acc, _mm256_load_ps(p->scale + r0), b) : _mm256_add_ps(acc, b);
+    if (relu) /* max returns its second operand for NaN: 0, as nn's relu */
+        acc = _mm256_max_ps(acc, _mm256_setzero_ps());
     if (left >= 8)
         _mm256_storeu_ps(y + r0, acc);
     else
@@ -187,7 +193,7 @@ TGT static inline void finish(const compress_panels8 *p, int s, __m256 acc, cons
         }                                                                                      \
         for (; n > 0; n--, v += 8, ix += 2)                                                    \
             a0 = _mm256_fmadd_ps(WV(0), PICK(0), a0);                                          \
-        finish(p, s, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)), bias, y);    \
+        finish(p, s, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)), bias, y, relu); \
     }
 
 /* x itself, or (fewer than 8 columns) x copied into pad, zero-padded */
@@ -202,7 +208,7 @@ static inline const float *padded_x(const compress_panels8 *p, const float *x, f
 
 /* Slices [s0, s1) of y = A x + bias, fp32 values. */
 TGT static void spmv_f32(const compress_panels8 *p, const float *bias, const float *x0, float *y,
-                         int s0, int s1)
+                         int s0, int s1, int relu)
 {
     const __m256i sh = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21);
     float pad[8];
@@ -215,7 +221,7 @@ TGT static void spmv_f32(const compress_panels8 *p, const float *bias, const flo
 
 /* Slices [s0, s1) of y = scale * (Q x) + bias, int8 values. */
 TGT static void spmv_q8(const compress_panels8 *p, const float *bias, const float *x0, float *y,
-                        int s0, int s1)
+                        int s0, int s1, int relu)
 {
     const __m256i sh = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21);
     float pad[8];
@@ -250,11 +256,11 @@ static int part_start(const compress_panels8 *p, int part, int nparts)
 }
 
 void compress_panels8_spmv_part(const compress_panels8 *p, const float *bias, const float *x,
-                                float *y, int part, int nparts)
+                                float *y, int part, int nparts, int relu)
 {
     int s0 = part_start(p, part, nparts), s1 = part_start(p, part + 1, nparts);
     if (s0 < s1 && p->q8)
-        spmv_q8(p, bias, x, y, s0, s1);
+        spmv_q8(p, bias, x, y, s0, s1, relu);
     else if (s0 < s1)
-        spmv_f32(p, bias, x, y, s0, s1);
+        spmv_f32(p, bias, x, y, s0, s1, relu);
 }

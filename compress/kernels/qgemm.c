@@ -129,7 +129,13 @@ void qgemm_run_part(qgemm_isa isa, const qgemm_packed *w, const int8_t *x, int n
     else if (isa == QGEMM_AVX2)
         qgemm_avx2_part(w, x, n, ep, y, pb, pe);
     else
-        qgemm_scalar_part(w, x, n, ep, y, pb, pe);
+        qgemm_scalar_part(w, x, n, ep, y, pb, pe); /* (qgemm_store1 applies relu) */
+    if (ep->relu && ep->out_f32 && isa != QGEMM_SCALAR) { /* this part's rows, still in L1 */
+        int r0 = 16 * pb, r1 = 16 * pe < w->m ? 16 * pe : w->m;
+        for (int i = 0; i < n; i++)
+            for (float *v = (float *)y + (size_t)i * w->m + r0, *e = v + (r1 - r0); v < e; v++)
+                *v = *v > 0 ? *v : 0.0f;
+    }
 }
 
 void qgemm_run(qgemm_isa isa, const qgemm_packed *w, const int8_t *x, int n,

@@ -71,7 +71,7 @@ typedef struct {
     const csr_priv *p;
     const float *x;
     float *y;
-    int n;
+    int n, relu;
 } csr_job;
 
 static void csr_part(void *arg, int part, int nparts)
@@ -79,7 +79,7 @@ static void csr_part(void *arg, int part, int nparts)
     const csr_job *j = arg;
     const compress_csr *a = j->l->data;
     if (j->n == 1) {
-        compress_panels_spmv_part(j->p->panels, j->l->b, j->x, j->y, part, nparts);
+        compress_panels_spmv_part_relu(j->p->panels, j->l->b, j->x, j->y, part, nparts, j->relu);
         return;
     }
     int np = nparts < j->p->nscratch ? nparts : j->p->nscratch;
@@ -90,6 +90,8 @@ static void csr_part(void *arg, int part, int nparts)
     if (i0 < i1)
         compress_csr_matmul(a, j->l->b, j->x + (size_t)i0 * cols, j->y + (size_t)i0 * u, i1 - i0,
                             j->p->scratch + (size_t)part * cols * CSR_NB);
+    if (i0 < i1 && j->relu)
+        compress_relu_rows(j->y + (size_t)i0 * u, i1 - i0, (int)u, 0, (int)u);
 }
 
 void kcsr_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
@@ -97,16 +99,22 @@ void kcsr_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
     const compress_csr *a = l->data;
     csr_priv *p = l->priv;
     const int u = l->spec.units;
-    csr_job j = {.l = l, .p = p, .x = x, .y = y, .n = n};
+    csr_job j = {.l = l, .p = p, .x = x, .y = y, .n = n, .relu = c->relu};
+    /* 10 bytes a non-zero (the AVX2 panels; fp32 CSR reads 6-8) */
+    nn_team *t = a ? nn_team_for(c->team, 10.0 * a->nnz * n) : NULL;
     if (!a) {
         for (int i = 0; i < n; i++)
             memcpy(y + (size_t)i * u, l->b, (size_t)u * sizeof *y);
+        if (c->relu)
+            compress_relu_rows(y, n, u, 0, u);
     } else if (n == 1 && p && p->panels && p->src == a) {
-        nn_team_run(c->team, csr_part, &j);
-    } else if (n > 1 && p && p->scratch && nn_team_size(c->team) > 1) {
-        nn_team_run(c->team, csr_part, &j);
+        nn_team_run(t, csr_part, &j);
+    } else if (n > 1 && p && p->scratch && nn_team_size(t) > 1) {
+        nn_team_run(t, csr_part, &j);
     } else {
         compress_csr_matmul(a, l->b, x, y, n, p ? p->scratch : NULL);
+        if (c->relu)
+            compress_relu_rows(y, n, u, 0, u);
     }
 }
 
@@ -253,6 +261,7 @@ const nn_layer_ops compress_dense_csr_ops = {
     .release = kcsr_release,
     .forward = kcsr_forward,
     .threaded = 1,
+    .fuses_relu = 1,
     .backward = kcsr_backward,
     .macs = kcsr_macs,
     .format = "csr-fp32",

@@ -57,7 +57,7 @@ typedef struct {
     const compress_panels *panels;
     const float *x, *b;
     float *y;
-    int n;
+    int n, relu;
 } qcsr_job;
 
 /* The first row of part `part` of nparts. */
@@ -82,17 +82,21 @@ static void qcsr_part(void *arg, int part, int nparts)
     const qcsr_job *j = arg;
     const quant_csr *q = j->q;
     if (j->n == 1 && j->panels) {
-        compress_panels_spmv_part(j->panels, j->b, j->x, j->y, part, nparts);
+        compress_panels_spmv_part_relu(j->panels, j->b, j->x, j->y, part, nparts, j->relu);
         return;
     }
     if (j->n == 1) {
         int r0 = part ? qcsr_row_start(q, part, nparts) : 0, r1 = qcsr_row_start(q, part + 1, nparts);
         quant_csr_gemv_rows(q, j->x, j->b, j->y, r0, r1);
+        if (j->relu)
+            compress_relu_rows(j->y, 1, q->m, r0, r1);
         return;
     }
     int i0 = (int)((long)j->n * part / nparts), i1 = (int)((long)j->n * (part + 1) / nparts);
     if (i0 < i1)
         quant_csr_gemm(q, j->x + (size_t)i0 * q->k, i1 - i0, j->b, j->y + (size_t)i0 * q->m);
+    if (i0 < i1 && j->relu)
+        compress_relu_rows(j->y + (size_t)i0 * q->m, i1 - i0, q->m, 0, q->m);
 }
 
 static void qcsr_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
@@ -101,19 +105,25 @@ static void qcsr_forward(nn_layer *l, const float *x, float *y, int n, const nn_
     const qcsr_priv *p = l->priv;
     const int u = l->spec.units;
     if (q) {
-        qcsr_job j = {.q = q, .x = x, .b = l->b, .y = y, .n = n};
+        qcsr_job j = {.q = q, .x = x, .b = l->b, .y = y, .n = n, .relu = c->relu};
         if (n == 1 && p && p->panels && p->src == q)
             j.panels = p->panels;
-        if (nn_team_size(c->team) > 1)
-            nn_team_run(c->team, qcsr_part, &j);
-        else if (j.panels)
-            compress_panels_spmv(j.panels, l->b, x, y);
-        else
+        nn_team *t = nn_team_for(c->team, 4.0 * q->nnz * n); /* ~4 bytes a non-zero */
+        if (nn_team_size(t) > 1) {
+            nn_team_run(t, qcsr_part, &j);
+        } else if (j.panels) {
+            compress_panels_spmv_part_relu(j.panels, l->b, x, y, 0, 1, c->relu);
+        } else {
             quant_csr_gemm(q, x, n, l->b, y);
+            if (c->relu)
+                compress_relu_rows(y, n, u, 0, u);
+        }
         return;
     }
     for (int i = 0; i < n; i++)
         memcpy(y + (size_t)i * u, l->b, (size_t)u * sizeof *y);
+    if (c->relu)
+        compress_relu_rows(y, n, u, 0, u);
 }
 
 static double qcsr_macs(const nn_layer *l)
@@ -327,6 +337,7 @@ const nn_layer_ops compress_dense_csr_q8_ops = {
     .reserve = qcsr_reserve,
     .release = qcsr_release,
     .forward = qcsr_forward,
+    .fuses_relu = 1,
     .threaded = 1,
     .backward = compress_qbackward,
     .macs = qcsr_macs,

@@ -18,7 +18,7 @@ typedef struct {
     const float *x, *b;
     float *y;
     void *prep;
-    int n;
+    int n, relu;
 } q4_job;
 
 static void q4_part(void *arg, int part, int nparts)
@@ -29,6 +29,8 @@ static void q4_part(void *arg, int part, int nparts)
         quant_q4_gemm_prepped(j->q, j->prep, j->n, j->b, j->y, r0, r1);
     else
         quant_q4_gemm_rows(j->q, j->x, j->n, j->b, j->y, r0, r1);
+    if (j->relu)
+        compress_relu_rows(j->y, j->n, j->q->m, r0, r1);
 }
 
 static void q4_prep_part(void *arg, int part, int nparts)
@@ -57,15 +59,18 @@ static void q4_forward(nn_layer *l, const float *x, float *y, int n, const nn_ct
     if (!q) {
         for (int i = 0; i < n; i++)
             memcpy(y + (size_t)i * u, l->b, (size_t)u * sizeof *y);
+        if (c->relu)
+            compress_relu_rows(y, n, u, 0, u);
         return;
     }
-    q4_job j = {.q = q, .x = x, .b = l->b, .y = y, .n = n};
+    q4_job j = {.q = q, .x = x, .b = l->b, .y = y, .n = n, .relu = c->relu};
+    nn_team *t = nn_team_for(c->team, (double)q->m * q->nb * sizeof *q->blocks * n);
     /* the level is asked again: a test may force a lower one after reserve */
     if (n > 1 && l->priv && n <= l->max_batch && quant_q4_prep_bytes(q->k, n)) {
         j.prep = l->priv;
-        nn_team_run(c->team, q4_prep_part, &j);
+        nn_team_run(t, q4_prep_part, &j);
     }
-    nn_team_run(c->team, q4_part, &j);
+    nn_team_run(t, q4_part, &j);
 }
 
 static void q4_destroy(nn_layer *l)
@@ -193,6 +198,7 @@ const nn_layer_ops compress_dense_q4_ops = {
     .reserve = q4_reserve,
     .release = compress_qrelease,
     .forward = q4_forward,
+    .fuses_relu = 1,
     .threaded = 1,
     .backward = compress_qbackward,
     .macs = compress_qmacs,

@@ -139,15 +139,22 @@ static void q8_forward(nn_layer *l, const float *x, float *y, int n, const nn_ct
     q8_priv *p = l->priv;
     if (!q) {
         fill_bias(l, y, n);
+        if (c->relu)
+            compress_relu_rows(y, n, l->spec.units, 0, l->spec.units);
         return;
     }
     const quant_dense *d = q->d;
-    team_quantize(c->team, x, (size_t)n * d->k, d->in, p->xq);
+    nn_team *t = nn_team_for(c->team, (double)d->m * d->k * n);
+    team_quantize(t, x, (size_t)n * d->k, d->in, p->xq);
     if (q->out_s8) {
-        quant_dense_forward(d, p->isa, c->team, p->xq, n, p->yq);
-        team_dequantize(c->team, p->yq, (size_t)n * d->m, d->out, y);
+        quant_dense_forward(d, p->isa, t, p->xq, n, p->yq);
+        team_dequantize(t, p->yq, (size_t)n * d->m, d->out, y);
+        if (c->relu && !d->relu) /* (d->relu: clamped at the zero point, so >= 0 already) */
+            compress_relu_rows(y, n, d->m, 0, d->m);
     } else {
-        quant_dense_forward_f32(d, p->isa, c->team, p->xq, n, y);
+        qgemm_epi ep = quant_dense_epi_f32(d);
+        ep.relu = c->relu;
+        qgemm_team_run(t, p->isa, d->packed, p->xq, n, &ep, y);
     }
 }
 
@@ -158,17 +165,20 @@ static void dq8_forward(nn_layer *l, const float *x, float *y, int n, const nn_c
     q8_priv *p = l->priv;
     if (!q) {
         fill_bias(l, y, n);
+        if (c->relu)
+            compress_relu_rows(y, n, l->spec.units, 0, l->spec.units);
         return;
     }
     const quant_dense *d = q->d;
     size_t nx = (size_t)n * d->k;
+    nn_team *t = nn_team_for(c->team, (double)d->m * d->k * n);
     float lo = INFINITY, hi = -INFINITY;
-    kernels_minmax_team(c->team, x, nx, &lo, &hi);
+    kernels_minmax_team(t, x, nx, &lo, &hi);
     quant_params in = quant_params_asym(lo, hi, QUANT_S8);
-    team_quantize(c->team, x, nx, in, p->xq);
+    team_quantize(t, x, nx, in, p->xq);
     qgemm_epi ep = {.x_zero = in.zero, .out_f32 = 1, .w_scale = d->w_scale, .x_scale = in.scale,
-                    .fbias = l->b};
-    qgemm_team_run(c->team, p->isa, d->packed, p->xq, n, &ep, y);
+                    .fbias = l->b, .relu = c->relu};
+    qgemm_team_run(t, p->isa, d->packed, p->xq, n, &ep, y);
 }
 
 /* ---- payload ----------------------------------------------------------------
@@ -305,6 +315,7 @@ const nn_layer_ops compress_dense_q8_ops = {
     .reserve = q8_reserve,
     .release = compress_qrelease,
     .forward = q8_forward,
+    .fuses_relu = 1,
     .threaded = 1,
     .backward = compress_qbackward,
     .macs = compress_qmacs,
@@ -325,6 +336,7 @@ const nn_layer_ops compress_dense_dq8_ops = {
     .reserve = q8_reserve,
     .release = compress_qrelease,
     .forward = dq8_forward,
+    .fuses_relu = 1,
     .threaded = 1,
     .backward = compress_qbackward,
     .macs = compress_qmacs,

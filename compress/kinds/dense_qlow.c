@@ -38,7 +38,8 @@ static void ql_forward(nn_layer *l, const float *x, float *y, int n, const nn_ct
         return;
     }
     ql_job j = {.q = q, .x = x, .b = l->b, .y = y, .n = n};
-    nn_team_run(c->team, ql_part, &j);
+    double bytes = (double)q->m * q->nb * (2 + QUANT_QL_CODE_BYTES(q->bits)) * n;
+    nn_team_run(nn_team_for(c->team, bytes), ql_part, &j);
 }
 
 static void ql_destroy(nn_layer *l)

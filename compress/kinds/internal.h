@@ -17,6 +17,16 @@ void compress_qrelease(nn_layer *l); /* kd_free(l->priv) */
 /* dense_csr's runtime (l->data a compress_csr, the bias flat), shared with
  * dense_csr_shared, whose layers are such a CSR whose values come from a
  * small codebook and differ only in how they are stored (dense_csr.c). */
+/* The fused ReLU (nn_ctx.relu, ops->fuses_relu) on what one part wrote:
+ * y[i * m + r] = y > 0 ? y : 0 (NaN -> 0, as nn's relu) for samples
+ * [0, n) and rows [r0, r1). */
+static inline void compress_relu_rows(float *y, int n, int m, int r0, int r1)
+{
+    for (int i = 0; i < n; i++)
+        for (float *v = y + (size_t)i * m + r0, *e = v + (r1 - r0); v < e; v++)
+            *v = *v > 0 ? *v : 0.0f;
+}
+
 int kcsr_setup(nn_layer *l, kd_err *e);
 int kcsr_reserve(nn_layer *l, int max_batch, kd_err *e);
 void kcsr_release(nn_layer *l);

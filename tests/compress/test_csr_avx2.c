@@ -29,6 +29,7 @@ static const cshape cshapes[] = {
     {1, 1, 1.0},    {1, 1, 0.0},     {3, 5, 0.0},      {9, 17, 0.3},    {8, 8, 1.0},
     {1, 1200, 0.1}, {1200, 1, 0.5},  {33, 300, 0.1},   {17, 256, 0.5},  {5, 257, 0.9},
     {40, 37, 1.0},  {23, 1400, 0.002}, {2, 70000, 0.002}, {121, 784, 0.1},
+    {11, 5, 0.7}, /* fewer than 8 columns, non-zeros past column 0 (ASan: no read past x) */
 };
 #define NSHAPES ((int)(sizeof cshapes / sizeof cshapes[0]))
 static const int batches[] = {1, 2, 7, 16, 33, 64};

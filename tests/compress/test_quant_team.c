@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../../compress/compress.h"
 #include "../../compress/kernels/kernels.h"
 #include "../kdtest.h"
 
@@ -108,6 +109,129 @@ START_TEST(test_team_dense)
 }
 END_TEST
 
+/* A layer splits a batch-1 forward across the team only when it reads
+ * enough bytes to pay the hand-off (nn_team_for): the 400-to-10 output
+ * layer of every threaded kind runs on the caller, the 600-to-400 layer is
+ * split (dense_csr: where it has panels), and both give what the caller
+ * alone gives, bit for bit.  Before nn_team_for the output layer was split
+ * too (jobs counted 1). */
+/* The 600-400-relu-10 MLP (seed 5) and its int8, int4, int8-dyn and
+ * 50%-pruned csr-fp32 variants in v[0..3], calibrated on *calib (made here,
+ * 32 samples; the caller frees it and the models). */
+static nn_model *team_variants(nn_model **v, data_set *calib)
+{
+    const nn_layer_spec mlp[] = {{.kind = NN_DENSE, .units = 400}, {.kind = NN_RELU},
+                                 {.kind = NN_DENSE, .units = 10}};
+    kd_err e = {0};
+    nn_model *m = nn_model_new((nn_shape){600, 1, 1}, mlp, 3, NULL, &e);
+    ck_assert_msg(m != NULL, "%s", e.msg);
+    nn_model_init(m, 5);
+    *calib = (data_set){.n = 32, .shape = {600, 1, 1}, .nclasses = 10};
+    calib->xf = kd_malloc(sizeof(float) * 32 * 600);
+    nn_rng r = nn_rng_stream(6, NN_STREAM_TEST);
+    for (int i = 0; i < 32 * 600; i++)
+        calib->xf[i] = nn_rng_normal(&r);
+    const compress_qmode modes[3] = {COMPRESS_Q_STATIC8, COMPRESS_Q_INT4, COMPRESS_Q_DYNAMIC8};
+    for (int i = 0; i < 3; i++) {
+        compress_quant_spec qs = {.mode = modes[i], .per_channel = 1, .calib_batches = 1};
+        v[i] = compress_quantize(m, &qs, calib, &e);
+        ck_assert_msg(v[i] != NULL, "%s", e.msg);
+    }
+    compress_prune_spec ps = {.scope = COMPRESS_LAYERWISE, .sparsity = 0.5f};
+    compress_sparse_opts all = {.policy = COMPRESS_SPARSE_ALWAYS};
+    ck_assert_int_eq(compress_prune_magnitude(m, &ps, NULL, &e), KD_OK);
+    v[3] = compress_to_sparse(m, &all, NULL, &e);
+    ck_assert_msg(v[3] != NULL, "%s", e.msg);
+    return m;
+}
+
+START_TEST(test_team_small_layers_alone)
+{
+    KDT_ISA_BEGIN(_i);
+    kd_err e = {0};
+    data_set calib;
+    nn_model *v[4] = {0}, *m = team_variants(v, &calib);
+    nn_team *t = nn_team_new(2, &e);
+    ck_assert_msg(t != NULL, "%s", e.msg);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(nn_model_reserve(v[i], 1, &e), KD_OK);
+        nn_ctx alone = {.train = 0}, team = {.train = 0, .team = t};
+        nn_model_forward(v[i], calib.xf, 1, &alone); /* activations of the layers' inputs */
+        for (int li = 0; li < 3; li += 2) {
+            nn_layer *l = &v[i]->layers[li];
+            ck_assert(l->ops->threaded);
+            float want[400], got[400];
+            l->ops->forward(l, v[i]->act[li], want, 1, &alone);
+            unsigned long before = nn_team_jobs(t);
+            l->ops->forward(l, v[i]->act[li], got, 1, &team);
+            /* (dense_csr splits batch 1 only through its panels: none on scalar) */
+            int split = li == 0 && (i < 3 || compress_panels_supported());
+            ck_assert_msg(nn_team_jobs(t) - before == (split ? 1u : 0u),
+                          "%s layer %d: %lu team jobs", l->ops->name, li,
+                          nn_team_jobs(t) - before);
+            ck_assert(memcmp(want, got, (size_t)l->spec.units * sizeof *got) == 0);
+        }
+    }
+    nn_team_free(t);
+    for (int i = 0; i < 4; i++)
+        nn_model_free(v[i]);
+    nn_model_free(m);
+    data_set_free(&calib);
+}
+END_TEST
+
+/* The fused ReLU (nn_ctx.relu, ops->fuses_relu): every threaded kind's
+ * forward with relu set equals its forward without, then nn's relu, bit for
+ * bit, on the caller alone and split over a team, at batch 1 and 5 (both
+ * layers: with and without the int8 clamp); and nn_model_forward, which
+ * folds the relu layer in, equals running the three layers one by one. */
+START_TEST(test_team_fused_relu)
+{
+    KDT_ISA_BEGIN(_i);
+    kd_err e = {0};
+    data_set calib;
+    nn_model *v[4] = {0}, *m = team_variants(v, &calib);
+    nn_team *t = nn_team_new(2, &e);
+    ck_assert_msg(t != NULL, "%s", e.msg);
+    enum { NB = 5 };
+    static float want[NB * 400], got[NB * 400], a1[NB * 400], ref[NB * 10];
+    for (int i = 0; i < 4; i++) {
+        ck_assert_msg(v[i]->layers[0].ops->fuses_relu, "%s", v[i]->layers[0].ops->name);
+        ck_assert_int_eq(nn_model_reserve(v[i], NB, &e), KD_OK);
+        for (int n = 1; n <= NB; n += NB - 1)
+            for (int ti = 0; ti < 2; ti++)
+                for (int li = 0; li < 3; li += 2) {
+                    nn_layer *l = &v[i]->layers[li];
+                    nn_ctx plain = {.team = ti ? t : NULL}, fused = plain;
+                    fused.relu = 1;
+                    const float *x = li == 0 ? calib.xf : a1;
+                    size_t ny = (size_t)n * l->spec.units;
+                    l->ops->forward(l, x, want, n, &plain);
+                    for (size_t k = 0; k < ny; k++)
+                        want[k] = want[k] > 0 ? want[k] : 0.0f;
+                    l->ops->forward(l, x, got, n, &fused);
+                    ck_assert_msg(memcmp(want, got, ny * sizeof *got) == 0,
+                                  "%s layer %d batch %d team %d", l->ops->name, li, n, ti);
+                    if (li == 0)
+                        memcpy(a1, want, ny * sizeof *a1);
+                }
+        /* the whole model: the relu layer folded in, against one by one */
+        nn_ctx c = {.team = t};
+        for (int li = 0; li < 3; li++) {
+            nn_layer *l = &v[i]->layers[li];
+            l->ops->forward(l, li == 0 ? calib.xf : a1, li == 2 ? ref : a1, NB, &c);
+        }
+        const float *y = nn_model_forward(v[i], calib.xf, NB, &c);
+        ck_assert_msg(memcmp(ref, y, sizeof ref) == 0, "%s model", v[i]->layers[0].ops->name);
+    }
+    nn_team_free(t);
+    for (int i = 0; i < 4; i++)
+        nn_model_free(v[i]);
+    nn_model_free(m);
+    data_set_free(&calib);
+}
+END_TEST
+
 Suite *suite_compress_qgemm_team(void)
 {
     Suite *s = suite_create("compress_qgemm_team");
@@ -115,6 +239,8 @@ Suite *suite_compress_qgemm_team(void)
     tcase_add_test(tc, test_team_vs_ref);
     tcase_add_test(tc, test_team_wakes_sleepers);
     KDT_ISA_LOOP(tc, test_team_dense);
+    KDT_ISA_LOOP(tc, test_team_small_layers_alone);
+    KDT_ISA_LOOP(tc, test_team_fused_relu);
     suite_add_tcase(s, tc);
     return s;
 }
