@@ -38,6 +38,19 @@ typedef struct {
 } pl_job;
 enum { PL_JOB_TODO, PL_JOB_RUNNING, PL_JOB_DONE };
 
+/* timeline.c: when a rank did what (wall-clock seconds, 0: not yet). */
+typedef struct {
+    double start, data, teacher; /* the process began, its data loaded, its teacher in hand */
+    double busy, first, last;    /* its jobs: seconds in them, the first start, the last end */
+    int njobs;
+} pl_rank_times;
+typedef struct {
+    double origin;         /* rank 0's process start */
+    double phase0, phase1; /* rank 0: the MPI job phase began, ended */
+    pl_rank_times *ranks;  /* [nranks] on rank 0 (owned) */
+    int nranks;
+} pl_timeline;
+
 /* Everything one run holds; lives on pipeline_run's stack. */
 typedef struct {
     const exp_spec *spec;
@@ -74,6 +87,7 @@ typedef struct {
     int workers_waiting; /* rank 0: the other ranks wait for jobs or the end */
     int dp_sent;         /* rank 0: the data-parallel teacher's state was broadcast */
     int workers_gone;    /* rank 0: the other ranks were told the run failed */
+    pl_timeline tl;      /* rank 0 */
 } run_ctx;
 
 /* dir/name into buf.  Cannot truncate: pl_open_run_dir bounds dir, and
@@ -180,6 +194,18 @@ int pl_spread_worker(const exp_spec *spec, const pipeline_opts *o, kd_err *e);
 /* Rank 0, when the run fails before or after the jobs: tells the other ranks
  * to stop with rc (0 after a run that went well). */
 void pl_spread_stop(run_ctx *r, int rc);
+
+/* ---- timeline.c: "timeline" lines in run.log ---- */
+double pl_wall(void);       /* CLOCK_REALTIME, seconds */
+double pl_proc_start(void); /* when this process was started, on pl_wall's clock */
+/* "timeline +T s [rank k] what", T from r->tl.origin. */
+void pl_tl_mark(run_ctx *r, int rank, double wall, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Rank k's start, data and teacher marks (once per rank); a job it ran. */
+void pl_tl_setup(run_ctx *r, int k, const pl_rank_times *t);
+void pl_tl_job(run_ctx *r, int k, int job, double start, double secs);
+/* Rank 0 at the end (end: pl_wall()): the run's time against the ideal. */
+void pl_tl_summary(run_ctx *r, double end);
 
 /* ---- dp.c: data-parallel teacher training ---- */
 /* h's shard and reduce for this rank of d (ctx: kd_free after training);

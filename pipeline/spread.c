@@ -167,6 +167,11 @@ static void deliver(spread *s, int rank, const uint8_t *p, size_t n)
     if (!bad && rd.ok && loglen <= rd.len - rd.pos)
         log_lines(r, rank, (const char *)rd.p + rd.pos, (size_t)loglen);
     rd.pos += rd.ok && loglen <= rd.len - rd.pos ? (size_t)loglen : 0;
+    double times[5] = {0}; /* secs, job start, start, data, teacher (timeline.c) */
+    if (rd.ok && !bad)
+        kd_rd_get(&rd, times, sizeof times);
+    bad |= !rd.ok;
+    const double secs = times[0];
     if (bad && !s->err.code) {
         s->err = fe.code ? fe : je;
         if (!fe.code)
@@ -175,9 +180,11 @@ static void deliver(spread *s, int rank, const uint8_t *p, size_t n)
         s->err = je;
         s->failed_rank = rank;
     }
-    double secs = 0;
-    if (rd.ok && !bad)
-        kd_rd_get(&rd, &secs, sizeof secs);
+    if (j && !bad) {
+        pl_tl_setup(r, rank, &(pl_rank_times){.start = times[2], .data = times[3],
+                                              .teacher = times[4]});
+        pl_tl_job(r, rank, job, times[1], secs);
+    }
     if (j && rc == KD_OK && !bad) { /* what the hand-out and the way back cost */
         double round = kd_now() - j->t0;
         kd_logf(&r->log, "[job %d/%d] done on rank %d: %.2f s there, %.2f s handed out to "
@@ -357,12 +364,16 @@ int pl_spread_jobs(run_ctx *r, int rc, kd_err *e)
         pthread_mutex_init(&s.mu, NULL);
         pthread_cond_init(&s.cv, NULL);
         double t0 = kd_now();
+        r->tl.phase0 = pl_wall();
+        pl_tl_mark(r, 0, r->tl.phase0, "teacher sent; the job phase begins");
         if (pthread_create(&helper, NULL, coordinate, &s) != 0) {
             rc = kd_err_set(e, KD_ERUNTIME, "cannot start the MPI helper thread");
         } else {
             run_local(&s, &w);
             pthread_join(helper, NULL);
         }
+        r->tl.phase1 = pl_wall();
+        pl_tl_mark(r, 0, r->tl.phase1, "the job phase ends");
         pthread_cond_destroy(&s.cv);
         pthread_mutex_destroy(&s.mu);
         if (rc == KD_OK && s.err.code) {
