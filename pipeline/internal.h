@@ -88,6 +88,11 @@ typedef struct {
     int dp_sent;         /* rank 0: the data-parallel teacher's state was broadcast */
     int workers_gone;    /* rank 0: the other ranks were told the run failed */
     pl_timeline tl;      /* rank 0 */
+    struct {             /* the teacher's row, not yet measured (teacher_stage.c) */
+        char path[PL_PATH];
+        double train_s;
+        int epochs, pending;
+    } trow;
 } run_ctx;
 
 /* dir/name into buf.  Cannot truncate: pl_open_run_dir bounds dir, and
@@ -226,6 +231,9 @@ void pl_dp_abort(run_ctx *r, const kd_err *e);
 
 /* The stages. */
 int pl_stage_teacher(run_ctx *r, kd_err *e);
+/* The teacher's row (measured), when pl_stage_teacher left it for later (on
+ * MPI ranks); else KD_OK at once. */
+int pl_stage_teacher_row(run_ctx *r, kd_err *e);
 int pl_stage_students(run_ctx *r, kd_err *e);
 int pl_stage_compress(run_ctx *r, kd_err *e);
 /* serve.loadtest: serving.json/.csv (serving_stage.c); after results.json. */

@@ -258,6 +258,8 @@ int pipeline_run(const exp_spec *spec, const pipeline_opts *o, kd_err *e)
     if (rc != KD_OK) /* ranks waiting to train the teacher with this one are told */
         pl_dp_fail(&r, rc);
     rc = pl_spread_jobs(&r, rc, e); /* MPI: every job on whichever rank is free */
+    if (rc == KD_OK) /* on MPI ranks measured in the job phase, unless it did not run */
+        rc = pl_stage_teacher_row(&r, e);
     if (rc == KD_OK && spec->nstudents && (rc = pl_cancelled(&r, e)) == KD_OK)
         rc = pl_stage_students(&r, e);
     if (rc == KD_OK && (spec->nvariants || spec->sensitivity.on) &&

@@ -369,6 +369,15 @@ int pl_spread_jobs(run_ctx *r, int rc, kd_err *e)
         if (pthread_create(&helper, NULL, coordinate, &s) != 0) {
             rc = kd_err_set(e, KD_ERUNTIME, "cannot start the MPI helper thread");
         } else {
+            /* the teacher measured here while the other ranks start on jobs */
+            kd_err te = {0};
+            if (pl_stage_teacher_row(r, &te) != KD_OK) {
+                pthread_mutex_lock(&s.mu);
+                if (!s.err.code)
+                    s.err = te;
+                pthread_cond_broadcast(&s.cv);
+                pthread_mutex_unlock(&s.mu);
+            }
             run_local(&s, &w);
             pthread_join(helper, NULL);
         }
