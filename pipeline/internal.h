@@ -24,6 +24,13 @@ typedef struct {
 /* One job an MPI run hands to a rank (jobs.c): a student in one mode with
  * one seed, a compress variant with one seed, or the sensitivity sweep. */
 typedef enum { PL_JOB_STUDENT, PL_JOB_VARIANT, PL_JOB_SENSITIVITY } pl_job_kind;
+/* What a job found that rank 0 would otherwise work out again after the jobs:
+ * its model's test accuracy (a student; a variant's later seed), a
+ * student's training seconds and epochs.  ok: filled. */
+typedef struct {
+    double acc, train_s;
+    int epochs, ok;
+} pl_job_outcome;
 typedef struct {
     pl_job_kind kind;
     int index, mode, k; /* student or variant index; student mode (0 scratch); seed index */
@@ -34,6 +41,7 @@ typedef struct {
     int ncurves;
     measure_result mr;  /* a first seed's model, measured where it was made */
     int measured;
+    pl_job_outcome out; /* sent back with it */
     double t0;          /* when rank 0 handed it out */
 } pl_job;
 enum { PL_JOB_TODO, PL_JOB_RUNNING, PL_JOB_DONE };
@@ -170,17 +178,21 @@ int pl_job_measured(const run_ctx *r, pl_job_kind kind, int index, int mode, mea
 /* The job's files relative to the run directory: own = what it writes,
  * else what it reads (its dependency's model).  Returns how many (<= 3). */
 int pl_job_files(const run_ctx *r, const pl_job *j, int own, char names[][PL_PATH / 2]);
-/* Runs one job in r (a worker's context). */
-int pl_job_run(run_ctx *r, const pl_job *j, kd_err *e);
+/* Runs one job in r (a worker's context); *out filled where the job knows it. */
+int pl_job_run(run_ctx *r, const pl_job *j, pl_job_outcome *out, kd_err *e);
+/* A delivered job's outcome (*o): 1, or 0 when there is none (the stage
+ * works it out itself, as one process does). */
+int pl_job_outcome_of(const run_ctx *r, pl_job_kind kind, int index, int mode, int k,
+                      pl_job_outcome *o);
 /* A short name: "small/kd seed 2", "prune90 seed 1", "sensitivity". */
 void pl_job_name(const run_ctx *r, const pl_job *j, char *buf, size_t n);
-/* A delivered variant's curves appended to the run's (metrics.jsonl order
- * as in one process); 0 or KD_ENOMEM. */
-int pl_job_take_curves(run_ctx *r, pl_job_kind kind, int index, int k, kd_err *e);
+/* A delivered job's curves appended to the run's (metrics.jsonl order as in
+ * one process); 0 or KD_ENOMEM. */
+int pl_job_take_curves(run_ctx *r, pl_job_kind kind, int index, int mode, int k, kd_err *e);
 
 /* Per-job entry points (students.c, compress_stage.c). */
-int pl_student_job(run_ctx *r, int index, int mode, int k, kd_err *e);
-int pl_variant_job(run_ctx *r, int index, int k, kd_err *e);
+int pl_student_job(run_ctx *r, int index, int mode, int k, pl_job_outcome *out, kd_err *e);
+int pl_variant_job(run_ctx *r, int index, int k, pl_job_outcome *out, kd_err *e);
 int pl_sensitivity_job(run_ctx *r, kd_err *e);
 /* compressed/<name with '/' as '_'>[-seed<N>].kdm, relative to the run dir */
 void pl_variant_file(const cfg_variant *v, int k, char *buf, size_t n);

@@ -126,13 +126,24 @@ int pl_job_files(const run_ctx *r, const pl_job *j, int own, char names[][PL_PAT
     return 1;
 }
 
-int pl_job_run(run_ctx *r, const pl_job *j, kd_err *e)
+int pl_job_run(run_ctx *r, const pl_job *j, pl_job_outcome *out, kd_err *e)
 {
+    *out = (pl_job_outcome){0};
     if (j->kind == PL_JOB_STUDENT)
-        return pl_student_job(r, j->index, j->mode, j->k, e);
+        return pl_student_job(r, j->index, j->mode, j->k, out, e);
     if (j->kind == PL_JOB_VARIANT)
-        return pl_variant_job(r, j->index, j->k, e);
+        return pl_variant_job(r, j->index, j->k, out, e);
     return pl_sensitivity_job(r, e);
+}
+
+int pl_job_outcome_of(const run_ctx *r, pl_job_kind kind, int index, int mode, int k,
+                      pl_job_outcome *o)
+{
+    int i = r->jobs ? find(r, kind, index, mode, k) : -1;
+    if (i < 0 || r->jobs[i].state != PL_JOB_DONE || r->jobs[i].rank < 0 || !r->jobs[i].out.ok)
+        return 0;
+    *o = r->jobs[i].out;
+    return 1;
 }
 
 void pl_job_name(const run_ctx *r, const pl_job *j, char *buf, size_t n)
@@ -149,9 +160,9 @@ void pl_job_name(const run_ctx *r, const pl_job *j, char *buf, size_t n)
     }
 }
 
-int pl_job_take_curves(run_ctx *r, pl_job_kind kind, int index, int k, kd_err *e)
+int pl_job_take_curves(run_ctx *r, pl_job_kind kind, int index, int mode, int k, kd_err *e)
 {
-    int i = r->jobs ? find(r, kind, index, 0, k) : -1;
+    int i = r->jobs ? find(r, kind, index, mode, k) : -1;
     if (i < 0)
         return KD_OK;
     pl_job *j = &r->jobs[i];

@@ -158,10 +158,21 @@ static void deliver(spread *s, int rank, const uint8_t *p, size_t n)
         bad = pl_unpack_files(&rd, r->dir, nfiles, &fe) != KD_OK;
     pthread_mutex_lock(&s->mu);
     pl_job *j = bad ? NULL : &r->jobs[job];
-    if (j && rc == KD_OK && read_curves(&rd, j) != KD_OK)
+    /* a failed job's curves and figures are read past (its log lines matter) */
+    pl_job failed = {0}, *into = j && rc == KD_OK ? j : &failed;
+    if (j && read_curves(&rd, into) != KD_OK)
         bad = 1;
-    if (j && rc == KD_OK && !bad && (j->measured = (int)kd_rd_u32(&rd)) != 0)
-        kd_rd_get(&rd, &j->mr, sizeof j->mr);
+    if (j && !bad && (into->measured = (int)kd_rd_u32(&rd)) != 0)
+        kd_rd_get(&rd, &into->mr, sizeof into->mr);
+    if (j && !bad) {
+        into->out.ok = (int)kd_rd_u32(&rd);
+        into->out.epochs = (int)kd_rd_u32(&rd);
+        kd_rd_get(&rd, &into->out.acc, sizeof into->out.acc);
+        kd_rd_get(&rd, &into->out.train_s, sizeof into->out.train_s);
+    }
+    for (int c = 0; c < failed.ncurves; c++)
+        kd_free(failed.curves[c].hist);
+    kd_free(failed.curves);
     bad |= !rd.ok;
     uint64_t loglen = rd.ok ? kd_rd_u64(&rd) : 0;
     if (!bad && rd.ok && loglen <= rd.len - rd.pos)

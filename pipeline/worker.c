@@ -161,9 +161,11 @@ int pl_unpack_files(kd_rd *rd, const char *dir, int count, kd_err *e)
 }
 
 /* ---- one job -------------------------------------------------------------------- */
-/* The result message: job, status and error, own files, curves, log text. */
+/* The result message: job, status and error, own files, curves, measurement,
+ * outcome, log text. */
 static void pack_result(pl_worker *w, const pl_job *j, int job, int rc, const kd_err *e,
-                        const measure_result *mr, const char *log, size_t loglen, kd_buf *b)
+                        const measure_result *mr, const pl_job_outcome *o, const char *log,
+                        size_t loglen, kd_buf *b)
 {
     run_ctx *r = &w->r;
     kd_buf_u32(b, (uint32_t)job);
@@ -205,6 +207,10 @@ static void pack_result(pl_worker *w, const pl_job *j, int job, int rc, const kd
     kd_buf_u32(b, mr != NULL);
     if (mr)
         kd_buf_put(b, mr, sizeof *mr);
+    kd_buf_u32(b, (uint32_t)o->ok);
+    kd_buf_u32(b, (uint32_t)o->epochs);
+    kd_buf_put(b, &o->acc, sizeof o->acc);
+    kd_buf_put(b, &o->train_s, sizeof o->train_s);
     kd_buf_u64(b, loglen);
     kd_buf_put(b, log, loglen);
 }
@@ -236,8 +242,9 @@ int pl_worker_run(pl_worker *w, const run_ctx *plan, int job, int resume, kd_buf
         e = w->failed;
         rc = e.code;
     }
+    pl_job_outcome jo = {0};
     if (rc == KD_OK)
-        rc = pl_job_run(r, j, &e);
+        rc = pl_job_run(r, j, &jo, &e);
     /* a first seed's model is measured here too, so rank 0 does not measure
      * every model one after another */
     measure_result mr, *pm = NULL;
@@ -247,7 +254,7 @@ int pl_worker_run(pl_worker *w, const run_ctx *plan, int job, int resume, kd_buf
     if (r->log.file)
         fclose(r->log.file);
     r->log.file = NULL;
-    pack_result(w, j, job, rc, &e, pm, log ? log : "", log ? loglen : 0, out);
+    pack_result(w, j, job, rc, &e, pm, &jo, log ? log : "", log ? loglen : 0, out);
     free(log);
     /* the timeline: how long the job took here, when it began, this rank's setup */
     const double times[] = {kd_now() - t0, wall0, w->t.start, w->t.data, w->t.teacher};

@@ -6,6 +6,7 @@
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "../../data/data.h"
@@ -69,6 +70,19 @@ static void same_curves(const char *a_dir, const char *b_dir)
     ck_assert_int_gt(n, 8);
     fclose(fa);
     fclose(fb);
+}
+
+/* Every line of log holding what is a worker's line ("[rank N] ..."). */
+static int only_on_ranks(const char *log, const char *what)
+{
+    for (const char *p = log; (p = strstr(p, what)); p += strlen(what)) {
+        const char *bol = p;
+        while (bol > log && bol[-1] != '\n')
+            bol--;
+        if (strncmp(bol, "[rank ", 6) != 0)
+            return 0;
+    }
+    return 1;
 }
 
 static void run(const exp_spec *s, const char *out, dist_comm *d)
@@ -151,6 +165,20 @@ START_TEST(two_ranks_write_what_one_writes)
     ck_assert_msg(strstr((char *)log, "[rank 1] "), "no line from rank 1 in run.log");
     ck_assert(strstr((char *)log, "MPI: 2 ranks"));
     ck_assert_msg(strstr((char *)log, "done on rank 1: "), "no per-job cost line for rank 1");
+    /* rank 0 does not redo what the jobs did: the teacher's (and the
+     * assistant's) logits are computed on the ranks that train, and every
+     * seed's accuracy comes back with its job */
+    ck_assert_msg(only_on_ranks((char *)log, "distillation: the teacher's logits"),
+                  "rank 0 computed the teacher's logits after the jobs");
+    ck_assert_msg(only_on_ranks((char *)log, "(a teacher assistant); its logits computed"),
+                  "rank 0 computed the assistant's logits after the jobs");
+    ck_assert_msg(strstr((char *)log, "distillation: the teacher's logits"), "no logits line");
+    /* the timeline: each rank's setup and jobs, and the summary */
+    ck_assert_msg(strstr((char *)log, "[rank 1] data loaded") &&
+                  strstr((char *)log, "[rank 1] teacher in hand") &&
+                  strstr((char *)log, "[rank 1] job ") && strstr((char *)log, "[rank 0] job "),
+                  "no timeline lines for both ranks");
+    ck_assert_msg(strstr((char *)log, "timeline summary: ideal"), "no timeline summary");
     kd_free(log);
 }
 END_TEST
