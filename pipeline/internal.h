@@ -43,6 +43,7 @@ typedef struct {
     int measured;
     pl_job_outcome out; /* sent back with it */
     double t0;          /* when rank 0 handed it out */
+    double prio;        /* its estimated cost plus its longest chain of dependants */
 } pl_job;
 enum { PL_JOB_TODO, PL_JOB_RUNNING, PL_JOB_DONE };
 
@@ -165,8 +166,9 @@ void pl_stage_rework(run_ctx *r, double work);
 double pl_stage_measure_work(const run_ctx *r, const nn_model *m);
 
 /* ---- jobs (jobs.c): the run cut into independent jobs for MPI ranks ---- */
-/* The jobs of spec in dependency order (students, variants, sensitivity);
- * 0 or KD_ENOMEM. */
+/* The jobs of spec in dependency order (students, variants, sensitivity),
+ * each with its priority from the stages' cost estimates when r has them
+ * (rank 0); 0 or KD_ENOMEM. */
 int pl_jobs_plan(run_ctx *r, kd_err *e);
 void pl_jobs_free(run_ctx *r);
 /* The rank that ran this job and sent its files back (its files are in the

@@ -36,6 +36,23 @@ static void add(run_ctx *r, pl_job_kind kind, int index, int mode, int k, int de
                                  .rank = -1};
 }
 
+/* Each job's priority: its estimated cost (the stages' weight: MACs of its
+ * training and measurement) plus the costliest chain of jobs that wait for
+ * it.  Handing out the highest first starts long chains and long jobs early,
+ * so the ranks do not wait on one long job at the end.  The weights are the
+ * stages' list: the teacher, then the jobs in this order. */
+static void prioritise(run_ctx *r)
+{
+    if (r->njobs < r->npj + 1)
+        return; /* a worker's plan: no weights, no hand-out */
+    for (int i = r->npj - 1; i >= 0; i--) { /* dependants come after their source */
+        pl_job *j = &r->jobs[i];
+        j->prio += r->job_work[i + 1];
+        if (j->dep >= 0 && j->prio > r->jobs[j->dep].prio)
+            r->jobs[j->dep].prio = j->prio; /* the longest chain below it, so far */
+    }
+}
+
 int pl_jobs_plan(run_ctx *r, kd_err *e)
 {
     const exp_spec *s = r->spec;
@@ -65,6 +82,7 @@ int pl_jobs_plan(run_ctx *r, kd_err *e)
         add(r, PL_JOB_SENSITIVITY, 0, 0, 0,
             source_job(r, t->source_kind, t->source_student, t->source_scratch));
     }
+    prioritise(r);
     return KD_OK;
 }
 

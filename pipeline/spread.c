@@ -37,16 +37,19 @@ static int stopping(const spread *s)
     return s->err.code != KD_OK || (s->r->o->cancel && *s->r->o->cancel);
 }
 
+/* The ready job of highest priority (jobs.c), the first in the list on a tie. */
 static int next_ready(const spread *s)
 {
     if (stopping(s))
         return -1;
     const run_ctx *r = s->r;
+    int best = -1;
     for (int i = 0; i < r->npj; i++)
         if (r->jobs[i].state == PL_JOB_TODO &&
-            (r->jobs[i].dep < 0 || r->jobs[r->jobs[i].dep].state == PL_JOB_DONE))
-            return i;
-    return -1;
+            (r->jobs[i].dep < 0 || r->jobs[r->jobs[i].dep].state == PL_JOB_DONE) &&
+            (best < 0 || r->jobs[i].prio > r->jobs[best].prio))
+            best = i;
+    return best;
 }
 
 static int phase_over(const spread *s)
