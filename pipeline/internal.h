@@ -56,6 +56,7 @@ typedef struct {
 typedef struct {
     double origin;         /* rank 0's process start */
     double phase0, phase1; /* rank 0: the MPI job phase began, ended */
+    double teacher_row;    /* rank 0: seconds measuring the teacher in the phase */
     pl_rank_times *ranks;  /* [nranks] on rank 0 (owned) */
     int nranks;
 } pl_timeline;

@@ -385,7 +385,10 @@ int pl_spread_jobs(run_ctx *r, int rc, kd_err *e)
         } else {
             /* the teacher measured here while the other ranks start on jobs */
             kd_err te = {0};
-            if (pl_stage_teacher_row(r, &te) != KD_OK) {
+            double m0 = pl_wall();
+            int trc = pl_stage_teacher_row(r, &te);
+            r->tl.teacher_row = pl_wall() - m0;
+            if (trc != KD_OK) {
                 pthread_mutex_lock(&s.mu);
                 if (!s.err.code)
                     s.err = te;

@@ -106,11 +106,14 @@ void pl_tl_summary(run_ctx *r, double end)
             t->ranks[0].teacher - t->ranks[0].data, span, after);
     for (int k = 0; k < t->nranks; k++) {
         const pl_rank_times *x = &t->ranks[k];
+        char row[64] = "";
+        if (k == 0 && t->teacher_row > 0)
+            snprintf(row, sizeof row, " (%.3f s of it measuring the teacher)", t->teacher_row);
         kd_logf(&r->log, "timeline summary: rank %d: %d jobs, %.3f s busy of the %.3f s job "
-                "phase (%.0f%%); first job at %+.3f s, idle %.3f s before it, %.3f s after "
-                "its last, %.3f s between jobs",
+                "phase (%.0f%%); first job at %+.3f s, %.3f s before it%s, %.3f s idle after "
+                "its last, %.3f s between jobs (hand-out and delivery)",
                 k, x->njobs, x->busy, span, span > 0 ? 100 * x->busy / span : 0,
-                x->first ? x->first - o : 0, x->first ? x->first - t->phase0 : span,
+                x->first ? x->first - o : 0, x->first ? x->first - t->phase0 : span, row,
                 x->last ? t->phase1 - x->last : 0,
                 x->first ? (x->last - x->first) - x->busy : 0);
     }
