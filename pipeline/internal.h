@@ -221,7 +221,8 @@ double pl_proc_start(void); /* when this process was started, on pl_wall's clock
 /* "timeline +T s [rank k] what", T from r->tl.origin. */
 void pl_tl_mark(run_ctx *r, int rank, double wall, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* Rank k's start, data and teacher marks (once per rank); a job it ran. */
+/* Rank k's start, data and teacher marks (once per rank, k > 0: rank 0 marks
+ * its own as they happen); a job it ran. */
 void pl_tl_setup(run_ctx *r, int k, const pl_rank_times *t);
 void pl_tl_job(run_ctx *r, int k, int job, double start, double secs);
 /* Rank 0 at the end (end: pl_wall()): the run's time against the ideal. */

@@ -250,10 +250,13 @@ int pipeline_run(const exp_spec *spec, const pipeline_opts *o, kd_err *e)
         (rc = pl_open_run_dir(&r, e)) == KD_OK) {
         kd_logf(&r.log, "kdbench run %s: %d train, %d validation, %d test samples; %d threads; %s",
                 spec->name, r.train.n, r.val.n, r.test.n, r.threads, nn_blas_info());
+        r.tl.ranks[0] = me;
+        pl_tl_mark(&r, 0, me.start, "process started");
+        pl_tl_mark(&r, 0, me.data, "data loaded (%.3f s)", me.data - me.start);
         if ((rc = pl_stages_plan(&r, e)) == KD_OK)
             rc = pl_stage_teacher(&r, e);
-        me.teacher = pl_wall();
-        pl_tl_setup(&r, 0, &me);
+        r.tl.ranks[0].teacher = pl_wall();
+        pl_tl_mark(&r, 0, r.tl.ranks[0].teacher, "teacher in hand");
     }
     if (rc != KD_OK) /* ranks waiting to train the teacher with this one are told */
         pl_dp_fail(&r, rc);

@@ -56,7 +56,7 @@ void pl_tl_mark(run_ctx *r, int rank, double wall, const char *fmt, ...)
     kd_logf(&r->log, "timeline %+8.3f s [rank %d] %s", wall - r->tl.origin, rank, what);
 }
 
-/* The setup marks of rank k (rank 0's own, or from a worker's first message). */
+/* The setup marks of rank k > 0, from its first message. */
 void pl_tl_setup(run_ctx *r, int k, const pl_rank_times *t)
 {
     if (!r->tl.ranks || k < 0 || k >= r->tl.nranks || r->tl.ranks[k].start)
