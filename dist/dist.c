@@ -144,9 +144,16 @@ int dist_bcast(dist_comm *d, void **p, size_t *n, int root, kd_err *e)
     if (!d)
         return KD_OK;
     unsigned long long len = d->rank == root ? (unsigned long long)*n : 0;
-    int rc = MPI_Bcast(&len, 1, MPI_UNSIGNED_LONG_LONG, root, MPI_COMM_WORLD);
+    /* the length is where the others wait for root (its teacher, say):
+     * tested with naps, as dist_recv does, rather than MPI_Bcast's spin */
+    MPI_Request rq;
+    const struct timespec nap = {0, 500000};
+    int done = 0, rc = MPI_Ibcast(&len, 1, MPI_UNSIGNED_LONG_LONG, root, MPI_COMM_WORLD, &rq);
+    while (rc == MPI_SUCCESS && (rc = MPI_Test(&rq, &done, MPI_STATUS_IGNORE)) == MPI_SUCCESS &&
+           !done)
+        nanosleep(&nap, NULL);
     if (rc != MPI_SUCCESS)
-        return mpi_fail(e, rc, "MPI_Bcast");
+        return mpi_fail(e, rc, "MPI_Ibcast");
     if (too_big((size_t)len, e))
         return e->code;
     if (d->rank != root) {

@@ -433,7 +433,7 @@ static int run_seed(variant_run *u, const char *path, const char *what, kd_err *
             kd_logf(&r->log, "%s: kept from the interrupted run (%s)", label, path);
         /* its fine-tuning curves, where one process writes them */
         return ran >= 0 ? pl_job_take_curves(r, PL_JOB_VARIANT, (int)(v - r->spec->variants),
-                                             u->k, e)
+                                             0, u->k, e)
                         : KD_OK;
     }
     if (!(u->m = load_source(r, v->source_kind, v->source_student, v->source_scratch,
@@ -467,9 +467,15 @@ static int run_variant(run_ctx *r, const cfg_variant *v, nn_model **out, kd_err 
             rc = run_seed(u, path, what, e);
         compress_mask_free(u->mask); /* needed only while the passes run */
         u->mask = NULL;
-        /* a single seed's accuracy comes with its row, as before */
+        /* a single seed's accuracy comes with its row, as before; a seed
+         * evaluated on another rank (MPI) came back with its accuracy */
+        pl_job_outcome jo;
+        int index = (int)(v - r->spec->variants), there =
+            rc == KD_OK && pl_job_outcome_of(r, PL_JOB_VARIANT, index, 0, k, &jo);
+        if (there)
+            acc[k] = jo.acc;
         if (rc == KD_OK && v->nseeds > 1 &&
-            (rc = train_evaluate(u->m, &r->test, 256, NULL, &acc[k], e)) == KD_OK)
+            (there || (rc = train_evaluate(u->m, &r->test, 256, NULL, &acc[k], e)) == KD_OK))
             kd_logf(&r->log, "%s seed %llu: test accuracy %.2f%%", v->name,
                     (unsigned long long)u->seed, 100 * acc[k]);
         if (k)
@@ -484,7 +490,7 @@ static int run_variant(run_ctx *r, const cfg_variant *v, nn_model **out, kd_err 
     return rc;
 }
 
-int pl_variant_job(run_ctx *r, int index, int k, kd_err *e)
+int pl_variant_job(run_ctx *r, int index, int k, pl_job_outcome *out, kd_err *e)
 {
     const cfg_variant *v = &r->spec->variants[index];
     char path[PL_PATH + 128], what[64];
@@ -495,6 +501,10 @@ int pl_variant_job(run_ctx *r, int index, int k, kd_err *e)
     if (rc == KD_OK && (rc = kd_mkdirs(path, e)) == KD_OK &&
         (rc = variant_path(r, v, k, path, sizeof path, e)) == KD_OK)
         rc = run_seed(&u, path, what, e);
+    /* with several seeds each one's accuracy, evaluated here rather than on rank 0 */
+    if (rc == KD_OK && v->nseeds > 1 &&
+        (rc = train_evaluate(u.m, &r->test, 256, NULL, &out->acc, e)) == KD_OK)
+        out->ok = 1;
     compress_mask_free(u.mask);
     nn_model_free(u.m);
     return rc;

@@ -24,6 +24,13 @@ typedef struct {
 /* One job an MPI run hands to a rank (jobs.c): a student in one mode with
  * one seed, a compress variant with one seed, or the sensitivity sweep. */
 typedef enum { PL_JOB_STUDENT, PL_JOB_VARIANT, PL_JOB_SENSITIVITY } pl_job_kind;
+/* What a job found that rank 0 would otherwise work out again after the jobs:
+ * its model's test accuracy (a student; a variant's later seed), a
+ * student's training seconds and epochs.  ok: filled. */
+typedef struct {
+    double acc, train_s;
+    int epochs, ok;
+} pl_job_outcome;
 typedef struct {
     pl_job_kind kind;
     int index, mode, k; /* student or variant index; student mode (0 scratch); seed index */
@@ -34,9 +41,25 @@ typedef struct {
     int ncurves;
     measure_result mr;  /* a first seed's model, measured where it was made */
     int measured;
+    pl_job_outcome out; /* sent back with it */
     double t0;          /* when rank 0 handed it out */
+    double prio;        /* its estimated cost plus its longest chain of dependants */
 } pl_job;
 enum { PL_JOB_TODO, PL_JOB_RUNNING, PL_JOB_DONE };
+
+/* timeline.c: when a rank did what (wall-clock seconds, 0: not yet). */
+typedef struct {
+    double start, data, teacher; /* the process began, its data loaded, its teacher in hand */
+    double busy, first, last;    /* its jobs: seconds in them, the first start, the last end */
+    int njobs;
+} pl_rank_times;
+typedef struct {
+    double origin;         /* rank 0's process start */
+    double phase0, phase1; /* rank 0: the MPI job phase began, ended */
+    double teacher_row;    /* rank 0: seconds measuring the teacher in the phase */
+    pl_rank_times *ranks;  /* [nranks] on rank 0 (owned) */
+    int nranks;
+} pl_timeline;
 
 /* Everything one run holds; lives on pipeline_run's stack. */
 typedef struct {
@@ -74,6 +97,12 @@ typedef struct {
     int workers_waiting; /* rank 0: the other ranks wait for jobs or the end */
     int dp_sent;         /* rank 0: the data-parallel teacher's state was broadcast */
     int workers_gone;    /* rank 0: the other ranks were told the run failed */
+    pl_timeline tl;      /* rank 0 */
+    struct {             /* the teacher's row, not yet measured (teacher_stage.c) */
+        char path[PL_PATH];
+        double train_s;
+        int epochs, pending;
+    } trow;
 } run_ctx;
 
 /* dir/name into buf.  Cannot truncate: pl_open_run_dir bounds dir, and
@@ -138,8 +167,9 @@ void pl_stage_rework(run_ctx *r, double work);
 double pl_stage_measure_work(const run_ctx *r, const nn_model *m);
 
 /* ---- jobs (jobs.c): the run cut into independent jobs for MPI ranks ---- */
-/* The jobs of spec in dependency order (students, variants, sensitivity);
- * 0 or KD_ENOMEM. */
+/* The jobs of spec in dependency order (students, variants, sensitivity),
+ * each with its priority from the stages' cost estimates when r has them
+ * (rank 0); 0 or KD_ENOMEM. */
 int pl_jobs_plan(run_ctx *r, kd_err *e);
 void pl_jobs_free(run_ctx *r);
 /* The rank that ran this job and sent its files back (its files are in the
@@ -151,17 +181,21 @@ int pl_job_measured(const run_ctx *r, pl_job_kind kind, int index, int mode, mea
 /* The job's files relative to the run directory: own = what it writes,
  * else what it reads (its dependency's model).  Returns how many (<= 3). */
 int pl_job_files(const run_ctx *r, const pl_job *j, int own, char names[][PL_PATH / 2]);
-/* Runs one job in r (a worker's context). */
-int pl_job_run(run_ctx *r, const pl_job *j, kd_err *e);
+/* Runs one job in r (a worker's context); *out filled where the job knows it. */
+int pl_job_run(run_ctx *r, const pl_job *j, pl_job_outcome *out, kd_err *e);
+/* A delivered job's outcome (*o): 1, or 0 when there is none (the stage
+ * works it out itself, as one process does). */
+int pl_job_outcome_of(const run_ctx *r, pl_job_kind kind, int index, int mode, int k,
+                      pl_job_outcome *o);
 /* A short name: "small/kd seed 2", "prune90 seed 1", "sensitivity". */
 void pl_job_name(const run_ctx *r, const pl_job *j, char *buf, size_t n);
-/* A delivered variant's curves appended to the run's (metrics.jsonl order
- * as in one process); 0 or KD_ENOMEM. */
-int pl_job_take_curves(run_ctx *r, pl_job_kind kind, int index, int k, kd_err *e);
+/* A delivered job's curves appended to the run's (metrics.jsonl order as in
+ * one process); 0 or KD_ENOMEM. */
+int pl_job_take_curves(run_ctx *r, pl_job_kind kind, int index, int mode, int k, kd_err *e);
 
 /* Per-job entry points (students.c, compress_stage.c). */
-int pl_student_job(run_ctx *r, int index, int mode, int k, kd_err *e);
-int pl_variant_job(run_ctx *r, int index, int k, kd_err *e);
+int pl_student_job(run_ctx *r, int index, int mode, int k, pl_job_outcome *out, kd_err *e);
+int pl_variant_job(run_ctx *r, int index, int k, pl_job_outcome *out, kd_err *e);
 int pl_sensitivity_job(run_ctx *r, kd_err *e);
 /* compressed/<name with '/' as '_'>[-seed<N>].kdm, relative to the run dir */
 void pl_variant_file(const cfg_variant *v, int k, char *buf, size_t n);
@@ -180,6 +214,19 @@ int pl_spread_worker(const exp_spec *spec, const pipeline_opts *o, kd_err *e);
 /* Rank 0, when the run fails before or after the jobs: tells the other ranks
  * to stop with rc (0 after a run that went well). */
 void pl_spread_stop(run_ctx *r, int rc);
+
+/* ---- timeline.c: "timeline" lines in run.log ---- */
+double pl_wall(void);       /* CLOCK_REALTIME, seconds */
+double pl_proc_start(void); /* when this process was started, on pl_wall's clock */
+/* "timeline +T s [rank k] what", T from r->tl.origin. */
+void pl_tl_mark(run_ctx *r, int rank, double wall, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Rank k's start, data and teacher marks (once per rank, k > 0: rank 0 marks
+ * its own as they happen); a job it ran. */
+void pl_tl_setup(run_ctx *r, int k, const pl_rank_times *t);
+void pl_tl_job(run_ctx *r, int k, int job, double start, double secs);
+/* Rank 0 at the end (end: pl_wall()): the run's time against the ideal. */
+void pl_tl_summary(run_ctx *r, double end);
 
 /* ---- dp.c: data-parallel teacher training ---- */
 /* h's shard and reduce for this rank of d (ctx: kd_free after training);
@@ -200,6 +247,9 @@ void pl_dp_abort(run_ctx *r, const kd_err *e);
 
 /* The stages. */
 int pl_stage_teacher(run_ctx *r, kd_err *e);
+/* The teacher's row (measured), when pl_stage_teacher left it for later (on
+ * MPI ranks); else KD_OK at once. */
+int pl_stage_teacher_row(run_ctx *r, kd_err *e);
 int pl_stage_students(run_ctx *r, kd_err *e);
 int pl_stage_compress(run_ctx *r, kd_err *e);
 /* serve.loadtest: serving.json/.csv (serving_stage.c); after results.json. */

@@ -36,6 +36,23 @@ static void add(run_ctx *r, pl_job_kind kind, int index, int mode, int k, int de
                                  .rank = -1};
 }
 
+/* Each job's priority: its estimated cost (the stages' weight: MACs of its
+ * training and measurement) plus the costliest chain of jobs that wait for
+ * it.  Handing out the highest first starts long chains and long jobs early,
+ * so the ranks do not wait on one long job at the end.  The weights are the
+ * stages' list: the teacher, then the jobs in this order. */
+static void prioritise(run_ctx *r)
+{
+    if (r->njobs < r->npj + 1)
+        return; /* a worker's plan: no weights, no hand-out */
+    for (int i = r->npj - 1; i >= 0; i--) { /* dependants come after their source */
+        pl_job *j = &r->jobs[i];
+        j->prio += r->job_work[i + 1];
+        if (j->dep >= 0 && j->prio > r->jobs[j->dep].prio)
+            r->jobs[j->dep].prio = j->prio; /* the longest chain below it, so far */
+    }
+}
+
 int pl_jobs_plan(run_ctx *r, kd_err *e)
 {
     const exp_spec *s = r->spec;
@@ -65,6 +82,7 @@ int pl_jobs_plan(run_ctx *r, kd_err *e)
         add(r, PL_JOB_SENSITIVITY, 0, 0, 0,
             source_job(r, t->source_kind, t->source_student, t->source_scratch));
     }
+    prioritise(r);
     return KD_OK;
 }
 
@@ -126,13 +144,24 @@ int pl_job_files(const run_ctx *r, const pl_job *j, int own, char names[][PL_PAT
     return 1;
 }
 
-int pl_job_run(run_ctx *r, const pl_job *j, kd_err *e)
+int pl_job_run(run_ctx *r, const pl_job *j, pl_job_outcome *out, kd_err *e)
 {
+    *out = (pl_job_outcome){0};
     if (j->kind == PL_JOB_STUDENT)
-        return pl_student_job(r, j->index, j->mode, j->k, e);
+        return pl_student_job(r, j->index, j->mode, j->k, out, e);
     if (j->kind == PL_JOB_VARIANT)
-        return pl_variant_job(r, j->index, j->k, e);
+        return pl_variant_job(r, j->index, j->k, out, e);
     return pl_sensitivity_job(r, e);
+}
+
+int pl_job_outcome_of(const run_ctx *r, pl_job_kind kind, int index, int mode, int k,
+                      pl_job_outcome *o)
+{
+    int i = r->jobs ? find(r, kind, index, mode, k) : -1;
+    if (i < 0 || r->jobs[i].state != PL_JOB_DONE || r->jobs[i].rank < 0 || !r->jobs[i].out.ok)
+        return 0;
+    *o = r->jobs[i].out;
+    return 1;
 }
 
 void pl_job_name(const run_ctx *r, const pl_job *j, char *buf, size_t n)
@@ -149,9 +178,9 @@ void pl_job_name(const run_ctx *r, const pl_job *j, char *buf, size_t n)
     }
 }
 
-int pl_job_take_curves(run_ctx *r, pl_job_kind kind, int index, int k, kd_err *e)
+int pl_job_take_curves(run_ctx *r, pl_job_kind kind, int index, int mode, int k, kd_err *e)
 {
-    int i = r->jobs ? find(r, kind, index, 0, k) : -1;
+    int i = r->jobs ? find(r, kind, index, mode, k) : -1;
     if (i < 0)
         return KD_OK;
     pl_job *j = &r->jobs[i];

@@ -259,18 +259,31 @@ int pipeline_run(const exp_spec *spec, const pipeline_opts *o, kd_err *e)
     if (dist_rank(o->dist) != 0) /* another rank: runs the jobs rank 0 hands it */
         return pl_spread_worker(spec, o, e);
     run_ctx r = {.spec = spec, .o = o, .lock_fd = -1};
+    pl_rank_times me = {.start = pl_proc_start()};
+    r.tl.origin = me.start;
+    r.tl.nranks = dist_size(o->dist);
     r.threads = nn_set_threads(spec->threads);
-    int rc = pipeline_load_data(&spec->data, spec->seed, &r.train, &r.val, &r.test, e);
+    int rc = (r.tl.ranks = kd_calloc((size_t)r.tl.nranks, sizeof *r.tl.ranks))
+                 ? pipeline_load_data(&spec->data, spec->seed, &r.train, &r.val, &r.test, e)
+                 : kd_err_set(e, KD_ENOMEM, "out of memory");
+    me.data = pl_wall();
     if (rc == KD_OK && (rc = pl_cancelled(&r, e)) == KD_OK &&
         (rc = pl_open_run_dir(&r, e)) == KD_OK) {
         kd_logf(&r.log, "kdbench run %s: %d train, %d validation, %d test samples; %d threads; %s",
                 spec->name, r.train.n, r.val.n, r.test.n, r.threads, nn_blas_info());
+        r.tl.ranks[0] = me;
+        pl_tl_mark(&r, 0, me.start, "process started");
+        pl_tl_mark(&r, 0, me.data, "data loaded (%.3f s)", me.data - me.start);
         if ((rc = pl_stages_plan(&r, e)) == KD_OK)
             rc = pl_stage_teacher(&r, e);
+        r.tl.ranks[0].teacher = pl_wall();
+        pl_tl_mark(&r, 0, r.tl.ranks[0].teacher, "teacher in hand");
     }
     if (rc != KD_OK) /* ranks waiting to train the teacher with this one are told */
         pl_dp_fail(&r, rc);
     rc = pl_spread_jobs(&r, rc, e); /* MPI: every job on whichever rank is free */
+    if (rc == KD_OK) /* on MPI ranks measured in the job phase, unless it did not run */
+        rc = pl_stage_teacher_row(&r, e);
     if (rc == KD_OK && spec->nstudents && (rc = pl_cancelled(&r, e)) == KD_OK)
         rc = pl_stage_students(&r, e);
     if (rc == KD_OK && (spec->nvariants || spec->sensitivity.on) &&
@@ -289,6 +302,9 @@ int pipeline_run(const exp_spec *spec, const pipeline_opts *o, kd_err *e)
     if (rc == KD_OK) /* a signal during the report: the results are whole, the report may not be */
         rc = pl_cancelled(&r, e);
     pl_spread_stop(&r, rc);
+    if (rc == KD_OK)
+        pl_tl_summary(&r, pl_wall());
+    kd_free(r.tl.ranks);
     if (rc != KD_OK)
         log_error(&r, e);
     pl_jobs_free(&r);

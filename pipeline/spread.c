@@ -37,16 +37,19 @@ static int stopping(const spread *s)
     return s->err.code != KD_OK || (s->r->o->cancel && *s->r->o->cancel);
 }
 
+/* The ready job of highest priority (jobs.c), the first in the list on a tie. */
 static int next_ready(const spread *s)
 {
     if (stopping(s))
         return -1;
     const run_ctx *r = s->r;
+    int best = -1;
     for (int i = 0; i < r->npj; i++)
         if (r->jobs[i].state == PL_JOB_TODO &&
-            (r->jobs[i].dep < 0 || r->jobs[r->jobs[i].dep].state == PL_JOB_DONE))
-            return i;
-    return -1;
+            (r->jobs[i].dep < 0 || r->jobs[r->jobs[i].dep].state == PL_JOB_DONE) &&
+            (best < 0 || r->jobs[i].prio > r->jobs[best].prio))
+            best = i;
+    return best;
 }
 
 static int phase_over(const spread *s)
@@ -158,15 +161,31 @@ static void deliver(spread *s, int rank, const uint8_t *p, size_t n)
         bad = pl_unpack_files(&rd, r->dir, nfiles, &fe) != KD_OK;
     pthread_mutex_lock(&s->mu);
     pl_job *j = bad ? NULL : &r->jobs[job];
-    if (j && rc == KD_OK && read_curves(&rd, j) != KD_OK)
+    /* a failed job's curves and figures are read past (its log lines matter) */
+    pl_job failed = {0}, *into = j && rc == KD_OK ? j : &failed;
+    if (j && read_curves(&rd, into) != KD_OK)
         bad = 1;
-    if (j && rc == KD_OK && !bad && (j->measured = (int)kd_rd_u32(&rd)) != 0)
-        kd_rd_get(&rd, &j->mr, sizeof j->mr);
+    if (j && !bad && (into->measured = (int)kd_rd_u32(&rd)) != 0)
+        kd_rd_get(&rd, &into->mr, sizeof into->mr);
+    if (j && !bad) {
+        into->out.ok = (int)kd_rd_u32(&rd);
+        into->out.epochs = (int)kd_rd_u32(&rd);
+        kd_rd_get(&rd, &into->out.acc, sizeof into->out.acc);
+        kd_rd_get(&rd, &into->out.train_s, sizeof into->out.train_s);
+    }
+    for (int c = 0; c < failed.ncurves; c++)
+        kd_free(failed.curves[c].hist);
+    kd_free(failed.curves);
     bad |= !rd.ok;
     uint64_t loglen = rd.ok ? kd_rd_u64(&rd) : 0;
     if (!bad && rd.ok && loglen <= rd.len - rd.pos)
         log_lines(r, rank, (const char *)rd.p + rd.pos, (size_t)loglen);
     rd.pos += rd.ok && loglen <= rd.len - rd.pos ? (size_t)loglen : 0;
+    double times[5] = {0}; /* secs, job start, start, data, teacher (timeline.c) */
+    if (rd.ok && !bad)
+        kd_rd_get(&rd, times, sizeof times);
+    bad |= !rd.ok;
+    const double secs = times[0];
     if (bad && !s->err.code) {
         s->err = fe.code ? fe : je;
         if (!fe.code)
@@ -175,9 +194,11 @@ static void deliver(spread *s, int rank, const uint8_t *p, size_t n)
         s->err = je;
         s->failed_rank = rank;
     }
-    double secs = 0;
-    if (rd.ok && !bad)
-        kd_rd_get(&rd, &secs, sizeof secs);
+    if (j && !bad) {
+        pl_tl_setup(r, rank, &(pl_rank_times){.start = times[2], .data = times[3],
+                                              .teacher = times[4]});
+        pl_tl_job(r, rank, job, times[1], secs);
+    }
     if (j && rc == KD_OK && !bad) { /* what the hand-out and the way back cost */
         double round = kd_now() - j->t0;
         kd_logf(&r->log, "[job %d/%d] done on rank %d: %.2f s there, %.2f s handed out to "
@@ -357,12 +378,28 @@ int pl_spread_jobs(run_ctx *r, int rc, kd_err *e)
         pthread_mutex_init(&s.mu, NULL);
         pthread_cond_init(&s.cv, NULL);
         double t0 = kd_now();
+        r->tl.phase0 = pl_wall();
+        pl_tl_mark(r, 0, r->tl.phase0, "teacher sent; the job phase begins");
         if (pthread_create(&helper, NULL, coordinate, &s) != 0) {
             rc = kd_err_set(e, KD_ERUNTIME, "cannot start the MPI helper thread");
         } else {
+            /* the teacher measured here while the other ranks start on jobs */
+            kd_err te = {0};
+            double m0 = pl_wall();
+            int trc = pl_stage_teacher_row(r, &te);
+            r->tl.teacher_row = pl_wall() - m0;
+            if (trc != KD_OK) {
+                pthread_mutex_lock(&s.mu);
+                if (!s.err.code)
+                    s.err = te;
+                pthread_cond_broadcast(&s.cv);
+                pthread_mutex_unlock(&s.mu);
+            }
             run_local(&s, &w);
             pthread_join(helper, NULL);
         }
+        r->tl.phase1 = pl_wall();
+        pl_tl_mark(r, 0, r->tl.phase1, "the job phase ends");
         pthread_cond_destroy(&s.cv);
         pthread_mutex_destroy(&s.mu);
         if (rc == KD_OK && s.err.code) {

@@ -12,6 +12,7 @@ typedef struct {
     FILE *echo;           /* stderr with "[rank N] " before each line */
     int made;             /* the scratch folder exists (removed on close) */
     kd_err failed;        /* a setup that failed: every job answers with it */
+    pl_rank_times t;      /* its start, data and teacher marks, sent with each result */
 } pl_worker;
 
 /* A worker on this rank: the scratch folder, and the data (loaded, or lent

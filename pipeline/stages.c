@@ -149,6 +149,8 @@ const char *pl_stage_begin(run_ctx *r, const char *fmt, ...)
         snprintf(r->stage_label, sizeof r->stage_label, "[%d/%d] %s", r->job + 1, r->njobs,
                  what);
     kd_logf(&r->log, "%s%s", r->njobs ? r->stage_label : what, left); /* a rank's lines carry it */
+    if (r->tl.ranks) /* rank 0's run: each stage on the timeline too */
+        pl_tl_mark(r, 0, pl_wall(), "%s", r->stage_label);
     return r->stage_label;
 }
 

@@ -1,6 +1,7 @@
 /* The students stage: every student trained from scratch and distilled from
  * the teacher, with the same seed, data order and budget, once per seed; the
  * teacher's logits are computed once and reused by every distilled batch. */
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
@@ -85,8 +86,35 @@ static int restore_adapter(one_run *u, train_state *st, student_distiller *d, co
     return KD_EFORMAT;
 }
 
+/* A seed another rank trained and evaluated (MPI): its curve, accuracy and
+ * times as that rank sent them, its model file already here; the first
+ * seed's model (*out) loaded only when its row still has to measure it. */
+static int took_delivered(one_run *u, const char *kdm, const char *name, const pl_job_outcome *jo,
+                          nn_model **out, double *acc, seed_stats *ss, kd_err *e)
+{
+    run_ctx *r = u->r;
+    const int index = (int)(u->cs - r->spec->students);
+    measure_result mr;
+    *out = NULL;
+    int rc = pl_job_take_curves(r, PL_JOB_STUDENT, index, u->mode, u->k, e);
+    if (rc == KD_OK && u->k == 0 && !pl_job_measured(r, PL_JOB_STUDENT, index, u->mode, &mr) &&
+        !(*out = compress_model_load(kdm, e)))
+        rc = e->code;
+    if (rc != KD_OK)
+        return rc;
+    *acc = jo->acc;
+    ss->train_s += jo->train_s;
+    ss->epoch_s += jo->epochs ? jo->train_s / jo->epochs : 0;
+    ss->epochs = jo->epochs;
+    kd_logf(&r->log, "%s seed %llu: test accuracy %.2f%%, trained %.1f s (%.2f s/epoch)", name,
+            (unsigned long long)u->seed, 100 * *acc, jo->train_s,
+            jo->epochs ? jo->train_s / jo->epochs : 0);
+    return KD_OK;
+}
+
 /* Trains (or resumes) one student in one mode with one seed; saves its
- * model file; returns its test accuracy in *acc and keeps the model in *out. */
+ * model file; returns its test accuracy in *acc and keeps the model in *out
+ * (NULL when another rank trained it and its row needs no model). */
 static int train_one(one_run *u, nn_model **out, double *acc, seed_stats *ss, kd_err *e)
 {
     run_ctx *r = u->r;
@@ -101,10 +129,18 @@ static int train_one(one_run *u, nn_model **out, double *acc, seed_stats *ss, kd
     r->ckpt_path = ckpt;
     train_state st = {0};
     /* trained on another rank: its checkpoint and model are here, finished */
-    int ran = pl_job_delivered(r, PL_JOB_STUDENT, (int)(cs - r->spec->students), u->mode, u->k);
+    const int index = (int)(cs - r->spec->students);
+    int ran = pl_job_delivered(r, PL_JOB_STUDENT, index, u->mode, u->k);
     if (ran >= 0)
         kd_logf(&r->log, "%s seed %llu: trained on rank %d", name, (unsigned long long)u->seed,
                 ran);
+    pl_job_outcome jo;
+    if (ran >= 0 && pl_job_outcome_of(r, PL_JOB_STUDENT, index, u->mode, u->k, &jo))
+        return took_delivered(u, kdm, name, &jo, out, acc, ss, e);
+    /* the run's teacher's logits, on first need (an assistant's come with it) */
+    assert(u->tlogits || u->teacher == r->teacher);
+    if (!u->tlogits && u->mode != SCRATCH && !(u->tlogits = pl_teacher_logits(r, e)))
+        return e->code;
     int resumed, rc = pl_start_state(r, &cs->model, &to, u->seed, r->o->resume || ran >= 0, &st,
                                      &resumed, e);
     if (rc != KD_OK)
@@ -325,6 +361,26 @@ const float *pl_teacher_logits(run_ctx *r, kd_err *e)
     return r->tlogits;
 }
 
+/* Every mode and seed of student i came back from a rank with its outcome. */
+static int all_delivered(const run_ctx *r, int i)
+{
+    const cfg_student *cs = &r->spec->students[i];
+    pl_job_outcome o;
+    for (int mode = SCRATCH; mode <= cs->nmodes; mode++)
+        for (int k = 0; k < cs->nseeds; k++)
+            if (!pl_job_outcome_of(r, PL_JOB_STUDENT, i, mode, k, &o))
+                return 0;
+    return 1;
+}
+
+/* "<assistant>/<its first distilled mode>" into name[96]. */
+static const char *assistant_name(const run_ctx *r, int index, char *name)
+{
+    const cfg_student *ta = &r->spec->students[r->spec->students[index].teacher_student];
+    snprintf(name, 96, "%s/%s", ta->name, ta->modes[0].name);
+    return name;
+}
+
 /* A student taught by an earlier student (a teacher assistant): that
  * student's first distilled mode, first seed, is the teacher (*m, its name
  * in name[96]); its logits on the training set (*tl, kd_afree) computed. */
@@ -334,7 +390,7 @@ static int load_assistant(run_ctx *r, int index, nn_model **m, float **tl, char 
     const cfg_student *cs = &r->spec->students[index];
     const cfg_student *ta = &r->spec->students[cs->teacher_student];
     char path[PL_PATH + 256];
-    snprintf(name, 96, "%s/%s", ta->name, ta->modes[0].name);
+    assistant_name(r, index, name);
     if (pl_pathf(e, path, sizeof path, "%s/students/%s/%s-seed%llu.kdm", r->dir, ta->name,
                  ta->modes[0].name, (unsigned long long)ta->seeds[0]))
         return e->code;
@@ -364,7 +420,7 @@ static int run_assisted(run_ctx *r, int index, kd_err *e)
     return rc;
 }
 
-int pl_student_job(run_ctx *r, int index, int mode, int k, kd_err *e)
+int pl_student_job(run_ctx *r, int index, int mode, int k, pl_job_outcome *out, kd_err *e)
 {
     const cfg_student *cs = &r->spec->students[index];
     one_run u = {.r = r, .cs = cs, .teacher = r->teacher, .teacher_name = "teacher",
@@ -380,9 +436,7 @@ int pl_student_job(run_ctx *r, int index, int mode, int k, kd_err *e)
         u.teacher = ta;
         u.tlogits = tal;
         u.teacher_name = name;
-    } else if (rc == KD_OK && !(u.tlogits = pl_teacher_logits(r, e))) {
-        rc = e->code;
-    }
+    } /* else the run's teacher's logits, computed by train_one if the mode needs them */
     pl_stage_begin(r, "%s/%s seed %llu", cs->name, mode_name(cs, mode),
                    (unsigned long long)u.seed);
     seed_stats ss = {0};
@@ -390,8 +444,8 @@ int pl_student_job(run_ctx *r, int index, int mode, int k, kd_err *e)
     if (rc == KD_OK)
         rc = pl_pathf(e, u.base, sizeof u.base, "%s/%s-seed%llu", dir, mode_name(cs, mode),
                       (unsigned long long)u.seed);
-    if (rc == KD_OK)
-        rc = train_one(&u, &m, &acc, &ss, e);
+    if (rc == KD_OK && (rc = train_one(&u, &m, &acc, &ss, e)) == KD_OK)
+        *out = (pl_job_outcome){.acc = acc, .train_s = ss.train_s, .epochs = ss.epochs, .ok = 1};
     nn_model_free(m);
     nn_model_free(ta);
     kd_afree(tal);
@@ -403,17 +457,22 @@ int pl_stage_students(run_ctx *r, kd_err *e)
     if (r->train.nclasses > r->teacher->nclasses)
         return kd_err_set(e, KD_ERUNTIME, "the teacher gives %d classes, the data has %d",
                           r->teacher->nclasses, r->train.nclasses);
-    const float *tl = pl_teacher_logits(r, e);
-    if (!tl)
-        return e->code;
     for (int i = 0; i < r->spec->nstudents; i++)
         if (r->spec->students[i].hint.student[0])
             kd_logf(&r->log, "%s: its hint runs the teacher on each batch for its features",
                     r->spec->students[i].name);
     int rc = KD_OK;
-    for (int i = 0; rc == KD_OK && i < r->spec->nstudents; i++)
-        rc = r->spec->students[i].teacher_student < 0
-                 ? run_student(r, i, tl, r->teacher, "teacher", e)
-                 : run_assisted(r, i, e);
+    /* the teacher's (or an assistant's) logits only where a student trains
+     * here: on MPI ranks every seed came back trained and evaluated */
+    for (int i = 0; rc == KD_OK && i < r->spec->nstudents; i++) {
+        const cfg_student *cs = &r->spec->students[i];
+        char ta[96];
+        if (cs->teacher_student < 0)
+            rc = run_student(r, i, NULL, r->teacher, "teacher", e);
+        else if (!all_delivered(r, i))
+            rc = run_assisted(r, i, e);
+        else
+            rc = run_student(r, i, NULL, NULL, assistant_name(r, i, ta), e);
+    }
     return rc;
 }

@@ -1,6 +1,6 @@
 /* The teacher stage in the run: train it in the run directory (resumable,
  * through teacher/'s cache), or load a saved one (teacher_load); measure it
- * and add its row and curve. */
+ * and add its row and curve (under MPI the row waits for pl_spread_jobs). */
 #include <stdio.h>
 
 #include "internal.h"
@@ -29,6 +29,26 @@ static int add_teacher_row(run_ctx *r, nn_model *m, const char *model_path, doub
     return KD_OK;
 }
 
+/* The teacher's row: measured now in one process; under MPI once the other
+ * ranks have the teacher (pl_spread_jobs), so they start on jobs meanwhile. */
+static int teacher_row(run_ctx *r, const char *model_path, double train_s, int epochs,
+                       kd_err *e)
+{
+    snprintf(r->trow.path, sizeof r->trow.path, "%s", model_path);
+    r->trow.train_s = train_s;
+    r->trow.epochs = epochs;
+    r->trow.pending = 1;
+    return dist_size(r->o->dist) > 1 ? KD_OK : pl_stage_teacher_row(r, e);
+}
+
+int pl_stage_teacher_row(run_ctx *r, kd_err *e)
+{
+    if (!r->trow.pending)
+        return KD_OK;
+    r->trow.pending = 0;
+    return add_teacher_row(r, r->teacher, r->trow.path, r->trow.train_s, r->trow.epochs, e);
+}
+
 /* A saved teacher (checked against the data and the students' hints), measured. */
 static int load_teacher(run_ctx *r, kd_err *e)
 {
@@ -36,7 +56,7 @@ static int load_teacher(run_ctx *r, kd_err *e)
     if (!m)
         return e->code;
     r->teacher = m;
-    return add_teacher_row(r, m, r->spec->teacher.model_path, -1, 0, e);
+    return teacher_row(r, r->spec->teacher.model_path, -1, 0, e);
 }
 
 int pl_stage_teacher(run_ctx *r, kd_err *e)
@@ -99,7 +119,7 @@ int pl_stage_teacher(run_ctx *r, kd_err *e)
     if (rc == KD_OK && trained && !hit && !dp && r->spec->cache_dir[0])
         teacher_cache_store(r->spec->cache_dir, cached, ckpt, &r->log);
     if (rc == KD_OK && (rc = nn_model_save(st.model, model_path, e)) == KD_OK)
-        rc = add_teacher_row(r, st.model, model_path, st.seconds, st.epochs_done, e);
+        rc = teacher_row(r, model_path, st.seconds, st.epochs_done, e);
     train_state_free(&st);
     return rc;
 }

@@ -78,10 +78,15 @@ int pl_worker_open(pl_worker *w, const exp_spec *spec, const pipeline_opts *o, i
         w->r.test = lend->test;
         w->r.teacher = lend->teacher;
         w->r.threads = lend->threads;
+        if (lend->tl.ranks)
+            w->t = lend->tl.ranks[0];
         return KD_OK;
     }
     w->r.threads = nn_set_threads(spec->threads);
-    return pipeline_load_data(&spec->data, spec->seed, &w->r.train, &w->r.val, &w->r.test, e);
+    w->t.start = pl_proc_start();
+    int rc = pipeline_load_data(&spec->data, spec->seed, &w->r.train, &w->r.val, &w->r.test, e);
+    w->t.data = pl_wall();
+    return rc;
 }
 
 int pl_worker_teacher(pl_worker *w, const void *bytes, size_t n, kd_err *e)
@@ -92,6 +97,7 @@ int pl_worker_teacher(pl_worker *w, const void *bytes, size_t n, kd_err *e)
     if (rc == KD_OK && !(w->r.teacher = compress_model_load(path, e)))
         rc = e->code;
     unlink(path);
+    w->t.teacher = pl_wall();
     return rc;
 }
 
@@ -155,9 +161,11 @@ int pl_unpack_files(kd_rd *rd, const char *dir, int count, kd_err *e)
 }
 
 /* ---- one job -------------------------------------------------------------------- */
-/* The result message: job, status and error, own files, curves, log text. */
+/* The result message: job, status and error, own files, curves, measurement,
+ * outcome, log text. */
 static void pack_result(pl_worker *w, const pl_job *j, int job, int rc, const kd_err *e,
-                        const measure_result *mr, const char *log, size_t loglen, kd_buf *b)
+                        const measure_result *mr, const pl_job_outcome *o, const char *log,
+                        size_t loglen, kd_buf *b)
 {
     run_ctx *r = &w->r;
     kd_buf_u32(b, (uint32_t)job);
@@ -199,9 +207,12 @@ static void pack_result(pl_worker *w, const pl_job *j, int job, int rc, const kd
     kd_buf_u32(b, mr != NULL);
     if (mr)
         kd_buf_put(b, mr, sizeof *mr);
+    kd_buf_u32(b, (uint32_t)o->ok);
+    kd_buf_u32(b, (uint32_t)o->epochs);
+    kd_buf_put(b, &o->acc, sizeof o->acc);
+    kd_buf_put(b, &o->train_s, sizeof o->train_s);
     kd_buf_u64(b, loglen);
     kd_buf_put(b, log, loglen);
-    kd_buf_u64(b, 0); /* the job's seconds: patched in by pl_worker_run */
 }
 
 /* The job's model, loaded from its file and measured as its row is. */
@@ -225,14 +236,15 @@ int pl_worker_run(pl_worker *w, const run_ctx *plan, int job, int resume, kd_buf
     size_t loglen = 0;
     w->opts.resume = resume;
     r->log.file = open_memstream(&log, &loglen);
-    double t0 = kd_now();
+    double t0 = kd_now(), wall0 = pl_wall();
     int rc = r->log.file ? KD_OK : kd_err_set(&e, KD_ENOMEM, "out of memory");
     if (rc == KD_OK && w->failed.code) { /* this rank could not load its data or teacher */
         e = w->failed;
         rc = e.code;
     }
+    pl_job_outcome jo = {0};
     if (rc == KD_OK)
-        rc = pl_job_run(r, j, &e);
+        rc = pl_job_run(r, j, &jo, &e);
     /* a first seed's model is measured here too, so rank 0 does not measure
      * every model one after another */
     measure_result mr, *pm = NULL;
@@ -242,11 +254,11 @@ int pl_worker_run(pl_worker *w, const run_ctx *plan, int job, int resume, kd_buf
     if (r->log.file)
         fclose(r->log.file);
     r->log.file = NULL;
-    pack_result(w, j, job, rc, &e, pm, log ? log : "", log ? loglen : 0, out);
+    pack_result(w, j, job, rc, &e, pm, &jo, log ? log : "", log ? loglen : 0, out);
     free(log);
-    double secs = kd_now() - t0;
-    if (!out->failed) /* the last 8 bytes: how long the job took here */
-        memcpy(out->p + out->len - sizeof secs, &secs, sizeof secs);
+    /* the timeline: how long the job took here, when it began, this rank's setup */
+    const double times[] = {kd_now() - t0, wall0, w->t.start, w->t.data, w->t.teacher};
+    kd_buf_put(out, times, sizeof times);
     /* the scratch folder keeps nothing between jobs */
     int n = pl_job_files(plan, j, 0, names);
     for (int i = 0; i < n; i++) {

@@ -6,6 +6,7 @@
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "../../data/data.h"
@@ -69,6 +70,19 @@ static void same_curves(const char *a_dir, const char *b_dir)
     ck_assert_int_gt(n, 8);
     fclose(fa);
     fclose(fb);
+}
+
+/* Every line of log holding what is a worker's line ("[rank N] ..."). */
+static int only_on_ranks(const char *log, const char *what)
+{
+    for (const char *p = log; (p = strstr(p, what)); p += strlen(what)) {
+        const char *bol = p;
+        while (bol > log && bol[-1] != '\n')
+            bol--;
+        if (strncmp(bol, "[rank ", 6) != 0)
+            return 0;
+    }
+    return 1;
 }
 
 static void run(const exp_spec *s, const char *out, dist_comm *d)
@@ -151,6 +165,91 @@ START_TEST(two_ranks_write_what_one_writes)
     ck_assert_msg(strstr((char *)log, "[rank 1] "), "no line from rank 1 in run.log");
     ck_assert(strstr((char *)log, "MPI: 2 ranks"));
     ck_assert_msg(strstr((char *)log, "done on rank 1: "), "no per-job cost line for rank 1");
+    /* rank 0 does not redo what the jobs did: the teacher's (and the
+     * assistant's) logits are computed on the ranks that train, and every
+     * seed's accuracy comes back with its job */
+    ck_assert_msg(only_on_ranks((char *)log, "distillation: the teacher's logits"),
+                  "rank 0 computed the teacher's logits after the jobs");
+    ck_assert_msg(only_on_ranks((char *)log, "(a teacher assistant); its logits computed"),
+                  "rank 0 computed the assistant's logits after the jobs");
+    ck_assert_msg(strstr((char *)log, "distillation: the teacher's logits"), "no logits line");
+    /* the timeline: each rank's setup and jobs, and the summary */
+    ck_assert_msg(strstr((char *)log, "[rank 1] data loaded") &&
+                  strstr((char *)log, "[rank 1] teacher in hand") &&
+                  strstr((char *)log, "[rank 1] job ") && strstr((char *)log, "[rank 0] job "),
+                  "no timeline lines for both ranks");
+    ck_assert_msg(strstr((char *)log, "timeline summary: ideal"), "no timeline summary");
+    kd_free(log);
+}
+END_TEST
+
+/* A job that fails on rank 1 (its copy of the spec names a model file that
+ * is not there) fails the run, says where, and its log lines reach rank 0's
+ * run.log with its rank — read past the failed job's curves and figures. */
+START_TEST(a_job_failing_on_rank_1_is_reported_with_its_lines)
+{
+    dist_comm *d = kdt_mpi();
+    kd_err e;
+    int have = access(DATA_FASHION_DIR "/train-images-idx3-ubyte.gz", R_OK) == 0;
+    ck_assert_int_eq(dist_sum_int(d, &have, &e), KD_OK);
+    if (have < 2)
+        KDT_SKIP("dataset-fashion-mnist is not installed");
+    char dir[256] = "", cfg[300], out[300];
+    if (dist_rank(d) == 0)
+        kdt_tmpdir(dir, sizeof dir);
+    void *p = dir;
+    size_t n = sizeof dir;
+    ck_assert_int_eq(dist_bcast(d, &p, &n, 0, &e), KD_OK);
+    if (dist_rank(d) != 0) {
+        memcpy(dir, p, sizeof dir);
+        kd_free(p);
+    }
+    snprintf(cfg, sizeof cfg, "%s/f.yaml", dir);
+    snprintf(out, sizeof out, "%s/run", dir);
+    if (dist_rank(d) == 0) {
+        FILE *f = fopen(cfg, "w");
+        ck_assert(f);
+        fprintf(f, "name: f\nseed: 1\nthreads: 1\ncache_dir: \"\"\n"
+                   "data: {train_subset: 300, test_subset: 100}\n"
+                   "teacher:\n"
+                   "  layers: [{type: flatten}, {type: dense, units: 8}, {type: relu},\n"
+                   "           {type: dense, units: 10}]\n"
+                   "  train: {epochs: 1, batch_size: 64, optimizer: {kind: adamw, lr: 0.003}}\n"
+                   "compress:\n"
+                   "  - name: p\n"
+                   "    source: teacher\n"
+                   "    seeds: [1, 2, 3]\n"
+                   "    passes:\n"
+                   "      - {type: prune, scope: global, sparsity: 0.5}\n"
+                   "      - {type: finetune, epochs: 1, lr: 0.005, batch_size: 64}\n"
+                   "report: {plots: false}\n");
+        ck_assert_int_eq(fclose(f), 0);
+    }
+    ck_assert_int_eq(dist_barrier(d, &e), KD_OK);
+    exp_spec *s = calloc(1, sizeof *s);
+    ck_assert_msg(pipeline_config_load(cfg, NULL, 0, s, &e) == KD_OK, "%s", e.msg);
+    if (dist_rank(d) == 1) { /* only this rank's jobs fail */
+        s->variants[0].source_kind = CFG_SRC_FILE;
+        snprintf(s->variants[0].source_path, sizeof s->variants[0].source_path,
+                 "%s/not-there.kdm", dir);
+    }
+    pipeline_opts o = {.out_dir = out, .quiet = 1, .progress = stderr, .dist = d};
+    kd_err re = {0};
+    int rc = pipeline_run(s, &o, &re);
+    free(s);
+    ck_assert_msg(rc != KD_OK, "rank %d: the run went through", dist_rank(d));
+    if (dist_rank(d) != 0)
+        return;
+    ck_assert_msg(strstr(re.msg, "cannot open") && strstr(re.msg, "(on rank 1)"), "%s", re.msg);
+    uint8_t *log = NULL;
+    size_t len = 0;
+    char path[600];
+    snprintf(path, sizeof path, "%s/run.log", out);
+    ck_assert(kd_read_file(path, 1u << 24, &log, &len, &e) == KD_OK);
+    log = kd_realloc(log, len + 1);
+    log[len] = 0;
+    ck_assert_msg(strstr((char *)log, "[rank 1] p seed "), "the failed job's lines are not in "
+                  "run.log:\n%s", (char *)log);
     kd_free(log);
 }
 END_TEST
@@ -161,6 +260,7 @@ Suite *suite_mpi_spread(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, two_ranks_write_what_one_writes);
+    tcase_add_test(tc, a_job_failing_on_rank_1_is_reported_with_its_lines);
     suite_add_tcase(s, tc);
     return s;
 }
