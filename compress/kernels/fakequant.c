@@ -129,16 +129,17 @@ INL uint16_t f16_of(float d)
 /* One group of len <= 32 weights through quant_q4_block and back. */
 INL void fake_q4_group(const float *x, int len, float *y)
 {
-    float amax = len == G ? absmax_avx2(x, G) : 0.0f;
-    if (len != G)
-        for (int j = 0; j < len; j++)
-            amax = fmaxf(amax, fabsf(x[j]));
-    float d = amax / 7.0f;
+    quant_block_q4 b;
+    if (len != G) { /* the ragged tail of a row: the spec itself */
+        quant_q4_block(x, len, &b);
+        quant_q4_block_dequant(&b, len, y);
+        return;
+    }
+    float d = absmax_avx2(x, G) / 7.0f;
     if (d > 0.0f && d < 0x1p-14f)
         d = 0x1p-14f;
     d = quant_f16_to_f32(f16_of(d));
-    if (len != G || !(d > 0.0f) || !isfinite(d)) { /* the rare and the ragged: the spec itself */
-        quant_block_q4 b;
+    if (!(d > 0.0f) || !isfinite(d)) { /* the rare: all zero, or not finite */
         quant_q4_block(x, len, &b);
         quant_q4_block_dequant(&b, len, y);
         return;
