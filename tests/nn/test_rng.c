@@ -150,6 +150,31 @@ START_TEST(test_shuffle)
 }
 END_TEST
 
+/* The dropout mask is the stream's draws, two per u64 (low half first), each
+ * kept (scale) at or above the threshold: checked draw by draw, odd length. */
+START_TEST(test_keep_mask_is_the_stream)
+{
+    enum { M = 1001 };
+    static float mask[M];
+    const uint32_t thresh = (uint32_t)(0.3 * 4294967296.0);
+    nn_rng a = nn_rng_stream(7, 3), b = a;
+    nn_rng_keep_mask(&a, mask, M, thresh, 1.25f);
+    int kept = 0;
+    for (int i = 0; i < M; i += 2) {
+        uint64_t x = nn_rng_u64(&b);
+        for (int h = 0; h < 2 && i + h < M; h++) {
+            uint32_t u = h ? (uint32_t)(x >> 32) : (uint32_t)x;
+            ck_assert_float_eq(mask[i + h], u >= thresh ? 1.25f : 0.0f);
+            ck_assert(!signbit(mask[i + h]));
+            kept += mask[i + h] != 0;
+        }
+    }
+    ck_assert_uint_eq(nn_rng_u64(&a), nn_rng_u64(&b)); /* the stream advanced alike */
+    ck_assert_int_gt(kept, 600); /* about 70% kept */
+    ck_assert_int_lt(kept, 800);
+}
+END_TEST
+
 START_TEST(test_normal_moments)
 {
     nn_rng r = nn_rng_stream(5, NN_STREAM_TEST);
@@ -184,6 +209,7 @@ Suite *suite_nn_rng(void)
     tcase_add_test(t, test_uniform_float);
     tcase_add_test(t, test_shuffle);
     tcase_add_test(t, test_normal_moments);
+    tcase_add_test(t, test_keep_mask_is_the_stream);
     suite_add_tcase(s, t);
     return s;
 }
