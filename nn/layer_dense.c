@@ -31,8 +31,11 @@ static void dense_init(nn_layer *l, nn_rng *r)
         l->b[i] = 0;
 }
 
-/* y[:, u0:u1] = b + x W[u0:u1]^T */
-static void dense_rows(const nn_layer *l, const float *x, float *y, int n, int u0, int u1)
+/* y[:, u0:u1] = b + x W[u0:u1]^T, then (relu) y = y > 0 ? y : 0 and (mask)
+ * y *= mask on the same block: the ReLU and dropout layers' passes, value
+ * for value, while the block is in cache */
+static void dense_rows(const nn_layer *l, const float *x, float *y, int n, int u0, int u1,
+                       int relu, const float *mask)
 {
     const int k = (int)nn_shape_size(l->in), u = l->spec.units;
     if (u0 >= u1)
@@ -45,6 +48,16 @@ static void dense_rows(const nn_layer *l, const float *x, float *y, int n, int u
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, u1 - u0, k, 1.0f, x, k, w, k, 1.0f,
                     y + u0, u);
+    if (!relu)
+        return;
+    for (int i = 0; i < n; i++) {
+        float *r = y + (size_t)i * u;
+        const float *mr = mask ? mask + (size_t)i * u : NULL;
+        for (int j = u0; j < u1; j++) {
+            float v = r[j] > 0 ? r[j] : 0;
+            r[j] = mr ? v * mr[j] : v;
+        }
+    }
 }
 
 /* In a model with a thread team (its compressed layers use one, and training
@@ -58,7 +71,8 @@ typedef struct {
     const nn_layer *l;
     const float *x;
     float *y;
-    int n;
+    int n, relu;
+    const float *mask;
 } dense_job;
 
 static void dense_part(void *arg, int part, int nparts)
@@ -68,18 +82,20 @@ static void dense_part(void *arg, int part, int nparts)
     /* blocks of 16 units: parts never share a cache line of y */
     int blocks = (u + 15) / 16;
     int u0 = blocks * part / nparts * 16, u1 = blocks * (part + 1) / nparts * 16;
-    dense_rows(j->l, j->x, j->y, j->n, u0, u1 < u ? u1 : u);
+    dense_rows(j->l, j->x, j->y, j->n, u0, u1 < u ? u1 : u, j->relu, j->mask);
 }
 
 static void dense_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
 {
     const size_t k = nn_shape_size(l->in), u = (size_t)l->spec.units;
+    int relu = c && c->relu;
+    const float *mask = relu ? c->mask : NULL;
     if (c && nn_team_size(c->team) > 1 && u * k >= DENSE_SPLIT_MIN_MACS) {
-        dense_job j = {.l = l, .x = x, .y = y, .n = n};
+        dense_job j = {.l = l, .x = x, .y = y, .n = n, .relu = relu, .mask = mask};
         nn_team_run(c->team, dense_part, &j);
         return;
     }
-    dense_rows(l, x, y, n, 0, (int)u);
+    dense_rows(l, x, y, n, 0, (int)u, relu, mask);
 }
 
 /* Part of backward: dW[u0:u1] += dy[:, u0:u1]^T x and db[u0:u1] += column
@@ -142,4 +158,5 @@ const nn_layer_ops nn_dense_ops = {
     .forward = dense_forward,
     .backward = dense_backward,
     .macs = dense_macs,
+    .fuses_relu = 1,
 };

@@ -18,11 +18,12 @@ static double no_macs(const nn_layer *l)
 }
 
 /* ---- element-wise passes, split over c->team when large -------------------- */
-typedef enum { EW_RELU, EW_RELU_BACK, EW_MUL } ew_op;
+typedef enum { EW_RELU, EW_RELU_BACK, EW_MUL, EW_MUL_RELU_BACK } ew_op;
 
 typedef struct {
     ew_op op;
-    const float *a, *b; /* relu: x; relu_back: y, dy; mul: x, mask */
+    const float *a, *b; /* relu: x; relu_back: y, dy; mul: x, mask; mul_relu_back: dy, mask */
+    const float *y;     /* mul_relu_back: the ReLU's (and dropout's) output */
     float *out;
     size_t m;
 } ew_job;
@@ -43,6 +44,10 @@ static void ew_range(const ew_job *j, size_t lo, size_t hi)
     case EW_MUL:
         for (size_t i = lo; i < hi; i++)
             out[i] = a[i] * b[i];
+        break;
+    case EW_MUL_RELU_BACK: /* EW_MUL then EW_RELU_BACK, value for value */
+        for (size_t i = lo; i < hi; i++)
+            out[i] = j->y[i] > 0 ? a[i] * b[i] : 0;
         break;
     }
 }
@@ -66,7 +71,7 @@ static void ew_run(const nn_ctx *c, ew_job j)
 /* ---- relu ------------------------------------------------------------------ */
 static void relu_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
 {
-    ew_run(c, (ew_job){EW_RELU, x, NULL, y, (size_t)n * nn_shape_size(l->in)});
+    ew_run(c, (ew_job){EW_RELU, x, NULL, NULL, y, (size_t)n * nn_shape_size(l->in)});
 }
 
 /* uses y (> 0 exactly where x > 0), so it also works when y aliases x */
@@ -75,7 +80,7 @@ static void relu_backward(nn_layer *l, const float *x, const float *y, const flo
 {
     (void)x;
     if (dx)
-        ew_run(c, (ew_job){EW_RELU_BACK, y, dy, dx, (size_t)n * nn_shape_size(l->in)});
+        ew_run(c, (ew_job){EW_RELU_BACK, y, dy, NULL, dx, (size_t)n * nn_shape_size(l->in)});
 }
 
 const nn_layer_ops nn_relu_ops = {
@@ -114,20 +119,40 @@ static void dropout_release(nn_layer *l)
     l->priv = NULL;
 }
 
+const float *nn_dropout_draw(nn_layer *l, int n, const nn_ctx *c)
+{
+    if (!c->train || l->spec.rate <= 0 || !c->rng)
+        return NULL;
+    size_t m = (size_t)n * nn_shape_size(l->in);
+    float *mask = l->priv, scale = 1.0f / (1.0f - l->spec.rate);
+    uint32_t thresh = (uint32_t)((double)l->spec.rate * 4294967296.0);
+    /* the draws are one stream, in order (a seed reproduces them) */
+    nn_rng_keep_mask(c->rng, mask, m, thresh, scale);
+    return mask;
+}
+
 static void dropout_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
 {
     size_t m = (size_t)n * nn_shape_size(l->in);
-    if (!c->train || l->spec.rate <= 0 || !c->rng) {
+    const float *mask = nn_dropout_draw(l, n, c);
+    if (!mask) {
         if (y != x)
             memmove(y, x, m * sizeof *y);
         return;
     }
-    float *mask = l->priv, scale = 1.0f / (1.0f - l->spec.rate);
-    uint32_t thresh = (uint32_t)((double)l->spec.rate * 4294967296.0);
-    /* the draws are one stream, in order (a seed reproduces them); the
-     * product splits */
-    nn_rng_keep_mask(c->rng, mask, m, thresh, scale);
-    ew_run(c, (ew_job){EW_MUL, x, mask, y, m});
+    ew_run(c, (ew_job){EW_MUL, x, mask, NULL, y, m}); /* the product splits */
+}
+
+void nn_dropout_relu_backward(const nn_layer *l, const float *y, const float *dy, float *dx,
+                              int n, const nn_ctx *c)
+{
+    size_t m = (size_t)n * nn_shape_size(l->in);
+    if (!dx)
+        return;
+    if (!c->train || l->spec.rate <= 0 || !c->rng) /* dropout was the identity */
+        ew_run(c, (ew_job){EW_RELU_BACK, y, dy, NULL, dx, m});
+    else
+        ew_run(c, (ew_job){EW_MUL_RELU_BACK, dy, l->priv, y, dx, m});
 }
 
 static void dropout_backward(nn_layer *l, const float *x, const float *y, const float *dy,
@@ -143,7 +168,7 @@ static void dropout_backward(nn_layer *l, const float *x, const float *y, const 
             memmove(dx, dy, m * sizeof *dx);
         return;
     }
-    ew_run(c, (ew_job){EW_MUL, dy, l->priv, dx, m});
+    ew_run(c, (ew_job){EW_MUL, dy, l->priv, NULL, dx, m});
 }
 
 const nn_layer_ops nn_dropout_ops = {

@@ -247,13 +247,25 @@ int nn_model_reserve(nn_model *m, int n, kd_err *e)
     return KD_OK;
 }
 
-/* Whether layer i's inference forward takes the ReLU after it: the next
- * layer is nn's relu, running in place on i's output (so its output is
- * i's), and i's kind fuses it. */
+/* Whether layer i's forward takes the ReLU after it: the next layer is nn's
+ * relu, running in place on i's output (so its output is i's), and i's kind
+ * fuses it -- in inference; in training only nn's dense layer, whose backward
+ * needs nothing the ReLU overwrote. */
 static int fuses_next_relu(const nn_model *m, int i, int train)
 {
-    return !train && i + 1 < m->nlayers && m->layers[i].ops->fuses_relu &&
-           m->layers[i + 1].ops == &nn_relu_ops && m->act[i + 2] == m->act[i + 1];
+    return (!train || m->layers[i].ops == &nn_dense_ops) && i + 1 < m->nlayers &&
+           m->layers[i].ops->fuses_relu && m->layers[i + 1].ops == &nn_relu_ops &&
+           m->act[i + 2] == m->act[i + 1];
+}
+
+/* Whether layer i is nn's dropout running in place on the output of an
+ * in-place ReLU at i - 1 (training fuses the two: forward into the dense
+ * layer's epilogue, backward into one pass). */
+static int dropout_after_relu(const nn_model *m, int i)
+{
+    return i >= 1 && i < m->nlayers && m->layers[i].ops == &nn_dropout_ops &&
+           m->layers[i - 1].ops == &nn_relu_ops && m->act[i + 1] == m->act[i] &&
+           m->act[i] == m->act[i - 1];
 }
 
 const float *nn_model_forward(nn_model *m, const float *x, int n, const nn_ctx *c)
@@ -276,8 +288,10 @@ const float *nn_model_forward(nn_model *m, const float *x, int n, const nn_ctx *
     for (int i = 0; n > 0 && i < m->nlayers; i++) { /* n = 0: no statistics of nothing */
         nn_layer *l = &m->layers[i];
         cc.relu = fuses_next_relu(m, i, c->train);
+        int drop = cc.relu && c->train && dropout_after_relu(m, i + 2);
+        cc.mask = drop ? nn_dropout_draw(&m->layers[i + 2], n, &cc) : NULL;
         l->ops->forward(l, m->act[i], m->act[i + 1], n, &cc);
-        i += cc.relu; /* the ReLU ran in l's epilogue */
+        i += cc.relu + drop; /* the ReLU (and the dropout) ran in l's epilogue */
     }
     if (serial)
         nn_blas_serial_end(blas);
@@ -304,7 +318,13 @@ void nn_model_backward_ex(nn_model *m, const float *dlogits, int tap, const floa
                 g[j] += dtap[j];
         }
         float *dxi = i > 0 ? m->dact[which] : dx;
-        l->ops->backward(l, m->act[i], m->act[i + 1], dy, dxi, n, &cc);
+        if (dropout_after_relu(m, i) && tap != i - 1) { /* the ReLU's backward too */
+            i--;
+            dxi = i > 0 ? m->dact[which] : dx;
+            nn_dropout_relu_backward(l, m->act[i + 1], dy, dxi, n, &cc);
+        } else {
+            l->ops->backward(l, m->act[i], m->act[i + 1], dy, dxi, n, &cc);
+        }
         dy = dxi;
         which ^= 1;
     }

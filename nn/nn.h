@@ -112,6 +112,9 @@ typedef struct {
     /* forward also applies ReLU to y (y = x > 0 ? x : 0 of its result); set
      * by nn_model_forward, only for a layer whose ops->fuses_relu is set */
     int relu;
+    /* training only, with relu, nn's dense layer only: the keep-mask of the
+     * in-place dropout after the ReLU, multiplied in the same epilogue */
+    const float *mask;
 } nn_ctx;
 
 /* One table per layer kind.  x is the layer's input batch, y its output
@@ -192,6 +195,14 @@ int nn_layer_is_builtin(const nn_layer *l);
 /* Kind tables, one per file in nn/ (layer_dense.c, layer_conv2d.c, ...). */
 extern const nn_layer_ops nn_dense_ops, nn_conv2d_ops, nn_maxpool2d_ops, nn_relu_ops,
     nn_dropout_ops, nn_flatten_ops, nn_batchnorm_ops;
+/* The training fusions of nn_model_forward/backward (layer_simple.c): a
+ * dropout layer's keep-mask for a batch of n, drawn from c->rng as its forward
+ * would (NULL when it is the identity: eval, rate 0, no stream); and dropout's
+ * backward followed by the backward of the in-place ReLU before it, in one
+ * pass: dx = y > 0 ? dy * mask : 0 (y: the shared activation). */
+const float *nn_dropout_draw(nn_layer *l, int n, const nn_ctx *c);
+void nn_dropout_relu_backward(const nn_layer *l, const float *y, const float *dy, float *dx,
+                              int n, const nn_ctx *c);
 
 /* ---- model ----------------------------------------------------------------- */
 typedef struct {

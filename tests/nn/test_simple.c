@@ -163,6 +163,86 @@ START_TEST(test_dropout_bad_rate)
 }
 END_TEST
 
+/* Training fuses dense -> in-place relu -> in-place dropout (forward in the
+ * dense layer's epilogue, backward in one pass): the same function as the
+ * three layers, checked against a reference in double, on one thread and on
+ * a team of two (the dense layer splits there). */
+static void fused_chain_case(int team)
+{
+    enum { N = 4, IN = 300, H = 256, OUT = 3 };
+    const float rate = 0.5f;
+    nn_layer_spec sp[] = {{.kind = NN_DENSE, .units = H}, {.kind = NN_RELU},
+                          {.kind = NN_DROPOUT, .rate = rate}, {.kind = NN_DENSE, .units = OUT}};
+    kd_err e = {0};
+    nn_set_threads(team ? 2 : 1);
+    nn_model *m = nn_model_new((nn_shape){IN, 1, 1}, sp, 4, NULL, &e);
+    ck_assert_msg(m != NULL, "%s", e.msg);
+    nn_model_init(m, 3);
+    int made = team ? nn_model_train_team_begin(m) : 0;
+    ck_assert_int_eq(made, team);
+    static float x[N * IN], mask[N * H], dlog[N * OUT];
+    static double h[N * H], dh[N * H];
+    for (int i = 0; i < N * IN; i++)
+        x[i] = (float)((i * 37 % 101) - 50) / 50.0f;
+    for (int i = 0; i < N * OUT; i++)
+        dlog[i] = (float)(i % 5) - 2.0f;
+    nn_rng r = nn_rng_stream(9, NN_STREAM_DROPOUT), r0 = r;
+    nn_rng_keep_mask(&r0, mask, N * H, (uint32_t)((double)rate * 4294967296.0),
+                     1.0f / (1.0f - rate));
+    nn_ctx c = {.train = 1, .rng = &r};
+    nn_model_zero_grad(m);
+    const float *y = nn_model_forward(m, x, N, &c);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_uint_eq(nn_rng_u64(&r), nn_rng_u64(&r0)); /* the draws: the same, in order */
+    const nn_layer *d1 = &m->layers[0], *d2 = &m->layers[3];
+    int kept = 0;
+    for (int i = 0; i < N; i++) {
+        for (int u = 0; u < H; u++) {
+            double z = d1->b[u];
+            for (int k = 0; k < IN; k++)
+                z += (double)x[i * IN + k] * d1->w[u * IN + k];
+            h[i * H + u] = (z > 0 ? z : 0) * mask[i * H + u];
+            kept += h[i * H + u] != 0;
+        }
+        for (int o = 0; o < OUT; o++) {
+            double v = d2->b[o];
+            for (int u = 0; u < H; u++)
+                v += h[i * H + u] * d2->w[o * H + u];
+            ck_assert_msg(fabs(y[i * OUT + o] - v) <= 1e-4 * (1 + fabs(v)), "team %d: y %g vs %g",
+                          team, (double)y[i * OUT + o], v);
+        }
+    }
+    ck_assert_int_gt(kept, N * H / 5); /* the ReLU and the mask both bit */
+    ck_assert_int_lt(kept, N * H / 2);
+    nn_model_backward(m, dlog, N, &c);
+    for (int i = 0; i < N; i++)
+        for (int u = 0; u < H; u++) {
+            double g = 0;
+            for (int o = 0; o < OUT; o++)
+                g += (double)dlog[i * OUT + o] * d2->w[o * H + u];
+            dh[i * H + u] = h[i * H + u] > 0 ? g * mask[i * H + u] : 0;
+        }
+    for (int u = 0; u < H; u += 7)
+        for (int k = 0; k < IN; k += 13) {
+            double g = 0;
+            for (int i = 0; i < N; i++)
+                g += dh[i * H + u] * x[i * IN + k];
+            float got = d1->gw[u * IN + k];
+            ck_assert_msg(fabs(got - g) <= 1e-4 * (1 + fabs(g)), "team %d: gw %g vs %g", team,
+                          (double)got, g);
+        }
+    nn_model_train_team_end(m, made);
+    nn_model_free(m);
+    nn_set_threads(1);
+}
+
+START_TEST(test_fused_dense_relu_dropout)
+{
+    fused_chain_case(0);
+    fused_chain_case(1);
+}
+END_TEST
+
 Suite *suite_nn_simple(void)
 {
     Suite *s = suite_create("nn_simple");
@@ -173,6 +253,7 @@ Suite *suite_nn_simple(void)
     tcase_add_test(t, test_dropout_statistics);
     tcase_add_test(t, test_dropout_backward_uses_mask);
     tcase_add_test(t, test_dropout_bad_rate);
+    tcase_add_test(t, test_fused_dense_relu_dropout);
     suite_add_tcase(s, t);
     return s;
 }
