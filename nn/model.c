@@ -304,6 +304,7 @@ void nn_model_backward_ex(nn_model *m, const float *dlogits, int tap, const floa
     nn_ctx cc = *c; /* the model's team, as in forward */
     if (!cc.team)
         cc.team = m->team;
+    m->grads_zero = 0; /* the layers accumulate into grads */
     int serial = nn_team_size(cc.team) > 1;
     int blas = serial ? nn_blas_serial_begin() : 0;
     const float *dy = dlogits;
@@ -369,6 +370,9 @@ static void zero_part(void *arg, int part, int nparts)
 
 void nn_model_zero_grad(nn_model *m)
 {
+    if (m->grads_zero)
+        return;
+    m->grads_zero = 1;
     if (m->nparams >= NN_SPLIT_MIN)
         nn_team_run(m->team, zero_part, m);
     else if (m->nparams)

@@ -212,6 +212,10 @@ typedef struct {
     nn_layer *layers;
     float *params, *grads; /* all trainable parameters, one flat buffer each */
     size_t nparams;
+    /* grads are all zero (zeroed, or cleared by nn_optim_step_clear) and no
+     * backward ran since: nn_model_zero_grad has nothing to do.  Whoever
+     * writes grads outside a backward clears it. */
+    int grads_zero;
     float *buffers;        /* all non-trainable state */
     size_t nbuffers;
     /* input preprocessing carried with the model: x' = (x/255 - mean) / std
@@ -269,7 +273,8 @@ int nn_model_tap_check(const nn_model *m, int i, char *why, size_t n);
  * KD_ECONFIG with the reason. */
 #define NN_ADAPTER_MAX_PARAMS (4u << 20)
 int nn_adapter_spec(nn_shape from, nn_shape to, nn_layer_spec *out, kd_err *e);
-/* Zeroes m->grads (split over m->team when there is one). */
+/* Zeroes m->grads (split over m->team when there is one), unless
+ * m->grads_zero says they are. */
 void nn_model_zero_grad(nn_model *m);
 /* Training's threading (issue 12): one pool, not two.  When nn_threads() > 1
  * and every layer of m is dense, relu, dropout or flatten (kinds that split
@@ -324,6 +329,10 @@ void nn_optim_free(nn_optim *o);
 /* One update of m->params from m->grads at learning rate lr.  Weight decay
  * applies to weights (w), never to biases or batchnorm parameters (b). */
 void nn_optim_step(nn_optim *o, nn_model *m, float lr);
+/* The same update, zeroing each gradient in the same pass once it is used
+ * (sets m->grads_zero): a training step's nn_model_zero_grad then costs no
+ * pass of its own over the gradients (issue 12). */
+void nn_optim_step_clear(nn_optim *o, nn_model *m, float lr);
 
 typedef enum { NN_SCHED_CONSTANT = 0, NN_SCHED_STEP, NN_SCHED_COSINE } nn_sched_kind;
 typedef struct {

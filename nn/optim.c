@@ -38,9 +38,10 @@ void nn_optim_free(nn_optim *o)
     kd_free(o);
 }
 
-/* SGD as in PyTorch: g += wd*p; m = mu*m + g; step = nesterov ? g + mu*m : m */
-static void sgd_range(nn_optim *o, float *restrict p, const float *restrict g,
-                      float *restrict mom, size_t n, float lr, float wd)
+/* SGD as in PyTorch: g += wd*p; m = mu*m + g; step = nesterov ? g + mu*m : m.
+ * With clear, each g is zeroed once read (the same pass). */
+static void sgd_range(nn_optim *o, float *restrict p, float *restrict g, float *restrict mom,
+                      size_t n, float lr, float wd, int clear)
 {
     const float mu = o->spec.momentum;
     /* one branch-free loop per case, so each vectorizes (same arithmetic) */
@@ -59,11 +60,13 @@ static void sgd_range(nn_optim *o, float *restrict p, const float *restrict g,
             p[i] -= lr * mom[i];
         }
     }
+    if (clear) /* the block is still in cache */
+        memset(g, 0, n * sizeof *g);
 }
 
 /* AdamW (Loshchilov & Hutter): decoupled decay p -= lr*wd*p */
-static void adamw_range(nn_optim *o, float *p, const float *g, float *m1, float *v, size_t n,
-                        float lr, float wd, float c1, float c2)
+static void adamw_range(nn_optim *o, float *p, float *g, float *m1, float *v, size_t n, float lr,
+                        float wd, float c1, float c2, int clear)
 {
     const float b1 = o->spec.beta1, b2 = o->spec.beta2, eps = o->spec.eps;
     for (size_t i = 0; i < n; i++) {
@@ -72,12 +75,15 @@ static void adamw_range(nn_optim *o, float *p, const float *g, float *m1, float 
         float mh = m1[i] / c1, vh = v[i] / c2;
         p[i] -= lr * (mh / (sqrtf(vh) + eps) + wd * p[i]);
     }
+    if (clear)
+        memset(g, 0, n * sizeof *g);
 }
 
 typedef struct {
     nn_optim *o;
     nn_model *m;
     float lr, c1, c2;
+    int clear;
 } step_job;
 
 /* The update of part `part` of every parameter range (each element's
@@ -101,24 +107,30 @@ static void step_part(void *arg, int part, int nparts)
             float wd = (!w && decay_w) ? o->spec.weight_decay : 0.0f;
             if (o->spec.kind == NN_OPT_ADAMW)
                 adamw_range(o, p + lo, g + lo, o->m + off, o->v + off, hi - lo, j->lr, wd, j->c1,
-                            j->c2);
+                            j->c2, j->clear);
             else
-                sgd_range(o, p + lo, g + lo, o->m + off, hi - lo, j->lr, wd);
+                sgd_range(o, p + lo, g + lo, o->m + off, hi - lo, j->lr, wd, j->clear);
         }
     }
 }
 
-void nn_optim_step(nn_optim *o, nn_model *m, float lr)
+static void optim_step(nn_optim *o, nn_model *m, float lr, int clear)
 {
     o->step++;
-    step_job j = {.o = o, .m = m, .lr = lr};
+    step_job j = {.o = o, .m = m, .lr = lr, .clear = clear};
     j.c1 = 1 - powf(o->spec.beta1, (float)o->step);
     j.c2 = 1 - powf(o->spec.beta2, (float)o->step);
     if (m->nparams >= NN_SPLIT_MIN) /* m's team, when it has one (training) */
         nn_team_run(m->team, step_part, &j);
     else
         step_part(&j, 0, 1);
+    if (clear) /* every range of every layer: all of m->grads */
+        m->grads_zero = 1;
 }
+
+void nn_optim_step(nn_optim *o, nn_model *m, float lr) { optim_step(o, m, lr, 0); }
+
+void nn_optim_step_clear(nn_optim *o, nn_model *m, float lr) { optim_step(o, m, lr, 1); }
 
 float nn_sched_lr(const nn_sched_spec *s, float base_lr, double epoch, int total_epochs)
 {

@@ -32,6 +32,7 @@ static int dp_reduce(void *ctx, nn_model *m, int n_local, int n, double *stats, 
     /* each rank's loss is a mean over its n_local samples: weighted by its
      * share, the sum is the mean over the whole batch */
     const float w = (float)n_local / (float)n;
+    m->grads_zero = 0; /* the sum of the other ranks' lands in grads */
     for (size_t i = 0; i < m->nparams; i++)
         m->grads[i] *= w;
     int rc = p->fast ? dist_sum_fast(p->d, m->grads, m->nparams, e)

@@ -148,7 +148,7 @@ static int run_epoch(train_state *st, const train_opts *o, const data_set *tr,
         total += stats[0];
         correct += (long)stats[1];
         lr = nn_sched_lr(&o->sched, o->opt.lr, ep0 + (double)bi / nb, o->epochs);
-        nn_optim_step(st->opt, m, (float)lr);
+        nn_optim_step_clear(st->opt, m, (float)lr); /* the next zero_grad: free */
         int rc = h && h->on_step ? h->on_step(h->step_ctx, m, (float)lr, e) : KD_OK;
         if (rc != KD_OK) {
             kd_progress_end(&pg, NULL);

@@ -47,6 +47,47 @@ static nn_optim *opt(nn_opt_spec s, size_t n)
     return o;
 }
 
+/* nn_optim_step_clear: the update of nn_optim_step, bit for bit, with the
+ * gradients zeroed in the same pass; zero_grad then skips its pass, and a
+ * backward (which accumulates) makes it zero them again. */
+START_TEST(test_step_clear)
+{
+    const nn_opt_spec sgd = {.kind = NN_OPT_SGD, .lr = 0.1f, .momentum = 0.9f, .nesterov = 1,
+                             .weight_decay = 0.01f};
+    const nn_opt_spec adamw = {.kind = NN_OPT_ADAMW, .lr = 0.1f, .weight_decay = 0.01f};
+    const nn_opt_spec *specs[2] = {&sgd, &adamw};
+    for (int k = 0; k < 2; k++) {
+        nn_model *a = tiny(), *b = tiny();
+        nn_optim *oa = opt(*specs[k], a->nparams), *ob = opt(*specs[k], b->nparams);
+        for (int step = 0; step < 3; step++) {
+            set_grads(a, 0.1f * step - 0.2f, 0.3f, -0.05f);
+            set_grads(b, 0.1f * step - 0.2f, 0.3f, -0.05f);
+            nn_optim_step(oa, a, 0.1f);
+            nn_optim_step_clear(ob, b, 0.1f);
+            ck_assert_int_eq(b->grads_zero, 1);
+            for (size_t i = 0; i < a->nparams; i++) {
+                ck_assert(a->params[i] == b->params[i]);
+                ck_assert(b->grads[i] == 0.0f);
+            }
+        }
+        /* a backward sets gradients again: zero_grad must clear them */
+        float x[2] = {1.0f, 2.0f}, dl[1] = {1.0f};
+        nn_ctx c = {.train = 1};
+        ck_assert_ptr_nonnull(nn_model_forward(b, x, 1, &c));
+        nn_model_backward(b, dl, 1, &c);
+        ck_assert_int_eq(b->grads_zero, 0);
+        ck_assert(b->layers[0].gw[1] == 2.0f);
+        nn_model_zero_grad(b);
+        for (size_t i = 0; i < b->nparams; i++)
+            ck_assert(b->grads[i] == 0.0f);
+        nn_optim_free(oa);
+        nn_optim_free(ob);
+        nn_model_free(a);
+        nn_model_free(b);
+    }
+}
+END_TEST
+
 START_TEST(test_sgd_plain_and_decay)
 {
     nn_model *m = tiny();
@@ -241,6 +282,7 @@ Suite *suite_nn_optim(void)
     tcase_add_test(t, test_decay_skips_bias_and_bn);
     tcase_add_test(t, test_optim_alloc_failure);
     tcase_add_test(t, test_schedules);
+    tcase_add_test(t, test_step_clear);
     suite_add_tcase(s, t);
     return s;
 }
