@@ -102,7 +102,7 @@ static int load_one(const serve_load_opts *o, const char *path, const char *head
     long at = 0;
     row->ok = row->failed = 0;
     for (int i = 0; i < started; i++) {
-        if (all)
+        if (all && t[i].nlat > 0) /* a client that got no request has no lat (NULL) */
             memcpy(all + at, t[i].lat, (size_t)t[i].nlat * sizeof *all);
         at += t[i].nlat;
         row->ok += t[i].ok;
