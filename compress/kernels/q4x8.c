@@ -244,25 +244,36 @@ static AVX2 void prep_samples(const quant_q4 *q, const float *x, int i0, int i1,
     }
 }
 
-/* Row t's int32 lanes of a pair (nibbles lo[t], hi[t]) against record a,
- * before the horizontal adds: as madd of maddubs (AVX2; no int16
- * saturation: |15 * 127 * 2| * 2 < 2^15) or as two VNNI dpbusd; the same
- * integers either way, so the two paths give the same bits. */
-INL __m256i lanes_avx2(__m256i lo, __m256i hi, const q4x8_pair *a)
+/* The quad's exact integer sums of a pair against record a: lane t holds
+ * row t's sum of nib * xq over group g, lane 4 + t over g+1 (before nc8).
+ * AVX2: maddubs of the low and high nibbles added in int16, then two
+ * rounds of int16 horizontal adds and one madd to int32: every int16 stays
+ * exact (a maddubs pair is at most 2 * 15 * 127 = 3810, the lo + hi sum
+ * 7620, the rounds 15240 and 30480 < 2^15), and one madd per quad instead
+ * of one per row.  VNNI: two dpbusd per row, int32 horizontal adds.  The
+ * same integers either way, so the two paths give the same bits. */
+INL __m256i quad_sums_avx2(const __m256i lo[4], const __m256i hi[4], const q4x8_pair *a)
 {
-    __m256i s16 = _mm256_add_epi16(
-        _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a->xa)),
-        _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)a->xb)));
-    return _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+    const __m256i xa = _mm256_loadu_si256((const __m256i *)a->xa);
+    const __m256i xb = _mm256_loadu_si256((const __m256i *)a->xb);
+    __m256i s[4];
+    for (int t = 0; t < 4; t++)
+        s[t] = _mm256_add_epi16(_mm256_maddubs_epi16(lo[t], xa), _mm256_maddubs_epi16(hi[t], xb));
+    __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(s[0], s[1]), _mm256_hadd_epi16(s[2], s[3]));
+    return _mm256_madd_epi16(h, _mm256_set1_epi16(1));
 }
 
 #define VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
-static inline __attribute__((always_inline)) VNNI __m256i lanes_vnni(__m256i lo, __m256i hi,
-                                                                     const q4x8_pair *a)
+static inline __attribute__((always_inline)) VNNI __m256i
+quad_sums_vnni(const __m256i lo[4], const __m256i hi[4], const q4x8_pair *a)
 {
-    __m256i acc = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo,
-                                      _mm256_loadu_si256((const __m256i *)a->xa));
-    return _mm256_dpbusd_epi32(acc, hi, _mm256_loadu_si256((const __m256i *)a->xb));
+    const __m256i xa = _mm256_loadu_si256((const __m256i *)a->xa);
+    const __m256i xb = _mm256_loadu_si256((const __m256i *)a->xb);
+    __m256i s[4];
+    for (int t = 0; t < 4; t++)
+        s[t] = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), lo[t], xa), hi[t],
+                                   xb);
+    return _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
 }
 
 /* One quad of rows x NS samples, every group pair: the pair's nibbles are
@@ -273,7 +284,7 @@ static inline __attribute__((always_inline)) VNNI __m256i lanes_vnni(__m256i lo,
  * + b.  Each output sees the same operations in the same order whatever NS
  * is and whichever rows are written, so a sample's outputs do not depend on
  * the batch around it nor on the row range.  Writes rows [r0, r1) only. */
-#define TILE(name, attr, lanes)                                                                   \
+#define TILE(name, attr, sums)                                                                   \
     static inline __attribute__((always_inline)) attr void name(                                  \
         const quant_q4 *q, const q4x8_pair *xp, int Q, int s, int NS, const float *b, float *y,   \
         int r0, int r1)                                                                           \
@@ -294,9 +305,7 @@ static inline __attribute__((always_inline)) VNNI __m256i lanes_vnni(__m256i lo,
             __m256 dv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w[p].d));                \
             for (int u = 0; u < NS; u++) {                                                        \
                 const q4x8_pair *a = xp + (size_t)(s + u) * np + p;                               \
-                __m256i h01 = _mm256_hadd_epi32(lanes(lo[0], hi[0], a), lanes(lo[1], hi[1], a));  \
-                __m256i h23 = _mm256_hadd_epi32(lanes(lo[2], hi[2], a), lanes(lo[3], hi[3], a));  \
-                __m256i si = _mm256_add_epi32(_mm256_hadd_epi32(h01, h23),                        \
+                __m256i si = _mm256_add_epi32(sums(lo, hi, a),                                    \
                                               _mm256_loadu_si256((const __m256i *)a->nc8));       \
                 acc[u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si),                                  \
                                          _mm256_mul_ps(dv, _mm256_loadu_ps(a->dx)), acc[u]);      \
@@ -317,8 +326,8 @@ static inline __attribute__((always_inline)) VNNI __m256i lanes_vnni(__m256i lo,
  * passes; within a chunk, tiles of one quad x Q4X8_NS samples. */
 enum { Q4X8_CHUNK = 8, Q4X8_NS = 4 }; /* quads per chunk, samples per tile */
 
-#define GEMM(name, attr, lanes)                                                                   \
-    TILE(name##_tile, attr, lanes)                                                                \
+#define GEMM(name, attr, sums)                                                                   \
+    TILE(name##_tile, attr, sums)                                                                \
     static attr void name##_1(const quant_q4 *q, const q4x8_pair *xp, int Q, int s,               \
                               const float *b, float *y, int r0, int r1)                           \
     {                                                                                             \
@@ -344,8 +353,8 @@ enum { Q4X8_CHUNK = 8, Q4X8_NS = 4 }; /* quads per chunk, samples per tile */
         }                                                                                         \
     }
 
-GEMM(gemm_avx2, AVX2, lanes_avx2)
-GEMM(gemm_vnni, VNNI, lanes_vnni)
+GEMM(gemm_avx2, AVX2, quad_sums_avx2)
+GEMM(gemm_vnni, VNNI, quad_sums_vnni)
 
 void q4x8_gemm_prepped_avx2(const quant_q4 *q, const q4x8_pair *xp, int n, const float *b,
                             float *y, int r0, int r1)
