@@ -188,6 +188,41 @@ START_TEST(gemm_avx2_exact_integer_sums)
 }
 END_TEST
 
+/* The integer sums at their largest: every nibble 15 (w = 7 d) against
+ * every activation at +-127, so each int16 stage of the AVX2 sums reaches
+ * its bound (7620, 15240, 30480) and an overflow would show; scales are
+ * powers of two, so the result must equal the specification's bits.
+ * Sample 0 is all positive, sample 1 all negative, sample 2 alternates by
+ * group; k = 160 is five groups (an odd count) and m = 6 a ragged quad. */
+START_TEST(gemm_avx2_extreme_sums)
+{
+    KDT_ISA_BEGIN(_i); /* avx2 and avx512 (VNNI where the CPU has it) */
+    shape s = {6, 160, 3};
+    float *w = malloc((size_t)s.m * s.k * sizeof *w), *x = malloc((size_t)s.n * s.k * sizeof *x);
+    for (int i = 0; i < s.m * s.k; i++)
+        w[i] = 7.0f / 8.0f;
+    for (int i = 0; i < s.n; i++)
+        for (int c = 0; c < s.k; c++)
+            x[i * s.k + c] = (i == 0 || (i == 2 && c / G % 2 == 0) ? 127 : -127) / 64.0f;
+    quant_q4 *q = quant_q4_pack(w, s.m, s.k, NULL);
+    ck_assert_int_eq(q->blocks[0].q[0], 0xff); /* nibbles 15 */
+    int nb = q->nb;
+    int8_t *xq = malloc((size_t)nb * G);
+    float *f = malloc((size_t)nb * 2 * sizeof *f), *ya = malloc((size_t)s.m * sizeof *ya);
+    float *y = malloc((size_t)s.n * s.m * sizeof *y);
+    ck_assert_int_eq(q4x8_gemm_rows_avx2(q, x, s.n, NULL, y, 0, s.m), 0);
+    for (int i = 0; i < s.n; i++) {
+        q4x8_quantize_ref(x + (size_t)i * s.k, s.k, xq, f, f + nb);
+        q4x8_rows_ref(q, xq, f, f + nb, NULL, ya, 0, s.m);
+        for (int j = 0; j < s.m; j++)
+            ck_assert_msg(ya[j] == y[(size_t)i * s.m + j], "(%d, %d): ref %.9g got %.9g", i, j,
+                          ya[j], y[(size_t)i * s.m + j]);
+    }
+    quant_q4_free(q);
+    free(w), free(x), free(xq), free(f), free(ya), free(y);
+}
+END_TEST
+
 /* The VNNI kernel (dpbusd) and the AVX2 one (maddubs + madd) reach the
  * same integers and then take the same float steps: the same bits. */
 START_TEST(gemm_vnni_is_avx2)
@@ -372,6 +407,7 @@ Suite *suite_compress_q4x8(void)
     tcase_add_test(tc, quantize_avx2_is_ref);
     tcase_add_loop_test(tc, gemm_avx2_vs_ref, KD_ISA_AVX2, KDT_NISA);
     tcase_add_loop_test(tc, gemm_avx2_exact_integer_sums, KD_ISA_AVX2, KDT_NISA);
+    tcase_add_loop_test(tc, gemm_avx2_extreme_sums, KD_ISA_AVX2, KDT_NISA);
     tcase_add_test(tc, gemm_vnni_is_avx2);
     tcase_add_test(tc, quads_regroup_blocks);
     tcase_add_loop_test(tc, no_quads_float_path, KD_ISA_AVX2, KDT_NISA);
