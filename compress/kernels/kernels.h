@@ -286,11 +286,30 @@ typedef struct {
 } quant_block_q4;
 _Static_assert(sizeof(quant_block_q4) == 18, "q4 block");
 
+/* The same bytes as eight blocks, regrouped for the q4x8 kernels: rows in
+ * fours, groups in pairs.  Row t's nibbles of groups 2p and 2p+1 are q[t]
+ * (16 bytes each, as in the blocks); d holds the 4 rows' scales of group
+ * 2p, then of 2p+1, so that one 128-bit load gives all 8.  Rows past m and
+ * a group past nb have nibbles 8 (weight 0) and scale 0. */
+typedef struct {
+    uint8_t q[4][QUANT_Q4_GROUP];
+    uint16_t d[8];
+} quant_q4_quad;
+_Static_assert(sizeof(quant_q4_quad) == 8 * sizeof(quant_block_q4), "q4 quad");
+
 typedef struct {
     int m, k;
     int nb;                 /* blocks per row: ceil(k / 32); padding weights are 0 */
-    quant_block_q4 *blocks; /* m x nb */
+    quant_block_q4 *blocks; /* m x nb: the stored form, the specification's input */
+    /* ceil(m / 4) x ceil(nb / 2): the blocks regrouped for the q4x8 kernels
+     * (a copy: the model holds the int4 bytes twice in memory, once on disk).
+     * Built by quant_q4_pack and quant_q4_build_quads; NULL before, and then
+     * the float kernels run.  Whoever changes blocks rebuilds it. */
+    quant_q4_quad *quads;
 } quant_q4;
+
+/* (Re)builds q->quads from q->blocks.  KD_ENOMEM (quads NULL) with e. */
+int quant_q4_build_quads(quant_q4 *q, kd_err *e);
 
 /* Quantizes a row-major m x k matrix: d = fp16(max|w| / 7) per group (kept in
  * fp16's normal range), nibble = clamp(round(w / d), -8, 7) + 8.  NULL with e
@@ -331,7 +350,8 @@ void quant_q4_gemm_rows(const quant_q4 *q, const float *x, int n, const float *b
 /* The same product in two steps, so that a team quantizes each sample's
  * activations once (split by samples) and then splits the rows: scratch of
  * quant_q4_prep_bytes(k, n) bytes, which is 0 when this level has no q4x8
- * (no AVX2, or k > 4096): then use quant_q4_gemm_rows.  Same bits as it. */
+ * (no AVX2, or k > 4096): then use quant_q4_gemm_rows.  Same bits as it.
+ * q->quads must be built (as every attached layer's is). */
 size_t quant_q4_prep_bytes(int k, int n);
 void quant_q4_prep(const quant_q4 *q, const float *x, int i0, int i1, void *scratch);
 void quant_q4_gemm_prepped(const quant_q4 *q, const void *scratch, int n, const float *b,

@@ -28,24 +28,26 @@ void q4x8_rows_ref(const quant_q4 *q, const int8_t *xq, const float *dx, const f
                    const float *b, float *y, int r0, int r1);
 
 /* The AVX2 GEMM: the n samples' activations are quantized once into records
- * laid out for the kernel (q4x8_prep_bytes(q, n) bytes), then row chunks x
- * sample tiles decode each weight block once per tile of 4 rows x 2 samples.
- * Exactly the integer sums of the specification (the -8 correction is
- * folded out in integers, not floats); the float scaling differs from
+ * laid out for the kernel (q4x8_prep_bytes(q, n) bytes), then chunks of
+ * rows x sample tiles decode each pair of groups once per tile of 4 rows
+ * (one quant_q4_quad) x 4 samples.  Per row and group, exactly the integer
+ * sum of the specification (the -8 correction folded out in integers, not
+ * floats), converted once and scaled by d * dx; the float steps differ from
  * q4x8_rows_ref in order only.  A sample's outputs are the same bits
- * whatever the batch around it and whatever the row range. */
+ * whatever the batch around it and whatever the row range.  Needs q->quads
+ * (quant_q4_build_quads). */
 typedef struct q4x8_pair q4x8_pair;
 size_t q4x8_prep_bytes(const quant_q4 *q, int n);
 /* Samples [i0, i1) of x into p (laid out for all n); -1 without scratch. */
 int q4x8_prep_avx2(const quant_q4 *q, const float *x, int i0, int i1, q4x8_pair *p);
-/* Rows [r0, r1) of y (n x m) from prepared samples. */
+/* Rows [r0, r1) of y (n x m) from prepared samples (q->quads built). */
 void q4x8_gemm_prepped_avx2(const quant_q4 *q, const q4x8_pair *p, int n, const float *b,
                             float *y, int r0, int r1);
 
 /* Rows [r0, r1) of y (n x m) = x (n x k) * dequant(W)^T + b through q4x8 on
  * the AVX2 kernels (the caller checks the CPU: AVX2, FMA, F16C): prep, then
- * the GEMM.  -1 (nothing written) when the scratch cannot be allocated (at
- * batch 1 with k <= 4096 it lives on the stack). */
+ * the GEMM.  -1 (nothing written) when q->quads is NULL or the scratch
+ * cannot be allocated (at batch 1 with k <= 4096 it lives on the stack). */
 int q4x8_gemm_rows_avx2(const quant_q4 *q, const float *x, int n, const float *b, float *y,
                         int r0, int r1);
 

@@ -143,6 +143,8 @@ quant_q4 *quant_q4_gptq(const float *w, int m, int k, const double *h, float dam
                 wr[t] -= (float)(err * uj[t]);
         }
     }
+    if (quant_q4_build_quads(q, e) != KD_OK) /* the blocks changed: regroup them again */
+        goto fail;
     kd_free(u);
     kd_free(hp);
     kd_free(wk);

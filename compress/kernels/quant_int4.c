@@ -100,6 +100,10 @@ quant_q4 *quant_q4_pack(const float *w, int m, int k, kd_err *e)
             int len = k - b * G < G ? k - b * G : G;
             quant_q4_block(w + (size_t)r * k + (size_t)b * G, len, &bl[(size_t)r * nb + b]);
         }
+    if (quant_q4_build_quads(q, e) != KD_OK) {
+        quant_q4_free(q);
+        return NULL;
+    }
     return q;
 }
 
@@ -107,6 +111,7 @@ void quant_q4_free(quant_q4 *q)
 {
     if (!q)
         return;
+    kd_free(q->quads);
     kd_free(q->blocks);
     kd_free(q);
 }

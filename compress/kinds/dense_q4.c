@@ -81,7 +81,13 @@ static void q4_destroy(nn_layer *l)
 
 int compress_q4_attach(nn_layer *l, quant_q4 *q, kd_err *e)
 {
-    (void)e;
+    if (!q->quads) { /* loaded or copied: the kernels' regrouped copy */
+        int rc = quant_q4_build_quads(q, e);
+        if (rc != KD_OK) {
+            quant_q4_free(q);
+            return rc;
+        }
+    }
     q4_destroy(l);
     l->data = q;
     return KD_OK;
@@ -166,6 +172,7 @@ static int q4_copy(nn_layer *dst, const nn_layer *src, kd_err *e)
     }
     *q = *s;
     q->blocks = bl;
+    q->quads = NULL; /* compress_q4_attach builds the copy's own */
     memcpy(bl, s->blocks, (size_t)s->m * s->nb * sizeof *bl);
     return compress_q4_attach(dst, q, e);
 }

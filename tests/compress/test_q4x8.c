@@ -188,6 +188,41 @@ START_TEST(gemm_avx2_exact_integer_sums)
 }
 END_TEST
 
+/* The integer sums at their largest: every nibble 15 (w = 7 d) against
+ * every activation at +-127, so each int16 stage of the AVX2 sums reaches
+ * its bound (7620, 15240, 30480) and an overflow would show; scales are
+ * powers of two, so the result must equal the specification's bits.
+ * Sample 0 is all positive, sample 1 all negative, sample 2 alternates by
+ * group; k = 160 is five groups (an odd count) and m = 6 a ragged quad. */
+START_TEST(gemm_avx2_extreme_sums)
+{
+    KDT_ISA_BEGIN(_i); /* avx2 and avx512 (VNNI where the CPU has it) */
+    shape s = {6, 160, 3};
+    float *w = malloc((size_t)s.m * s.k * sizeof *w), *x = malloc((size_t)s.n * s.k * sizeof *x);
+    for (int i = 0; i < s.m * s.k; i++)
+        w[i] = 7.0f / 8.0f;
+    for (int i = 0; i < s.n; i++)
+        for (int c = 0; c < s.k; c++)
+            x[i * s.k + c] = (i == 0 || (i == 2 && c / G % 2 == 0) ? 127 : -127) / 64.0f;
+    quant_q4 *q = quant_q4_pack(w, s.m, s.k, NULL);
+    ck_assert_int_eq(q->blocks[0].q[0], 0xff); /* nibbles 15 */
+    int nb = q->nb;
+    int8_t *xq = malloc((size_t)nb * G);
+    float *f = malloc((size_t)nb * 2 * sizeof *f), *ya = malloc((size_t)s.m * sizeof *ya);
+    float *y = malloc((size_t)s.n * s.m * sizeof *y);
+    ck_assert_int_eq(q4x8_gemm_rows_avx2(q, x, s.n, NULL, y, 0, s.m), 0);
+    for (int i = 0; i < s.n; i++) {
+        q4x8_quantize_ref(x + (size_t)i * s.k, s.k, xq, f, f + nb);
+        q4x8_rows_ref(q, xq, f, f + nb, NULL, ya, 0, s.m);
+        for (int j = 0; j < s.m; j++)
+            ck_assert_msg(ya[j] == y[(size_t)i * s.m + j], "(%d, %d): ref %.9g got %.9g", i, j,
+                          ya[j], y[(size_t)i * s.m + j]);
+    }
+    quant_q4_free(q);
+    free(w), free(x), free(xq), free(f), free(ya), free(y);
+}
+END_TEST
+
 /* The VNNI kernel (dpbusd) and the AVX2 one (maddubs + madd) reach the
  * same integers and then take the same float steps: the same bits. */
 START_TEST(gemm_vnni_is_avx2)
@@ -280,6 +315,91 @@ START_TEST(dispatch_scratch_failure)
 }
 END_TEST
 
+/* quant_q4_build_quads regroups the blocks' bytes unchanged: row 4Q + t's
+ * groups 2p, 2p+1 in quad (Q, p), padding rows and a missing odd group as
+ * nibbles 8 with scale 0; on ragged m (not a multiple of 4) and odd nb. */
+START_TEST(quads_regroup_blocks)
+{
+    nn_rng r = nn_rng_stream(17, NN_STREAM_TEST);
+    const shape ss[] = {{1, 1, 1}, {5, 33, 1}, {6, 96, 1}, {9, 200, 1}, {4, 64, 1}};
+    for (size_t t = 0; t < sizeof ss / sizeof *ss; t++) {
+        shape s = ss[t];
+        float *w = rand_f(&r, s.m, s.k, 0.3f, 1);
+        quant_q4 *q = quant_q4_pack(w, s.m, s.k, NULL);
+        ck_assert_ptr_nonnull(q->quads);
+        int nq = (s.m + 3) / 4, np = (q->nb + 1) / 2;
+        for (int Q = 0; Q < nq; Q++)
+            for (int p = 0; p < np; p++)
+                for (int tr = 0; tr < 4; tr++)
+                    for (int h = 0; h < 2; h++) {
+                        const quant_q4_quad *o = &q->quads[(size_t)Q * np + p];
+                        int row = 4 * Q + tr, g = 2 * p + h;
+                        if (row < s.m && g < q->nb) {
+                            const quant_block_q4 *bl = &q->blocks[(size_t)row * q->nb + g];
+                            ck_assert(memcmp(o->q[tr] + 16 * h, bl->q, 16) == 0);
+                            ck_assert_uint_eq(o->d[4 * h + tr], bl->d);
+                        } else {
+                            for (int j = 0; j < 16; j++)
+                                ck_assert_uint_eq(o->q[tr][16 * h + j], 0x88);
+                            ck_assert_uint_eq(o->d[4 * h + tr], 0);
+                        }
+                    }
+        quant_q4_free(q);
+        free(w);
+    }
+}
+END_TEST
+
+/* Without the regrouped copy (a quant_q4 built by hand) q4x8 declines and
+ * quant_q4_gemm runs the float kernels: still within the bound. */
+START_TEST(no_quads_float_path)
+{
+    KDT_ISA_BEGIN(_i);
+    nn_rng r = nn_rng_stream(18, NN_STREAM_TEST);
+    shape s = {7, 95, 3};
+    float *w = rand_f(&r, s.m, s.k, 0.3f, -1), *x = rand_f(&r, s.n, s.k, 1.0f, -1);
+    float *want = malloc((size_t)s.n * s.m * sizeof *want);
+    float *got = malloc((size_t)s.n * s.m * sizeof *got);
+    quant_q4 *q = quant_q4_pack(w, s.m, s.k, NULL);
+    kd_free(q->quads);
+    q->quads = NULL;
+    ck_assert_int_eq(q4x8_gemm_rows_avx2(q, x, s.n, NULL, got, 0, s.m), -1);
+    quant_q4_gemm_ref(q, x, s.n, NULL, want);
+    quant_q4_gemm(q, x, s.n, NULL, got);
+    for (int i = 0; i < s.n * s.m; i++)
+        ck_assert(fabs((double)want[i] - got[i]) <= x8_bound(q, x + (size_t)(i / s.m) * s.k, i % s.m));
+    ck_assert_int_eq(quant_q4_build_quads(q, NULL), KD_OK); /* and back */
+    ck_assert_int_eq(q4x8_gemm_rows_avx2(q, x, s.n, NULL, got, 0, s.m), 0);
+    quant_q4_free(q);
+    free(w), free(x), free(want), free(got);
+}
+END_TEST
+
+/* GPTQ rewrites the blocks after quant_q4_pack built the regrouped copy:
+ * the copy it returns is the one its final blocks give (a stale one would
+ * run the round-to-nearest weights). */
+START_TEST(gptq_quads_follow_blocks)
+{
+    nn_rng r = nn_rng_stream(19, NN_STREAM_TEST);
+    int m = 6, k = 70, n = 64;
+    float *w = rand_f(&r, m, k, 0.3f, -1), *x = rand_f(&r, n, k, 1.0f, -1);
+    double *h = calloc((size_t)k * k, sizeof *h);
+    for (int i = 0; i < n; i++)
+        for (int a = 0; a < k; a++)
+            for (int b = 0; b < k; b++)
+                h[(size_t)a * k + b] += (double)x[i * k + a] * x[i * k + b] / n;
+    quant_q4 *q = quant_q4_gptq(w, m, k, h, 0.01f, 0, NULL);
+    ck_assert_ptr_nonnull(q);
+    size_t bytes = (size_t)((m + 3) / 4) * ((q->nb + 1) / 2) * sizeof *q->quads;
+    quant_q4_quad *got = malloc(bytes);
+    memcpy(got, q->quads, bytes);
+    ck_assert_int_eq(quant_q4_build_quads(q, NULL), KD_OK);
+    ck_assert_msg(memcmp(got, q->quads, bytes) == 0, "gptq left a stale regrouped copy");
+    quant_q4_free(q);
+    free(w), free(x), free(h), free(got);
+}
+END_TEST
+
 Suite *suite_compress_q4x8(void)
 {
     Suite *s = suite_create("compress_q4x8");
@@ -287,7 +407,11 @@ Suite *suite_compress_q4x8(void)
     tcase_add_test(tc, quantize_avx2_is_ref);
     tcase_add_loop_test(tc, gemm_avx2_vs_ref, KD_ISA_AVX2, KDT_NISA);
     tcase_add_loop_test(tc, gemm_avx2_exact_integer_sums, KD_ISA_AVX2, KDT_NISA);
+    tcase_add_loop_test(tc, gemm_avx2_extreme_sums, KD_ISA_AVX2, KDT_NISA);
     tcase_add_test(tc, gemm_vnni_is_avx2);
+    tcase_add_test(tc, quads_regroup_blocks);
+    tcase_add_loop_test(tc, no_quads_float_path, KD_ISA_AVX2, KDT_NISA);
+    tcase_add_test(tc, gptq_quads_follow_blocks);
     KDT_ISA_LOOP(tc, dispatch_vs_spec);
     KDT_ISA_LOOP(tc, dispatch_scratch_failure);
     suite_add_tcase(s, tc);
