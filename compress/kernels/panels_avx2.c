@@ -210,17 +210,30 @@ TGT static inline void finish(const compress_panels8 *p, int s, __m256 acc, cons
  * the slice's windows), values WV(2P) and WV(2P + 1) into accumulators A, B. */
 #define PAIR(WV, P, A, B)                                                                        \
     do {                                                                                       \
-        const __m256i q_ = _mm256_broadcastq_epi64(_mm_loadl_epi64((const __m128i *)(ix + (P)))); \
-        const uint64_t w_ = ix[P];                                                             \
+        __m256i q_;                                                                            \
+        __asm__("vpbroadcastq %1, %0" : "=x"(q_) : "m"(ix[P])); /* not merged with w_'s load */ \
+        uint64_t w_ = ix[P];                                                                   \
+        __asm__("" : "+r"(w_));                                                                \
         xw += (uint32_t)(w_ >> 24) & 255u;                                                     \
         __m256 g0_ = _mm256_permutevar8x32_ps(_mm256_loadu_ps(xw), _mm256_srlv_epi64(q_, sh0)); \
         xw += w_ >> 56;                                                                        \
         __m256 g1_ = _mm256_permutevar8x32_ps(_mm256_loadu_ps(xw), _mm256_srlv_epi64(q_, sh1)); \
-        A = _mm256_fmadd_ps(WV(2 * (P)), g0_, A);                                             \
-        B = _mm256_fmadd_ps(WV(2 * (P) + 1), g1_, B);                                         \
+        WV(2 * (P), g0_, g1_, A, B);                                                           \
     } while (0)
-#define WF(t) _mm256_load_ps(v + 8 * (t))
-#define W8(t) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(v + 8 * (t)))))
+/* A += (values of step t) g0, B += (values of step t + 1) g1; int8: the
+ * pair's 16 values in one load */
+#define WF(t, g0, g1, A, B)                                                                    \
+    do {                                                                                       \
+        A = _mm256_fmadd_ps(_mm256_load_ps(v + 8 * (t)), g0, A);                               \
+        B = _mm256_fmadd_ps(_mm256_load_ps(v + 8 * (t) + 8), g1, B);                           \
+    } while (0)
+#define W8(t, g0, g1, A, B)                                                                    \
+    do {                                                                                       \
+        __m128i b_ = _mm_load_si128((const __m128i *)(v + 8 * (t)));                           \
+        A = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b_)), g0, A);             \
+        B = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(b_, b_))), \
+                            g1, B);                                                            \
+    } while (0)
 
 /* The slice loop shared by both value types: a slice's steps are one flat
  * run (each step loads its own window of x), so no branch depends on how
