@@ -61,6 +61,8 @@ void compress_panels8_free(compress_panels8 *p)
     kd_free(p);
 }
 
+int compress_panels8_cols(const compress_panels8 *p) { return p->cols; }
+
 size_t compress_panels8_bytes(const compress_panels8 *p)
 {
     size_t steps = p->slice_at[p->nslice];
