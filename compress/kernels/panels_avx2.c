@@ -245,11 +245,20 @@ TGT static inline void finish(const compress_panels8 *p, int s, __m256 acc, cons
 #define SLICES(WV)                                                                             \
     for (int s = s0; s < s1; s++) {                                                            \
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                           \
+        __m256 a4 = a0, a5 = a0, a6 = a0, a7 = a0;                                             \
         size_t n = p->slice_at[s + 1] - p->slice_at[s]; /* even */                             \
         const float *xw = x;                                                                   \
+        for (; n >= 8; n -= 8, v += 64, ix += 4) {                                             \
+            PAIR(WV, 0, a0, a1);                                                               \
+            PAIR(WV, 1, a2, a3);                                                               \
+            PAIR(WV, 2, a4, a5);                                                               \
+            PAIR(WV, 3, a6, a7);                                                               \
+        }                                                                                      \
+        a0 = _mm256_add_ps(a0, a4), a1 = _mm256_add_ps(a1, a5);                                \
+        a2 = _mm256_add_ps(a2, a6), a3 = _mm256_add_ps(a3, a7);                                \
         for (; n >= 4; n -= 4, v += 32, ix += 2) {                                             \
-            PAIR(WV, 0, a0, a1);                                                                   \
-            PAIR(WV, 1, a2, a3);                                                                   \
+            PAIR(WV, 0, a0, a1);                                                               \
+            PAIR(WV, 1, a2, a3);                                                               \
         }                                                                                      \
         if (n) {                                                                               \
             PAIR(WV, 0, a0, a1);                                                                   \
