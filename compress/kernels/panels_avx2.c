@@ -24,8 +24,12 @@
  * on one thread: vgatherdps (8 non-zeros a gather) 59 us, the portable
  * 4-accumulator loop 46-52 us, fixed panels with a loop per panel 117 us
  * (its step-count branch mispredicted about once a panel), one flat run of
- * steps per slice 25 us, sliding windows 20 us (int8: 18.5 us), paired steps
- * with advancing windows: see the commit that made them.
+ * steps per slice 25 us, sliding windows 20 us (int8: 18.5 us).  Later, on
+ * a loaded host (min of 8 alternating runs): sliding windows 19.5 us (int8
+ * 17.9), paired steps 17.1 (15.9), eight accumulators 16.7 (15.0).  What
+ * did not pay there: bf16 int8 values converted by one AND or shift (no
+ * gain: not bound by the widening), an add-only chain of window positions,
+ * padding slices to 4 steps to drop the tail branch (2%, noise).
  *
  * The int8 flavour keeps the same steps with 8 int8 values a step, widened
  * in registers (vpmovsxbd, vcvtdq2ps); the per-row scale is applied once
