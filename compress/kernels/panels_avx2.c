@@ -327,7 +327,10 @@ static int part_start(const compress_panels8 *p, int part, int nparts)
         else
             hi = mid;
     }
-    return lo;
+    /* an even slice: parts never write the same 64-byte line of y (slices
+     * are 32 bytes of it), so no line of y moves between the team's cores
+     * while they write */
+    return lo < p->nslice ? lo & ~1 : lo;
 }
 
 void compress_panels8_spmv_part(const compress_panels8 *p, const float *bias, const float *x,
