@@ -165,15 +165,23 @@ static double bi_csr_bytes(const nn_model *m)
     return b;
 }
 
-/* Bytes of csr-int8's entries (quant_csr_bytes, all layers); its batch-1
- * panels read about twice that (padding). */
-static double bi_qcsr_bytes(const nn_model *m)
+/* Bytes of csr-int8's entries (quant_csr_bytes, all layers) and (*panels)
+ * of the batch-1 panels its kernels read at the level in use (padding and
+ * indices: more than the entries; the entries again without panels). */
+static double bi_qcsr_bytes(const nn_model *m, double *panels)
 {
     double b = 0;
+    *panels = 0;
     for (int i = 0; i < m->nlayers; i++)
         if (m->layers[i].ops->format && strcmp(m->layers[i].ops->format, "csr-int8") == 0 &&
-            m->layers[i].data)
-            b += (double)quant_csr_bytes(m->layers[i].data);
+            m->layers[i].data) {
+            const quant_csr *q = m->layers[i].data;
+            kd_err e = {0};
+            compress_panels *p = compress_panels_supported() ? compress_panels_new_q8(q, &e) : NULL;
+            b += (double)quant_csr_bytes(q);
+            *panels += p ? (double)compress_panels_bytes(p) : (double)quant_csr_bytes(q);
+            compress_panels_free(p);
+        }
     return b;
 }
 
@@ -262,13 +270,15 @@ static void bi_level(nn_model *m, const data_set *calib, double bw)
            "model on 1 thread:\n");
     for (int f = 0; f < BI_NFMT; f++)
         bi_layers(v[f], calib->xf, bi_fmt[f].name);
-    double csr = bi_csr_bytes(v[1]), q8 = bi_qcsr_bytes(v[2]);
+    double q8p, csr = bi_csr_bytes(v[1]), q8 = bi_qcsr_bytes(v[2], &q8p);
     double dense = 4.0 * (double)nn_model_params(m, NULL);
     printf("  batch-1 bytes and their limit at %.0f GB/s (cache-resident read): fp32 %.2f MB "
-           "%.1f us; csr-fp32 %s %.2f MB %.1f us; csr-int8 entries %.2f MB %.1f us\n", bw,
-           dense * 1e-6, bw > 0 ? dense * 1e-3 / bw : 0,
+           "%.1f us; csr-fp32 %s %.2f MB %.1f us; csr-int8 entries %.2f MB %.1f us (%s %.2f MB "
+           "%.1f us)\n", bw, dense * 1e-6, bw > 0 ? dense * 1e-3 / bw : 0,
            compress_panels_supported() ? "panels" : "CSR", csr * 1e-6, bw > 0 ? csr * 1e-3 / bw : 0,
-           q8 * 1e-6, bw > 0 ? q8 * 1e-3 / bw : 0);
+           q8 * 1e-6, bw > 0 ? q8 * 1e-3 / bw : 0,
+           compress_panels_supported() ? "panels" : "entries", q8p * 1e-6,
+           bw > 0 ? q8p * 1e-3 / bw : 0);
 out:
     for (int f = 1; f < BI_NFMT; f++)
         nn_model_free(v[f]);

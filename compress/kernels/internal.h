@@ -28,6 +28,7 @@ typedef struct {
 compress_panels8 *compress_panels8_new(const compress_panels8_src *a, kd_err *e);
 void compress_panels8_free(compress_panels8 *p);
 size_t compress_panels8_bytes(const compress_panels8 *p);
+int compress_panels8_cols(const compress_panels8 *p);
 void compress_panels8_spmv_part(const compress_panels8 *p, const float *bias, const float *x,
                                 float *y, int part, int nparts, int relu);
 

@@ -456,9 +456,20 @@ static int part_start(const compress_panels *p, int part, int nparts)
     return s;
 }
 
+/* Asks for all of x at once.  In a model's forward x is the previous
+ * layer's output, half written by the other core of the team, so its lines
+ * sit modified in that core's cache; the kernels walk x window by window
+ * and would take those misses a few at a time. */
+static void prefetch_x(const float *x, int cols)
+{
+    for (int c = 0; c < cols; c += 16)
+        __builtin_prefetch(x + c);
+}
+
 void compress_panels_spmv_part_relu(const compress_panels *p, const float *bias, const float *x,
                                     float *y, int part, int nparts, int relu)
 {
+    prefetch_x(x, p->p8 ? compress_panels8_cols(p->p8) : p->cols);
     if (p->p8) {
         compress_panels8_spmv_part(p->p8, bias, x, y, part, nparts, relu);
         return;

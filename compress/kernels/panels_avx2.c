@@ -3,18 +3,33 @@
  * 8; a slice's non-zeros are laid out in steps of 8 lanes (lane j = row j of
  * the slice, zero where that row has nothing in the step).  A step names a
  * window of 8 consecutive columns of x and, for each lane, a 3-bit column
- * within it (lane j's in bits 3j..3j+2 of one word), so a step is one
- * window load, one broadcast, one variable shift, one vpermps and one FMA
- * into the slice's 8 row accumulators -- no gathers.  The windows slide
- * with the non-zeros (slice_steps): 2.0 lanes per non-zero at 90% sparsity
- * (fixed panels of 8 columns: 2.6), 10 bytes per non-zero for fp32, 4 for
- * int8 (8 bytes of window and indices a step).
+ * within it, so a step is one window load, one variable shift, one vpermps
+ * and one FMA into the slice's 8 row accumulators -- no gathers.  The
+ * windows slide with the non-zeros (slice_steps): 2.0 lanes per non-zero at
+ * 90% sparsity (fixed panels of 8 columns: 2.6).
+ *
+ * Steps come in pairs that share one 64-bit word: both steps' lane indices
+ * (placed so that one broadcast and one vpsrlvq per step put lane j's in
+ * the low bits of dword j) and each step's window as an 8-bit advance over
+ * the previous window of its slice (a gap of more than 255 columns takes
+ * filler steps with no lanes; a slice with an odd count ends on an empty
+ * step).  The kernel is bound by loads, not by vector arithmetic (dropping
+ * the shift or the int8 widening changed nothing; aligned windows gained
+ * 7%): a step read its indices, its window's start, its window and its
+ * values -- 4.4 loads with the line-split windows -- and now reads 3.4
+ * (the pair's word twice: broadcast and scalar).  Bytes per step: 4 of
+ * indices and window plus 32 of fp32 values or 8 of int8 values.
  *
  * Measured on the development host forced to avx2, a 1200x1200 layer at 90%
  * on one thread: vgatherdps (8 non-zeros a gather) 59 us, the portable
  * 4-accumulator loop 46-52 us, fixed panels with a loop per panel 117 us
  * (its step-count branch mispredicted about once a panel), one flat run of
- * steps per slice 25 us, sliding windows 20 us (int8: 18.5 us).
+ * steps per slice 25 us, sliding windows 20 us (int8: 18.5 us).  Later, on
+ * a loaded host (min of 8 alternating runs): sliding windows 19.5 us (int8
+ * 17.9), paired steps 17.1 (15.9), eight accumulators 16.7 (15.0).  What
+ * did not pay there: bf16 int8 values converted by one AND or shift (no
+ * gain: not bound by the widening), an add-only chain of window positions,
+ * padding slices to 4 steps to drop the tail branch (2%, noise).
  *
  * The int8 flavour keeps the same steps with 8 int8 values a step, widened
  * in registers (vpmovsxbd, vcvtdq2ps); the per-row scale is applied once
@@ -30,8 +45,8 @@
 struct compress_panels8 {
     int rows, cols, nslice;
     int q8;           /* int8 values and per-row scales */
-    uint32_t *idx;    /* 2 words per step: lane j's column within the window at bit
-                       * 3j, and the window's first column (see slice_steps) */
+    uint64_t *idx;    /* one word per pair of steps: lane indices and window
+                       * advances (see pair_bit and slice_steps) */
     float *val;       /* fp32: 8 per step */
     int8_t *qval;     /* q8: 8 per step */
     float *scale;     /* q8: nslice x 8 row scales (0 past rows) */
@@ -50,10 +65,12 @@ void compress_panels8_free(compress_panels8 *p)
     kd_free(p);
 }
 
+int compress_panels8_cols(const compress_panels8 *p) { return p->cols; }
+
 size_t compress_panels8_bytes(const compress_panels8 *p)
 {
     size_t steps = p->slice_at[p->nslice];
-    return steps * (8 + (p->q8 ? 8 : 32)) + (p->q8 ? (size_t)p->nslice * 32 : 0) +
+    return steps * (4 + (p->q8 ? 8 : 32)) + (p->q8 ? (size_t)p->nslice * 32 : 0) +
            ((size_t)p->nslice + 1) * sizeof *p->slice_at;
 }
 
@@ -62,17 +79,36 @@ static inline uint32_t src_col(const compress_panels8_src *a, uint32_t k)
     return a->a ? compress_csr_col(a->a, k) : a->col[k];
 }
 
+/* Where lane j's 3-bit index sits in its pair's word: steps 0 and 1 of the
+ * pair (half) use bits [0, 12) and [12, 24) for the even lanes and 32 more
+ * for the odd ones, so that the kernel's vpsrlvq by 3i (+ 12 for half 1)
+ * leaves lane 2i's index in the low bits of dword 2i and lane 2i + 1's in
+ * dword 2i + 1.  The window advances sit at bits 24 (half 0) and 56. */
+static inline int pair_bit(int j, int half)
+{
+    return 12 * half + 3 * (j >> 1) + 32 * (j & 1);
+}
+
+/* Writes step t's window advance adv (<= 255) over the previous window. */
+static inline void put_step(compress_panels8 *p, size_t t, uint32_t adv)
+{
+    p->idx[t / 2] |= (uint64_t)adv << (t % 2 ? 56 : 24);
+}
+
 /* The steps of slice s, greedily: a step's window starts at the lowest
  * column any row of the slice has left, and every row whose next non-zero
  * lies in the window's 8 columns puts it in its lane (the window is moved
- * back to cols - 8 at the right edge, so loads stay inside x).  Windows
- * that slide with the non-zeros instead of fixed panels of 8 columns need
- * 2.0 lanes per non-zero at 90% sparsity instead of 2.6.  Returns the
- * number of steps; writes them from step base on when fill. */
+ * back to cols - 8 at the right edge, so loads stay inside x; windows never
+ * move back).  Windows that slide with the non-zeros instead of fixed
+ * panels of 8 columns need 2.0 lanes per non-zero at 90% sparsity instead of
+ * 2.6.  A window more than 255 columns past the previous one (the slice
+ * starts at column 0) is reached through empty filler steps, and an odd
+ * count is padded with an empty step.  Returns the number of steps; writes
+ * them from step base on when fill. */
 static size_t slice_steps(const compress_panels8_src *a, compress_panels8 *p, int s, size_t base,
                           int fill)
 {
-    uint32_t k[8], end[8];
+    uint32_t k[8], end[8], prev = 0;
     int nr = a->rows - 8 * s < 8 ? a->rows - 8 * s : 8;
     for (int j = 0; j < nr; j++) {
         k[j] = a->rowptr[8 * s + j];
@@ -85,12 +121,18 @@ static size_t slice_steps(const compress_panels8_src *a, compress_panels8 *p, in
             if (k[j] < end[j] && src_col(a, k[j]) < w)
                 w = src_col(a, k[j]);
         if (w == UINT32_MAX)
-            return t - base;
+            break;
         /* fewer than 8 columns: the kernel reads a zero-padded copy of x of 8
          * floats, so the window must start at 0 (starting at w read past it) */
         uint32_t w0 = p->cols < 8                       ? 0
                       : w + 8 > (uint32_t)p->cols ? (uint32_t)p->cols - 8
                                                   : w;
+        for (; w0 - prev > 255; prev += 255, t++) /* fillers: no lanes */
+            if (fill)
+                put_step(p, t, 255);
+        if (fill)
+            put_step(p, t, w0 - prev);
+        prev = w0;
         for (int j = 0; j < nr; j++) {
             if (k[j] >= end[j] || src_col(a, k[j]) >= w + 8)
                 continue;
@@ -99,12 +141,12 @@ static size_t slice_steps(const compress_panels8_src *a, compress_panels8 *p, in
             else if (fill)
                 p->val[t * 8 + j] = a->a->val[k[j]];
             if (fill)
-                p->idx[2 * t] |= (src_col(a, k[j]) - w0) << (3 * j);
+                p->idx[t / 2] |= (uint64_t)(src_col(a, k[j]) - w0) << pair_bit(j, (int)(t % 2));
             k[j]++;
         }
-        if (fill)
-            p->idx[2 * t + 1] = w0;
     }
+    t += (t - base) % 2; /* the pair's second step stays empty (advance 0) */
+    return t - base;
 }
 
 compress_panels8 *compress_panels8_new(const compress_panels8_src *a, kd_err *e)
@@ -123,7 +165,7 @@ compress_panels8 *compress_panels8_new(const compress_panels8_src *a, kd_err *e)
         total += slice_steps(a, p, s, 0, 0);
     }
     p->slice_at[p->nslice] = total;
-    p->idx = (uint32_t *)kd_afloat(2 * total + 2);
+    p->idx = (uint64_t *)kd_afloat(total + 2); /* a word per pair, zeroed */
     if (p->q8) {
         p->qval = (int8_t *)kd_afloat(total * 2 + 2); /* 8 bytes a step, zeroed */
         p->scale = kd_afloat((size_t)p->nslice * 8);
@@ -169,12 +211,35 @@ TGT static inline void finish(const compress_panels8 *p, int s, __m256 acc, cons
         _mm256_maskstore_ps(y + r0, m, acc);
 }
 
-/* x[col] of the 8 lanes of step t: its window of x permuted by its indices */
-#define PICK(t)                                                                                \
-    _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + ix[2 * (t) + 1]),                             \
-                             _mm256_srlv_epi32(_mm256_set1_epi32((int)ix[2 * (t)]), sh))
-#define WF(t) _mm256_load_ps(v + 8 * (t))
-#define W8(t) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(v + 8 * (t)))))
+/* Steps 2P and 2P + 1 of the run at ix: their pair's word, broadcast for
+ * the lane indices and read again for the window advances (xw moves along
+ * the slice's windows), values WV(2P) and WV(2P + 1) into accumulators A, B. */
+#define PAIR(WV, P, A, B)                                                                        \
+    do {                                                                                       \
+        __m256i q_;                                                                            \
+        __asm__("vpbroadcastq %1, %0" : "=x"(q_) : "m"(ix[P])); /* not merged with w_'s load */ \
+        uint64_t w_ = ix[P];                                                                   \
+        __asm__("" : "+r"(w_));                                                                \
+        xw += (uint32_t)(w_ >> 24) & 255u;                                                     \
+        __m256 g0_ = _mm256_permutevar8x32_ps(_mm256_loadu_ps(xw), _mm256_srlv_epi64(q_, sh0)); \
+        xw += w_ >> 56;                                                                        \
+        __m256 g1_ = _mm256_permutevar8x32_ps(_mm256_loadu_ps(xw), _mm256_srlv_epi64(q_, sh1)); \
+        WV(2 * (P), g0_, g1_, A, B);                                                           \
+    } while (0)
+/* A += (values of step t) g0, B += (values of step t + 1) g1; int8: the
+ * pair's 16 values in one load */
+#define WF(t, g0, g1, A, B)                                                                    \
+    do {                                                                                       \
+        A = _mm256_fmadd_ps(_mm256_load_ps(v + 8 * (t)), g0, A);                               \
+        B = _mm256_fmadd_ps(_mm256_load_ps(v + 8 * (t) + 8), g1, B);                           \
+    } while (0)
+#define W8(t, g0, g1, A, B)                                                                    \
+    do {                                                                                       \
+        __m128i b_ = _mm_load_si128((const __m128i *)(v + 8 * (t)));                           \
+        A = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b_)), g0, A);             \
+        B = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(b_, b_))), \
+                            g1, B);                                                            \
+    } while (0)
 
 /* The slice loop shared by both value types: a slice's steps are one flat
  * run (each step loads its own window of x), so no branch depends on how
@@ -184,15 +249,25 @@ TGT static inline void finish(const compress_panels8 *p, int s, __m256 acc, cons
 #define SLICES(WV)                                                                             \
     for (int s = s0; s < s1; s++) {                                                            \
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                           \
-        size_t n = p->slice_at[s + 1] - p->slice_at[s];                                        \
-        for (; n >= 4; n -= 4, v += 32, ix += 8) {                                             \
-            a0 = _mm256_fmadd_ps(WV(0), PICK(0), a0);                                          \
-            a1 = _mm256_fmadd_ps(WV(1), PICK(1), a1);                                          \
-            a2 = _mm256_fmadd_ps(WV(2), PICK(2), a2);                                          \
-            a3 = _mm256_fmadd_ps(WV(3), PICK(3), a3);                                          \
+        __m256 a4 = a0, a5 = a0, a6 = a0, a7 = a0;                                             \
+        size_t n = p->slice_at[s + 1] - p->slice_at[s]; /* even */                             \
+        const float *xw = x;                                                                   \
+        for (; n >= 8; n -= 8, v += 64, ix += 4) {                                             \
+            PAIR(WV, 0, a0, a1);                                                               \
+            PAIR(WV, 1, a2, a3);                                                               \
+            PAIR(WV, 2, a4, a5);                                                               \
+            PAIR(WV, 3, a6, a7);                                                               \
         }                                                                                      \
-        for (; n > 0; n--, v += 8, ix += 2)                                                    \
-            a0 = _mm256_fmadd_ps(WV(0), PICK(0), a0);                                          \
+        a0 = _mm256_add_ps(a0, a4), a1 = _mm256_add_ps(a1, a5);                                \
+        a2 = _mm256_add_ps(a2, a6), a3 = _mm256_add_ps(a3, a7);                                \
+        for (; n >= 4; n -= 4, v += 32, ix += 2) {                                             \
+            PAIR(WV, 0, a0, a1);                                                               \
+            PAIR(WV, 1, a2, a3);                                                               \
+        }                                                                                      \
+        if (n) {                                                                               \
+            PAIR(WV, 0, a0, a1);                                                                   \
+            v += 16, ix += 1;                                                                  \
+        }                                                                                      \
         finish(p, s, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)), bias, y, relu); \
     }
 
@@ -210,12 +285,12 @@ static inline const float *padded_x(const compress_panels8 *p, const float *x, f
 TGT static void spmv_f32(const compress_panels8 *p, const float *bias, const float *x0, float *y,
                          int s0, int s1, int relu)
 {
-    const __m256i sh = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21);
+    const __m256i sh0 = _mm256_setr_epi64x(0, 3, 6, 9), sh1 = _mm256_setr_epi64x(12, 15, 18, 21);
     float pad[8];
     const float *x = padded_x(p, x0, pad);
     size_t t0 = p->slice_at[s0];
     const float *v = p->val + t0 * 8;
-    const uint32_t *ix = p->idx + 2 * t0;
+    const uint64_t *ix = p->idx + t0 / 2;
     SLICES(WF)
 }
 
@@ -223,18 +298,18 @@ TGT static void spmv_f32(const compress_panels8 *p, const float *bias, const flo
 TGT static void spmv_q8(const compress_panels8 *p, const float *bias, const float *x0, float *y,
                         int s0, int s1, int relu)
 {
-    const __m256i sh = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21);
+    const __m256i sh0 = _mm256_setr_epi64x(0, 3, 6, 9), sh1 = _mm256_setr_epi64x(12, 15, 18, 21);
     float pad[8];
     const float *x = padded_x(p, x0, pad);
     size_t t0 = p->slice_at[s0];
     const int8_t *v = p->qval + t0 * 8;
-    const uint32_t *ix = p->idx + 2 * t0;
+    const uint64_t *ix = p->idx + t0 / 2;
     SLICES(W8)
 }
 #undef SLICES
 #undef W8
 #undef WF
-#undef PICK
+#undef PAIR
 
 /* The first slice of part `part` of nparts: parts get about equal steps. */
 static int part_start(const compress_panels8 *p, int part, int nparts)
@@ -252,7 +327,10 @@ static int part_start(const compress_panels8 *p, int part, int nparts)
         else
             hi = mid;
     }
-    return lo;
+    /* an even slice: parts never write the same 64-byte line of y (slices
+     * are 32 bytes of it), so no line of y moves between the team's cores
+     * while they write */
+    return lo < p->nslice ? lo & ~1 : lo;
 }
 
 void compress_panels8_spmv_part(const compress_panels8 *p, const float *bias, const float *x,

@@ -5,8 +5,8 @@
  * these run kernels/csr_avx2.c and the 8-row panels of
  * kernels/panels_avx2.c.  Shapes are ragged: rows and columns not multiples
  * of 8 or 16, empty rows, no non-zeros at all, one row, one column, a dense
- * block (8 steps a panel), gaps over 255 columns (int8 fillers) and every
- * index width (1, 2, 4 bytes).  Tolerance: CSR_TOL times the sum of
+ * block (8 steps a panel), gaps over 255 columns (int8 fillers; the avx2
+ * panels' filler steps) and every index width (1, 2, 4 bytes).  Tolerance: CSR_TOL times the sum of
  * |terms| of the output (float sums in another order), plus CSR_ABS. */
 #include <check.h>
 #include <math.h>
@@ -30,6 +30,9 @@ static const cshape cshapes[] = {
     {1, 1200, 0.1}, {1200, 1, 0.5},  {33, 300, 0.1},   {17, 256, 0.5},  {5, 257, 0.9},
     {40, 37, 1.0},  {23, 1400, 0.002}, {2, 70000, 0.002}, {121, 784, 0.1},
     {11, 5, 0.7}, /* fewer than 8 columns, non-zeros past column 0 (ASan: no read past x) */
+    /* avx2 panels: 8-row slices whose windows jump more than 255 columns
+     * (filler steps, in either step of a pair) and odd step counts */
+    {9, 3000, 0.0005}, {16, 5000, 0.0004},
 };
 #define NSHAPES ((int)(sizeof cshapes / sizeof cshapes[0]))
 static const int batches[] = {1, 2, 7, 16, 33, 64};
