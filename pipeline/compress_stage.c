@@ -439,6 +439,11 @@ static int run_seed(variant_run *u, const char *path, const char *what, kd_err *
     if (!(u->m = load_source(r, v->source_kind, v->source_student, v->source_scratch,
                              v->source_path, v->source_pos, what, e)))
         return e->code;
+    int trains = 0; /* post-training quantization alone never needs gradients */
+    for (int i = 0; i < v->npasses; i++)
+        trains |= v->passes[i].kind != CFG_PASS_QUANTIZE;
+    if (!trains)
+        nn_model_drop_grads(u->m);
     int rc = KD_OK;
     for (int i = 0; rc == KD_OK && i < v->npasses; i++)
         rc = run_pass(u, &v->passes[i], e);
