@@ -22,6 +22,8 @@ void kd_alloc_track(int on)
 
 long long kd_alloc_peak(void) { return peak; }
 
+long long kd_alloc_held(void) { return live; }
+
 static void *counted(void *p)
 {
     if (track && p) {

@@ -62,6 +62,7 @@ void kd_alloc_fail_after(long n);
  * so the figure may start below 0).  on = 0 stops counting. */
 void kd_alloc_track(int on);
 long long kd_alloc_peak(void);
+long long kd_alloc_held(void); /* held now, on the same count */
 
 /* ---- files --------------------------------------------------------------- */
 /* Writes buf to path atomically: temp file in the same folder, fsync, rename,
