@@ -304,6 +304,22 @@ int compress_model_weight_bits(const nn_model *m);
 int compress_write_weights_hist(const char *run_dir, const char *const *variants,
                                 const nn_model *const *models, int n, int nbins, kd_err *e);
 
+/* sparsity.csv and weights_hist.csv built one model at a time, so that a run
+ * need not hold every variant until the end: init, add each model in order
+ * (it may be freed right after), write (both files, the same bytes as the
+ * two writers above on the same models), free.  Free accepts a zeroed or
+ * failed table. */
+typedef struct {
+    kd_buf sparsity, hist;
+    uint64_t *cnt; /* histogram scratch [nbins] */
+    int nbins;
+} compress_tables;
+int compress_tables_init(compress_tables *t, int nbins, kd_err *e);
+int compress_tables_add(compress_tables *t, const char *variant, const nn_model *m, kd_err *e);
+/* Writes RUN_DIR/sparsity.csv and RUN_DIR/weights_hist.csv (atomically). */
+int compress_tables_write(compress_tables *t, const char *run_dir, kd_err *e);
+void compress_tables_free(compress_tables *t);
+
 /* ==== weight sharing (Deep Compression) ===================================== */
 
 typedef struct {

@@ -70,4 +70,17 @@ const nn_layer_ops **compress_ops_new(const nn_model *m, kd_err *e);
  * weights), units x fan_in floats. */
 void compress_layer_weights(const nn_layer *l, float *w);
 
+/* ---- the run-directory tables (sensitivity.c, qweights.c, tables.c) ---- */
+#define COMPRESS_SPARSITY_HEADER "variant,layer,params,nonzero\n"
+#define COMPRESS_HIST_HEADER "variant,layer,bin_lo,bin_hi,count,zeros\n"
+#define COMPRESS_HIST_MAX_BINS (1 << 20)
+/* Writes b to dir/name atomically; frees b either way. */
+int compress_write_table(const char *dir, const char *name, kd_buf *b, kd_err *e);
+/* sparsity.csv's rows of one model (no header), appended to b. */
+void compress_sparsity_rows(kd_buf *b, const char *variant, const nn_model *m);
+/* weights_hist.csv's rows of one model (no header), appended to b; cnt is
+ * scratch of nbins counters.  0 or KD_ENOMEM (e set). */
+int compress_weights_hist_rows(kd_buf *b, const char *variant, const nn_model *m, int nbins,
+                               uint64_t *cnt, kd_err *e);
+
 #endif

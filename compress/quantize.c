@@ -214,57 +214,65 @@ static int ranges(nn_model *m, const compress_quant_spec *s, const data_set *d, 
     return rc;
 }
 
-/* GPTQ: h[i] = X^T X / n of the inputs of every 4-bit layer i over the
- * calibration batches (k_i x k_i doubles, NULL for the other layers). */
+/* GPTQ: the Gram matrix X^T X / n of one 4-bit layer's inputs over the
+ * calibration batches (k x k doubles).  Made for each layer just before it
+ * is rounded and freed right after, so that one is held at a time, not one
+ * per layer (3 for the default teacher: 28 MB, issue 12); the forward passes
+ * are the same each time, so are the sums. */
 typedef struct {
-    double **h;
-    double *xd; /* one batch of a layer's inputs as doubles */
+    int layer;
+    double *h;
+    double *xd; /* one batch of the layer's inputs as doubles */
     long total;
 } gram_obs;
 
-static int observe_grams(void *ctx, const nn_model *m, int n, kd_err *e)
+static int observe_gram(void *ctx, const nn_model *m, int n, kd_err *e)
 {
     (void)e;
     gram_obs *o = ctx;
-    for (int i = 0; i < m->nlayers; i++) {
-        if (!o->h[i])
-            continue;
-        int ki = (int)nn_shape_size(m->layers[i].in);
-        for (size_t j = 0; j < (size_t)n * ki; j++)
-            o->xd[j] = m->act[i][j];
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, ki, n, 1.0, o->xd, ki, 1.0, o->h[i], ki);
-    }
+    int ki = (int)nn_shape_size(m->layers[o->layer].in);
+    for (size_t j = 0; j < (size_t)n * ki; j++)
+        o->xd[j] = m->act[o->layer][j];
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, ki, n, 1.0, o->xd, ki, 1.0, o->h, ki);
     o->total += n;
     return KD_OK;
 }
 
-static int grams(nn_model *m, const compress_quant_spec *s, const data_set *d, const qkind *k,
-                 double **h, kd_err *e)
+/* Layer i's Gram matrix (the caller frees it), or NULL with e set. */
+static double *gram_of(nn_model *m, const compress_quant_spec *s, const data_set *d, int i,
+                       kd_err *e)
 {
-    int any = 0;
-    for (int i = 0; i < m->nlayers; i++)
-        any |= k[i] == Q_4;
-    if (!any || s->rounding != COMPRESS_ROUND_GPTQ)
-        return KD_OK;
-    size_t kmax = 0;
-    for (int i = 0; i < m->nlayers; i++)
-        if (k[i] == Q_4) {
-            size_t ki = nn_shape_size(m->layers[i].in);
-            kmax = ki > kmax ? ki : kmax;
-            if (!(h[i] = kd_calloc(ki * ki, sizeof **h)))
-                return kd_err_set(e, KD_ENOMEM, "out of memory for a %zu x %zu Gram matrix", ki, ki);
-        }
-    gram_obs o = {.h = h, .xd = kd_malloc((size_t)COMPRESS_CALIB_BATCH * kmax * sizeof *o.xd)};
-    int rc = o.xd ? calib_forward(m, s, d, observe_grams, &o, e)
-                  : kd_err_set(e, KD_ENOMEM, "out of memory for calibration");
-    for (int i = 0; rc == KD_OK && i < m->nlayers; i++) {
-        size_t ki = h[i] ? nn_shape_size(m->layers[i].in) : 0;
-        for (size_t r = 0; r < ki; r++)
-            for (size_t c = r; c < ki; c++)
-                h[i][c * ki + r] = h[i][r * ki + c] /= (double)o.total;
-    }
+    size_t ki = nn_shape_size(m->layers[i].in);
+    gram_obs o = {.layer = i, .h = kd_calloc(ki * ki, sizeof *o.h),
+                  .xd = kd_malloc((size_t)COMPRESS_CALIB_BATCH * ki * sizeof *o.xd)};
+    int rc = !o.h ? kd_err_set(e, KD_ENOMEM, "out of memory for a %zu x %zu Gram matrix", ki, ki)
+             : o.xd ? calib_forward(m, s, d, observe_gram, &o, e)
+                    : kd_err_set(e, KD_ENOMEM, "out of memory for calibration");
     kd_free(o.xd);
-    return rc;
+    if (rc != KD_OK) {
+        kd_free(o.h);
+        return NULL;
+    }
+    for (size_t r = 0; r < ki; r++)
+        for (size_t c = r; c < ki; c++)
+            o.h[c * ki + r] = o.h[r * ki + c] /= (double)o.total;
+    return o.h;
+}
+
+static int uses_gptq(const compress_quant_spec *s, const qkind *k, int i)
+{
+    return k[i] == Q_4 && s->rounding == COMPRESS_ROUND_GPTQ;
+}
+
+/* Whether GPTQ can calibrate on d (before any layer is built, so that the
+ * error is the same as when every Gram matrix was made up front). */
+static int grams_check(const nn_model *m, const compress_quant_spec *s, const data_set *d,
+                       const qkind *k, kd_err *e)
+{
+    for (int i = 0; i < m->nlayers; i++)
+        if (uses_gptq(s, k, i))
+            return calib_check(m, s, d, e);
+    return KD_OK;
 }
 
 /* Bias correction: mu[i] = the mean input of every low-bit layer i over the
@@ -441,20 +449,28 @@ typedef struct {
     const qkind *k;
     const float *lo, *hi;
     const compress_quant_spec *s;
-    double *const *gram, *const *mu;
+    double *const *mu;
+    nn_model *src;        /* m, run for the Gram matrices of gptq */
+    const data_set *calib;
 } build_ctx;
 
 static int fill_layer(const void *ctx, const nn_model *m, int i, nn_layer *dst, kd_err *e)
 {
     const build_ctx *b = ctx;
-    return b->k[i] == Q_KEEP ? compress_copy_layer(dst, &m->layers[i], e)
-                             : build_layer(m, i, b->k, b->lo, b->hi, b->s, b->gram[i], b->mu[i],
-                                           dst, e);
+    if (b->k[i] == Q_KEEP)
+        return compress_copy_layer(dst, &m->layers[i], e);
+    double *gram = NULL;
+    if (uses_gptq(b->s, b->k, i) && !(gram = gram_of(b->src, b->s, b->calib, i, e)))
+        return e->code;
+    int rc = build_layer(m, i, b->k, b->lo, b->hi, b->s, gram, b->mu[i], dst, e);
+    kd_free(gram);
+    return rc;
 }
 
-/* The new model's layers from k, lo, hi (and the Gram matrices of gptq). */
+/* The new model's layers from k, lo, hi (and the Gram matrices of gptq,
+ * made from calib one layer at a time). */
 static nn_model *assemble(nn_model *m, const qkind *k, const float *lo, const float *hi,
-                          const compress_quant_spec *s, double *const *gram, double *const *mu,
+                          const compress_quant_spec *s, const data_set *calib, double *const *mu,
                           kd_err *e)
 {
     const nn_layer_ops **ops = compress_ops_new(m, e);
@@ -462,7 +478,7 @@ static nn_model *assemble(nn_model *m, const qkind *k, const float *lo, const fl
         return NULL;
     for (int i = 0; i < m->nlayers; i++)
         ops[i] = ops_of(k[i], &m->layers[i]);
-    build_ctx b = {.k = k, .lo = lo, .hi = hi, .s = s, .gram = gram, .mu = mu};
+    build_ctx b = {.k = k, .lo = lo, .hi = hi, .s = s, .mu = mu, .src = m, .calib = calib};
     nn_model *q = compress_remodel(m, ops, fill_layer, &b, e);
     kd_free(ops);
     return q;
@@ -475,20 +491,20 @@ nn_model *compress_quantize(nn_model *m, const compress_quant_spec *s, const dat
         return NULL;
     qkind *k = kd_calloc((size_t)m->nlayers, sizeof *k);
     float *lo = kd_calloc((size_t)m->nlayers * 2, sizeof *lo);
-    double **gram = kd_calloc((size_t)m->nlayers * 2, sizeof *gram), **mu = gram + m->nlayers;
+    double **mu = kd_calloc((size_t)m->nlayers, sizeof *mu);
     nn_model *q = NULL;
-    if (!k || !lo || !gram) {
+    if (!k || !lo || !mu) {
         kd_err_set(e, KD_ENOMEM, "out of memory");
     } else {
         for (int i = 0; i < m->nlayers; i++)
             k[i] = decide(m, s, i);
         if (ranges(m, s, calib, k, lo, lo + m->nlayers, e) == KD_OK &&
-            grams(m, s, calib, k, gram, e) == KD_OK && means(m, s, calib, k, mu, e) == KD_OK)
-            q = assemble(m, k, lo, lo + m->nlayers, s, gram, mu, e);
+            grams_check(m, s, calib, k, e) == KD_OK && means(m, s, calib, k, mu, e) == KD_OK)
+            q = assemble(m, k, lo, lo + m->nlayers, s, calib, mu, e);
     }
-    for (int i = 0; gram && i < 2 * m->nlayers; i++)
-        kd_free(gram[i]);
-    kd_free(gram);
+    for (int i = 0; mu && i < m->nlayers; i++)
+        kd_free(mu[i]);
+    kd_free(mu);
     kd_free(k);
     kd_free(lo);
     return q;

@@ -101,26 +101,31 @@ static int layer_rows(kd_buf *b, const char *variant, const nn_layer *l, int nbi
     return KD_OK;
 }
 
+int compress_weights_hist_rows(kd_buf *b, const char *variant, const nn_model *m, int nbins,
+                                uint64_t *cnt, kd_err *e)
+{
+    int rc = KD_OK;
+    for (int i = 0; rc == KD_OK && i < m->nlayers; i++)
+        if (compress_is_dense_like(&m->layers[i]))
+            rc = layer_rows(b, variant, &m->layers[i], nbins, cnt, e);
+    return rc;
+}
+
 int compress_write_weights_hist(const char *run_dir, const char *const *variants,
                                 const nn_model *const *models, int n, int nbins, kd_err *e)
 {
-    if (nbins < 1 || nbins > (1 << 20))
+    if (nbins < 1 || nbins > COMPRESS_HIST_MAX_BINS)
         return kd_err_set(e, KD_ECONFIG, "histogram of %d bins", nbins);
-    char path[4096];
-    if (snprintf(path, sizeof path, "%s/weights_hist.csv", run_dir) >= (int)sizeof path)
-        return kd_err_set(e, KD_EIO, "path too long: %s", run_dir);
     uint64_t *cnt = kd_malloc((size_t)nbins * sizeof *cnt);
     kd_buf b = {0};
     int rc = cnt ? KD_OK : kd_err_set(e, KD_ENOMEM, "out of memory");
-    put_line(&b, "variant,layer,bin_lo,bin_hi,count,zeros\n");
+    put_line(&b, COMPRESS_HIST_HEADER);
     for (int v = 0; rc == KD_OK && v < n; v++)
-        for (int i = 0; rc == KD_OK && i < models[v]->nlayers; i++)
-            if (compress_is_dense_like(&models[v]->layers[i]))
-                rc = layer_rows(&b, variants[v], &models[v]->layers[i], nbins, cnt, e);
-    if (rc == KD_OK)
-        rc = b.failed ? kd_err_set(e, KD_ENOMEM, "out of memory")
-                      : kd_write_atomic(path, b.p, b.len, e);
-    kd_buf_free(&b);
+        rc = compress_weights_hist_rows(&b, variants[v], models[v], nbins, cnt, e);
     kd_free(cnt);
-    return rc;
+    if (rc != KD_OK) {
+        kd_buf_free(&b);
+        return rc;
+    }
+    return compress_write_table(run_dir, "weights_hist.csv", &b, e);
 }

@@ -57,8 +57,7 @@ int compress_sensitivity(const nn_model *m, const data_set *d, const float *spar
     return KD_OK;
 }
 
-/* Writes b to dir/name atomically. */
-static int write_table(const char *dir, const char *name, kd_buf *b, kd_err *e)
+int compress_write_table(const char *dir, const char *name, kd_buf *b, kd_err *e)
 {
     char path[4096];
     if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
@@ -88,20 +87,25 @@ int compress_write_sensitivity_csv(const char *run_dir, const compress_sens_row 
     put_line(&b, "layer,sparsity,accuracy\n");
     for (int i = 0; i < n; i++)
         put_line(&b, "%s,%.4f,%.6f\n", rows[i].layer, (double)rows[i].sparsity, rows[i].accuracy);
-    return write_table(run_dir, "sensitivity.csv", &b, e);
+    return compress_write_table(run_dir, "sensitivity.csv", &b, e);
+}
+
+void compress_sparsity_rows(kd_buf *b, const char *variant, const nn_model *m)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        const nn_layer *l = &m->layers[i];
+        size_t nz, np = nn_layer_params(l, &nz);
+        if (np)
+            put_line(b, "%s,%s,%zu,%zu\n", variant, l->spec.name, np, nz);
+    }
 }
 
 int compress_write_sparsity_csv(const char *run_dir, const char *const *variants,
                                 const nn_model *const *models, int n, kd_err *e)
 {
     kd_buf b = {0};
-    put_line(&b, "variant,layer,params,nonzero\n");
+    put_line(&b, COMPRESS_SPARSITY_HEADER);
     for (int v = 0; v < n; v++)
-        for (int i = 0; i < models[v]->nlayers; i++) {
-            const nn_layer *l = &models[v]->layers[i];
-            size_t nz, np = nn_layer_params(l, &nz);
-            if (np)
-                put_line(&b, "%s,%s,%zu,%zu\n", variants[v], l->spec.name, np, nz);
-        }
-    return write_table(run_dir, "sparsity.csv", &b, e);
+        compress_sparsity_rows(&b, variants[v], models[v]);
+    return compress_write_table(run_dir, "sparsity.csv", &b, e);
 }

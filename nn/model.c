@@ -1,4 +1,5 @@
 /* A model: layers over one flat parameter buffer and one gradient buffer. */
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -175,6 +176,21 @@ static void release_runtime(nn_model *m)
     m->cap = 0;
 }
 
+void nn_model_release(nn_model *m)
+{
+    if (m && m->layers)
+        release_runtime(m);
+}
+
+void nn_model_drop_grads(nn_model *m)
+{
+    kd_afree(m->grads);
+    m->grads = NULL;
+    m->grads_zero = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        m->layers[i].gw = m->layers[i].gb = NULL;
+}
+
 void nn_model_free(nn_model *m)
 {
     if (!m)
@@ -301,6 +317,7 @@ const float *nn_model_forward(nn_model *m, const float *x, int n, const nn_ctx *
 void nn_model_backward_ex(nn_model *m, const float *dlogits, int tap, const float *dtap,
                           float *dx, int n, const nn_ctx *c)
 {
+    assert(m->grads || !m->nparams); /* not after nn_model_drop_grads */
     nn_ctx cc = *c; /* the model's team, as in forward */
     if (!cc.team)
         cc.team = m->team;
@@ -370,6 +387,7 @@ static void zero_part(void *arg, int part, int nparts)
 
 void nn_model_zero_grad(nn_model *m)
 {
+    assert(m->grads || !m->nparams); /* not after nn_model_drop_grads */
     if (m->grads_zero)
         return;
     m->grads_zero = 1;

@@ -251,6 +251,13 @@ void nn_model_free(nn_model *m);
 void nn_model_init(nn_model *m, uint64_t seed);
 /* Ensures activations and layer scratch for batches of up to n. */
 int nn_model_reserve(nn_model *m, int n, kd_err *e);
+/* Frees what nn_model_reserve made (the next forward makes it again): for a
+ * model kept for later but idle meanwhile (issue 12: peak memory). */
+void nn_model_release(nn_model *m);
+/* Frees m's gradients (grads and every layer's gw/gb NULL): for a model that
+ * is only run, cloned and saved from now on; it must not be trained again
+ * (backward and nn_model_zero_grad assert).  A clone has its own. */
+void nn_model_drop_grads(nn_model *m);
 /* Forward n samples (n <= reserved cap; reserves if needed and returns NULL on
  * allocation failure). Returns a view of the logits (n * nclasses); do not free. */
 const float *nn_model_forward(nn_model *m, const float *x, int n, const nn_ctx *c);

@@ -439,6 +439,11 @@ static int run_seed(variant_run *u, const char *path, const char *what, kd_err *
     if (!(u->m = load_source(r, v->source_kind, v->source_student, v->source_scratch,
                              v->source_path, v->source_pos, what, e)))
         return e->code;
+    int trains = 0; /* post-training quantization alone never needs gradients */
+    for (int i = 0; i < v->npasses; i++)
+        trains |= v->passes[i].kind != CFG_PASS_QUANTIZE;
+    if (!trains)
+        nn_model_drop_grads(u->m);
     int rc = KD_OK;
     for (int i = 0; rc == KD_OK && i < v->npasses; i++)
         rc = run_pass(u, &v->passes[i], e);
@@ -542,31 +547,28 @@ int pl_sensitivity_job(run_ctx *r, kd_err *e)
     return sensitivity(r, e);
 }
 
+/* Each variant's rows of sparsity.csv and weights_hist.csv are taken as soon
+ * as it is made and measured, and the model freed: the run holds one
+ * variant at a time, not all of them (issue 12: peak memory). */
 int pl_stage_compress(run_ctx *r, kd_err *e)
 {
     const exp_spec *s = r->spec;
     char dir[PL_PATH + 16];
+    compress_tables t = {0};
     int rc = pl_pathf(e, dir, sizeof dir, "%s/compressed", r->dir);
-    if (rc == KD_OK && s->nvariants)
-        rc = kd_mkdirs(dir, e);
-    const nn_model *models[CFG_MAX_VARIANTS + 1];
-    const char *names[CFG_MAX_VARIANTS + 1];
-    int n = 0;
-    models[n] = r->teacher;
-    names[n++] = "teacher";
+    if (rc == KD_OK && s->nvariants && (rc = kd_mkdirs(dir, e)) == KD_OK &&
+        (rc = compress_tables_init(&t, 40, e)) == KD_OK)
+        rc = compress_tables_add(&t, "teacher", r->teacher, e);
     for (int i = 0; rc == KD_OK && i < s->nvariants; i++) {
         nn_model *m = NULL;
-        if ((rc = pl_cancelled(r, e)) == KD_OK && (rc = run_variant(r, &s->variants[i], &m, e)) == KD_OK) {
-            models[n] = m;
-            names[n++] = s->variants[i].name;
-        }
+        if ((rc = pl_cancelled(r, e)) == KD_OK &&
+            (rc = run_variant(r, &s->variants[i], &m, e)) == KD_OK)
+            rc = compress_tables_add(&t, s->variants[i].name, m, e);
+        nn_model_free(m);
     }
     if (rc == KD_OK && s->nvariants)
-        rc = compress_write_sparsity_csv(r->dir, names, models, n, e);
-    if (rc == KD_OK && s->nvariants)
-        rc = compress_write_weights_hist(r->dir, names, models, n, 40, e);
-    for (int i = 1; i < n; i++)
-        nn_model_free((nn_model *)models[i]);
+        rc = compress_tables_write(&t, r->dir, e);
+    compress_tables_free(&t);
     if (rc == KD_OK && s->sensitivity.on) {
         pl_stage_begin(r, "sensitivity");
         rc = sensitivity(r, e);

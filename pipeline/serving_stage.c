@@ -37,7 +37,9 @@ static int served(const run_ctx *r, serve_source **src, int *n, kd_err *e)
     return rc;
 }
 
-/* One server (batching on or off) and every model x level on it. */
+/* One server (batching on or off) for each model in turn, and every level on
+ * it: one model in memory at a time, not all of them at once (issue 12:
+ * the teacher alone is 10 MB; each cell measures one model either way). */
 static int serve_cells(run_ctx *r, const serve_source *src, int n, int batching,
                        rep_serving_row *out, int *nout, kd_err *e)
 {
@@ -47,13 +49,14 @@ static int serve_cells(run_ctx *r, const serve_source *src, int n, int batching,
                      .max_batch = batching ? c->max_batch : 1, .max_delay_us = c->max_delay_us,
                      .max_queue = c->max_queue, .max_body = (size_t)c->max_body,
                      .max_connections = c->max_connections, .timeout_s = c->timeout};
-    serve_server *s = serve_server_new(&so, e);
-    int rc = s ? serve_server_add_sources(s, src, n, e) : e->code;
-    if (rc == KD_OK)
-        rc = serve_server_start(s, e);
     const data_set *t = &r->test;
     size_t isz = nn_shape_size(t->shape);
-    for (int i = 0; rc == KD_OK && i < n; i++)
+    int rc = KD_OK;
+    for (int i = 0; rc == KD_OK && i < n; i++) {
+        serve_server *s = serve_server_new(&so, e);
+        rc = s ? serve_server_add_sources(s, &src[i], 1, e) : e->code;
+        if (rc == KD_OK)
+            rc = serve_server_start(s, e);
         for (int k = 0; rc == KD_OK && k < c->nconcurrency; k++) {
             serve_load_opts lo = {.host = "127.0.0.1", .port = serve_server_port(s),
                                   .model = src[i].name, .concurrency = c->concurrency[k],
@@ -78,7 +81,8 @@ static int serve_cells(run_ctx *r, const serve_source *src, int n, int batching,
                     o->failures ? " (with failures)" : "");
             kd_free(row);
         }
-    serve_server_free(s);
+        serve_server_free(s);
+    }
     return rc;
 }
 

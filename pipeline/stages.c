@@ -5,6 +5,7 @@
  * evaluation and measurement, plus the fixed time of measuring and plotting);
  * the estimate left is the weights left scaled by how fast the done ones went,
  * so the nominal speed cancels out. */
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -135,6 +136,11 @@ const char *pl_stage_begin(run_ctx *r, const char *fmt, ...)
     va_end(ap);
     if (r->job + 1 < r->njobs)
         r->job++;
+    /* what the last job freed goes back to the system before this one grows
+     * (issue 12): glibc keeps freed heap pages otherwise, so the run's RSS
+     * would stay at the largest job's and the next job's new pages (the
+     * serving threads' arenas) would come on top */
+    malloc_trim(0);
     double done = 0, rest = 0, el = kd_now() - r->jobs_t0;
     for (int i = 0; i < r->njobs; i++)
         *(i < r->job ? &done : &rest) += r->job_work[i];

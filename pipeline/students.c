@@ -354,6 +354,7 @@ const float *pl_teacher_logits(run_ctx *r, kd_err *e)
     double t0 = kd_now();
     if (!(r->tlogits = student_teacher_logits(r->teacher, &r->train, 256, e)))
         return NULL;
+    nn_model_release(r->teacher); /* its batch-256 buffers: not needed until the next forward */
     kd_logf(&r->log,
             "distillation: the teacher's logits for %d training samples computed once in %.2f s "
             "and reused by every distilled batch",

@@ -10,6 +10,7 @@ static int add_teacher_row(run_ctx *r, nn_model *m, const char *model_path, doub
 {
     measure_result mr;
     int rc = measure_model(m, &r->test, model_path, NULL, &mr, e);
+    nn_model_release(m); /* kept for the whole run: not its batch buffers (issue 12) */
     if (rc != KD_OK)
         return rc;
     rep_row *row = pl_row_add(r, "teacher", "teacher");
@@ -55,6 +56,7 @@ static int load_teacher(run_ctx *r, kd_err *e)
     nn_model *m = teacher_load(r->spec, r->train.shape, r->train.nclasses, &r->log, e);
     if (!m)
         return e->code;
+    nn_model_drop_grads(m); /* never trained here: only run, cloned and saved */
     r->teacher = m;
     return teacher_row(r, r->spec->teacher.model_path, -1, 0, e);
 }
@@ -121,5 +123,8 @@ int pl_stage_teacher(run_ctx *r, kd_err *e)
     if (rc == KD_OK && (rc = nn_model_save(st.model, model_path, e)) == KD_OK)
         rc = teacher_row(r, model_path, st.seconds, st.epochs_done, e);
     train_state_free(&st);
+    /* trained: from here on only run, cloned and saved, so its gradients
+     * (as large as its weights) go (issue 12: peak memory) */
+    nn_model_drop_grads(r->teacher);
     return rc;
 }

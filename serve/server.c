@@ -173,6 +173,7 @@ int serve_server_add_sources(serve_server *s, const serve_source *src, int n, kd
         nn_model *m = compress_model_load(src[i].path, e);
         if (!m)
             return e ? e->code : KD_EFORMAT;
+        nn_model_drop_grads(m); /* served: only run, never trained */
         int rc = serve_server_add(s, src[i].name, m, kd_file_size(src[i].path), src[i].accuracy, e);
         if (rc != KD_OK) {
             kd_err_prefix(e, "%s", src[i].path);

@@ -56,6 +56,13 @@ void kd_afree(void *p);
 char *kd_strdup(const char *s);
 /* Tests: the (n+1)th allocation from now fails; n < 0 disables. */
 void kd_alloc_fail_after(long n);
+/* Tests: from now on this thread's allocations and frees through these
+ * functions are counted (usable bytes); kd_alloc_peak() is the most held at
+ * once since, net of what was freed (memory from before counts when freed,
+ * so the figure may start below 0).  on = 0 stops counting. */
+void kd_alloc_track(int on);
+long long kd_alloc_peak(void);
+long long kd_alloc_held(void); /* held now, on the same count */
 
 /* ---- files --------------------------------------------------------------- */
 /* Writes buf to path atomically: temp file in the same folder, fsync, rename,

@@ -29,20 +29,26 @@
 extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
 extern void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info);
 
-/* Upper Cholesky factor U (row-major, upper triangle) of (h + damping)^-1,
- * into u (k x k doubles, h copied there first).  Retries with 10x the
- * damping while the matrix is not positive definite (at most 4 times). */
-static int inverse_factor(const double *h, int k, double damp, double *u, kd_err *e)
+/* Upper Cholesky factor U (row-major, upper triangle) of (hp + damping)^-1,
+ * into u (k x k doubles), where hp is h with its rows and columns in the
+ * order p (copied into u, never held whole a second time: each k x k copy is
+ * 11.5 MB at k = 1200, issue 12).  Retries with 10x the damping while the
+ * matrix is not positive definite (at most 4 times). */
+static int inverse_factor(const double *h, const int *p, int k, double damp, double *u,
+                          kd_err *e)
 {
     double mean = 0.0;
     for (int j = 0; j < k; j++)
-        mean += h[(size_t)j * k + j];
+        mean += h[(size_t)p[j] * k + p[j]];
     mean = mean > 0.0 ? mean / k : 1.0;
     for (int attempt = 0; attempt < 5; attempt++, damp *= 10.0) {
-        memcpy(u, h, (size_t)k * k * sizeof *u);
-        for (int j = 0; j < k; j++)
-            u[(size_t)j * k + j] = (h[(size_t)j * k + j] > 0.0 ? u[(size_t)j * k + j] : 1.0) +
-                                   damp * mean;
+        for (int a = 0; a < k; a++)
+            for (int b = 0; b < k; b++)
+                u[(size_t)a * k + b] = h[(size_t)p[a] * k + p[b]];
+        for (int j = 0; j < k; j++) {
+            double hjj = h[(size_t)p[j] * k + p[j]];
+            u[(size_t)j * k + j] = (hjj > 0.0 ? hjj : 1.0) + damp * mean;
+        }
         int info = 0;
         dpotrf_("L", &k, u, &k, &info);
         if (info == 0)
@@ -98,22 +104,20 @@ quant_q4 *quant_q4_gptq(const float *w, int m, int k, const double *h, float dam
     quant_q4 *q = quant_q4_pack(w, m, k, e); /* shape checks, blocks allocated */
     if (!q)
         return NULL;
-    double *u = kd_malloc((size_t)k * k * sizeof *u), *hp = kd_malloc((size_t)k * k * sizeof *hp);
+    double *u = kd_malloc((size_t)k * k * sizeof *u);
     float *wk = kd_malloc((size_t)m * k * sizeof *wk);
     int *p = column_order(h, k, act_order);
-    if (!u || !hp || !wk || !p) {
+    if (!u || !wk || !p) {
         kd_err_set(e, KD_ENOMEM, "gptq: out of memory for a %d x %d layer", m, k);
         goto fail;
     }
     /* h and the weights with their columns in processing order */
-    for (int a = 0; a < k; a++)
-        for (int b = 0; b < k; b++)
-            hp[(size_t)a * k + b] = h[(size_t)p[a] * k + p[b]];
-    if (inverse_factor(hp, k, damp, u, e) != KD_OK)
+    if (inverse_factor(h, p, k, damp, u, e) != KD_OK)
         goto fail;
     for (int r = 0; r < m; r++)
         for (int j = 0; j < k; j++)
-            wk[(size_t)r * k + j] = hp[(size_t)j * k + j] > 0.0 ? w[(size_t)r * k + p[j]] : 0.0f;
+            wk[(size_t)r * k + j] =
+                h[(size_t)p[j] * k + p[j]] > 0.0 ? w[(size_t)r * k + p[j]] : 0.0f;
     if (act_order) { /* static groups: scales from the weights before any update */
         for (int r = 0; r < m; r++)
             for (int b = 0; b < q->nb; b++) {
@@ -146,13 +150,11 @@ quant_q4 *quant_q4_gptq(const float *w, int m, int k, const double *h, float dam
     if (quant_q4_build_quads(q, e) != KD_OK) /* the blocks changed: regroup them again */
         goto fail;
     kd_free(u);
-    kd_free(hp);
     kd_free(wk);
     kd_free(p);
     return q;
 fail:
     kd_free(u);
-    kd_free(hp);
     kd_free(wk);
     kd_free(p);
     quant_q4_free(q);
