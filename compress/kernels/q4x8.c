@@ -113,14 +113,6 @@ AVX2 void q4x8_quantize_avx2(const float *x, int k, int8_t *xq, float *dx, float
                           corr + nfull);
 }
 
-INL float hsum8(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 /* Two halves of 16 bytes as one vector: lo in bits 0..127. */
 INL __m256i load2x16(const void *lo, const void *hi)
 {
