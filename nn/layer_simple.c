@@ -119,9 +119,15 @@ static void dropout_release(nn_layer *l)
     l->priv = NULL;
 }
 
+/* Whether dropout does anything in this call (else it is the identity). */
+static int dropout_active(const nn_layer *l, const nn_ctx *c)
+{
+    return c->train && l->spec.rate > 0 && c->rng;
+}
+
 const float *nn_dropout_draw(nn_layer *l, int n, const nn_ctx *c)
 {
-    if (!c->train || l->spec.rate <= 0 || !c->rng)
+    if (!dropout_active(l, c))
         return NULL;
     size_t m = (size_t)n * nn_shape_size(l->in);
     float *mask = l->priv, scale = 1.0f / (1.0f - l->spec.rate);
@@ -149,7 +155,7 @@ void nn_dropout_relu_backward(const nn_layer *l, const float *y, const float *dy
     size_t m = (size_t)n * nn_shape_size(l->in);
     if (!dx)
         return;
-    if (!c->train || l->spec.rate <= 0 || !c->rng) /* dropout was the identity */
+    if (!dropout_active(l, c))
         ew_run(c, (ew_job){EW_RELU_BACK, y, dy, NULL, dx, m});
     else
         ew_run(c, (ew_job){EW_MUL_RELU_BACK, dy, l->priv, y, dx, m});
@@ -163,7 +169,7 @@ static void dropout_backward(nn_layer *l, const float *x, const float *y, const 
     if (!dx)
         return;
     size_t m = (size_t)n * nn_shape_size(l->in);
-    if (!c->train || l->spec.rate <= 0 || !c->rng) {
+    if (!dropout_active(l, c)) {
         if (dx != dy)
             memmove(dx, dy, m * sizeof *dx);
         return;
