@@ -17,15 +17,22 @@ void compress_csr_matmul_avx512(const compress_csr *a, const float *bias, const 
  * entries (col, q, with scale), and runs them through compress_panels_spmv /
  * _part.  NULL on allocation failure. */
 typedef struct compress_panels8 compress_panels8;
+/* Rows sorted by non-zero count (panels.c's row order) stay within blocks of
+ * this many slices, and parts start on a block. */
+#define PANELS_ORDER_SLICES 4
 typedef struct {
     int rows, cols;
     const uint32_t *rowptr;
-    const compress_csr *a; /* fp32 values and columns, or NULL */
-    const uint32_t *col;   /* int8 flavour: columns, */
-    const int8_t *q;       /* values */
+    const compress_csr *a; /* columns, or NULL: */
+    const uint32_t *col;   /* columns */
+    const float *val;      /* fp32 values, or */
+    const int8_t *q;       /* int8 values */
     const float *scale;    /* and rows row scales */
+    const uint32_t *perm;  /* which row of the layer each row is (panels.c's row
+                            * order; copied), or NULL: the same */
 } compress_panels8_src;
 compress_panels8 *compress_panels8_new(const compress_panels8_src *a, kd_err *e);
+size_t compress_panels8_steps(const compress_panels8_src *a); /* steps new would lay out */
 void compress_panels8_free(compress_panels8 *p);
 size_t compress_panels8_bytes(const compress_panels8 *p);
 int compress_panels8_cols(const compress_panels8 *p);

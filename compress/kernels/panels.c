@@ -55,6 +55,7 @@ struct compress_panels {
     uint8_t *idx;      /* 16 per step: columns within the panel, lane-shuffled */
     size_t *slice_at;  /* nslice + 1: steps before each slice (parts start there) */
     size_t *value_at;  /* compact, nslice + 1: real values before each slice */
+    uint32_t *perm;    /* rows in slice order (row_order), or NULL: slice lane i is row i */
     compress_panels8 *p8; /* avx2 level: the 8-row layout instead (kernels/panels_avx2.c) */
 };
 
@@ -72,6 +73,7 @@ void compress_panels_free(compress_panels *p)
     kd_afree(p->scale);
     kd_free(p->slice_at);
     kd_free(p->value_at);
+    kd_free(p->perm);
     compress_panels8_free(p->p8);
     kd_free(p);
 }
@@ -82,16 +84,20 @@ size_t compress_panels_bytes(const compress_panels *p)
         return compress_panels8_bytes(p->p8);
     size_t steps = p->slice_at[p->nslice], vals = p->compact ? p->value_at[p->nslice] : steps * 16;
     return steps * 16 + (p->q8 ? vals + (size_t)p->nslice * 64 : vals * 4) +
-           (p->compact ? steps * 2 : 0) + (size_t)p->nslice * p->npanel;
+           (p->compact ? steps * 2 : 0) + (size_t)p->nslice * p->npanel +
+           (p->perm ? (size_t)p->rows * sizeof *p->perm : 0);
 }
 
-/* What the builder reads: a compress_csr (fp32 values, a) or decoded
- * int8 entries (col, q); rowptr either way. */
+int compress_panels_row_ordered(const compress_panels *p) { return p->perm != NULL; }
+
+/* What the builder reads: a compress_csr's columns (a) or plain columns
+ * (col), and fp32 (val) or int8 (q) values; rowptr either way. */
 typedef struct {
     int rows, cols;
     const uint32_t *rowptr;
     const compress_csr *a;
     const uint32_t *col;
+    const float *val;
     const int8_t *q;
 } source;
 
@@ -134,7 +140,7 @@ static void place_row(const source *a, compress_panels *p, int r, size_t base, f
             if (a->q)
                 p->qval[(base + t) * 16 + j] = a->q[k];
             else
-                val[(base + t) * 16 + j] = a->a->val[k];
+                val[(base + t) * 16 + j] = a->val[k];
             p->mask[base + t] |= (uint16_t)(1u << j);
             p->idx[(base + t) * 16 + 4 * (j % 4) + j / 4] = (uint8_t)(src_col(a, k) % 32);
         }
@@ -152,18 +158,199 @@ static void compact_values(compress_panels *p, float *val, size_t steps)
                 val[n++] = val[t * 16 + j];
 }
 
+/* ---- row order -------------------------------------------------------------
+ * A slice costs, in each panel (or window), as many steps as its row with the
+ * most non-zeros there has.  The rows of a trained layer differ a lot (make
+ * run's agp90: 16 to 242 non-zeros a row in dense1), so slices that mix
+ * short and long rows are mostly padding.  Rows sorted by non-zero count
+ * (most first) within blocks of PANELS_ORDER_SLICES slices fill the lanes better:
+ * agp90 at 90%, lanes per non-zero 2.44 -> 2.17 (dense1) and 2.13 -> 2.02
+ * (dense2) in the avx2 layout, 2.70 -> 2.23 and 2.23 -> 2.02 in the AVX-512
+ * one; a layer pruned at random gains little and keeps its order.  The
+ * order is kept when it saves ORDER_MIN_GAIN of the steps; the kernels then
+ * read the bias and write y through perm.  A block is whole 64-byte lines
+ * of y and parts start on a block, so two parts never write the same line. */
+#define ORDER_MIN_GAIN 0.03
+
+typedef struct {
+    uint32_t row, len;
+} row_len;
+
+static int longer_first(const void *a, const void *b)
+{
+    const row_len *x = a, *y = b;
+    if (x->len != y->len)
+        return x->len > y->len ? -1 : 1;
+    return (x->row > y->row) - (x->row < y->row); /* ties: the file's order */
+}
+
+/* The rows of a in slice order: by non-zero count within blocks of `block`
+ * rows.  NULL on allocation failure. */
+static uint32_t *row_order(const source *a, int block)
+{
+    uint32_t *perm = kd_malloc((size_t)a->rows * sizeof *perm);
+    row_len *rl = kd_malloc((size_t)a->rows * sizeof *rl);
+    if (perm && rl) {
+        for (int r = 0; r < a->rows; r++)
+            rl[r] = (row_len){(uint32_t)r, a->rowptr[r + 1] - a->rowptr[r]};
+        for (int r = 0; r < a->rows; r += block)
+            qsort(rl + r, (size_t)(a->rows - r < block ? a->rows - r : block), sizeof *rl,
+                  longer_first);
+        for (int r = 0; r < a->rows; r++)
+            perm[r] = rl[r].row;
+    } else {
+        kd_free(perm);
+        perm = NULL;
+    }
+    kd_free(rl);
+    return perm;
+}
+
+/* The arrays of a source whose rows are another's in perm's order. */
+typedef struct {
+    uint32_t *rowptr, *col;
+    float *val, *scale;
+    int8_t *q;
+} src_copy;
+
+static void src_copy_free(src_copy *c)
+{
+    kd_free(c->rowptr);
+    kd_free(c->col);
+    kd_free(c->val);
+    kd_free(c->scale);
+    kd_free(c->q);
+}
+
+/* *out = a with row i = a's row perm[i] (and scale, when given, alike);
+ * its arrays in c.  Returns 0 on allocation failure. */
+static int src_permute(const source *a, const float *scale, const uint32_t *perm, source *out,
+                       src_copy *c)
+{
+    size_t nnz = a->rowptr[a->rows];
+    c->rowptr = kd_malloc(((size_t)a->rows + 1) * sizeof *c->rowptr);
+    c->col = kd_malloc((nnz ? nnz : 1) * sizeof *c->col);
+    if (a->q)
+        c->q = kd_malloc(nnz ? nnz : 1);
+    else
+        c->val = kd_malloc((nnz ? nnz : 1) * sizeof *c->val);
+    if (scale)
+        c->scale = kd_malloc((size_t)a->rows * sizeof *c->scale);
+    if (!c->rowptr || !c->col || (a->q ? !c->q : !c->val) || (scale && !c->scale))
+        return 0;
+    uint32_t n = 0;
+    for (int i = 0; i < a->rows; i++) {
+        uint32_t r = perm[i];
+        c->rowptr[i] = n;
+        for (uint32_t k = a->rowptr[r]; k < a->rowptr[r + 1]; k++, n++) {
+            c->col[n] = src_col(a, k);
+            if (a->q)
+                c->q[n] = a->q[k];
+            else
+                c->val[n] = a->val[k];
+        }
+        if (scale)
+            c->scale[i] = scale[r];
+    }
+    c->rowptr[a->rows] = n;
+    *out = (source){.rows = a->rows, .cols = a->cols, .rowptr = c->rowptr, .col = c->col,
+                    .val = c->val, .q = c->q};
+    return 1;
+}
+
+static compress_panels8_src src8(const source *a, const float *scale, const uint32_t *perm)
+{
+    return (compress_panels8_src){.rows = a->rows, .cols = a->cols, .rowptr = a->rowptr,
+                                  .a = a->a, .col = a->col, .val = a->val, .q = a->q,
+                                  .scale = scale, .perm = perm};
+}
+
+static size_t count_steps(const source *a, compress_panels *p, int *cnt);
+
+/* *n = steps of a's panels in the layout of the level in use (p8: the
+ * avx2 one).  Returns 0 on allocation failure. */
+static int layout_steps(const source *a, int p8, size_t *n)
+{
+    if (p8) {
+        compress_panels8_src s = src8(a, NULL, NULL);
+        *n = compress_panels8_steps(&s);
+        return 1;
+    }
+    compress_panels t = {.npanel = (a->cols + 31) / 32, .nslice = (a->rows + 15) / 16};
+    t.steps = kd_calloc((size_t)t.nslice * t.npanel, 1);
+    int *cnt = kd_malloc((size_t)t.npanel * sizeof *cnt);
+    int ok = t.steps && cnt;
+    if (ok)
+        *n = count_steps(a, &t, cnt);
+    kd_free(t.steps);
+    kd_free(cnt);
+    return ok;
+}
+
+/* When rows in non-zero order save ORDER_MIN_GAIN of a's steps: *perm (the
+ * order), *out and c (the rows in that order).  Otherwise *perm = NULL.
+ * Returns 0 on allocation failure. */
+static int choose_order(const source *a, const float *scale, int p8, uint32_t **perm,
+                        source *out, src_copy *c)
+{
+    *perm = NULL;
+    if (a->rows <= (p8 ? 8 : 16)) /* one slice: no order to choose */
+        return 1;
+    uint32_t *o = row_order(a, PANELS_ORDER_SLICES * (p8 ? 8 : 16));
+    if (!o || !src_permute(a, scale, o, out, c)) {
+        kd_free(o);
+        return 0;
+    }
+    size_t before = 0, after = 0;
+    if (!layout_steps(a, p8, &before) || !layout_steps(out, p8, &after)) {
+        kd_free(o);
+        return 0;
+    }
+    if ((double)after <= (1.0 - ORDER_MIN_GAIN) * (double)before)
+        *perm = o;
+    else
+        kd_free(o);
+    return 1;
+}
+
+static compress_panels *build_from(const source *a, compress_panels_layout layout,
+                                   const float *scale, uint32_t *perm, kd_err *e);
+
 /* The panels of a; q8 takes the int8 values (always padded) and scale
- * (a->rows row scales). */
+ * (a->rows row scales).  Rows in non-zero order when that pays. */
 static compress_panels *build(const source *a, compress_panels_layout layout, const float *scale,
                               kd_err *e)
 {
+    int p8 = kernels_isa() < KD_ISA_AVX512, file_order = layout & COMPRESS_PANELS_FILE_ORDER;
+    layout = (compress_panels_layout)(layout & ~COMPRESS_PANELS_FILE_ORDER);
+    source ord;
+    src_copy c = {0};
+    uint32_t *perm = NULL;
+    if (!file_order && !choose_order(a, scale, p8, &perm, &ord, &c)) {
+        src_copy_free(&c);
+        kd_err_set(e, KD_ENOMEM, "out of memory for the sparse panels");
+        return NULL;
+    }
+    compress_panels *p = perm ? build_from(&ord, layout, c.scale, perm, e)
+                              : build_from(a, layout, scale, NULL, e);
+    src_copy_free(&c);
+    return p;
+}
+
+/* build's work on a source in slice order (perm: which row each is, owned
+ * by the panels from here on; NULL = a's own order). */
+static compress_panels *build_from(const source *a, compress_panels_layout layout,
+                                   const float *scale, uint32_t *perm, kd_err *e)
+{
     compress_panels *p = kd_calloc(1, sizeof *p);
     int *cnt = NULL;
-    if (!p)
+    if (!p) {
+        kd_free(perm);
         goto oom;
+    }
+    p->perm = perm;
     if (kernels_isa() < KD_ISA_AVX512) { /* avx2: the 8-row panels */
-        compress_panels8_src s8 = {.rows = a->rows, .cols = a->cols, .rowptr = a->rowptr,
-                                   .a = a->a, .col = a->col, .q = a->q, .scale = scale};
+        compress_panels8_src s8 = src8(a, scale, perm);
         if (!(p->p8 = compress_panels8_new(&s8, e)))
             goto oom;
         return p;
@@ -235,7 +422,7 @@ oom:
 compress_panels *compress_panels_new(const compress_csr *a, compress_panels_layout layout,
                                      kd_err *e)
 {
-    source src = {.rows = a->rows, .cols = a->cols, .rowptr = a->rowptr, .a = a};
+    source src = {.rows = a->rows, .cols = a->cols, .rowptr = a->rowptr, .a = a, .val = a->val};
     return build(&src, layout, NULL, e);
 }
 
@@ -349,6 +536,25 @@ TGT static inline void load_panel(const float *x, int cols, int q, __m512 *lo, _
     *hi = _mm512_maskz_loadu_ps(mh, x + 32 * q + 16);
 }
 
+/* Lanes m of v[row] for the rows of the slice at r0 (in slice order) */
+TGT static inline __m512 load_rows(const compress_panels *p, const float *v, int r0, __mmask16 m)
+{
+    if (!p->perm)
+        return _mm512_maskz_loadu_ps(m, v + r0);
+    __m512i ix = _mm512_maskz_loadu_epi32(m, p->perm + r0);
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, ix, v, 4);
+}
+
+/* y[row] = lanes m of v for the rows of the slice at r0 */
+TGT static inline void store_rows(const compress_panels *p, float *y, int r0, __mmask16 m, __m512 v)
+{
+    if (!p->perm) {
+        _mm512_mask_storeu_ps(y + r0, m, v);
+        return;
+    }
+    _mm512_mask_i32scatter_ps(y, m, _mm512_maskz_loadu_epi32(m, p->perm + r0), v, 4);
+}
+
 /* Slices [s0, s1) of y = A x + bias. */
 TGT static void spmv(const compress_panels *p, const float *bias, const float *x, float *y, int s0,
                      int s1, int relu)
@@ -361,7 +567,7 @@ TGT static void spmv(const compress_panels *p, const float *bias, const float *x
     for (int s = s0; s < s1; s++) {
         int r0 = s * 16, left = p->rows - r0;
         __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-        __m512 acc = bias ? _mm512_maskz_loadu_ps(m, bias + r0) : _mm512_setzero_ps();
+        __m512 acc = bias ? load_rows(p, bias, r0, m) : _mm512_setzero_ps();
         for (int q = 0; q < p->npanel; q++, st++) {
             __m512 lo, hi;
             load_panel(x, p->cols, q, &lo, &hi);
@@ -370,7 +576,7 @@ TGT static void spmv(const compress_panels *p, const float *bias, const float *x
         }
         if (relu) /* max returns its second operand for NaN: 0, as nn's relu */
             acc = _mm512_max_ps(acc, _mm512_setzero_ps());
-        _mm512_mask_storeu_ps(y + r0, m, acc);
+        store_rows(p, y, r0, m, acc);
     }
 }
 
@@ -432,11 +638,11 @@ TGT static void spmv_q8(const compress_panels *p, const float *bias, const float
             ix += 16 * n;
         }
         __m512 acc = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
-        __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + r0) : _mm512_setzero_ps();
-        acc = _mm512_fmadd_ps(acc, _mm512_load_ps(p->scale + r0), b);
+        __m512 b = bias ? load_rows(p, bias, r0, m) : _mm512_setzero_ps();
+        acc = _mm512_fmadd_ps(acc, _mm512_load_ps(p->scale + r0), b); /* scale in slice order */
         if (relu)
             acc = _mm512_max_ps(acc, _mm512_setzero_ps());
-        _mm512_mask_storeu_ps(y + r0, m, acc);
+        store_rows(p, y, r0, m, acc);
     }
 }
 #undef STEP8
@@ -453,7 +659,8 @@ static int part_start(const compress_panels *p, int part, int nparts)
     int s = 0;
     while (s < p->nslice && p->slice_at[s] < want)
         s++;
-    return s;
+    /* rows in non-zero order: on a block, so parts write separate lines of y */
+    return p->perm && s < p->nslice ? s / PANELS_ORDER_SLICES * PANELS_ORDER_SLICES : s;
 }
 
 /* Asks for all of x at once.  In a model's forward x is the previous

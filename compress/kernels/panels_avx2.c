@@ -49,8 +49,9 @@ struct compress_panels8 {
                        * advances (see pair_bit and slice_steps) */
     float *val;       /* fp32: 8 per step */
     int8_t *qval;     /* q8: 8 per step */
-    float *scale;     /* q8: nslice x 8 row scales (0 past rows) */
+    float *scale;     /* q8: nslice x 8 row scales (0 past rows), in slice order */
     size_t *slice_at; /* nslice + 1: steps before each slice */
+    uint32_t *perm;   /* rows in slice order (panels.c's row order), or NULL */
 };
 
 void compress_panels8_free(compress_panels8 *p)
@@ -62,6 +63,7 @@ void compress_panels8_free(compress_panels8 *p)
     kd_afree(p->qval);
     kd_afree(p->scale);
     kd_free(p->slice_at);
+    kd_free(p->perm);
     kd_free(p);
 }
 
@@ -71,7 +73,8 @@ size_t compress_panels8_bytes(const compress_panels8 *p)
 {
     size_t steps = p->slice_at[p->nslice];
     return steps * (4 + (p->q8 ? 8 : 32)) + (p->q8 ? (size_t)p->nslice * 32 : 0) +
-           ((size_t)p->nslice + 1) * sizeof *p->slice_at;
+           ((size_t)p->nslice + 1) * sizeof *p->slice_at +
+           (p->perm ? (size_t)p->rows * sizeof *p->perm : 0);
 }
 
 static inline uint32_t src_col(const compress_panels8_src *a, uint32_t k)
@@ -139,7 +142,7 @@ static size_t slice_steps(const compress_panels8_src *a, compress_panels8 *p, in
             if (fill && a->q)
                 p->qval[t * 8 + j] = a->q[k[j]];
             else if (fill)
-                p->val[t * 8 + j] = a->a->val[k[j]];
+                p->val[t * 8 + j] = a->val[k[j]];
             if (fill)
                 p->idx[t / 2] |= (uint64_t)(src_col(a, k[j]) - w0) << pair_bit(j, (int)(t % 2));
             k[j]++;
@@ -147,6 +150,15 @@ static size_t slice_steps(const compress_panels8_src *a, compress_panels8 *p, in
     }
     t += (t - base) % 2; /* the pair's second step stays empty (advance 0) */
     return t - base;
+}
+
+size_t compress_panels8_steps(const compress_panels8_src *a)
+{
+    compress_panels8 p = {.rows = a->rows, .cols = a->cols};
+    size_t total = 0;
+    for (int s = 0; s < (a->rows + 7) / 8; s++)
+        total += slice_steps(a, &p, s, 0, 0);
+    return total;
 }
 
 compress_panels8 *compress_panels8_new(const compress_panels8_src *a, kd_err *e)
@@ -159,6 +171,11 @@ compress_panels8 *compress_panels8_new(const compress_panels8_src *a, kd_err *e)
     p->slice_at = kd_calloc((size_t)p->nslice + 1, sizeof *p->slice_at);
     if (!p->slice_at)
         goto oom;
+    if (a->perm) {
+        if (!(p->perm = kd_malloc((size_t)a->rows * sizeof *p->perm)))
+            goto oom;
+        memcpy(p->perm, a->perm, (size_t)a->rows * sizeof *p->perm);
+    }
     size_t total = 0;
     for (int s = 0; s < p->nslice; s++) {
         p->slice_at[s] = total;
@@ -201,14 +218,25 @@ TGT static inline void finish(const compress_panels8 *p, int s, __m256 acc, cons
 {
     int r0 = s * 8, left = p->rows - r0;
     __m256i m = rows_mask(left);
-    __m256 b = bias ? _mm256_maskload_ps(bias + r0, m) : _mm256_setzero_ps();
+    float t[8] __attribute__((aligned(32))) = {0};
+    if (p->perm && bias) /* rows in slice order: their biases one by one */
+        for (int j = 0; j < left && j < 8; j++)
+            t[j] = bias[p->perm[r0 + j]];
+    __m256 b = !bias     ? _mm256_setzero_ps()
+               : p->perm ? _mm256_load_ps(t)
+                         : _mm256_maskload_ps(bias + r0, m);
     acc = p->q8 ? _mm256_fmadd_ps(acc, _mm256_load_ps(p->scale + r0), b) : _mm256_add_ps(acc, b);
     if (relu) /* max returns its second operand for NaN: 0, as nn's relu */
         acc = _mm256_max_ps(acc, _mm256_setzero_ps());
-    if (left >= 8)
+    if (p->perm) {
+        _mm256_store_ps(t, acc);
+        for (int j = 0; j < left && j < 8; j++)
+            y[p->perm[r0 + j]] = t[j];
+    } else if (left >= 8) {
         _mm256_storeu_ps(y + r0, acc);
-    else
+    } else {
         _mm256_maskstore_ps(y + r0, m, acc);
+    }
 }
 
 /* Steps 2P and 2P + 1 of the run at ix: their pair's word, broadcast for
@@ -329,8 +357,9 @@ static int part_start(const compress_panels8 *p, int part, int nparts)
     }
     /* an even slice: parts never write the same 64-byte line of y (slices
      * are 32 bytes of it), so no line of y moves between the team's cores
-     * while they write */
-    return lo < p->nslice ? lo & ~1 : lo;
+     * while they write; rows in panels.c's order: on a block of
+     * PANELS_ORDER_SLICES slices */
+    return lo >= p->nslice ? lo : p->perm ? lo / PANELS_ORDER_SLICES * PANELS_ORDER_SLICES : lo & ~1;
 }
 
 void compress_panels8_spmv_part(const compress_panels8 *p, const float *bias, const float *x,

@@ -253,6 +253,91 @@ START_TEST(kinds_match_at_level)
 }
 END_TEST
 
+/* rows x cols where row i has about density * ((i * 7) % 11) / 5 non-zeros
+ * a column: rows of very uneven length, as a trained layer's */
+static float *ct_uneven(int rows, int cols, double density, uint64_t seed)
+{
+    nn_rng r = nn_rng_stream(seed, NN_STREAM_TEST);
+    float *w = calloc((size_t)rows * cols, sizeof *w);
+    for (int i = 0; i < rows; i++) {
+        double d = density * ((i * 7) % 11) / 5.0;
+        for (int j = 0; j < cols; j++)
+            if (nn_rng_uniform(&r) < d)
+                w[(size_t)i * cols + j] = nn_rng_normal(&r);
+    }
+    return w;
+}
+
+/* The panels' row order (rows sorted by length within blocks of slices):
+ * kept for rows of uneven length, not for even ones; the products with and
+ * without a bias, with the fused ReLU, whole and in 1..5 parts (bitwise
+ * equal), fp32 and int8, against the references. */
+START_TEST(panels_row_order)
+{
+    KDT_ISA_BEGIN(_i);
+    if (!compress_panels_supported())
+        KDT_SKIP("no panels at level %s (the layers run the CSR kernels)",
+                 kernels_isa_name(kernels_isa()));
+    static const cshape sh[] = {{300, 200, 0.1}, {77, 1300, 0.05}, {1200, 784, 0.1}};
+    for (int s = 0; s < 3; s++) {
+        kd_err e = {0};
+        int rows = sh[s].rows, cols = sh[s].cols;
+        float *w = ct_uneven(rows, cols, sh[s].density, 40 + s), *b = ct_vec((size_t)rows, 41);
+        float *x = ct_vec((size_t)cols, 42);
+        float *want = malloc((size_t)rows * sizeof *want), *got = malloc((size_t)rows * 4);
+        float *cut = malloc((size_t)rows * sizeof *cut);
+        compress_csr *a = compress_csr_from_dense(w, rows, cols, &e);
+        quant_csr *q = quant_csr_from_dense(w, rows, cols, &e);
+        ck_assert(a && q);
+        for (int k = 0; k < 2; k++) { /* fp32, int8 */
+            compress_panels *p = k ? compress_panels_new_q8(q, &e)
+                                   : compress_panels_new(a, COMPRESS_PANELS_AUTO, &e);
+            ck_assert_ptr_nonnull(p);
+            ck_assert_msg(compress_panels_row_ordered(p), "shape %d kind %d: rows kept in order",
+                          s, k);
+            for (int v = 0; v < 3; v++) { /* bias, no bias, bias + relu */
+                const float *bb = v == 1 ? NULL : b;
+                if (k)
+                    quant_csr_gemm_ref(q, x, 1, bb, want);
+                else
+                    compress_csr_matmul_ref(a, bb, x, want, 1);
+                memset(got, 0x7f, (size_t)rows * sizeof *got);
+                compress_panels_spmv_part_relu(p, bb, x, got, 0, 1, v == 2);
+                for (int r = 0; r < rows; r++) {
+                    double mag = k ? ct_qmag(q, r, x, b) : ct_mag(w, cols, r, x, b);
+                    float ref = v == 2 && !(want[r] > 0) ? 0.0f : want[r];
+                    ct_close(got[r], ref, mag, k ? "int8 ordered" : "fp32 ordered", s, v, r);
+                }
+                for (int np = 1; np <= 5; np++) {
+                    memset(cut, 0x7f, (size_t)rows * sizeof *cut);
+                    for (int part = np - 1; part >= 0; part--)
+                        compress_panels_spmv_part_relu(p, bb, x, cut, part, np, v == 2);
+                    ck_assert_msg(memcmp(got, cut, (size_t)rows * sizeof *cut) == 0,
+                                  "shape %d kind %d in %d parts", s, k, np);
+                }
+            }
+            compress_panels_free(p);
+        }
+        compress_csr_free(a);
+        quant_csr_free(q);
+        free(w), free(b), free(x), free(want), free(got), free(cut);
+    }
+    /* rows of even length (a dense block): nothing to gain, the file's order */
+    kd_err e = {0};
+    const cshape even = {64, 64, 1.0};
+    float *w = calloc(64 * 64, sizeof *w);
+    for (int i = 0; i < 64 * 64; i++)
+        w[i] = (float)(i % 7) + 1.0f;
+    compress_csr *a = compress_csr_from_dense(w, even.rows, even.cols, &e);
+    compress_panels *p = compress_panels_new(a, COMPRESS_PANELS_AUTO, &e);
+    ck_assert_ptr_nonnull(p);
+    ck_assert(!compress_panels_row_ordered(p));
+    compress_panels_free(p);
+    compress_csr_free(a);
+    free(w);
+}
+END_TEST
+
 Suite *suite_compress_csr_avx2(void)
 {
     Suite *s = suite_create("compress_csr_avx2");
@@ -262,6 +347,7 @@ Suite *suite_compress_csr_avx2(void)
     KDT_ISA_LOOP(tc, fp32_panels_match_ref);
     KDT_ISA_LOOP(tc, int8_matches_ref);
     KDT_ISA_LOOP(tc, kinds_match_at_level);
+    KDT_ISA_LOOP(tc, panels_row_order);
     suite_add_tcase(s, tc);
     return s;
 }
