@@ -7,7 +7,7 @@
  * so QAT still simulates the deployed model exactly.  Before these, QAT ran
  * libm round() and a double division per weight on one thread per step. */
 #include "kernels.h"
-#include "round_avx2.h"
+#include "avx2_inline.h"
 
 #include <immintrin.h>
 #include <math.h>

@@ -4,6 +4,7 @@
  * (q4x8.h), and these are its fallbacks. */
 #include "kernels.h"
 #include "q4x8.h"
+#include "avx2_inline.h"
 
 #include <cblas.h>
 #include <immintrin.h>
@@ -198,14 +199,6 @@ INL void x_load8x4(const float *x, int len, __m256 v[4])
     }
 }
 
-INL float hsum8(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 /* acc += scale * <w, x> for one block whose x lanes are loaded. */
 INL __m256 q4_dot(const __m256 w[4], const __m256 xv[4], __m256 sc, __m256 acc)
 {
@@ -246,7 +239,7 @@ INL void q4_row(const quant_q4 *q, int r, const float *x, int i0, int ns, const 
         }
     }
     for (int s = 0; s < ns; s++)
-        y[(size_t)(i0 + s) * q->m + r] = hsum8(acc[s]) + (b ? b[r] : 0.0f);
+        y[(size_t)(i0 + s) * q->m + r] = kq_hsum8_ps(acc[s]) + (b ? b[r] : 0.0f);
 }
 
 static AVX2 void q4_rows_avx2(const quant_q4 *q, const float *x, int n, const float *b, float *y,

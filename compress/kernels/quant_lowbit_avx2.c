@@ -3,6 +3,7 @@
  * plane (and a byte shuffle and compare for the 3-bit high plane), then one
  * u8 x s8 maddubs against the sample's int8 activations, as q4x8 does. */
 #include "quant_lowbit.h"
+#include "avx2_inline.h"
 
 #include <immintrin.h>
 #include <string.h>
@@ -38,14 +39,6 @@ INL __m256i decode(const uint8_t *c, int bits)
     return _mm256_or_si256(lo, _mm256_and_si256(hb, _mm256_set1_epi8(4)));
 }
 
-INL float hsum8(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 /* Rows r .. r + nr - 1 (nr <= 4): each row its own accumulator, so the
  * FMA chains of the rows overlap and each group of activations is loaded
  * once per block of rows. */
@@ -73,7 +66,7 @@ INL void rows_block(const quant_ql *q, const int8_t *xq, const float *dx, const 
         }
     }
     for (int j = 0; j < nr; j++)
-        y[r + j] = hsum8(acc[j]) - cs[j] + (b ? b[r + j] : 0.0f);
+        y[r + j] = kq_hsum8_ps(acc[j]) - cs[j] + (b ? b[r + j] : 0.0f);
 }
 
 /* All rows of [r0, r1) at a constant bit width (the decode specialised). */

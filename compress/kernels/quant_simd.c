@@ -1,14 +1,14 @@
 /* AVX2 float -> int8 quantization (the input of every static and dynamic int8
  * layer), bit-identical to quant_quantize_s8_ref. */
 #include "kernels.h"
-#include "round_avx2.h"
+#include "avx2_inline.h"
 
 #include <immintrin.h>
 
 #define AVX2 __attribute__((target("avx2")))
 #define INL static inline __attribute__((always_inline)) AVX2
 
-/* 8 floats to 8 clamped int32 codes, rounded as roundf (round_avx2.h);
+/* 8 floats to 8 clamped int32 codes, rounded as roundf (avx2_inline.h);
  * max_ps returns its second operand for NaN: qmin. */
 INL __m256i quantize8(__m256 x, __m256 s, __m256 zero, __m256 lo, __m256 hi)
 {

@@ -1,8 +1,11 @@
-/* Round half away from zero (C's round/roundf) on AVX2 lanes, exactly:
- * trunc, then +-1 where the dropped fraction (exact in floating point) is
- * >= 0.5.  Only for functions compiled for avx2; NaN stays NaN, +-inf stays. */
-#ifndef KD_COMPRESS_KERNELS_ROUND_AVX2_H
-#define KD_COMPRESS_KERNELS_ROUND_AVX2_H
+/* Small AVX2 helpers the kernels share, inlined into functions compiled
+ * for avx2 only.
+ *
+ * kq_round_away_ps/_pd: round half away from zero (C's round/roundf),
+ * exactly: trunc, then +-1 where the dropped fraction (exact in floating
+ * point) is >= 0.5; NaN stays NaN, +-inf stays. */
+#ifndef KD_COMPRESS_KERNELS_AVX2_INLINE_H
+#define KD_COMPRESS_KERNELS_AVX2_INLINE_H
 
 #include <immintrin.h>
 
@@ -22,6 +25,15 @@ static inline __attribute__((always_inline, target("avx2"))) __m256d kq_round_aw
     __m256d frac = _mm256_andnot_pd(_mm256_set1_pd(-0.0), _mm256_sub_pd(v, t));
     __m256d up = _mm256_cmp_pd(frac, _mm256_set1_pd(0.5), _CMP_GE_OQ);
     return _mm256_add_pd(t, _mm256_and_pd(up, _mm256_or_pd(sign, _mm256_set1_pd(1.0))));
+}
+
+/* The sum of v's 8 lanes (in the order (0+4)+(2+6) + (1+5)+(3+7)). */
+static inline __attribute__((always_inline, target("avx2"))) float kq_hsum8_ps(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
 }
 
 #endif
