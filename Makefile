@@ -162,9 +162,17 @@ clean:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
-# The commit the binary was built from, shown in each report's environment
-# (env.json); empty outside a git checkout.
-GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+# The commit the binary was built from, "-dirty" when tracked files differ
+# from it, shown in each report's environment (env.json); empty outside a git
+# checkout.  The stamp file changes only when the commit does, and env.o
+# depends on it: before, env.o kept the commit of its first build, so reports
+# named a commit older than the code that made them.
+GIT_COMMIT := $(shell c=$$(git rev-parse --short=12 HEAD 2>/dev/null) && \
+                { git diff --quiet HEAD -- 2>/dev/null && echo $$c || echo $$c-dirty; })
+$(BUILD)/gen/git_commit: FORCE
+	@mkdir -p $(@D)
+	@echo '$(GIT_COMMIT)' | cmp -s - $@ || echo '$(GIT_COMMIT)' > $@
+$(BUILD)/reports/env.o: $(BUILD)/gen/git_commit
 $(BUILD)/reports/env.o: CFLAGS += -DKD_GIT_COMMIT='"$(GIT_COMMIT)"'
 
 # ---- fuzzing ------------------------------------------------------------------
