@@ -271,7 +271,7 @@ static float *ct_uneven(int rows, int cols, double density, uint64_t seed)
 /* The panels' row order (rows sorted by length within blocks of slices):
  * kept for rows of uneven length, not for even ones; the products with and
  * without a bias, with the fused ReLU, whole and in 1..5 parts (bitwise
- * equal), fp32 and int8, against the references. */
+ * equal), fp32 (padded and compact values) and int8, against the references. */
 START_TEST(panels_row_order)
 {
     KDT_ISA_BEGIN(_i);
@@ -289,12 +289,14 @@ START_TEST(panels_row_order)
         compress_csr *a = compress_csr_from_dense(w, rows, cols, &e);
         quant_csr *q = quant_csr_from_dense(w, rows, cols, &e);
         ck_assert(a && q);
-        for (int k = 0; k < 2; k++) { /* fp32, int8 */
+        for (int kk = 0; kk < 3; kk++) { /* fp32 padded, fp32 compact (AVX-512 only), int8 */
+            int k = kk == 2;
             compress_panels *p = k ? compress_panels_new_q8(q, &e)
-                                   : compress_panels_new(a, COMPRESS_PANELS_AUTO, &e);
+                                   : compress_panels_new(a, kk ? COMPRESS_PANELS_COMPACT
+                                                               : COMPRESS_PANELS_PADDED, &e);
             ck_assert_ptr_nonnull(p);
             ck_assert_msg(compress_panels_row_ordered(p), "shape %d kind %d: rows kept in order",
-                          s, k);
+                          s, kk);
             for (int v = 0; v < 3; v++) { /* bias, no bias, bias + relu */
                 const float *bb = v == 1 ? NULL : b;
                 if (k)
@@ -313,7 +315,7 @@ START_TEST(panels_row_order)
                     for (int part = np - 1; part >= 0; part--)
                         compress_panels_spmv_part_relu(p, bb, x, cut, part, np, v == 2);
                     ck_assert_msg(memcmp(got, cut, (size_t)rows * sizeof *cut) == 0,
-                                  "shape %d kind %d in %d parts", s, k, np);
+                                  "shape %d kind %d in %d parts", s, kk, np);
                 }
             }
             compress_panels_free(p);
