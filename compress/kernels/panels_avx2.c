@@ -31,6 +31,10 @@
  * gain: not bound by the widening), an add-only chain of window positions,
  * padding slices to 4 steps to drop the tail branch (2%, noise).
  *
+ * The rows of a slice may be the layer's rows sorted by length (panels.c's
+ * row order, perm): finish() then reads the bias and writes y through perm,
+ * and parts start on a block of PANELS_ORDER_SLICES slices.
+ *
  * The int8 flavour keeps the same steps with 8 int8 values a step, widened
  * in registers (vpmovsxbd, vcvtdq2ps); the per-row scale is applied once
  * per slice (acc * scale + bias).  Both are built by panels.c when the
