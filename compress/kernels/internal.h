@@ -11,28 +11,51 @@ int compress_csr_have_avx512(void);
 void compress_csr_matmul_avx512(const compress_csr *a, const float *bias, const float *x, float *y,
                                 int n, float *scratch);
 
-/* The batch-1 panels for the avx2 kernel level (panels_avx2.c): slices of
- * 8 rows, panels of 8 columns.  panels.c builds them in place of its AVX-512
- * layout when kernels_isa() is avx2, from a compress_csr (a) or decoded int8
- * entries (col, q, with scale), and runs them through compress_panels_spmv /
- * _part.  NULL on allocation failure. */
-typedef struct compress_panels8 compress_panels8;
-/* Rows sorted by non-zero count (panels.c's row order) stay within blocks of
- * this many slices, and parts start on a block. */
-#define PANELS_ORDER_SLICES 4
+/* What the batch-1 panels are built from (panels.c, panels_avx2.c,
+ * panels_order.c): a compress_csr's columns (a) or plain columns (col),
+ * fp32 (val) or int8 (q) values, rowptr either way; int8's row scales; and,
+ * when the rows are in panels_order.c's order, which row of the layer each
+ * is (perm, copied by the builders; NULL: the same). */
 typedef struct {
     int rows, cols;
     const uint32_t *rowptr;
-    const compress_csr *a; /* columns, or NULL: */
-    const uint32_t *col;   /* columns */
-    const float *val;      /* fp32 values, or */
-    const int8_t *q;       /* int8 values */
-    const float *scale;    /* and rows row scales */
-    const uint32_t *perm;  /* which row of the layer each row is (panels.c's row
-                            * order; copied), or NULL: the same */
-} compress_panels8_src;
-compress_panels8 *compress_panels8_new(const compress_panels8_src *a, kd_err *e);
-size_t compress_panels8_steps(const compress_panels8_src *a); /* steps new would lay out */
+    const compress_csr *a;
+    const uint32_t *col;
+    const float *val;
+    const int8_t *q;
+    const float *scale;
+    const uint32_t *perm;
+} compress_panels_src;
+
+static inline uint32_t compress_panels_src_col(const compress_panels_src *a, uint32_t k)
+{
+    return a->a ? compress_csr_col(a->a, k) : a->col[k];
+}
+
+/* The row order (panels_order.c): rows sorted by non-zero count within
+ * blocks of PANELS_ORDER_SLICES slices, kept when that saves 3% of the steps
+ * `steps` counts (0 from it: out of memory).  Parts start on a block. */
+#define PANELS_ORDER_SLICES 4
+typedef struct {
+    uint32_t *rowptr, *col, *perm;
+    float *val, *scale;
+    int8_t *q;
+} compress_panels_order; /* the reordered arrays */
+typedef int (*compress_panels_steps_fn)(const compress_panels_src *a, size_t *n);
+/* *out = a with its rows in that order (arrays in o; out->perm = o->perm), or
+ * *out = *a when the order saves too little.  Returns 0 on allocation failure. */
+int compress_panels_order_rows(const compress_panels_src *a, int slice_rows,
+                               compress_panels_steps_fn steps, compress_panels_src *out,
+                               compress_panels_order *o);
+void compress_panels_order_free(compress_panels_order *o);
+
+/* The batch-1 panels for the avx2 kernel level (panels_avx2.c): slices of
+ * 8 rows, windows of 8 columns.  panels.c builds them in place of its
+ * AVX-512 layout when kernels_isa() is avx2 and runs them through
+ * compress_panels_spmv / _part.  NULL on allocation failure. */
+typedef struct compress_panels8 compress_panels8;
+compress_panels8 *compress_panels8_new(const compress_panels_src *a, kd_err *e);
+int compress_panels8_steps(const compress_panels_src *a, size_t *n); /* steps new would lay out */
 void compress_panels8_free(compress_panels8 *p);
 size_t compress_panels8_bytes(const compress_panels8 *p);
 int compress_panels8_cols(const compress_panels8 *p);

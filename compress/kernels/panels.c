@@ -24,7 +24,7 @@
  * the MLP at 90%: 34 us for both layers against 50 us (CSR gathers).
  *
  * Slices take the rows in the file's order or, where that saves 3% of the
- * steps, sorted by length within blocks of slices ("row order" below).
+ * steps, sorted by length within blocks of slices (panels_order.c).
  *
  * The int8 flavour (compress_panels_new_q8, from a quant_csr) keeps the
  * same slices, panels, steps and indices, with 16 int8 values per step
@@ -58,7 +58,8 @@ struct compress_panels {
     uint8_t *idx;      /* 16 per step: columns within the panel, lane-shuffled */
     size_t *slice_at;  /* nslice + 1: steps before each slice (parts start there) */
     size_t *value_at;  /* compact, nslice + 1: real values before each slice */
-    uint32_t *perm;    /* rows in slice order (row_order), or NULL: slice lane i is row i */
+    uint32_t *perm;    /* rows in slice order (panels_order.c), or NULL: lane i is row i */
+    int ordered;       /* the rows (here or in p8) are in panels_order.c's order */
     compress_panels8 *p8; /* avx2 level: the 8-row layout instead (kernels/panels_avx2.c) */
 };
 
@@ -91,27 +92,11 @@ size_t compress_panels_bytes(const compress_panels *p)
            (p->perm ? (size_t)p->rows * sizeof *p->perm : 0);
 }
 
-int compress_panels_row_ordered(const compress_panels *p) { return p->perm != NULL; }
-
-/* What the builder reads: a compress_csr's columns (a) or plain columns
- * (col), and fp32 (val) or int8 (q) values; rowptr either way. */
-typedef struct {
-    int rows, cols;
-    const uint32_t *rowptr;
-    const compress_csr *a;
-    const uint32_t *col;
-    const float *val;
-    const int8_t *q;
-} source;
-
-static inline uint32_t src_col(const source *a, uint32_t k)
-{
-    return a->a ? compress_csr_col(a->a, k) : a->col[k];
-}
+int compress_panels_row_ordered(const compress_panels *p) { return p->ordered; }
 
 /* Steps of each (slice, panel) = the most non-zeros any of its rows has
  * there (at most 32, so a byte); returns the total. */
-static size_t count_steps(const source *a, compress_panels *p, int *cnt)
+static size_t count_steps(const compress_panels_src *a, compress_panels *p, int *cnt)
 {
     size_t total = 0;
     for (int s = 0; s < p->nslice; s++) {
@@ -119,7 +104,7 @@ static size_t count_steps(const source *a, compress_panels *p, int *cnt)
         for (int r = s * 16; r < s * 16 + 16 && r < a->rows; r++) {
             memset(cnt, 0, (size_t)p->npanel * sizeof *cnt);
             for (uint32_t k = a->rowptr[r]; k < a->rowptr[r + 1]; k++) {
-                int q = (int)(src_col(a, k) / 32);
+                int q = (int)(compress_panels_src_col(a, k) / 32);
                 if (++cnt[q] > st[q])
                     st[q] = (uint8_t)cnt[q]; /* <= 32 */
             }
@@ -133,19 +118,20 @@ static size_t count_steps(const source *a, compress_panels *p, int *cnt)
 /* Row r (lane j of its slice) into its steps, panel by panel, from base;
  * values go to the padded layout val or (int8) p->qval, 16 per step, lanes
  * to mask. */
-static void place_row(const source *a, compress_panels *p, int r, size_t base, float *val)
+static void place_row(const compress_panels_src *a, compress_panels *p, int r, size_t base,
+                      float *val)
 {
     int s = r / 16, j = r % 16;
     uint32_t k = a->rowptr[r], end = a->rowptr[r + 1];
     const uint8_t *st = p->steps + (size_t)s * p->npanel;
     for (int q = 0; q < p->npanel; q++) {
-        for (int t = 0; k < end && (int)(src_col(a, k) / 32) == q; t++, k++) {
+        for (int t = 0; k < end && (int)(compress_panels_src_col(a, k) / 32) == q; t++, k++) {
             if (a->q)
                 p->qval[(base + t) * 16 + j] = a->q[k];
             else
                 val[(base + t) * 16 + j] = a->val[k];
             p->mask[base + t] |= (uint16_t)(1u << j);
-            p->idx[(base + t) * 16 + 4 * (j % 4) + j / 4] = (uint8_t)(src_col(a, k) % 32);
+            p->idx[(base + t) * 16 + 4 * (j % 4) + j / 4] = (uint8_t)(compress_panels_src_col(a, k) % 32);
         }
         base += st[q];
     }
@@ -161,124 +147,10 @@ static void compact_values(compress_panels *p, float *val, size_t steps)
                 val[n++] = val[t * 16 + j];
 }
 
-/* ---- row order -------------------------------------------------------------
- * A slice costs, in each panel (or window), as many steps as its row with the
- * most non-zeros there has.  The rows of a trained layer differ a lot (make
- * run's agp90: 16 to 242 non-zeros a row in dense1), so slices that mix
- * short and long rows are mostly padding.  Rows sorted by non-zero count
- * (most first) within blocks of PANELS_ORDER_SLICES slices fill the lanes better:
- * agp90 at 90%, lanes per non-zero 2.44 -> 2.17 (dense1) and 2.13 -> 2.02
- * (dense2) in the avx2 layout, 2.70 -> 2.23 and 2.23 -> 2.02 in the AVX-512
- * one; a layer pruned at random gains little and keeps its order.  The
- * order is kept when it saves ORDER_MIN_GAIN of the steps; the kernels then
- * read the bias and write y through perm.  A block is whole 64-byte lines
- * of y and parts start on a block, so two parts never write the same line. */
-#define ORDER_MIN_GAIN 0.03
-
-typedef struct {
-    uint32_t row, len;
-} row_len;
-
-static int longer_first(const void *a, const void *b)
+/* *n = the steps of a's AVX-512 panels (compress_panels_steps_fn); 0 on
+ * allocation failure. */
+static int steps16(const compress_panels_src *a, size_t *n)
 {
-    const row_len *x = a, *y = b;
-    if (x->len != y->len)
-        return x->len > y->len ? -1 : 1;
-    return (x->row > y->row) - (x->row < y->row); /* ties: the file's order */
-}
-
-/* The rows of a in slice order: by non-zero count within blocks of `block`
- * rows.  NULL on allocation failure. */
-static uint32_t *row_order(const source *a, int block)
-{
-    uint32_t *perm = kd_malloc((size_t)a->rows * sizeof *perm);
-    row_len *rl = kd_malloc((size_t)a->rows * sizeof *rl);
-    if (perm && rl) {
-        for (int r = 0; r < a->rows; r++)
-            rl[r] = (row_len){(uint32_t)r, a->rowptr[r + 1] - a->rowptr[r]};
-        for (int r = 0; r < a->rows; r += block)
-            qsort(rl + r, (size_t)(a->rows - r < block ? a->rows - r : block), sizeof *rl,
-                  longer_first);
-        for (int r = 0; r < a->rows; r++)
-            perm[r] = rl[r].row;
-    } else {
-        kd_free(perm);
-        perm = NULL;
-    }
-    kd_free(rl);
-    return perm;
-}
-
-/* The arrays of a source whose rows are another's in perm's order. */
-typedef struct {
-    uint32_t *rowptr, *col;
-    float *val, *scale;
-    int8_t *q;
-} src_copy;
-
-static void src_copy_free(src_copy *c)
-{
-    kd_free(c->rowptr);
-    kd_free(c->col);
-    kd_free(c->val);
-    kd_free(c->scale);
-    kd_free(c->q);
-}
-
-/* *out = a with row i = a's row perm[i] (and scale, when given, alike);
- * its arrays in c.  Returns 0 on allocation failure. */
-static int src_permute(const source *a, const float *scale, const uint32_t *perm, source *out,
-                       src_copy *c)
-{
-    size_t nnz = a->rowptr[a->rows];
-    c->rowptr = kd_malloc(((size_t)a->rows + 1) * sizeof *c->rowptr);
-    c->col = kd_malloc((nnz ? nnz : 1) * sizeof *c->col);
-    if (a->q)
-        c->q = kd_malloc(nnz ? nnz : 1);
-    else
-        c->val = kd_malloc((nnz ? nnz : 1) * sizeof *c->val);
-    if (scale)
-        c->scale = kd_malloc((size_t)a->rows * sizeof *c->scale);
-    if (!c->rowptr || !c->col || (a->q ? !c->q : !c->val) || (scale && !c->scale))
-        return 0;
-    uint32_t n = 0;
-    for (int i = 0; i < a->rows; i++) {
-        uint32_t r = perm[i];
-        c->rowptr[i] = n;
-        for (uint32_t k = a->rowptr[r]; k < a->rowptr[r + 1]; k++, n++) {
-            c->col[n] = src_col(a, k);
-            if (a->q)
-                c->q[n] = a->q[k];
-            else
-                c->val[n] = a->val[k];
-        }
-        if (scale)
-            c->scale[i] = scale[r];
-    }
-    c->rowptr[a->rows] = n;
-    *out = (source){.rows = a->rows, .cols = a->cols, .rowptr = c->rowptr, .col = c->col,
-                    .val = c->val, .q = c->q};
-    return 1;
-}
-
-static compress_panels8_src src8(const source *a, const float *scale, const uint32_t *perm)
-{
-    return (compress_panels8_src){.rows = a->rows, .cols = a->cols, .rowptr = a->rowptr,
-                                  .a = a->a, .col = a->col, .val = a->val, .q = a->q,
-                                  .scale = scale, .perm = perm};
-}
-
-static size_t count_steps(const source *a, compress_panels *p, int *cnt);
-
-/* *n = steps of a's panels in the layout of the level in use (p8: the
- * avx2 one).  Returns 0 on allocation failure. */
-static int layout_steps(const source *a, int p8, size_t *n)
-{
-    if (p8) {
-        compress_panels8_src s = src8(a, NULL, NULL);
-        *n = compress_panels8_steps(&s);
-        return 1;
-    }
     compress_panels t = {.npanel = (a->cols + 31) / 32, .nslice = (a->rows + 15) / 16};
     t.steps = kd_calloc((size_t)t.nslice * t.npanel, 1);
     int *cnt = kd_malloc((size_t)t.npanel * sizeof *cnt);
@@ -290,73 +162,48 @@ static int layout_steps(const source *a, int p8, size_t *n)
     return ok;
 }
 
-/* When rows in non-zero order save ORDER_MIN_GAIN of a's steps: *perm (the
- * order), *out and c (the rows in that order).  Otherwise *perm = NULL.
- * Returns 0 on allocation failure. */
-static int choose_order(const source *a, const float *scale, int p8, uint32_t **perm,
-                        source *out, src_copy *c)
-{
-    *perm = NULL;
-    if (a->rows <= (p8 ? 8 : 16)) /* one slice: no order to choose */
-        return 1;
-    uint32_t *o = row_order(a, PANELS_ORDER_SLICES * (p8 ? 8 : 16));
-    if (!o || !src_permute(a, scale, o, out, c)) {
-        kd_free(o);
-        return 0;
-    }
-    size_t before = 0, after = 0;
-    if (!layout_steps(a, p8, &before) || !layout_steps(out, p8, &after)) {
-        kd_free(o);
-        return 0;
-    }
-    if ((double)after <= (1.0 - ORDER_MIN_GAIN) * (double)before)
-        *perm = o;
-    else
-        kd_free(o);
-    return 1;
-}
+static compress_panels *build_rows(const compress_panels_src *a, compress_panels_layout layout,
+                                   kd_err *e);
 
-static compress_panels *build_from(const source *a, compress_panels_layout layout,
-                                   const float *scale, uint32_t *perm, kd_err *e);
-
-/* The panels of a; q8 takes the int8 values (always padded) and scale
- * (a->rows row scales).  Rows in non-zero order when that pays. */
-static compress_panels *build(const source *a, compress_panels_layout layout, const float *scale,
+/* The panels of a (q8: int8 values, always padded, with a->scale); the
+ * rows in panels_order.c's order where that pays, unless the layout asks
+ * for the file's order. */
+static compress_panels *build(const compress_panels_src *a, compress_panels_layout layout,
                               kd_err *e)
 {
-    int p8 = kernels_isa() < KD_ISA_AVX512, file_order = layout & COMPRESS_PANELS_FILE_ORDER;
-    layout = (compress_panels_layout)(layout & ~COMPRESS_PANELS_FILE_ORDER);
-    source ord;
-    src_copy c = {0};
-    uint32_t *perm = NULL;
-    if (!file_order && !choose_order(a, scale, p8, &perm, &ord, &c)) {
-        src_copy_free(&c);
+    int p8 = kernels_isa() < KD_ISA_AVX512;
+    compress_panels_src src = *a;
+    compress_panels_order o = {0};
+    if (!(layout & COMPRESS_PANELS_FILE_ORDER) &&
+        !compress_panels_order_rows(a, p8 ? 8 : 16, p8 ? compress_panels8_steps : steps16, &src,
+                                    &o)) {
         kd_err_set(e, KD_ENOMEM, "out of memory for the sparse panels");
         return NULL;
     }
-    compress_panels *p = perm ? build_from(&ord, layout, c.scale, perm, e)
-                              : build_from(a, layout, scale, NULL, e);
-    src_copy_free(&c);
+    compress_panels *p =
+        build_rows(&src, (compress_panels_layout)(layout & ~COMPRESS_PANELS_FILE_ORDER), e);
+    compress_panels_order_free(&o);
     return p;
 }
 
-/* build's work on a source in slice order (perm: which row each is, owned
- * by the panels from here on; NULL = a's own order). */
-static compress_panels *build_from(const source *a, compress_panels_layout layout,
-                                   const float *scale, uint32_t *perm, kd_err *e)
+/* build's work on rows already in slice order. */
+static compress_panels *build_rows(const compress_panels_src *a, compress_panels_layout layout,
+                                   kd_err *e)
 {
     compress_panels *p = kd_calloc(1, sizeof *p);
     int *cnt = NULL;
-    if (!p) {
-        kd_free(perm);
+    if (!p)
         goto oom;
-    }
-    p->perm = perm;
+    p->ordered = a->perm != NULL;
     if (kernels_isa() < KD_ISA_AVX512) { /* avx2: the 8-row panels */
-        compress_panels8_src s8 = src8(a, scale, perm);
-        if (!(p->p8 = compress_panels8_new(&s8, e)))
+        if (!(p->p8 = compress_panels8_new(a, e)))
             goto oom;
         return p;
+    }
+    if (a->perm) {
+        if (!(p->perm = kd_malloc((size_t)a->rows * sizeof *p->perm)))
+            goto oom;
+        memcpy(p->perm, a->perm, (size_t)a->rows * sizeof *p->perm);
     }
     p->rows = a->rows;
     p->cols = a->cols;
@@ -380,7 +227,7 @@ static compress_panels *build_from(const source *a, compress_panels_layout layou
             memset(p->qval, 0, total * 16 + 16);
         if (p->scale) {
             memset(p->scale, 0, (size_t)p->nslice * 16 * sizeof *p->scale);
-            memcpy(p->scale, scale, (size_t)a->rows * sizeof *p->scale);
+            memcpy(p->scale, a->scale, (size_t)a->rows * sizeof *p->scale);
         }
     } else {
         p->val = kd_afloat(total * 16 + 16);
@@ -425,8 +272,9 @@ oom:
 compress_panels *compress_panels_new(const compress_csr *a, compress_panels_layout layout,
                                      kd_err *e)
 {
-    source src = {.rows = a->rows, .cols = a->cols, .rowptr = a->rowptr, .a = a, .val = a->val};
-    return build(&src, layout, NULL, e);
+    compress_panels_src src = {.rows = a->rows, .cols = a->cols, .rowptr = a->rowptr, .a = a,
+                               .val = a->val};
+    return build(&src, layout, e);
 }
 
 compress_panels *compress_panels_new_q8(const quant_csr *q, kd_err *e)
@@ -455,8 +303,9 @@ compress_panels *compress_panels_new_q8(const quant_csr *q, kd_err *e)
             }
         }
         rowptr[q->m] = n;
-        source src = {.rows = q->m, .cols = q->k, .rowptr = rowptr, .col = col, .q = v};
-        p = build(&src, COMPRESS_PANELS_PADDED, q->scale, e);
+        compress_panels_src src = {.rows = q->m, .cols = q->k, .rowptr = rowptr, .col = col,
+                                   .q = v, .scale = q->scale};
+        p = build(&src, COMPRESS_PANELS_PADDED, e);
     }
     kd_free(rowptr);
     kd_free(col);

@@ -31,9 +31,9 @@
  * gain: not bound by the widening), an add-only chain of window positions,
  * padding slices to 4 steps to drop the tail branch (2%, noise).
  *
- * The rows of a slice may be the layer's rows sorted by length (panels.c's
- * row order, perm): finish() then reads the bias and writes y through perm,
- * and parts start on a block of PANELS_ORDER_SLICES slices.
+ * The rows of a slice may be the layer's rows sorted by length
+ * (panels_order.c, perm): finish() then reads the bias and writes y through
+ * perm, and parts start on a block of PANELS_ORDER_SLICES slices.
  *
  * The int8 flavour keeps the same steps with 8 int8 values a step, widened
  * in registers (vpmovsxbd, vcvtdq2ps); the per-row scale is applied once
@@ -55,7 +55,7 @@ struct compress_panels8 {
     int8_t *qval;     /* q8: 8 per step */
     float *scale;     /* q8: nslice x 8 row scales (0 past rows), in slice order */
     size_t *slice_at; /* nslice + 1: steps before each slice */
-    uint32_t *perm;   /* rows in slice order (panels.c's row order), or NULL */
+    uint32_t *perm;   /* rows in slice order (panels_order.c), or NULL */
 };
 
 void compress_panels8_free(compress_panels8 *p)
@@ -79,11 +79,6 @@ size_t compress_panels8_bytes(const compress_panels8 *p)
     return steps * (4 + (p->q8 ? 8 : 32)) + (p->q8 ? (size_t)p->nslice * 32 : 0) +
            ((size_t)p->nslice + 1) * sizeof *p->slice_at +
            (p->perm ? (size_t)p->rows * sizeof *p->perm : 0);
-}
-
-static inline uint32_t src_col(const compress_panels8_src *a, uint32_t k)
-{
-    return a->a ? compress_csr_col(a->a, k) : a->col[k];
 }
 
 /* Where lane j's 3-bit index sits in its pair's word: steps 0 and 1 of the
@@ -112,7 +107,7 @@ static inline void put_step(compress_panels8 *p, size_t t, uint32_t adv)
  * starts at column 0) is reached through empty filler steps, and an odd
  * count is padded with an empty step.  Returns the number of steps; writes
  * them from step base on when fill. */
-static size_t slice_steps(const compress_panels8_src *a, compress_panels8 *p, int s, size_t base,
+static size_t slice_steps(const compress_panels_src *a, compress_panels8 *p, int s, size_t base,
                           int fill)
 {
     uint32_t k[8], end[8], prev = 0;
@@ -125,8 +120,8 @@ static size_t slice_steps(const compress_panels8_src *a, compress_panels8 *p, in
     for (;; t++) {
         uint32_t w = UINT32_MAX;
         for (int j = 0; j < nr; j++)
-            if (k[j] < end[j] && src_col(a, k[j]) < w)
-                w = src_col(a, k[j]);
+            if (k[j] < end[j] && compress_panels_src_col(a, k[j]) < w)
+                w = compress_panels_src_col(a, k[j]);
         if (w == UINT32_MAX)
             break;
         /* fewer than 8 columns: the kernel reads a zero-padded copy of x of 8
@@ -141,14 +136,15 @@ static size_t slice_steps(const compress_panels8_src *a, compress_panels8 *p, in
             put_step(p, t, w0 - prev);
         prev = w0;
         for (int j = 0; j < nr; j++) {
-            if (k[j] >= end[j] || src_col(a, k[j]) >= w + 8)
+            if (k[j] >= end[j] || compress_panels_src_col(a, k[j]) >= w + 8)
                 continue;
             if (fill && a->q)
                 p->qval[t * 8 + j] = a->q[k[j]];
             else if (fill)
                 p->val[t * 8 + j] = a->val[k[j]];
             if (fill)
-                p->idx[t / 2] |= (uint64_t)(src_col(a, k[j]) - w0) << pair_bit(j, (int)(t % 2));
+                p->idx[t / 2] |= (uint64_t)(compress_panels_src_col(a, k[j]) - w0)
+                                 << pair_bit(j, (int)(t % 2));
             k[j]++;
         }
     }
@@ -156,16 +152,16 @@ static size_t slice_steps(const compress_panels8_src *a, compress_panels8 *p, in
     return t - base;
 }
 
-size_t compress_panels8_steps(const compress_panels8_src *a)
+int compress_panels8_steps(const compress_panels_src *a, size_t *n)
 {
     compress_panels8 p = {.rows = a->rows, .cols = a->cols};
-    size_t total = 0;
+    *n = 0;
     for (int s = 0; s < (a->rows + 7) / 8; s++)
-        total += slice_steps(a, &p, s, 0, 0);
-    return total;
+        *n += slice_steps(a, &p, s, 0, 0);
+    return 1;
 }
 
-compress_panels8 *compress_panels8_new(const compress_panels8_src *a, kd_err *e)
+compress_panels8 *compress_panels8_new(const compress_panels_src *a, kd_err *e)
 {
     compress_panels8 *p = kd_calloc(1, sizeof *p);
     if (!p)
