@@ -151,6 +151,28 @@ START_TEST(gemm_avx2_vs_ref)
 }
 END_TEST
 
+/* q4x8_gemm_rows_avx2 on the n samples of x equals the specification
+ * (q4x8_quantize_ref + q4x8_rows_ref) bit for bit; d0, when not 0, is every
+ * sample's first group scale. */
+static void avx2_equals_spec(const quant_q4 *q, const float *x, shape s, float d0)
+{
+    int nb = q->nb;
+    int8_t *xq = malloc((size_t)nb * G);
+    float *f = malloc((size_t)nb * 2 * sizeof *f), *ya = malloc((size_t)s.m * sizeof *ya);
+    float *y = malloc((size_t)s.n * s.m * sizeof *y);
+    ck_assert_int_eq(q4x8_gemm_rows_avx2(q, x, s.n, NULL, y, 0, s.m), 0);
+    for (int i = 0; i < s.n; i++) {
+        q4x8_quantize_ref(x + (size_t)i * s.k, s.k, xq, f, f + nb);
+        if (d0 != 0)
+            ck_assert_float_eq(f[0], d0);
+        q4x8_rows_ref(q, xq, f, f + nb, NULL, ya, 0, s.m);
+        for (int j = 0; j < s.m; j++)
+            ck_assert_msg(ya[j] == y[(size_t)i * s.m + j], "%dx%d (%d, %d): ref %.9g avx2 %.9g",
+                          s.m, s.k, i, j, ya[j], y[(size_t)i * s.m + j]);
+    }
+    free(xq), free(f), free(ya), free(y);
+}
+
 /* Scales that are powers of two (weights' d = 2^-3, every group's max|x| =
  * 127 * 2^-6, activations on that grid) make every float step exact: the
  * GEMM then equals the reference bit for bit, so its integer sums and the
@@ -169,21 +191,9 @@ START_TEST(gemm_avx2_exact_integer_sums)
             x[i] = (i % s.k % G == 0 ? 127 : (int)(nn_rng_uniform(&r) * 255) - 127) / 64.0f;
         quant_q4 *q = quant_q4_pack(w, s.m, s.k, NULL);
         ck_assert_float_eq(quant_f16_to_f32(q->blocks[0].d), 0.125f);
-        int nb = q->nb;
-        int8_t *xq = malloc((size_t)nb * G);
-        float *f = malloc((size_t)nb * 2 * sizeof *f), *ya = malloc((size_t)s.m * sizeof *ya);
-        float *y = malloc((size_t)s.n * s.m * sizeof *y);
-        ck_assert_int_eq(q4x8_gemm_rows_avx2(q, x, s.n, NULL, y, 0, s.m), 0);
-        for (int i = 0; i < s.n; i++) {
-            q4x8_quantize_ref(x + (size_t)i * s.k, s.k, xq, f, f + nb);
-            ck_assert_float_eq(f[0], 1.0f / 64.0f);
-            q4x8_rows_ref(q, xq, f, f + nb, NULL, ya, 0, s.m);
-            for (int j = 0; j < s.m; j++)
-                ck_assert_msg(ya[j] == y[(size_t)i * s.m + j], "%dx%d (%d, %d): ref %.9g avx2 %.9g",
-                              s.m, s.k, i, j, ya[j], y[(size_t)i * s.m + j]);
-        }
+        avx2_equals_spec(q, x, s, 1.0f / 64.0f);
         quant_q4_free(q);
-        free(w), free(x), free(xq), free(f), free(ya), free(y);
+        free(w), free(x);
     }
 }
 END_TEST
@@ -206,20 +216,9 @@ START_TEST(gemm_avx2_extreme_sums)
             x[i * s.k + c] = (i == 0 || (i == 2 && c / G % 2 == 0) ? 127 : -127) / 64.0f;
     quant_q4 *q = quant_q4_pack(w, s.m, s.k, NULL);
     ck_assert_int_eq(q->blocks[0].q[0], 0xff); /* nibbles 15 */
-    int nb = q->nb;
-    int8_t *xq = malloc((size_t)nb * G);
-    float *f = malloc((size_t)nb * 2 * sizeof *f), *ya = malloc((size_t)s.m * sizeof *ya);
-    float *y = malloc((size_t)s.n * s.m * sizeof *y);
-    ck_assert_int_eq(q4x8_gemm_rows_avx2(q, x, s.n, NULL, y, 0, s.m), 0);
-    for (int i = 0; i < s.n; i++) {
-        q4x8_quantize_ref(x + (size_t)i * s.k, s.k, xq, f, f + nb);
-        q4x8_rows_ref(q, xq, f, f + nb, NULL, ya, 0, s.m);
-        for (int j = 0; j < s.m; j++)
-            ck_assert_msg(ya[j] == y[(size_t)i * s.m + j], "(%d, %d): ref %.9g got %.9g", i, j,
-                          ya[j], y[(size_t)i * s.m + j]);
-    }
+    avx2_equals_spec(q, x, s, 0);
     quant_q4_free(q);
-    free(w), free(x), free(xq), free(f), free(ya), free(y);
+    free(w), free(x);
 }
 END_TEST
 
