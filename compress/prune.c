@@ -1,4 +1,5 @@
-/* Unstructured magnitude pruning, layer-wise or with one global threshold,
+/* Magnitude pruning, layer-wise or with one global threshold, of single
+ * weights or of blocks of consecutive rows in one column,
  * per-layer overrides by name or glob, and masks over the flat parameters.
  * The k smallest magnitudes are found by quickselect (O(n), so gradual
  * pruning can re-prune often); ties at the threshold are pruned in position
@@ -46,6 +47,9 @@ int compress_prune_check(const nn_model *m, const compress_prune_spec *s, kd_err
 {
     if (bad_sparsity(s->sparsity))
         return kd_err_set(e, KD_ECONFIG, "sparsity %g is outside [0, 1)", (double)s->sparsity);
+    if (s->block < 0 || s->block > COMPRESS_BLOCK_MAX)
+        return kd_err_set(e, KD_ECONFIG, "block %d is outside [1, %d]", s->block,
+                          COMPRESS_BLOCK_MAX);
     for (int j = 0; j < s->noverrides; j++) {
         const compress_override *o = &s->overrides[j];
         if (bad_sparsity(o->sparsity))
@@ -130,16 +134,23 @@ static float select_kth(float *a, size_t n, size_t k)
     return a[k];
 }
 
-/* A run of prunable weights: params[off .. off + n). */
+/* A layer's prunable weights: params[off .. off + n), rows x cols row-major
+ * (a row is one output unit). */
 typedef struct {
     size_t off, n;
+    int rows, cols;
 } segment;
 
 /* Zeroes exactly k of the smallest magnitudes over the segments (ties in
  * position order) and marks them in keep (may be NULL). */
-static int prune_segments(nn_model *m, const segment *sg, int nsg, double sparsity, uint8_t *keep,
-                          kd_err *e)
+static int prune_blocks(nn_model *m, const segment *sg, int nsg, double sparsity, int block,
+                        uint8_t *keep, kd_err *e);
+
+static int prune_segments(nn_model *m, const segment *sg, int nsg, double sparsity, int block,
+                          uint8_t *keep, kd_err *e)
 {
+    if (block > 1)
+        return prune_blocks(m, sg, nsg, sparsity, block, keep, e);
     size_t n = 0, at = 0;
     for (int s = 0; s < nsg; s++)
         n += sg[s].n;
@@ -174,7 +185,76 @@ static int prune_segments(nn_model *m, const segment *sg, int nsg, double sparsi
 
 static segment segment_of(const nn_model *m, const nn_layer *l)
 {
-    return (segment){(size_t)(l->w - m->params), l->nw};
+    int rows = l->nb > 0 ? (int)l->nb : 1;
+    return (segment){(size_t)(l->w - m->params), l->nw, rows, (int)(l->nw / (size_t)rows)};
+}
+
+/* ---- blocks: `block` consecutive rows of one column pruned together ------- */
+/* Block j of segment sg (row-blocks outer, columns inner): its first
+ * parameter and its height (the last row-block may be shorter). */
+static size_t block_at(const segment *sg, int block, size_t j, int *height)
+{
+    int rb = (int)(j / (size_t)sg->cols), c = (int)(j % (size_t)sg->cols), r0 = rb * block;
+    *height = sg->rows - r0 < block ? sg->rows - r0 : block;
+    return sg->off + (size_t)r0 * sg->cols + (size_t)c;
+}
+
+static size_t nblocks_of(const segment *sg, int block)
+{
+    return (size_t)((sg->rows + block - 1) / block) * (size_t)sg->cols;
+}
+
+/* The mean square of block j: blocks of every height compare. */
+static float block_score(const nn_model *m, const segment *sg, int block, size_t j)
+{
+    int h;
+    size_t at = block_at(sg, block, j, &h);
+    double sum = 0;
+    for (int r = 0; r < h; r++) {
+        double v = m->params[at + (size_t)r * sg->cols];
+        sum += v * v;
+    }
+    return (float)(sum / h);
+}
+
+/* prune_segments for blocks: exactly round(s * blocks) whole blocks with the
+ * smallest mean squares are zeroed (ties in position order). */
+static int prune_blocks(nn_model *m, const segment *sg, int nsg, double sparsity, int block,
+                        uint8_t *keep, kd_err *e)
+{
+    size_t n = 0, at = 0;
+    for (int s = 0; s < nsg; s++)
+        n += nblocks_of(&sg[s], block);
+    size_t k = (size_t)floor(sparsity * (double)n + 0.5);
+    if (k == 0 || n == 0)
+        return KD_OK;
+    float *score = kd_malloc(n * sizeof *score);
+    if (!score)
+        return kd_err_set(e, KD_ENOMEM, "out of memory for pruning");
+    for (int s = 0; s < nsg; s++)
+        for (size_t j = 0; j < nblocks_of(&sg[s], block); j++)
+            score[at++] = block_score(m, &sg[s], block, j);
+    float thr = select_kth(score, n, k - 1);
+    size_t below = 0;
+    for (int s = 0; s < nsg; s++)
+        for (size_t j = 0; j < nblocks_of(&sg[s], block); j++)
+            below += block_score(m, &sg[s], block, j) < thr;
+    size_t ties = k - below;
+    for (int s = 0; s < nsg; s++)
+        for (size_t j = 0; j < nblocks_of(&sg[s], block); j++) {
+            float a = block_score(m, &sg[s], block, j);
+            if (!(a < thr || (a == thr && ties > 0 && ties--)))
+                continue;
+            int h;
+            size_t p = block_at(&sg[s], block, j, &h);
+            for (int r = 0; r < h; r++, p += (size_t)sg[s].cols) {
+                m->params[p] = 0.0f;
+                if (keep)
+                    keep[p] = 0;
+            }
+        }
+    kd_free(score);
+    return KD_OK;
 }
 
 int compress_prune_magnitude(nn_model *m, const compress_prune_spec *s, compress_mask *mask,
@@ -199,11 +279,11 @@ int compress_prune_magnitude(nn_model *m, const compress_prune_spec *s, compress
         if (s->scope == COMPRESS_GLOBAL && !override_of(m, s, i))
             pool[npool++] = sg;
         else
-            rc = prune_segments(m, &sg, 1, compress_layer_sparsity(m, s, i),
+            rc = prune_segments(m, &sg, 1, compress_layer_sparsity(m, s, i), s->block,
                                 mask ? mask->keep : NULL, e);
     }
     if (rc == KD_OK && npool)
-        rc = prune_segments(m, pool, npool, s->sparsity, mask ? mask->keep : NULL, e);
+        rc = prune_segments(m, pool, npool, s->sparsity, s->block, mask ? mask->keep : NULL, e);
     kd_free(pool);
     return rc;
 }

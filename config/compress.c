@@ -154,9 +154,10 @@ static int walk_training(cfg_ctx *c, const cfg_node *pm, const char *path, int r
 static int walk_prune(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass *ps,
                       float *sweep, int *nsweep)
 {
-    static const char *const keys[] = {"type", "method", "scope", "norm", "sparsity", "schedule",
-                                       "initial_sparsity", "ramp_epochs", "overrides", "epochs", "lr",
-                                       "batch_size", "distill", "temperature", "alpha", NULL};
+    static const char *const keys[] = {"type", "method", "scope", "norm", "sparsity", "block",
+                                       "schedule", "initial_sparsity", "ramp_epochs", "overrides",
+                                       "epochs", "lr", "batch_size", "distill", "temperature",
+                                       "alpha", NULL};
     static const char *const scopes[] = {"layer", "global"}, *const norms[] = {"l1", "l2"};
     static const char *const scheds[] = {"oneshot", "agp"};
     int rc = cfg_check_keys(c, pm, path, keys, "pass type prune"), m = 0, norm = 0;
@@ -176,6 +177,13 @@ static int walk_prune(cfg_ctx *c, const cfg_node *pm, const char *path, cfg_pass
     if (ps->method == CFG_PRUNE_MAGNITUDE && cfg_map_get(pm, "norm"))
         return cfg_err_key(c, pm, "norm", path,
                            "magnitude pruning has no norm (neurons and filters do)");
+    ps->block = 1;
+    if (ps->method != CFG_PRUNE_MAGNITUDE && cfg_map_get(pm, "block"))
+        return cfg_err_key(c, pm, "block", path,
+                           "%s pruning removes whole units; block is for magnitude pruning",
+                           cfg_method_names[m]);
+    if ((rc = cfg_int(c, pm, path, "block", 0, 1, CFG_MAX_BLOCK, &ps->block)))
+        return rc;
     if ((rc = cfg_float(c, pm, path, "initial_sparsity", 0, HI_OPEN(0, 1),
                         &ps->initial_sparsity)))
         return rc;

@@ -125,6 +125,7 @@ typedef struct {
 /* ---- compression pipelines (`compress:`), expanded into variants ---------- */
 #define CFG_MAX_PASSES 8
 #define CFG_MAX_OVERRIDES 8
+#define CFG_MAX_BLOCK 64 /* prune block: rows (pipeline/check.c asserts it is compress/'s) */
 #define CFG_MAX_VARIANTS 32
 #define CFG_MAX_SWEEP 8
 
@@ -155,6 +156,7 @@ typedef struct {
     int global;              /* magnitude: one threshold over every layer (scope: global) */
     int norm;                /* neurons, filters: 1 (l1) or 2 (l2) */
     float sparsity;          /* [0, 1); a list in the file expands into variants */
+    int block;               /* magnitude: rows pruned together in one column (1: single weights) */
     int agp;                 /* schedule: oneshot (0) | agp (1) */
     float initial_sparsity;  /* agp: s_i, [0, sparsity] */
     int ramp_epochs;         /* agp: epochs over which the sparsity rises; default epochs/2 */

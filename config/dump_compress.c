@@ -92,6 +92,8 @@ static void dump_pass(FILE *f, const cfg_pass *p)
             fprintf(f, ", norm: l%d", p->norm);
         fputs(", sparsity: ", f);
         cfg_put_float(f, p->sparsity);
+        if (p->method == CFG_PRUNE_MAGNITUDE && p->block > 1)
+            fprintf(f, ", block: %d", p->block);
         fprintf(f, ", schedule: %s", p->agp ? "agp" : "oneshot");
         dump_overrides(f, p, 0);
         if (p->agp) {

@@ -7,6 +7,8 @@
 #include "../onnx/import.h"
 #include "internal.h"
 
+_Static_assert(CFG_MAX_BLOCK == COMPRESS_BLOCK_MAX, "a prune block the config takes compress refuses");
+
 /* compress's own checks of each pass against a source given as a file (a
  * source from the config is checked by the config walk): reported at the pass. */
 static int check_passes(const exp_spec *s, const cfg_variant *v, const nn_model *m, kd_err *e)

@@ -72,7 +72,7 @@ compress_prune_spec pl_prune_spec(const cfg_pass *p, compress_override *ov)
         ov[i].sparsity = p->overrides[i].sparsity;
     }
     return (compress_prune_spec){.scope = p->global ? COMPRESS_GLOBAL : COMPRESS_LAYERWISE,
-                                 .sparsity = p->sparsity, .overrides = ov,
+                                 .sparsity = p->sparsity, .block = p->block, .overrides = ov,
                                  .noverrides = p->noverrides};
 }
 

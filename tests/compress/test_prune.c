@@ -1,5 +1,6 @@
-/* Unstructured pruning: exact sparsity layer-wise and global (with many
- * tied magnitudes), overrides by name and glob, bad input, masks that survive
+/* Magnitude pruning: exact sparsity layer-wise and global (with many
+ * tied magnitudes), blocks of rows (whole blocks, ragged last blocks, the
+ * mean-square threshold, gradual), overrides by name and glob, bad input, masks that survive
  * fine-tuning, the AGP schedule and the gradual driver, sensitivity analysis
  * and its CSV tables. */
 #include <check.h>
@@ -128,6 +129,100 @@ START_TEST(test_bad_input)
 }
 END_TEST
 
+
+/* Layer l's blocks of `block` rows in one column: each all zero or all
+ * non-zero (the model has no zero weight to begin with); returns how many
+ * are zero and checks every zeroed block's mean square in orig is <= every
+ * kept one's (the threshold). */
+static size_t zero_blocks(const nn_layer *l, const nn_layer *orig, int block)
+{
+    int rows = (int)l->nb, cols = (int)(l->nw / l->nb);
+    size_t z = 0;
+    double max_cut = 0, min_kept = INFINITY;
+    for (int r0 = 0; r0 < rows; r0 += block)
+        for (int c = 0; c < cols; c++) {
+            int h = rows - r0 < block ? rows - r0 : block, nz = 0;
+            double ms = 0;
+            for (int r = r0; r < r0 + h; r++) {
+                nz += l->w[(size_t)r * cols + c] != 0.0f;
+                ms += (double)orig->w[(size_t)r * cols + c] * orig->w[(size_t)r * cols + c];
+            }
+            ms /= h;
+            ck_assert_msg(nz == 0 || nz == h, "a block of %d rows with %d non-zeros", h, nz);
+            z += nz == 0;
+            if (nz == 0)
+                max_cut = ms > max_cut ? ms : max_cut;
+            else
+                min_kept = ms < min_kept ? ms : min_kept;
+        }
+    ck_assert(max_cut <= min_kept * (1 + 1e-6));
+    return z;
+}
+
+static size_t nblocks(const nn_layer *l, int block)
+{
+    return (l->nb + (size_t)block - 1) / (size_t)block * (l->nw / l->nb);
+}
+
+START_TEST(test_blocks)
+{
+    /* rows 20, 12, 3: ragged last blocks of 4, 4 (block 8) and a layer
+     * shorter than one block */
+    const int blocks[] = {2, 4, 8, 16};
+    for (int t = 0; t < 2; t++)
+        for (int bi = 0; bi < 4; bi++) {
+            int bl = blocks[bi];
+            nn_model *m = tiny(11, t), *orig = tiny(11, t);
+            kd_err e = {0};
+            compress_mask *k = compress_mask_new(m, &e);
+            compress_prune_spec ps = {.scope = COMPRESS_LAYERWISE, .sparsity = 0.6f, .block = bl};
+            ck_assert_int_eq(compress_prune_magnitude(m, &ps, k, &e), KD_OK);
+            for (int i = 0; i < m->nlayers; i++) {
+                nn_layer *l = &m->layers[i];
+                if (!l->nw)
+                    continue;
+                ck_assert_uint_eq(zero_blocks(l, &orig->layers[i], bl),
+                                  round_count(0.6, nblocks(l, bl)));
+            }
+            for (int i = 0; i < m->nlayers; i++) /* the mask: exactly the zeroed weights */
+                for (size_t j = 0; j < m->layers[i].nw; j++)
+                    ck_assert_int_eq(k->keep[(size_t)(m->layers[i].w - m->params) + j],
+                                     m->layers[i].w[j] != 0.0f);
+            /* global: one threshold over the blocks of every layer but the
+             * overridden one */
+            nn_model_free(m);
+            m = tiny(11, t);
+            compress_override ov = {"dense3", 0.3f};
+            compress_prune_spec pg = {.scope = COMPRESS_GLOBAL, .sparsity = 0.75f, .block = bl,
+                                      .overrides = &ov, .noverrides = 1};
+            ck_assert_int_eq(compress_prune_magnitude(m, &pg, NULL, &e), KD_OK);
+            ck_assert_uint_eq(zero_blocks(&m->layers[4], &orig->layers[4], bl),
+                              round_count(0.3, nblocks(&m->layers[4], bl)));
+            size_t z = zero_blocks(&m->layers[0], &orig->layers[0], bl) +
+                       zero_blocks(&m->layers[2], &orig->layers[2], bl);
+            ck_assert_uint_eq(z, round_count(0.75, nblocks(&m->layers[0], bl) +
+                                                       nblocks(&m->layers[2], bl)));
+            compress_mask_free(k);
+            nn_model_free(m);
+            nn_model_free(orig);
+        }
+    /* block 1 is single weights, the same zeros as no block at all */
+    nn_model *a = tiny(12, 1), *b = tiny(12, 1);
+    kd_err e = {0};
+    compress_prune_spec p0 = {.sparsity = 0.5f}, p1 = {.sparsity = 0.5f, .block = 1};
+    ck_assert_int_eq(compress_prune_magnitude(a, &p0, NULL, &e), KD_OK);
+    ck_assert_int_eq(compress_prune_magnitude(b, &p1, NULL, &e), KD_OK);
+    ck_assert(memcmp(a->params, b->params, a->nparams * sizeof *a->params) == 0);
+    compress_prune_spec bad = {.sparsity = 0.5f, .block = -1};
+    ck_assert_int_eq(compress_prune_magnitude(a, &bad, NULL, &e), KD_ECONFIG);
+    bad.block = COMPRESS_BLOCK_MAX + 1;
+    ck_assert_int_eq(compress_prune_check(a, &bad, &e), KD_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(e.msg, "block"));
+    nn_model_free(a);
+    nn_model_free(b);
+}
+END_TEST
+
 START_TEST(test_agp_schedule)
 {
     ck_assert(fabsf(compress_agp(0.0f, 0.9f, 0, 10) - 0.0f) < 1e-7f);
@@ -239,6 +334,17 @@ START_TEST(test_gradual)
     for (size_t i = 0; i < k->n; i++)
         if (!k->keep[i])
             ck_assert(m->params[i] == 0.0f);
+    /* blocks of 4 rows: whole blocks at every re-prune, so at the end (the
+     * layer against itself: only the structure and the counts) */
+    nn_model *mb = tiny(6, 0);
+    g.prune.block = 4;
+    ck_assert_int_eq(compress_prune_gradual(mb, &g, &o, &d, NULL, NULL, NULL, &e), KD_OK);
+    nn_layer *L = mb->layers;
+    ck_assert_uint_eq(zero_blocks(&L[4], &L[4], 4), round_count(0.3, nblocks(&L[4], 4)));
+    ck_assert_uint_eq(zero_blocks(&L[0], &L[0], 4) + zero_blocks(&L[2], &L[2], 4),
+                      round_count(0.85, nblocks(&L[0], 4) + nblocks(&L[2], 4)));
+    nn_model_free(mb);
+    g.prune.block = 0;
     g.prune_epochs = 4; /* longer than the fine-tuning */
     ck_assert_int_eq(compress_prune_gradual(m, &g, &o, &d, NULL, NULL, k, &e), KD_ECONFIG);
     compress_mask_free(k);
@@ -296,6 +402,7 @@ Suite *suite_compress_prune(void)
     tcase_add_test(t, test_layerwise_exact);
     tcase_add_test(t, test_global_exact_and_threshold);
     tcase_add_test(t, test_overrides);
+    tcase_add_test(t, test_blocks);
     tcase_add_test(t, test_bad_input);
     tcase_add_test(t, test_agp_schedule);
     tcase_add_test(t, test_mask_survives_finetuning);

@@ -44,7 +44,7 @@ START_TEST(sweeps_and_sources)
                          "    passes: [{type: prune, method: neurons, norm: l2, sparsity: 0.5}]\n"
                          "  - name: f\n"
                          "    source: runs/a/teacher.kdm\n"
-                         "    passes: [{type: prune, sparsity: 0.8}]\n"
+                         "    passes: [{type: prune, sparsity: 0.8, block: 8}]\n"
                          "sensitivity: {source: st, sparsities: [0.5, 0.75]}\n";
     int rc = load(y, &s, &e);
     ck_assert_msg(rc == KD_OK, "%d:%d %s", e.line, e.col, e.msg);
@@ -66,6 +66,8 @@ START_TEST(sweeps_and_sources)
     ck_assert_int_eq(s.variants[2].passes[0].norm, 2);
     ck_assert_int_eq(s.variants[3].source_kind, CFG_SRC_FILE);
     ck_assert_str_eq(s.variants[3].source_path, "runs/a/teacher.kdm");
+    ck_assert_int_eq(s.variants[3].passes[0].block, 8);
+    ck_assert_int_eq(s.variants[1].passes[0].block, 1); /* single weights by default */
     ck_assert_int_eq(s.sensitivity.on, 1);
     ck_assert_int_eq(s.sensitivity.source_kind, CFG_SRC_STUDENT);
     ck_assert_int_eq(s.sensitivity.nsparsities, 2);
@@ -110,6 +112,9 @@ static const bad_case bad[] = {
      "epochs: required key is missing"},
     {P "    passes: [{type: prune, sparsity: 0.5, epochs: 3}]\n", 14, 51,
      "only prune passes with schedule: agp train"},
+    {P "    passes: [{type: prune, sparsity: 0.5, block: 0}]\n", 14, 50, "block: must be >= 1"},
+    {P "    passes: [{type: prune, sparsity: 0.5, block: 65}]\n", 14, 50, "block: must be <= 64"},
+    {P "    passes: [{type: prune, method: neurons, sparsity: 0.5, block: 8}]\n", 14, 67, "block is for magnitude pruning"},
     {P "    passes: [{type: quantise}]\n", 14, 21, "unknown value \"quantise\" (did you mean \"quantize\"?"},
     {P "    passes: [{type: finetune}]\n", 14, 14, "epochs: required key is missing"},
     /* gptq rounding: its value, 4-bit layers only, damp only with it and in (0, 1] */
