@@ -163,7 +163,28 @@ static int steps16(const compress_panels_src *a, size_t *n)
 }
 
 static compress_panels *build_rows(const compress_panels_src *a, compress_panels_layout layout,
-                                   kd_err *e);
+                                   int p8, kd_err *e);
+
+/* At the AVX-512 level, AUTO takes the AVX2 8-row layout instead where it
+ * needs fewer than PANELS8_RATIO times the 16-row layout's steps: an
+ * AVX-512 step costs about 1.7 AVX2 steps (agp90 of make run at 2 threads:
+ * 1.94x the steps, 0.93x the time; pruned in blocks of 8 rows, 1.53x the
+ * steps, 1.11x the time), and rows pruned in blocks of 8 fill every 8-lane
+ * step but only half of many 16-lane ones.  Randomly or magnitude-pruned
+ * layers need about twice the steps and keep the 16-row layout.  1 for
+ * the 8-row layout, 0 for the 16-row one, -1 on allocation failure. */
+#define PANELS8_RATIO 1.6
+static int wants_p8(const compress_panels_src *a, compress_panels_layout layout)
+{
+    if (kernels_isa() < KD_ISA_AVX512)
+        return 1;
+    if ((layout & ~COMPRESS_PANELS_FILE_ORDER) != COMPRESS_PANELS_AUTO)
+        return 0;
+    size_t n8 = 0, n16 = 0;
+    if (!compress_panels8_steps(a, &n8) || !steps16(a, &n16))
+        return -1;
+    return (double)n8 < PANELS8_RATIO * (double)n16;
+}
 
 /* The panels of a (q8: int8 values, always padded, with a->scale); the
  * rows in panels_order.c's order where that pays, unless the layout asks
@@ -171,31 +192,31 @@ static compress_panels *build_rows(const compress_panels_src *a, compress_panels
 static compress_panels *build(const compress_panels_src *a, compress_panels_layout layout,
                               kd_err *e)
 {
-    int p8 = kernels_isa() < KD_ISA_AVX512;
+    int p8 = wants_p8(a, layout);
     compress_panels_src src = *a;
     compress_panels_order o = {0};
-    if (!(layout & COMPRESS_PANELS_FILE_ORDER) &&
-        !compress_panels_order_rows(a, p8 ? 8 : 16, p8 ? compress_panels8_steps : steps16, &src,
-                                    &o)) {
+    if (p8 < 0 || (!(layout & COMPRESS_PANELS_FILE_ORDER) &&
+                   !compress_panels_order_rows(a, p8 ? 8 : 16,
+                                               p8 ? compress_panels8_steps : steps16, &src, &o))) {
         kd_err_set(e, KD_ENOMEM, "out of memory for the sparse panels");
         return NULL;
     }
-    compress_panels *p =
-        build_rows(&src, (compress_panels_layout)(layout & ~COMPRESS_PANELS_FILE_ORDER), e);
+    compress_panels *p = build_rows(
+        &src, (compress_panels_layout)(layout & ~COMPRESS_PANELS_FILE_ORDER), p8, e);
     compress_panels_order_free(&o);
     return p;
 }
 
 /* build's work on rows already in slice order. */
 static compress_panels *build_rows(const compress_panels_src *a, compress_panels_layout layout,
-                                   kd_err *e)
+                                   int p8, kd_err *e)
 {
     compress_panels *p = kd_calloc(1, sizeof *p);
     int *cnt = NULL;
     if (!p)
         goto oom;
     p->ordered = a->perm != NULL;
-    if (kernels_isa() < KD_ISA_AVX512) { /* avx2: the 8-row panels */
+    if (p8) { /* the 8-row panels (panels_avx2.c) */
         if (!(p->p8 = compress_panels8_new(a, e)))
             goto oom;
         return p;
@@ -305,7 +326,7 @@ compress_panels *compress_panels_new_q8(const quant_csr *q, kd_err *e)
         rowptr[q->m] = n;
         compress_panels_src src = {.rows = q->m, .cols = q->k, .rowptr = rowptr, .col = col,
                                    .q = v, .scale = q->scale};
-        p = build(&src, COMPRESS_PANELS_PADDED, e);
+        p = build(&src, COMPRESS_PANELS_AUTO, e); /* int8 values are always padded */
     }
     kd_free(rowptr);
     kd_free(col);

@@ -341,11 +341,13 @@ START_TEST(panels_row_order)
 END_TEST
 
 
-/* Blocks of 16 rows pruned together (compress_prune_spec.block) fill the
- * panels' steps: at 90% a block-pruned layer's batch-1 panels take at most
- * 60% of the bytes of the same layer pruned weight by weight (~1 lane per
- * non-zero instead of ~2), at every level that has panels; and the panels
- * still compute the layer. */
+/* Rows pruned together in blocks (compress_prune_spec.block) fill the
+ * panels' steps: at 90% a layer pruned in blocks of 8 or 16 rows takes at
+ * most half the panel bytes of the same layer pruned weight by weight (~1
+ * lane per non-zero instead of ~2), at every level that has panels -- at
+ * the AVX-512 level blocks of 8 only through the 8-row layout, which AUTO
+ * then takes (panels.c's wants_p8) -- and the panels still compute the
+ * layer. */
 START_TEST(block_pruned_panels)
 {
     KDT_ISA_BEGIN(_i);
@@ -353,30 +355,40 @@ START_TEST(block_pruned_panels)
         KDT_SKIP("no panels at level %s (the layers run the CSR kernels)",
                  kernels_isa_name(kernels_isa()));
     const nn_layer_spec ls[] = {{.kind = NN_DENSE, .units = 96}};
+    const int blocks[] = {1, 8, 16};
     kd_err e = {0};
-    size_t bytes[2];
-    for (int k = 0; k < 2; k++) {
+    size_t bytes[3];
+    for (int k = 0; k < 3; k++) {
         nn_model *m = nn_model_new((nn_shape){700, 1, 1}, ls, 1, NULL, &e);
         ck_assert_msg(m != NULL, "%s", e.msg);
         nn_model_init(m, 5);
-        compress_prune_spec ps = {.sparsity = 0.9f, .block = k ? 16 : 1};
+        compress_prune_spec ps = {.sparsity = 0.9f, .block = blocks[k]};
         ck_assert_int_eq(compress_prune_magnitude(m, &ps, NULL, &e), KD_OK);
         compress_csr *a = compress_csr_from_dense(m->layers[0].w, 96, 700, &e);
-        compress_panels *p = compress_panels_new(a, COMPRESS_PANELS_PADDED, &e);
-        ck_assert_ptr_nonnull(p);
+        quant_csr *q = quant_csr_from_dense(m->layers[0].w, 96, 700, &e);
+        compress_panels *p = compress_panels_new(a, COMPRESS_PANELS_AUTO, &e);
+        compress_panels *p8 = compress_panels_new_q8(q, &e);
+        ck_assert(p && p8);
         bytes[k] = compress_panels_bytes(p);
         float *x = ct_vec(700, 51), want[96], got[96];
         compress_csr_matmul_ref(a, NULL, x, want, 1);
         compress_panels_spmv(p, NULL, x, got);
         for (int r = 0; r < 96; r++)
             ck_assert_float_eq_tol(got[r], want[r], 1e-4f);
+        quant_csr_gemm_ref(q, x, 1, NULL, want);
+        compress_panels_spmv(p8, NULL, x, got);
+        for (int r = 0; r < 96; r++)
+            ck_assert_float_eq_tol(got[r], want[r], 1e-4f);
         free(x);
         compress_panels_free(p);
+        compress_panels_free(p8);
         compress_csr_free(a);
+        quant_csr_free(q);
         nn_model_free(m);
     }
-    ck_assert_msg(bytes[1] * 10 <= bytes[0] * 6, "panels of a block-pruned layer %zu B, "
-                  "pruned weight by weight %zu B", bytes[1], bytes[0]);
+    for (int k = 1; k < 3; k++)
+        ck_assert_msg(bytes[k] * 2 <= bytes[0], "panels of a layer pruned in blocks of %d rows "
+                      "%zu B, pruned weight by weight %zu B", blocks[k], bytes[k], bytes[0]);
 }
 END_TEST
 
