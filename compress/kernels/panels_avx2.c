@@ -35,6 +35,12 @@
  * (panels_order.c, perm): finish() then reads the bias and writes y through
  * perm, and parts start on a block of PANELS_ORDER_SLICES slices.
  *
+ * A slice whose rows share their columns (rows pruned in blocks of 8, a
+ * dense block, one row) is a column slice instead (col_steps): a step is
+ * one column broadcast to all 8 lanes, no window load, shift or permute,
+ * taken where it needs no more steps than the windows.  make run's agp90b8
+ * (90% in blocks of 8) at 2 threads: 11.3 -> 9.1 us for the model.
+ *
  * The int8 flavour keeps the same steps with 8 int8 values a step, widened
  * in registers (vpmovsxbd, vcvtdq2ps); the per-row scale is applied once
  * per slice (acc * scale + bias).  Both are built by panels.c when the
@@ -55,6 +61,7 @@ struct compress_panels8 {
     int8_t *qval;     /* q8: 8 per step */
     float *scale;     /* q8: nslice x 8 row scales (0 past rows), in slice order */
     size_t *slice_at; /* nslice + 1: steps before each slice */
+    uint8_t *colsl;   /* nslice: 1 for a column slice (see col_steps) */
     uint32_t *perm;   /* rows in slice order (panels_order.c), or NULL */
 };
 
@@ -67,6 +74,7 @@ void compress_panels8_free(compress_panels8 *p)
     kd_afree(p->qval);
     kd_afree(p->scale);
     kd_free(p->slice_at);
+    kd_free(p->colsl);
     kd_free(p->perm);
     kd_free(p);
 }
@@ -77,7 +85,7 @@ size_t compress_panels8_bytes(const compress_panels8 *p)
 {
     size_t steps = p->slice_at[p->nslice];
     return steps * (4 + (p->q8 ? 8 : 32)) + (p->q8 ? (size_t)p->nslice * 32 : 0) +
-           ((size_t)p->nslice + 1) * sizeof *p->slice_at +
+           ((size_t)p->nslice + 1) * sizeof *p->slice_at + (size_t)p->nslice +
            (p->perm ? (size_t)p->rows * sizeof *p->perm : 0);
 }
 
@@ -152,12 +160,63 @@ static size_t slice_steps(const compress_panels_src *a, compress_panels8 *p, int
     return t - base;
 }
 
+/* A column slice: one step per column that any row of slice s has, every
+ * lane x[column] (one broadcast, no window or lane indices), the rows
+ * without that column zero.  Where the rows share their columns -- rows
+ * pruned in blocks of 8 (prune's block), a dense block, a single row --
+ * that is as few steps as the windows need, and each is cheaper.  The
+ * pair's word holds the two steps' columns (low and high 32 bits); an odd
+ * count ends on an empty step (column 0, zero values).  Returns the steps;
+ * writes them from base when fill. */
+static size_t col_steps(const compress_panels_src *a, compress_panels8 *p, int s, size_t base,
+                        int fill)
+{
+    uint32_t k[8], end[8];
+    int nr = a->rows - 8 * s < 8 ? a->rows - 8 * s : 8;
+    for (int j = 0; j < nr; j++) {
+        k[j] = a->rowptr[8 * s + j];
+        end[j] = a->rowptr[8 * s + j + 1];
+    }
+    size_t t = base;
+    for (;; t++) {
+        uint32_t c = UINT32_MAX;
+        for (int j = 0; j < nr; j++)
+            if (k[j] < end[j] && compress_panels_src_col(a, k[j]) < c)
+                c = compress_panels_src_col(a, k[j]);
+        if (c == UINT32_MAX)
+            break;
+        if (fill)
+            p->idx[t / 2] |= (uint64_t)c << (t % 2 ? 32 : 0);
+        for (int j = 0; j < nr; j++) {
+            if (k[j] >= end[j] || compress_panels_src_col(a, k[j]) != c)
+                continue;
+            if (fill && a->q)
+                p->qval[t * 8 + j] = a->q[k[j]];
+            else if (fill)
+                p->val[t * 8 + j] = a->val[k[j]];
+            k[j]++;
+        }
+    }
+    t += (t - base) % 2;
+    return t - base;
+}
+
+/* Slice s's steps in the cheaper of the two forms (*col: 1 for a column
+ * slice, taken when it needs no more steps than the windows). */
+static size_t choose_steps(const compress_panels_src *a, compress_panels8 *p, int s, int *col)
+{
+    size_t w = slice_steps(a, p, s, 0, 0), c = col_steps(a, p, s, 0, 0);
+    *col = c <= w;
+    return c <= w ? c : w;
+}
+
 int compress_panels8_steps(const compress_panels_src *a, size_t *n)
 {
     compress_panels8 p = {.rows = a->rows, .cols = a->cols};
     *n = 0;
+    int col;
     for (int s = 0; s < (a->rows + 7) / 8; s++)
-        *n += slice_steps(a, &p, s, 0, 0);
+        *n += choose_steps(a, &p, s, &col);
     return 1;
 }
 
@@ -169,7 +228,8 @@ compress_panels8 *compress_panels8_new(const compress_panels_src *a, kd_err *e)
     *p = (compress_panels8){.rows = a->rows, .cols = a->cols, .q8 = a->q != NULL,
                             .nslice = (a->rows + 7) / 8};
     p->slice_at = kd_calloc((size_t)p->nslice + 1, sizeof *p->slice_at);
-    if (!p->slice_at)
+    p->colsl = kd_calloc((size_t)p->nslice + 1, 1);
+    if (!p->slice_at || !p->colsl)
         goto oom;
     if (a->perm) {
         if (!(p->perm = kd_malloc((size_t)a->rows * sizeof *p->perm)))
@@ -178,8 +238,10 @@ compress_panels8 *compress_panels8_new(const compress_panels_src *a, kd_err *e)
     }
     size_t total = 0;
     for (int s = 0; s < p->nslice; s++) {
+        int col;
         p->slice_at[s] = total;
-        total += slice_steps(a, p, s, 0, 0);
+        total += choose_steps(a, p, s, &col);
+        p->colsl[s] = (uint8_t)col;
     }
     p->slice_at[p->nslice] = total;
     p->idx = (uint64_t *)kd_afloat(total + 2); /* a word per pair, zeroed */
@@ -194,7 +256,10 @@ compress_panels8 *compress_panels8_new(const compress_panels_src *a, kd_err *e)
     if (!p->idx || (p->q8 ? !p->qval || !p->scale : !p->val))
         goto oom;
     for (int s = 0; s < p->nslice; s++)
-        slice_steps(a, p, s, p->slice_at[s], 1);
+        if (p->colsl[s])
+            col_steps(a, p, s, p->slice_at[s], 1);
+        else
+            slice_steps(a, p, s, p->slice_at[s], 1);
     return p;
 oom:
     compress_panels8_free(p);
@@ -254,6 +319,14 @@ TGT static inline void finish(const compress_panels8 *p, int s, __m256 acc, cons
         __m256 g1_ = _mm256_permutevar8x32_ps(_mm256_loadu_ps(xw), _mm256_srlv_epi64(q_, sh1)); \
         WV(2 * (P), g0_, g1_, A, B);                                                           \
     } while (0)
+/* The same for a column slice: the pair's word holds the two steps' columns. */
+#define CPAIR(WV, P, A, B)                                                                       \
+    do {                                                                                       \
+        uint64_t w_ = ix[P];                                                                   \
+        __m256 g0_ = _mm256_broadcast_ss(x + (uint32_t)w_);                                    \
+        __m256 g1_ = _mm256_broadcast_ss(x + (w_ >> 32));                                      \
+        WV(2 * (P), g0_, g1_, A, B);                                                           \
+    } while (0)
 /* A += (values of step t) g0, B += (values of step t + 1) g1; int8: the
  * pair's 16 values in one load */
 #define WF(t, g0, g1, A, B)                                                                    \
@@ -280,6 +353,16 @@ TGT static inline void finish(const compress_panels8 *p, int s, __m256 acc, cons
         __m256 a4 = a0, a5 = a0, a6 = a0, a7 = a0;                                             \
         size_t n = p->slice_at[s + 1] - p->slice_at[s]; /* even */                             \
         const float *xw = x;                                                                   \
+        if (p->colsl[s]) { /* a column slice: all of it here */                                \
+            for (; n >= 8; n -= 8, v += 64, ix += 4) {                                         \
+                CPAIR(WV, 0, a0, a1);                                                          \
+                CPAIR(WV, 1, a2, a3);                                                          \
+                CPAIR(WV, 2, a4, a5);                                                          \
+                CPAIR(WV, 3, a6, a7);                                                          \
+            }                                                                                  \
+            for (; n; n -= 2, v += 16, ix += 1)                                                \
+                CPAIR(WV, 0, a0, a1);                                                          \
+        }                                                                                      \
         for (; n >= 8; n -= 8, v += 64, ix += 4) {                                             \
             PAIR(WV, 0, a0, a1);                                                               \
             PAIR(WV, 1, a2, a3);                                                               \
@@ -293,7 +376,7 @@ TGT static inline void finish(const compress_panels8 *p, int s, __m256 acc, cons
             PAIR(WV, 1, a2, a3);                                                               \
         }                                                                                      \
         if (n) {                                                                               \
-            PAIR(WV, 0, a0, a1);                                                                   \
+            PAIR(WV, 0, a0, a1);                                                               \
             v += 16, ix += 1;                                                                  \
         }                                                                                      \
         finish(p, s, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)), bias, y, relu); \
@@ -337,6 +420,7 @@ TGT static void spmv_q8(const compress_panels8 *p, const float *bias, const floa
 #undef SLICES
 #undef W8
 #undef WF
+#undef CPAIR
 #undef PAIR
 
 /* The first slice of part `part` of nparts: parts get about equal steps. */
