@@ -90,7 +90,8 @@ typedef enum { COMPRESS_LAYERWISE = 0, COMPRESS_GLOBAL } compress_scope;
  * layer-wise at their own sparsity.  Ties are broken by position, so the
  * number of zeros is exactly the one requested. */
 /* block > 1: weights are pruned in blocks of `block` consecutive rows (output
- * units) of one column, scored by their mean square; round(s * blocks) whole
+ * units) of one column, scored by their root mean square (single weights
+ * by |w|); round(s * blocks) whole
  * blocks go (the last row-block of a layer may be shorter).  A block of 8
  * rows is one step of the AVX2 batch-1 panels (16 of the AVX-512 ones), so
  * each step holds 8 non-zeros instead of ~4 (compress/kernels/panels_avx2.c). */

@@ -141,48 +141,6 @@ typedef struct {
     int rows, cols;
 } segment;
 
-/* Zeroes exactly k of the smallest magnitudes over the segments (ties in
- * position order) and marks them in keep (may be NULL). */
-static int prune_blocks(nn_model *m, const segment *sg, int nsg, double sparsity, int block,
-                        uint8_t *keep, kd_err *e);
-
-static int prune_segments(nn_model *m, const segment *sg, int nsg, double sparsity, int block,
-                          uint8_t *keep, kd_err *e)
-{
-    if (block > 1)
-        return prune_blocks(m, sg, nsg, sparsity, block, keep, e);
-    size_t n = 0, at = 0;
-    for (int s = 0; s < nsg; s++)
-        n += sg[s].n;
-    size_t k = (size_t)floor(sparsity * (double)n + 0.5);
-    if (k == 0 || n == 0)
-        return KD_OK;
-    float *mag = kd_malloc(n * sizeof *mag);
-    if (!mag)
-        return kd_err_set(e, KD_ENOMEM, "out of memory for pruning");
-    for (int s = 0; s < nsg; s++)
-        for (size_t i = 0; i < sg[s].n; i++)
-            mag[at++] = fabsf(m->params[sg[s].off + i]);
-    float thr = select_kth(mag, n, k - 1);
-    size_t below = 0;
-    for (int s = 0; s < nsg; s++)
-        for (size_t i = 0; i < sg[s].n; i++)
-            below += fabsf(m->params[sg[s].off + i]) < thr;
-    size_t ties = k - below; /* pruned at exactly thr, in position order */
-    for (int s = 0; s < nsg; s++)
-        for (size_t i = 0; i < sg[s].n; i++) {
-            size_t p = sg[s].off + i;
-            float a = fabsf(m->params[p]);
-            int cut = a < thr || (a == thr && ties > 0 && ties--);
-            if (cut)
-                m->params[p] = 0.0f;
-            if (keep && cut)
-                keep[p] = 0;
-        }
-    kd_free(mag);
-    return KD_OK;
-}
-
 static segment segment_of(const nn_model *m, const nn_layer *l)
 {
     int rows = l->nb > 0 ? (int)l->nb : 1;
@@ -190,10 +148,15 @@ static segment segment_of(const nn_model *m, const nn_layer *l)
 }
 
 /* ---- blocks: `block` consecutive rows of one column pruned together ------- */
-/* Block j of segment sg (row-blocks outer, columns inner): its first
- * parameter and its height (the last row-block may be shorter). */
+/* Block j of segment sg (row-blocks outer, columns inner; block 1: weight
+ * j): its first parameter and its height (the last row-block may be
+ * shorter). */
 static size_t block_at(const segment *sg, int block, size_t j, int *height)
 {
+    if (block == 1) {
+        *height = 1;
+        return sg->off + j;
+    }
     int rb = (int)(j / (size_t)sg->cols), c = (int)(j % (size_t)sg->cols), r0 = rb * block;
     *height = sg->rows - r0 < block ? sg->rows - r0 : block;
     return sg->off + (size_t)r0 * sg->cols + (size_t)c;
@@ -201,26 +164,30 @@ static size_t block_at(const segment *sg, int block, size_t j, int *height)
 
 static size_t nblocks_of(const segment *sg, int block)
 {
-    return (size_t)((sg->rows + block - 1) / block) * (size_t)sg->cols;
+    return block == 1 ? sg->n : (size_t)((sg->rows + block - 1) / block) * (size_t)sg->cols;
 }
 
-/* The mean square of block j: blocks of every height compare. */
+/* Block j's score: |w| for single weights, the root mean square of a block
+ * (blocks of every height compare). */
 static float block_score(const nn_model *m, const segment *sg, int block, size_t j)
 {
     int h;
     size_t at = block_at(sg, block, j, &h);
+    if (h == 1)
+        return fabsf(m->params[at]);
     double sum = 0;
     for (int r = 0; r < h; r++) {
         double v = m->params[at + (size_t)r * sg->cols];
         sum += v * v;
     }
-    return (float)(sum / h);
+    return (float)sqrt(sum / h);
 }
 
-/* prune_segments for blocks: exactly round(s * blocks) whole blocks with the
- * smallest mean squares are zeroed (ties in position order). */
-static int prune_blocks(nn_model *m, const segment *sg, int nsg, double sparsity, int block,
-                        uint8_t *keep, kd_err *e)
+/* Zeroes exactly round(s * blocks) whole blocks of the segments with the
+ * smallest scores (ties in position order; block 1: single weights) and
+ * marks them in keep (may be NULL). */
+static int prune_segments(nn_model *m, const segment *sg, int nsg, double sparsity, int block,
+                          uint8_t *keep, kd_err *e)
 {
     size_t n = 0, at = 0;
     for (int s = 0; s < nsg; s++)
@@ -239,7 +206,7 @@ static int prune_blocks(nn_model *m, const segment *sg, int nsg, double sparsity
     for (int s = 0; s < nsg; s++)
         for (size_t j = 0; j < nblocks_of(&sg[s], block); j++)
             below += block_score(m, &sg[s], block, j) < thr;
-    size_t ties = k - below;
+    size_t ties = k - below; /* pruned at exactly thr, in position order */
     for (int s = 0; s < nsg; s++)
         for (size_t j = 0; j < nblocks_of(&sg[s], block); j++) {
             float a = block_score(m, &sg[s], block, j);
@@ -279,11 +246,11 @@ int compress_prune_magnitude(nn_model *m, const compress_prune_spec *s, compress
         if (s->scope == COMPRESS_GLOBAL && !override_of(m, s, i))
             pool[npool++] = sg;
         else
-            rc = prune_segments(m, &sg, 1, compress_layer_sparsity(m, s, i), s->block,
+            rc = prune_segments(m, &sg, 1, compress_layer_sparsity(m, s, i), s->block > 1 ? s->block : 1,
                                 mask ? mask->keep : NULL, e);
     }
     if (rc == KD_OK && npool)
-        rc = prune_segments(m, pool, npool, s->sparsity, s->block, mask ? mask->keep : NULL, e);
+        rc = prune_segments(m, pool, npool, s->sparsity, s->block > 1 ? s->block : 1, mask ? mask->keep : NULL, e);
     kd_free(pool);
     return rc;
 }

@@ -105,6 +105,32 @@ static inline void put_step(compress_panels8 *p, size_t t, uint32_t adv)
     p->idx[t / 2] |= (uint64_t)adv << (t % 2 ? 56 : 24);
 }
 
+/* The rows of slice s as they are consumed: row j's next non-zero k[j]
+ * (of its end[j]). */
+typedef struct {
+    uint32_t k[8], end[8];
+    int nr;
+} slice_rows;
+
+static void slice_rows_init(slice_rows *c, const compress_panels_src *a, int s)
+{
+    c->nr = a->rows - 8 * s < 8 ? a->rows - 8 * s : 8;
+    for (int j = 0; j < c->nr; j++) {
+        c->k[j] = a->rowptr[8 * s + j];
+        c->end[j] = a->rowptr[8 * s + j + 1];
+    }
+}
+
+/* The lowest column any row has left, UINT32_MAX when none. */
+static uint32_t slice_rows_lowest(const slice_rows *c, const compress_panels_src *a)
+{
+    uint32_t w = UINT32_MAX;
+    for (int j = 0; j < c->nr; j++)
+        if (c->k[j] < c->end[j] && compress_panels_src_col(a, c->k[j]) < w)
+            w = compress_panels_src_col(a, c->k[j]);
+    return w;
+}
+
 /* The steps of slice s, greedily: a step's window starts at the lowest
  * column any row of the slice has left, and every row whose next non-zero
  * lies in the window's 8 columns puts it in its lane (the window is moved
@@ -118,18 +144,13 @@ static inline void put_step(compress_panels8 *p, size_t t, uint32_t adv)
 static size_t slice_steps(const compress_panels_src *a, compress_panels8 *p, int s, size_t base,
                           int fill)
 {
-    uint32_t k[8], end[8], prev = 0;
-    int nr = a->rows - 8 * s < 8 ? a->rows - 8 * s : 8;
-    for (int j = 0; j < nr; j++) {
-        k[j] = a->rowptr[8 * s + j];
-        end[j] = a->rowptr[8 * s + j + 1];
-    }
+    slice_rows c;
+    slice_rows_init(&c, a, s);
+    uint32_t *k = c.k, *end = c.end, prev = 0;
+    int nr = c.nr;
     size_t t = base;
     for (;; t++) {
-        uint32_t w = UINT32_MAX;
-        for (int j = 0; j < nr; j++)
-            if (k[j] < end[j] && compress_panels_src_col(a, k[j]) < w)
-                w = compress_panels_src_col(a, k[j]);
+        uint32_t w = slice_rows_lowest(&c, a);
         if (w == UINT32_MAX)
             break;
         /* fewer than 8 columns: the kernel reads a zero-padded copy of x of 8
@@ -171,18 +192,13 @@ static size_t slice_steps(const compress_panels_src *a, compress_panels8 *p, int
 static size_t col_steps(const compress_panels_src *a, compress_panels8 *p, int s, size_t base,
                         int fill)
 {
-    uint32_t k[8], end[8];
-    int nr = a->rows - 8 * s < 8 ? a->rows - 8 * s : 8;
-    for (int j = 0; j < nr; j++) {
-        k[j] = a->rowptr[8 * s + j];
-        end[j] = a->rowptr[8 * s + j + 1];
-    }
+    slice_rows r;
+    slice_rows_init(&r, a, s);
+    uint32_t *k = r.k, *end = r.end;
+    int nr = r.nr;
     size_t t = base;
     for (;; t++) {
-        uint32_t c = UINT32_MAX;
-        for (int j = 0; j < nr; j++)
-            if (k[j] < end[j] && compress_panels_src_col(a, k[j]) < c)
-                c = compress_panels_src_col(a, k[j]);
+        uint32_t c = slice_rows_lowest(&r, a);
         if (c == UINT32_MAX)
             break;
         if (fill)
