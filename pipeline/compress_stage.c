@@ -140,10 +140,21 @@ static int run_training(variant_run *u, const cfg_pass *p, kd_err *e)
     return rc;
 }
 
-/* The passes, readable: prune(global,0.90,agp,3)+finetune(2,distill). */
+/* ",block8" for a prune pass in blocks of 8 rows, "" for single weights. */
+static const char *block_str(const cfg_pass *p, char *buf, size_t n)
+{
+    if (p->block <= 1)
+        return "";
+    snprintf(buf, n, ",block%d", p->block);
+    return buf;
+}
+
+/* The passes, readable: prune(global,0.90,agp,3)+finetune(2,distill);
+ * prune(layer,0.90,oneshot,block8) for blocks of rows. */
 static void describe(const cfg_variant *v, char *buf, size_t n)
 {
     static const char *const method[] = {"magnitude", "neurons", "filters"};
+    char blk[24];
     buf[0] = 0;
     for (int i = 0; i < v->npasses; i++) {
         const cfg_pass *p = &v->passes[i];
@@ -167,11 +178,13 @@ static void describe(const cfg_variant *v, char *buf, size_t n)
             snprintf(buf + k, n - k, "%sprune(%s,l%d,%.2f)", sep, method[p->method], p->norm,
                      (double)p->sparsity);
         else if (p->agp)
-            snprintf(buf + k, n - k, "%sprune(%s,%.2f,agp,%d)", sep, p->global ? "global" : "layer",
-                     (double)p->sparsity, p->epochs);
+            snprintf(buf + k, n - k, "%sprune(%s,%.2f,agp,%d%s)", sep,
+                     p->global ? "global" : "layer", (double)p->sparsity, p->epochs,
+                     block_str(p, blk, sizeof blk));
         else
-            snprintf(buf + k, n - k, "%sprune(%s,%.2f,oneshot)", sep,
-                     p->global ? "global" : "layer", (double)p->sparsity);
+            snprintf(buf + k, n - k, "%sprune(%s,%.2f,oneshot%s)", sep,
+                     p->global ? "global" : "layer", (double)p->sparsity,
+                     block_str(p, blk, sizeof blk));
     }
 }
 

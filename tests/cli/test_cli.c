@@ -164,10 +164,14 @@ START_TEST(quick_run_end_to_end)
     ck_assert_int_eq(kdt_kdbench(out, sizeof out,
                         "run experiments/quick.yaml " QUICK_SETS "--threads 2 --quiet --out %s "
                         "--set cache_dir=%s/ca "
-                        "--set name=other",
+                        "--set name=other --set compress.0.passes.0.block=4",
                         c, dir), 0);
     snprintf(pb, sizeof pb, "grep -q 'found in the cache' %s/run.log && ! grep -q '^teacher epoch' %s/run.log", c, c);
     ck_assert_msg(system(pb) == 0, "the third run retrained its teacher");
+    /* (its prune pass in blocks of 4 rows: the row says so, the config keeps it) */
+    snprintf(pb, sizeof pb, "grep -q 'prune(global,0.80,oneshot,block4)+finetune(2)' %s/results.json "
+             "&& grep -q 'block: 4' %s/config.yaml", c, c);
+    ck_assert_msg(system(pb) == 0, "the block-pruned row or its config");
     snprintf(pa, sizeof pa, "%s/teacher.kdm", a);
     snprintf(pb, sizeof pb, "%s/teacher.kdm", c);
     ck_assert_msg(files_equal(pa, pb), "the cached teacher differs");
