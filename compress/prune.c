@@ -237,7 +237,7 @@ int compress_prune_magnitude(nn_model *m, const compress_prune_spec *s, compress
         return kd_err_set(e, KD_ENOMEM, "out of memory");
     if (mask)
         memset(mask->keep, 1, mask->n);
-    int npool = 0;
+    int npool = 0, block = s->block > 1 ? s->block : 1;
     for (int i = 0; i < m->nlayers && rc == KD_OK; i++) {
         const nn_layer *l = &m->layers[i];
         if (!compress_is_prunable(l))
@@ -246,11 +246,11 @@ int compress_prune_magnitude(nn_model *m, const compress_prune_spec *s, compress
         if (s->scope == COMPRESS_GLOBAL && !override_of(m, s, i))
             pool[npool++] = sg;
         else
-            rc = prune_segments(m, &sg, 1, compress_layer_sparsity(m, s, i), s->block > 1 ? s->block : 1,
+            rc = prune_segments(m, &sg, 1, compress_layer_sparsity(m, s, i), block,
                                 mask ? mask->keep : NULL, e);
     }
     if (rc == KD_OK && npool)
-        rc = prune_segments(m, pool, npool, s->sparsity, s->block > 1 ? s->block : 1, mask ? mask->keep : NULL, e);
+        rc = prune_segments(m, pool, npool, s->sparsity, block, mask ? mask->keep : NULL, e);
     kd_free(pool);
     return rc;
 }
