@@ -32,9 +32,12 @@ extern const nn_layer_ops compress_dense_csr_ops;
 const nn_layer_ops *const *compress_kinds(int *n);
 /* nn_model_load_with(path, compress_kinds) */
 nn_model *compress_model_load(const char *path, kd_err *e);
-/* The CSR matrix of a dense_csr layer (a view; NULL for other kinds or an
- * empty layer). */
+/* The CSR matrix of a dense_csr layer or a shared-weights one (whose values
+ * are codebook entries): a view; NULL for other kinds or an empty layer. */
 const compress_csr *compress_layer_csr(const nn_layer *l);
+/* The bytes of a's dense_csr payload in a model file (header, structure and
+ * values: what ops->save writes for it). */
+size_t compress_csr_stored_bytes(const compress_csr *a);
 
 /* ---- dense -> CSR conversion by measured speed ------------------------- */
 typedef enum {

@@ -136,9 +136,8 @@ static int decide(nn_model *m, int i, const compress_sparse_opts *o, compress_ch
     int rc = KD_OK;
     if (o->policy == COMPRESS_SPARSE_MEASURE || o->policy == COMPRESS_SPARSE_LATENCY)
         rc = time_layer(l, a, o->reps > 0 ? o->reps : 20, ch, e);
-    /* CSR bytes: values, column indices, row offsets (the file stores these) */
-    double csr_bytes = (double)a->nnz * (4 + a->idx_bytes) + 4.0 * (a->rows + 1);
-    int smaller = csr_bytes < 4.0 * (double)l->nw;
+    /* the CSR payload's bytes against the dense weights' */
+    int smaller = compress_csr_stored_bytes(a) < 4 * l->nw;
     if (rc == KD_OK)
         ch->converted = decide_policy(o->policy, smaller, ch);
     if (rc == KD_OK && ch->converted)

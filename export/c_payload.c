@@ -1,7 +1,10 @@
 /* Compressed layers in the generated C, read from their payloads exactly as
  * ops->save writes them into model files (the formats are documented above
  * each kind's save function in compress/kinds/): so export needs no kind's
- * private struct, and the arrays it writes are the bytes the file stores. */
+ * private struct, and the arrays it writes are the bytes the file stores.
+ * The CSR kinds are the exception: their files code the columns as gaps,
+ * which the generated C would have to decode, so their arrays are the CSR
+ * they load into (compress_layer_csr, public). */
 #include <math.h>
 #include <string.h>
 #include <zlib.h>
@@ -57,44 +60,25 @@ static int emit_bias(const lay *y, kd_err *e)
     return KD_OK;
 }
 
-/* n little-endian u32 / f32 values of r into out. */
-static void rd_u32s(kd_rd *r, uint32_t *out, size_t n)
+/* ---- csr-fp32 and the shared kinds: the CSR they load into
+ * (compress_layer_csr; NULL for an empty layer), as rowptr[rows + 1],
+ * val[nnz] and col[nnz] of 1, 2 or 4 bytes (the file codes the columns as
+ * gaps, kinds/dense_csr.c; shared values are codebook entries) ---------- */
+static int emit_csr(const lay *y, const compress_csr *a, kd_err *e)
 {
-    for (size_t j = 0; j < n; j++)
-        out[j] = kd_rd_u32(r);
-}
-
-static void rd_f32s(kd_rd *r, float *out, size_t n)
-{
-    for (size_t j = 0; j < n; j++)
-        out[j] = kd_rd_f32(r);
-}
-
-/* ---- csr-fp32: u32 rows, cols, nnz, index bytes; rowptr[rows + 1], val[nnz] f32,
- * col[nnz] of 1, 2 or 4 bytes ---------------------------------------------------- */
-static int emit_csr(const lay *y, kd_rd *r, kd_err *e)
-{
-    uint32_t rows = kd_rd_u32(r), cols = kd_rd_u32(r), nnz = kd_rd_u32(r), ib = kd_rd_u32(r);
-    if (!r->ok || rows != (uint32_t)y->l->spec.units || cols != nn_shape_size(y->l->in) ||
-        (ib != 1 && ib != 2 && ib != 4) ||
-        r->len - r->pos != ((uint64_t)rows + 1) * 4 + (uint64_t)nnz * (4 + ib))
+    uint32_t rows = (uint32_t)y->l->spec.units, cols = (uint32_t)nn_shape_size(y->l->in);
+    if (a && ((uint32_t)a->rows != rows || (uint32_t)a->cols != cols))
         return bad(y, "sizes do not match the layer", e);
-    uint32_t *rp = kd_malloc(((size_t)rows + 1) * 4);
-    float *val = kd_malloc((size_t)nnz * 4 + 4);
-    uint8_t *col = kd_malloc((size_t)nnz * ib + 4);
-    int rc = rp && val && col ? KD_OK : kd_err_set(e, KD_ENOMEM, "out of memory");
-    if (rc == KD_OK) {
-        rd_u32s(r, rp, (size_t)rows + 1);
-        rd_f32s(r, val, nnz);
-        kd_rd_get(r, col, (size_t)nnz * ib); /* host order, as csr_save wrote it */
-        emit_ints(y, CG_U32, "rp", rp, (size_t)rows + 1);
-        emit_floats(y, "val", val, nnz);
-        emit_ints(y, ib == 1 ? CG_U8 : ib == 2 ? CG_U16 : CG_U32, "col", col, nnz);
-        rc = emit_bias(y, e);
-    }
-    kd_free(rp);
-    kd_free(val);
-    kd_free(col);
+    uint32_t *zeros = a ? NULL : kd_calloc((size_t)rows + 1, sizeof *zeros);
+    if (!a && !zeros)
+        return kd_err_set(e, KD_ENOMEM, "out of memory");
+    int ib = a ? a->idx_bytes : 1;
+    uint32_t nnz = a ? a->nnz : 0;
+    emit_ints(y, CG_U32, "rp", a ? a->rowptr : zeros, (size_t)rows + 1);
+    emit_floats(y, "val", a ? a->val : NULL, nnz);
+    emit_ints(y, ib == 1 ? CG_U8 : ib == 2 ? CG_U16 : CG_U32, "col", a ? a->col : NULL, nnz);
+    kd_free(zeros);
+    int rc = emit_bias(y, e);
     if (rc)
         return rc;
     const char *t = ib == 1 ? "uint8_t" : ib == 2 ? "uint16_t" : "uint32_t";
@@ -258,21 +242,19 @@ int cg_payload(cg *g, const nn_layer *l, int i, kd_err *e)
 {
     lay y = {.g = g, .l = l, .i = i};
     snprintf(y.what, sizeof y.what, "layer %d (%s)", i, l->spec.name);
-    kd_buf b = {0};
     const char *f = l->ops->format;
     /* shared weights (csr-shared+huff) hold a plain CSR in memory, decoded at
-     * load: written as csr-fp32, their values being the codebook's */
-    int shared = !strcmp(f, "csr-shared+huff");
-    (shared ? compress_dense_csr_ops.save : l->ops->save)(l, &b);
-    if (shared)
-        f = "csr-fp32";
+     * load, and run as csr-fp32, their values being the codebook's */
+    if (!strcmp(f, "csr-fp32") || !strcmp(f, "csr-shared+huff"))
+        return emit_csr(&y, compress_layer_csr(l), e);
+    kd_buf b = {0};
+    l->ops->save(l, &b);
     if (b.failed) {
         kd_buf_free(&b);
         return kd_err_set(e, KD_ENOMEM, "%s: out of memory for its payload", y.what);
     }
     kd_rd r = {.p = b.p, .len = b.len, .ok = 1};
-    int rc = !strcmp(f, "csr-fp32")   ? emit_csr(&y, &r, e)
-             : !strcmp(f, "int8")     ? emit_q8(&y, 0, e)
+    int rc = !strcmp(f, "int8")       ? emit_q8(&y, 0, e)
              : !strcmp(f, "int8-dyn") ? emit_q8(&y, 1, e)
              : !strcmp(f, "int4")     ? emit_q4(&y, &r, e)
              : !strcmp(f, "csr-int8") ? emit_qcsr(&y, &r, e)

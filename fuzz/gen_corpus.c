@@ -118,10 +118,10 @@ static nn_model *quantize(nn_model *m, compress_qmode mode, const data_set *cali
     return q;
 }
 
-static nn_model *sparse(nn_model *m)
+static nn_model *sparse(nn_model *m, int block)
 {
     kd_err e = {0};
-    compress_prune_spec ps = {.sparsity = 0.6f};
+    compress_prune_spec ps = {.sparsity = 0.6f, .block = block};
     if (compress_prune_magnitude(m, &ps, NULL, &e) != KD_OK)
         die("prune", &e);
     compress_sparse_opts all = {.policy = COMPRESS_SPARSE_ALWAYS};
@@ -136,7 +136,7 @@ static void models(void)
     save_model("mlp.kdm", mlp(6, 5, 3));
     save_model("cnn.kdm", cnn());
     data_set calib = tiny_data(COMPRESS_CALIB_BATCH, 40);
-    nn_model *m = mlp(40, 8, 3), *sp = sparse(m);
+    nn_model *m = mlp(40, 8, 3), *sp = sparse(m, 1);
     save_model("q8.kdm", quantize(m, COMPRESS_Q_STATIC8, &calib));
     save_model("dq8.kdm", quantize(m, COMPRESS_Q_DYNAMIC8, &calib));
     save_model("q4.kdm", quantize(m, COMPRESS_Q_INT4, &calib));
@@ -167,6 +167,10 @@ static void models(void)
         save_model(raw ? "shared_raw.kdm" : "shared.kdm", sh);
     }
     save_model("csr.kdm", sp);
+    /* rows pruned in blocks of 4: the file lists each block's columns once
+     * (csr_index_form.kdm, committed, has the payload form of files before
+     * 2026-11-30, which this program no longer writes) */
+    save_model("csr_blocks.kdm", sparse(mlp(40, 8, 3), 4));
     nn_model_free(m);
     data_set_free(&calib);
 }

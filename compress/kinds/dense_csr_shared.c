@@ -37,34 +37,13 @@ static int codebook_of(const compress_csr *a, float *book)
     return k > 0 ? k : -1;
 }
 
-static void put_leb(kd_buf *b, uint32_t v)
-{
-    do {
-        uint8_t c = (uint8_t)(v & 127);
-        v >>= 7;
-        kd_buf_put(b, &(uint8_t){(uint8_t)(c | (v ? 128 : 0))}, 1);
-    } while (v);
-}
-
-/* The structure and index streams of a (k entries in book). */
+/* The structure (kcsr_structure_put, rows one by one) and the index of
+ * each non-zero's codebook entry. */
 static int streams(const compress_csr *a, const float *book, int k, kd_buf *st, uint8_t *idx)
 {
-    for (int r = 0; r < a->rows; r++) {
-        put_leb(st, a->rowptr[r + 1] - a->rowptr[r]);
-        long prev = -1;
-        for (uint32_t j = a->rowptr[r]; j < a->rowptr[r + 1]; j++) {
-            long c = (long)compress_csr_col(a, j);
-            for (long g = c - prev - 1; ; g -= 255) {
-                uint8_t byte = (uint8_t)(g >= 255 ? 255 : g);
-                kd_buf_put(st, &byte, 1);
-                if (g < 255)
-                    break;
-            }
-            prev = c;
-            idx[j] = (uint8_t)cluster_nearest(a->val[j], book, k);
-        }
-    }
-    return st->failed ? KD_ENOMEM : KD_OK;
+    for (uint32_t j = 0; j < a->nnz; j++)
+        idx[j] = (uint8_t)cluster_nearest(a->val[j], book, k);
+    return kcsr_structure_put(a, 1, st);
 }
 
 static int is_raw(const nn_layer *l) { return l->ops == &compress_dense_csr_shared_raw_ops; }
@@ -178,50 +157,17 @@ static void shared_save(const nn_layer *l, kd_buf *b)
 static int rebuild(compress_csr *a, const uint8_t *st, size_t nst, const uint8_t *idx,
                    const float *book, int k, kd_err *e)
 {
-    size_t p = 0;
-    uint32_t at = 0;
-    a->rowptr[0] = 0;
-    for (int r = 0; r < a->rows; r++) {
-        uint32_t cnt = 0;
-        for (int sh = 0;; sh += 7) {
-            if (p >= nst || sh > 28)
-                return kd_err_set(e, KD_EFORMAT, "shared layer: row %d count is cut or too long", r);
-            uint8_t c = st[p++];
-            cnt |= (uint32_t)(c & 127) << sh;
-            if (!(c & 128))
-                break;
-        }
-        if (cnt > (uint32_t)a->cols || cnt > a->nnz - at)
-            return kd_err_set(e, KD_EFORMAT, "shared layer: row %d claims %u non-zeros", r, cnt);
-        long prev = -1;
-        for (uint32_t j = 0; j < cnt; j++, at++) {
-            long g = 0;
-            for (;;) {
-                if (p >= nst)
-                    return kd_err_set(e, KD_EFORMAT, "shared layer: row %d gaps are cut", r);
-                uint8_t c = st[p++];
-                g += c;
-                if (c < 255)
-                    break;
-                if (g > a->cols)
-                    break;
-            }
-            long col = prev + 1 + g;
-            if (col >= a->cols)
-                return kd_err_set(e, KD_EFORMAT, "shared layer: row %d column %ld past %d", r, col,
-                                  a->cols);
-            if (idx[at] >= k)
-                return kd_err_set(e, KD_EFORMAT, "shared layer: index %u past the %d-entry "
-                                  "codebook", idx[at], k);
-            compress_csr_set_col(a, at, (uint32_t)col);
-            a->val[at] = book[idx[at]];
-            prev = col;
-        }
-        a->rowptr[r + 1] = at;
+    int rc = kcsr_structure_get(a, 1, st, nst, e);
+    if (rc != KD_OK) {
+        kd_err_prefix(e, "shared layer");
+        return rc;
     }
-    if (at != a->nnz || p != nst)
-        return kd_err_set(e, KD_EFORMAT, "shared layer: %u of %u non-zeros, %zu of %zu structure "
-                          "bytes used", at, a->nnz, p, nst);
+    for (uint32_t j = 0; j < a->nnz; j++) {
+        if (idx[j] >= k)
+            return kd_err_set(e, KD_EFORMAT, "shared layer: index %u past the %d-entry codebook",
+                              idx[j], k);
+        a->val[j] = book[idx[j]];
+    }
     return KD_OK;
 }
 

@@ -41,4 +41,15 @@ void kcsr_dequant(const nn_layer *l, float *w);
 /* A CSR's checks on load: offsets span the non-zeros in order, columns
  * ascend within a row below cols, values finite (KD_EFORMAT naming it). */
 int kcsr_valid(const compress_csr *a, kd_err *e);
+
+/* A CSR's columns as a byte stream, rows in groups of h with the same
+ * columns (csr_structure.c, which has the format).  group_rows: the largest
+ * h <= KCSR_GROUP_MAX whose aligned groups share their columns (1 when
+ * none).  put appends a's structure (KD_ENOMEM when st failed); get fills
+ * a's offsets and columns (a allocated for its nnz) from st[0..n), every
+ * count, gap and column checked, KD_EFORMAT naming the row. */
+#define KCSR_GROUP_MAX COMPRESS_BLOCK_MAX
+int kcsr_group_rows(const compress_csr *a);
+int kcsr_structure_put(const compress_csr *a, int h, kd_buf *st);
+int kcsr_structure_get(compress_csr *a, int h, const uint8_t *st, size_t n, kd_err *e);
 #endif

@@ -37,14 +37,16 @@ START_TEST(test_csr_nonfinite_value)
     uint8_t *p;
     size_t n;
     ck_assert_int_eq(kd_read_file(path, 1 << 20, &p, &n, &e), KD_OK);
-    /* layer 0's payload header: rows 8, cols 6, nnz, index bytes 1 */
+    /* layer 0's payload header: rows 8, cols 6, nnz, form; then the
+     * structure's length and bytes, then the values */
     const compress_csr *a = compress_layer_csr(&m->layers[0]);
     ck_assert_ptr_nonnull(a);
     ck_assert_uint_gt(a->nnz, 2);
-    uint32_t hdr[4] = {8, 6, a->nnz, 1};
+    uint32_t hdr[3] = {8, 6, a->nnz}, nst;
     uint8_t *at = memmem(p, n, hdr, sizeof hdr);
     ck_assert_ptr_nonnull(at);
-    size_t vals = (size_t)(at - p) + 16 + 9 * 4;
+    memcpy(&nst, at + 16, 4);
+    size_t vals = (size_t)(at - p) + 20 + nst;
     const float bad[] = {NAN, INFINITY, -INFINITY};
     for (int k = 0; k < 3; k++) {
         float keep;

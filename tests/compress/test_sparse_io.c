@@ -171,6 +171,21 @@ static size_t find_u32(const uint8_t *p, size_t from, size_t n, uint32_t v)
     return 0;
 }
 
+/* The payload of the layer whose header starts rows, cols, nnz (not just
+ * any such u32): its offset. */
+static size_t find_header(const uint8_t *p, size_t n, uint32_t rows, uint32_t cols, uint32_t nnz)
+{
+    const uint32_t hdr[3] = {rows, cols, nnz};
+    for (size_t at = 0;; at++) {
+        at = find_u32(p, at, n, rows);
+        if (at + sizeof hdr <= n && memcmp(p + at, hdr, sizeof hdr) == 0)
+            return at;
+    }
+}
+
+/* The payload form word: gaps, rows in groups of h */
+#define GAPS(h) (0x10000u | (uint32_t)(h))
+
 START_TEST(test_lying_payloads)
 {
     char dir[256], path[512], bad[512];
@@ -181,41 +196,47 @@ START_TEST(test_lying_payloads)
     save(m, path);
     size_t n;
     uint8_t *p = read_all(path, &n);
-    /* the first payload: u64 length, then rows 24, cols 20, nnz, index bytes 1 */
+    /* the first payload: u64 length, then rows 24, cols 20, nnz, form (gaps,
+     * rows one by one), structure bytes, structure, values */
     const compress_csr *a = compress_layer_csr(&m->layers[0]);
-    uint32_t hdr[4] = {24, 20, a->nnz, 1};
-    size_t at = 0;
-    for (;;) { /* the header sequence, not just any 24 */
-        at = find_u32(p, at + 1, n, 24);
-        if (memcmp(p + at, hdr, sizeof hdr) == 0)
-            break;
-    }
-    const size_t fields[4] = {at, at + 4, at + 8, at + 12};
-    const uint32_t lies[4] = {25, 21, a->nnz + 1, 2};
+    size_t at = find_header(p, n, 24, 20, a->nnz);
+    uint32_t form, nst;
+    memcpy(&form, p + at + 12, 4);
+    memcpy(&nst, p + at + 16, 4);
+    ck_assert_uint_eq(form, GAPS(1));
+    ck_assert_uint_ge(nst, 24 + a->nnz); /* a count a row, a gap byte a non-zero */
+    const size_t fields[] = {at, at + 4, at + 8, at + 12, at + 12, at + 12, at + 12, at + 16,
+                             at + 16, at + 16};
+    const uint32_t lies[] = {25, 21, a->nnz + 1, GAPS(0), GAPS(65), 1, 2, nst + 1, nst - 1,
+                             UINT32_MAX};
     kd_err e = {0};
-    for (int f = 0; f < 4; f++) {
-        uint8_t *q = malloc(n);
+    uint8_t *q = malloc(n);
+    for (size_t f = 0; f < sizeof lies / sizeof lies[0]; f++) {
         memcpy(q, p, n);
         memcpy(q + fields[f], &lies[f], 4);
         write_with_crc(bad, q, n);
-        ck_assert_msg(compress_model_load(bad, &e) == NULL, "lie %d accepted", f);
-        free(q);
+        ck_assert_msg(compress_model_load(bad, &e) == NULL, "lie %zu accepted", f);
     }
-    /* row offsets that decrease, then a column out of range */
-    size_t rp = at + 16, cols = rp + 25 * 4 + (size_t)a->nnz * 4;
-    uint8_t *q = malloc(n);
-    memcpy(q, p, n);
-    const uint32_t bigs[2] = {a->nnz + 5, 100000}; /* rows after it go back down */
-    for (int b = 0; b < 2; b++) {
-        memcpy(q + rp + 4, &bigs[b], 4);
+    /* the first row claiming more columns than there are, its one column
+     * past the last, a count that runs on past 5 bytes */
+    const size_t st = at + 20;
+    const struct {
+        size_t at;
+        uint8_t byte;
+        const char *says;
+    } bytes[] = {{st, 21, "claims"}, {st + 1, 200, "past"}, {st, 0x80, ""}};
+    for (int b = 0; b < 3; b++) {
+        memcpy(q, p, n);
+        q[bytes[b].at] = bytes[b].byte;
+        if (b == 1)
+            q[st] = 1;
+        if (b == 2)
+            memset(q + st, 0x80, 6);
         write_with_crc(bad, q, n);
         ck_assert_ptr_null(compress_model_load(bad, &e));
+        ck_assert_msg(strstr(e.msg, "sparse structure") && strstr(e.msg, bytes[b].says), "%s",
+                      e.msg);
     }
-    memcpy(q, p, n);
-    q[cols] = 20;
-    write_with_crc(bad, q, n);
-    ck_assert_ptr_null(compress_model_load(bad, &e));
-    ck_assert_ptr_nonnull(strstr(e.msg, "column"));
     /* every single byte of the payloads flipped, parsed from memory (past
      * the checksum): refused or, if still consistent (a value or an
      * ascending column), usable */
@@ -240,6 +261,119 @@ START_TEST(test_lying_payloads)
     free(q);
     kd_free(p);
     nn_model_free(m);
+}
+END_TEST
+
+/* The payload form of files written before 2026-11-30 (index bytes, then
+ * rowptr, values, columns) still loads, and its lies are refused. */
+START_TEST(test_index_form_still_loads)
+{
+    nn_model *m = sparse_model(0.9f);
+    for (int li = 0; li <= 4; li += 2) { /* 1-byte (cols 20, 24) and 2-byte (300) indices */
+        nn_layer *l = &m->layers[li];
+        const compress_csr *a = compress_layer_csr(l);
+        kd_buf b = {0};
+        kd_buf_u32(&b, (uint32_t)a->rows);
+        kd_buf_u32(&b, (uint32_t)a->cols);
+        kd_buf_u32(&b, a->nnz);
+        kd_buf_u32(&b, (uint32_t)a->idx_bytes);
+        kd_buf_put(&b, a->rowptr, ((size_t)a->rows + 1) * 4);
+        kd_buf_put(&b, a->val, (size_t)a->nnz * 4);
+        kd_buf_put(&b, a->col, (size_t)a->nnz * (size_t)a->idx_bytes);
+        compress_csr *was = compress_csr_copy(a, NULL);
+        kd_err e = {0};
+        kd_rd rd = {.p = b.p, .len = b.len, .ok = 1};
+        ck_assert_msg(l->ops->load(l, &rd, &e) == KD_OK, "%s", e.msg);
+        const compress_csr *got = compress_layer_csr(l);
+        ck_assert_uint_eq(got->nnz, was->nnz);
+        ck_assert_mem_eq(got->rowptr, was->rowptr, ((size_t)was->rows + 1) * 4);
+        ck_assert_mem_eq(got->val, was->val, (size_t)was->nnz * 4);
+        ck_assert_mem_eq(got->col, was->col, (size_t)was->nnz * (size_t)was->idx_bytes);
+        /* one byte short, one byte over, index bytes that do not fit cols */
+        const size_t lens[2] = {b.len - 1, b.len + 1};
+        kd_buf_put(&b, "", 1);
+        for (int k = 0; k < 2; k++) {
+            kd_rd cut = {.p = b.p, .len = lens[k], .ok = 1};
+            ck_assert_int_eq(l->ops->load(l, &cut, &e), KD_EFORMAT);
+        }
+        uint32_t wrong = was->idx_bytes == 1 ? 2 : 1; /* a was freed by the load */
+        memcpy(b.p + 12, &wrong, 4);
+        kd_rd w = {.p = b.p, .len = b.len - 1, .ok = 1};
+        ck_assert_int_eq(l->ops->load(l, &w, &e), KD_EFORMAT);
+        ck_assert_ptr_nonnull(strstr(e.msg, "does not match"));
+        compress_csr_free(was);
+        kd_buf_free(&b);
+    }
+    nn_model_free(m);
+}
+END_TEST
+
+/* Rows pruned in blocks share their columns, so the file lists them once
+ * a block (the last block of 300 rows has 4): a smaller file that loads to
+ * the same matrices. */
+START_TEST(test_blocks_stored_once)
+{
+    char dir[256], path[512], wpath[512];
+    kdt_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/b.kdm", dir);
+    snprintf(wpath, sizeof wpath, "%s/w.kdm", dir);
+    nn_model *sp[2];
+    for (int v = 0; v < 2; v++) {
+        nn_model *d = pruned_dense(0.0f);
+        kd_err e = {0};
+        compress_prune_spec ps = {.sparsity = 0.9f, .block = v ? 8 : 1};
+        ck_assert_int_eq(compress_prune_magnitude(d, &ps, NULL, &e), KD_OK);
+        compress_sparse_opts all = {.policy = COMPRESS_SPARSE_ALWAYS};
+        ck_assert_ptr_nonnull(sp[v] = compress_to_sparse(d, &all, NULL, &e));
+        nn_model_free(d);
+        save(sp[v], v ? path : wpath);
+    }
+    size_t n;
+    uint8_t *p = read_all(path, &n);
+    const compress_csr *a = compress_layer_csr(&sp[1]->layers[2]);
+    size_t at = find_header(p, n, 300, 24, a->nnz);
+    uint32_t form, nst;
+    memcpy(&form, p + at + 12, 4);
+    memcpy(&nst, p + at + 16, 4);
+    ck_assert_uint_eq(form, GAPS(8));
+    ck_assert_uint_le(nst, 38 + a->nnz / 8 + 8); /* a count and the gaps, once a block */
+    for (int v = 0; v < 2; v++) /* what conversion counts is what the file holds */
+        for (int li = 0; li <= 4; li += 2) {
+            size_t fn;
+            uint8_t *f = read_all(v ? path : wpath, &fn);
+            const compress_csr *c = compress_layer_csr(&sp[v]->layers[li]);
+            uint64_t len;
+            size_t h = find_header(f, fn, (uint32_t)c->rows, (uint32_t)c->cols, c->nnz);
+            memcpy(&len, f + h - 8, 8);
+            ck_assert_uint_eq(len, compress_csr_stored_bytes(c));
+            kd_free(f);
+        }
+    const compress_csr *w = compress_layer_csr(&sp[0]->layers[2]);
+    ck_assert_msg(kd_file_size(path) + (long long)(w->nnz * 3 / 4) < kd_file_size(wpath),
+                  "blocks %lld bytes, single weights %lld", kd_file_size(path),
+                  kd_file_size(wpath));
+    kd_err e = {0};
+    nn_model *r = compress_model_load(path, &e);
+    ck_assert_msg(r != NULL, "%s", e.msg);
+    for (int li = 0; li <= 4; li += 2) {
+        const compress_csr *x = compress_layer_csr(&sp[1]->layers[li]),
+                           *y = compress_layer_csr(&r->layers[li]);
+        ck_assert_uint_eq(x->nnz, y->nnz);
+        ck_assert_mem_eq(x->rowptr, y->rowptr, ((size_t)x->rows + 1) * 4);
+        ck_assert_mem_eq(x->val, y->val, (size_t)x->nnz * 4);
+        ck_assert_mem_eq(x->col, y->col, (size_t)x->nnz * (size_t)x->idx_bytes);
+    }
+    /* a structure that says blocks of 8 where the rows differ cannot be
+     * written: the groups are read as given, so a lie about h is refused by
+     * the counts */
+    uint32_t lie = GAPS(9);
+    memcpy(p + at + 12, &lie, 4);
+    write_with_crc(path, p, n);
+    ck_assert_ptr_null(compress_model_load(path, &e));
+    kd_free(p);
+    nn_model_free(r);
+    nn_model_free(sp[0]);
+    nn_model_free(sp[1]);
 }
 END_TEST
 
@@ -366,6 +500,8 @@ Suite *suite_compress_io(void)
     tcase_add_test(t, test_plain_loader_refuses);
     tcase_add_test(t, test_truncation_and_corruption);
     tcase_add_test(t, test_lying_payloads);
+    tcase_add_test(t, test_index_form_still_loads);
+    tcase_add_test(t, test_blocks_stored_once);
     tcase_add_test(t, test_version1_still_loads);
     tcase_add_test(t, test_alloc_failures);
     tcase_add_test(t, test_inspect_shows_format);
