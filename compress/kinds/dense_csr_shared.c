@@ -219,7 +219,8 @@ static int shared_load(nn_layer *l, kd_rd *r, kd_err *e)
 #define SHARED_OPS(NAME, FORMAT)                                                               \
     {                                                                                          \
         .name = NAME, .setup = kcsr_setup, .reserve = kcsr_reserve, .release = kcsr_release,   \
-        .forward = kcsr_forward, .threaded = 1, .backward = kcsr_backward, .macs = kcsr_macs,  \
+        .forward = kcsr_forward, .threaded = 1, .fuses_relu = 1, .backward = kcsr_backward,   \
+        .macs = kcsr_macs,                                                                     \
         .format = FORMAT, .weight_bits = 8, .sparse = 1, .dense_like = 1,                      \
         .dequant = kcsr_dequant, .save = shared_save, .load = shared_load, .copy = kcsr_copy,  \
         .destroy = kcsr_destroy, .count = kcsr_count,                                          \

@@ -18,7 +18,7 @@ typedef struct {
     const quant_ql *q;
     const float *x, *b;
     float *y;
-    int n;
+    int n, relu;
 } ql_job;
 
 static void ql_part(void *arg, int part, int nparts)
@@ -26,6 +26,8 @@ static void ql_part(void *arg, int part, int nparts)
     const ql_job *j = arg;
     int r0 = (int)((long)j->q->m * part / nparts), r1 = (int)((long)j->q->m * (part + 1) / nparts);
     quant_ql_gemm_rows(j->q, j->x, j->n, j->b, j->y, r0, r1);
+    if (j->relu) /* the rows this part wrote, while they are in its cache */
+        compress_relu_rows(j->y, j->n, j->q->m, r0, r1);
 }
 
 static void ql_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
@@ -35,9 +37,11 @@ static void ql_forward(nn_layer *l, const float *x, float *y, int n, const nn_ct
     if (!q) {
         for (int i = 0; i < n; i++)
             memcpy(y + (size_t)i * u, l->b, (size_t)u * sizeof *y);
+        if (c->relu)
+            compress_relu_rows(y, n, u, 0, u);
         return;
     }
-    ql_job j = {.q = q, .x = x, .b = l->b, .y = y, .n = n};
+    ql_job j = {.q = q, .x = x, .b = l->b, .y = y, .n = n, .relu = c->relu};
     double bytes = (double)q->m * q->nb * (2 + QUANT_QL_CODE_BYTES(q->bits)) * n;
     nn_team_run(nn_team_for(c->team, bytes), ql_part, &j);
 }
@@ -146,7 +150,8 @@ static void ql_count(const nn_layer *l, size_t *weights, size_t *nonzero)
 #define QL_OPS(NAME, FORMAT, BITS)                                                              \
     {                                                                                          \
         .name = NAME, .setup = ql_setup, .release = compress_qrelease, .forward = ql_forward,   \
-        .threaded = 1, .backward = compress_qbackward, .macs = compress_qmacs,                 \
+        .threaded = 1, .fuses_relu = 1, .backward = compress_qbackward,                        \
+        .macs = compress_qmacs,                                                                \
         .format = FORMAT, .weight_bits = BITS, .dense_like = 1, .dequant = ql_dequant,          \
         .save = ql_save, .load = ql_load, .copy = ql_copy, .destroy = ql_destroy,               \
         .count = ql_count,                                                                     \
