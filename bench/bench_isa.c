@@ -7,8 +7,10 @@
  * fp32 at each kernel level the host runs (its best, or KD_ISA's cap, then
  * down to avx2, forced), on 2 threads (KD_BENCH_FORMATS_THREADS overrides).  Batch 1: measure_latency's p50 (its warm-up rule); batch 256:
  * samples/s as measure times it (one untimed forward, then BI_TPUT_REPS).
- * Each figure is the median of BI_ROUNDS interleaved rounds (the host may
- * be shared).  The variants are converted after the level is forced, so
+ * Each time is the median of BI_ROUNDS interleaved rounds (the host may
+ * be shared) and each ratio the median of the rounds' ratios, each round's
+ * format against that round's fp32: a host whose speed drifts between
+ * minutes moved a ratio of medians by up to 10% between two runs.  The variants are converted after the level is forced, so
  * their kernels and batch-1 panels are the level's.  dense fp32 runs
  * OpenBLAS, whose own dispatch ignores the level.  A streaming read gives
  * the bandwidth that bounds batch 1 (bytes read / bandwidth). */
@@ -25,7 +27,7 @@
 #include "../reports/reports.h"
 #include "bench.h"
 
-enum { BI_IN = 784, BI_OUT = 10, BI_BATCH = 256, BI_ROUNDS = 3, BI_LAT_REPS = 1000,
+enum { BI_IN = 784, BI_OUT = 10, BI_BATCH = 256, BI_ROUNDS = 7, BI_LAT_REPS = 1000,
        BI_WARMUP = 200, BI_TPUT_REPS = 20, BI_NFMT = 8 };
 
 /* issue 11's targets: batch-1 and batch-256 speed-up over fp32 */
@@ -263,12 +265,16 @@ static void bi_level(nn_model *m, const data_set *calib, double bw)
             }
             b256[f][r] = bi_throughput(v[f], calib->xf, &e);
         }
-    double f1 = median(b1[0], BI_ROUNDS), f256 = median(b256[0], BI_ROUNDS);
     printf("  %-13s %10s %7s %6s %14s %7s %6s  %s\n", "format", "batch-1 us", "x fp32", "target",
            "batch-256 /s", "x fp32", "target", "met?");
     for (int f = 0; f < BI_NFMT; f++) {
         double t1 = median(b1[f], BI_ROUNDS), t256 = median(b256[f], BI_ROUNDS);
-        double x1 = f1 / t1, x256 = t256 / f256;
+        double r1[BI_ROUNDS], r256[BI_ROUNDS];
+        for (int r = 0; r < BI_ROUNDS; r++) {
+            r1[r] = b1[0][r] / b1[f][r];
+            r256[r] = b256[f][r] / b256[0][r];
+        }
+        double x1 = median(r1, BI_ROUNDS), x256 = median(r256, BI_ROUNDS);
         if (f == 0) {
             printf("  %-13s %10.1f %7s %6s %14.0f %7s %6s\n", bi_fmt[f].name, t1, "1.00", "-",
                    t256, "1.00", "-");
@@ -322,8 +328,9 @@ void bench_formats(void)
     double dram = bi_bandwidth((size_t)256 << 20, 1), l3 = bi_bandwidth((size_t)4 << 20, 32);
     printf("formats, 784-1200-1200-10 MLP, %d threads, CPU %s, host kernel path %s; dense fp32 "
            "is OpenBLAS (its own dispatch, any level); streaming read (2 threads): %.1f GB/s from "
-           "memory (256 MB), %.1f GB/s cache-resident (4 MB)\n",
-           nn_threads(), env.cpu[0] ? env.cpu : "?", kernels_isa_label(), dram, l3);
+           "memory (256 MB), %.1f GB/s cache-resident (4 MB); times: medians of %d interleaved "
+           "rounds, x fp32: the median of the rounds' ratios\n",
+           nn_threads(), env.cpu[0] ? env.cpu : "?", kernels_isa_label(), dram, l3, BI_ROUNDS);
     for (int lv = (int)kernels_isa(); lv >= (int)KD_ISA_AVX2; lv--) { /* KD_ISA caps it */
         kd_isa before = kernels_isa_force((kd_isa)lv);
         printf(" kernel path %s%s\n", kernels_isa_label(),
