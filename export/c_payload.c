@@ -243,9 +243,9 @@ int cg_payload(cg *g, const nn_layer *l, int i, kd_err *e)
     lay y = {.g = g, .l = l, .i = i};
     snprintf(y.what, sizeof y.what, "layer %d (%s)", i, l->spec.name);
     const char *f = l->ops->format;
-    /* shared weights (csr-shared+huff) hold a plain CSR in memory, decoded at
-     * load, and run as csr-fp32, their values being the codebook's */
-    if (!strcmp(f, "csr-fp32") || !strcmp(f, "csr-shared+huff"))
+    /* shared weights (csr-shared, csr-shared+huff) hold a plain CSR in memory,
+     * decoded at load, and run as csr-fp32, their values being the codebook's */
+    if (!strcmp(f, "csr-fp32") || !strcmp(f, "csr-shared") || !strcmp(f, "csr-shared+huff"))
         return emit_csr(&y, compress_layer_csr(l), e);
     kd_buf b = {0};
     l->ops->save(l, &b);

@@ -13,7 +13,7 @@
  *                  Mul(x_scale * w_scale[r]) -> Add(bias): kdbench's dynamic
  *                  codes are ONNX's uint8 ones shifted by 128 (same scale,
  *                  zero point + 128), so the accumulators are equal;
- *   csr-fp32, csr-shared+huff, csr-int8, int4: their dequantized weights
+ *   csr-fp32, csr-shared(+huff), csr-int8, int4, int3, int2: their dequantized weights
  *                  (ops->dequant, what forward computes with) as a dense Gemm. */
 #include <math.h>
 #include <stdio.h>
@@ -27,7 +27,9 @@ enum { T_FLOAT = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT };
 static const char *format_of(const nn_layer *l) { return l->ops->format ? l->ops->format : "fp32"; }
 
 /* Formats written through their dequantized weights, and the int8 ones. */
-static const char *const dense_formats[] = {"csr-fp32", "csr-shared+huff", "csr-int8", "int4"};
+static const char *const dense_formats[] = {"csr-fp32", "csr-shared", "csr-shared+huff",
+                                            "csr-int8", "int4",       "int3",
+                                            "int2"};
 
 static int is_dense_format(const char *f)
 {
@@ -50,8 +52,8 @@ int ox_layer_check(const nn_model *m, int i, kd_err *e)
     const char *why = !strcmp(f, "fp32-fakequant")
                           ? ": it simulates quantization for training; export the model a "
                             "quantize pass made from it (int8 or int4)"
-                          : ": ONNX export knows fp32, int8, int8-dyn, int4, csr-fp32, csr-int8 "
-                            "and csr-shared+huff";
+                          : ": ONNX export knows fp32, int8, int8-dyn, int4, int3, int2, "
+                            "csr-fp32, csr-int8, csr-shared and csr-shared+huff";
     return kd_err_set(e, KD_ECONFIG,
                       "layer %d (%s): kind %s (format %s) cannot be exported to ONNX%s", i,
                       l->spec.name, l->ops->name, f, why);

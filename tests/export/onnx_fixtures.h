@@ -138,12 +138,12 @@ static inline nn_model *sparse(nn_model *m)
     return s;
 }
 
-static inline nn_model *shared(nn_model *m)
+static inline nn_model *shared(nn_model *m, int uncoded)
 {
     kd_err e = {0};
     compress_prune_spec ps = {.sparsity = 0.7f};
     ck_assert_int_eq(compress_prune_magnitude(m, &ps, NULL, &e), KD_OK);
-    compress_cluster_spec cs = {.clusters = 16};
+    compress_cluster_spec cs = {.clusters = 16, .uncoded = uncoded};
     nn_model *q = compress_cluster(m, &cs, &e);
     ck_assert_msg(q != NULL, "%s", e.msg);
     nn_model_free(m);
@@ -157,7 +157,20 @@ static inline nn_model *m_fp32_bn(const data_set *d) { (void)d; return mlp_bn(2)
 static inline nn_model *m_cnn(const data_set *d) { (void)d; return cnn(3); }
 static inline nn_model *m_conv_vec(const data_set *d) { (void)d; return conv_on_vector(12); }
 static inline nn_model *m_pruned(const data_set *d) { (void)d; return sparse(mlp(4)); }
-static inline nn_model *m_shared(const data_set *d) { (void)d; return shared(mlp(5)); }
+static inline nn_model *m_shared(const data_set *d) { (void)d; return shared(mlp(5), 0); }
+static inline nn_model *m_shared_raw(const data_set *d) { (void)d; return shared(mlp(13), 1); }
+/* int2 / int3 weights (dense_q2 / dense_q3), written dequantized */
+static inline nn_model *lowbit(nn_model *m, int bits)
+{
+    kd_err e = {0};
+    compress_quant_spec s = {.mode = COMPRESS_Q_INT4, .wbits = bits};
+    nn_model *q = compress_quantize(m, &s, NULL, &e);
+    ck_assert_msg(q != NULL, "%s", e.msg);
+    nn_model_free(m);
+    return q;
+}
+static inline nn_model *m_int2(const data_set *d) { (void)d; return lowbit(mlp(14), 2); }
+static inline nn_model *m_int3(const data_set *d) { (void)d; return lowbit(mlp(15), 3); }
 static inline nn_model *m_int8(const data_set *d) { return quantized(mlp(6), COMPRESS_Q_STATIC8, 1, d); }
 static inline nn_model *m_int8_tensor(const data_set *d)
 {
@@ -186,12 +199,15 @@ static const struct {
     {"conv_vec", m_conv_vec, 0, "fp32", "Reshape", K_FLOAT},
     {"pruned", m_pruned, 0, "csr-fp32", "Gemm", K_FLOAT},
     {"shared", m_shared, 0, "csr-shared+huff", "Gemm", K_FLOAT},
+    {"shared_raw", m_shared_raw, 0, "csr-shared", "Gemm", K_FLOAT},
     {"int8", m_int8, 2, "int8", "MatMulInteger", K_INT8},
     {"int8_tensor", m_int8_tensor, 0, "int8", "QuantizeLinear", K_INT8},
     {"int8_dyn", m_int8_dyn, 0, "int8-dyn", "DynamicQuantizeLinear", K_INT8},
     {"int8_cnn", m_int8_cnn, 9, "int8", "MaxPool", K_INT8},
     {"csr_int8", m_csr_int8, 0, "csr-int8", "Gemm", K_FLOAT},
     {"int4", m_int4, 0, "int4", "Gemm", K_FLOAT},
+    {"int2", m_int2, 0, "int2", "Gemm", K_FLOAT},
+    {"int3", m_int3, 0, "int3", "Gemm", K_FLOAT},
 };
 #define NMODELS (int)(sizeof models / sizeof models[0])
 

@@ -275,19 +275,22 @@ static nn_model *csr_int8(void)
     return quantized(sparse(mlp(300, 24, 16, 5, 7)), COMPRESS_Q_STATIC8);
 }
 static nn_model *int8_after_conv(void) { return quantized(cnn(8), COMPRESS_Q_STATIC8); }
-/* 70% pruned, then 8 shared values a layer (csr-shared+huff: written as csr-fp32) */
-static nn_model *shared(void)
+/* 70% pruned, then 8 shared values a layer (csr-shared+huff, and csr-shared
+ * uncoded: written as csr-fp32) */
+static nn_model *shared_of(int uncoded)
 {
     nn_model *m = mlp(300, 24, 16, 5, 9);
     kd_err e = {0};
     compress_prune_spec ps = {.sparsity = 0.7f};
     ck_assert_int_eq(compress_prune_magnitude(m, &ps, NULL, &e), KD_OK);
-    compress_cluster_spec cs = {.clusters = 8};
+    compress_cluster_spec cs = {.clusters = 8, .uncoded = uncoded};
     nn_model *q = compress_cluster(m, &cs, &e);
     ck_assert_msg(q != NULL, "%s", e.msg);
     nn_model_free(m);
     return q;
 }
+static nn_model *shared(void) { return shared_of(0); }
+static nn_model *shared_raw(void) { return shared_of(1); }
 
 /* A model, the format one of its layers must have, and how the C must agree. */
 static const struct {
@@ -307,6 +310,7 @@ static const struct {
     {"csr-int8", csr_int8, 0, "csr-int8", CMP_TOL, 1e-5},
     {"int8 after a float conv", int8_after_conv, 8, "int8", CMP_TOL, 1e-3},
     {"csr-shared+huff", shared, 0, "csr-shared+huff", CMP_TOL, 1e-5},
+    {"csr-shared", shared_raw, 0, "csr-shared", CMP_TOL, 1e-5},
 };
 #define NKINDS (int)(sizeof kinds / sizeof kinds[0])
 
