@@ -376,9 +376,10 @@ int cluster_nearest(float v, const float *c, int k);
  * when there are at most k of them; 0 otherwise. */
 int cluster_distinct(float *v, size_t n, int k, float *book);
 
-/* Entropy coding of a byte stream (zlib, Huffman only; as Deep Compression
- * codes its indices): encode appends u32 n, u32 coded length and the coded
- * bytes (b->failed on no memory).  decode reads one stream from r into dst,
+/* Entropy coding of a byte stream (zlib: Huffman only, as Deep Compression
+ * codes its indices, or with LZ77 matches where they code smaller -- rows
+ * pruned in blocks repeat their deltas): encode appends u32 n, u32 coded
+ * length and the coded bytes (b->failed on no memory).  decode reads one stream from r into dst,
  * which must take exactly n bytes: another declared length, a stream past
  * r's end, corrupt data, an early or late end, or stray bytes are KD_EFORMAT
  * naming `what`. */

@@ -72,12 +72,13 @@ START_TEST(test_entropy_round_trips)
     enum { N = 100000 };
     uint8_t *src = malloc(N), *back = malloc(N);
     nn_rng r = nn_rng_stream(11, 1);
-    for (int kind = 0; kind < 5; kind++) {
+    for (int kind = 0; kind < 6; kind++) {
         size_t n = kind == 4 ? 0 : N;
         for (size_t i = 0; i < n; i++)
             src[i] = kind == 0 ? 0                              /* all one symbol */
                      : kind == 1 ? (uint8_t)i                   /* all 256 symbols, uniform */
                      : kind == 2 ? (uint8_t)nn_rng_below(&r, 256) /* random bytes */
+                     : kind == 5 && i >= 250 ? src[i - 250] /* 4-bit symbols, repeating */
                                  : (uint8_t)nn_rng_below(&r, 16); /* 4-bit symbols */
         kd_buf b = {0};
         kd_err e = {0};
@@ -91,6 +92,8 @@ START_TEST(test_entropy_round_trips)
             ck_assert_msg(b.len <= N / 8 + 64, "one symbol coded in %zu bytes", b.len);
         if (kind == 3)                         /* 4 bits of entropy a byte */
             ck_assert_msg(b.len < N / 2 + N / 50, "4-bit stream coded in %zu bytes", b.len);
+        if (kind == 5) /* 250 bytes repeated (rows pruned in blocks): LZ77's matches */
+            ck_assert_msg(b.len < N / 20, "a repeating stream coded in %zu bytes", b.len);
         /* asking for another length is refused */
         if (n) {
             kd_rd r2 = {.p = b.p, .len = b.len, .ok = 1};
