@@ -169,6 +169,43 @@ static int emit_q4(const lay *y, kd_rd *r, kd_err *e)
     return KD_OK;
 }
 
+/* ---- int3, int2: u32 rows, cols, group (32), bits; then per group (row-major)
+ * the u16 fp16 scale and its 4 * bits code bytes (kinds/dense_qlow.c) ----------- */
+static int emit_ql(const lay *y, kd_rd *r, kd_err *e)
+{
+    uint32_t m = kd_rd_u32(r), k = kd_rd_u32(r), grp = kd_rd_u32(r), bits = kd_rd_u32(r);
+    uint32_t nb = (k + 31) / 32, cb = 4 * bits;
+    if (!r->ok || m != (uint32_t)y->l->spec.units || k != nn_shape_size(y->l->in) || grp != 32 ||
+        (bits != 2 && bits != 3) || r->len - r->pos != (uint64_t)m * nb * (2 + cb))
+        return bad(y, "sizes do not match the layer", e);
+    size_t blocks = (size_t)m * nb;
+    uint16_t *d = kd_malloc(blocks * 2);
+    uint8_t *q = kd_malloc(blocks * cb);
+    int rc = d && q ? KD_OK : kd_err_set(e, KD_ENOMEM, "out of memory");
+    for (size_t b = 0; rc == KD_OK && b < blocks; b++) {
+        uint8_t h[2];
+        kd_rd_get(r, h, 2);
+        d[b] = (uint16_t)(h[0] | h[1] << 8);
+        kd_rd_get(r, q + b * cb, cb);
+    }
+    if (rc == KD_OK && !r->ok)
+        rc = bad(y, "truncated", e);
+    if (rc == KD_OK) {
+        emit_ints(y, CG_U16, "d", d, blocks);
+        emit_ints(y, CG_U8, "q", q, blocks * cb);
+        rc = emit_bias(y, e);
+    }
+    kd_free(d);
+    kd_free(q);
+    if (rc)
+        return rc;
+    y->g->need |= CG_QL;
+    cg_printf(&y->g->run, "    kd_ql(L%d_d, L%d_q, %u, L%d_b, %u, %u, ", y->i, y->i, bits, y->i,
+              m, k);
+    cg_io_swap(y->g);
+    return KD_OK;
+}
+
 /* ---- csr-int8: u32 rows, cols, nnz; four zlib streams (u32 raw length, u32
  * coded length, bytes): entries per row (u16 when cols <= 65535, else u32),
  * delta[nnz], val[nnz], scale[rows] f32 -------------------------------------------- */
@@ -257,6 +294,7 @@ int cg_payload(cg *g, const nn_layer *l, int i, kd_err *e)
     int rc = !strcmp(f, "int8")       ? emit_q8(&y, 0, e)
              : !strcmp(f, "int8-dyn") ? emit_q8(&y, 1, e)
              : !strcmp(f, "int4")     ? emit_q4(&y, &r, e)
+             : !strcmp(f, "int3") || !strcmp(f, "int2") ? emit_ql(&y, &r, e)
              : !strcmp(f, "csr-int8") ? emit_qcsr(&y, &r, e)
                                       : kd_err_set(e, KD_ECONFIG, "%s: format %s", y.what, f);
     kd_buf_free(&b);

@@ -149,17 +149,19 @@ static const char q8_dynamic_c[] =
     "    kd_q8_gemv(L, xq, zero, scale, y);\n"
     "}\n\n";
 
-static const char q4_c[] =
-    "/* ---- int4 (quant_q4_gemm_ref): per row, groups of 32 weights share an fp16\n"
-    " * scale d; byte j of a group holds weight j (low nibble) and j + 16 (high),\n"
-    " * each stored as w / d + 8.  y[r] = b[r] + sum over groups of d * (q . x). */\n"
+static const char f16_c[] =
     "static float kd_f16(uint16_t h) /* exact, without F16C */\n"
     "{\n"
     "    int e = (h >> 10) & 31, man = h & 1023;\n"
     "    float f = e == 0 ? ldexpf((float)man, -24)\n"
     "              : e == 31 ? (man ? NAN : INFINITY) : ldexpf((float)(man | 1024), e - 25);\n"
     "    return h & 0x8000 ? -f : f;\n"
-    "}\n\n"
+    "}\n\n";
+
+static const char q4_c[] =
+    "/* ---- int4 (quant_q4_gemm_ref): per row, groups of 32 weights share an fp16\n"
+    " * scale d; byte j of a group holds weight j (low nibble) and j + 16 (high),\n"
+    " * each stored as w / d + 8.  y[r] = b[r] + sum over groups of d * (q . x). */\n"
     "static void kd_q4(const uint16_t *d, const uint8_t *q, const float *b, int m, int k,\n"
     "                  const float *x, float *y)\n"
     "{\n"
@@ -174,6 +176,34 @@ static const char q4_c[] =
     "            for (int j = 0; j < len; j++) {\n"
     "                int byte = qg[j % 16];\n"
     "                s += (float)((j < 16 ? byte & 15 : byte >> 4) - 8) * xs[j];\n"
+    "            }\n"
+    "            acc += kd_f16(d[(size_t)r * (size_t)nb + (size_t)g]) * s;\n"
+    "        }\n"
+    "        y[r] = acc;\n"
+    "    }\n"
+    "}\n\n";
+
+static const char ql_c[] =
+    "/* ---- int3, int2 (quant_ql_gemm_ref): per row, groups of 32 weights share an\n"
+    " * fp16 scale d; weight j's code c = level + 2^(bits-1) has bits 0-1 in byte j % 8\n"
+    " * (bit pair j / 8) and, at 3 bits, bit 2 in byte 8 + j / 8 (bit j % 8).\n"
+    " * y[r] = b[r] + sum over groups of d * (levels . x). */\n"
+    "static void kd_ql(const uint16_t *d, const uint8_t *q, int bits, const float *b, int m,\n"
+    "                  int k, const float *x, float *y)\n"
+    "{\n"
+    "    int nb = (k + 31) / 32, cb = 4 * bits, off = 1 << (bits - 1);\n"
+    "    for (int r = 0; r < m; r++) {\n"
+    "        float acc = b[r];\n"
+    "        for (int g = 0; g < nb; g++) {\n"
+    "            const uint8_t *c = q + ((size_t)r * (size_t)nb + (size_t)g) * (size_t)cb;\n"
+    "            const float *xs = x + (size_t)g * 32;\n"
+    "            int len = k - g * 32 < 32 ? k - g * 32 : 32;\n"
+    "            float s = 0.0f;\n"
+    "            for (int j = 0; j < len; j++) {\n"
+    "                int v = c[j % 8] >> (2 * (j / 8)) & 3;\n"
+    "                if (bits == 3)\n"
+    "                    v |= (c[8 + j / 8] >> (j % 8) & 1) << 2;\n"
+    "                s += (float)(v - off) * xs[j];\n"
     "            }\n"
     "            acc += kd_f16(d[(size_t)r * (size_t)nb + (size_t)g]) * s;\n"
     "        }\n"
@@ -280,8 +310,12 @@ void cg_helpers(kd_buf *b, unsigned need)
         kd_buf_put(b, q8_static_c, strlen(q8_static_c));
     if (need & CG_DQ8)
         kd_buf_put(b, q8_dynamic_c, strlen(q8_dynamic_c));
+    if (need & (CG_Q4 | CG_QL))
+        kd_buf_put(b, f16_c, strlen(f16_c));
     if (need & CG_Q4)
         kd_buf_put(b, q4_c, strlen(q4_c));
+    if (need & CG_QL)
+        kd_buf_put(b, ql_c, strlen(ql_c));
     if (need & CG_QCSR)
         kd_buf_put(b, qcsr_c, strlen(qcsr_c));
     if (need & CG_CONV)

@@ -21,6 +21,7 @@ enum {
     CG_POOL = 1u << 9,
     CG_BN = 1u << 10,
     CG_RELU = 1u << 11,
+    CG_QL = 1u << 12,   /* int3, int2 */
 };
 
 /* The generator: model.c's arrays (data) and the body of PREFIX_logits

@@ -290,6 +290,19 @@ static nn_model *shared_of(int uncoded)
     return q;
 }
 static nn_model *shared(void) { return shared_of(0); }
+/* int2 / int3 weights (50 inputs: the last group of a row holds 18 weights) */
+static nn_model *lowbit(int bits, uint64_t seed)
+{
+    nn_model *m = mlp(50, 40, 16, 5, seed);
+    kd_err e = {0};
+    compress_quant_spec s = {.mode = COMPRESS_Q_INT4, .wbits = bits};
+    nn_model *q = compress_quantize(m, &s, NULL, &e);
+    ck_assert_msg(q != NULL, "%s", e.msg);
+    nn_model_free(m);
+    return q;
+}
+static nn_model *int2(void) { return lowbit(2, 10); }
+static nn_model *int3(void) { return lowbit(3, 11); }
 static nn_model *shared_raw(void) { return shared_of(1); }
 
 /* A model, the format one of its layers must have, and how the C must agree. */
@@ -311,6 +324,8 @@ static const struct {
     {"int8 after a float conv", int8_after_conv, 8, "int8", CMP_TOL, 1e-3},
     {"csr-shared+huff", shared, 0, "csr-shared+huff", CMP_TOL, 1e-5},
     {"csr-shared", shared_raw, 0, "csr-shared", CMP_TOL, 1e-5},
+    {"int2", int2, 0, "int2", CMP_TOL, 1e-5},
+    {"int3", int3, 0, "int3", CMP_TOL, 1e-5},
 };
 #define NKINDS (int)(sizeof kinds / sizeof kinds[0])
 
