@@ -134,51 +134,10 @@ static int emit_q8(const lay *y, int dynamic, kd_err *e)
     return rc;
 }
 
-/* ---- int4: u32 rows, cols, group (32); rows x ceil(cols / 32) blocks of u16
- * fp16 scale + 16 bytes of nibbles ------------------------------------------------ */
-static int emit_q4(const lay *y, kd_rd *r, kd_err *e)
+/* The rest of r as `blocks` groups of a u16 fp16 scale and cb code bytes,
+ * emitted as L<i>_d, L<i>_q and the bias (int4, int3, int2). */
+static int emit_groups(const lay *y, kd_rd *r, size_t blocks, size_t cb, kd_err *e)
 {
-    uint32_t m = kd_rd_u32(r), k = kd_rd_u32(r), grp = kd_rd_u32(r), nb = (k + 31) / 32;
-    if (!r->ok || m != (uint32_t)y->l->spec.units || k != nn_shape_size(y->l->in) || grp != 32 ||
-        r->len - r->pos != (uint64_t)m * nb * 18)
-        return bad(y, "sizes do not match the layer", e);
-    size_t blocks = (size_t)m * nb;
-    uint16_t *d = kd_malloc(blocks * 2);
-    uint8_t *q = kd_malloc(blocks * 16);
-    int rc = d && q ? KD_OK : kd_err_set(e, KD_ENOMEM, "out of memory");
-    for (size_t b = 0; rc == KD_OK && b < blocks; b++) {
-        uint8_t h[2];
-        kd_rd_get(r, h, 2);
-        d[b] = (uint16_t)(h[0] | h[1] << 8);
-        kd_rd_get(r, q + b * 16, 16);
-    }
-    if (rc == KD_OK && !r->ok)
-        rc = bad(y, "truncated", e);
-    if (rc == KD_OK) {
-        emit_ints(y, CG_U16, "d", d, blocks);
-        emit_ints(y, CG_U8, "q", q, blocks * 16);
-        rc = emit_bias(y, e);
-    }
-    kd_free(d);
-    kd_free(q);
-    if (rc)
-        return rc;
-    y->g->need |= CG_Q4;
-    cg_printf(&y->g->run, "    kd_q4(L%d_d, L%d_q, L%d_b, %u, %u, ", y->i, y->i, y->i, m, k);
-    cg_io_swap(y->g);
-    return KD_OK;
-}
-
-/* ---- int3, int2: u32 rows, cols, group (32), bits; then per group (row-major)
- * the u16 fp16 scale and its 4 * bits code bytes (kinds/dense_qlow.c) ----------- */
-static int emit_ql(const lay *y, kd_rd *r, kd_err *e)
-{
-    uint32_t m = kd_rd_u32(r), k = kd_rd_u32(r), grp = kd_rd_u32(r), bits = kd_rd_u32(r);
-    uint32_t nb = (k + 31) / 32, cb = 4 * bits;
-    if (!r->ok || m != (uint32_t)y->l->spec.units || k != nn_shape_size(y->l->in) || grp != 32 ||
-        (bits != 2 && bits != 3) || r->len - r->pos != (uint64_t)m * nb * (2 + cb))
-        return bad(y, "sizes do not match the layer", e);
-    size_t blocks = (size_t)m * nb;
     uint16_t *d = kd_malloc(blocks * 2);
     uint8_t *q = kd_malloc(blocks * cb);
     int rc = d && q ? KD_OK : kd_err_set(e, KD_ENOMEM, "out of memory");
@@ -197,6 +156,36 @@ static int emit_ql(const lay *y, kd_rd *r, kd_err *e)
     }
     kd_free(d);
     kd_free(q);
+    return rc;
+}
+
+/* ---- int4: u32 rows, cols, group (32); rows x ceil(cols / 32) blocks of u16
+ * fp16 scale + 16 bytes of nibbles ------------------------------------------------ */
+static int emit_q4(const lay *y, kd_rd *r, kd_err *e)
+{
+    uint32_t m = kd_rd_u32(r), k = kd_rd_u32(r), grp = kd_rd_u32(r), nb = (k + 31) / 32;
+    if (!r->ok || m != (uint32_t)y->l->spec.units || k != nn_shape_size(y->l->in) || grp != 32 ||
+        r->len - r->pos != (uint64_t)m * nb * 18)
+        return bad(y, "sizes do not match the layer", e);
+    int rc = emit_groups(y, r, (size_t)m * nb, 16, e);
+    if (rc)
+        return rc;
+    y->g->need |= CG_Q4;
+    cg_printf(&y->g->run, "    kd_q4(L%d_d, L%d_q, L%d_b, %u, %u, ", y->i, y->i, y->i, m, k);
+    cg_io_swap(y->g);
+    return KD_OK;
+}
+
+/* ---- int3, int2: u32 rows, cols, group (32), bits; then per group (row-major)
+ * the u16 fp16 scale and its 4 * bits code bytes (kinds/dense_qlow.c) ----------- */
+static int emit_ql(const lay *y, kd_rd *r, kd_err *e)
+{
+    uint32_t m = kd_rd_u32(r), k = kd_rd_u32(r), grp = kd_rd_u32(r), bits = kd_rd_u32(r);
+    uint32_t nb = (k + 31) / 32, cb = 4 * bits;
+    if (!r->ok || m != (uint32_t)y->l->spec.units || k != nn_shape_size(y->l->in) || grp != 32 ||
+        (bits != 2 && bits != 3) || r->len - r->pos != (uint64_t)m * nb * (2 + cb))
+        return bad(y, "sizes do not match the layer", e);
+    int rc = emit_groups(y, r, (size_t)m * nb, cb, e);
     if (rc)
         return rc;
     y->g->need |= CG_QL;

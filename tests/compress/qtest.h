@@ -56,4 +56,16 @@ static inline nn_model *qt_quantize(nn_model *m, compress_qmode mode, const data
     return q;
 }
 
+/* m with int2 / int3 weights (dense_q2 / dense_q3, compress_quantize's
+ * wbits); m is freed. */
+static inline nn_model *qt_lowbit(nn_model *m, int bits)
+{
+    kd_err e = {0};
+    compress_quant_spec s = {.mode = COMPRESS_Q_INT4, .wbits = bits};
+    nn_model *q = compress_quantize(m, &s, NULL, &e);
+    ck_assert_msg(q != NULL, "%s", e.msg);
+    nn_model_free(m);
+    return q;
+}
+
 #endif

@@ -160,17 +160,8 @@ static inline nn_model *m_pruned(const data_set *d) { (void)d; return sparse(mlp
 static inline nn_model *m_shared(const data_set *d) { (void)d; return shared(mlp(5), 0); }
 static inline nn_model *m_shared_raw(const data_set *d) { (void)d; return shared(mlp(13), 1); }
 /* int2 / int3 weights (dense_q2 / dense_q3), written dequantized */
-static inline nn_model *lowbit(nn_model *m, int bits)
-{
-    kd_err e = {0};
-    compress_quant_spec s = {.mode = COMPRESS_Q_INT4, .wbits = bits};
-    nn_model *q = compress_quantize(m, &s, NULL, &e);
-    ck_assert_msg(q != NULL, "%s", e.msg);
-    nn_model_free(m);
-    return q;
-}
-static inline nn_model *m_int2(const data_set *d) { (void)d; return lowbit(mlp(14), 2); }
-static inline nn_model *m_int3(const data_set *d) { (void)d; return lowbit(mlp(15), 3); }
+static inline nn_model *m_int2(const data_set *d) { (void)d; return qt_lowbit(mlp(14), 2); }
+static inline nn_model *m_int3(const data_set *d) { (void)d; return qt_lowbit(mlp(15), 3); }
 static inline nn_model *m_int8(const data_set *d) { return quantized(mlp(6), COMPRESS_Q_STATIC8, 1, d); }
 static inline nn_model *m_int8_tensor(const data_set *d)
 {

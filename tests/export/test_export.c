@@ -291,18 +291,8 @@ static nn_model *shared_of(int uncoded)
 }
 static nn_model *shared(void) { return shared_of(0); }
 /* int2 / int3 weights (50 inputs: the last group of a row holds 18 weights) */
-static nn_model *lowbit(int bits, uint64_t seed)
-{
-    nn_model *m = mlp(50, 40, 16, 5, seed);
-    kd_err e = {0};
-    compress_quant_spec s = {.mode = COMPRESS_Q_INT4, .wbits = bits};
-    nn_model *q = compress_quantize(m, &s, NULL, &e);
-    ck_assert_msg(q != NULL, "%s", e.msg);
-    nn_model_free(m);
-    return q;
-}
-static nn_model *int2(void) { return lowbit(2, 10); }
-static nn_model *int3(void) { return lowbit(3, 11); }
+static nn_model *int2(void) { return qt_lowbit(mlp(50, 40, 16, 5, 10), 2); }
+static nn_model *int3(void) { return qt_lowbit(mlp(50, 40, 16, 5, 11), 3); }
 static nn_model *shared_raw(void) { return shared_of(1); }
 
 /* A model, the format one of its layers must have, and how the C must agree. */
