@@ -522,7 +522,11 @@ int serve_server_start(serve_server *s, kd_err *e)
     s->started = 1;
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->o.port)};
     inet_pton(AF_INET, s->host, &a.sin_addr);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+    /* poll, not epoll: libmicrohttpd 0.9.75 (Debian 12) removes a quiesced listen
+     * socket from a pool worker's epoll set from two threads at once, and the
+     * loser's ENOENT is a panic (abort) in MHD_quiesce_daemon or MHD_epoll; its
+     * poll loop only reads the quiesced flag. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ITC;
     s->d = MHD_start_daemon(
         flags, 0, NULL, NULL, handler, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
