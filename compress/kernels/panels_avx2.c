@@ -358,9 +358,13 @@ TGT static inline void finish(const compress_panels8 *p, int s, __m256 acc, cons
         uint64_t w_ = ix[P];                                                                   \
         __asm__("" : "+r"(w_));                                                                \
         xw += (uint32_t)(w_ >> 24) & 255u;                                                     \
-        __m256 g0_ = _mm256_permutevar8x32_ps(_mm256_loadu_ps(xw), _mm256_srlv_epi64(q_, sh0)); \
+        __m256 l0_ = _mm256_loadu_ps(xw);                                                      \
+        __asm__("" : "+x"(l0_)); /* vpermps from a register (see WINDOW_LOAD) */               \
+        __m256 g0_ = _mm256_permutevar8x32_ps(l0_, _mm256_srlv_epi64(q_, sh0));                \
         xw += w_ >> 56;                                                                        \
-        __m256 g1_ = _mm256_permutevar8x32_ps(_mm256_loadu_ps(xw), _mm256_srlv_epi64(q_, sh1)); \
+        __m256 l1_ = _mm256_loadu_ps(xw);                                                      \
+        __asm__("" : "+x"(l1_));                                                               \
+        __m256 g1_ = _mm256_permutevar8x32_ps(l1_, _mm256_srlv_epi64(q_, sh1));                \
         WV(2 * (P), g0_, g1_, A, B);                                                           \
     } while (0)
 /* The same for a column slice: the pair's word holds the two steps' columns. */
@@ -371,8 +375,8 @@ TGT static inline void finish(const compress_panels8 *p, int s, __m256 acc, cons
         __m256 g1_ = _mm256_broadcast_ss(x + (w_ >> 32));                                      \
         WV(2 * (P), g0_, g1_, A, B);                                                           \
     } while (0)
-/* A += (values of step t) g0, B += (values of step t + 1) g1; int8: the
- * pair's 16 values in one load */
+/* A += (values of step t) g0, B += (values of step t + 1) g1; int8: each
+ * step's 8 values widened straight from memory (vpmovsxbd m64). */
 #define WF(t, g0, g1, A, B)                                                                    \
     do {                                                                                       \
         A = _mm256_fmadd_ps(_mm256_load_ps(v + 8 * (t)), g0, A);                               \
@@ -380,10 +384,10 @@ TGT static inline void finish(const compress_panels8 *p, int s, __m256 acc, cons
     } while (0)
 #define W8(t, g0, g1, A, B)                                                                    \
     do {                                                                                       \
-        __m128i b_ = _mm_load_si128((const __m128i *)(v + 8 * (t)));                           \
-        A = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b_)), g0, A);             \
-        B = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(b_, b_))), \
-                            g1, B);                                                            \
+        __m256i b0_ = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(v + 8 * (t))));   \
+        __m256i b1_ = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(v + 8 * (t) + 8))); \
+        A = _mm256_fmadd_ps(_mm256_cvtepi32_ps(b0_), g0, A);                                   \
+        B = _mm256_fmadd_ps(_mm256_cvtepi32_ps(b1_), g1, B);                                   \
     } while (0)
 
 /* The slice loop shared by both value types: a slice's steps are one flat
