@@ -378,10 +378,11 @@ START_TEST(test_port_in_use)
 }
 END_TEST
 
-/* Stopping while clients keep connecting.  libmicrohttpd's epoll loop and its
- * quiesce both took the listen socket out of a pool worker's epoll set, and the
- * loser aborted the process (one stop in ~500 here, and once in CI); the poll
- * loop only reads the quiesced flag.  Bounded: 300 stops or 4 s. */
+/* Stopping while clients keep connecting.  With MHD_quiesce_daemon,
+ * libmicrohttpd's epoll loop and the quiesce both took the listen socket out
+ * of a pool worker's epoll set, and the loser aborted the process (one stop in
+ * ~500 here, and once in CI); stop now refuses new connections by the accept
+ * policy.  Bounded: 300 stops or 4 s. */
 static volatile int churn_port, churn_go;
 
 static void *churn(void *arg)
