@@ -306,6 +306,12 @@ typedef struct {
      * Built by quant_q4_pack and quant_q4_build_quads; NULL before, and then
      * the float kernels run.  Whoever changes blocks rebuilds it. */
     quant_q4_quad *quads;
+    /* ceil(m / 8) x nb records of 128 bytes, and their scales (8 a record):
+     * batch 1 on AVX2 without VNNI (q4x8.c's vert_panels), where summing a
+     * quad's rows horizontally costs more than the products.  Built, rebuilt
+     * and freed with quads (a third copy of the int4 bytes in memory). */
+    uint8_t *vert;
+    uint16_t *vert_d;
 } quant_q4;
 
 /* (Re)builds q->quads from q->blocks.  KD_ENOMEM (quads NULL) with e. */

@@ -113,6 +113,8 @@ void quant_q4_free(quant_q4 *q)
     if (!q)
         return;
     kd_free(q->quads);
+    kd_afree(q->vert);
+    kd_free(q->vert_d);
     kd_free(q->blocks);
     kd_free(q);
 }

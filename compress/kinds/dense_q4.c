@@ -173,6 +173,8 @@ static int q4_copy(nn_layer *dst, const nn_layer *src, kd_err *e)
     *q = *s;
     q->blocks = bl;
     q->quads = NULL; /* compress_q4_attach builds the copy's own */
+    q->vert = NULL;
+    q->vert_d = NULL;
     memcpy(bl, s->blocks, (size_t)s->m * s->nb * sizeof *bl);
     return compress_q4_attach(dst, q, e);
 }
