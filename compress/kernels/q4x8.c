@@ -8,7 +8,10 @@
  * 128-bit load of 8 scales), the four rows' int32 lanes are added
  * horizontally into one vector.  Against one row at a time with a scale per
  * row (the layout before), batch 1 of a 1200 x 1200 layer went from 2.0x
- * to 3.1x OpenBLAS's sgemv on one thread (AVX2, loaded host). */
+ * to 3.1x OpenBLAS's sgemv on one thread (AVX2, loaded host).  Batch 1
+ * without VNNI reads vertical records instead (build_vert, gemv_vert): on
+ * Zen 3 the quads' horizontal sums (vphaddw, 2 cycles each) cost more than
+ * the products. */
 #include "q4x8.h"
 #include "cpu.h"
 
