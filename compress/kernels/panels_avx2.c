@@ -43,7 +43,8 @@
  *
  * The int8 flavour keeps the same steps with 8 int8 values a step, widened
  * in registers (vpmovsxbd, vcvtdq2ps); the per-row scale is applied once
- * per slice (acc * scale + bias).
+ * per slice (acc * scale + bias).  Both are built by panels.c when the
+ * kernel level in use is avx2, so layers see one compress_panels.
  *
  * On a real AVX2-only CPU (AMD EPYC Zen 3, 2026-11-30) two forms that cost
  * nothing on Zen 5 are slow: vpermps with a memory operand runs at one per 2
@@ -51,8 +52,7 @@
  * 1.25 cycles (from memory: 0.67).  So the window is loaded into a register
  * first (an empty asm keeps gcc from folding the load back) and each step's
  * 8 int8 values are widened straight from memory.  One thread, 1200 x 1200
- * at 90%, interleaved: fp32 0.85-0.87x the time, int8 0.63-0.66x.  Both are built by panels.c when the
- * kernel level in use is avx2, so layers see one compress_panels. */
+ * at 90%, interleaved: fp32 0.85-0.87x the time, int8 0.63-0.66x. */
 #include <immintrin.h>
 #include <string.h>
 

@@ -176,10 +176,12 @@ static int build_vert(quant_q4 *q, kd_err *e)
             for (int c = 0; c < 4; c++)
                 for (int i = 0; i < 8; i++)
                     for (int t = 0; t < 4; t++)
-                        o[32 * c + 4 * i + t] = (uint8_t)(nib_or_8(q, 8 * P + i, g, 8 * c + t) |
-                                                          nib_or_8(q, 8 * P + i, g, 8 * c + 4 + t) << 4);
+                        o[32 * c + 4 * i + t] =
+                            (uint8_t)(nib_or_8(q, 8 * P + i, g, 8 * c + t) |
+                                      nib_or_8(q, 8 * P + i, g, 8 * c + 4 + t) << 4);
             for (int i = 0; i < 8 && 8 * P + i < q->m; i++)
-                q->vert_d[((size_t)P * q->nb + g) * 8 + i] = q->blocks[(size_t)(8 * P + i) * q->nb + g].d;
+                q->vert_d[((size_t)P * q->nb + g) * 8 + i] =
+                    q->blocks[(size_t)(8 * P + i) * q->nb + g].d;
         }
     return KD_OK;
 }
@@ -420,7 +422,8 @@ INL void vert_group(const quant_q4 *q, const q4x8_pair *a, int g, int P, int NP,
         __m256i si = _mm256_add_epi32(_mm256_madd_epi16(s[u], one), nc8);
         __m256 d = _mm256_cvtph_ps(
             _mm_loadu_si128((const __m128i *)(q->vert_d + ((size_t)(P + u) * q->nb + g) * 8)));
-        acc[2 * u + h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), _mm256_mul_ps(d, dx), acc[2 * u + h]);
+        acc[2 * u + h] =
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), _mm256_mul_ps(d, dx), acc[2 * u + h]);
     }
 }
 
