@@ -314,7 +314,8 @@ typedef struct {
     uint16_t *vert_d;
 } quant_q4;
 
-/* (Re)builds q->quads from q->blocks.  KD_ENOMEM (quads NULL) with e. */
+/* (Re)builds q->quads and q->vert from q->blocks.  KD_ENOMEM with e (quads
+ * NULL, or vert NULL: the kernels then keep to the quads). */
 int quant_q4_build_quads(quant_q4 *q, kd_err *e);
 
 /* Quantizes a row-major m x k matrix: d = fp16(max|w| / 7) per group (kept in

@@ -393,11 +393,13 @@ static void *churn(void *arg)
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)churn_port),
                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-            write(fd, r, strlen(r)) < 0)
+        if (fd < 0)
             break;
-        if (fd >= 0)
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0 && write(fd, r, strlen(r)) < 0) {
             close(fd);
+            break;
+        }
+        close(fd);
     }
     return NULL;
 }
