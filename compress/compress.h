@@ -120,6 +120,8 @@ typedef struct {
 } compress_mask;
 /* All ones over m's parameters; NULL on allocation failure. */
 compress_mask *compress_mask_new(const nn_model *m, kd_err *e);
+/* A copy of k; NULL on allocation failure. */
+compress_mask *compress_mask_copy(const compress_mask *k, kd_err *e);
 void compress_mask_free(compress_mask *k);
 /* Zeroes the pruned parameters of m (call after every optimiser step). */
 void compress_mask_apply(const compress_mask *k, nn_model *m);

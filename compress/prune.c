@@ -82,6 +82,22 @@ compress_mask *compress_mask_new(const nn_model *m, kd_err *e)
     return k;
 }
 
+compress_mask *compress_mask_copy(const compress_mask *k, kd_err *e)
+{
+    compress_mask *c = kd_calloc(1, sizeof *c);
+    if (c && !(c->keep = kd_malloc(k->n ? k->n : 1))) {
+        kd_free(c);
+        c = NULL;
+    }
+    if (!c) {
+        kd_err_set(e, KD_ENOMEM, "out of memory for a mask");
+        return NULL;
+    }
+    c->n = k->n;
+    memcpy(c->keep, k->keep, k->n);
+    return c;
+}
+
 void compress_mask_free(compress_mask *k)
 {
     if (!k)

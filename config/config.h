@@ -344,6 +344,10 @@ int config_load_string_facts(const char *name, const char *text, size_t len,
  * and file name aside).  Returns 0 or KD_EIO if f reports an error. */
 int config_dump(const exp_spec *s, FILE *f);
 
+/* 1 when a and b are the same pass (their YAML, as config_dump writes it,
+ * is equal: positions aside), else 0 (also when out of memory). */
+int cfg_pass_same(const cfg_pass *a, const cfg_pass *b);
+
 /* The part of the resolved spec a trained teacher depends on (data, teacher,
  * seed, and threads: the count in use, given here since 0 means "all cores"),
  * as YAML text for a cache key: students, compression and report settings do

@@ -2,6 +2,10 @@
  * `sensitivity:` back as YAML that config_load reads to the same spec. */
 #include "internal.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 /* ---- dump ------------------------------------------------------------------------ */
 static void dump_source(FILE *f, const exp_spec *s, cfg_source_kind k, int student, int scratch,
                         const char *file)
@@ -105,6 +109,31 @@ static void dump_pass(FILE *f, const cfg_pass *p)
     if (p->kind == CFG_PASS_FINETUNE || (p->kind == CFG_PASS_PRUNE && p->agp))
         dump_training(f, p);
     fputs("}\n", f);
+}
+
+/* p's YAML in a heap string (NULL when out of memory). */
+static char *pass_text(const cfg_pass *p)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    dump_pass(f, p);
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+int cfg_pass_same(const cfg_pass *a, const cfg_pass *b)
+{
+    char *ta = pass_text(a), *tb = pass_text(b);
+    int same = ta && tb && !strcmp(ta, tb);
+    free(ta);
+    free(tb);
+    return same;
 }
 
 void cfg_dump_compress(const exp_spec *s, FILE *f)

@@ -49,6 +49,73 @@ static nn_model *load_source(run_ctx *r, cfg_source_kind kind, int student, int 
     return m;
 }
 
+/* ---- passes shared between variants ---------------------------------------------- */
+/* Variants whose passes begin alike (prune90_int8 and prune90_shared: the
+ * same prune and fine-tuning, then int8 or shared values) from the same
+ * source and seed compute that beginning once: the first keeps a copy of
+ * its model and mask after the shared passes, the later ones start there.
+ * Training is deterministic, so their files are the bytes they would be
+ * otherwise (tests/pipeline/test_reuse.c); only passes that train are worth
+ * the copy.  Within one process: a variant run on another MPI rank, or
+ * kept from an interrupted run, computes its passes itself. */
+typedef struct {
+    const cfg_variant *v; /* whose passes made it (NULL: empty) */
+    uint64_t seed;
+    int npasses;          /* v's first npasses passes applied */
+    nn_model *m;
+    compress_mask *mask;  /* may be NULL */
+    int sparse;
+} pass_prefix;
+
+static void prefix_clear(pass_prefix *p)
+{
+    nn_model_free(p->m);
+    compress_mask_free(p->mask);
+    memset(p, 0, sizeof *p);
+}
+
+static int same_source(const cfg_variant *a, const cfg_variant *b)
+{
+    if (a->source_kind != b->source_kind)
+        return 0;
+    if (a->source_kind == CFG_SRC_STUDENT)
+        return a->source_student == b->source_student && a->source_scratch == b->source_scratch;
+    return a->source_kind == CFG_SRC_TEACHER || !strcmp(a->source_path, b->source_path);
+}
+
+static int trains(const cfg_pass *p)
+{
+    return p->kind == CFG_PASS_FINETUNE || (p->kind == CFG_PASS_PRUNE && p->agp);
+}
+
+/* How many leading passes a and b share (same source; pruning and
+ * fine-tuning only: their state is a float model and a mask); 0 unless
+ * one of them trains. */
+static int shared_passes(const cfg_variant *a, const cfg_variant *b)
+{
+    if (!same_source(a, b))
+        return 0;
+    int n = 0, train = 0;
+    while (n < a->npasses && n < b->npasses &&
+           (a->passes[n].kind == CFG_PASS_PRUNE || a->passes[n].kind == CFG_PASS_FINETUNE) &&
+           cfg_pass_same(&a->passes[n], &b->passes[n]))
+        train |= trains(&a->passes[n++]);
+    return train ? n : 0;
+}
+
+/* The most passes a later variant with seed among its seeds shares with v. */
+static int passes_wanted_later(const exp_spec *s, const cfg_variant *v, uint64_t seed)
+{
+    int most = 0;
+    for (const cfg_variant *w = v + 1; w < s->variants + s->nvariants; w++)
+        for (int k = 0; k < w->nseeds; k++)
+            if (w->seeds[k] == seed) {
+                int n = shared_passes(v, w);
+                most = n > most ? n : most;
+            }
+    return most;
+}
+
 /* ---- passes ------------------------------------------------------------------- */
 typedef struct {
     run_ctx *r;
@@ -63,6 +130,7 @@ typedef struct {
     int quantized;        /* a quantize, qat or cluster pass ran */
     compress_tie *tie;    /* a cluster pass's shared values while it fine-tunes them */
     char kept_dense[160]; /* pruned layers left dense by the storage choice, and why */
+    pass_prefix *pre;     /* passes shared with other variants (NULL: none) */
 } variant_run;
 
 compress_prune_spec pl_prune_spec(const cfg_pass *p, compress_override *ov)
@@ -425,6 +493,51 @@ static int variant_path(const run_ctx *r, const cfg_variant *v, int k, char *buf
     return pl_pathf(e, buf, n, "%s/%s", r->dir, rel);
 }
 
+/* Starts u from the passes it shares with the variant that made u->pre
+ * (*from = how many; 0 when none), with copies of their training curves. */
+static int take_prefix(variant_run *u, const char *label, int *from, kd_err *e)
+{
+    const pass_prefix *p = u->pre;
+    *from = 0;
+    if (!p || !p->v || p->seed != u->seed || shared_passes(p->v, u->v) < p->npasses)
+        return KD_OK;
+    if (!(u->m = nn_model_clone(p->m, e)))
+        return e->code;
+    if (p->mask && !(u->mask = compress_mask_copy(p->mask, e)))
+        return e->code;
+    u->sparse = p->sparse;
+    for (int i = 0; i < p->npasses; i++) {
+        char a[160], b[160];
+        snprintf(a, sizeof a, "%s [pass %d]", p->v->name, i + 1);
+        snprintf(b, sizeof b, "%s [pass %d]", u->v->name, i + 1);
+        int rc = trains(&u->v->passes[i]) ? pl_curve_copy(u->r, a, u->seed, b, e) : KD_OK;
+        if (rc != KD_OK)
+            return rc;
+    }
+    *from = p->npasses;
+    kd_logf(&u->r->log, "%s: passes 1-%d are %s's (same source, seed and passes): taken from it",
+            label, p->npasses, p->v->name);
+    return pl_write_metrics(u->r, e);
+}
+
+/* Keeps copies of u's model and mask after its first n passes in u->pre. */
+static int keep_prefix(variant_run *u, int n, kd_err *e)
+{
+    pass_prefix *p = u->pre;
+    prefix_clear(p);
+    if (!(p->m = nn_model_clone(u->m, e)))
+        return e->code;
+    if (u->mask && !(p->mask = compress_mask_copy(u->mask, e))) {
+        prefix_clear(p);
+        return e->code;
+    }
+    p->v = u->v;
+    p->seed = u->seed;
+    p->npasses = n;
+    p->sparse = u->sparse;
+    return KD_OK;
+}
+
 /* One seed: the passes from a fresh copy of the source, saved at path; or,
  * resuming, the model a killed run already saved there. */
 static int run_seed(variant_run *u, const char *path, const char *what, kd_err *e)
@@ -449,17 +562,21 @@ static int run_seed(variant_run *u, const char *path, const char *what, kd_err *
                                              0, u->k, e)
                         : KD_OK;
     }
-    if (!(u->m = load_source(r, v->source_kind, v->source_student, v->source_scratch,
-                             v->source_path, v->source_pos, what, e)))
+    int from = 0, rc = KD_OK;
+    if ((rc = take_prefix(u, label, &from, e)) != KD_OK)
+        return rc;
+    if (!from && !(u->m = load_source(r, v->source_kind, v->source_student, v->source_scratch,
+                                      v->source_path, v->source_pos, what, e)))
         return e->code;
-    int trains = 0; /* post-training quantization alone never needs gradients */
+    int grads = 0; /* post-training quantization alone never needs gradients */
     for (int i = 0; i < v->npasses; i++)
-        trains |= v->passes[i].kind != CFG_PASS_QUANTIZE;
-    if (!trains)
+        grads |= v->passes[i].kind != CFG_PASS_QUANTIZE;
+    if (!grads)
         nn_model_drop_grads(u->m);
-    int rc = KD_OK;
-    for (int i = 0; rc == KD_OK && i < v->npasses; i++)
-        rc = run_pass(u, &v->passes[i], e);
+    int keep = u->pre ? passes_wanted_later(r->spec, v, u->seed) : 0;
+    for (int i = from; rc == KD_OK && i < v->npasses; i++)
+        if ((rc = run_pass(u, &v->passes[i], e)) == KD_OK && i + 1 == keep)
+            rc = keep_prefix(u, keep, e);
     if (rc == KD_OK && u->sparse)
         rc = to_sparse(u, e);
     if (rc == KD_OK)
@@ -470,16 +587,17 @@ static int run_seed(variant_run *u, const char *path, const char *what, kd_err *
 /* Every seed of a variant from the same source; the first seed's model is
  * the variant's (kept in *out for the stage's files), the others give only
  * their test accuracy. */
-static int run_variant(run_ctx *r, const cfg_variant *v, nn_model **out, kd_err *e)
+static int run_variant(run_ctx *r, const cfg_variant *v, pass_prefix *pre, nn_model **out,
+                       kd_err *e)
 {
     char path[PL_PATH + 128], what[64];
     snprintf(what, sizeof what, "compress (%s)", v->pipeline);
     double acc[CFG_MAX_SEEDS] = {0};
-    variant_run u0 = {.r = r, .v = v, .seed = v->seeds[0]};
+    variant_run u0 = {.r = r, .v = v, .seed = v->seeds[0], .pre = pre};
     describe(v, u0.passes, sizeof u0.passes);
     int rc = KD_OK;
     for (int k = 0; rc == KD_OK && k < v->nseeds; k++) {
-        variant_run uk = {.r = r, .v = v, .seed = v->seeds[k], .k = k};
+        variant_run uk = {.r = r, .v = v, .seed = v->seeds[k], .k = k, .pre = pre};
         variant_run *u = k ? &uk : &u0;
         if ((rc = variant_path(r, v, k, path, sizeof path, e)) == KD_OK)
             rc = run_seed(u, path, what, e);
@@ -568,6 +686,7 @@ int pl_stage_compress(run_ctx *r, kd_err *e)
     const exp_spec *s = r->spec;
     char dir[PL_PATH + 16];
     compress_tables t = {0};
+    pass_prefix pre = {0};
     int rc = pl_pathf(e, dir, sizeof dir, "%s/compressed", r->dir);
     if (rc == KD_OK && s->nvariants && (rc = kd_mkdirs(dir, e)) == KD_OK &&
         (rc = compress_tables_init(&t, 40, e)) == KD_OK)
@@ -575,10 +694,11 @@ int pl_stage_compress(run_ctx *r, kd_err *e)
     for (int i = 0; rc == KD_OK && i < s->nvariants; i++) {
         nn_model *m = NULL;
         if ((rc = pl_cancelled(r, e)) == KD_OK &&
-            (rc = run_variant(r, &s->variants[i], &m, e)) == KD_OK)
+            (rc = run_variant(r, &s->variants[i], &pre, &m, e)) == KD_OK)
             rc = compress_tables_add(&t, s->variants[i].name, m, e);
         nn_model_free(m);
     }
+    prefix_clear(&pre);
     if (rc == KD_OK && s->nvariants)
         rc = compress_tables_write(&t, r->dir, e);
     compress_tables_free(&t);

@@ -126,6 +126,9 @@ void pl_warn(run_ctx *r, const char *fmt, ...) __attribute__((format(printf, 2, 
 int pl_cancelled(const run_ctx *r, kd_err *e);
 /* Starts a new curve named model (seed recorded); returns its index or -1. */
 int pl_curve_add(run_ctx *r, const char *model, uint64_t seed);
+/* A copy of the curve named from (with that seed) named to; KD_OK when
+ * there is none to copy, KD_ENOMEM (e set) when out of memory. */
+int pl_curve_copy(run_ctx *r, const char *from, uint64_t seed, const char *to, kd_err *e);
 /* Rewrites metrics.jsonl from every curve. */
 int pl_write_metrics(run_ctx *r, kd_err *e);
 /* Copies st's history into the current curve (r->curve) and rewrites metrics.jsonl. */

@@ -48,6 +48,24 @@ int pl_curve_add(run_ctx *r, const char *model, uint64_t seed)
     return r->ncurves++;
 }
 
+int pl_curve_copy(run_ctx *r, const char *from, uint64_t seed, const char *to, kd_err *e)
+{
+    int src = -1;
+    for (int i = 0; i < r->ncurves && src < 0; i++)
+        if (r->curves[i].seed == seed && !strcmp(r->curves[i].model, from))
+            src = i;
+    if (src < 0)
+        return KD_OK;
+    int n = r->curves[src].n, c = pl_curve_add(r, to, seed); /* may move r->curves */
+    train_epoch *h = c >= 0 ? kd_malloc((size_t)(n + 1) * sizeof *h) : NULL;
+    if (!h)
+        return kd_err_set(e, KD_ENOMEM, "out of memory");
+    memcpy(h, r->curves[src].hist, (size_t)n * sizeof *h);
+    r->curves[c].hist = h;
+    r->curves[c].n = n;
+    return KD_OK;
+}
+
 /* Copies st's history into curve i. */
 static int curve_set(run_ctx *r, int i, const train_state *st)
 {

@@ -292,6 +292,37 @@ START_TEST(quantize_passes)
 }
 END_TEST
 
+/* cfg_pass_same: equal passes written differently (key order, defaults
+ * spelled out, other lines) are the same; any value that differs is not. */
+START_TEST(pass_same)
+{
+    exp_spec s;
+    kd_err e;
+    const char *y = BASE
+        "  - {name: a, source: teacher, passes: [{type: prune, sparsity: 0.5},\n"
+        "     {type: finetune, epochs: 2, lr: 0.01}]}\n"
+        "  - name: b\n"
+        "    source: teacher\n"
+        "    passes:\n"
+        "      - {sparsity: 0.5, type: prune, scope: layer, schedule: oneshot}\n"
+        "      - {type: finetune, lr: 0.01, epochs: 2, batch_size: 128}\n"
+        "  - {name: c, source: teacher, passes: [{type: prune, sparsity: 0.5, block: 2},\n"
+        "     {type: finetune, epochs: 2, lr: 0.02}]}\n"
+        "  - {name: d, source: teacher, passes: [{type: prune, sparsity: 0.5},\n"
+        "     {type: finetune, epochs: 2, lr: 0.01, distill: true}]}\n";
+    ck_assert_msg(load(y, &s, &e) == KD_OK, "%s", e.msg);
+    const cfg_variant *v = s.variants;
+    ck_assert_int_eq(s.nvariants, 4);
+    ck_assert(cfg_pass_same(&v[0].passes[0], &v[1].passes[0]));
+    ck_assert(cfg_pass_same(&v[0].passes[1], &v[1].passes[1]));
+    ck_assert(!cfg_pass_same(&v[0].passes[0], &v[2].passes[0])); /* block */
+    ck_assert(!cfg_pass_same(&v[0].passes[1], &v[2].passes[1])); /* lr */
+    ck_assert(cfg_pass_same(&v[0].passes[0], &v[3].passes[0]));
+    ck_assert(!cfg_pass_same(&v[0].passes[1], &v[3].passes[1])); /* distill */
+    ck_assert(!cfg_pass_same(&v[0].passes[0], &v[0].passes[1])); /* kind */
+}
+END_TEST
+
 /* seeds: default [seed]; a sweep's variants inherit the list; the dump
  * prints it only when it is not the default and reloads to the same spec. */
 START_TEST(compress_seeds)
@@ -381,6 +412,7 @@ Suite *suite_config_compress(void)
     tcase_add_test(t, report_section);
     tcase_add_test(t, quantize_passes);
     tcase_add_test(t, compress_seeds);
+    tcase_add_test(t, pass_same);
     suite_add_tcase(s, t);
     return s;
 }
