@@ -527,6 +527,7 @@ static int keep_prefix(variant_run *u, int n, kd_err *e)
     prefix_clear(p);
     if (!(p->m = nn_model_clone(u->m, e)))
         return e->code;
+    nn_model_drop_grads(p->m); /* its takers' clones get their own */
     if (u->mask && !(p->mask = compress_mask_copy(u->mask, e))) {
         prefix_clear(p);
         return e->code;
