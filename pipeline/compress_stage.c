@@ -62,6 +62,10 @@ typedef struct {
     const cfg_variant *v; /* whose passes made it (NULL: empty) */
     uint64_t seed;
     int npasses;          /* v's first npasses passes applied */
+    /* masked and of the source's shape: the parameters the mask keeps, in
+     * order (every other one is 0), and the buffers (batchnorm statistics):
+     * 90% pruned, a tenth of the model; else the model, without gradients */
+    float *kept, *buffers;
     nn_model *m;
     compress_mask *mask;  /* may be NULL */
     int sparse;
@@ -69,6 +73,8 @@ typedef struct {
 
 static void prefix_clear(pass_prefix *p)
 {
+    kd_free(p->kept);
+    kd_free(p->buffers);
     nn_model_free(p->m);
     compress_mask_free(p->mask);
     memset(p, 0, sizeof *p);
@@ -495,14 +501,26 @@ static int variant_path(const run_ctx *r, const cfg_variant *v, int k, char *buf
 
 /* Starts u from the passes it shares with the variant that made u->pre
  * (*from = how many; 0 when none), with copies of their training curves. */
-static int take_prefix(variant_run *u, const char *label, int *from, kd_err *e)
+static int take_prefix(variant_run *u, const char *label, const char *what, int *from, kd_err *e)
 {
     const pass_prefix *p = u->pre;
+    const cfg_variant *v = u->v;
     *from = 0;
-    if (!p || !p->v || p->seed != u->seed || shared_passes(p->v, u->v) < p->npasses)
+    if (!p || !p->v || p->seed != u->seed || shared_passes(p->v, v) < p->npasses)
         return KD_OK;
-    if (!(u->m = nn_model_clone(p->m, e)))
+    if (p->m && !(u->m = nn_model_clone(p->m, e)))
         return e->code;
+    if (!p->m) { /* the source again, with the kept parameters put back */
+        if (!(u->m = load_source(u->r, v->source_kind, v->source_student, v->source_scratch,
+                                 v->source_path, v->source_pos, what, e)))
+            return e->code;
+        if (u->m->nparams != p->mask->n)
+            return kd_err_set(e, KD_ERUNTIME, "%s: its source changed shape since %s ran", label,
+                              p->v->name);
+        for (size_t i = 0, k = 0; i < p->mask->n; i++)
+            u->m->params[i] = p->mask->keep[i] ? p->kept[k++] : 0.0f;
+        memcpy(u->m->buffers, p->buffers, u->m->nbuffers * sizeof *p->buffers);
+    }
     if (p->mask && !(u->mask = compress_mask_copy(p->mask, e)))
         return e->code;
     u->sparse = p->sparse;
@@ -520,15 +538,35 @@ static int take_prefix(variant_run *u, const char *label, int *from, kd_err *e)
     return pl_write_metrics(u->r, e);
 }
 
-/* Keeps copies of u's model and mask after its first n passes in u->pre. */
+/* Keeps u's parameters (or model) and mask after its first n passes in u->pre. */
 static int keep_prefix(variant_run *u, int n, kd_err *e)
 {
     pass_prefix *p = u->pre;
+    const nn_model *m = u->m;
+    int reshaped = 0; /* neurons or filters removed: not the source's shape */
+    for (int i = 0; i < n; i++)
+        reshaped |= u->v->passes[i].kind == CFG_PASS_PRUNE &&
+                    u->v->passes[i].method != CFG_PRUNE_MAGNITUDE;
     prefix_clear(p);
-    if (!(p->m = nn_model_clone(u->m, e)))
+    if (u->mask && !(p->mask = compress_mask_copy(u->mask, e)))
         return e->code;
-    nn_model_drop_grads(p->m); /* its takers' clones get their own */
-    if (u->mask && !(p->mask = compress_mask_copy(u->mask, e))) {
+    if (u->mask && !reshaped && u->mask->n == m->nparams) {
+        size_t nk = 0;
+        for (size_t i = 0; i < m->nparams; i++)
+            nk += u->mask->keep[i] != 0;
+        p->kept = kd_malloc((nk ? nk : 1) * sizeof *p->kept);
+        p->buffers = kd_malloc((m->nbuffers ? m->nbuffers : 1) * sizeof *p->buffers);
+        if (!p->kept || !p->buffers) {
+            prefix_clear(p);
+            return kd_err_set(e, KD_ENOMEM, "out of memory");
+        }
+        for (size_t i = 0, k = 0; i < m->nparams; i++)
+            if (u->mask->keep[i])
+                p->kept[k++] = m->params[i];
+        memcpy(p->buffers, m->buffers, m->nbuffers * sizeof *p->buffers);
+    } else if ((p->m = nn_model_clone(m, e))) {
+        nn_model_drop_grads(p->m); /* its takers' clones get their own */
+    } else {
         prefix_clear(p);
         return e->code;
     }
@@ -564,7 +602,7 @@ static int run_seed(variant_run *u, const char *path, const char *what, kd_err *
                         : KD_OK;
     }
     int from = 0, rc = KD_OK;
-    if ((rc = take_prefix(u, label, &from, e)) != KD_OK)
+    if ((rc = take_prefix(u, label, what, &from, e)) != KD_OK)
         return rc;
     if (!from && !(u->m = load_source(r, v->source_kind, v->source_student, v->source_scratch,
                                       v->source_path, v->source_pos, what, e)))

@@ -1,6 +1,9 @@
 /* Passes shared between variants (compress_stage.c's pass_prefix): a variant
  * that starts from another's passes gives the same file, byte for byte, as
- * when it runs alone, and only variants that really share passes share. */
+ * when it runs alone, and only variants that really share passes share.
+ * Both ways of keeping them are run: the kept weights of a masked model of
+ * the source's shape (b, c from a), the whole model after neurons were
+ * removed (f from e). */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,8 +46,13 @@ static const char *const variant_yaml[] = {
      * does not train, so nothing */
     "  - {name: d, source: teacher, store: smallest, passes: [{type: prune, sparsity: 0.6},\n"
     "     {type: finetune, epochs: 1, lr: 0.02}]}\n",
+    /* e, f: neurons removed (the model changes shape), fine-tuned; f then int8 */
+    "  - {name: e, source: teacher, store: smallest, passes: [{type: prune, method: neurons,\n"
+    "     sparsity: 0.5}, {type: finetune, epochs: 1, lr: 0.01}]}\n",
+    "  - {name: f, source: teacher, store: smallest, passes: [{type: prune, method: neurons,\n"
+    "     sparsity: 0.5}, {type: finetune, epochs: 1, lr: 0.01},\n"
+    "     {type: quantize, bits: 8, calib_batches: 2}]}\n",
 };
-#define NV 4
 
 /* Runs the variants named in `which` ("abcd", "b", ...) in dir/name. */
 static void run(const char *dir, const char *name, const char *which)
@@ -99,19 +107,22 @@ START_TEST(shared_passes_give_the_same_files)
         KDT_SKIP("dataset-fashion-mnist is not installed");
     char dir[256];
     kdt_tmpdir(dir, sizeof dir);
-    run(dir, "all", "abcd");
+    run(dir, "all", "abcdef");
     run(dir, "b", "b");
     run(dir, "c", "c");
     run(dir, "d", "d");
+    run(dir, "f", "f");
     same_file(dir, "all", "b", "compressed/b.kdm");
     same_file(dir, "all", "c", "compressed/c.kdm");
     same_file(dir, "all", "d", "compressed/d.kdm");
+    same_file(dir, "all", "f", "compressed/f.kdm");
 
     size_t n;
     char *log = file_of(dir, "all", "run.log", &n);
     ck_assert_msg(strstr(log, "b: passes 1-2 are a's"), "b did not start from a's passes:\n%s", log);
     ck_assert_msg(strstr(log, "c: passes 1-2 are a's"), "c did not start from a's passes");
     ck_assert_msg(!strstr(log, "d: passes"), "d shares no training pass, yet took some");
+    ck_assert_msg(strstr(log, "f: passes 1-2 are e's"), "f did not start from e's passes");
     free(log);
     /* b's fine-tuning curve is a's, under b's name, as if b had trained */
     char *metrics = file_of(dir, "all", "metrics.jsonl", &n);
