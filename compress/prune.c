@@ -66,10 +66,11 @@ int compress_prune_check(const nn_model *m, const compress_prune_spec *s, kd_err
 }
 
 /* ---- masks ------------------------------------------------------------------ */
-compress_mask *compress_mask_new(const nn_model *m, kd_err *e)
+/* A mask of n entries, keep unset; NULL (e set) when out of memory. */
+static compress_mask *mask_alloc(size_t n, kd_err *e)
 {
     compress_mask *k = kd_calloc(1, sizeof *k);
-    if (k && !(k->keep = kd_malloc(m->nparams ? m->nparams : 1))) {
+    if (k && !(k->keep = kd_malloc(n ? n : 1))) {
         kd_free(k);
         k = NULL;
     }
@@ -77,24 +78,23 @@ compress_mask *compress_mask_new(const nn_model *m, kd_err *e)
         kd_err_set(e, KD_ENOMEM, "out of memory for a mask");
         return NULL;
     }
-    k->n = m->nparams;
-    memset(k->keep, 1, k->n);
+    k->n = n;
+    return k;
+}
+
+compress_mask *compress_mask_new(const nn_model *m, kd_err *e)
+{
+    compress_mask *k = mask_alloc(m->nparams, e);
+    if (k)
+        memset(k->keep, 1, k->n);
     return k;
 }
 
 compress_mask *compress_mask_copy(const compress_mask *k, kd_err *e)
 {
-    compress_mask *c = kd_calloc(1, sizeof *c);
-    if (c && !(c->keep = kd_malloc(k->n ? k->n : 1))) {
-        kd_free(c);
-        c = NULL;
-    }
-    if (!c) {
-        kd_err_set(e, KD_ENOMEM, "out of memory for a mask");
-        return NULL;
-    }
-    c->n = k->n;
-    memcpy(c->keep, k->keep, k->n);
+    compress_mask *c = mask_alloc(k->n, e);
+    if (c)
+        memcpy(c->keep, k->keep, k->n);
     return c;
 }
 

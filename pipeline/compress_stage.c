@@ -4,7 +4,8 @@
  * neuron/filter pruning (a physically smaller model), fine-tuning with the
  * masks held (optionally distilled from the teacher) — then stored in the
  * format that is fastest per layer (CSR where measured faster), saved, and
- * measured like every other model.  Also the sensitivity analysis. */
+ * measured like every other model; passes another variant already ran are
+ * taken from it (pass_share.c).  Also the sensitivity analysis. */
 #include <string.h>
 #include <unistd.h>
 
@@ -49,79 +50,6 @@ static nn_model *load_source(run_ctx *r, cfg_source_kind kind, int student, int 
     return m;
 }
 
-/* ---- passes shared between variants ---------------------------------------------- */
-/* Variants whose passes begin alike (prune90_int8 and prune90_shared: the
- * same prune and fine-tuning, then int8 or shared values) from the same
- * source and seed compute that beginning once: the first keeps a copy of
- * its model and mask after the shared passes, the later ones start there.
- * Training is deterministic, so their files are the bytes they would be
- * otherwise (tests/pipeline/test_reuse.c); only passes that train are worth
- * the copy.  Within one process: a variant run on another MPI rank, or
- * kept from an interrupted run, computes its passes itself. */
-typedef struct {
-    const cfg_variant *v; /* whose passes made it (NULL: empty) */
-    uint64_t seed;
-    int npasses;          /* v's first npasses passes applied */
-    /* masked and of the source's shape: the parameters the mask keeps, in
-     * order (every other one is 0), and the buffers (batchnorm statistics):
-     * 90% pruned, a tenth of the model; else the model, without gradients */
-    float *kept, *buffers;
-    nn_model *m;
-    compress_mask *mask;  /* may be NULL */
-    int sparse;
-} pass_prefix;
-
-static void prefix_clear(pass_prefix *p)
-{
-    kd_free(p->kept);
-    kd_free(p->buffers);
-    nn_model_free(p->m);
-    compress_mask_free(p->mask);
-    memset(p, 0, sizeof *p);
-}
-
-static int same_source(const cfg_variant *a, const cfg_variant *b)
-{
-    if (a->source_kind != b->source_kind)
-        return 0;
-    if (a->source_kind == CFG_SRC_STUDENT)
-        return a->source_student == b->source_student && a->source_scratch == b->source_scratch;
-    return a->source_kind == CFG_SRC_TEACHER || !strcmp(a->source_path, b->source_path);
-}
-
-static int trains(const cfg_pass *p)
-{
-    return p->kind == CFG_PASS_FINETUNE || (p->kind == CFG_PASS_PRUNE && p->agp);
-}
-
-/* How many leading passes a and b share (same source; pruning and
- * fine-tuning only: their state is a float model and a mask); 0 unless
- * one of them trains. */
-static int shared_passes(const cfg_variant *a, const cfg_variant *b)
-{
-    if (!same_source(a, b))
-        return 0;
-    int n = 0, train = 0;
-    while (n < a->npasses && n < b->npasses &&
-           (a->passes[n].kind == CFG_PASS_PRUNE || a->passes[n].kind == CFG_PASS_FINETUNE) &&
-           cfg_pass_same(&a->passes[n], &b->passes[n]))
-        train |= trains(&a->passes[n++]);
-    return train ? n : 0;
-}
-
-/* The most passes a later variant with seed among its seeds shares with v. */
-static int passes_wanted_later(const exp_spec *s, const cfg_variant *v, uint64_t seed)
-{
-    int most = 0;
-    for (const cfg_variant *w = v + 1; w < s->variants + s->nvariants; w++)
-        for (int k = 0; k < w->nseeds; k++)
-            if (w->seeds[k] == seed) {
-                int n = shared_passes(v, w);
-                most = n > most ? n : most;
-            }
-    return most;
-}
-
 /* ---- passes ------------------------------------------------------------------- */
 typedef struct {
     run_ctx *r;
@@ -136,7 +64,7 @@ typedef struct {
     int quantized;        /* a quantize, qat or cluster pass ran */
     compress_tie *tie;    /* a cluster pass's shared values while it fine-tunes them */
     char kept_dense[160]; /* pruned layers left dense by the storage choice, and why */
-    pass_prefix *pre;     /* passes shared with other variants (NULL: none) */
+    pl_prefix *pre;       /* passes shared with other variants (NULL: none) */
 } variant_run;
 
 compress_prune_spec pl_prune_spec(const cfg_pass *p, compress_override *ov)
@@ -500,81 +428,21 @@ static int variant_path(const run_ctx *r, const cfg_variant *v, int k, char *buf
 }
 
 /* Starts u from the passes it shares with the variant that made u->pre
- * (*from = how many; 0 when none), with copies of their training curves. */
+ * (*from = how many; 0 when none). */
 static int take_prefix(variant_run *u, const char *label, const char *what, int *from, kd_err *e)
 {
-    const pass_prefix *p = u->pre;
+    const pl_prefix *p = u->pre;
     const cfg_variant *v = u->v;
     *from = 0;
-    if (!p || !p->v || p->seed != u->seed || shared_passes(p->v, v) < p->npasses)
+    if (!pl_prefix_fits(p, v, u->seed))
         return KD_OK;
-    if (p->m && !(u->m = nn_model_clone(p->m, e)))
-        return e->code;
-    if (!p->m) { /* the source again, with the kept parameters put back */
-        if (!(u->m = load_source(u->r, v->source_kind, v->source_student, v->source_scratch,
-                                 v->source_path, v->source_pos, what, e)))
-            return e->code;
-        if (u->m->nparams != p->mask->n)
-            return kd_err_set(e, KD_ERUNTIME, "%s: its source changed shape since %s ran", label,
-                              p->v->name);
-        for (size_t i = 0, k = 0; i < p->mask->n; i++)
-            u->m->params[i] = p->mask->keep[i] ? p->kept[k++] : 0.0f;
-        memcpy(u->m->buffers, p->buffers, u->m->nbuffers * sizeof *p->buffers);
-    }
-    if (p->mask && !(u->mask = compress_mask_copy(p->mask, e)))
-        return e->code;
-    u->sparse = p->sparse;
-    for (int i = 0; i < p->npasses; i++) {
-        char a[160], b[160];
-        snprintf(a, sizeof a, "%s [pass %d]", p->v->name, i + 1);
-        snprintf(b, sizeof b, "%s [pass %d]", u->v->name, i + 1);
-        int rc = trains(&u->v->passes[i]) ? pl_curve_copy(u->r, a, u->seed, b, e) : KD_OK;
-        if (rc != KD_OK)
-            return rc;
-    }
-    *from = p->npasses;
-    kd_logf(&u->r->log, "%s: passes 1-%d are %s's (same source, seed and passes): taken from it",
-            label, p->npasses, p->v->name);
-    return pl_write_metrics(u->r, e);
-}
-
-/* Keeps u's parameters (or model) and mask after its first n passes in u->pre. */
-static int keep_prefix(variant_run *u, int n, kd_err *e)
-{
-    pass_prefix *p = u->pre;
-    const nn_model *m = u->m;
-    int reshaped = 0; /* neurons or filters removed: not the source's shape */
-    for (int i = 0; i < n; i++)
-        reshaped |= u->v->passes[i].kind == CFG_PASS_PRUNE &&
-                    u->v->passes[i].method != CFG_PRUNE_MAGNITUDE;
-    prefix_clear(p);
-    if (u->mask && !(p->mask = compress_mask_copy(u->mask, e)))
-        return e->code;
-    if (u->mask && !reshaped && u->mask->n == m->nparams) {
-        size_t nk = 0;
-        for (size_t i = 0; i < m->nparams; i++)
-            nk += u->mask->keep[i] != 0;
-        p->kept = kd_malloc((nk ? nk : 1) * sizeof *p->kept);
-        p->buffers = kd_malloc((m->nbuffers ? m->nbuffers : 1) * sizeof *p->buffers);
-        if (!p->kept || !p->buffers) {
-            prefix_clear(p);
-            return kd_err_set(e, KD_ENOMEM, "out of memory");
-        }
-        for (size_t i = 0, k = 0; i < m->nparams; i++)
-            if (u->mask->keep[i])
-                p->kept[k++] = m->params[i];
-        memcpy(p->buffers, m->buffers, m->nbuffers * sizeof *p->buffers);
-    } else if ((p->m = nn_model_clone(m, e))) {
-        nn_model_drop_grads(p->m); /* its takers' clones get their own */
-    } else {
-        prefix_clear(p);
-        return e->code;
-    }
-    p->v = u->v;
-    p->seed = u->seed;
-    p->npasses = n;
-    p->sparse = u->sparse;
-    return KD_OK;
+    if (!p->m && !(u->m = load_source(u->r, v->source_kind, v->source_student, v->source_scratch,
+                                      v->source_path, v->source_pos, what, e)))
+        return e->code; /* kept weights only: they go back into the source */
+    int rc = pl_prefix_take(u->r, p, v, u->seed, label, &u->m, &u->mask, &u->sparse, e);
+    if (rc == KD_OK)
+        *from = p->npasses;
+    return rc;
 }
 
 /* One seed: the passes from a fresh copy of the source, saved at path; or,
@@ -612,10 +480,10 @@ static int run_seed(variant_run *u, const char *path, const char *what, kd_err *
         grads |= v->passes[i].kind != CFG_PASS_QUANTIZE;
     if (!grads)
         nn_model_drop_grads(u->m);
-    int keep = u->pre ? passes_wanted_later(r->spec, v, u->seed) : 0;
+    int keep = u->pre ? pl_prefix_wanted(r->spec, v, u->seed) : 0;
     for (int i = from; rc == KD_OK && i < v->npasses; i++)
         if ((rc = run_pass(u, &v->passes[i], e)) == KD_OK && i + 1 == keep)
-            rc = keep_prefix(u, keep, e);
+            rc = pl_prefix_keep(u->pre, v, u->seed, keep, u->m, u->mask, u->sparse, e);
     if (rc == KD_OK && u->sparse)
         rc = to_sparse(u, e);
     if (rc == KD_OK)
@@ -626,7 +494,7 @@ static int run_seed(variant_run *u, const char *path, const char *what, kd_err *
 /* Every seed of a variant from the same source; the first seed's model is
  * the variant's (kept in *out for the stage's files), the others give only
  * their test accuracy. */
-static int run_variant(run_ctx *r, const cfg_variant *v, pass_prefix *pre, nn_model **out,
+static int run_variant(run_ctx *r, const cfg_variant *v, pl_prefix *pre, nn_model **out,
                        kd_err *e)
 {
     char path[PL_PATH + 128], what[64];
@@ -725,7 +593,7 @@ int pl_stage_compress(run_ctx *r, kd_err *e)
     const exp_spec *s = r->spec;
     char dir[PL_PATH + 16];
     compress_tables t = {0};
-    pass_prefix pre = {0};
+    pl_prefix pre = {0};
     int rc = pl_pathf(e, dir, sizeof dir, "%s/compressed", r->dir);
     if (rc == KD_OK && s->nvariants && (rc = kd_mkdirs(dir, e)) == KD_OK &&
         (rc = compress_tables_init(&t, 40, e)) == KD_OK)
@@ -737,7 +605,7 @@ int pl_stage_compress(run_ctx *r, kd_err *e)
             rc = compress_tables_add(&t, s->variants[i].name, m, e);
         nn_model_free(m);
     }
-    prefix_clear(&pre);
+    pl_prefix_clear(&pre);
     if (rc == KD_OK && s->nvariants)
         rc = compress_tables_write(&t, r->dir, e);
     compress_tables_free(&t);

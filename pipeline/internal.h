@@ -105,6 +105,44 @@ typedef struct {
     } trow;
 } run_ctx;
 
+/* ---- passes shared between variants (pass_share.c) ------------------------------
+ * Variants whose passes begin alike from the same source and seed (make run's
+ * prune90_int8 and prune90_shared: the same prune and fine-tuning, then int8
+ * or shared values) compute that beginning once: the first keeps its state
+ * after the shared passes, the later ones start there.  Training is
+ * deterministic, so their files are the bytes they would be otherwise
+ * (tests/pipeline/test_reuse.c).  Only prune and finetune passes are shared,
+ * and only when one of them trains.  One slot, within one process: a variant
+ * run on another MPI rank, or kept from an interrupted run, computes its
+ * passes itself. */
+typedef struct {
+    const cfg_variant *v; /* whose passes made it (NULL: empty) */
+    uint64_t seed;
+    int npasses;          /* v's first npasses passes applied */
+    /* masked and of the source's shape: the parameters the mask keeps, in
+     * order (every other one is 0), and the buffers (batchnorm statistics):
+     * 90% pruned, a tenth of the model; else m, the model without gradients */
+    float *kept, *buffers;
+    nn_model *m;
+    compress_mask *mask; /* may be NULL */
+    int sparse;          /* a magnitude pass ran */
+} pl_prefix;
+void pl_prefix_clear(pl_prefix *p);
+/* The most passes a variant after v with seed among its seeds shares with v
+ * (0: none worth keeping). */
+int pl_prefix_wanted(const exp_spec *s, const cfg_variant *v, uint64_t seed);
+/* Keeps the state after v's first n passes (model m, mask, sparse) in p. */
+int pl_prefix_keep(pl_prefix *p, const cfg_variant *v, uint64_t seed, int n, const nn_model *m,
+                   const compress_mask *mask, int sparse, kd_err *e);
+/* Whether v with seed may start from p (p NULL or empty: no). */
+int pl_prefix_fits(const pl_prefix *p, const cfg_variant *v, uint64_t seed);
+/* Starts v (fitting p) from it: *m becomes a clone of p->m, or, when p keeps
+ * weights only, *m must be v's source freshly loaded and gets them back; the
+ * mask is copied to *mask, the shared passes' curves are copied under v's
+ * name and the log says so (label: the variant and seed). */
+int pl_prefix_take(run_ctx *r, const pl_prefix *p, const cfg_variant *v, uint64_t seed,
+                   const char *label, nn_model **m, compress_mask **mask, int *sparse, kd_err *e);
+
 /* dir/name into buf.  Cannot truncate: pl_open_run_dir bounds dir, and
  * every name is a short constant or a config name of bounded length. */
 void pl_path(const run_ctx *r, const char *name, char *buf, size_t n);

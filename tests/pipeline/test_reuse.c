@@ -1,4 +1,4 @@
-/* Passes shared between variants (compress_stage.c's pass_prefix): a variant
+/* Passes shared between variants (pipeline/pass_share.c): a variant
  * that starts from another's passes gives the same file, byte for byte, as
  * when it runs alone, and only variants that really share passes share.
  * Both ways of keeping them are run: the kept weights of a masked model of
