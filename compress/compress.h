@@ -214,12 +214,15 @@ int compress_write_sparsity_csv(const char *run_dir, const char *const *variants
  *                  planes (kernels/quant_lowbit.h); dense layers only.
  *   "dense_lsq"    format "fp32-lsq": trainable dense layer whose 2/3-bit
  *                  weights and step size are learned by LSQ (QAT).
+ *   "dense_csr_s8" format "csr-int8-static": csr-int8's entries with the
+ *                  input quantized to int8 by calibrated parameters (static,
+ *                  as "int8"); int32 sums, float output.
  * The quantized kinds are for inference: backward gives bias gradients only and
  * dx = 0.  conv2d layers stay fp32 in every mode. */
 extern const nn_layer_ops compress_dense_q8_ops, compress_dense_dq8_ops, compress_dense_q4_ops,
     compress_dense_csr_q8_ops, compress_dense_fq_ops, compress_dense_csr_shared_ops,
     compress_dense_q2_ops, compress_dense_q3_ops, compress_dense_lsq_ops,
-    compress_dense_csr_shared_raw_ops;
+    compress_dense_csr_shared_raw_ops, compress_dense_csr_s8_ops;
 
 typedef enum { COMPRESS_Q_STATIC8 = 0, COMPRESS_Q_DYNAMIC8, COMPRESS_Q_INT4 } compress_qmode;
 typedef enum { COMPRESS_CALIB_MINMAX = 0, COMPRESS_CALIB_PERCENTILE } compress_calib;
@@ -250,6 +253,8 @@ typedef struct {
     int act_order;         /* GPTQ: columns by decreasing input energy, static group scales */
     int wbits;             /* INT4 mode: the weight bits, 4 (0 means 4), 3 or 2 */
     int bias_correction;   /* 2/3/4-bit layers: bias -= mean output error on calib */
+    int sparse_static;     /* STATIC8: 8-bit sparse layers quantize their input too
+                            * (csr-int8-static; else csr-int8, fp32 activations) */
     const compress_qoverride *overrides;
     int noverrides;
 } compress_quant_spec;

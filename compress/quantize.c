@@ -13,7 +13,7 @@
 enum { HIST_BINS = 2048 };
 
 /* What a layer becomes. */
-typedef enum { Q_KEEP = 0, Q_FP32, Q_S8, Q_D8, Q_4, Q_CSR8, Q_2, Q_3 } qkind;
+typedef enum { Q_KEEP = 0, Q_FP32, Q_S8, Q_D8, Q_4, Q_CSR8, Q_2, Q_3, Q_CSRS8 } qkind;
 
 /* Weight-only kinds below 8 bits (bias correction applies to them). */
 static int low_bits(qkind k) { return k == Q_4 || k == Q_2 || k == Q_3; }
@@ -93,8 +93,8 @@ static qkind decide(const nn_model *m, const compress_quant_spec *s, int i)
         return l->ops->trainable ? Q_FP32 : Q_KEEP; /* dense_fq -> plain dense */
     if (bits == 2 || bits == 3) /* dense only (compress_quant_check) */
         return bits == 2 ? Q_2 : Q_3;
-    if (l->ops->sparse)
-        return Q_CSR8;
+    if (l->ops->sparse) /* static int8 activations only when asked (sparse_static) */
+        return bits == 8 && s->mode == COMPRESS_Q_STATIC8 && s->sparse_static ? Q_CSRS8 : Q_CSR8;
     if (bits == 4)
         return Q_4;
     return s->mode == COMPRESS_Q_DYNAMIC8 ? Q_D8 : Q_S8;
@@ -198,8 +198,8 @@ static int calibrate(nn_model *m, const compress_quant_spec *s, const data_set *
     return rc;
 }
 
-/* Ranges of every Q_S8 layer's input: trained dense_fq ranges first, then
- * one calibration pass for the rest. */
+/* Ranges of every Q_S8 and Q_CSRS8 layer's input: trained dense_fq ranges
+ * first, then one calibration pass for the rest. */
 static int ranges(nn_model *m, const compress_quant_spec *s, const data_set *d, const qkind *k,
                   float *lo, float *hi, kd_err *e)
 {
@@ -207,7 +207,8 @@ static int ranges(nn_model *m, const compress_quant_spec *s, const data_set *d, 
     if (!need)
         return kd_err_set(e, KD_ENOMEM, "out of memory");
     for (int i = 0; i < m->nlayers; i++)
-        if (k[i] == Q_S8 && !compress_fq_range(&m->layers[i], &lo[i], &hi[i]))
+        if ((k[i] == Q_S8 || k[i] == Q_CSRS8) &&
+            !compress_fq_range(&m->layers[i], &lo[i], &hi[i]))
             any = need[i] = 1;
     int rc = any ? calibrate(m, s, d, need, lo, hi, e) : KD_OK;
     kd_free(need);
@@ -409,6 +410,10 @@ static int build_layer(const nn_model *src, int i, const qkind *k, const float *
     } else if (k[i] == Q_CSR8) {
         quant_csr *q = quant_csr_from_dense(w, u, kin, e);
         rc = q ? compress_qcsr_attach(dst, q, e) : KD_ENOMEM;
+    } else if (k[i] == Q_CSRS8) {
+        quant_csr *q = quant_csr_from_dense(w, u, kin, e);
+        quant_params in = quant_params_asym(lo[i], hi[i], QUANT_S8);
+        rc = q ? compress_qcsr_s8_attach(dst, q, in, e) : KD_ENOMEM;
     } else { /* Q_FP32 from dense_fq: the raw float weights */
         memcpy(dst->w, w, dst->nw * sizeof *w);
     }
@@ -439,7 +444,7 @@ static const nn_layer_ops *ops_of(qkind k, const nn_layer *l)
         [Q_FP32] = &nn_dense_ops,           [Q_S8] = &compress_dense_q8_ops,
         [Q_D8] = &compress_dense_dq8_ops,   [Q_4] = &compress_dense_q4_ops,
         [Q_CSR8] = &compress_dense_csr_q8_ops, [Q_2] = &compress_dense_q2_ops,
-        [Q_3] = &compress_dense_q3_ops,
+        [Q_3] = &compress_dense_q3_ops,     [Q_CSRS8] = &compress_dense_csr_s8_ops,
     };
     return k == Q_KEEP ? l->spec.ops : table[k];
 }

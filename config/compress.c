@@ -303,8 +303,9 @@ static int walk_quantize(cfg_ctx *c, const cfg_node *pm, const char *path, const
     static const char *const keys[] = {"type", "bits", "mode", "per_channel", "calibration",
                                        "percentile", "calib_batches", "group", "rounding",
                                        "damp", "act_order", "bias_correction", "overrides",
-                                       NULL};
+                                       "sparse_activations", NULL};
     static const char *const modes[] = {"static", "dynamic"};
+    static const char *const sparse_acts[] = {"fp32", "int8"};
     static const char *const roundings[] = {"nearest", "gptq"};
     int rc = cfg_check_keys(c, pm, path, keys, "pass type quantize");
     ps->damp = 0.01f;
@@ -314,8 +315,13 @@ static int walk_quantize(cfg_ctx *c, const cfg_node *pm, const char *path, const
         (rc = cfg_enum(c, pm, path, "rounding", 0, roundings, 2, &ps->gptq)) ||
         (rc = cfg_float(c, pm, path, "damp", 0, LO_OPEN(0, 1), &ps->damp)) ||
         (rc = cfg_bool(c, pm, path, "act_order", &ps->act_order)) ||
-        (rc = cfg_bool(c, pm, path, "bias_correction", &ps->bias_correction)))
+        (rc = cfg_bool(c, pm, path, "bias_correction", &ps->bias_correction)) ||
+        (rc = cfg_enum(c, pm, path, "sparse_activations", 0, sparse_acts, 2, &ps->sparse_static)))
         return rc;
+    if (ps->sparse_static && ps->dynamic)
+        return cfg_err_key(c, pm, "sparse_activations", path,
+                           "int8 activations of sparse layers are calibrated (mode: static), "
+                           "and this pass is dynamic");
     ps->bits = (int)sweep[0];
     if ((rc = walk_quant_common(c, pm, path, ps)))
         return rc;

@@ -72,6 +72,8 @@ static void dump_quant(FILE *f, const cfg_pass *p)
         }
         if (p->bits <= 4)
             fprintf(f, ", bias_correction: %s", p->bias_correction ? "true" : "false");
+        if (p->sparse_static)
+            fputs(", sparse_activations: int8", f);
     }
     fprintf(f, ", group: %d", p->group);
     dump_overrides(f, p, 1);

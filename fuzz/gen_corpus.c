@@ -141,6 +141,13 @@ static void models(void)
     save_model("dq8.kdm", quantize(m, COMPRESS_Q_DYNAMIC8, &calib));
     save_model("q4.kdm", quantize(m, COMPRESS_Q_INT4, &calib));
     save_model("qcsr.kdm", quantize(sp, COMPRESS_Q_STATIC8, &calib));
+    compress_quant_spec ss = {.mode = COMPRESS_Q_STATIC8, .per_channel = 1, .calib_batches = 1,
+                              .sparse_static = 1};
+    kd_err es = {0};
+    nn_model *s8 = compress_quantize(sp, &ss, &calib, &es);
+    if (!s8)
+        die("quantize", &es);
+    save_model("qcsr_s8.kdm", s8);
     compress_quant_spec qs = {.mode = COMPRESS_Q_STATIC8, .per_channel = 1, .calib_batches = 1};
     kd_err e = {0};
     nn_model *fq = compress_qat_prepare(m, &qs, &e);

@@ -238,7 +238,7 @@ compress_quant_spec pl_quant_spec(const cfg_pass *p, compress_qoverride *qo)
         .calib = p->percentile_calib ? COMPRESS_CALIB_PERCENTILE : COMPRESS_CALIB_MINMAX,
         .percentile = p->percentile, .calib_batches = p->calib_batches, .group = p->group,
         .rounding = p->gptq ? COMPRESS_ROUND_GPTQ : COMPRESS_ROUND_NEAREST, .damp = p->damp,
-        .act_order = p->act_order,
+        .act_order = p->act_order, .sparse_static = p->sparse_static,
         .overrides = qo, .noverrides = p->noverrides};
 }
 

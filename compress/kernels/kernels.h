@@ -433,6 +433,47 @@ int quant_csr_gemm_avx2(const quant_csr *c, const float *x, int n, const float *
 void quant_csr_gemv_rows(const quant_csr *c, const float *x, const float *b, float *y, int r0,
                          int r1);
 
+/* ==== sparse int8 x int8 (csr-int8-static) ================================= */
+
+/* acc[r] = sum over row r's entries of val * x[col] (exact int32), rows
+ * [r0, r1): the specification of the panels below.  x holds int8
+ * activations (k of them); k <= QGEMM_KMAX keeps the sums in range. */
+void quant_csr_s8_ref(const quant_csr *q, const int8_t *x, int32_t *acc, int r0, int r1);
+
+/* The output stage: y[r] = (float)(acc[r] - zr[r]) * cs[r] + (b ? b[r] : 0),
+ * then max(y, 0) when relu, for rows [r0, r1).  zr[r] = zero * (sum of row
+ * r's values) mod 2^32 and the difference is taken mod 2^32: it is
+ * sum(val * (x - zero)), within +-255 * 127 * QGEMM_KMAX, so exact.  A
+ * multiply then an add (no FMA): the same bits at every kernel level. */
+typedef struct {
+    const int32_t *zr;
+    const float *cs; /* s_in * scale[r] */
+    const float *b;  /* or NULL */
+    int relu;
+} quant_csr_s8_epi;
+void quant_csr_s8_out_ref(const quant_csr_s8_epi *ep, const int32_t *acc, float *y, int r0,
+                          int r1);
+void quant_csr_s8_out(const quant_csr_s8_epi *ep, const int32_t *acc, float *y, int r0, int r1);
+
+/* The byte panels (quant_csr_s8.c: slices of 8 rows, windows of 16 columns,
+ * up to 4 entries a row a step), run by an AVX2 kernel: the same sums as
+ * the reference.  x must be readable QUANT_CSR_S8_PAD bytes past its k
+ * values (layers under 16 columns read them; their values do not matter). */
+#define QUANT_CSR_S8_WIN 16
+#define QUANT_CSR_S8_PAD 16
+typedef struct quant_csr_s8_panels quant_csr_s8_panels;
+/* NULL with e: no memory, or k > QGEMM_KMAX. */
+quant_csr_s8_panels *quant_csr_s8_panels_new(const quant_csr *q, kd_err *e);
+void quant_csr_s8_panels_free(quant_csr_s8_panels *p);
+size_t quant_csr_s8_panels_bytes(const quant_csr_s8_panels *p);
+/* The rows [*r0, *r1) part `part` of nparts computes (about equal steps;
+ * parts start on an even slice, so no two write one 64-byte line of acc). */
+void quant_csr_s8_panels_rows(const quant_csr_s8_panels *p, int part, int nparts, int *r0,
+                              int *r1);
+/* acc[r] for those rows.  Only at kernel level avx2 and above. */
+void quant_csr_s8_panels_run(const quant_csr_s8_panels *p, const int8_t *x, int32_t *acc,
+                             int part, int nparts);
+
 /* ==== fake-quant for QAT ===================================================== */
 
 /* y = (clamp(round(x / s) + z, qmin, qmax) - z) * s, over rows x cols with

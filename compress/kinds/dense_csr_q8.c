@@ -171,10 +171,9 @@ int compress_qcsr_attach(nn_layer *l, quant_csr *q, kd_err *e)
 
 static int qcsr_rowlen_bytes(int k) { return k <= UINT16_MAX ? 2 : 4; }
 
-static void qcsr_save(const nn_layer *l, kd_buf *b)
+void compress_qcsr_put(const quant_csr *q, int m, int k, kd_buf *b)
 {
-    const quant_csr *q = l->data;
-    const int m = l->spec.units, k = (int)nn_shape_size(l->in), w = qcsr_rowlen_bytes(k);
+    const int w = qcsr_rowlen_bytes(k);
     kd_buf_u32(b, (uint32_t)m);
     kd_buf_u32(b, (uint32_t)k);
     kd_buf_u32(b, q ? (uint32_t)q->nnz : 0);
@@ -202,6 +201,11 @@ static void qcsr_save(const nn_layer *l, kd_buf *b)
     }
     kd_free(rows);
     kd_free(ones);
+}
+
+static void qcsr_save(const nn_layer *l, kd_buf *b)
+{
+    compress_qcsr_put(l->data, l->spec.units, (int)nn_shape_size(l->in), b);
 }
 
 /* Offsets from 0 to nnz, never decreasing; every column (running sum of
@@ -237,12 +241,13 @@ static int qcsr_get_stream(kd_rd *r, void *dst, size_t n, const char *what, kd_e
     return rc;
 }
 
-static int qcsr_load(nn_layer *l, kd_rd *r, kd_err *e)
+int compress_qcsr_get(kd_rd *r, int want_m, int want_k, quant_csr **out, kd_err *e)
 {
     uint32_t m = kd_rd_u32(r), k = kd_rd_u32(r), nnz = kd_rd_u32(r);
+    *out = NULL;
     if (!r->ok)
         return kd_err_set(e, KD_EFORMAT, "truncated int8 CSR header");
-    if (m != (uint32_t)l->spec.units || k != nn_shape_size(l->in) || nnz > INT32_MAX)
+    if (m != (uint32_t)want_m || k != (uint32_t)want_k || nnz > INT32_MAX)
         return kd_err_set(e, KD_EFORMAT, "int8 CSR payload of %u x %u does not match the layer",
                           m, k);
     /* a row holds at most k entries (columns ascend after its first) */
@@ -286,16 +291,26 @@ static int qcsr_load(nn_layer *l, kd_rd *r, kd_err *e)
         rc = qcsr_get_stream(r, q->val, nnz, "value", e);
     if (rc == KD_OK)
         rc = qcsr_get_stream(r, q->scale, (size_t)m * sizeof *q->scale, "scale", e);
-    if (rc == KD_OK && r->pos != r->len)
-        rc = kd_err_set(e, KD_EFORMAT, "int8 CSR: %zu stray bytes after the payload",
-                        r->len - r->pos);
     if (rc == KD_OK)
         rc = qcsr_valid(q, e);
     if (rc != KD_OK) {
         quant_csr_free(q);
         return rc;
     }
-    return compress_qcsr_attach(l, q, e);
+    *out = q;
+    return KD_OK;
+}
+
+static int qcsr_load(nn_layer *l, kd_rd *r, kd_err *e)
+{
+    quant_csr *q;
+    int rc = compress_qcsr_get(r, l->spec.units, (int)nn_shape_size(l->in), &q, e);
+    if (rc == KD_OK && r->pos != r->len) {
+        quant_csr_free(q);
+        return kd_err_set(e, KD_EFORMAT, "int8 CSR: %zu stray bytes after the payload",
+                          r->len - r->pos);
+    }
+    return rc == KD_OK ? compress_qcsr_attach(l, q, e) : rc;
 }
 
 static int qcsr_copy(nn_layer *dst, const nn_layer *src, kd_err *e)
@@ -310,20 +325,18 @@ static int qcsr_copy(nn_layer *dst, const nn_layer *src, kd_err *e)
     return rc;
 }
 
-static void qcsr_count(const nn_layer *l, size_t *weights, size_t *nonzero)
+void compress_qcsr_count(const quant_csr *q, const nn_layer *l, size_t *weights, size_t *nonzero)
 {
-    const quant_csr *q = l->data;
     *weights = (size_t)l->spec.units * nn_shape_size(l->in);
     *nonzero = 0;
     for (int32_t j = 0; q && j < q->nnz; j++)
         *nonzero += q->val[j] != 0;
 }
 
-static void qcsr_dequant(const nn_layer *l, float *w)
+void compress_qcsr_dequant(const quant_csr *q, const nn_layer *l, float *w)
 {
     const size_t mk = (size_t)l->spec.units * nn_shape_size(l->in);
     memset(w, 0, mk * sizeof *w);
-    const quant_csr *q = l->data;
     for (int r = 0; q && r < q->m; r++) {
         int col = 0;
         for (int32_t j = q->row_ptr[r]; j < q->row_ptr[r + 1]; j++) {
@@ -332,6 +345,13 @@ static void qcsr_dequant(const nn_layer *l, float *w)
         }
     }
 }
+
+static void qcsr_count(const nn_layer *l, size_t *weights, size_t *nonzero)
+{
+    compress_qcsr_count(l->data, l, weights, nonzero);
+}
+
+static void qcsr_dequant(const nn_layer *l, float *w) { compress_qcsr_dequant(l->data, l, w); }
 
 const nn_layer_ops compress_dense_csr_q8_ops = {
     .name = "dense_csr_q8",

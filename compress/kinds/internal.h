@@ -52,4 +52,15 @@ int kcsr_valid(const compress_csr *a, kd_err *e);
 int kcsr_group_rows(const compress_csr *a);
 int kcsr_structure_put(const compress_csr *a, int h, kd_buf *st);
 int kcsr_structure_get(compress_csr *a, int h, const uint8_t *st, size_t n, kd_err *e);
+
+/* csr-int8's payload (dense_csr_q8.c), shared with csr-int8-static
+ * (dense_csr_s8.c): put appends rows x cols entries in their deflate
+ * streams; get reads and checks them (KD_EFORMAT naming what is wrong),
+ * leaving r after the payload (the caller refuses stray bytes). */
+void compress_qcsr_put(const quant_csr *q, int rows, int cols, kd_buf *b);
+int compress_qcsr_get(kd_rd *r, int rows, int cols, quant_csr **out, kd_err *e);
+/* Their ops' count (entries that are not 0) and dequant (scale * value) of
+ * layer l whose payload holds q (NULL: none yet). */
+void compress_qcsr_count(const quant_csr *q, const nn_layer *l, size_t *weights, size_t *nonzero);
+void compress_qcsr_dequant(const quant_csr *q, const nn_layer *l, float *w);
 #endif

@@ -1,0 +1,318 @@
+/* dense_csr_s8 (format "csr-int8-static"): a pruned dense layer stored as
+ * csr-int8's entries (quant_csr: int8 values, a symmetric scale per row,
+ * one-byte column deltas) whose input is quantized too, per tensor with
+ * calibrated parameters, as int8 static's (dense_q8.c).  The products are
+ * summed in int32, which is exact, and the output is float:
+ *   y[r] = (float)(acc[r] - zero * rowsum[r]) * (s_in * scale[r]) + b[r]
+ * (ReLU fused), with rowsum[r] the sum of row r's values
+ * (quant_csr_s8_out).  At kernel level
+ * avx2 and up the sums run on byte panels built at reserve (quant_csr_s8.c),
+ * at any batch, one sample at a time; below, on quant_csr_s8_ref.  Integer
+ * sums and one epilogue make the same bits on every path, thread count and
+ * batch.  Inference-only, like every quantized kind. */
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+
+typedef struct {
+    quant_csr *q;
+    quant_params in; /* the input's quantizer */
+    int32_t *zr;     /* per row: in.zero * the sum of its values (mod 2^32) */
+    float *cs;       /* per row: in.scale * q->scale[r] */
+} qs8_data;
+
+/* Scratch: the panels and the payload they were built from (a payload
+ * replaced after reserve never runs through stale panels), the quantized
+ * inputs (QUANT_CSR_S8_PAD bytes after each) and the int32 sums. */
+typedef struct {
+    quant_csr_s8_panels *panels;
+    const qs8_data *src;
+    int8_t *xq;
+    int32_t *acc;
+    int xstride;
+} qs8_priv;
+
+static int qs8_setup(nn_layer *l, kd_err *e) { return compress_qsetup(l, 1, e); }
+
+static void qs8_release(nn_layer *l)
+{
+    qs8_priv *p = l->priv;
+    if (p) {
+        quant_csr_s8_panels_free(p->panels);
+        kd_free(p->xq);
+        kd_free(p->acc);
+        kd_free(p);
+    }
+    l->priv = NULL;
+    l->max_batch = 0;
+}
+
+static int qs8_reserve(nn_layer *l, int max_batch, kd_err *e)
+{
+    qs8_release(l);
+    const size_t k = nn_shape_size(l->in), m = (size_t)l->spec.units, nb = (size_t)max_batch;
+    qs8_priv *p = kd_calloc(1, sizeof *p);
+    if (p) {
+        p->xstride = (int)k + QUANT_CSR_S8_PAD;
+        p->xq = kd_calloc(nb, (size_t)p->xstride);
+        p->acc = kd_malloc(nb * m * sizeof *p->acc);
+    }
+    l->priv = p;
+    if (!p || !p->xq || !p->acc)
+        return kd_err_set(e, KD_ENOMEM, "out of memory for csr-int8-static scratch");
+    const qs8_data *d = l->data;
+    if (d && kernels_isa() >= KD_ISA_AVX2) {
+        if (!(p->panels = quant_csr_s8_panels_new(d->q, e)))
+            return e->code;
+        p->src = d;
+    }
+    l->max_batch = max_batch;
+    return KD_OK;
+}
+
+/* One forward split across the team: batch 1 by rows (the panels' slices,
+ * or rows of about equal entries), batches by samples. */
+typedef struct {
+    const qs8_data *d;
+    const quant_csr_s8_panels *panels;
+    qs8_priv *p;
+    const float *x, *b;
+    float *y;
+    int n, relu;
+} qs8_job;
+
+/* y's rows [r0, r1) of sample i from its sums. */
+static void epilogue(const qs8_job *j, int i, int r0, int r1)
+{
+    const qs8_data *d = j->d;
+    const int m = d->q->m;
+    quant_csr_s8_epi ep = {.zr = d->zr, .cs = d->cs, .b = j->b, .relu = j->relu};
+    quant_csr_s8_out(&ep, j->p->acc + (size_t)i * m, j->y + (size_t)i * m, r0, r1);
+}
+
+/* The first row of part `part` of nparts by entries (the reference path). */
+static int row_start(const quant_csr *q, int part, int nparts)
+{
+    if (part <= 0)
+        return 0;
+    if (part >= nparts)
+        return q->m;
+    int64_t want = (int64_t)q->nnz * part / nparts;
+    int lo = 0, hi = q->m;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (q->row_ptr[mid] < want)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Sample i's sums, rows [r0, r1) (part `part` of nparts on the panels). */
+static void sums(const qs8_job *j, int i, int part, int nparts, int r0, int r1)
+{
+    const quant_csr *q = j->d->q;
+    const int8_t *xq = j->p->xq + (size_t)i * j->p->xstride;
+    int32_t *acc = j->p->acc + (size_t)i * q->m;
+    if (j->panels)
+        quant_csr_s8_panels_run(j->panels, xq, acc, part, nparts);
+    else
+        quant_csr_s8_ref(q, xq, acc, r0, r1);
+}
+
+static void rows_of(const qs8_job *j, int part, int nparts, int *r0, int *r1)
+{
+    if (j->panels) {
+        quant_csr_s8_panels_rows(j->panels, part, nparts, r0, r1);
+    } else {
+        *r0 = row_start(j->d->q, part, nparts);
+        *r1 = row_start(j->d->q, part + 1, nparts);
+    }
+}
+
+static void quantize_sample(const qs8_job *j, int i)
+{
+    const int k = j->d->q->k;
+    quant_quantize_s8(j->x + (size_t)i * k, (size_t)k, j->d->in,
+                      j->p->xq + (size_t)i * j->p->xstride);
+}
+
+static void qs8_part(void *arg, int part, int nparts)
+{
+    const qs8_job *j = arg;
+    int r0, r1;
+    if (j->n == 1) { /* the caller quantized x */
+        rows_of(j, part, nparts, &r0, &r1);
+        if (r0 < r1) {
+            sums(j, 0, part, nparts, r0, r1);
+            epilogue(j, 0, r0, r1);
+        }
+        return;
+    }
+    int i0 = (int)((long)j->n * part / nparts), i1 = (int)((long)j->n * (part + 1) / nparts);
+    for (int i = i0; i < i1; i++) {
+        quantize_sample(j, i);
+        sums(j, i, 0, 1, 0, j->d->q->m);
+        epilogue(j, i, 0, j->d->q->m);
+    }
+}
+
+static void qs8_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)
+{
+    const qs8_data *d = l->data;
+    qs8_priv *p = l->priv;
+    const int u = l->spec.units;
+    if (!d) {
+        for (int i = 0; i < n; i++)
+            memcpy(y + (size_t)i * u, l->b, (size_t)u * sizeof *y);
+        if (c->relu)
+            compress_relu_rows(y, n, u, 0, u);
+        return;
+    }
+    qs8_job j = {.d = d, .p = p, .x = x, .b = l->b, .y = y, .n = n, .relu = c->relu};
+    if (p->panels && p->src == d)
+        j.panels = p->panels;
+    if (n == 1)
+        quantize_sample(&j, 0);
+    nn_team *t = nn_team_for(c->team, 4.0 * d->q->nnz * n); /* ~4 bytes an entry */
+    if (nn_team_size(t) > 1)
+        nn_team_run(t, qs8_part, &j);
+    else
+        qs8_part(&j, 0, 1);
+}
+
+static double qs8_macs(const nn_layer *l)
+{
+    const qs8_data *d = l->data;
+    return d ? (double)d->q->nnz : 0.0;
+}
+
+static void qs8_destroy(nn_layer *l)
+{
+    qs8_priv *p = l->priv;
+    if (p) { /* the panels belong to this payload */
+        quant_csr_s8_panels_free(p->panels);
+        p->panels = NULL;
+        p->src = NULL;
+    }
+    qs8_data *d = l->data;
+    if (d) {
+        quant_csr_free(d->q);
+        kd_free(d->zr);
+        kd_free(d->cs);
+        kd_free(d);
+    }
+    l->data = NULL;
+}
+
+int compress_qcsr_s8_attach(nn_layer *l, quant_csr *q, quant_params in, kd_err *e)
+{
+    qs8_data *d = kd_calloc(1, sizeof *d);
+    if (d) {
+        d->zr = kd_malloc((size_t)q->m * sizeof *d->zr);
+        d->cs = kd_malloc((size_t)q->m * sizeof *d->cs);
+    }
+    if (!d || !d->zr || !d->cs) {
+        if (d) {
+            kd_free(d->zr);
+            kd_free(d->cs);
+        }
+        kd_free(d);
+        quant_csr_free(q);
+        return kd_err_set(e, KD_ENOMEM, "out of memory for csr-int8-static");
+    }
+    d->q = q;
+    d->in = in;
+    for (int r = 0; r < q->m; r++) {
+        uint32_t s = 0;
+        for (int32_t j = q->row_ptr[r]; j < q->row_ptr[r + 1]; j++)
+            s += (uint32_t)(int32_t)q->val[j];
+        d->zr[r] = (int32_t)(s * (uint32_t)in.zero);
+        d->cs[r] = in.scale * q->scale[r];
+    }
+    qs8_destroy(l);
+    l->data = d;
+    return KD_OK;
+}
+
+/* ---- payload: f32 input scale, i32 input zero point, then csr-int8's
+ * payload (dense_csr_q8.c: u32 rows, cols, entries; four deflate streams). */
+
+static void qs8_save(const nn_layer *l, kd_buf *b)
+{
+    const qs8_data *d = l->data;
+    quant_params in = d ? d->in : quant_params_asym(0.0f, 0.0f, QUANT_S8);
+    kd_buf_f32(b, in.scale);
+    kd_buf_u32(b, (uint32_t)in.zero);
+    compress_qcsr_put(d ? d->q : NULL, l->spec.units, (int)nn_shape_size(l->in), b);
+}
+
+static int qs8_load(nn_layer *l, kd_rd *r, kd_err *e)
+{
+    float scale = kd_rd_f32(r);
+    int32_t zero = (int32_t)kd_rd_u32(r);
+    if (!r->ok)
+        return kd_err_set(e, KD_EFORMAT, "truncated csr-int8-static header");
+    if (!isfinite(scale) || !(scale > 0.0f) || zero < -128 || zero > 127)
+        return kd_err_set(e, KD_EFORMAT, "csr-int8-static: bad input scale %g or zero point %d",
+                          (double)scale, (int)zero);
+    quant_csr *q;
+    int rc = compress_qcsr_get(r, l->spec.units, (int)nn_shape_size(l->in), &q, e);
+    if (rc == KD_OK && r->pos != r->len) {
+        quant_csr_free(q);
+        return kd_err_set(e, KD_EFORMAT, "csr-int8-static: %zu stray bytes after the payload",
+                          r->len - r->pos);
+    }
+    if (rc != KD_OK)
+        return rc;
+    quant_params in = {.scale = scale, .zero = zero, .qmin = -128, .qmax = 127};
+    return compress_qcsr_s8_attach(l, q, in, e);
+}
+
+static int qs8_copy(nn_layer *dst, const nn_layer *src, kd_err *e)
+{
+    if (!src->data)
+        return KD_OK;
+    kd_buf b = {0};
+    qs8_save(src, &b);
+    kd_rd r = {.p = b.p, .len = b.len, .ok = 1};
+    int rc = b.failed ? kd_err_set(e, KD_ENOMEM, "out of memory") : qs8_load(dst, &r, e);
+    kd_buf_free(&b);
+    return rc;
+}
+
+static void qs8_count(const nn_layer *l, size_t *weights, size_t *nonzero)
+{
+    const qs8_data *d = l->data;
+    compress_qcsr_count(d ? d->q : NULL, l, weights, nonzero);
+}
+
+static void qs8_dequant(const nn_layer *l, float *w)
+{
+    const qs8_data *d = l->data;
+    compress_qcsr_dequant(d ? d->q : NULL, l, w);
+}
+
+const nn_layer_ops compress_dense_csr_s8_ops = {
+    .name = "dense_csr_s8",
+    .setup = qs8_setup,
+    .reserve = qs8_reserve,
+    .release = qs8_release,
+    .forward = qs8_forward,
+    .fuses_relu = 1,
+    .threaded = 1,
+    .backward = compress_qbackward,
+    .macs = qs8_macs,
+    .format = "csr-int8-static",
+    .weight_bits = 8,
+    .sparse = 1,
+    .dense_like = 1,
+    .dequant = qs8_dequant,
+    .save = qs8_save,
+    .load = qs8_load,
+    .copy = qs8_copy,
+    .destroy = qs8_destroy,
+    .count = qs8_count,
+};

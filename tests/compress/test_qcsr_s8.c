@@ -1,0 +1,408 @@
+/* csr-int8-static (dense_csr_s8): the byte panels' int32 sums equal
+ * quant_csr_s8_ref's, and those equal a plain dense sum, on ragged shapes
+ * (1 x 1, fewer than 16 columns, empty rows, an all-zero matrix, a full
+ * one, gaps over 255 columns, rows not a multiple of 8) and at the
+ * extremes (x = -128, w = +-127: no saturation), for every part of a
+ * split; the output stage gives the same bits at every kernel level; the
+ * layer computes the same bits on every level, thread count and batch,
+ * close to the fp32 model; payloads round-trip and every truncation, bad
+ * input quantizer and stray byte is refused; quantize makes the kind only
+ * when asked (sparse_static). */
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../compress/kernels/kernels.h"
+#include "qtest.h"
+
+typedef struct {
+    int m, k;
+    double density;
+} sshape;
+static const sshape sshapes[] = {
+    {1, 1, 1.0},   {1, 1, 0.0},   {8, 16, 1.0},  {9, 15, 0.5},   {7, 31, 0.5},
+    {17, 33, 0.2}, {33, 700, 0.01}, {50, 784, 0.1}, {120, 120, 0.1}, {31, 1000, 0.0},
+    {64, 96, 1.0}, {203, 64, 0.3},
+};
+#define NS (int)(sizeof sshapes / sizeof *sshapes)
+
+/* m x k with about `density` non-zeros, every third row empty. */
+static float *s8_sparse(const sshape *s, uint64_t seed)
+{
+    nn_rng r = nn_rng_stream(seed, NN_STREAM_TEST);
+    float *w = calloc((size_t)s->m * s->k, sizeof *w);
+    ck_assert_ptr_nonnull(w);
+    for (int i = 0; i < s->m; i++)
+        for (int j = 0; j < s->k; j++)
+            if (i % 3 != 1 && nn_rng_uniform(&r) < s->density)
+                w[(size_t)i * s->k + j] = nn_rng_normal(&r);
+    return w;
+}
+
+/* k int8 activations (all of [-128, 127] appear) and QUANT_CSR_S8_PAD more. */
+static int8_t *s8_x(int k, uint64_t seed)
+{
+    nn_rng r = nn_rng_stream(seed, NN_STREAM_TEST);
+    int8_t *x = malloc((size_t)k + QUANT_CSR_S8_PAD);
+    for (int i = 0; i < k + QUANT_CSR_S8_PAD; i++)
+        x[i] = (int8_t)((int)nn_rng_below(&r, 256) - 128);
+    return x;
+}
+
+/* The plain dense sum of row r: sum_c q[r, c] * x[c]. */
+static int32_t dense_sum(const quant_csr *q, int r, const int8_t *x)
+{
+    int64_t s = 0;
+    int col = 0;
+    for (int32_t j = q->row_ptr[r]; j < q->row_ptr[r + 1]; j++) {
+        col += q->delta[j];
+        s += (int64_t)q->val[j] * x[col];
+    }
+    ck_assert(s >= INT32_MIN && s <= INT32_MAX);
+    return (int32_t)s;
+}
+
+/* The reference against the plain sum; at avx2 and up, the panels (whole
+ * and in 2..5 parts that cover every row once) against the reference. */
+static void check_sums(const quant_csr *q, const int8_t *x, const char *what)
+{
+    int32_t *want = malloc(((size_t)q->m + 8) * sizeof *want);
+    int32_t *got = malloc(((size_t)q->m + 8) * sizeof *got);
+    quant_csr_s8_ref(q, x, want, 0, q->m);
+    for (int r = 0; r < q->m; r++)
+        ck_assert_msg(want[r] == dense_sum(q, r, x), "%s: row %d", what, r);
+    if (kernels_isa() >= KD_ISA_AVX2) {
+        kd_err e = {0};
+        quant_csr_s8_panels *p = quant_csr_s8_panels_new(q, &e);
+        ck_assert_msg(p != NULL, "%s", e.msg);
+        for (int np = 1; np <= 5; np++) {
+            memset(got, 0x5a, ((size_t)q->m + 8) * sizeof *got);
+            int next = 0;
+            for (int part = 0; part < np; part++) {
+                int r0, r1;
+                quant_csr_s8_panels_rows(p, part, np, &r0, &r1);
+                ck_assert_msg(r0 == next && r1 >= r0, "%s: part %d of %d starts at %d, not %d",
+                              what, part, np, r0, next);
+                next = r1;
+                quant_csr_s8_panels_run(p, x, got, part, np);
+            }
+            ck_assert_int_eq(next, q->m);
+            for (int r = 0; r < q->m; r++)
+                ck_assert_msg(got[r] == want[r], "%s, %d parts: row %d: %d, want %d", what, np,
+                              r, got[r], want[r]);
+            ck_assert_msg(got[q->m] == 0x5a5a5a5a, "%s: wrote past the last row", what);
+        }
+        ck_assert_uint_gt(quant_csr_s8_panels_bytes(p), 0);
+        quant_csr_s8_panels_free(p);
+    }
+    free(want);
+    free(got);
+}
+
+START_TEST(test_s8_sums)
+{
+    KDT_ISA_BEGIN(_i);
+    for (int t = 0; t < NS; t++) {
+        const sshape *s = &sshapes[t];
+        kd_err e = {0};
+        float *w = s8_sparse(s, 10 + (uint64_t)t);
+        quant_csr *q = quant_csr_from_dense(w, s->m, s->k, &e);
+        ck_assert_msg(q != NULL, "%s", e.msg);
+        int8_t *x = s8_x(s->k, 20 + (uint64_t)t);
+        char what[64];
+        snprintf(what, sizeof what, "%dx%d at %.2f", s->m, s->k, s->density);
+        check_sums(q, x, what);
+        quant_csr_free(q);
+        free(x);
+        free(w);
+    }
+}
+END_TEST
+
+/* The largest products: every weight +-127, every activation -128, in a
+ * full 40 x 300 matrix (a pair of products sums to 32512, under int16's
+ * limit; a row to 300 * 16256). */
+START_TEST(test_s8_extremes)
+{
+    KDT_ISA_BEGIN(_i);
+    const int m = 40, k = 300;
+    float *w = malloc((size_t)m * k * sizeof *w);
+    for (int i = 0; i < m * k; i++)
+        w[i] = (i / k) % 2 ? -1.0f : 1.0f;
+    kd_err e = {0};
+    quant_csr *q = quant_csr_from_dense(w, m, k, &e);
+    ck_assert_msg(q != NULL, "%s", e.msg);
+    int8_t *x = malloc((size_t)k + QUANT_CSR_S8_PAD);
+    memset(x, 0x80, (size_t)k + QUANT_CSR_S8_PAD);
+    check_sums(q, x, "extremes");
+    int32_t *acc = malloc((size_t)m * sizeof *acc);
+    quant_csr_s8_ref(q, x, acc, 0, m);
+    ck_assert_int_eq(acc[0], -128 * 127 * k);
+    ck_assert_int_eq(acc[1], 128 * 127 * k);
+    free(acc);
+    quant_csr_free(q);
+    free(x);
+    free(w);
+}
+END_TEST
+
+START_TEST(test_s8_out_same_bits)
+{
+    KDT_ISA_BEGIN(_i);
+    const int m = 45;
+    nn_rng r = nn_rng_stream(31, NN_STREAM_TEST);
+    int32_t acc[45], zr[45];
+    float cs[45], b[45], want[45], got[45];
+    for (int i = 0; i < m; i++) {
+        acc[i] = (int32_t)nn_rng_below(&r, 1u << 30) - (1 << 29);
+        zr[i] = (int32_t)nn_rng_below(&r, 1u << 20) - (1 << 19);
+        cs[i] = 1e-4f * (1.0f + nn_rng_uniform(&r));
+        b[i] = nn_rng_normal(&r);
+    }
+    acc[0] = INT32_MAX, zr[0] = -1; /* the difference wraps, as the exact sum would not */
+    for (int relu = 0; relu < 2; relu++)
+        for (int wb = 0; wb < 2; wb++)
+            for (int r0 = 0; r0 < 3; r0++) {
+                quant_csr_s8_epi ep = {.zr = zr, .cs = cs, .b = wb ? b : NULL, .relu = relu};
+                memset(want, 0, sizeof want);
+                memset(got, 0, sizeof got);
+                quant_csr_s8_out_ref(&ep, acc, want, r0, m - r0);
+                quant_csr_s8_out(&ep, acc, got, r0, m - r0);
+                ck_assert_mem_eq(want, got, sizeof want);
+                for (int i = r0; i < m - r0; i++) {
+                    float v = (float)(int32_t)((uint32_t)acc[i] - (uint32_t)zr[i]) * cs[i] +
+                              (wb ? b[i] : 0.0f);
+                    ck_assert(want[i] == (relu && !(v > 0) ? 0.0f : v));
+                }
+            }
+}
+END_TEST
+
+/* ---- the layer ---------------------------------------------------------- */
+
+/* qt_mlp(in, h, h, out) with 90% of each layer's weights zeroed, stored
+ * sparse, quantized static with calibration data (sparse_static as asked). */
+static nn_model *s8_model(int in, int h, int out, int sparse_static, const data_set *calib)
+{
+    nn_model *m = qt_mlp(in, h, h, out, 5);
+    nn_rng r = nn_rng_stream(6, NN_STREAM_TEST);
+    for (int i = 0; i < m->nlayers; i++)
+        for (size_t j = 0; j < m->layers[i].nw; j++)
+            if (nn_rng_uniform(&r) < 0.9f)
+                m->layers[i].w[j] = 0.0f;
+    kd_err e = {0};
+    compress_sparse_opts all = {.policy = COMPRESS_SPARSE_ALWAYS};
+    nn_model *sp = compress_to_sparse(m, &all, NULL, &e);
+    ck_assert_msg(sp != NULL, "%s", e.msg);
+    compress_quant_spec s = {.mode = COMPRESS_Q_STATIC8, .per_channel = 1, .calib_batches = 1,
+                             .sparse_static = sparse_static};
+    nn_model *q = compress_quantize(sp, &s, calib, &e);
+    ck_assert_msg(q != NULL, "%s", e.msg);
+    nn_model_free(sp);
+    nn_model_free(m);
+    return q;
+}
+
+/* The logits of n samples of d (malloc'd). */
+static float *logits(nn_model *m, const data_set *d, int n)
+{
+    nn_ctx c = {.train = 0};
+    const int out = (int)nn_shape_size(m->layers[m->nlayers - 1].out);
+    const float *y = nn_model_forward(m, d->xf, n, &c);
+    ck_assert_ptr_nonnull(y);
+    float *r = malloc((size_t)n * out * sizeof *r);
+    memcpy(r, y, (size_t)n * out * sizeof *r);
+    return r;
+}
+
+START_TEST(test_s8_layer_same_bits)
+{
+    KDT_ISA_BEGIN(_i);
+    const int in = 70, h = 90, out = 5, n = 9;
+    data_set d = qt_data(128, in, out, 3);
+    /* at the scalar level, one thread, one sample at a time: the reference */
+    kd_isa was = kernels_isa_force(KD_ISA_SCALAR);
+    nn_set_threads(1);
+    nn_model *q = s8_model(in, h, out, 1, &d);
+    for (int i = 0; i < q->nlayers; i++)
+        if (q->layers[i].ops->dense_like)
+            ck_assert_str_eq(nn_layer_format(&q->layers[i]), "csr-int8-static");
+    float *want = malloc((size_t)n * out * sizeof *want);
+    for (int i = 0; i < n; i++) {
+        data_set one = d;
+        one.xf = d.xf + (size_t)i * in;
+        float *y = logits(q, &one, 1);
+        memcpy(want + (size_t)i * out, y, out * sizeof *y);
+        free(y);
+    }
+    kernels_isa_force(was);
+    /* this level, 1 and 2 threads, batch n and batch 1 */
+    for (int threads = 1; threads <= 2; threads++) {
+        nn_set_threads(threads);
+        kd_err e = {0};
+        nn_model *t = nn_model_clone(q, &e);
+        ck_assert_msg(t != NULL, "%s", e.msg);
+        ck_assert_int_eq(nn_model_reserve(t, n, &e), KD_OK);
+        float *y = logits(t, &d, n);
+        ck_assert_msg(memcmp(y, want, (size_t)n * out * sizeof *y) == 0,
+                      "%d threads, batch %d: not the scalar level's bits", threads, n);
+        free(y);
+        for (int i = 0; i < n; i++) {
+            data_set one = d;
+            one.xf = d.xf + (size_t)i * in;
+            float *y1 = logits(t, &one, 1);
+            ck_assert_msg(memcmp(y1, want + (size_t)i * out, out * sizeof *y1) == 0,
+                          "%d threads: sample %d alone differs", threads, i);
+            free(y1);
+        }
+        nn_model_free(t);
+    }
+    nn_set_threads(1);
+    /* close to csr-int8 (fp32 activations): the activations' rounding only */
+    nn_model *w8 = s8_model(in, h, out, 0, &d);
+    ck_assert_str_eq(nn_layer_format(&w8->layers[0]), "csr-int8");
+    float *yw = logits(w8, &d, n);
+    double err = 0.0, mag = 0.0;
+    for (int i = 0; i < n * out; i++) {
+        err = fmax(err, fabs((double)yw[i] - want[i]));
+        mag = fmax(mag, fabs((double)yw[i]));
+    }
+    ck_assert_msg(err <= 0.05 * mag && mag > 0.0, "max error %g of %g", err, mag);
+    free(yw);
+    nn_model_free(w8);
+    free(want);
+    nn_model_free(q);
+    data_set_free(&d);
+}
+END_TEST
+
+/* A model of one csr-int8-static layer (k inputs, m units) and its payload. */
+static nn_model *one_layer(int k, int m, kd_buf *b)
+{
+    const nn_layer_spec s[] = {{.kind = NN_DENSE, .units = m}};
+    kd_err e = {0};
+    nn_model *f = nn_model_new((nn_shape){k, 1, 1}, s, 1, NULL, &e);
+    ck_assert_msg(f != NULL, "%s", e.msg);
+    sshape sh = {m, k, 0.2};
+    float *w = s8_sparse(&sh, 40);
+    memcpy(f->layers[0].w, w, (size_t)m * k * sizeof *w);
+    free(w);
+    compress_sparse_opts all = {.policy = COMPRESS_SPARSE_ALWAYS};
+    nn_model *sp = compress_to_sparse(f, &all, NULL, &e);
+    ck_assert_msg(sp != NULL, "%s", e.msg);
+    data_set d = qt_data(128, k, 2, 41);
+    compress_quant_spec qs = {.mode = COMPRESS_Q_STATIC8, .per_channel = 1, .calib_batches = 1,
+                              .sparse_static = 1};
+    nn_model *q = compress_quantize(sp, &qs, &d, &e);
+    ck_assert_msg(q != NULL, "%s", e.msg);
+    ck_assert_str_eq(nn_layer_format(&q->layers[0]), "csr-int8-static");
+    *b = (kd_buf){0};
+    q->layers[0].ops->save(&q->layers[0], b);
+    ck_assert(!b->failed);
+    data_set_free(&d);
+    nn_model_free(sp);
+    nn_model_free(f);
+    return q;
+}
+
+static int load_into(nn_model *t, const uint8_t *p, size_t n, kd_err *e)
+{
+    kd_rd rd = {.p = p, .len = n, .ok = 1};
+    memset(e, 0, sizeof *e);
+    return t->layers[0].ops->load(&t->layers[0], &rd, e);
+}
+
+START_TEST(test_s8_payload)
+{
+    const int k = 300, m = 21;
+    kd_buf b;
+    nn_model *q = one_layer(k, m, &b);
+    kd_err e = {0};
+    nn_model *t = nn_model_clone(q, &e);
+    ck_assert_msg(t != NULL, "%s", e.msg);
+    ck_assert_msg(load_into(t, b.p, b.len, &e) == KD_OK, "%s", e.msg);
+    data_set d = qt_data(3, k, 2, 42);
+    float *ya = logits(q, &d, 3), *yb = logits(t, &d, 3);
+    ck_assert_mem_eq(ya, yb, 3 * (size_t)m * sizeof *ya);
+    free(ya);
+    free(yb);
+    /* every truncation */
+    for (size_t n = 0; n < b.len; n++)
+        ck_assert_msg(load_into(t, b.p, n, &e) == KD_EFORMAT, "%zu of %zu bytes: rc %d", n, b.len,
+                      e.code);
+    /* stray bytes */
+    uint8_t *p = malloc(b.len + 1);
+    memcpy(p, b.p, b.len);
+    p[b.len] = 0;
+    ck_assert_int_eq(load_into(t, p, b.len + 1, &e), KD_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(e.msg, "stray"));
+    /* the input quantizer: scale NaN, 0, negative; zero point out of [-128, 127] */
+    const float scales[] = {NAN, 0.0f, -1.0f, INFINITY};
+    for (int i = 0; i < 4; i++) {
+        memcpy(p, b.p, b.len);
+        memcpy(p, &scales[i], 4);
+        ck_assert_int_eq(load_into(t, p, b.len, &e), KD_EFORMAT);
+        ck_assert_ptr_nonnull(strstr(e.msg, "input scale"));
+    }
+    const int32_t zeros[] = {128, -129, INT32_MIN};
+    for (int i = 0; i < 3; i++) {
+        memcpy(p, b.p, b.len);
+        memcpy(p + 4, &zeros[i], 4);
+        ck_assert_int_eq(load_into(t, p, b.len, &e), KD_EFORMAT);
+        ck_assert_ptr_nonnull(strstr(e.msg, "zero point"));
+    }
+    /* the entries are csr-int8's, checked as there: a row length that lies */
+    free(p);
+    data_set_free(&d);
+    kd_buf_free(&b);
+    nn_model_free(t);
+    nn_model_free(q);
+}
+END_TEST
+
+/* The kind through a file: saved and loaded by compress_model_load. */
+START_TEST(test_s8_file)
+{
+    const int k = 40, m = 12;
+    kd_buf b;
+    nn_model *q = one_layer(k, m, &b);
+    kd_buf_free(&b);
+    char dir[512], path[600];
+    kdt_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/s8.kdm", dir);
+    kd_err e = {0};
+    ck_assert_msg(nn_model_save(q, path, &e) == KD_OK, "%s", e.msg);
+    nn_model *t = compress_model_load(path, &e);
+    ck_assert_msg(t != NULL, "%s", e.msg);
+    ck_assert_str_eq(nn_layer_format(&t->layers[0]), "csr-int8-static");
+    data_set d = qt_data(4, k, 2, 43);
+    float *ya = logits(q, &d, 4), *yb = logits(t, &d, 4);
+    ck_assert_mem_eq(ya, yb, 4 * (size_t)m * sizeof *ya);
+    size_t weights = 0, nonzero = 0;
+    t->layers[0].ops->count(&t->layers[0], &weights, &nonzero);
+    ck_assert_uint_eq(weights, (size_t)k * m);
+    ck_assert(nonzero > 0 && nonzero < weights);
+    free(ya);
+    free(yb);
+    data_set_free(&d);
+    nn_model_free(t);
+    nn_model_free(q);
+}
+END_TEST
+
+Suite *suite_compress_qcsr_s8(void)
+{
+    Suite *s = suite_create("compress_qcsr_s8");
+    TCase *tc = tcase_create("qcsr_s8");
+    tcase_set_timeout(tc, 60);
+    KDT_ISA_LOOP(tc, test_s8_sums);
+    KDT_ISA_LOOP(tc, test_s8_extremes);
+    KDT_ISA_LOOP(tc, test_s8_out_same_bits);
+    KDT_ISA_LOOP(tc, test_s8_layer_same_bits);
+    tcase_add_test(tc, test_s8_payload);
+    tcase_add_test(tc, test_s8_file);
+    suite_add_tcase(s, tc);
+    return s;
+}
