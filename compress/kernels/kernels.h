@@ -470,9 +470,12 @@ size_t quant_csr_s8_panels_bytes(const quant_csr_s8_panels *p);
  * parts start on an even slice, so no two write one 64-byte line of acc). */
 void quant_csr_s8_panels_rows(const quant_csr_s8_panels *p, int part, int nparts, int *r0,
                               int *r1);
-/* acc[r] for those rows.  Only at kernel level avx2 and above. */
-void quant_csr_s8_panels_run(const quant_csr_s8_panels *p, const int8_t *x, int32_t *acc,
-                             int part, int nparts);
+/* acc[r] for those rows, for nx samples: sample i's activations at
+ * x + i xstride, its sums at acc + i astride.  The steps are read once for
+ * every QUANT_CSR_S8_NX samples.  Only at kernel level avx2 and above. */
+#define QUANT_CSR_S8_NX 4
+void quant_csr_s8_panels_run(const quant_csr_s8_panels *p, const int8_t *x, size_t xstride,
+                             int nx, int32_t *acc, size_t astride, int part, int nparts);
 
 /* ==== fake-quant for QAT ===================================================== */
 

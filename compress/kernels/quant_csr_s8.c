@@ -9,10 +9,13 @@
  * 0 where the row has fewer).  Each lane's column within the window is a
  * nibble, so one vpshufb of the window (broadcast to both halves) gathers
  * the 32 activations, and vpmaddubsw + vpmaddwd add each row's 4 products
- * into its own int32 lane.  A step costs 16 bytes of nibbles, 32 of values
- * and 2 of window start; at 90% sparsity it holds ~12.8 entries (~3.9 bytes
- * an entry), where csr-int8's fp32-activation panels hold ~4 in a step of 8
- * lanes.  The window of a step starts at the smallest column any row of the
+ * into its own int32 lane.  Steps come in pairs (a slice with an odd count
+ * ends on an empty step) whose lane nibbles share 32 bytes: byte b holds
+ * lane b's column of the first step (low nibble) and of the second (high),
+ * so one load, two ANDs and a shift unpack two steps.  A step costs 16
+ * bytes of nibbles, 32 of values and 2 of window start; at 90% sparsity it
+ * holds ~12.8 entries (~3.9 bytes an entry), where csr-int8's
+ * fp32-activation panels hold ~4 in a step of 8 lanes.  The window of a step starts at the smallest column any row of the
  * slice has left, moved back so that it ends inside x (x carries
  * QUANT_CSR_S8_PAD readable bytes past its k values for layers under 16
  * columns).
@@ -21,7 +24,9 @@
  * int8 matrices, against csr-int8's fp32-activation AVX2 panels:
  * 1200 x 1200 18.9 us vs 45.8 us, 1200 x 784 11.9 vs 30.3 us
  * (/work/scratch11/bp.c).  Full-byte lane indices (32 bytes a step instead
- * of 16 nibbles) ran at the same speed, so the nibbles are free bytes. */
+ * of 16 nibbles) ran at the same speed, so the nibbles are free bytes; the
+ * paired nibbles then took 0.84-0.92x the time of one 16-byte block a step
+ * unpacked by shift and blend (three interleaved runs). */
 #include <string.h>
 
 #include "internal.h"
@@ -30,8 +35,9 @@ struct quant_csr_s8_panels {
     int rows, cols, nslice;
     uint32_t *slice_at; /* nslice + 1: steps before each slice */
     uint16_t *win;      /* per step: its window's first column */
-    uint8_t *nib;       /* per step: 16 bytes; byte b holds lane b's column
-                         * (low nibble) and lane 16 + b's (high nibble) */
+    uint8_t *nib;       /* per pair of steps: 32 bytes; byte b holds lane b's
+                         * column in the first step (low nibble) and in the
+                         * second (high nibble) */
     int8_t *val;        /* per step: 32 values, lane 4i + t */
 };
 
@@ -83,7 +89,8 @@ size_t quant_csr_s8_panels_bytes(const quant_csr_s8_panels *p)
 }
 
 /* Walks slice s's steps (8 rows from 8 s): counts them, and when p->val is
- * set lays them out from step t.  Returns the step count. */
+ * set lays them out from step t (even).  Returns the step count, even (an
+ * empty step ends an odd run: window 0, values 0). */
 static uint32_t slice_steps(const quant_csr *q, quant_csr_s8_panels *p, int s, size_t t)
 {
     int32_t at[8], end[8], col[8]; /* next entry of each row, its column */
@@ -100,10 +107,11 @@ static uint32_t slice_steps(const quant_csr *q, quant_csr_s8_panels *p, int s, s
             if (at[i] < end[i] && col[i] < w)
                 w = col[i];
         if (w == q->k)
-            return n;
+            return n + (n & 1);
         if (w + QUANT_CSR_S8_WIN > q->k) /* end the window inside x (or its pad) */
             w = q->k >= QUANT_CSR_S8_WIN ? q->k - QUANT_CSR_S8_WIN : 0;
-        uint8_t *nib = p->val ? p->nib + 16 * (t + n) : NULL;
+        uint8_t *nib = p->val ? p->nib + 16 * (t + (n & ~1u)) : NULL;
+        const int hi = (int)(n & 1) * 4; /* the pair's second step: high nibbles */
         int8_t *val = p->val ? p->val + 32 * (t + n) : NULL;
         if (p->val)
             p->win[t + n] = (uint16_t)w;
@@ -112,7 +120,7 @@ static uint32_t slice_steps(const quant_csr *q, quant_csr_s8_panels *p, int s, s
                 int lane = 4 * i + u, c = col[i] - w;
                 if (val) {
                     val[lane] = q->val[at[i]];
-                    nib[lane & 15] |= (uint8_t)(lane < 16 ? c : c << 4);
+                    nib[lane] |= (uint8_t)(c << hi);
                 }
                 if (++at[i] < end[i])
                     col[i] += q->delta[at[i]];
@@ -140,8 +148,8 @@ quant_csr_s8_panels *quant_csr_s8_panels_new(const quant_csr *q, kd_err *e)
         total += slice_steps(q, p, s, 0);
     }
     p->slice_at[p->nslice] = (uint32_t)total;
-    p->win = kd_malloc((total + 1) * sizeof *p->win);
-    p->nib = (uint8_t *)kd_afloat(total * 4 + 8);  /* 16 bytes a step, zeroed */
+    p->win = kd_calloc(total + 1, sizeof *p->win);
+    p->nib = (uint8_t *)kd_afloat(total * 4 + 8);  /* 16 bytes a step, zeroed (win: 0) */
     p->val = (int8_t *)kd_afloat(total * 8 + 8);   /* 32 bytes a step, zeroed */
     if (!p->win || !p->nib || !p->val)
         goto oom;
@@ -181,13 +189,15 @@ void quant_csr_s8_panels_rows(const quant_csr_s8_panels *p, int part, int nparts
     *r1 = 8 * s1 < p->rows ? 8 * s1 : p->rows;
 }
 
-void quant_csr_s8_panels_run(const quant_csr_s8_panels *p, const int8_t *x, int32_t *acc, int part,
-                             int nparts)
+void quant_csr_s8_panels_run(const quant_csr_s8_panels *p, const int8_t *x, size_t xstride,
+                             int nx, int32_t *acc, size_t astride, int part, int nparts)
 {
     int s0 = part_slice(p, part, nparts), s1 = part_slice(p, part + 1, nparts);
-    if (s0 >= s1)
-        return;
-    size_t t = p->slice_at[s0];
-    quant_csr_s8_avx2(p->slice_at + s0, s1 - s0, p->win + t, p->nib + 16 * t, p->val + 32 * t, x,
-                      acc + 8 * s0, p->rows - 8 * s0);
+    for (int i = 0; s0 < s1 && i < nx; i += QUANT_CSR_S8_NX) {
+        size_t t = p->slice_at[s0];
+        quant_csr_s8_avx2(p->slice_at + s0, s1 - s0, p->win + t, p->nib + 16 * t,
+                          p->val + 32 * t, x + i * xstride, xstride,
+                          nx - i < QUANT_CSR_S8_NX ? nx - i : QUANT_CSR_S8_NX,
+                          acc + i * astride + 8 * s0, astride, p->rows - 8 * s0);
+    }
 }

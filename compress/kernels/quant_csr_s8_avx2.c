@@ -1,8 +1,8 @@
 /* The AVX2 kernel of csr-int8-static's byte panels (layout: quant_csr_s8.c).
  *
  * Per step: the window's 16 activations broadcast to both 128-bit halves,
- * the 32 lane indices unpacked from 16 nibble bytes (low nibbles for the
- * low half, high for the high half), one vpshufb to gather, then the sign
+ * the 32 lane indices unpacked from its pair's nibbles, one vpshufb to
+ * gather, then the sign
  * trick of qgemm_avx2.c: vpmaddubsw(|x|, sign(x) * w) is exact because
  * |x| <= 128 and |w| <= 127 (a pair sums to at most 32512), and vpmaddwd
  * with ones adds each row's 4 products into its int32 lane.  Sums are
@@ -14,51 +14,80 @@
 
 #define TGT __attribute__((target("avx2")))
 
-TGT static inline __m256i step_idx(const uint8_t *nib)
-{
-    __m256i v = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)nib));
-    return _mm256_and_si256(_mm256_blend_epi32(v, _mm256_srli_epi16(v, 4), 0xF0),
-                            _mm256_set1_epi8(15));
-}
-
-/* acc + the 4-product sums of step t */
-#define STEP(A, t)                                                                                 \
+/* acc + the 4-product sums of a step: window at xs + w, lane columns idx,
+ * values (sign-free) wv */
+#define STEP(A, xs, w, idx, wv)                                                                    \
     do {                                                                                           \
-        __m256i x_ = _mm256_broadcastsi128_si256(                                                  \
-            _mm_loadu_si128((const __m128i *)(x + win[t])));                                       \
-        __m256i g_ = _mm256_shuffle_epi8(x_, step_idx(nib + 16 * (t)));                            \
-        __m256i w_ = _mm256_sign_epi8(_mm256_load_si256((const __m256i *)(val + 32 * (t))), g_);   \
-        A = _mm256_add_epi32(                                                                      \
-            A, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(g_, g_), w_), ones));       \
+        __m256i x_ = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)((xs) + (w))));  \
+        __m256i g_ = _mm256_shuffle_epi8(x_, idx);                                                 \
+        A = _mm256_add_epi32(A, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(g_, g_),   \
+                                                                       _mm256_sign_epi8(wv, g_)),  \
+                                                  ones));                                          \
     } while (0)
 
-TGT void quant_csr_s8_avx2(const uint32_t *slice_at, int nslice, const uint16_t *win,
-                           const uint8_t *nib, const int8_t *val, const int8_t *x, int32_t *acc,
-                           int rows)
+/* Slices' sums for NX samples (x + i xstride, acc + i astride) in one pass:
+ * each pair of steps is loaded and unpacked once for all of them. */
+static inline __attribute__((always_inline)) TGT void
+slices(const uint32_t *slice_at, int nslice, const uint16_t *win, const uint8_t *nib,
+       const int8_t *val, const int8_t *x, size_t xstride, int32_t *acc, size_t astride, int rows,
+       const int NX)
 {
-    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i ones = _mm256_set1_epi16(1), lo4 = _mm256_set1_epi8(15);
     for (int s = 0; s < nslice; s++, acc += 8, rows -= 8) {
-        __m256i a0 = _mm256_setzero_si256(), a1 = a0;
-        uint32_t n = slice_at[s + 1] - slice_at[s];
-        for (; n >= 2; n -= 2, win += 2, nib += 32, val += 64) {
-            STEP(a0, 0);
-            STEP(a1, 1);
+        __m256i a[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                        _mm256_setzero_si256()};
+        __m256i b = a[0]; /* NX = 1: the second step's own chain */
+        for (uint32_t n = slice_at[s + 1] - slice_at[s]; n; n -= 2, win += 2, nib += 32, val += 64) {
+            __m256i v = _mm256_load_si256((const __m256i *)nib);
+            __m256i i0 = _mm256_and_si256(v, lo4);
+            __m256i i1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
+            __m256i w0 = _mm256_load_si256((const __m256i *)val);
+            __m256i w1 = _mm256_load_si256((const __m256i *)(val + 32));
+            if (NX == 1) {
+                STEP(a[0], x, win[0], i0, w0);
+                STEP(b, x, win[1], i1, w1);
+            } else {
+                for (int i = 0; i < NX; i++) {
+                    STEP(a[i], x + i * xstride, win[0], i0, w0);
+                    STEP(a[i], x + i * xstride, win[1], i1, w1);
+                }
+            }
         }
-        if (n) {
-            STEP(a0, 0);
-            win += 1, nib += 16, val += 32;
-        }
-        a0 = _mm256_add_epi32(a0, a1);
-        if (rows >= 8) {
-            _mm256_storeu_si256((__m256i *)acc, a0);
-        } else {
-            int32_t t[8];
-            _mm256_storeu_si256((__m256i *)t, a0);
-            memcpy(acc, t, (size_t)rows * sizeof *acc);
+        if (NX == 1)
+            a[0] = _mm256_add_epi32(a[0], b);
+        for (int i = 0; i < NX; i++) {
+            int32_t *o = acc + i * astride;
+            if (rows >= 8) {
+                _mm256_storeu_si256((__m256i *)o, a[i]);
+            } else {
+                int32_t t[8];
+                _mm256_storeu_si256((__m256i *)t, a[i]);
+                memcpy(o, t, (size_t)rows * sizeof *o);
+            }
         }
     }
 }
 #undef STEP
+
+TGT void quant_csr_s8_avx2(const uint32_t *slice_at, int nslice, const uint16_t *win,
+                           const uint8_t *nib, const int8_t *val, const int8_t *x, size_t xstride,
+                           int nx, int32_t *acc, size_t astride, int rows)
+{
+    switch (nx) {
+    case 1:
+        slices(slice_at, nslice, win, nib, val, x, xstride, acc, astride, rows, 1);
+        break;
+    case 2:
+        slices(slice_at, nslice, win, nib, val, x, xstride, acc, astride, rows, 2);
+        break;
+    case 3:
+        slices(slice_at, nslice, win, nib, val, x, xstride, acc, astride, rows, 3);
+        break;
+    default:
+        slices(slice_at, nslice, win, nib, val, x, xstride, acc, astride, rows, 4);
+        break;
+    }
+}
 
 TGT void quant_csr_s8_out_avx2(const quant_csr_s8_epi *ep, const int32_t *acc, float *y, int r0,
                                int r1)

@@ -7,7 +7,8 @@
  * (ReLU fused), with rowsum[r] the sum of row r's values
  * (quant_csr_s8_out).  At kernel level
  * avx2 and up the sums run on byte panels built at reserve (quant_csr_s8.c),
- * at any batch, one sample at a time; below, on quant_csr_s8_ref.  Integer
+ * at any batch (up to 4 samples a pass over the steps); below, on
+ * quant_csr_s8_ref.  Integer
  * sums and one epilogue make the same bits on every path, thread count and
  * batch.  Inference-only, like every quantized kind. */
 #include <math.h>
@@ -110,16 +111,18 @@ static int row_start(const quant_csr *q, int part, int nparts)
     return lo;
 }
 
-/* Sample i's sums, rows [r0, r1) (part `part` of nparts on the panels). */
-static void sums(const qs8_job *j, int i, int part, int nparts, int r0, int r1)
+/* The sums of samples [i0, i1), rows [r0, r1) (part `part` of nparts on
+ * the panels, which read their steps once for up to QUANT_CSR_S8_NX). */
+static void sums(const qs8_job *j, int i0, int i1, int part, int nparts, int r0, int r1)
 {
     const quant_csr *q = j->d->q;
-    const int8_t *xq = j->p->xq + (size_t)i * j->p->xstride;
-    int32_t *acc = j->p->acc + (size_t)i * q->m;
+    const size_t xs = (size_t)j->p->xstride, m = (size_t)q->m;
     if (j->panels)
-        quant_csr_s8_panels_run(j->panels, xq, acc, part, nparts);
+        quant_csr_s8_panels_run(j->panels, j->p->xq + i0 * xs, xs, i1 - i0, j->p->acc + i0 * m, m,
+                                part, nparts);
     else
-        quant_csr_s8_ref(q, xq, acc, r0, r1);
+        for (int i = i0; i < i1; i++)
+            quant_csr_s8_ref(q, j->p->xq + i * xs, j->p->acc + i * m, r0, r1);
 }
 
 static void rows_of(const qs8_job *j, int part, int nparts, int *r0, int *r1)
@@ -146,17 +149,18 @@ static void qs8_part(void *arg, int part, int nparts)
     if (j->n == 1) { /* the caller quantized x */
         rows_of(j, part, nparts, &r0, &r1);
         if (r0 < r1) {
-            sums(j, 0, part, nparts, r0, r1);
+            sums(j, 0, 1, part, nparts, r0, r1);
             epilogue(j, 0, r0, r1);
         }
         return;
     }
     int i0 = (int)((long)j->n * part / nparts), i1 = (int)((long)j->n * (part + 1) / nparts);
-    for (int i = i0; i < i1; i++) {
+    for (int i = i0; i < i1; i++)
         quantize_sample(j, i);
-        sums(j, i, 0, 1, 0, j->d->q->m);
+    if (i0 < i1)
+        sums(j, i0, i1, 0, 1, 0, j->d->q->m);
+    for (int i = i0; i < i1; i++)
         epilogue(j, i, 0, j->d->q->m);
-    }
 }
 
 static void qs8_forward(nn_layer *l, const float *x, float *y, int n, const nn_ctx *c)

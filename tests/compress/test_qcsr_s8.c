@@ -86,7 +86,7 @@ static void check_sums(const quant_csr *q, const int8_t *x, const char *what)
                 ck_assert_msg(r0 == next && r1 >= r0, "%s: part %d of %d starts at %d, not %d",
                               what, part, np, r0, next);
                 next = r1;
-                quant_csr_s8_panels_run(p, x, got, part, np);
+                quant_csr_s8_panels_run(p, x, 0, 1, got, 0, part, np);
             }
             ck_assert_int_eq(next, q->m);
             for (int r = 0; r < q->m; r++)
@@ -94,6 +94,26 @@ static void check_sums(const quant_csr *q, const int8_t *x, const char *what)
                               r, got[r], want[r]);
             ck_assert_msg(got[q->m] == 0x5a5a5a5a, "%s: wrote past the last row", what);
         }
+        /* 1..6 samples at once (passes of up to QUANT_CSR_S8_NX), each its own x */
+        const int kx = q->k + QUANT_CSR_S8_PAD;
+        int8_t *xs = malloc((size_t)6 * kx);
+        int32_t *as = malloc((size_t)6 * (q->m + 8) * sizeof *as);
+        int32_t *w1 = malloc(((size_t)q->m + 8) * sizeof *w1);
+        for (int i = 0; i < 6 * kx; i++)
+            xs[i] = (int8_t)(x[i % kx] * (i / kx % 2 ? -1 : 1) + i / kx);
+        for (int nx = 1; nx <= 6; nx++) {
+            memset(as, 0x5a, (size_t)6 * (q->m + 8) * sizeof *as);
+            quant_csr_s8_panels_run(p, xs, (size_t)kx, nx, as, (size_t)q->m + 8, 0, 1);
+            for (int i = 0; i < nx; i++) {
+                quant_csr_s8_ref(q, xs + (size_t)i * kx, w1, 0, q->m);
+                ck_assert_msg(memcmp(w1, as + (size_t)i * (q->m + 8), (size_t)q->m * sizeof *w1) == 0,
+                              "%s: sample %d of %d at once", what, i, nx);
+                ck_assert_int_eq(as[(size_t)i * (q->m + 8) + q->m], 0x5a5a5a5a);
+            }
+        }
+        free(xs);
+        free(as);
+        free(w1);
         ck_assert_uint_gt(quant_csr_s8_panels_bytes(p), 0);
         quant_csr_s8_panels_free(p);
     }
