@@ -2,7 +2,8 @@
  * The 784-1200-1200-10 MLP (random weights) converted to each compressed
  * format through the public passes -- csr-fp32 and csr-int8 from a copy
  * pruned 90% per layer by magnitude (weight by weight, and in blocks of 8
- * rows: prune's block: 8), int8 static (calibrated on random
+ * rows: prune's block: 8), csr-int8-static (the weight-by-weight copy with
+ * its inputs quantized too), int8 static (calibrated on random
  * inputs), int4 weight-only, dynamic int8 -- timed against kdbench's own
  * fp32 at each kernel level the host runs (its best, or KD_ISA's cap, then
  * down to avx2, forced), on 2 threads (KD_BENCH_FORMATS_THREADS overrides).  Batch 1: measure_latency's p50 (its warm-up rule); batch 256:
@@ -28,7 +29,7 @@
 #include "bench.h"
 
 enum { BI_IN = 784, BI_OUT = 10, BI_BATCH = 256, BI_ROUNDS = 7, BI_LAT_REPS = 1000,
-       BI_WARMUP = 200, BI_TPUT_REPS = 20, BI_NFMT = 8 };
+       BI_WARMUP = 200, BI_TPUT_REPS = 20, BI_NFMT = 9 };
 
 /* issue 11's targets: batch-1 and batch-256 speed-up over fp32 */
 static const struct {
@@ -40,6 +41,9 @@ static const struct {
     /* the same 90% pruned in blocks of 8 rows (prune's block: 8), held to
      * the targets of the weight-by-weight rows */
     {"csr-fp32 b8", 5, 1.5}, {"csr-int8 b8", 6, 1.5},
+    /* the weight-by-weight 90% with its inputs quantized too (csr-int8-static:
+     * quantize's sparse_activations: int8), held to csr-int8's targets */
+    {"csr-int8-static", 6, 1.5},
 };
 
 static int cmp_d(const void *a, const void *b)
@@ -113,9 +117,11 @@ static double bi_bandwidth(size_t bytes, int reps)
 
 /* fp32 m's variants in bi_fmt order (v[0] = m itself, not owned); KD_OK or
  * e's code with the ones made so far in v. */
-/* m pruned 90% per layer (in blocks of `block` rows), as CSR (*csr) and
- * CSR with int8 values (*q8). */
-static int bi_sparse(nn_model *m, int block, nn_model **csr, nn_model **q8, kd_err *e)
+/* m pruned 90% per layer (in blocks of `block` rows), as CSR (*csr), CSR
+ * with int8 values (*q8) and, when s8 is not NULL, that with its inputs
+ * quantized too (*s8, calibrated on calib). */
+static int bi_sparse(nn_model *m, int block, const data_set *calib, nn_model **csr, nn_model **q8,
+                     nn_model **s8, kd_err *e)
 {
     nn_model *p = nn_model_clone(m, e);
     compress_prune_spec ps = {.scope = COMPRESS_LAYERWISE, .sparsity = 0.9f, .block = block};
@@ -126,8 +132,11 @@ static int bi_sparse(nn_model *m, int block, nn_model **csr, nn_model **q8, kd_e
         return e->code;
     }
     nn_model_free(p);
-    compress_quant_spec s8 = {.mode = COMPRESS_Q_STATIC8, .per_channel = 1};
-    return (*q8 = compress_quantize(*csr, &s8, NULL, e)) ? KD_OK : e->code;
+    compress_quant_spec qs = {.mode = COMPRESS_Q_STATIC8, .per_channel = 1, .calib_batches = 2};
+    if (!(*q8 = compress_quantize(*csr, &qs, NULL, e)))
+        return e->code;
+    qs.sparse_static = 1;
+    return !s8 || (*s8 = compress_quantize(*csr, &qs, calib, e)) ? KD_OK : e->code;
 }
 
 /* fp32 m's variants in bi_fmt order (v[0] = m itself, not owned); KD_OK or
@@ -135,7 +144,7 @@ static int bi_sparse(nn_model *m, int block, nn_model **csr, nn_model **q8, kd_e
 static int bi_variants(nn_model *m, const data_set *calib, nn_model **v, kd_err *e)
 {
     v[0] = m;
-    if (bi_sparse(m, 1, &v[1], &v[2], e) != KD_OK)
+    if (bi_sparse(m, 1, calib, &v[1], &v[2], &v[8], e) != KD_OK)
         return e->code;
     const compress_qmode modes[3] = {COMPRESS_Q_STATIC8, COMPRESS_Q_INT4, COMPRESS_Q_DYNAMIC8};
     for (int i = 0; i < 3; i++) {
@@ -143,7 +152,7 @@ static int bi_variants(nn_model *m, const data_set *calib, nn_model **v, kd_err 
         if (!(v[3 + i] = compress_quantize(m, &s, calib, e)))
             return e->code;
     }
-    return bi_sparse(m, 8, &v[6], &v[7], e);
+    return bi_sparse(m, 8, calib, &v[6], &v[7], NULL, e);
 }
 
 /* Batch-256 samples/s, timed as measure times it. */
@@ -221,7 +230,7 @@ static void bi_layers(nn_model *m, const float *x, const char *name)
         t1[r] = (kd_now() - t0) * 1e6;
     }
     m->b1_threads = 0;
-    printf("  %-13s", name);
+    printf("  %-15s", name);
     for (int i = 0; i < m->nlayers; i++) {
         nn_layer *l = &m->layers[i];
         if (l->spec.kind != NN_DENSE || l->spec.units > BI_MAX_UNITS)
@@ -265,7 +274,7 @@ static void bi_level(nn_model *m, const data_set *calib, double bw)
             }
             b256[f][r] = bi_throughput(v[f], calib->xf, &e);
         }
-    printf("  %-13s %10s %7s %6s %14s %7s %6s  %s\n", "format", "batch-1 us", "x fp32", "target",
+    printf("  %-15s %10s %7s %6s %14s %7s %6s  %s\n", "format", "batch-1 us", "x fp32", "target",
            "batch-256 /s", "x fp32", "target", "met?");
     for (int f = 0; f < BI_NFMT; f++) {
         double t1 = median(b1[f], BI_ROUNDS), t256 = median(b256[f], BI_ROUNDS);
@@ -276,12 +285,12 @@ static void bi_level(nn_model *m, const data_set *calib, double bw)
         }
         double x1 = median(r1, BI_ROUNDS), x256 = median(r256, BI_ROUNDS);
         if (f == 0) {
-            printf("  %-13s %10.1f %7s %6s %14.0f %7s %6s\n", bi_fmt[f].name, t1, "1.00", "-",
+            printf("  %-15s %10.1f %7s %6s %14.0f %7s %6s\n", bi_fmt[f].name, t1, "1.00", "-",
                    t256, "1.00", "-");
             continue;
         }
         int ok1 = x1 >= bi_fmt[f].b1, ok256 = x256 >= bi_fmt[f].b256;
-        printf("  %-13s %10.1f %6.2fx %5.1fx %14.0f %6.2fx %5.1fx  %s\n", bi_fmt[f].name, t1, x1,
+        printf("  %-15s %10.1f %6.2fx %5.1fx %14.0f %6.2fx %5.1fx  %s\n", bi_fmt[f].name, t1, x1,
                bi_fmt[f].b1, t256, x256, bi_fmt[f].b256,
                ok1 && ok256 ? "yes" : ok1 ? "no (batch 256)" : ok256 ? "no (batch 1)" : "no");
     }
