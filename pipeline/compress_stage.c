@@ -170,12 +170,13 @@ static void describe(const cfg_variant *v, char *buf, size_t n)
             snprintf(buf + k, n - k, "%scluster(%d%s%s)", sep, p->clusters,
                      p->epochs > 0 ? ",finetuned" : "", p->cluster_raw ? ",uncoded" : "");
         else if (p->kind >= CFG_PASS_QUANTIZE)
-            snprintf(buf + k, n - k, "%s%s(int%d%s%s)", sep,
+            snprintf(buf + k, n - k, "%s%s(int%d%s%s%s)", sep,
                      p->kind == CFG_PASS_QAT ? "qat" : "quantize", p->bits,
                      p->bits == 8 ? (p->dynamic ? ",dynamic" : ",static")
                      : p->kind == CFG_PASS_QAT && p->bits < 4 ? ",weights,lsq" : ",weights",
                      p->kind == CFG_PASS_QAT ? "" : p->bits <= 4 ? (p->bias_correction ? ",bc" : "") :
-                     p->dynamic ? "" : p->percentile_calib ? ",percentile" : ",minmax");
+                     p->dynamic ? "" : p->percentile_calib ? ",percentile" : ",minmax",
+                     p->sparse_static ? ",sparse-int8" : "");
         else if (p->method != CFG_PRUNE_MAGNITUDE)
             snprintf(buf + k, n - k, "%sprune(%s,l%d,%.2f)", sep, method[p->method], p->norm,
                      (double)p->sparsity);
