@@ -7,7 +7,6 @@
  * they load into (compress_layer_csr, public). */
 #include <math.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "../compress/compress.h"
 #include "internal.h"
@@ -195,72 +194,59 @@ static int emit_ql(const lay *y, kd_rd *r, kd_err *e)
     return KD_OK;
 }
 
-/* ---- csr-int8: u32 rows, cols, nnz; four zlib streams (u32 raw length, u32
- * coded length, bytes): entries per row (u16 when cols <= 65535, else u32),
- * delta[nnz], val[nnz], scale[rows] f32 -------------------------------------------- */
-static int inflate_next(const lay *y, kd_rd *r, void *dst, size_t n, kd_err *e)
-{
-    uint32_t raw = kd_rd_u32(r), coded = kd_rd_u32(r);
-    if (!r->ok || raw != n || coded > r->len - r->pos)
-        return bad(y, "stream sizes do not match", e);
-    uLongf out = (uLongf)n;
-    uint8_t spare;
-    if (uncompress(n ? dst : &spare, &out, r->p + r->pos, coded) != Z_OK || out != n)
-        return bad(y, "corrupt stream", e);
-    r->pos += coded;
-    return KD_OK;
-}
-
+/* ---- csr-int8 (payload_q8.c parses it) ----------------------------------------- */
 static int emit_qcsr(const lay *y, kd_rd *r, kd_err *e)
 {
-    uint32_t m = kd_rd_u32(r), k = kd_rd_u32(r), nnz = kd_rd_u32(r);
-    if (!r->ok || m != (uint32_t)y->l->spec.units || k != nn_shape_size(y->l->in) ||
-        nnz > (uint64_t)m * k || nnz > INT32_MAX)
-        return bad(y, "sizes do not match the layer", e);
-    size_t w = k <= 65535 ? 2 : 4;
-    uint8_t *rows = kd_malloc(m * w), *delta = kd_malloc((size_t)nnz + 1);
-    int8_t *val = kd_malloc((size_t)nnz + 1);
-    float *scale = kd_malloc((size_t)m * 4);
-    int32_t *rp = kd_malloc(((size_t)m + 1) * 4);
-    int rc = rows && delta && val && scale && rp ? KD_OK : kd_err_set(e, KD_ENOMEM, "out of memory");
-    if (rc == KD_OK && (inflate_next(y, r, rows, m * w, e) || inflate_next(y, r, delta, nnz, e) ||
-                        inflate_next(y, r, val, nnz, e) || inflate_next(y, r, scale, (size_t)m * 4, e)))
-        rc = KD_EFORMAT;
-    int64_t at = 0;
-    for (uint32_t row = 0; rc == KD_OK && row < m; row++) {
-        uint32_t n = 0;
-        if (w == 2) {
-            uint16_t v;
-            memcpy(&v, rows + row * w, 2);
-            n = v;
-        } else {
-            memcpy(&n, rows + row * w, 4);
-        }
-        rp[row] = (int32_t)at;
-        at += n;
-    }
-    if (rc == KD_OK)
-        rp[m] = (int32_t)at;
-    if (rc == KD_OK && at != nnz)
-        rc = bad(y, "row lengths do not add up to the entries", e);
-    if (rc == KD_OK) {
-        emit_ints(y, CG_I32, "rp", rp, (size_t)m + 1);
-        emit_ints(y, CG_U8, "delta", delta, nnz);
-        emit_ints(y, CG_I8, "val", val, nnz);
-        emit_floats(y, "scale", scale, m);
-        rc = emit_bias(y, e);
-    }
-    kd_free(rows);
-    kd_free(delta);
-    kd_free(val);
-    kd_free(scale);
-    kd_free(rp);
+    export_qcsr a;
+    int rc = export_qcsr_parse(y->l, y->what, r, &a, e);
+    if (rc)
+        return rc;
+    emit_ints(y, CG_I32, "rp", a.rp, (size_t)a.m + 1);
+    emit_ints(y, CG_U8, "delta", a.delta, a.nnz);
+    emit_ints(y, CG_I8, "val", a.val, a.nnz);
+    emit_floats(y, "scale", a.scale, a.m);
+    rc = emit_bias(y, e);
+    uint32_t m = a.m;
+    export_qcsr_free(&a);
     if (rc)
         return rc;
     y->g->need |= CG_QCSR;
     cg_printf(&y->g->run, "    kd_qcsr(L%d_rp, L%d_delta, L%d_val, L%d_scale, L%d_b, %u, ", y->i,
               y->i, y->i, y->i, y->i, m);
     cg_io_swap(y->g);
+    return KD_OK;
+}
+
+/* ---- csr-int8-static: f32 input scale, i32 input zero point, then csr-int8's
+ * payload; the row sums the kind derives at load ----------------------------------- */
+static int emit_qcsr_s8(const lay *y, kd_rd *r, kd_err *e)
+{
+    float xs;
+    int32_t xz;
+    export_qcsr a;
+    int rc = export_qcsr_s8_parse(y->l, y->what, r, &xs, &xz, &a, e);
+    if (rc)
+        return rc;
+    emit_ints(y, CG_I32, "rp", a.rp, (size_t)a.m + 1);
+    emit_ints(y, CG_U8, "delta", a.delta, a.nnz);
+    emit_ints(y, CG_I8, "val", a.val, a.nnz);
+    emit_ints(y, CG_I32, "rs", a.row_sum, a.m);
+    emit_floats(y, "scale", a.scale, a.m);
+    rc = emit_bias(y, e);
+    uint32_t m = a.m, k = a.k;
+    export_qcsr_free(&a);
+    if (rc)
+        return rc;
+    y->g->need |= CG_QCSRS8;
+    y->g->max_q = k > y->g->max_q ? k : y->g->max_q;
+    int i = y->i;
+    kd_buf *run = &y->g->run;
+    cg_printf(run, "    kd_qcsr_s8(L%d_rp, L%d_delta, L%d_val, L%d_rs, L%d_scale, L%d_b, ", i, i, i,
+              i, i, i);
+    cg_float(y->g, run, xs, y->what);
+    cg_printf(run, ", %ld, %u, %u, kd_act[%d], kd_xq, kd_act[%d]);\n", (long)xz, m, k, y->g->cur,
+              1 - y->g->cur);
+    y->g->cur = 1 - y->g->cur;
     return KD_OK;
 }
 
@@ -285,6 +271,7 @@ int cg_payload(cg *g, const nn_layer *l, int i, kd_err *e)
              : !strcmp(f, "int4")     ? emit_q4(&y, &r, e)
              : !strcmp(f, "int3") || !strcmp(f, "int2") ? emit_ql(&y, &r, e)
              : !strcmp(f, "csr-int8") ? emit_qcsr(&y, &r, e)
+             : !strcmp(f, "csr-int8-static") ? emit_qcsr_s8(&y, &r, e)
                                       : kd_err_set(e, KD_ECONFIG, "%s: format %s", y.what, f);
     kd_buf_free(&b);
     return rc;

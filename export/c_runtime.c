@@ -35,6 +35,17 @@ static const char csr_c[] =
     "    }\n"
     "}\n\n";
 
+static const char quant1_c[] =
+    "/* clamp(round(x / scale) + zero, -128, 127) in float, half away from zero; NaN -> -128\n"
+    " * (quant_quantize_s8_ref) */\n"
+    "static int32_t kd_quant1(float x, float scale, int32_t zero)\n"
+    "{\n"
+    "    float v = roundf(x / scale) + (float)zero;\n"
+    "    if (!(v >= -128.0f))\n"
+    "        return -128;\n"
+    "    return v > 127.0f ? 127 : (int32_t)v;\n"
+    "}\n\n";
+
 static const char q8_common_c[] =
     "/* ---- int8 (compress/kernels: quant_quantize_s8_ref, qgemm_ref, qgemm_store1,\n"
     " * quant_requant).  Exact: the same integer arithmetic and the same float\n"
@@ -51,14 +62,7 @@ static const char q8_common_c[] =
     "    float out_scale;\n"
     "    int32_t out_zero, lo;         /* lo = out_zero fuses ReLU, else -128 */\n"
     "} kd_q8;\n\n"
-    "/* clamp(round(x / scale) + zero, -128, 127) in float, half away from zero; NaN -> -128 */\n"
-    "static int32_t kd_quant1(float x, float scale, int32_t zero)\n"
-    "{\n"
-    "    float v = roundf(x / scale) + (float)zero;\n"
-    "    if (!(v >= -128.0f))\n"
-    "        return -128;\n"
-    "    return v > 127.0f ? 127 : (int32_t)v;\n"
-    "}\n\n"
+
     "/* round(a * b / 2^31), ties toward +infinity (gemmlowp SaturatingRoundingDoublingHighMul) */\n"
     "static int32_t kd_srdhm(int32_t a, int32_t b)\n"
     "{\n"
@@ -228,6 +232,30 @@ static const char qcsr_c[] =
     "    }\n"
     "}\n\n";
 
+static const char qcsr_s8_c[] =
+    "/* ---- sparse int8 with int8 inputs (csr-int8-static, quant_csr_s8_ref and\n"
+    " * quant_csr_s8_out_ref): the input quantized with the calibrated xs, xz; int32\n"
+    " * sums over the row's entries, corrected by xz * row_sum (wrapping, as the\n"
+    " * kernels), then (float)acc * (xs * scale[r]) + b[r].  Exact. */\n"
+    "static void kd_qcsr_s8(const int32_t *rp, const uint8_t *delta, const int8_t *val,\n"
+    "                       const int32_t *rs, const float *scale, const float *b, float xs,\n"
+    "                       int32_t xz, int m, int k, const float *x, int8_t *xq, float *y)\n"
+    "{\n"
+    "    for (int c = 0; c < k; c++)\n"
+    "        xq[c] = (int8_t)kd_quant1(x[c], xs, xz);\n"
+    "    for (int r = 0; r < m; r++) {\n"
+    "        int32_t acc = 0;\n"
+    "        int col = 0;\n"
+    "        for (int32_t j = rp[r]; j < rp[r + 1]; j++) {\n"
+    "            col += delta[j];\n"
+    "            acc += (int32_t)val[j] * xq[col];\n"
+    "        }\n"
+    "        int32_t a = (int32_t)((uint32_t)acc - (uint32_t)xz * (uint32_t)rs[r]);\n"
+    "        float s = xs * scale[r];\n"
+    "        y[r] = (float)a * s + b[r];\n"
+    "    }\n"
+    "}\n\n";
+
 static const char conv_c[] =
     "/* ---- conv2d: square kernel, stride, zero padding, NCHW; W is\n"
     " * [filters][cin][k][k] (nn's conv2d; sum order differs from im2col + BLAS) */\n"
@@ -304,6 +332,8 @@ void cg_helpers(kd_buf *b, unsigned need)
     for (int t = 0; t < 3; t++)
         if (need & (CG_CSR8 << t))
             cg_printf(b, csr_c, csr_types[t], csr_types[t]);
+    if (need & (CG_Q8 | CG_DQ8 | CG_QCSRS8))
+        kd_buf_put(b, quant1_c, strlen(quant1_c));
     if (need & (CG_Q8 | CG_DQ8))
         kd_buf_put(b, q8_common_c, strlen(q8_common_c));
     if (need & CG_Q8)
@@ -318,6 +348,8 @@ void cg_helpers(kd_buf *b, unsigned need)
         kd_buf_put(b, ql_c, strlen(ql_c));
     if (need & CG_QCSR)
         kd_buf_put(b, qcsr_c, strlen(qcsr_c));
+    if (need & CG_QCSRS8)
+        kd_buf_put(b, qcsr_s8_c, strlen(qcsr_s8_c));
     if (need & CG_CONV)
         kd_buf_put(b, conv_c, strlen(conv_c));
     if (need & CG_POOL)

@@ -22,6 +22,7 @@ enum {
     CG_BN = 1u << 10,
     CG_RELU = 1u << 11,
     CG_QL = 1u << 12,   /* int3, int2 */
+    CG_QCSRS8 = 1u << 13, /* csr-int8-static */
 };
 
 /* The generator: model.c's arrays (data) and the body of PREFIX_logits
@@ -78,6 +79,25 @@ typedef struct {
  * export_q8_free (accepts a zeroed q). */
 int export_q8_read(const nn_layer *l, const char *what, export_q8 *q, kd_err *e);
 void export_q8_free(export_q8 *q);
+
+/* A csr-int8 payload's arrays (payload_q8.c): offsets from the row lengths,
+ * delta-coded columns, values, row scales, and each row's sum of values
+ * (mod 2^32, what csr-int8-static's kind derives at load). */
+typedef struct {
+    uint32_t m, k, nnz;
+    uint8_t *delta;
+    int8_t *val;
+    float *scale;
+    int32_t *rp, *row_sum;
+} export_qcsr;
+
+/* Parses csr-int8's payload from r (zlib streams; KD_EFORMAT naming what
+ * is wrong, a zeroed a on failure); free with export_qcsr_free. */
+int export_qcsr_parse(const nn_layer *l, const char *what, kd_rd *r, export_qcsr *a, kd_err *e);
+/* csr-int8-static's: its input quantizer (*xs, *xz), then csr-int8's. */
+int export_qcsr_s8_parse(const nn_layer *l, const char *what, kd_rd *r, float *xs, int32_t *xz,
+                         export_qcsr *a, kd_err *e);
+void export_qcsr_free(export_qcsr *a);
 
 /* ---- ONNX (onnx_model.c, onnx_layers.c) ---------------------------------------- */
 

@@ -13,6 +13,10 @@
  *                  Mul(x_scale * w_scale[r]) -> Add(bias): kdbench's dynamic
  *                  codes are ONNX's uint8 ones shifted by 128 (same scale,
  *                  zero point + 128), so the accumulators are equal;
+ *   csr-int8-static QuantizeLinear(in) -> MatMulInteger (its entries as a
+ *                  dense int8 matrix, zeros included) -> Cast ->
+ *                  Mul(in_scale * scale[r]) -> Add(bias): the static head and
+ *                  the dynamic tail;
  *   csr-fp32, csr-shared(+huff), csr-int8, int4, int3, int2: their dequantized weights
  *                  (ops->dequant, what forward computes with) as a dense Gemm. */
 #include <math.h>
@@ -45,7 +49,7 @@ int ox_layer_check(const nn_model *m, int i, kd_err *e)
     if (nn_layer_is_builtin(l))
         return KD_OK;
     const char *f = format_of(l);
-    int q8 = !strcmp(f, "int8") || !strcmp(f, "int8-dyn");
+    int q8 = !strcmp(f, "int8") || !strcmp(f, "int8-dyn") || !strcmp(f, "csr-int8-static");
     if (l->spec.kind == NN_DENSE && l->ops->dense_like &&
         ((q8 && l->ops->save) || (is_dense_format(f) && l->ops->dequant)))
         return KD_OK;
@@ -53,7 +57,8 @@ int ox_layer_check(const nn_model *m, int i, kd_err *e)
                           ? ": it simulates quantization for training; export the model a "
                             "quantize pass made from it (int8 or int4)"
                           : ": ONNX export knows fp32, int8, int8-dyn, int4, int3, int2, "
-                            "csr-fp32, csr-int8, csr-shared and csr-shared+huff";
+                            "csr-fp32, csr-int8, csr-int8-static, csr-shared and "
+                            "csr-shared+huff";
     return kd_err_set(e, KD_ECONFIG,
                       "layer %d (%s): kind %s (format %s) cannot be exported to ONNX%s", i,
                       l->spec.name, l->ops->name, f, why);
@@ -285,6 +290,68 @@ static int emit_q8_dynamic(ox *x, const nn_layer *l, const export_q8 *q, kd_err 
     return KD_OK;
 }
 
+/* csr-int8-static: the static quantizer, the entries as a dense int8
+ * MatMulInteger, then the float rescale and bias of the dynamic tail. */
+static int emit_qcsr_s8(ox *x, const nn_layer *l, const char *what, kd_err *e)
+{
+    kd_buf b = {0};
+    l->ops->save(l, &b);
+    if (b.failed) {
+        kd_buf_free(&b);
+        return kd_err_set(e, KD_ENOMEM, "%s: out of memory for its payload", what);
+    }
+    kd_rd r = {.p = b.p, .len = b.len, .ok = 1};
+    export_qcsr a;
+    export_q8 q = {0};
+    int rc = export_qcsr_s8_parse(l, what, &r, &q.in_scale, &q.in_zero, &a, e);
+    kd_buf_free(&b);
+    if (rc)
+        return rc;
+    q.m = a.m;
+    q.k = a.k;
+    q.w = kd_calloc((size_t)a.m * a.k + 1, 1);
+    float *sc = kd_malloc(((size_t)a.m + 1) * sizeof *sc), *bias = kd_calloc(a.m + 1, sizeof *bias);
+    if (!q.w || !sc || !bias) {
+        rc = kd_err_set(e, KD_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (uint32_t row = 0; row < a.m; row++) {
+        int col = 0;
+        for (int32_t j = a.rp[row]; j < a.rp[row + 1]; j++) {
+            col += a.delta[j];
+            q.w[(size_t)row * a.k + (size_t)col] = a.val[j];
+        }
+        sc[row] = q.in_scale * a.scale[row]; /* the epilogue's float product */
+    }
+    if (l->b && l->nb == a.m)
+        memcpy(bias, l->b, a.m * sizeof *bias);
+    char sn[96], zn[96], scn[96], bn[96], node[96], xq[96], out[96];
+    const int64_t md[1] = {q.m};
+    ox_flatten(x, l->spec.name);
+    onnx_graph_scalar_f32(x->g, nm(sn, sizeof sn, l, "x_scale"), q.in_scale);
+    onnx_graph_scalar_u8(x->g, nm(zn, sizeof zn, l, "x_zero"), (uint8_t)(q.in_zero + 128));
+    onnx_graph_f32(x->g, nm(scn, sizeof scn, l, "scale"), md, 1, sc);
+    onnx_graph_f32(x->g, nm(bn, sizeof bn, l, "b"), md, 1, bias);
+    const char *qa[2] = {sn, zn};
+    step(x, "QuantizeLinear", nm(node, sizeof node, l, "quantize"), nm(xq, sizeof xq, l, "x_q"),
+         qa, 2);
+    if ((rc = emit_matmul_integer(x, l, &q, xq, zn, e)) != KD_OK)
+        goto out;
+    emit_cast_float(x, l);
+    const char *s1[1] = {scn}, *b1[1] = {bn};
+    step(x, "Mul", nm(node, sizeof node, l, "rescale"), nm(out, sizeof out, l, "y"), s1, 1);
+    step(x, "Add", nm(node, sizeof node, l, "add_bias"), nm(out, sizeof out, l, "out"), b1, 1);
+    if (x->notes)
+        x->notes->int8++;
+out:
+    kd_free(q.w);
+    q.w = NULL;
+    kd_free(sc);
+    kd_free(bias);
+    export_qcsr_free(&a);
+    return rc;
+}
+
 /* ---- compressed kinds ---------------------------------------------------------------------- */
 
 static void note_name(char *list, size_t n, const char *name)
@@ -303,6 +370,8 @@ static int emit_compressed(ox *x, const nn_layer *l, int i, kd_err *e)
     const char *f = format_of(l);
     char what[64];
     snprintf(what, sizeof what, "layer %d (%s)", i, l->spec.name);
+    if (!strcmp(f, "csr-int8-static"))
+        return emit_qcsr_s8(x, l, what, e);
     int dynamic = !strcmp(f, "int8-dyn");
     if (dynamic || !strcmp(f, "int8")) {
         export_q8 q;

@@ -3,7 +3,9 @@
  * u32 rows, cols, flags (1 int8 output, 2 relu); f32 in scale, i32 in zero,
  * f32 out scale, i32 out zero; f32 w_scale[rows]; i32 bias[rows];
  * int8 w[rows * cols]. */
+#include <math.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "../compress/compress.h"
 #include "internal.h"
@@ -77,4 +79,97 @@ int export_q8_read(const nn_layer *l, const char *what, export_q8 *q, kd_err *e)
     if (rc)
         export_q8_free(q);
     return rc;
+}
+
+/* ---- csr-int8: u32 rows, cols, nnz; four zlib streams (u32 raw length, u32
+ * coded length, bytes): entries per row (u16 when cols <= 65535, else u32),
+ * delta[nnz], val[nnz], scale[rows] f32 (compress/kinds/dense_csr_q8.c) ---------- */
+
+void export_qcsr_free(export_qcsr *a)
+{
+    kd_free(a->delta);
+    kd_free(a->val);
+    kd_free(a->scale);
+    kd_free(a->rp);
+    kd_free(a->row_sum);
+    memset(a, 0, sizeof *a);
+}
+
+static int inflate_next(const nn_layer *l, const char *what, kd_rd *r, void *dst, size_t n,
+                        kd_err *e)
+{
+    uint32_t raw = kd_rd_u32(r), coded = kd_rd_u32(r);
+    if (!r->ok || raw != n || coded > r->len - r->pos)
+        return bad(l, what, "stream sizes do not match", e);
+    uLongf out = (uLongf)n;
+    uint8_t spare;
+    if (uncompress(n ? dst : &spare, &out, r->p + r->pos, coded) != Z_OK || out != n)
+        return bad(l, what, "corrupt stream", e);
+    r->pos += coded;
+    return KD_OK;
+}
+
+int export_qcsr_parse(const nn_layer *l, const char *what, kd_rd *r, export_qcsr *a, kd_err *e)
+{
+    memset(a, 0, sizeof *a);
+    uint32_t m = kd_rd_u32(r), k = kd_rd_u32(r), nnz = kd_rd_u32(r);
+    if (!r->ok || m != (uint32_t)l->spec.units || k != nn_shape_size(l->in) ||
+        nnz > (uint64_t)m * k || nnz > INT32_MAX)
+        return bad(l, what, "sizes do not match the layer", e);
+    *a = (export_qcsr){.m = m, .k = k, .nnz = nnz};
+    size_t w = k <= 65535 ? 2 : 4;
+    uint8_t *rows = kd_malloc(m * w);
+    a->delta = kd_malloc((size_t)nnz + 1);
+    a->val = kd_malloc((size_t)nnz + 1);
+    a->scale = kd_malloc((size_t)m * 4);
+    a->rp = kd_malloc(((size_t)m + 1) * 4);
+    a->row_sum = kd_calloc((size_t)m + 1, 4);
+    int rc = rows && a->delta && a->val && a->scale && a->rp && a->row_sum
+                 ? KD_OK
+                 : kd_err_set(e, KD_ENOMEM, "out of memory");
+    if (rc == KD_OK && (inflate_next(l, what, r, rows, m * w, e) ||
+                        inflate_next(l, what, r, a->delta, nnz, e) ||
+                        inflate_next(l, what, r, a->val, nnz, e) ||
+                        inflate_next(l, what, r, a->scale, (size_t)m * 4, e)))
+        rc = KD_EFORMAT;
+    int64_t at = 0;
+    for (uint32_t row = 0; rc == KD_OK && row < m; row++) {
+        uint32_t n = 0;
+        if (w == 2) {
+            uint16_t v;
+            memcpy(&v, rows + row * w, 2);
+            n = v;
+        } else {
+            memcpy(&n, rows + row * w, 4);
+        }
+        a->rp[row] = (int32_t)at;
+        at += n;
+        if (at > nnz)
+            break;
+    }
+    if (rc == KD_OK && at != nnz)
+        rc = bad(l, what, "row lengths do not add up to the entries", e);
+    if (rc == KD_OK)
+        a->rp[m] = (int32_t)at;
+    for (uint32_t row = 0; rc == KD_OK && row < m; row++) {
+        uint32_t sum = 0;
+        for (int32_t j = a->rp[row]; j < a->rp[row + 1]; j++)
+            sum += (uint32_t)(int32_t)a->val[j];
+        a->row_sum[row] = (int32_t)sum;
+    }
+    kd_free(rows);
+    if (rc)
+        export_qcsr_free(a);
+    return rc;
+}
+
+int export_qcsr_s8_parse(const nn_layer *l, const char *what, kd_rd *r, float *xs, int32_t *xz,
+                         export_qcsr *a, kd_err *e)
+{
+    memset(a, 0, sizeof *a);
+    *xs = kd_rd_f32(r);
+    *xz = (int32_t)kd_rd_u32(r);
+    if (!r->ok || !isfinite(*xs) || !(*xs > 0.0f) || *xz < -128 || *xz > 127)
+        return bad(l, what, "bad input scale or zero point", e);
+    return export_qcsr_parse(l, what, r, a, e);
 }

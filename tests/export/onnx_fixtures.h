@@ -174,6 +174,19 @@ static inline nn_model *m_csr_int8(const data_set *d)
     return quantized(sparse(mlp(10)), COMPRESS_Q_STATIC8, 1, d);
 }
 static inline nn_model *m_int4(const data_set *d) { return quantized(mlp(11), COMPRESS_Q_INT4, 1, d); }
+/* csr-int8 with its inputs quantized too (sparse_static) */
+static inline nn_model *m_csr_int8_static(const data_set *d)
+{
+    nn_model *m = sparse(mlp(16));
+    data_set cal = calib_of(d);
+    compress_quant_spec s = {.mode = COMPRESS_Q_STATIC8, .per_channel = 1, .calib_batches = 1,
+                             .sparse_static = 1};
+    kd_err e = {0};
+    nn_model *q = compress_quantize(m, &s, &cal, &e);
+    ck_assert_msg(q != NULL, "%s", e.msg);
+    nn_model_free(m);
+    return q;
+}
 
 /* Each export: a layer whose format must be as named, how to compare, and
  * an op its graph must hold. */
@@ -199,6 +212,7 @@ static const struct {
     {"int4", m_int4, 0, "int4", "Gemm", K_FLOAT},
     {"int2", m_int2, 0, "int2", "Gemm", K_FLOAT},
     {"int3", m_int3, 0, "int3", "Gemm", K_FLOAT},
+    {"csr_int8_static", m_csr_int8_static, 0, "csr-int8-static", "MatMulInteger", K_INT8},
 };
 #define NMODELS (int)(sizeof models / sizeof models[0])
 

@@ -5,8 +5,9 @@
  *   fp32, csr-fp32, conv2d/batchnorm/maxpool, csr-int8 (float arithmetic,
  *   summation order differs from BLAS and the fast kernels): argmax identical,
  *   probabilities within 1e-5;
- *   int8 static and dynamic, all layers int8: logits and probabilities
- *   bit-identical (the same integer arithmetic and float operations);
+ *   int8 static and dynamic, all layers int8, and csr-int8-static: logits
+ *   and probabilities bit-identical (the same integer arithmetic and float
+ *   operations);
  *   int8 after a float conv (its input may round one step apart where the
  *   float input sits within an ulp of a rounding boundary): argmax identical,
  *   probabilities within 1e-3;
@@ -275,6 +276,21 @@ static nn_model *csr_int8(void)
     return quantized(sparse(mlp(300, 24, 16, 5, 7)), COMPRESS_Q_STATIC8);
 }
 static nn_model *int8_after_conv(void) { return quantized(cnn(8), COMPRESS_Q_STATIC8); }
+/* csr-int8 with its inputs quantized too (sparse_static) */
+static nn_model *csr_int8_static(void)
+{
+    nn_model *m = sparse(mlp(300, 24, 16, 5, 12));
+    data_set calib = bytes_for(m, 3);
+    calib.n = COMPRESS_CALIB_BATCH;
+    compress_quant_spec s = {.mode = COMPRESS_Q_STATIC8, .per_channel = 1, .calib_batches = 1,
+                             .sparse_static = 1};
+    kd_err e = {0};
+    nn_model *q = compress_quantize(m, &s, &calib, &e);
+    ck_assert_msg(q != NULL, "%s", e.msg);
+    data_set_free(&calib);
+    nn_model_free(m);
+    return q;
+}
 /* 70% pruned, then 8 shared values a layer (csr-shared+huff, and csr-shared
  * uncoded: written as csr-fp32) */
 static nn_model *shared_of(int uncoded)
@@ -311,6 +327,7 @@ static const struct {
     {"int8 dynamic", int8_dynamic, 0, "int8-dyn", CMP_EXACT, 0},
     {"int4", int4, 0, "int4", CMP_TOL, 1e-5},
     {"csr-int8", csr_int8, 0, "csr-int8", CMP_TOL, 1e-5},
+    {"csr-int8-static", csr_int8_static, 0, "csr-int8-static", CMP_EXACT, 0},
     {"int8 after a float conv", int8_after_conv, 8, "int8", CMP_TOL, 1e-3},
     {"csr-shared+huff", shared, 0, "csr-shared+huff", CMP_TOL, 1e-5},
     {"csr-shared", shared_raw, 0, "csr-shared", CMP_TOL, 1e-5},

@@ -8,7 +8,8 @@
  *     process, compared with kdbench's forward on the same batch at the
  *     scalar kernel level: argmax identical on >= 99.9% of samples;
  *     probabilities within 1e-4 for the float exports (fp32, pruned, shared,
- *     csr-int8, and int4 as fp32) and for dynamic int8 (the same integers);
+ *     csr-int8, and int4 as fp32) and for dynamic int8 and csr-int8-static
+ *     (the same integers);
  *     static int8 within one quantization step (int8_step): kdbench
  *     requantizes an int8 output with TFLite's fixed-point multiplier
  *     (rounding twice), ONNX's QuantizeLinear divides in float and rounds
@@ -77,8 +78,10 @@ START_TEST(test_graph)
     ck_assert_int_ge(count_op(g, models[_i].op), 1);
     const nn_layer *l = &m->layers[models[_i].layer];
     char name[96];
-    if (!strcmp(models[_i].format, "int8") || !strcmp(models[_i].format, "int8-dyn")) {
-        /* the int8 weights travel as int8: [k, units], one byte each */
+    if (!strcmp(models[_i].format, "int8") || !strcmp(models[_i].format, "int8-dyn") ||
+        !strcmp(models[_i].format, "csr-int8-static")) {
+        /* the int8 weights travel as int8: [k, units], one byte each (csr-int8-static's
+         * entries with their zeros) */
         snprintf(name, sizeof name, "%s.W_q", l->spec.name);
         const Onnx__TensorProto *t = init_named(g, name);
         ck_assert_ptr_nonnull(t);
