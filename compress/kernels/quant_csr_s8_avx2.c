@@ -37,7 +37,23 @@ slices(const uint32_t *slice_at, int nslice, const uint16_t *win, const uint8_t 
         __m256i a[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
                         _mm256_setzero_si256()};
         __m256i b = a[0]; /* NX = 1: the second step's own chain */
-        for (uint32_t n = slice_at[s + 1] - slice_at[s]; n; n -= 2, win += 2, nib += 32, val += 64) {
+        uint32_t n = slice_at[s + 1] - slice_at[s];
+        if (NX == 1) { /* two pairs a turn, four chains */
+            __m256i c = b, d = b;
+            for (; n >= 4; n -= 4, win += 4, nib += 64, val += 128) {
+                __m256i v = _mm256_load_si256((const __m256i *)nib);
+                __m256i u = _mm256_load_si256((const __m256i *)(nib + 32));
+                STEP(a[0], x, win[0], _mm256_and_si256(v, lo4), _mm256_load_si256((const __m256i *)val));
+                STEP(b, x, win[1], _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4),
+                     _mm256_load_si256((const __m256i *)(val + 32)));
+                STEP(c, x, win[2], _mm256_and_si256(u, lo4), _mm256_load_si256((const __m256i *)(val + 64)));
+                STEP(d, x, win[3], _mm256_and_si256(_mm256_srli_epi16(u, 4), lo4),
+                     _mm256_load_si256((const __m256i *)(val + 96)));
+            }
+            a[0] = _mm256_add_epi32(a[0], c);
+            b = _mm256_add_epi32(b, d);
+        }
+        for (; n; n -= 2, win += 2, nib += 32, val += 64) {
             __m256i v = _mm256_load_si256((const __m256i *)nib);
             __m256i i0 = _mm256_and_si256(v, lo4);
             __m256i i1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
