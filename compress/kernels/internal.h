@@ -11,7 +11,7 @@ void compress_csr_transpose_block(const float *x, int cols, int nb, float *xt);
  * val; nx samples (1..4) x + i xstride, each writing acc + i astride
  * [0 .. min(8 nslice, rows)). */
 void quant_csr_s8_avx2(const uint32_t *slice_at, int nslice, const uint16_t *win,
-                       const uint8_t *nib, const int8_t *val, const int8_t *x, size_t xstride,
+                       const uint8_t *nib, const int8_t *val, const uint8_t *x, size_t xstride,
                        int nx, int32_t *acc, size_t astride, int rows);
 void quant_csr_s8_out_avx2(const quant_csr_s8_epi *ep, const int32_t *acc, float *y, int r0,
                            int r1);

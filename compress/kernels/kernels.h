@@ -435,14 +435,17 @@ void quant_csr_gemv_rows(const quant_csr *c, const float *x, const float *b, flo
 
 /* ==== sparse int8 x int8 (csr-int8-static) ================================= */
 
-/* acc[r] = sum over row r's entries of val * x[col] (exact int32), rows
- * [r0, r1): the specification of the panels below.  x holds int8
- * activations (k of them); k <= QGEMM_KMAX keeps the sums in range. */
-void quant_csr_s8_ref(const quant_csr *q, const int8_t *x, int32_t *acc, int r0, int r1);
+/* acc[r] = sum over row r's entries of val * xu[col] (exact int32), rows
+ * [r0, r1): the specification of the panels below.  xu holds the k int8
+ * activation codes + 128 as unsigned bytes (quant_csr_s8_codes); k <=
+ * QGEMM_KMAX keeps the sums in range. */
+void quant_csr_s8_ref(const quant_csr *q, const uint8_t *xu, int32_t *acc, int r0, int r1);
+/* xu[i] = x[i] + 128 (the codes the kernels take). */
+void quant_csr_s8_codes(const int8_t *x, size_t n, uint8_t *xu);
 
 /* The output stage: y[r] = (float)(acc[r] - zr[r]) * cs[r] + (b ? b[r] : 0),
- * then max(y, 0) when relu, for rows [r0, r1).  zr[r] = zero * (sum of row
- * r's values) mod 2^32 and the difference is taken mod 2^32: it is
+ * then max(y, 0) when relu, for rows [r0, r1).  zr[r] = (zero + 128) * (sum
+ * of row r's values) mod 2^32 and the difference is taken mod 2^32: it is
  * sum(val * (x - zero)), within +-255 * 127 * QGEMM_KMAX, so exact.  A
  * multiply then an add (no FMA): the same bits at every kernel level. */
 typedef struct {
@@ -457,8 +460,8 @@ void quant_csr_s8_out(const quant_csr_s8_epi *ep, const int32_t *acc, float *y, 
 
 /* The byte panels (quant_csr_s8.c: slices of 8 rows, windows of 16 columns,
  * up to 4 entries a row a step), run by an AVX2 kernel: the same sums as
- * the reference.  x must be readable QUANT_CSR_S8_PAD bytes past its k
- * values (layers under 16 columns read them; their values do not matter). */
+ * the reference.  xu must be readable QUANT_CSR_S8_PAD bytes past its k
+ * codes (layers under 16 columns read them; their values do not matter). */
 #define QUANT_CSR_S8_WIN 16
 #define QUANT_CSR_S8_PAD 16
 typedef struct quant_csr_s8_panels quant_csr_s8_panels;
@@ -470,11 +473,11 @@ size_t quant_csr_s8_panels_bytes(const quant_csr_s8_panels *p);
  * parts start on an even slice, so no two write one 64-byte line of acc). */
 void quant_csr_s8_panels_rows(const quant_csr_s8_panels *p, int part, int nparts, int *r0,
                               int *r1);
-/* acc[r] for those rows, for nx samples: sample i's activations at
- * x + i xstride, its sums at acc + i astride.  The steps are read once for
+/* acc[r] for those rows, for nx samples: sample i's codes at
+ * xu + i xstride, its sums at acc + i astride.  The steps are read once for
  * every QUANT_CSR_S8_NX samples.  Only at kernel level avx2 and above. */
 #define QUANT_CSR_S8_NX 4
-void quant_csr_s8_panels_run(const quant_csr_s8_panels *p, const int8_t *x, size_t xstride,
+void quant_csr_s8_panels_run(const quant_csr_s8_panels *p, const uint8_t *xu, size_t xstride,
                              int nx, int32_t *acc, size_t astride, int part, int nparts);
 
 /* ==== fake-quant for QAT ===================================================== */

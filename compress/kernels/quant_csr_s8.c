@@ -9,7 +9,14 @@
  * 0 where the row has fewer).  Each lane's column within the window is a
  * nibble, so one vpshufb of the window (broadcast to both halves) gathers
  * the 32 activations, and vpmaddubsw + vpmaddwd add each row's 4 products
- * into its own int32 lane.  Steps come in pairs (a slice with an odd count
+ * into its own int32 lane.  The activations enter as unsigned codes
+ * (int8 code + 128, so the sums are of val * (x + 128); the output stage
+ * takes 128 * the row's sum off with the zero point's share), and within a
+ * row's 4 lanes the two values of an int16 pair (lanes 0-1, 2-3) differ in
+ * sign or sum to at most 128 in magnitude (pairable), so no pair vpmaddubsw
+ * forms exceeds 255 * 128 = 32640: exact without the sign trick (two
+ * vpsignb a step fewer).  A row's entries that cannot be so placed continue
+ * in the next step.  Steps come in pairs (a slice with an odd count
  * ends on an empty step) whose lane nibbles share 32 bytes: byte b holds
  * lane b's column of the first step (low nibble) and of the second (high),
  * so one load, two ANDs and a shift unpack two steps.  A step costs 16
@@ -27,6 +34,7 @@
  * of 16 nibbles) ran at the same speed, so the nibbles are free bytes; the
  * paired nibbles then took 0.84-0.92x the time of one 16-byte block a step
  * unpacked by shift and blend (three interleaved runs). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -41,17 +49,23 @@ struct quant_csr_s8_panels {
     int8_t *val;        /* per step: 32 values, lane 4i + t */
 };
 
-void quant_csr_s8_ref(const quant_csr *q, const int8_t *x, int32_t *acc, int r0, int r1)
+void quant_csr_s8_ref(const quant_csr *q, const uint8_t *xu, int32_t *acc, int r0, int r1)
 {
     for (int r = r0; r < r1; r++) {
         int32_t s = 0;
         int col = 0;
         for (int32_t j = q->row_ptr[r]; j < q->row_ptr[r + 1]; j++) {
             col += q->delta[j];
-            s += (int32_t)q->val[j] * x[col];
+            s += (int32_t)q->val[j] * xu[col];
         }
         acc[r] = s;
     }
+}
+
+void quant_csr_s8_codes(const int8_t *x, size_t n, uint8_t *xu)
+{
+    for (size_t i = 0; i < n; i++)
+        xu[i] = (uint8_t)x[i] ^ 0x80u;
 }
 
 void quant_csr_s8_out_ref(const quant_csr_s8_epi *ep, const int32_t *acc, float *y, int r0, int r1)
@@ -88,24 +102,78 @@ size_t quant_csr_s8_panels_bytes(const quant_csr_s8_panels *p)
            ((size_t)p->nslice + 1) * sizeof *p->slice_at;
 }
 
+/* Whether two values may share an int16 pair of vpmaddubsw: with codes up
+ * to 255 the pair sums to at most 255 * (|a| + |b|) when they have one sign,
+ * so one sign is fine up to |a| + |b| <= 128 (255 * 128 = 32640 < 32767). */
+static int pairable(int a, int b)
+{
+    return (a < 0) != (b < 0) || abs(a) + abs(b) <= 128;
+}
+
+/* Lanes (0..3 of a row's 4: pairs {0, 1} and {2, 3}) for the n <= 4 values
+ * v, so that each pair's two values are pairable; 0 when no placement
+ * works (n <= 2 always does: one value a pair). */
+static int pair_lanes(const int8_t *v, int n, int *lane)
+{
+    static const int order[3][4] = {{0, 1, 2, 3}, {0, 2, 1, 3}, {0, 2, 3, 1}};
+    if (n <= 2) {
+        for (int u = 0; u < n; u++)
+            lane[u] = 2 * u; /* one a pair */
+        return 1;
+    }
+    for (int o = 0; o < 3; o++) { /* the matchings {01,23}, {02,13}, {03,12} */
+        const int *l = order[o];
+        /* entries at lanes l[u]: pair 0 holds the entries with lanes 0, 1 */
+        int by_lane[4] = {0}, used[4] = {0};
+        for (int u = 0; u < n; u++)
+            by_lane[l[u]] = v[u], used[l[u]] = 1;
+        int ok = 1;
+        for (int pr = 0; pr < 2; pr++)
+            if (used[2 * pr] && used[2 * pr + 1] &&
+                !pairable(by_lane[2 * pr], by_lane[2 * pr + 1]))
+                ok = 0;
+        if (ok) {
+            for (int u = 0; u < n; u++)
+                lane[u] = l[u];
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The builder's scratch: each entry's column, and whether a step took it. */
+typedef struct {
+    int32_t *col;
+    uint8_t *taken;
+} build_scratch;
+
+/* How far past a row's first entry left a step looks for entries it can
+ * place (entries a step skips stay for the next ones). */
+enum { LOOK = 12 };
+
 /* Walks slice s's steps (8 rows from 8 s): counts them, and when p->val is
  * set lays them out from step t (even).  Returns the step count, even (an
- * empty step ends an odd run: window 0, values 0). */
-static uint32_t slice_steps(const quant_csr *q, quant_csr_s8_panels *p, int s, size_t t)
+ * empty step ends an odd run: window 0, values 0).  A step's window starts
+ * at the smallest column any row has left; each row then takes, in column
+ * order, the entries in the window that pair_lanes can still place, up to 4
+ * among its first LOOK left. */
+static uint32_t slice_steps(const quant_csr *q, quant_csr_s8_panels *p, int s, size_t t,
+                            const build_scratch *b)
 {
-    int32_t at[8], end[8], col[8]; /* next entry of each row, its column */
+    int32_t at[8], end[8]; /* each row's first entry left, its end */
     for (int i = 0; i < 8; i++) {
         int r = 8 * s + i;
         at[i] = r < q->m ? q->row_ptr[r] : 0;
         end[i] = r < q->m ? q->row_ptr[r + 1] : 0;
-        col[i] = at[i] < end[i] ? q->delta[at[i]] : 0;
     }
+    const int32_t e0 = q->row_ptr[8 * s], e1 = q->row_ptr[8 * s + 8 < q->m ? 8 * s + 8 : q->m];
+    memset(b->taken + e0, 0, (size_t)(e1 - e0)); /* the count's marks, for the layout's walk */
     uint32_t n = 0;
     for (;; n++) {
         int w = q->k;
         for (int i = 0; i < 8; i++)
-            if (at[i] < end[i] && col[i] < w)
-                w = col[i];
+            if (at[i] < end[i] && b->col[at[i]] < w)
+                w = b->col[at[i]];
         if (w == q->k)
             return n + (n & 1);
         if (w + QUANT_CSR_S8_WIN > q->k) /* end the window inside x (or its pad) */
@@ -115,16 +183,32 @@ static uint32_t slice_steps(const quant_csr *q, quant_csr_s8_panels *p, int s, s
         int8_t *val = p->val ? p->val + 32 * (t + n) : NULL;
         if (p->val)
             p->win[t + n] = (uint16_t)w;
-        for (int i = 0; i < 8; i++)
-            for (int u = 0; u < 4 && at[i] < end[i] && col[i] < w + QUANT_CSR_S8_WIN; u++) {
-                int lane = 4 * i + u, c = col[i] - w;
-                if (val) {
-                    val[lane] = q->val[at[i]];
-                    nib[lane] |= (uint8_t)(c << hi);
-                }
-                if (++at[i] < end[i])
-                    col[i] += q->delta[at[i]];
+        for (int i = 0; i < 8; i++) {
+            int32_t pick[4];
+            int8_t v[4];
+            int cnt = 0, lanes[4];
+            for (int32_t j = at[i], seen = 0; cnt < 4 && j < end[i] && seen < LOOK &&
+                                               b->col[j] < w + QUANT_CSR_S8_WIN;
+                 j++) {
+                if (b->taken[j])
+                    continue;
+                seen++;
+                v[cnt] = q->val[j];
+                if (pair_lanes(v, cnt + 1, lanes))
+                    pick[cnt++] = j;
             }
+            pair_lanes(v, cnt, lanes);
+            for (int u = 0; u < cnt; u++) {
+                int lane = 4 * i + lanes[u];
+                if (val) {
+                    val[lane] = v[u];
+                    nib[lane] |= (uint8_t)((b->col[pick[u]] - w) << hi);
+                }
+                b->taken[pick[u]] = 1;
+            }
+            while (at[i] < end[i] && b->taken[at[i]])
+                at[i]++;
+        }
     }
 }
 
@@ -142,19 +226,34 @@ quant_csr_s8_panels *quant_csr_s8_panels_new(const quant_csr *q, kd_err *e)
     p->nslice = (q->m + 7) / 8;
     if (!(p->slice_at = kd_malloc(((size_t)p->nslice + 1) * sizeof *p->slice_at)))
         goto oom;
+    build_scratch b = {kd_malloc(((size_t)q->nnz + 1) * sizeof *b.col),
+                       kd_malloc((size_t)q->nnz + 1)};
+    if (!b.col || !b.taken) {
+        kd_free(b.col);
+        kd_free(b.taken);
+        goto oom;
+    }
+    for (int r = 0; r < q->m; r++) {
+        int32_t c = 0;
+        for (int32_t j = q->row_ptr[r]; j < q->row_ptr[r + 1]; j++)
+            b.col[j] = c += q->delta[j];
+    }
     size_t total = 0;
     for (int s = 0; s < p->nslice; s++) {
         p->slice_at[s] = (uint32_t)total;
-        total += slice_steps(q, p, s, 0);
+        total += slice_steps(q, p, s, 0, &b);
     }
     p->slice_at[p->nslice] = (uint32_t)total;
     p->win = kd_calloc(total + 1, sizeof *p->win);
     p->nib = (uint8_t *)kd_afloat(total * 4 + 8);  /* 16 bytes a step, zeroed (win: 0) */
     p->val = (int8_t *)kd_afloat(total * 8 + 8);   /* 32 bytes a step, zeroed */
+    if (p->win && p->nib && p->val)
+        for (int s = 0; s < p->nslice; s++)
+            slice_steps(q, p, s, p->slice_at[s], &b);
+    kd_free(b.col);
+    kd_free(b.taken);
     if (!p->win || !p->nib || !p->val)
         goto oom;
-    for (int s = 0; s < p->nslice; s++)
-        slice_steps(q, p, s, p->slice_at[s]);
     return p;
 oom:
     quant_csr_s8_panels_free(p);
@@ -189,7 +288,7 @@ void quant_csr_s8_panels_rows(const quant_csr_s8_panels *p, int part, int nparts
     *r1 = 8 * s1 < p->rows ? 8 * s1 : p->rows;
 }
 
-void quant_csr_s8_panels_run(const quant_csr_s8_panels *p, const int8_t *x, size_t xstride,
+void quant_csr_s8_panels_run(const quant_csr_s8_panels *p, const uint8_t *x, size_t xstride,
                              int nx, int32_t *acc, size_t astride, int part, int nparts)
 {
     int s0 = part_slice(p, part, nparts), s1 = part_slice(p, part + 1, nparts);

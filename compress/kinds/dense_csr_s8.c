@@ -19,7 +19,7 @@
 typedef struct {
     quant_csr *q;
     quant_params in; /* the input's quantizer */
-    int32_t *zr;     /* per row: in.zero * the sum of its values (mod 2^32) */
+    int32_t *zr;     /* per row: (in.zero + 128) * the sum of its values (mod 2^32) */
     float *cs;       /* per row: in.scale * q->scale[r] */
 } qs8_data;
 
@@ -29,7 +29,7 @@ typedef struct {
 typedef struct {
     quant_csr_s8_panels *panels;
     const qs8_data *src;
-    int8_t *xq;
+    uint8_t *xq; /* codes + 128 (quant_csr_s8_codes) */
     int32_t *acc;
     int xstride;
 } qs8_priv;
@@ -138,8 +138,9 @@ static void rows_of(const qs8_job *j, int part, int nparts, int *r0, int *r1)
 static void quantize_sample(const qs8_job *j, int i)
 {
     const int k = j->d->q->k;
-    quant_quantize_s8(j->x + (size_t)i * k, (size_t)k, j->d->in,
-                      j->p->xq + (size_t)i * j->p->xstride);
+    uint8_t *xu = j->p->xq + (size_t)i * j->p->xstride;
+    quant_quantize_s8(j->x + (size_t)i * k, (size_t)k, j->d->in, (int8_t *)xu);
+    quant_csr_s8_codes((const int8_t *)xu, (size_t)k, xu);
 }
 
 static void qs8_part(void *arg, int part, int nparts)
@@ -233,7 +234,7 @@ int compress_qcsr_s8_attach(nn_layer *l, quant_csr *q, quant_params in, kd_err *
         uint32_t s = 0;
         for (int32_t j = q->row_ptr[r]; j < q->row_ptr[r + 1]; j++)
             s += (uint32_t)(int32_t)q->val[j];
-        d->zr[r] = (int32_t)(s * (uint32_t)in.zero);
+        d->zr[r] = (int32_t)(s * (uint32_t)(in.zero + 128));
         d->cs[r] = in.scale * q->scale[r];
     }
     qs8_destroy(l);

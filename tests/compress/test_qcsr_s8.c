@@ -41,18 +41,18 @@ static float *s8_sparse(const sshape *s, uint64_t seed)
     return w;
 }
 
-/* k int8 activations (all of [-128, 127] appear) and QUANT_CSR_S8_PAD more. */
-static int8_t *s8_x(int k, uint64_t seed)
+/* k activation codes + 128 (all of [0, 255] appear) and QUANT_CSR_S8_PAD more. */
+static uint8_t *s8_x(int k, uint64_t seed)
 {
     nn_rng r = nn_rng_stream(seed, NN_STREAM_TEST);
-    int8_t *x = malloc((size_t)k + QUANT_CSR_S8_PAD);
+    uint8_t *x = malloc((size_t)k + QUANT_CSR_S8_PAD);
     for (int i = 0; i < k + QUANT_CSR_S8_PAD; i++)
-        x[i] = (int8_t)((int)nn_rng_below(&r, 256) - 128);
+        x[i] = (uint8_t)nn_rng_below(&r, 256);
     return x;
 }
 
 /* The plain dense sum of row r: sum_c q[r, c] * x[c]. */
-static int32_t dense_sum(const quant_csr *q, int r, const int8_t *x)
+static int32_t dense_sum(const quant_csr *q, int r, const uint8_t *x)
 {
     int64_t s = 0;
     int col = 0;
@@ -66,7 +66,7 @@ static int32_t dense_sum(const quant_csr *q, int r, const int8_t *x)
 
 /* The reference against the plain sum; at avx2 and up, the panels (whole
  * and in 2..5 parts that cover every row once) against the reference. */
-static void check_sums(const quant_csr *q, const int8_t *x, const char *what)
+static void check_sums(const quant_csr *q, const uint8_t *x, const char *what)
 {
     int32_t *want = malloc(((size_t)q->m + 8) * sizeof *want);
     int32_t *got = malloc(((size_t)q->m + 8) * sizeof *got);
@@ -96,11 +96,11 @@ static void check_sums(const quant_csr *q, const int8_t *x, const char *what)
         }
         /* 1..6 samples at once (passes of up to QUANT_CSR_S8_NX), each its own x */
         const int kx = q->k + QUANT_CSR_S8_PAD;
-        int8_t *xs = malloc((size_t)6 * kx);
+        uint8_t *xs = malloc((size_t)6 * kx);
         int32_t *as = malloc((size_t)6 * (q->m + 8) * sizeof *as);
         int32_t *w1 = malloc(((size_t)q->m + 8) * sizeof *w1);
         for (int i = 0; i < 6 * kx; i++)
-            xs[i] = (int8_t)(x[i % kx] * (i / kx % 2 ? -1 : 1) + i / kx);
+            xs[i] = (uint8_t)(i / kx % 2 ? 255 - x[i % kx] : x[i % kx] + i / kx);
         for (int nx = 1; nx <= 6; nx++) {
             memset(as, 0x5a, (size_t)6 * (q->m + 8) * sizeof *as);
             quant_csr_s8_panels_run(p, xs, (size_t)kx, nx, as, (size_t)q->m + 8, 0, 1);
@@ -130,7 +130,7 @@ START_TEST(test_s8_sums)
         float *w = s8_sparse(s, 10 + (uint64_t)t);
         quant_csr *q = quant_csr_from_dense(w, s->m, s->k, &e);
         ck_assert_msg(q != NULL, "%s", e.msg);
-        int8_t *x = s8_x(s->k, 20 + (uint64_t)t);
+        uint8_t *x = s8_x(s->k, 20 + (uint64_t)t);
         char what[64];
         snprintf(what, sizeof what, "%dx%d at %.2f", s->m, s->k, s->density);
         check_sums(q, x, what);
@@ -141,26 +141,39 @@ START_TEST(test_s8_sums)
 }
 END_TEST
 
-/* The largest products: every weight +-127, every activation -128, in a
- * full 40 x 300 matrix (a pair of products sums to 32512, under int16's
- * limit; a row to 300 * 16256). */
+/* The largest products: every weight +-127 (rows of one sign, and rows
+ * alternating), every code 255 or 0, in a full 40 x 300 matrix; a pair of
+ * products of one sign would sum to 64770 and saturate int16, which the
+ * layout never lets happen. */
 START_TEST(test_s8_extremes)
 {
     KDT_ISA_BEGIN(_i);
     const int m = 40, k = 300;
     float *w = malloc((size_t)m * k * sizeof *w);
-    for (int i = 0; i < m * k; i++)
-        w[i] = (i / k) % 2 ? -1.0f : 1.0f;
+    for (int i = 0; i < m * k; i++) {
+        int row = i / k, col = i % k;
+        w[i] = row % 3 == 0 ? 1.0f : row % 3 == 1 ? -1.0f : col % 2 ? -1.0f : 1.0f;
+        if (row == m - 1) /* values 127, then 65 and 64 in turn: 65 + 64 = 129 may not pair */
+            w[i] = col == 0 ? 127.0f : col % 2 ? 65.0f : 64.0f;
+    }
     kd_err e = {0};
     quant_csr *q = quant_csr_from_dense(w, m, k, &e);
     ck_assert_msg(q != NULL, "%s", e.msg);
-    int8_t *x = malloc((size_t)k + QUANT_CSR_S8_PAD);
-    memset(x, 0x80, (size_t)k + QUANT_CSR_S8_PAD);
-    check_sums(q, x, "extremes");
+    uint8_t *x = malloc((size_t)k + QUANT_CSR_S8_PAD);
     int32_t *acc = malloc((size_t)m * sizeof *acc);
-    quant_csr_s8_ref(q, x, acc, 0, m);
-    ck_assert_int_eq(acc[0], -128 * 127 * k);
-    ck_assert_int_eq(acc[1], 128 * 127 * k);
+    for (int v = 0; v < 2; v++) {
+        memset(x, v ? 0 : 255, (size_t)k + QUANT_CSR_S8_PAD);
+        check_sums(q, x, v ? "extremes (codes 0)" : "extremes (codes 255)");
+        quant_csr_s8_ref(q, x, acc, 0, m);
+        ck_assert_int_eq(acc[0], v ? 0 : 127 * 255 * k);
+        ck_assert_int_eq(acc[1], v ? 0 : -127 * 255 * k);
+        ck_assert_int_eq(acc[2], 0);
+        ck_assert_int_eq(acc[m - 1], v ? 0 : 255 * (127 + 150 * 65 + 149 * 64));
+    }
+    int8_t codes[4] = {-128, -1, 0, 127};
+    uint8_t u[4];
+    quant_csr_s8_codes(codes, 4, u);
+    ck_assert(u[0] == 0 && u[1] == 127 && u[2] == 128 && u[3] == 255);
     free(acc);
     quant_csr_free(q);
     free(x);
