@@ -1,39 +1,41 @@
 /* Sparse int8 weights times int8 activations (csr-int8-static's kernels):
  * the reference on the CSR itself, and the byte panels the AVX2 kernel
- * (quant_csr_s8_avx2.c) runs at any batch, one sample at a time.
+ * (quant_csr_s8_avx2.c) runs at any batch.
  *
  * Byte panels: rows are cut into slices of 8; a slice's entries are laid
  * out in steps.  A step names a window of 16 consecutive columns of x and
  * holds, for each of the slice's 8 rows, up to 4 of that row's entries
- * inside the window: 32 lanes, lane 4i + t = row i's t-th entry there (value
- * 0 where the row has fewer).  Each lane's column within the window is a
- * nibble, so one vpshufb of the window (broadcast to both halves) gathers
- * the 32 activations, and vpmaddubsw + vpmaddwd add each row's 4 products
- * into its own int32 lane.  The activations enter as unsigned codes
- * (int8 code + 128, so the sums are of val * (x + 128); the output stage
- * takes 128 * the row's sum off with the zero point's share), and within a
- * row's 4 lanes the two values of an int16 pair (lanes 0-1, 2-3) differ in
- * sign or sum to at most 128 in magnitude (pairable), so no pair vpmaddubsw
- * forms exceeds 255 * 128 = 32640: exact without the sign trick (two
- * vpsignb a step fewer).  A row's entries that cannot be so placed continue
- * in the next step.  Steps come in pairs (a slice with an odd count
- * ends on an empty step) whose lane nibbles share 32 bytes: byte b holds
- * lane b's column of the first step (low nibble) and of the second (high),
- * so one load, two ANDs and a shift unpack two steps.  A step costs 16
- * bytes of nibbles, 32 of values and 2 of window start; at 90% sparsity it
- * holds ~12.8 entries (~3.9 bytes an entry), where csr-int8's
- * fp32-activation panels hold ~4 in a step of 8 lanes.  The window of a step starts at the smallest column any row of the
- * slice has left, moved back so that it ends inside x (x carries
- * QUANT_CSR_S8_PAD readable bytes past its k values for layers under 16
- * columns).
+ * inside the window in the row's 4 lanes 4i .. 4i + 3 (value 0 in lanes it
+ * does not fill).  Each lane's column within the window is a nibble, so one
+ * vpshufb of the window (broadcast to both halves) gathers the 32
+ * activations, and vpmaddubsw + vpmaddwd add each row's 4 products into its
+ * own int32 lane.  The activations enter as unsigned codes (int8 code + 128,
+ * so the sums are of val * (x + 128); the output stage takes 128 * the
+ * row's sum off with the zero point's share), and the two values of each
+ * int16 pair (lanes 4i, 4i + 1 and 4i + 2, 4i + 3) differ in sign or sum to
+ * at most 128 in magnitude (pairable), so no pair vpmaddubsw forms exceeds
+ * 255 * 128 = 32640: exact without the sign trick (two vpsignb a step
+ * fewer).  A row's entries a step cannot so place wait for the next one.
+ * The window of a step starts at the smallest column any row of the slice
+ * has left, moved back so that it ends inside x (x carries QUANT_CSR_S8_PAD
+ * readable bytes past its k values for layers under 16 columns).
+ *
+ * Steps come in pairs (a slice with an odd count ends on an empty step)
+ * whose lane nibbles share 32 bytes: byte b holds lane b's column in the
+ * first step (low nibble) and in the second (high), so one load, two ANDs
+ * and a shift unpack two steps.  A step costs 16 bytes of nibbles, 32 of
+ * values and 2 of window start; at 90% sparsity it holds ~10-12 entries
+ * (~4.5 bytes an entry), where csr-int8's fp32-activation panels hold ~4 in
+ * a step of 8 lanes.
  *
  * Measured on an AVX2-only AMD EPYC (Zen 3), one thread, random 10%-dense
- * int8 matrices, against csr-int8's fp32-activation AVX2 panels:
- * 1200 x 1200 18.9 us vs 45.8 us, 1200 x 784 11.9 vs 30.3 us
- * (/work/scratch11/bp.c).  Full-byte lane indices (32 bytes a step instead
- * of 16 nibbles) ran at the same speed, so the nibbles are free bytes; the
- * paired nibbles then took 0.84-0.92x the time of one 16-byte block a step
- * unpacked by shift and blend (three interleaved runs). */
+ * int8 matrices, the first form (a 16-byte nibble block a step, the sign
+ * trick) against csr-int8's fp32-activation AVX2 panels: 1200 x 1200 18.9
+ * us vs 45.8 us, 1200 x 784 11.9 vs 30.3 us (/work/scratch11/bp.c).
+ * Full-byte lane indices (32 bytes a step) ran at the same speed as the
+ * nibbles; the paired nibbles then took 0.84-0.92x the time (three
+ * interleaved runs); the unsigned codes with pairable lanes 0.88x (the
+ * pruned teacher's layers, 7-12% more steps). */
 #include <stdlib.h>
 #include <string.h>
 
