@@ -97,6 +97,9 @@ int export_qcsr_parse(const nn_layer *l, const char *what, kd_rd *r, export_qcsr
 /* csr-int8-static's: its input quantizer (*xs, *xz), then csr-int8's. */
 int export_qcsr_s8_parse(const nn_layer *l, const char *what, kd_rd *r, float *xs, int32_t *xz,
                          export_qcsr *a, kd_err *e);
+/* The same from l's own payload (ops->save), as export_q8_read. */
+int export_qcsr_s8_read(const nn_layer *l, const char *what, float *xs, int32_t *xz,
+                        export_qcsr *a, kd_err *e);
 void export_qcsr_free(export_qcsr *a);
 
 /* ---- ONNX (onnx_model.c, onnx_layers.c) ---------------------------------------- */

@@ -294,17 +294,9 @@ static int emit_q8_dynamic(ox *x, const nn_layer *l, const export_q8 *q, kd_err 
  * MatMulInteger, then the float rescale and bias of the dynamic tail. */
 static int emit_qcsr_s8(ox *x, const nn_layer *l, const char *what, kd_err *e)
 {
-    kd_buf b = {0};
-    l->ops->save(l, &b);
-    if (b.failed) {
-        kd_buf_free(&b);
-        return kd_err_set(e, KD_ENOMEM, "%s: out of memory for its payload", what);
-    }
-    kd_rd r = {.p = b.p, .len = b.len, .ok = 1};
     export_qcsr a;
     export_q8 q = {0};
-    int rc = export_qcsr_s8_parse(l, what, &r, &q.in_scale, &q.in_zero, &a, e);
-    kd_buf_free(&b);
+    int rc = export_qcsr_s8_read(l, what, &q.in_scale, &q.in_zero, &a, e);
     if (rc)
         return rc;
     q.m = a.m;

@@ -64,17 +64,22 @@ static int q8_parse(const nn_layer *l, const char *what, kd_rd *r, export_q8 *q,
     return r->ok ? KD_OK : bad(l, what, "truncated", e);
 }
 
+/* l's payload as ops->save writes it, into b (kd_buf_free it either way). */
+static int payload_of(const nn_layer *l, const char *what, kd_buf *b, kd_err *e)
+{
+    *b = (kd_buf){0};
+    l->ops->save(l, b);
+    return b->failed ? kd_err_set(e, KD_ENOMEM, "%s: out of memory for its payload", what) : KD_OK;
+}
+
 int export_q8_read(const nn_layer *l, const char *what, export_q8 *q, kd_err *e)
 {
     memset(q, 0, sizeof *q);
-    kd_buf b = {0};
-    l->ops->save(l, &b);
-    if (b.failed) {
-        kd_buf_free(&b);
-        return kd_err_set(e, KD_ENOMEM, "%s: out of memory for its payload", what);
-    }
+    kd_buf b;
+    int rc = payload_of(l, what, &b, e);
     kd_rd r = {.p = b.p, .len = b.len, .ok = 1};
-    int rc = q8_parse(l, what, &r, q, e);
+    if (rc == KD_OK)
+        rc = q8_parse(l, what, &r, q, e);
     kd_buf_free(&b);
     if (rc)
         export_q8_free(q);
@@ -172,4 +177,17 @@ int export_qcsr_s8_parse(const nn_layer *l, const char *what, kd_rd *r, float *x
     if (!r->ok || !isfinite(*xs) || !(*xs > 0.0f) || *xz < -128 || *xz > 127)
         return bad(l, what, "bad input scale or zero point", e);
     return export_qcsr_parse(l, what, r, a, e);
+}
+
+int export_qcsr_s8_read(const nn_layer *l, const char *what, float *xs, int32_t *xz,
+                        export_qcsr *a, kd_err *e)
+{
+    memset(a, 0, sizeof *a);
+    kd_buf b;
+    int rc = payload_of(l, what, &b, e);
+    kd_rd r = {.p = b.p, .len = b.len, .ok = 1};
+    if (rc == KD_OK)
+        rc = export_qcsr_s8_parse(l, what, &r, xs, xz, a, e);
+    kd_buf_free(&b);
+    return rc;
 }

@@ -60,8 +60,7 @@ typedef struct {
     int n, relu;
 } qcsr_job;
 
-/* The first row of part `part` of nparts. */
-static int qcsr_row_start(const quant_csr *q, int part, int nparts)
+int compress_qcsr_row_start(const quant_csr *q, int part, int nparts)
 {
     if (part >= nparts)
         return q->m;
@@ -86,7 +85,8 @@ static void qcsr_part(void *arg, int part, int nparts)
         return;
     }
     if (j->n == 1) {
-        int r0 = part ? qcsr_row_start(q, part, nparts) : 0, r1 = qcsr_row_start(q, part + 1, nparts);
+        int r0 = part ? compress_qcsr_row_start(q, part, nparts) : 0,
+            r1 = compress_qcsr_row_start(q, part + 1, nparts);
         quant_csr_gemv_rows(q, j->x, j->b, j->y, r0, r1);
         if (j->relu)
             compress_relu_rows(j->y, 1, q->m, r0, r1);
@@ -313,18 +313,6 @@ static int qcsr_load(nn_layer *l, kd_rd *r, kd_err *e)
     return rc == KD_OK ? compress_qcsr_attach(l, q, e) : rc;
 }
 
-static int qcsr_copy(nn_layer *dst, const nn_layer *src, kd_err *e)
-{
-    if (!src->data)
-        return KD_OK;
-    kd_buf b = {0};
-    qcsr_save(src, &b);
-    kd_rd r = {.p = b.p, .len = b.len, .ok = 1};
-    int rc = b.failed ? kd_err_set(e, KD_ENOMEM, "out of memory") : qcsr_load(dst, &r, e);
-    kd_buf_free(&b);
-    return rc;
-}
-
 void compress_qcsr_count(const quant_csr *q, const nn_layer *l, size_t *weights, size_t *nonzero)
 {
     *weights = (size_t)l->spec.units * nn_shape_size(l->in);
@@ -370,7 +358,7 @@ const nn_layer_ops compress_dense_csr_q8_ops = {
     .dequant = qcsr_dequant,
     .save = qcsr_save,
     .load = qcsr_load,
-    .copy = qcsr_copy,
+    .copy = compress_copy_via_payload,
     .destroy = qcsr_destroy,
     .count = qcsr_count,
 };

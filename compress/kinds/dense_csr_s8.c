@@ -92,25 +92,6 @@ static void epilogue(const qs8_job *j, int i, int r0, int r1)
     quant_csr_s8_out(&ep, j->p->acc + (size_t)i * m, j->y + (size_t)i * m, r0, r1);
 }
 
-/* The first row of part `part` of nparts by entries (the reference path). */
-static int row_start(const quant_csr *q, int part, int nparts)
-{
-    if (part <= 0)
-        return 0;
-    if (part >= nparts)
-        return q->m;
-    int64_t want = (int64_t)q->nnz * part / nparts;
-    int lo = 0, hi = q->m;
-    while (lo < hi) {
-        int mid = lo + (hi - lo) / 2;
-        if (q->row_ptr[mid] < want)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 /* The sums of samples [i0, i1), rows [r0, r1) (part `part` of nparts on
  * the panels, which read their steps once for up to QUANT_CSR_S8_NX). */
 static void sums(const qs8_job *j, int i0, int i1, int part, int nparts, int r0, int r1)
@@ -130,8 +111,8 @@ static void rows_of(const qs8_job *j, int part, int nparts, int *r0, int *r1)
     if (j->panels) {
         quant_csr_s8_panels_rows(j->panels, part, nparts, r0, r1);
     } else {
-        *r0 = row_start(j->d->q, part, nparts);
-        *r1 = row_start(j->d->q, part + 1, nparts);
+        *r0 = compress_qcsr_row_start(j->d->q, part, nparts);
+        *r1 = compress_qcsr_row_start(j->d->q, part + 1, nparts);
     }
 }
 
@@ -276,18 +257,6 @@ static int qs8_load(nn_layer *l, kd_rd *r, kd_err *e)
     return compress_qcsr_s8_attach(l, q, in, e);
 }
 
-static int qs8_copy(nn_layer *dst, const nn_layer *src, kd_err *e)
-{
-    if (!src->data)
-        return KD_OK;
-    kd_buf b = {0};
-    qs8_save(src, &b);
-    kd_rd r = {.p = b.p, .len = b.len, .ok = 1};
-    int rc = b.failed ? kd_err_set(e, KD_ENOMEM, "out of memory") : qs8_load(dst, &r, e);
-    kd_buf_free(&b);
-    return rc;
-}
-
 static void qs8_count(const nn_layer *l, size_t *weights, size_t *nonzero)
 {
     const qs8_data *d = l->data;
@@ -317,7 +286,7 @@ const nn_layer_ops compress_dense_csr_s8_ops = {
     .dequant = qs8_dequant,
     .save = qs8_save,
     .load = qs8_load,
-    .copy = qs8_copy,
+    .copy = compress_copy_via_payload,
     .destroy = qs8_destroy,
     .count = qs8_count,
 };

@@ -13,6 +13,9 @@ void compress_qbackward(nn_layer *l, const float *x, const float *y, const float
                         int n, const nn_ctx *c);
 double compress_qmacs(const nn_layer *l);
 void compress_qrelease(nn_layer *l); /* kd_free(l->priv) */
+/* ops->copy through the payload: src's save read back by dst's load (the
+ * kinds whose payload has no copy of its own: csr-int8, csr-int8-static). */
+int compress_copy_via_payload(nn_layer *dst, const nn_layer *src, kd_err *e);
 
 /* dense_csr's runtime (l->data a compress_csr, the bias flat), shared with
  * dense_csr_shared, whose layers are such a CSR whose values come from a
@@ -59,6 +62,10 @@ int kcsr_structure_get(compress_csr *a, int h, const uint8_t *st, size_t n, kd_e
  * leaving r after the payload (the caller refuses stray bytes). */
 void compress_qcsr_put(const quant_csr *q, int rows, int cols, kd_buf *b);
 int compress_qcsr_get(kd_rd *r, int rows, int cols, quant_csr **out, kd_err *e);
+/* The first row of part `part` of nparts when a layer's rows are split
+ * into parts of about equal entries (the first row r with row_ptr[r] >=
+ * nnz * part / nparts). */
+int compress_qcsr_row_start(const quant_csr *q, int part, int nparts);
 /* Their ops' count (entries that are not 0) and dequant (scale * value) of
  * layer l whose payload holds q (NULL: none yet). */
 void compress_qcsr_count(const quant_csr *q, const nn_layer *l, size_t *weights, size_t *nonzero);

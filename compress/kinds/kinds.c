@@ -64,6 +64,18 @@ void compress_qbackward(nn_layer *l, const float *x, const float *y, const float
 
 double compress_qmacs(const nn_layer *l) { return (double)l->spec.units * nn_shape_size(l->in); }
 
+int compress_copy_via_payload(nn_layer *dst, const nn_layer *src, kd_err *e)
+{
+    if (!src->data)
+        return KD_OK;
+    kd_buf b = {0};
+    src->ops->save(src, &b);
+    kd_rd r = {.p = b.p, .len = b.len, .ok = 1};
+    int rc = b.failed ? kd_err_set(e, KD_ENOMEM, "out of memory") : dst->ops->load(dst, &r, e);
+    kd_buf_free(&b);
+    return rc;
+}
+
 void compress_qrelease(nn_layer *l)
 {
     kd_free(l->priv);
