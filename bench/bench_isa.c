@@ -169,43 +169,48 @@ static double bi_throughput(nn_model *m, const float *x, kd_err *e)
     return dt > 0 ? (double)BI_BATCH * BI_TPUT_REPS / dt : 0;
 }
 
-/* Bytes csr-fp32's batch-1 kernels read: its panels (or CSR arrays without
- * them), all layers. */
-static double bi_csr_bytes(const nn_model *m)
+/* Bytes a batch-1 forward of m reads for its dense layers' weights at the
+ * kernel level in use, as each format's kernel holds them: fp32 weights and
+ * bias; the panels of csr-fp32 and csr-int8 (padding and indices
+ * included; the CSR arrays without panels); csr-int8-static's byte panels;
+ * int8's bytes with a float scale and bias a row; int4's 18 bytes per 32
+ * weights and a float bias a row.  Activations, scratch and the other
+ * layers are left out: the limit they set is a floor. */
+static double bi_b1_bytes(const nn_model *m)
 {
     double b = 0;
     for (int i = 0; i < m->nlayers; i++) {
-        const compress_csr *a = compress_layer_csr(&m->layers[i]);
-        if (!a)
+        const nn_layer *l = &m->layers[i];
+        if (l->spec.kind != NN_DENSE)
             continue;
-        compress_panels *p = NULL;
+        double rows = l->spec.units, k = (double)nn_shape_size(l->in);
+        const char *f = l->ops->format ? l->ops->format : "fp32";
+        const compress_csr *a = compress_layer_csr(l);
+        const quant_csr *q = compress_layer_qcsr(l);
         kd_err e = {0};
-        if (compress_panels_supported())
-            p = compress_panels_new(a, COMPRESS_PANELS_AUTO, &e);
-        b += p ? (double)compress_panels_bytes(p)
-               : (double)a->nnz * (4 + a->idx_bytes) + 4.0 * (a->rows + 1);
-        compress_panels_free(p);
-    }
-    return b;
-}
-
-/* Bytes of csr-int8's entries (quant_csr_bytes, all layers) and (*panels)
- * of the batch-1 panels its kernels read at the level in use (padding and
- * indices: more than the entries; the entries again without panels). */
-static double bi_qcsr_bytes(const nn_model *m, double *panels)
-{
-    double b = 0;
-    *panels = 0;
-    for (int i = 0; i < m->nlayers; i++)
-        if (m->layers[i].ops->format && strcmp(m->layers[i].ops->format, "csr-int8") == 0 &&
-            m->layers[i].data) {
-            const quant_csr *q = m->layers[i].data;
-            kd_err e = {0};
-            compress_panels *p = compress_panels_supported() ? compress_panels_new_q8(q, &e) : NULL;
-            b += (double)quant_csr_bytes(q);
-            *panels += p ? (double)compress_panels_bytes(p) : (double)quant_csr_bytes(q);
+        if (a) {
+            compress_panels *p =
+                compress_panels_supported() ? compress_panels_new(a, COMPRESS_PANELS_AUTO, &e) : NULL;
+            b += p ? (double)compress_panels_bytes(p)
+                   : (double)a->nnz * (4 + a->idx_bytes) + 4.0 * (a->rows + 1);
             compress_panels_free(p);
+        } else if (q && strcmp(f, "csr-int8-static") == 0) {
+            quant_csr_s8_panels *p =
+                kernels_isa() >= KD_ISA_AVX2 ? quant_csr_s8_panels_new(q, &e) : NULL;
+            b += p ? (double)quant_csr_s8_panels_bytes(p) : (double)quant_csr_bytes(q);
+            quant_csr_s8_panels_free(p);
+        } else if (q) {
+            compress_panels *p = compress_panels_supported() ? compress_panels_new_q8(q, &e) : NULL;
+            b += p ? (double)compress_panels_bytes(p) : (double)quant_csr_bytes(q);
+            compress_panels_free(p);
+        } else if (l->ops->weight_bits == 4) {
+            b += rows * ((k + 31) / 32) * 18 + 4 * rows;
+        } else if (l->ops->weight_bits == 8) {
+            b += rows * k + 8 * rows;
+        } else {
+            b += 4 * (rows * k + rows);
         }
+    }
     return b;
 }
 
@@ -274,8 +279,20 @@ static void bi_level(nn_model *m, const data_set *calib, double bw)
             }
             b256[f][r] = bi_throughput(v[f], calib->xf, &e);
         }
-    printf("  %-15s %10s %7s %6s %14s %7s %6s  %s\n", "format", "batch-1 us", "x fp32", "target",
-           "batch-256 /s", "x fp32", "target", "met?");
+    /* the limit's rate: the faster of the cache-resident read and what
+     * OpenBLAS's batch-1 fp32 itself reads (on a Zen 3 the read measured
+     * 62-77 GB/s, fp32 ~93: limits at the read alone were below fp32's time) */
+    double bytes[BI_NFMT];
+    for (int f = 0; f < BI_NFMT; f++)
+        bytes[f] = bi_b1_bytes(v[f]);
+    double t1_fp32 = median(b1[0], BI_ROUNDS), own = t1_fp32 > 0 ? bytes[0] * 1e-3 / t1_fp32 : 0;
+    const char *src = "cache-resident read";
+    if (own > bw) {
+        bw = own;
+        src = "fp32's own read, above the cache-resident read";
+    }
+    printf("  %-15s %10s %7s %6s %6s %14s %7s %6s  %s\n", "format", "batch-1 us", "x fp32",
+           "target", "limit", "batch-256 /s", "x fp32", "target", "met?");
     for (int f = 0; f < BI_NFMT; f++) {
         double t1 = median(b1[f], BI_ROUNDS), t256 = median(b256[f], BI_ROUNDS);
         double r1[BI_ROUNDS], r256[BI_ROUNDS];
@@ -285,37 +302,29 @@ static void bi_level(nn_model *m, const data_set *calib, double bw)
         }
         double x1 = median(r1, BI_ROUNDS), x256 = median(r256, BI_ROUNDS);
         if (f == 0) {
-            printf("  %-15s %10.1f %7s %6s %14.0f %7s %6s\n", bi_fmt[f].name, t1, "1.00", "-",
-                   t256, "1.00", "-");
+            printf("  %-15s %10.1f %7s %6s %6s %14.0f %7s %6s\n", bi_fmt[f].name, t1, "1.00", "-",
+                   "1.00x", t256, "1.00", "-");
             continue;
         }
         int ok1 = x1 >= bi_fmt[f].b1, ok256 = x256 >= bi_fmt[f].b256;
-        printf("  %-15s %10.1f %6.2fx %5.1fx %14.0f %6.2fx %5.1fx  %s\n", bi_fmt[f].name, t1, x1,
-               bi_fmt[f].b1, t256, x256, bi_fmt[f].b256,
-               ok1 && ok256 ? "yes" : ok1 ? "no (batch 256)" : ok256 ? "no (batch 1)" : "no");
+        /* the batch-1 speed-up the bytes alone allow: fp32's time over
+         * this format's bytes at the limit's rate */
+        double lim = bytes[f] > 0 && bw > 0 ? t1_fp32 / (bytes[f] * 1e-3 / bw) : 0;
+        printf("  %-15s %10.1f %6.2fx %5.1fx %5.2fx %14.0f %6.2fx %5.1fx  %s%s\n", bi_fmt[f].name,
+               t1, x1, bi_fmt[f].b1, lim, t256, x256, bi_fmt[f].b256,
+               ok1 && ok256 ? "yes" : ok1 ? "no (batch 256)" : ok256 ? "no (batch 1)" : "no",
+               !ok1 && lim < bi_fmt[f].b1 ? ": batch-1 target above the limit" : "");
     }
     printf("  dense layers at batch 1 alone, best of 300 (1 thread / split), then the whole "
            "model on 1 thread:\n");
     for (int f = 0; f < BI_NFMT; f++)
         bi_layers(v[f], calib->xf, bi_fmt[f].name);
-    double q8p, csr = bi_csr_bytes(v[1]), q8 = bi_qcsr_bytes(v[2], &q8p);
-    double dense = 4.0 * (double)nn_model_params(m, NULL);
-    /* the limit's rate: the faster of the cache-resident read and what
-     * OpenBLAS's batch-1 fp32 itself reads (on a Zen 3 the read measured
-     * 62-77 GB/s, fp32 ~93: limits at the read alone were below fp32's time) */
-    double t1_fp32 = median(b1[0], BI_ROUNDS), own = t1_fp32 > 0 ? dense * 1e-3 / t1_fp32 : 0;
-    const char *src = "cache-resident read";
-    if (own > bw) {
-        bw = own;
-        src = "fp32's own read, above the cache-resident read";
-    }
-    printf("  batch-1 bytes and their limit at %.0f GB/s (%s): fp32 %.2f MB "
-           "%.1f us; csr-fp32 %s %.2f MB %.1f us; csr-int8 entries %.2f MB %.1f us (%s %.2f MB "
-           "%.1f us)\n", bw, src, dense * 1e-6, bw > 0 ? dense * 1e-3 / bw : 0,
-           compress_panels_supported() ? "panels" : "CSR", csr * 1e-6, bw > 0 ? csr * 1e-3 / bw : 0,
-           q8 * 1e-6, bw > 0 ? q8 * 1e-3 / bw : 0,
-           compress_panels_supported() ? "panels" : "entries", q8p * 1e-6,
-           bw > 0 ? q8p * 1e-3 / bw : 0);
+    printf("  batch-1 bytes of the weights each kernel reads, and their time at %.0f GB/s (%s):",
+           bw, src);
+    for (int f = 0; f < BI_NFMT; f++)
+        printf("%s %s %.2f MB %.1f us", f ? ";" : "", bi_fmt[f].name, bytes[f] * 1e-6,
+               bw > 0 ? bytes[f] * 1e-3 / bw : 0);
+    printf("\n");
 out:
     for (int f = 1; f < BI_NFMT; f++)
         nn_model_free(v[f]);

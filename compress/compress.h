@@ -35,6 +35,9 @@ nn_model *compress_model_load(const char *path, kd_err *e);
 /* The CSR matrix of a dense_csr layer or a shared-weights one (whose values
  * are codebook entries): a view; NULL for other kinds or an empty layer. */
 const compress_csr *compress_layer_csr(const nn_layer *l);
+/* The int8 entries of a csr-int8 or csr-int8-static layer: a view; NULL for
+ * other kinds or an empty layer. */
+const quant_csr *compress_layer_qcsr(const nn_layer *l);
 /* The bytes of a's dense_csr payload in a model file (header, structure and
  * values: what ops->save writes for it). */
 size_t compress_csr_stored_bytes(const compress_csr *a);

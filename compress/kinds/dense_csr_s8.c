@@ -290,3 +290,12 @@ const nn_layer_ops compress_dense_csr_s8_ops = {
     .destroy = qs8_destroy,
     .count = qs8_count,
 };
+
+const quant_csr *compress_layer_qcsr(const nn_layer *l)
+{
+    if (!l->data)
+        return NULL;
+    if (l->ops == &compress_dense_csr_q8_ops)
+        return l->data;
+    return l->ops == &compress_dense_csr_s8_ops ? ((const qs8_data *)l->data)->q : NULL;
+}

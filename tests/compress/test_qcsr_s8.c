@@ -395,6 +395,41 @@ START_TEST(test_s8_payload)
 }
 END_TEST
 
+/* compress_layer_qcsr: the int8 entries of csr-int8 and csr-int8-static
+ * layers (the same entries for the same weights), NULL for other kinds. */
+START_TEST(test_s8_layer_qcsr)
+{
+    data_set d = qt_data(64, 30, 4, 7);
+    nn_model *q8 = s8_model(30, 20, 4, 0, &d), *s8 = s8_model(30, 20, 4, 1, &d);
+    int seen = 0;
+    for (int i = 0; i < s8->nlayers; i++) {
+        const nn_layer *a = &q8->layers[i], *b = &s8->layers[i];
+        const quant_csr *qa = compress_layer_qcsr(a), *qb = compress_layer_qcsr(b);
+        if (a->spec.kind != NN_DENSE) {
+            ck_assert_ptr_null(qa);
+            ck_assert_ptr_null(qb);
+            continue;
+        }
+        ck_assert_str_eq(nn_layer_format(a), "csr-int8");
+        ck_assert_str_eq(nn_layer_format(b), "csr-int8-static");
+        ck_assert_ptr_nonnull(qa);
+        ck_assert_ptr_nonnull(qb);
+        ck_assert_ptr_eq(qa, a->data);
+        ck_assert_ptr_ne(qb, b->data); /* csr-int8-static's entries sit inside its data */
+        ck_assert_uint_eq(quant_csr_bytes(qa), quant_csr_bytes(qb));
+        ck_assert_ptr_null(compress_layer_csr(a));
+        seen++;
+    }
+    ck_assert_int_eq(seen, 3);
+    nn_model *fp = qt_mlp(30, 20, 20, 4, 5);
+    ck_assert_ptr_null(compress_layer_qcsr(&fp->layers[0]));
+    nn_model_free(fp);
+    nn_model_free(s8);
+    nn_model_free(q8);
+    data_set_free(&d);
+}
+END_TEST
+
 /* The kind through a file: saved and loaded by compress_model_load. */
 START_TEST(test_s8_file)
 {
@@ -436,6 +471,7 @@ Suite *suite_compress_qcsr_s8(void)
     KDT_ISA_LOOP(tc, test_s8_layer_same_bits);
     tcase_add_test(tc, test_s8_payload);
     tcase_add_test(tc, test_s8_file);
+    tcase_add_test(tc, test_s8_layer_qcsr);
     suite_add_tcase(s, tc);
     return s;
 }
