@@ -35,7 +35,7 @@ nn_model *compress_model_load(const char *path, kd_err *e);
 /* The CSR matrix of a dense_csr layer or a shared-weights one (whose values
  * are codebook entries): a view; NULL for other kinds or an empty layer. */
 const compress_csr *compress_layer_csr(const nn_layer *l);
-/* The int8 entries of a csr-int8 or csr-int8-static layer: a view; NULL for
+/* The int8 entries of a csr-int8, csr-int8-static or csr-int8-dyn layer: a view; NULL for
  * other kinds or an empty layer. */
 const quant_csr *compress_layer_qcsr(const nn_layer *l);
 /* The bytes of a's dense_csr payload in a model file (header, structure and
@@ -220,12 +220,14 @@ int compress_write_sparsity_csv(const char *run_dir, const char *const *variants
  *   "dense_csr_s8" format "csr-int8-static": csr-int8's entries with the
  *                  input quantized to int8 by calibrated parameters (static,
  *                  as "int8"); int32 sums, float output.
+ *   "dense_csr_d8" format "csr-int8-dyn": the same with the input quantized
+ *                  per call from its own range (dynamic, as "int8-dyn").
  * The quantized kinds are for inference: backward gives bias gradients only and
  * dx = 0.  conv2d layers stay fp32 in every mode. */
 extern const nn_layer_ops compress_dense_q8_ops, compress_dense_dq8_ops, compress_dense_q4_ops,
     compress_dense_csr_q8_ops, compress_dense_fq_ops, compress_dense_csr_shared_ops,
     compress_dense_q2_ops, compress_dense_q3_ops, compress_dense_lsq_ops,
-    compress_dense_csr_shared_raw_ops, compress_dense_csr_s8_ops;
+    compress_dense_csr_shared_raw_ops, compress_dense_csr_s8_ops, compress_dense_csr_d8_ops;
 
 typedef enum { COMPRESS_Q_STATIC8 = 0, COMPRESS_Q_DYNAMIC8, COMPRESS_Q_INT4 } compress_qmode;
 typedef enum { COMPRESS_CALIB_MINMAX = 0, COMPRESS_CALIB_PERCENTILE } compress_calib;
@@ -256,8 +258,9 @@ typedef struct {
     int act_order;         /* GPTQ: columns by decreasing input energy, static group scales */
     int wbits;             /* INT4 mode: the weight bits, 4 (0 means 4), 3 or 2 */
     int bias_correction;   /* 2/3/4-bit layers: bias -= mean output error on calib */
-    int sparse_static;     /* STATIC8: 8-bit sparse layers quantize their input too
-                            * (csr-int8-static; else csr-int8, fp32 activations) */
+    int sparse_static;     /* STATIC8 / DYNAMIC8: 8-bit sparse layers quantize their
+                            * input too (csr-int8-static / csr-int8-dyn; else
+                            * csr-int8, fp32 activations) */
     const compress_qoverride *overrides;
     int noverrides;
 } compress_quant_spec;

@@ -38,6 +38,8 @@ int compress_q4_attach(nn_layer *l, quant_q4 *q, kd_err *e);
 int compress_qcsr_attach(nn_layer *l, quant_csr *q, kd_err *e);
 /* dense_csr_s8: q and the input's quantizer in, q taken even on failure. */
 int compress_qcsr_s8_attach(nn_layer *l, quant_csr *q, quant_params in, kd_err *e);
+/* dense_csr_d8: q (the input is quantized per call), taken even on failure. */
+int compress_qcsr_d8_attach(nn_layer *l, quant_csr *q, kd_err *e);
 /* dense_csr_shared's payload: a CSR of at most CLUSTER_MAX distinct values. */
 int compress_shared_attach(nn_layer *l, compress_csr *a, kd_err *e);
 int compress_fq_attach(nn_layer *l, compress_fq f, kd_err *e);

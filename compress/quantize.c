@@ -13,7 +13,7 @@
 enum { HIST_BINS = 2048 };
 
 /* What a layer becomes. */
-typedef enum { Q_KEEP = 0, Q_FP32, Q_S8, Q_D8, Q_4, Q_CSR8, Q_2, Q_3, Q_CSRS8 } qkind;
+typedef enum { Q_KEEP = 0, Q_FP32, Q_S8, Q_D8, Q_4, Q_CSR8, Q_2, Q_3, Q_CSRS8, Q_CSRD8 } qkind;
 
 /* Weight-only kinds below 8 bits (bias correction applies to them). */
 static int low_bits(qkind k) { return k == Q_4 || k == Q_2 || k == Q_3; }
@@ -93,8 +93,11 @@ static qkind decide(const nn_model *m, const compress_quant_spec *s, int i)
         return l->ops->trainable ? Q_FP32 : Q_KEEP; /* dense_fq -> plain dense */
     if (bits == 2 || bits == 3) /* dense only (compress_quant_check) */
         return bits == 2 ? Q_2 : Q_3;
-    if (l->ops->sparse) /* static int8 activations only when asked (sparse_static) */
-        return bits == 8 && s->mode == COMPRESS_Q_STATIC8 && s->sparse_static ? Q_CSRS8 : Q_CSR8;
+    if (l->ops->sparse) { /* int8 activations only when asked (sparse_static) */
+        if (bits != 8 || !s->sparse_static)
+            return Q_CSR8;
+        return s->mode == COMPRESS_Q_DYNAMIC8 ? Q_CSRD8 : Q_CSRS8;
+    }
     if (bits == 4)
         return Q_4;
     return s->mode == COMPRESS_Q_DYNAMIC8 ? Q_D8 : Q_S8;
@@ -414,6 +417,9 @@ static int build_layer(const nn_model *src, int i, const qkind *k, const float *
         quant_csr *q = quant_csr_from_dense(w, u, kin, e);
         quant_params in = quant_params_asym(lo[i], hi[i], QUANT_S8);
         rc = q ? compress_qcsr_s8_attach(dst, q, in, e) : KD_ENOMEM;
+    } else if (k[i] == Q_CSRD8) {
+        quant_csr *q = quant_csr_from_dense(w, u, kin, e);
+        rc = q ? compress_qcsr_d8_attach(dst, q, e) : KD_ENOMEM;
     } else { /* Q_FP32 from dense_fq: the raw float weights */
         memcpy(dst->w, w, dst->nw * sizeof *w);
     }
@@ -445,6 +451,7 @@ static const nn_layer_ops *ops_of(qkind k, const nn_layer *l)
         [Q_D8] = &compress_dense_dq8_ops,   [Q_4] = &compress_dense_q4_ops,
         [Q_CSR8] = &compress_dense_csr_q8_ops, [Q_2] = &compress_dense_q2_ops,
         [Q_3] = &compress_dense_q3_ops,     [Q_CSRS8] = &compress_dense_csr_s8_ops,
+        [Q_CSRD8] = &compress_dense_csr_d8_ops,
     };
     return k == Q_KEEP ? l->spec.ops : table[k];
 }

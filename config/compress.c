@@ -318,10 +318,6 @@ static int walk_quantize(cfg_ctx *c, const cfg_node *pm, const char *path, const
         (rc = cfg_bool(c, pm, path, "bias_correction", &ps->bias_correction)) ||
         (rc = cfg_enum(c, pm, path, "sparse_activations", 0, sparse_acts, 2, &ps->sparse_static)))
         return rc;
-    if (ps->sparse_static && ps->dynamic)
-        return cfg_err_key(c, pm, "sparse_activations", path,
-                           "int8 activations of sparse layers are calibrated (mode: static), "
-                           "and this pass is dynamic");
     ps->bits = (int)sweep[0];
     if ((rc = walk_quant_common(c, pm, path, ps)))
         return rc;

@@ -181,7 +181,7 @@ typedef struct {
     float damp;              /* gptq: damping, fraction of mean(diag H), default 0.01, (0, 1] */
     int act_order;           /* gptq: columns by decreasing input energy (default true) */
     int bias_correction;     /* quantize: 4/3/2-bit layers' bias corrected on calibration data */
-    int sparse_static;       /* quantize: sparse_activations fp32 (0) | int8 (1, csr-int8-static) */
+    int sparse_static;       /* quantize: sparse_activations fp32 (0) | int8 (1: csr-int8-static, or csr-int8-dyn when dynamic) */
     /* cluster */
     int clusters;            /* shared values per layer, 2..256, default 16 */
     int cluster_init;        /* linear (0, default) | kmeans++ (1) | density (2) */

@@ -10,7 +10,13 @@
  * at any batch (up to 4 samples a pass over the steps); below, on
  * quant_csr_s8_ref.  Integer
  * sums and one epilogue make the same bits on every path, thread count and
- * batch.  Inference-only, like every quantized kind. */
+ * batch.  Inference-only, like every quantized kind.
+ *
+ * dense_csr_d8 (format "csr-int8-dyn") is the same with the input quantized
+ * per call, as int8-dyn's (dense_q8.c): asymmetric parameters from the
+ * min/max of the call's whole input (one range per batch, as ONNX's
+ * DynamicQuantizeLinear takes), then the same sums and output stage with
+ * that call's zero point and scale.  Its payload is csr-int8's alone. */
 #include <math.h>
 #include <string.h>
 
@@ -18,9 +24,11 @@
 
 typedef struct {
     quant_csr *q;
-    quant_params in; /* the input's quantizer */
-    int32_t *zr;     /* per row: (in.zero + 128) * the sum of its values (mod 2^32) */
-    float *cs;       /* per row: in.scale * q->scale[r] */
+    int dynamic;     /* csr-int8-dyn: in, zr and cs are per call (in the scratch) */
+    quant_params in; /* static: the input's quantizer */
+    int32_t *zr;     /* static: per row (in.zero + 128) * rowsum[r] (mod 2^32) */
+    float *cs;       /* static: per row in.scale * q->scale[r] */
+    uint32_t *rowsum; /* per row: the sum of its values (mod 2^32) */
 } qs8_data;
 
 /* Scratch: the panels and the payload they were built from (a payload
@@ -31,6 +39,8 @@ typedef struct {
     const qs8_data *src;
     uint8_t *xq; /* codes + 128 (quant_csr_s8_codes) */
     int32_t *acc;
+    int32_t *zr; /* csr-int8-dyn: this call's zr and cs */
+    float *cs;
     int xstride;
 } qs8_priv;
 
@@ -43,6 +53,8 @@ static void qs8_release(nn_layer *l)
         quant_csr_s8_panels_free(p->panels);
         kd_free(p->xq);
         kd_free(p->acc);
+        kd_free(p->zr);
+        kd_free(p->cs);
         kd_free(p);
     }
     l->priv = NULL;
@@ -58,10 +70,12 @@ static int qs8_reserve(nn_layer *l, int max_batch, kd_err *e)
         p->xstride = (int)k + QUANT_CSR_S8_PAD;
         p->xq = kd_calloc(nb, (size_t)p->xstride);
         p->acc = kd_malloc(nb * m * sizeof *p->acc);
+        p->zr = kd_malloc(m * sizeof *p->zr);
+        p->cs = kd_malloc(m * sizeof *p->cs);
     }
     l->priv = p;
-    if (!p || !p->xq || !p->acc)
-        return kd_err_set(e, KD_ENOMEM, "out of memory for csr-int8-static scratch");
+    if (!p || !p->xq || !p->acc || !p->zr || !p->cs)
+        return kd_err_set(e, KD_ENOMEM, "out of memory for %s scratch", l->ops->format);
     const qs8_data *d = l->data;
     if (d && kernels_isa() >= KD_ISA_AVX2) {
         if (!(p->panels = quant_csr_s8_panels_new(d->q, e)))
@@ -81,14 +95,30 @@ typedef struct {
     const float *x, *b;
     float *y;
     int n, relu;
+    quant_params in; /* this call's input quantizer */
 } qs8_job;
+
+/* csr-int8-dyn: rows [r0, r1) of this call's zr and cs (as the static
+ * kind's, from the call's quantizer). */
+static void call_rows(const qs8_job *j, int r0, int r1)
+{
+    const qs8_data *d = j->d;
+    const uint32_t z = (uint32_t)(j->in.zero + 128);
+    for (int r = r0; r < r1; r++) {
+        j->p->zr[r] = (int32_t)(d->rowsum[r] * z);
+        j->p->cs[r] = j->in.scale * d->q->scale[r];
+    }
+}
 
 /* y's rows [r0, r1) of sample i from its sums. */
 static void epilogue(const qs8_job *j, int i, int r0, int r1)
 {
     const qs8_data *d = j->d;
     const int m = d->q->m;
-    quant_csr_s8_epi ep = {.zr = d->zr, .cs = d->cs, .b = j->b, .relu = j->relu};
+    quant_csr_s8_epi ep = {.zr = d->dynamic ? j->p->zr : d->zr,
+                           .cs = d->dynamic ? j->p->cs : d->cs,
+                           .b = j->b,
+                           .relu = j->relu};
     quant_csr_s8_out(&ep, j->p->acc + (size_t)i * m, j->y + (size_t)i * m, r0, r1);
 }
 
@@ -120,7 +150,7 @@ static void quantize_sample(const qs8_job *j, int i)
 {
     const int k = j->d->q->k;
     uint8_t *xu = j->p->xq + (size_t)i * j->p->xstride;
-    quant_quantize_s8(j->x + (size_t)i * k, (size_t)k, j->d->in, (int8_t *)xu);
+    quant_quantize_s8(j->x + (size_t)i * k, (size_t)k, j->in, (int8_t *)xu);
     quant_csr_s8_codes((const int8_t *)xu, (size_t)k, xu);
 }
 
@@ -131,6 +161,8 @@ static void qs8_part(void *arg, int part, int nparts)
     if (j->n == 1) { /* the caller quantized x */
         rows_of(j, part, nparts, &r0, &r1);
         if (r0 < r1) {
+            if (j->d->dynamic)
+                call_rows(j, r0, r1);
             sums(j, 0, 1, part, nparts, r0, r1);
             epilogue(j, 0, r0, r1);
         }
@@ -157,12 +189,19 @@ static void qs8_forward(nn_layer *l, const float *x, float *y, int n, const nn_c
             compress_relu_rows(y, n, u, 0, u);
         return;
     }
-    qs8_job j = {.d = d, .p = p, .x = x, .b = l->b, .y = y, .n = n, .relu = c->relu};
+    qs8_job j = {.d = d, .p = p, .x = x, .b = l->b, .y = y, .n = n, .relu = c->relu, .in = d->in};
     if (p->panels && p->src == d)
         j.panels = p->panels;
+    nn_team *t = nn_team_for(c->team, 4.0 * d->q->nnz * n); /* ~4 bytes an entry */
+    if (d->dynamic) { /* one range for the call, as int8-dyn */
+        float lo = INFINITY, hi = -INFINITY;
+        kernels_minmax_team(t, x, (size_t)n * d->q->k, &lo, &hi);
+        j.in = quant_params_asym(lo, hi, QUANT_S8);
+        if (n > 1) /* batch 1: each part its own rows */
+            call_rows(&j, 0, d->q->m);
+    }
     if (n == 1)
         quantize_sample(&j, 0);
-    nn_team *t = nn_team_for(c->team, 4.0 * d->q->nnz * n); /* ~4 bytes an entry */
     if (nn_team_size(t) > 1)
         nn_team_run(t, qs8_part, &j);
     else
@@ -188,39 +227,61 @@ static void qs8_destroy(nn_layer *l)
         quant_csr_free(d->q);
         kd_free(d->zr);
         kd_free(d->cs);
+        kd_free(d->rowsum);
         kd_free(d);
     }
     l->data = NULL;
 }
 
-int compress_qcsr_s8_attach(nn_layer *l, quant_csr *q, quant_params in, kd_err *e)
+/* The payload of either kind: q, and for the static one its quantizer in
+ * with the per-row terms derived from it; q taken even on failure. */
+static int attach(nn_layer *l, quant_csr *q, int dynamic, quant_params in, kd_err *e)
 {
     qs8_data *d = kd_calloc(1, sizeof *d);
     if (d) {
-        d->zr = kd_malloc((size_t)q->m * sizeof *d->zr);
-        d->cs = kd_malloc((size_t)q->m * sizeof *d->cs);
+        d->rowsum = kd_malloc((size_t)q->m * sizeof *d->rowsum);
+        if (!dynamic) {
+            d->zr = kd_malloc((size_t)q->m * sizeof *d->zr);
+            d->cs = kd_malloc((size_t)q->m * sizeof *d->cs);
+        }
     }
-    if (!d || !d->zr || !d->cs) {
+    if (!d || !d->rowsum || (!dynamic && (!d->zr || !d->cs))) {
         if (d) {
             kd_free(d->zr);
             kd_free(d->cs);
+            kd_free(d->rowsum);
         }
         kd_free(d);
         quant_csr_free(q);
-        return kd_err_set(e, KD_ENOMEM, "out of memory for csr-int8-static");
+        return kd_err_set(e, KD_ENOMEM, "out of memory for %s",
+                          dynamic ? "csr-int8-dyn" : "csr-int8-static");
     }
     d->q = q;
+    d->dynamic = dynamic;
     d->in = in;
     for (int r = 0; r < q->m; r++) {
         uint32_t s = 0;
         for (int32_t j = q->row_ptr[r]; j < q->row_ptr[r + 1]; j++)
             s += (uint32_t)(int32_t)q->val[j];
-        d->zr[r] = (int32_t)(s * (uint32_t)(in.zero + 128));
-        d->cs[r] = in.scale * q->scale[r];
+        d->rowsum[r] = s;
+        if (!dynamic) {
+            d->zr[r] = (int32_t)(s * (uint32_t)(in.zero + 128));
+            d->cs[r] = in.scale * q->scale[r];
+        }
     }
     qs8_destroy(l);
     l->data = d;
     return KD_OK;
+}
+
+int compress_qcsr_s8_attach(nn_layer *l, quant_csr *q, quant_params in, kd_err *e)
+{
+    return attach(l, q, 0, in, e);
+}
+
+int compress_qcsr_d8_attach(nn_layer *l, quant_csr *q, kd_err *e)
+{
+    return attach(l, q, 1, quant_params_asym(0.0f, 0.0f, QUANT_S8), e);
 }
 
 /* ---- payload: f32 input scale, i32 input zero point, then csr-int8's
@@ -257,6 +318,25 @@ static int qs8_load(nn_layer *l, kd_rd *r, kd_err *e)
     return compress_qcsr_s8_attach(l, q, in, e);
 }
 
+/* csr-int8-dyn's payload: csr-int8's alone. */
+static void qd8_save(const nn_layer *l, kd_buf *b)
+{
+    const qs8_data *d = l->data;
+    compress_qcsr_put(d ? d->q : NULL, l->spec.units, (int)nn_shape_size(l->in), b);
+}
+
+static int qd8_load(nn_layer *l, kd_rd *r, kd_err *e)
+{
+    quant_csr *q;
+    int rc = compress_qcsr_get(r, l->spec.units, (int)nn_shape_size(l->in), &q, e);
+    if (rc == KD_OK && r->pos != r->len) {
+        quant_csr_free(q);
+        return kd_err_set(e, KD_EFORMAT, "csr-int8-dyn: %zu stray bytes after the payload",
+                          r->len - r->pos);
+    }
+    return rc != KD_OK ? rc : compress_qcsr_d8_attach(l, q, e);
+}
+
 static void qs8_count(const nn_layer *l, size_t *weights, size_t *nonzero)
 {
     const qs8_data *d = l->data;
@@ -291,11 +371,35 @@ const nn_layer_ops compress_dense_csr_s8_ops = {
     .count = qs8_count,
 };
 
+const nn_layer_ops compress_dense_csr_d8_ops = {
+    .name = "dense_csr_d8",
+    .setup = qs8_setup,
+    .reserve = qs8_reserve,
+    .release = qs8_release,
+    .forward = qs8_forward,
+    .fuses_relu = 1,
+    .threaded = 1,
+    .backward = compress_qbackward,
+    .macs = qs8_macs,
+    .format = "csr-int8-dyn",
+    .weight_bits = 8,
+    .sparse = 1,
+    .dense_like = 1,
+    .dequant = qs8_dequant,
+    .save = qd8_save,
+    .load = qd8_load,
+    .copy = compress_copy_via_payload,
+    .destroy = qs8_destroy,
+    .count = qs8_count,
+};
+
 const quant_csr *compress_layer_qcsr(const nn_layer *l)
 {
     if (!l->data)
         return NULL;
     if (l->ops == &compress_dense_csr_q8_ops)
         return l->data;
-    return l->ops == &compress_dense_csr_s8_ops ? ((const qs8_data *)l->data)->q : NULL;
+    return l->ops == &compress_dense_csr_s8_ops || l->ops == &compress_dense_csr_d8_ops
+               ? ((const qs8_data *)l->data)->q
+               : NULL;
 }

@@ -14,6 +14,7 @@ static const nn_layer_ops *const kinds[] = {
     &compress_dense_q4_ops,  &compress_dense_csr_q8_ops, &compress_dense_fq_ops,
     &compress_dense_csr_shared_ops, &compress_dense_q2_ops, &compress_dense_q3_ops,
     &compress_dense_lsq_ops, &compress_dense_csr_shared_raw_ops, &compress_dense_csr_s8_ops,
+    &compress_dense_csr_d8_ops,
 };
 
 const nn_layer_ops *const *compress_kinds(int *n)

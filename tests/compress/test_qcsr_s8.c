@@ -7,7 +7,10 @@
  * layer computes the same bits on every level, thread count and batch,
  * close to the fp32 model; payloads round-trip and every truncation, bad
  * input quantizer and stray byte is refused; quantize makes the kind only
- * when asked (sparse_static). */
+ * when asked (sparse_static).  csr-int8-dyn (dense_csr_d8), the same with
+ * the input's quantizer from each call's range: a call's bits are the
+ * specification's computed by hand, on every level and thread count; its
+ * payload is csr-int8's, byte for byte. */
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
@@ -217,7 +220,8 @@ END_TEST
 
 /* qt_mlp(in, h, h, out) with 90% of each layer's weights zeroed, stored
  * sparse, quantized static with calibration data (sparse_static as asked). */
-static nn_model *s8_model(int in, int h, int out, int sparse_static, const data_set *calib)
+static nn_model *s8_model_mode(int in, int h, int out, int sparse_static, compress_qmode mode,
+                               const data_set *calib)
 {
     nn_model *m = qt_mlp(in, h, h, out, 5);
     nn_rng r = nn_rng_stream(6, NN_STREAM_TEST);
@@ -229,13 +233,18 @@ static nn_model *s8_model(int in, int h, int out, int sparse_static, const data_
     compress_sparse_opts all = {.policy = COMPRESS_SPARSE_ALWAYS};
     nn_model *sp = compress_to_sparse(m, &all, NULL, &e);
     ck_assert_msg(sp != NULL, "%s", e.msg);
-    compress_quant_spec s = {.mode = COMPRESS_Q_STATIC8, .per_channel = 1, .calib_batches = 1,
+    compress_quant_spec s = {.mode = mode, .per_channel = 1, .calib_batches = 1,
                              .sparse_static = sparse_static};
     nn_model *q = compress_quantize(sp, &s, calib, &e);
     ck_assert_msg(q != NULL, "%s", e.msg);
     nn_model_free(sp);
     nn_model_free(m);
     return q;
+}
+
+static nn_model *s8_model(int in, int h, int out, int sparse_static, const data_set *calib)
+{
+    return s8_model_mode(in, h, out, sparse_static, COMPRESS_Q_STATIC8, calib);
 }
 
 /* The logits of n samples of d (malloc'd). */
@@ -460,6 +469,161 @@ START_TEST(test_s8_file)
 }
 END_TEST
 
+/* ---- csr-int8-dyn -------------------------------------------------------- */
+
+/* One layer's outputs for a call of n samples x, by hand from the
+ * specification: the call's range, quant_params_asym, the codes, the
+ * reference sums, then (acc - zr) * cs + b with zr and cs from that range. */
+static void d8_by_hand(const nn_layer *l, const float *x, int n, float *y)
+{
+    const quant_csr *q = compress_layer_qcsr(l);
+    ck_assert_ptr_nonnull(q);
+    float lo = INFINITY, hi = -INFINITY;
+    for (size_t i = 0; i < (size_t)n * q->k; i++) {
+        lo = fminf(lo, x[i]);
+        hi = fmaxf(hi, x[i]);
+    }
+    quant_params in = quant_params_asym(lo, hi, QUANT_S8);
+    int8_t *c = malloc((size_t)q->k + QUANT_CSR_S8_PAD);
+    uint8_t *xu = (uint8_t *)c;
+    int32_t *acc = malloc((size_t)q->m * sizeof *acc), *zr = malloc((size_t)q->m * sizeof *zr);
+    float *cs = malloc((size_t)q->m * sizeof *cs);
+    for (int r = 0; r < q->m; r++) {
+        uint32_t sum = 0;
+        for (int32_t j = q->row_ptr[r]; j < q->row_ptr[r + 1]; j++)
+            sum += (uint32_t)(int32_t)q->val[j];
+        zr[r] = (int32_t)(sum * (uint32_t)(in.zero + 128));
+        cs[r] = in.scale * q->scale[r];
+    }
+    for (int i = 0; i < n; i++) {
+        quant_quantize_s8_ref(x + (size_t)i * q->k, (size_t)q->k, in, c);
+        quant_csr_s8_codes(c, (size_t)q->k, xu);
+        quant_csr_s8_ref(q, xu, acc, 0, q->m);
+        quant_csr_s8_epi ep = {.zr = zr, .cs = cs, .b = l->b, .relu = 0};
+        quant_csr_s8_out_ref(&ep, acc, y + (size_t)i * q->m, 0, q->m);
+    }
+    free(c);
+    free(acc);
+    free(zr);
+    free(cs);
+}
+
+START_TEST(test_d8_layer_same_bits)
+{
+    KDT_ISA_BEGIN(_i);
+    /* the first layer reads more than the team's threshold at batch 1, so
+     * on 2 threads its rows are split */
+    const int in = 700, h = 512, out = 5, n = 9;
+    data_set d = qt_data(128, in, out, 3);
+    nn_set_threads(1);
+    nn_model *q = s8_model_mode(in, h, out, 1, COMPRESS_Q_DYNAMIC8, &d);
+    int layers = 0;
+    for (int i = 0; i < q->nlayers; i++)
+        if (q->layers[i].ops->dense_like) {
+            ck_assert_str_eq(nn_layer_format(&q->layers[i]), "csr-int8-dyn");
+            layers++;
+        }
+    ck_assert_int_eq(layers, 3);
+    /* the first layer by hand: a call of n, and each sample alone (its own range) */
+    const int m0 = q->layers[0].spec.units;
+    float *hand = malloc((size_t)n * m0 * sizeof *hand), *hand1 = malloc((size_t)m0 * sizeof *hand1);
+    float *got = malloc((size_t)n * m0 * sizeof *got);
+    d8_by_hand(&q->layers[0], d.xf, n, hand);
+    for (int threads = 1; threads <= 2; threads++) {
+        nn_set_threads(threads);
+        kd_err e = {0};
+        nn_model *t = nn_model_clone(q, &e);
+        ck_assert_msg(t != NULL, "%s", e.msg);
+        ck_assert_int_eq(nn_model_reserve(t, n, &e), KD_OK);
+        nn_ctx c = {.train = 0, .team = t->team};
+        nn_layer *l0 = &t->layers[0];
+        l0->ops->forward(l0, d.xf, got, n, &c);
+        ck_assert_msg(memcmp(got, hand, (size_t)n * m0 * sizeof *got) == 0,
+                      "%d threads, batch %d: not the specification's bits", threads, n);
+        for (int i = 0; i < n; i++) {
+            d8_by_hand(l0, d.xf + (size_t)i * in, 1, hand1);
+            l0->ops->forward(l0, d.xf + (size_t)i * in, got, 1, &c);
+            ck_assert_msg(memcmp(got, hand1, (size_t)m0 * sizeof *got) == 0,
+                          "%d threads: sample %d alone: not the specification's bits", threads, i);
+        }
+        nn_model_free(t);
+    }
+    nn_set_threads(1);
+    /* the whole model close to csr-int8 (fp32 activations) */
+    nn_model *w8 = s8_model(in, h, out, 0, &d);
+    float *yw = logits(w8, &d, n), *yd = logits(q, &d, n);
+    double err = 0.0, mag = 0.0;
+    for (int i = 0; i < n * out; i++) {
+        err = fmax(err, fabs((double)yw[i] - yd[i]));
+        mag = fmax(mag, fabs((double)yw[i]));
+    }
+    ck_assert_msg(err <= 0.05 * mag && mag > 0.0, "max error %g of %g", err, mag);
+    free(yw);
+    free(yd);
+    free(hand);
+    free(hand1);
+    free(got);
+    nn_model_free(w8);
+    nn_model_free(q);
+    data_set_free(&d);
+}
+END_TEST
+
+/* The payload is csr-int8's byte for byte; it round-trips, through a file
+ * too; every truncation and a stray byte are refused. */
+START_TEST(test_d8_payload)
+{
+    const int in = 40, h = 24, out = 3;
+    data_set d = qt_data(64, in, out, 8);
+    nn_model *q = s8_model_mode(in, h, out, 1, COMPRESS_Q_DYNAMIC8, &d);
+    nn_model *w8 = s8_model_mode(in, h, out, 0, COMPRESS_Q_DYNAMIC8, &d);
+    ck_assert_str_eq(nn_layer_format(&w8->layers[0]), "csr-int8");
+    kd_buf b = {0}, bw = {0};
+    q->layers[0].ops->save(&q->layers[0], &b);
+    w8->layers[0].ops->save(&w8->layers[0], &bw);
+    ck_assert(!b.failed && !bw.failed);
+    ck_assert_uint_eq(b.len, bw.len);
+    ck_assert_mem_eq(b.p, bw.p, b.len);
+    kd_err e = {0};
+    nn_model *t = nn_model_clone(q, &e);
+    ck_assert_msg(t != NULL, "%s", e.msg);
+    ck_assert_msg(load_into(t, b.p, b.len, &e) == KD_OK, "%s", e.msg);
+    float *ya = logits(q, &d, 4), *yb = logits(t, &d, 4);
+    ck_assert_mem_eq(ya, yb, 4 * (size_t)out * sizeof *ya);
+    free(yb);
+    for (size_t n = 0; n < b.len; n++)
+        ck_assert_msg(load_into(t, b.p, n, &e) == KD_EFORMAT, "%zu of %zu bytes: rc %d", n, b.len,
+                      e.code);
+    uint8_t *p = malloc(b.len + 1);
+    memcpy(p, b.p, b.len);
+    p[b.len] = 7;
+    ck_assert_int_eq(load_into(t, p, b.len + 1, &e), KD_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(e.msg, "stray"));
+    free(p);
+    /* through a file */
+    char dir[512], path[600];
+    kdt_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/d8.kdm", dir);
+    ck_assert_msg(nn_model_save(q, path, &e) == KD_OK, "%s", e.msg);
+    nn_model *f = compress_model_load(path, &e);
+    ck_assert_msg(f != NULL, "%s", e.msg);
+    for (int i = 0; i < f->nlayers; i++)
+        if (f->layers[i].ops->dense_like)
+            ck_assert_str_eq(nn_layer_format(&f->layers[i]), "csr-int8-dyn");
+    yb = logits(f, &d, 4);
+    ck_assert_mem_eq(ya, yb, 4 * (size_t)out * sizeof *ya);
+    free(ya);
+    free(yb);
+    nn_model_free(f);
+    nn_model_free(t);
+    kd_buf_free(&b);
+    kd_buf_free(&bw);
+    nn_model_free(w8);
+    nn_model_free(q);
+    data_set_free(&d);
+}
+END_TEST
+
 Suite *suite_compress_qcsr_s8(void)
 {
     Suite *s = suite_create("compress_qcsr_s8");
@@ -472,6 +636,8 @@ Suite *suite_compress_qcsr_s8(void)
     tcase_add_test(tc, test_s8_payload);
     tcase_add_test(tc, test_s8_file);
     tcase_add_test(tc, test_s8_layer_qcsr);
+    KDT_ISA_LOOP(tc, test_d8_layer_same_bits);
+    tcase_add_test(tc, test_d8_payload);
     suite_add_tcase(s, tc);
     return s;
 }

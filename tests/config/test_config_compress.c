@@ -134,9 +134,7 @@ static const bad_case bad[] = {
     {P "    passes: [{type: qat, bits: [2, 1], epochs: 1}]\n", 14, 36, "bits[1]: 1 bits is not supported"},
     {P "    passes: [{type: quantize, bits: 8, bias_correction: true}]\n", 14, 57,
      "bias correction applies to 4-, 3- and 2-bit weights"},
-    /* sparse_activations: fp32 or int8, int8 calibrated (static mode) */
-    {P "    passes: [{type: quantize, mode: dynamic, sparse_activations: int8}]\n", 14, 66,
-     "calibrated (mode: static)"},
+    /* sparse_activations: fp32 or int8 */
     {P "    passes: [{type: quantize, sparse_activations: int4}]\n", 14, 51,
      "did you mean \"int8\""},
     {P "    passes: [{type: quantize, bits: 2, rounding: gptq}]\n", 14, 50, "no layer 4 bits"},
@@ -288,21 +286,30 @@ START_TEST(quantize_passes)
     ck_assert_msg(load(dump, &t, &e) == KD_OK, "%s\n%s", e.msg, dump);
     ck_assert_int_eq(t.variants[1].passes[0].bias_correction, 1);
     free(dump);
-    /* sparse_activations: int8 is dumped and reloads; fp32 (the default) is not written */
+    /* sparse_activations: int8 is dumped and reloads, static or dynamic; fp32
+     * (the default) is not written */
     const char *sa = BASE P "    passes: [{type: quantize, sparse_activations: int8}]\n"
                      "  - name: f\n    source: teacher\n"
-                     "    passes: [{type: quantize, sparse_activations: fp32}]\n";
+                     "    passes: [{type: quantize, sparse_activations: fp32}]\n"
+                     "  - name: g\n    source: teacher\n"
+                     "    passes: [{type: quantize, mode: dynamic, sparse_activations: int8}]\n";
     ck_assert_msg(load(sa, &s, &e) == KD_OK, "%s", e.msg);
     ck_assert_int_eq(s.variants[0].passes[0].sparse_static, 1);
     ck_assert_int_eq(s.variants[1].passes[0].sparse_static, 0);
+    ck_assert_int_eq(s.variants[2].passes[0].sparse_static, 1);
+    ck_assert_int_eq(s.variants[2].passes[0].dynamic, 1);
     df = open_memstream(&dump, &dn);
     config_dump(&s, df);
     fclose(df);
     const char *at = strstr(dump, "sparse_activations: int8");
-    ck_assert_msg(at && !strstr(at + 1, "sparse_activations"), "%s", dump);
+    ck_assert_msg(at && strstr(at + 1, "sparse_activations: int8"), "%s", dump);
+    ck_assert_msg(!strstr(strstr(at + 1, "sparse_activations") + 1, "sparse_activations"), "%s",
+                  dump);
     ck_assert_msg(load(dump, &t, &e) == KD_OK, "%s\n%s", e.msg, dump);
     ck_assert_int_eq(t.variants[0].passes[0].sparse_static, 1);
     ck_assert_int_eq(t.variants[1].passes[0].sparse_static, 0);
+    ck_assert_int_eq(t.variants[2].passes[0].sparse_static, 1);
+    ck_assert_int_eq(t.variants[2].passes[0].dynamic, 1);
     free(dump);
     const char *cal = BASE P "    passes: [{type: quantize, calib_batches: 9999}]\n";
     ck_assert_int_eq(load(cal, &s, &e), KD_ECONFIG);
