@@ -13,7 +13,7 @@
 static const char *const known_formats[] = {"csr-fp32",   "int8",       "int8-dyn",
                                             "int4",       "int3",       "int2",
                                             "csr-int8",   "csr-shared", "csr-shared+huff",
-                                            "csr-int8-static"};
+                                            "csr-int8-static", "csr-int8-dyn"};
 
 static const char *format_of(const nn_layer *l) { return l->ops->format ? l->ops->format : "fp32"; }
 
@@ -32,7 +32,8 @@ int cg_layer_check(const nn_model *m, int i, kd_err *e)
                           ? ": it simulates quantization for training; export the model a "
                             "quantize pass made from it (int8 or int4)"
                           : ": export knows fp32, csr-fp32, int8, int8-dyn, int4, int3, int2, "
-                            "csr-int8, csr-int8-static, csr-shared and csr-shared+huff";
+                            "csr-int8, csr-int8-static, csr-int8-dyn, csr-shared and "
+                            "csr-shared+huff";
     return kd_err_set(e, KD_ECONFIG, "layer %d (%s): kind %s (format %s) cannot be exported to C%s",
                       i, l->spec.name, l->ops->name, f, why);
 }

@@ -250,6 +250,34 @@ static int emit_qcsr_s8(const lay *y, kd_rd *r, kd_err *e)
     return KD_OK;
 }
 
+/* ---- csr-int8-dyn: csr-int8's payload; the row sums as csr-int8-static's ---- */
+static int emit_qcsr_d8(const lay *y, kd_rd *r, kd_err *e)
+{
+    export_qcsr a;
+    int rc = export_qcsr_parse(y->l, y->what, r, &a, e);
+    if (rc)
+        return rc;
+    emit_ints(y, CG_I32, "rp", a.rp, (size_t)a.m + 1);
+    emit_ints(y, CG_U8, "delta", a.delta, a.nnz);
+    emit_ints(y, CG_I8, "val", a.val, a.nnz);
+    emit_ints(y, CG_I32, "rs", a.row_sum, a.m);
+    emit_floats(y, "scale", a.scale, a.m);
+    rc = emit_bias(y, e);
+    uint32_t m = a.m, k = a.k;
+    export_qcsr_free(&a);
+    if (rc)
+        return rc;
+    y->g->need |= CG_QCSRD8;
+    y->g->max_q = k > y->g->max_q ? k : y->g->max_q;
+    int i = y->i;
+    cg_printf(&y->g->run,
+              "    kd_qcsr_d8(L%d_rp, L%d_delta, L%d_val, L%d_rs, L%d_scale, L%d_b, %u, %u, "
+              "kd_act[%d], kd_xq, kd_act[%d]);\n",
+              i, i, i, i, i, i, m, k, y->g->cur, 1 - y->g->cur);
+    y->g->cur = 1 - y->g->cur;
+    return KD_OK;
+}
+
 int cg_payload(cg *g, const nn_layer *l, int i, kd_err *e)
 {
     lay y = {.g = g, .l = l, .i = i};
@@ -272,6 +300,7 @@ int cg_payload(cg *g, const nn_layer *l, int i, kd_err *e)
              : !strcmp(f, "int3") || !strcmp(f, "int2") ? emit_ql(&y, &r, e)
              : !strcmp(f, "csr-int8") ? emit_qcsr(&y, &r, e)
              : !strcmp(f, "csr-int8-static") ? emit_qcsr_s8(&y, &r, e)
+             : !strcmp(f, "csr-int8-dyn") ? emit_qcsr_d8(&y, &r, e)
                                       : kd_err_set(e, KD_ECONFIG, "%s: format %s", y.what, f);
     kd_buf_free(&b);
     return rc;

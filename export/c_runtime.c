@@ -129,14 +129,15 @@ static const char q8_static_c[] =
     "    kd_q8_gemv(L, xq, L->in_zero, L->in_scale, y);\n"
     "}\n\n";
 
-static const char q8_dynamic_c[] =
-    "/* dynamic int8 (dense_dq8): parameters from this sample's finite min/max\n"
+static const char dyn_params_c[] =
+    "/* dynamic int8's input parameters: from this sample's finite min/max\n"
     " * (quant_params_asym, in double), as kdbench does for a batch of one */\n"
-    "static void kd_q8_dynamic(const kd_q8 *L, const float *x, int8_t *xq, float *y)\n"
+    "static void kd_dyn_params(const float *x, int k, float *scale, int32_t *zero)\n"
     "{\n"
-    "    float lo = INFINITY, hi = -INFINITY, scale = 1.0f;\n"
-    "    int32_t zero = 0;\n"
-    "    for (int c = 0; c < L->k; c++) {\n"
+    "    float lo = INFINITY, hi = -INFINITY;\n"
+    "    *scale = 1.0f;\n"
+    "    *zero = 0;\n"
+    "    for (int c = 0; c < k; c++) {\n"
     "        if (!isfinite(x[c]))\n"
     "            continue;\n"
     "        lo = x[c] < lo ? x[c] : lo;\n"
@@ -144,10 +145,19 @@ static const char q8_dynamic_c[] =
     "    }\n"
     "    double a = isfinite(lo) && lo < 0 ? lo : 0.0, b = isfinite(hi) && hi > 0 ? hi : 0.0;\n"
     "    if (b - a > 0.0) {\n"
-    "        scale = (float)((b - a) / 255.0);\n"
-    "        double z = round(-128.0 - a / (double)scale);\n"
-    "        zero = isnan(z) ? 0 : z < -128 ? -128 : z > 127 ? 127 : (int32_t)z;\n"
+    "        *scale = (float)((b - a) / 255.0);\n"
+    "        double z = round(-128.0 - a / (double)*scale);\n"
+    "        *zero = isnan(z) ? 0 : z < -128 ? -128 : z > 127 ? 127 : (int32_t)z;\n"
     "    }\n"
+    "}\n\n";
+
+static const char q8_dynamic_c[] =
+    "/* dynamic int8 (dense_dq8) */\n"
+    "static void kd_q8_dynamic(const kd_q8 *L, const float *x, int8_t *xq, float *y)\n"
+    "{\n"
+    "    float scale;\n"
+    "    int32_t zero;\n"
+    "    kd_dyn_params(x, L->k, &scale, &zero);\n"
     "    for (int c = 0; c < L->k; c++)\n"
     "        xq[c] = (int8_t)kd_quant1(x[c], scale, zero);\n"
     "    kd_q8_gemv(L, xq, zero, scale, y);\n"
@@ -256,6 +266,19 @@ static const char qcsr_s8_c[] =
     "    }\n"
     "}\n\n";
 
+static const char qcsr_d8_c[] =
+    "/* sparse int8 with its input quantized per sample (csr-int8-dyn): dynamic\n"
+    " * int8's parameters, then csr-int8-static's arithmetic.  Exact. */\n"
+    "static void kd_qcsr_d8(const int32_t *rp, const uint8_t *delta, const int8_t *val,\n"
+    "                       const int32_t *rs, const float *scale, const float *b, int m,\n"
+    "                       int k, const float *x, int8_t *xq, float *y)\n"
+    "{\n"
+    "    float xs;\n"
+    "    int32_t xz;\n"
+    "    kd_dyn_params(x, k, &xs, &xz);\n"
+    "    kd_qcsr_s8(rp, delta, val, rs, scale, b, xs, xz, m, k, x, xq, y);\n"
+    "}\n\n";
+
 static const char conv_c[] =
     "/* ---- conv2d: square kernel, stride, zero padding, NCHW; W is\n"
     " * [filters][cin][k][k] (nn's conv2d; sum order differs from im2col + BLAS) */\n"
@@ -332,8 +355,10 @@ void cg_helpers(kd_buf *b, unsigned need)
     for (int t = 0; t < 3; t++)
         if (need & (CG_CSR8 << t))
             cg_printf(b, csr_c, csr_types[t], csr_types[t]);
-    if (need & (CG_Q8 | CG_DQ8 | CG_QCSRS8))
+    if (need & (CG_Q8 | CG_DQ8 | CG_QCSRS8 | CG_QCSRD8))
         kd_buf_put(b, quant1_c, strlen(quant1_c));
+    if (need & (CG_DQ8 | CG_QCSRD8))
+        kd_buf_put(b, dyn_params_c, strlen(dyn_params_c));
     if (need & (CG_Q8 | CG_DQ8))
         kd_buf_put(b, q8_common_c, strlen(q8_common_c));
     if (need & CG_Q8)
@@ -348,8 +373,10 @@ void cg_helpers(kd_buf *b, unsigned need)
         kd_buf_put(b, ql_c, strlen(ql_c));
     if (need & CG_QCSR)
         kd_buf_put(b, qcsr_c, strlen(qcsr_c));
-    if (need & CG_QCSRS8)
+    if (need & (CG_QCSRS8 | CG_QCSRD8))
         kd_buf_put(b, qcsr_s8_c, strlen(qcsr_s8_c));
+    if (need & CG_QCSRD8)
+        kd_buf_put(b, qcsr_d8_c, strlen(qcsr_d8_c));
     if (need & CG_CONV)
         kd_buf_put(b, conv_c, strlen(conv_c));
     if (need & CG_POOL)

@@ -23,6 +23,7 @@ enum {
     CG_RELU = 1u << 11,
     CG_QL = 1u << 12,   /* int3, int2 */
     CG_QCSRS8 = 1u << 13, /* csr-int8-static */
+    CG_QCSRD8 = 1u << 14, /* csr-int8-dyn */
 };
 
 /* The generator: model.c's arrays (data) and the body of PREFIX_logits
@@ -100,6 +101,8 @@ int export_qcsr_s8_parse(const nn_layer *l, const char *what, kd_rd *r, float *x
 /* The same from l's own payload (ops->save), as export_q8_read. */
 int export_qcsr_s8_read(const nn_layer *l, const char *what, float *xs, int32_t *xz,
                         export_qcsr *a, kd_err *e);
+/* csr-int8's (or csr-int8-dyn's, the same payload) from l's own payload. */
+int export_qcsr_read(const nn_layer *l, const char *what, export_qcsr *a, kd_err *e);
 void export_qcsr_free(export_qcsr *a);
 
 /* ---- ONNX (onnx_model.c, onnx_layers.c) ---------------------------------------- */

@@ -17,6 +17,7 @@
  *                  dense int8 matrix, zeros included) -> Cast ->
  *                  Mul(in_scale * scale[r]) -> Add(bias): the static head and
  *                  the dynamic tail;
+ *   csr-int8-dyn   int8-dyn's graph with the entries as a dense int8 matrix;
  *   csr-fp32, csr-shared(+huff), csr-int8, int4, int3, int2: their dequantized weights
  *                  (ops->dequant, what forward computes with) as a dense Gemm. */
 #include <math.h>
@@ -49,7 +50,8 @@ int ox_layer_check(const nn_model *m, int i, kd_err *e)
     if (nn_layer_is_builtin(l))
         return KD_OK;
     const char *f = format_of(l);
-    int q8 = !strcmp(f, "int8") || !strcmp(f, "int8-dyn") || !strcmp(f, "csr-int8-static");
+    int q8 = !strcmp(f, "int8") || !strcmp(f, "int8-dyn") || !strcmp(f, "csr-int8-static") ||
+             !strcmp(f, "csr-int8-dyn");
     if (l->spec.kind == NN_DENSE && l->ops->dense_like &&
         ((q8 && l->ops->save) || (is_dense_format(f) && l->ops->dequant)))
         return KD_OK;
@@ -57,7 +59,7 @@ int ox_layer_check(const nn_model *m, int i, kd_err *e)
                           ? ": it simulates quantization for training; export the model a "
                             "quantize pass made from it (int8 or int4)"
                           : ": ONNX export knows fp32, int8, int8-dyn, int4, int3, int2, "
-                            "csr-fp32, csr-int8, csr-int8-static, csr-shared and "
+                            "csr-fp32, csr-int8, csr-int8-static, csr-int8-dyn, csr-shared and "
                             "csr-shared+huff";
     return kd_err_set(e, KD_ECONFIG,
                       "layer %d (%s): kind %s (format %s) cannot be exported to ONNX%s", i,
@@ -290,6 +292,23 @@ static int emit_q8_dynamic(ox *x, const nn_layer *l, const export_q8 *q, kd_err 
     return KD_OK;
 }
 
+/* q's m, k and w: a's entries as a dense int8 matrix (zeros included). */
+static int qcsr_dense(const export_qcsr *a, export_q8 *q, kd_err *e)
+{
+    q->m = a->m;
+    q->k = a->k;
+    if (!(q->w = kd_calloc((size_t)a->m * a->k + 1, 1)))
+        return kd_err_set(e, KD_ENOMEM, "out of memory");
+    for (uint32_t row = 0; row < a->m; row++) {
+        int col = 0;
+        for (int32_t j = a->rp[row]; j < a->rp[row + 1]; j++) {
+            col += a->delta[j];
+            q->w[(size_t)row * a->k + (size_t)col] = a->val[j];
+        }
+    }
+    return KD_OK;
+}
+
 /* csr-int8-static: the static quantizer, the entries as a dense int8
  * MatMulInteger, then the float rescale and bias of the dynamic tail. */
 static int emit_qcsr_s8(ox *x, const nn_layer *l, const char *what, kd_err *e)
@@ -299,22 +318,15 @@ static int emit_qcsr_s8(ox *x, const nn_layer *l, const char *what, kd_err *e)
     int rc = export_qcsr_s8_read(l, what, &q.in_scale, &q.in_zero, &a, e);
     if (rc)
         return rc;
-    q.m = a.m;
-    q.k = a.k;
-    q.w = kd_calloc((size_t)a.m * a.k + 1, 1);
     float *sc = kd_malloc(((size_t)a.m + 1) * sizeof *sc), *bias = kd_calloc(a.m + 1, sizeof *bias);
-    if (!q.w || !sc || !bias) {
+    if ((rc = qcsr_dense(&a, &q, e)) != KD_OK)
+        goto out;
+    if (!sc || !bias) {
         rc = kd_err_set(e, KD_ENOMEM, "out of memory");
         goto out;
     }
-    for (uint32_t row = 0; row < a.m; row++) {
-        int col = 0;
-        for (int32_t j = a.rp[row]; j < a.rp[row + 1]; j++) {
-            col += a.delta[j];
-            q.w[(size_t)row * a.k + (size_t)col] = a.val[j];
-        }
+    for (uint32_t row = 0; row < a.m; row++)
         sc[row] = q.in_scale * a.scale[row]; /* the epilogue's float product */
-    }
     if (l->b && l->nb == a.m)
         memcpy(bias, l->b, a.m * sizeof *bias);
     char sn[96], zn[96], scn[96], bn[96], node[96], xq[96], out[96];
@@ -337,9 +349,29 @@ static int emit_qcsr_s8(ox *x, const nn_layer *l, const char *what, kd_err *e)
         x->notes->int8++;
 out:
     kd_free(q.w);
-    q.w = NULL;
     kd_free(sc);
     kd_free(bias);
+    export_qcsr_free(&a);
+    return rc;
+}
+
+/* csr-int8-dyn: int8-dyn's graph (its per-call quantizer, the rescale by
+ * x_scale * scale[r], the float bias) over the entries as a dense matrix. */
+static int emit_qcsr_d8(ox *x, const nn_layer *l, const char *what, kd_err *e)
+{
+    export_qcsr a;
+    export_q8 q = {0};
+    int rc = export_qcsr_read(l, what, &a, e);
+    if (rc)
+        return rc;
+    if ((rc = qcsr_dense(&a, &q, e)) == KD_OK) {
+        q.w_scale = a.scale; /* a's: not freed through q */
+        ox_flatten(x, l->spec.name);
+        rc = emit_q8_dynamic(x, l, &q, e);
+    }
+    if (rc == KD_OK && x->notes)
+        x->notes->int8_dyn++;
+    kd_free(q.w);
     export_qcsr_free(&a);
     return rc;
 }
@@ -364,6 +396,8 @@ static int emit_compressed(ox *x, const nn_layer *l, int i, kd_err *e)
     snprintf(what, sizeof what, "layer %d (%s)", i, l->spec.name);
     if (!strcmp(f, "csr-int8-static"))
         return emit_qcsr_s8(x, l, what, e);
+    if (!strcmp(f, "csr-int8-dyn"))
+        return emit_qcsr_d8(x, l, what, e);
     int dynamic = !strcmp(f, "int8-dyn");
     if (dynamic || !strcmp(f, "int8")) {
         export_q8 q;

@@ -179,15 +179,29 @@ int export_qcsr_s8_parse(const nn_layer *l, const char *what, kd_rd *r, float *x
     return export_qcsr_parse(l, what, r, a, e);
 }
 
-int export_qcsr_s8_read(const nn_layer *l, const char *what, float *xs, int32_t *xz,
-                        export_qcsr *a, kd_err *e)
+/* l's own payload (ops->save) parsed as csr-int8-static's (xs != NULL) or
+ * as csr-int8's. */
+static int qcsr_read(const nn_layer *l, const char *what, float *xs, int32_t *xz,
+                     export_qcsr *a, kd_err *e)
 {
     memset(a, 0, sizeof *a);
     kd_buf b;
     int rc = payload_of(l, what, &b, e);
     kd_rd r = {.p = b.p, .len = b.len, .ok = 1};
     if (rc == KD_OK)
-        rc = export_qcsr_s8_parse(l, what, &r, xs, xz, a, e);
+        rc = xs ? export_qcsr_s8_parse(l, what, &r, xs, xz, a, e)
+                : export_qcsr_parse(l, what, &r, a, e);
     kd_buf_free(&b);
     return rc;
+}
+
+int export_qcsr_s8_read(const nn_layer *l, const char *what, float *xs, int32_t *xz,
+                        export_qcsr *a, kd_err *e)
+{
+    return qcsr_read(l, what, xs, xz, a, e);
+}
+
+int export_qcsr_read(const nn_layer *l, const char *what, export_qcsr *a, kd_err *e)
+{
+    return qcsr_read(l, what, NULL, NULL, a, e);
 }

@@ -187,6 +187,18 @@ static inline nn_model *m_csr_int8_static(const data_set *d)
     nn_model_free(m);
     return q;
 }
+/* the same with its inputs quantized per call (csr-int8-dyn) */
+static inline nn_model *m_csr_int8_dyn(const data_set *d)
+{
+    (void)d;
+    nn_model *m = sparse(mlp(17));
+    compress_quant_spec s = {.mode = COMPRESS_Q_DYNAMIC8, .per_channel = 1, .sparse_static = 1};
+    kd_err e = {0};
+    nn_model *q = compress_quantize(m, &s, NULL, &e);
+    ck_assert_msg(q != NULL, "%s", e.msg);
+    nn_model_free(m);
+    return q;
+}
 
 /* Each export: a layer whose format must be as named, how to compare, and
  * an op its graph must hold. */
@@ -213,6 +225,7 @@ static const struct {
     {"int2", m_int2, 0, "int2", "Gemm", K_FLOAT},
     {"int3", m_int3, 0, "int3", "Gemm", K_FLOAT},
     {"csr_int8_static", m_csr_int8_static, 0, "csr-int8-static", "MatMulInteger", K_INT8},
+    {"csr_int8_dyn", m_csr_int8_dyn, 0, "csr-int8-dyn", "DynamicQuantizeLinear", K_INT8},
 };
 #define NMODELS (int)(sizeof models / sizeof models[0])
 

@@ -291,6 +291,17 @@ static nn_model *csr_int8_static(void)
     nn_model_free(m);
     return q;
 }
+/* the same with its inputs quantized per call (csr-int8-dyn) */
+static nn_model *csr_int8_dyn(void)
+{
+    nn_model *m = sparse(mlp(300, 24, 16, 5, 13));
+    compress_quant_spec s = {.mode = COMPRESS_Q_DYNAMIC8, .per_channel = 1, .sparse_static = 1};
+    kd_err e = {0};
+    nn_model *q = compress_quantize(m, &s, NULL, &e);
+    ck_assert_msg(q != NULL, "%s", e.msg);
+    nn_model_free(m);
+    return q;
+}
 /* 70% pruned, then 8 shared values a layer (csr-shared+huff, and csr-shared
  * uncoded: written as csr-fp32) */
 static nn_model *shared_of(int uncoded)
@@ -328,6 +339,7 @@ static const struct {
     {"int4", int4, 0, "int4", CMP_TOL, 1e-5},
     {"csr-int8", csr_int8, 0, "csr-int8", CMP_TOL, 1e-5},
     {"csr-int8-static", csr_int8_static, 0, "csr-int8-static", CMP_EXACT, 0},
+    {"csr-int8-dyn", csr_int8_dyn, 0, "csr-int8-dyn", CMP_EXACT, 0},
     {"int8 after a float conv", int8_after_conv, 8, "int8", CMP_TOL, 1e-3},
     {"csr-shared+huff", shared, 0, "csr-shared+huff", CMP_TOL, 1e-5},
     {"csr-shared", shared_raw, 0, "csr-shared", CMP_TOL, 1e-5},
