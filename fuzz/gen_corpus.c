@@ -148,6 +148,11 @@ static void models(void)
     if (!s8)
         die("quantize", &es);
     save_model("qcsr_s8.kdm", s8);
+    ss.mode = COMPRESS_Q_DYNAMIC8; /* csr-int8-dyn */
+    nn_model *d8 = compress_quantize(sp, &ss, NULL, &es);
+    if (!d8)
+        die("quantize", &es);
+    save_model("qcsr_d8.kdm", d8);
     compress_quant_spec qs = {.mode = COMPRESS_Q_STATIC8, .per_channel = 1, .calib_batches = 1};
     kd_err e = {0};
     nn_model *fq = compress_qat_prepare(m, &qs, &e);

@@ -43,14 +43,16 @@ static void same_outputs(nn_model *a, nn_model *b, int k)
 static nn_model *variant(int v, nn_model *m, const data_set *d)
 {
     kd_err e = {0};
-    if (v == 3 || v == 10) { /* 50% pruned, CSR, then int8 (10: the inputs too) */
+    if (v == 3 || v == 10 || v == 11) { /* 50% pruned, CSR, then int8 (10, 11: the inputs
+                                         * too, calibrated / per call) */
         nn_model *p = nn_model_clone(m, &e);
         compress_prune_spec ps = {.sparsity = 0.5f};
         ck_assert_int_eq(compress_prune_magnitude(p, &ps, NULL, &e), KD_OK);
         compress_sparse_opts all = {.policy = COMPRESS_SPARSE_ALWAYS};
         nn_model *sp = compress_to_sparse(p, &all, NULL, &e);
-        compress_quant_spec s = {.mode = COMPRESS_Q_STATIC8, .per_channel = 1,
-                                 .calib_batches = 1, .sparse_static = v == 10};
+        compress_quant_spec s = {.mode = v == 11 ? COMPRESS_Q_DYNAMIC8 : COMPRESS_Q_STATIC8,
+                                 .per_channel = 1, .calib_batches = 1,
+                                 .sparse_static = v >= 10};
         nn_model *q = compress_quantize(sp, &s, v == 10 ? d : NULL, &e);
         ck_assert_msg(q != NULL, "%s", e.msg);
         nn_model_free(sp);
@@ -92,11 +94,11 @@ static nn_model *variant(int v, nn_model *m, const data_set *d)
     return qt_quantize(m, modes[v], d);
 }
 
-enum { NV = 11 };
+enum { NV = 12 };
 static const char *const formats[NV] = {"int8",     "int8-dyn",       "int4",
                                         "csr-int8", "fp32-fakequant", "csr-shared+huff",
                                         "int2",     "int3",           "fp32-lsq",
-                                        "csr-shared", "csr-int8-static"};
+                                        "csr-shared", "csr-int8-static", "csr-int8-dyn"};
 
 START_TEST(test_round_trip)
 {
@@ -110,7 +112,8 @@ START_TEST(test_round_trip)
     data_set d = qt_data(64, 100, 3, 22);
     save(m, fpath);
     /* file bytes vs fp32 (small layers: biases and int4 padding of k = 100 weigh) */
-    const double most[NV] = {0.28, 0.28, 0.19, 0.30, 1.01, 0.15, 0.12, 0.16, 1.01, 0.20, 0.30};
+    const double most[NV] = {0.28, 0.28, 0.19, 0.30, 1.01, 0.15,
+                             0.12, 0.16, 1.01, 0.20, 0.30, 0.30};
     for (int v = 0; v < NV; v++) {
         nn_model *q = variant(v, m, &d);
         ck_assert_str_eq(nn_layer_format(&q->layers[2]), formats[v]);
