@@ -2,8 +2,9 @@
  * The 784-1200-1200-10 MLP (random weights) converted to each compressed
  * format through the public passes -- csr-fp32 and csr-int8 from a copy
  * pruned 90% per layer by magnitude (weight by weight, and in blocks of 8
- * rows: prune's block: 8), csr-int8-static (the weight-by-weight copy with
- * its inputs quantized too), int8 static (calibrated on random
+ * rows: prune's block: 8), csr-int8-static and csr-int8-dyn (the
+ * weight-by-weight copy with its inputs quantized too, calibrated or per
+ * call), int8 static (calibrated on random
  * inputs), int4 weight-only, dynamic int8 -- timed against kdbench's own
  * fp32 at each kernel level the host runs (its best, or KD_ISA's cap, then
  * down to avx2, forced), on 2 threads (KD_BENCH_FORMATS_THREADS overrides).  Batch 1: measure_latency's p50 (its warm-up rule); batch 256:
@@ -29,7 +30,7 @@
 #include "bench.h"
 
 enum { BI_IN = 784, BI_OUT = 10, BI_BATCH = 256, BI_ROUNDS = 7, BI_LAT_REPS = 1000,
-       BI_WARMUP = 200, BI_TPUT_REPS = 20, BI_NFMT = 9 };
+       BI_WARMUP = 200, BI_TPUT_REPS = 20, BI_NFMT = 10 };
 
 /* issue 11's targets: batch-1 and batch-256 speed-up over fp32 */
 static const struct {
@@ -44,6 +45,9 @@ static const struct {
     /* the weight-by-weight 90% with its inputs quantized too (csr-int8-static:
      * quantize's sparse_activations: int8), held to csr-int8's targets */
     {"csr-int8-static", 6, 1.5},
+    /* the same with its inputs quantized per call (csr-int8-dyn: a dynamic
+     * quantize pass with sparse_activations: int8), csr-int8's targets too */
+    {"csr-int8-dyn", 6, 1.5},
 };
 
 static int cmp_d(const void *a, const void *b)
@@ -115,13 +119,11 @@ static double bi_bandwidth(size_t bytes, int reps)
 
 /* ---- the variants and their timings ------------------------------------------------- */
 
-/* fp32 m's variants in bi_fmt order (v[0] = m itself, not owned); KD_OK or
- * e's code with the ones made so far in v. */
 /* m pruned 90% per layer (in blocks of `block` rows), as CSR (*csr), CSR
  * with int8 values (*q8) and, when s8 is not NULL, that with its inputs
- * quantized too (*s8, calibrated on calib). */
+ * quantized too (*s8, calibrated on calib; *d8 per call). */
 static int bi_sparse(nn_model *m, int block, const data_set *calib, nn_model **csr, nn_model **q8,
-                     nn_model **s8, kd_err *e)
+                     nn_model **s8, nn_model **d8, kd_err *e)
 {
     nn_model *p = nn_model_clone(m, e);
     compress_prune_spec ps = {.scope = COMPRESS_LAYERWISE, .sparsity = 0.9f, .block = block};
@@ -135,8 +137,13 @@ static int bi_sparse(nn_model *m, int block, const data_set *calib, nn_model **c
     compress_quant_spec qs = {.mode = COMPRESS_Q_STATIC8, .per_channel = 1, .calib_batches = 2};
     if (!(*q8 = compress_quantize(*csr, &qs, NULL, e)))
         return e->code;
+    if (!s8)
+        return KD_OK;
     qs.sparse_static = 1;
-    return !s8 || (*s8 = compress_quantize(*csr, &qs, calib, e)) ? KD_OK : e->code;
+    if (!(*s8 = compress_quantize(*csr, &qs, calib, e)))
+        return e->code;
+    qs.mode = COMPRESS_Q_DYNAMIC8;
+    return (*d8 = compress_quantize(*csr, &qs, NULL, e)) ? KD_OK : e->code;
 }
 
 /* fp32 m's variants in bi_fmt order (v[0] = m itself, not owned); KD_OK or
@@ -144,7 +151,7 @@ static int bi_sparse(nn_model *m, int block, const data_set *calib, nn_model **c
 static int bi_variants(nn_model *m, const data_set *calib, nn_model **v, kd_err *e)
 {
     v[0] = m;
-    if (bi_sparse(m, 1, calib, &v[1], &v[2], &v[8], e) != KD_OK)
+    if (bi_sparse(m, 1, calib, &v[1], &v[2], &v[8], &v[9], e) != KD_OK)
         return e->code;
     const compress_qmode modes[3] = {COMPRESS_Q_STATIC8, COMPRESS_Q_INT4, COMPRESS_Q_DYNAMIC8};
     for (int i = 0; i < 3; i++) {
@@ -152,7 +159,7 @@ static int bi_variants(nn_model *m, const data_set *calib, nn_model **v, kd_err 
         if (!(v[3 + i] = compress_quantize(m, &s, calib, e)))
             return e->code;
     }
-    return bi_sparse(m, 8, calib, &v[6], &v[7], NULL, e);
+    return bi_sparse(m, 8, calib, &v[6], &v[7], NULL, NULL, e);
 }
 
 /* Batch-256 samples/s, timed as measure times it. */
@@ -172,7 +179,7 @@ static double bi_throughput(nn_model *m, const float *x, kd_err *e)
 /* Bytes a batch-1 forward of m reads for its dense layers' weights at the
  * kernel level in use, as each format's kernel holds them: fp32 weights and
  * bias; the panels of csr-fp32 and csr-int8 (padding and indices
- * included; the CSR arrays without panels); csr-int8-static's byte panels;
+ * included; the CSR arrays without panels); csr-int8-static's and -dyn's byte panels;
  * int8's bytes with a float scale and bias a row; int4's 18 bytes per 32
  * weights and a float bias a row.  Activations, scratch and the other
  * layers are left out: the limit they set is a floor. */
@@ -194,7 +201,7 @@ static double bi_b1_bytes(const nn_model *m)
             b += p ? (double)compress_panels_bytes(p)
                    : (double)a->nnz * (4 + a->idx_bytes) + 4.0 * (a->rows + 1);
             compress_panels_free(p);
-        } else if (q && strcmp(f, "csr-int8-static") == 0) {
+        } else if (q && (strcmp(f, "csr-int8-static") == 0 || strcmp(f, "csr-int8-dyn") == 0)) {
             quant_csr_s8_panels *p =
                 kernels_isa() >= KD_ISA_AVX2 ? quant_csr_s8_panels_new(q, &e) : NULL;
             b += p ? (double)quant_csr_s8_panels_bytes(p) : (double)quant_csr_bytes(q);
