@@ -217,32 +217,43 @@ static int emit_qcsr(const lay *y, kd_rd *r, kd_err *e)
     return KD_OK;
 }
 
+/* csr-int8-static's and csr-int8-dyn's arrays (a's, freed here) and bias:
+ * rp, delta, val, the row sums the kinds derive at load, scale; records
+ * the helper `need` and the input codes' buffer; *m, *k its shape. */
+static int emit_qcsr_int8_in(const lay *y, export_qcsr *a, unsigned need, uint32_t *m,
+                             uint32_t *k, kd_err *e)
+{
+    emit_ints(y, CG_I32, "rp", a->rp, (size_t)a->m + 1);
+    emit_ints(y, CG_U8, "delta", a->delta, a->nnz);
+    emit_ints(y, CG_I8, "val", a->val, a->nnz);
+    emit_ints(y, CG_I32, "rs", a->row_sum, a->m);
+    emit_floats(y, "scale", a->scale, a->m);
+    int rc = emit_bias(y, e);
+    *m = a->m;
+    *k = a->k;
+    export_qcsr_free(a);
+    if (rc)
+        return rc;
+    y->g->need |= need;
+    y->g->max_q = *k > y->g->max_q ? *k : y->g->max_q;
+    int i = y->i;
+    cg_printf(&y->g->run, "    kd_qcsr_%s(L%d_rp, L%d_delta, L%d_val, L%d_rs, L%d_scale, L%d_b, ",
+              need == CG_QCSRS8 ? "s8" : "d8", i, i, i, i, i, i);
+    return KD_OK;
+}
+
 /* ---- csr-int8-static: f32 input scale, i32 input zero point, then csr-int8's
- * payload; the row sums the kind derives at load ----------------------------------- */
+ * payload ---------------------------------------------------------------------------- */
 static int emit_qcsr_s8(const lay *y, kd_rd *r, kd_err *e)
 {
     float xs;
     int32_t xz;
     export_qcsr a;
+    uint32_t m, k;
     int rc = export_qcsr_s8_parse(y->l, y->what, r, &xs, &xz, &a, e);
-    if (rc)
+    if (rc || (rc = emit_qcsr_int8_in(y, &a, CG_QCSRS8, &m, &k, e)))
         return rc;
-    emit_ints(y, CG_I32, "rp", a.rp, (size_t)a.m + 1);
-    emit_ints(y, CG_U8, "delta", a.delta, a.nnz);
-    emit_ints(y, CG_I8, "val", a.val, a.nnz);
-    emit_ints(y, CG_I32, "rs", a.row_sum, a.m);
-    emit_floats(y, "scale", a.scale, a.m);
-    rc = emit_bias(y, e);
-    uint32_t m = a.m, k = a.k;
-    export_qcsr_free(&a);
-    if (rc)
-        return rc;
-    y->g->need |= CG_QCSRS8;
-    y->g->max_q = k > y->g->max_q ? k : y->g->max_q;
-    int i = y->i;
     kd_buf *run = &y->g->run;
-    cg_printf(run, "    kd_qcsr_s8(L%d_rp, L%d_delta, L%d_val, L%d_rs, L%d_scale, L%d_b, ", i, i, i,
-              i, i, i);
     cg_float(y->g, run, xs, y->what);
     cg_printf(run, ", %ld, %u, %u, kd_act[%d], kd_xq, kd_act[%d]);\n", (long)xz, m, k, y->g->cur,
               1 - y->g->cur);
@@ -250,30 +261,16 @@ static int emit_qcsr_s8(const lay *y, kd_rd *r, kd_err *e)
     return KD_OK;
 }
 
-/* ---- csr-int8-dyn: csr-int8's payload; the row sums as csr-int8-static's ---- */
+/* ---- csr-int8-dyn: csr-int8's payload ----------------------------------------------- */
 static int emit_qcsr_d8(const lay *y, kd_rd *r, kd_err *e)
 {
     export_qcsr a;
+    uint32_t m, k;
     int rc = export_qcsr_parse(y->l, y->what, r, &a, e);
-    if (rc)
+    if (rc || (rc = emit_qcsr_int8_in(y, &a, CG_QCSRD8, &m, &k, e)))
         return rc;
-    emit_ints(y, CG_I32, "rp", a.rp, (size_t)a.m + 1);
-    emit_ints(y, CG_U8, "delta", a.delta, a.nnz);
-    emit_ints(y, CG_I8, "val", a.val, a.nnz);
-    emit_ints(y, CG_I32, "rs", a.row_sum, a.m);
-    emit_floats(y, "scale", a.scale, a.m);
-    rc = emit_bias(y, e);
-    uint32_t m = a.m, k = a.k;
-    export_qcsr_free(&a);
-    if (rc)
-        return rc;
-    y->g->need |= CG_QCSRD8;
-    y->g->max_q = k > y->g->max_q ? k : y->g->max_q;
-    int i = y->i;
-    cg_printf(&y->g->run,
-              "    kd_qcsr_d8(L%d_rp, L%d_delta, L%d_val, L%d_rs, L%d_scale, L%d_b, %u, %u, "
-              "kd_act[%d], kd_xq, kd_act[%d]);\n",
-              i, i, i, i, i, i, m, k, y->g->cur, 1 - y->g->cur);
+    cg_printf(&y->g->run, "%u, %u, kd_act[%d], kd_xq, kd_act[%d]);\n", m, k, y->g->cur,
+              1 - y->g->cur);
     y->g->cur = 1 - y->g->cur;
     return KD_OK;
 }

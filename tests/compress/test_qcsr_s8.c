@@ -259,6 +259,24 @@ static float *logits(nn_model *m, const data_set *d, int n)
     return r;
 }
 
+/* The logits y of n samples of d are within 5% of the largest logit of
+ * the same model's csr-int8 (fp32 activations): the activations' rounding
+ * only. */
+static void close_to_csr_int8(int in, int h, int out, const data_set *d, int n, const float *y)
+{
+    nn_model *w8 = s8_model(in, h, out, 0, d);
+    ck_assert_str_eq(nn_layer_format(&w8->layers[0]), "csr-int8");
+    float *yw = logits(w8, d, n);
+    double err = 0.0, mag = 0.0;
+    for (int i = 0; i < n * out; i++) {
+        err = fmax(err, fabs((double)yw[i] - y[i]));
+        mag = fmax(mag, fabs((double)yw[i]));
+    }
+    ck_assert_msg(err <= 0.05 * mag && mag > 0.0, "max error %g of %g", err, mag);
+    free(yw);
+    nn_model_free(w8);
+}
+
 START_TEST(test_s8_layer_same_bits)
 {
     KDT_ISA_BEGIN(_i);
@@ -303,17 +321,7 @@ START_TEST(test_s8_layer_same_bits)
     }
     nn_set_threads(1);
     /* close to csr-int8 (fp32 activations): the activations' rounding only */
-    nn_model *w8 = s8_model(in, h, out, 0, &d);
-    ck_assert_str_eq(nn_layer_format(&w8->layers[0]), "csr-int8");
-    float *yw = logits(w8, &d, n);
-    double err = 0.0, mag = 0.0;
-    for (int i = 0; i < n * out; i++) {
-        err = fmax(err, fabs((double)yw[i] - want[i]));
-        mag = fmax(mag, fabs((double)yw[i]));
-    }
-    ck_assert_msg(err <= 0.05 * mag && mag > 0.0, "max error %g of %g", err, mag);
-    free(yw);
-    nn_model_free(w8);
+    close_to_csr_int8(in, h, out, &d, n, want);
     free(want);
     nn_model_free(q);
     data_set_free(&d);
@@ -550,20 +558,12 @@ START_TEST(test_d8_layer_same_bits)
     }
     nn_set_threads(1);
     /* the whole model close to csr-int8 (fp32 activations) */
-    nn_model *w8 = s8_model(in, h, out, 0, &d);
-    float *yw = logits(w8, &d, n), *yd = logits(q, &d, n);
-    double err = 0.0, mag = 0.0;
-    for (int i = 0; i < n * out; i++) {
-        err = fmax(err, fabs((double)yw[i] - yd[i]));
-        mag = fmax(mag, fabs((double)yw[i]));
-    }
-    ck_assert_msg(err <= 0.05 * mag && mag > 0.0, "max error %g of %g", err, mag);
-    free(yw);
+    float *yd = logits(q, &d, n);
+    close_to_csr_int8(in, h, out, &d, n, yd);
     free(yd);
     free(hand);
     free(hand1);
     free(got);
-    nn_model_free(w8);
     nn_model_free(q);
     data_set_free(&d);
 }
