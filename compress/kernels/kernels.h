@@ -433,7 +433,7 @@ int quant_csr_gemm_avx2(const quant_csr *c, const float *x, int n, const float *
 void quant_csr_gemv_rows(const quant_csr *c, const float *x, const float *b, float *y, int r0,
                          int r1);
 
-/* ==== sparse int8 x int8 (csr-int8-static) ================================= */
+/* ==== sparse int8 x int8 (csr-int8-static, csr-int8-dyn) ================== */
 
 /* acc[r] = sum over row r's entries of val * xu[col] (exact int32), rows
  * [r0, r1): the specification of the panels below.  xu holds the k int8

@@ -1,6 +1,6 @@
-/* Sparse int8 weights times int8 activations (csr-int8-static's kernels):
- * the reference on the CSR itself, and the byte panels the AVX2 kernel
- * (quant_csr_s8_avx2.c) runs at any batch.
+/* Sparse int8 weights times int8 activations (csr-int8-static's and
+ * csr-int8-dyn's kernels): the reference on the CSR itself, and the byte
+ * panels the AVX2 kernel (quant_csr_s8_avx2.c) runs at any batch.
  *
  * Byte panels: rows are cut into slices of 8; a slice's entries are laid
  * out in steps.  A step names a window of 16 consecutive columns of x and

@@ -1,12 +1,13 @@
-/* The AVX2 kernel of csr-int8-static's byte panels (layout: quant_csr_s8.c).
+/* The AVX2 kernel of csr-int8-static's and csr-int8-dyn's byte panels
+ * (layout: quant_csr_s8.c).
  *
  * Per step: the window's 16 unsigned activation codes broadcast to both
  * 128-bit halves, the 32 lane indices unpacked from its pair's nibbles, one
  * vpshufb to gather, vpmaddubsw (codes <= 255 times values in [-127, 127];
- * the layout puts a non-negative and a negative value in each int16 pair, so
- * it never saturates) and vpmaddwd with ones add each row's 4 products into
- * its int32 lane.  Sums are integers, so they equal quant_csr_s8_ref's bit
- * for bit in any order.  Dropping the sign trick's two vpsignb a step (the
+ * the layout puts pairable values in each int16 pair -- opposite signs, or
+ * magnitudes summing to at most 128 -- so it never saturates) and vpmaddwd
+ * with ones add each row's 4 products into its int32 lane.  Sums are
+ * integers, so they equal quant_csr_s8_ref's bit for bit in any order.  Dropping the sign trick's two vpsignb a step (the
  * layout's pairing instead, which costs 7-12% more steps on the pruned
  * teacher's layers): the two big layers together took a median 0.88x the
  * time (15 alternating runs, one thread, Zen 3; scratch11/kab.c). */

@@ -14,7 +14,8 @@ void compress_qbackward(nn_layer *l, const float *x, const float *y, const float
 double compress_qmacs(const nn_layer *l);
 void compress_qrelease(nn_layer *l); /* kd_free(l->priv) */
 /* ops->copy through the payload: src's save read back by dst's load (the
- * kinds whose payload has no copy of its own: csr-int8, csr-int8-static). */
+ * kinds whose payload has no copy of its own: csr-int8, csr-int8-static,
+ * csr-int8-dyn). */
 int compress_copy_via_payload(nn_layer *dst, const nn_layer *src, kd_err *e);
 
 /* dense_csr's runtime (l->data a compress_csr, the bias flat), shared with
